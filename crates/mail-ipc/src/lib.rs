@@ -1,0 +1,40 @@
+//! Every message that crosses a process boundary in Postern, and the
+//! framing that carries them over Unix sockets and pipes.
+//!
+//! Conversations (the only allowed edges, as OpenSMTPD's `setup_peers`):
+//! - child → master, status pipe on fd [`status::STATUS_FD`]: [`status::ChildStatus`].
+//! - operator tools → master, `pid/master.ctl`: [`control::ControlRequest`] / [`control::ControlReply`].
+//! - smtpd, pickup, sendmail, postqueue → qmgr (`public/qmgr`), sendmail → pickup
+//!   (`public/pickup`): [`trigger::Trigger`], no reply.
+//! - qmgr → delivery agents (`private/local`, later `private/smtp`):
+//!   [`delivery::DeliveryRequest`], answered by one [`delivery::DeliveryReply`].
+//!
+//! Each frame carries [`frame::PROTOCOL_VERSION`]; a peer speaking another
+//! version is refused at its first frame. Types here are the wire types;
+//! `mail-types` values are converted at the edges. No policy lives here.
+#![forbid(unsafe_code)]
+
+pub mod control;
+pub mod delivery;
+pub mod frame;
+pub mod status;
+pub mod trigger;
+
+pub use frame::{Error, read_frame, read_frame_async, write_frame, write_frame_async};
+
+/// Socket names, relative to the queue directory. Defined once here
+/// (Postfix `mail_proto.h`).
+pub mod sockets {
+    /// qmgr's trigger socket.
+    pub const QMGR: &str = "public/qmgr";
+    /// pickup's trigger socket.
+    pub const PICKUP: &str = "public/pickup";
+    /// The local delivery agent.
+    pub const LOCAL: &str = "private/local";
+    /// The SMTP client delivery agent.
+    pub const SMTP: &str = "private/smtp";
+    /// master's control socket.
+    pub const MASTER_CONTROL: &str = "pid/master.ctl";
+    /// master's pid file.
+    pub const MASTER_PID: &str = "pid/master.pid";
+}

@@ -1,0 +1,296 @@
+//! Queue directories and the operations that move files between them.
+
+use crate::format::{self, Envelope, QueueFile};
+use crate::Error;
+use mail_types::QueueId;
+use std::fs;
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+/// A queue state: one directory under `queue_directory` (Postfix
+/// `mail_queue.h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Written by `sendmail`, read by pickup. Untrusted content.
+    Maildrop,
+    /// Complete, new messages, not yet seen by qmgr.
+    Incoming,
+    /// Messages qmgr is delivering.
+    Active,
+    /// Messages waiting for a retry.
+    Deferred,
+    /// Messages held by the operator (`postsuper -h`).
+    Hold,
+    /// Files that could not be read; kept for the operator.
+    Corrupt,
+}
+
+impl State {
+    /// Every state, in the order `postqueue -p` lists them.
+    pub const ALL: [State; 6] = [State::Maildrop, State::Incoming, State::Active, State::Deferred, State::Hold, State::Corrupt];
+
+    /// The directory name.
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            State::Maildrop => "maildrop",
+            State::Incoming => "incoming",
+            State::Active => "active",
+            State::Deferred => "deferred",
+            State::Hold => "hold",
+            State::Corrupt => "corrupt",
+        }
+    }
+}
+
+/// Where files are written before they are complete.
+pub(crate) const TMP: &str = "tmp";
+/// Per-message status logs (see `status.rs`).
+pub(crate) const STATUS: &str = "status";
+/// Unix sockets of services other processes may use only as mail_owner.
+pub const PRIVATE: &str = "private";
+/// Unix sockets any local user may use (qmgr and pickup triggers).
+pub const PUBLIC: &str = "public";
+/// master's pid file and control socket.
+pub const PID: &str = "pid";
+
+/// A queue rooted at `queue_directory`.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    root: PathBuf,
+}
+
+impl Queue {
+    /// A queue at `root`; nothing is touched until used.
+    pub fn new(root: impl Into<PathBuf>) -> Queue {
+        Queue { root: root.into() }
+    }
+
+    /// The queue directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The directory of a state.
+    pub fn dir(&self, state: State) -> PathBuf {
+        self.root.join(state.dir_name())
+    }
+
+    /// The path of a queue file.
+    pub fn path(&self, state: State, id: &QueueId) -> PathBuf {
+        self.dir(state).join(id.as_str())
+    }
+
+    /// A socket path under `private/` or `public/`.
+    pub fn socket(&self, class: &str, name: &str) -> PathBuf {
+        self.root.join(class).join(name)
+    }
+
+    /// Creates every queue directory that is missing. `maildrop/` is
+    /// writable by all and sticky, as Postfix's is with postdrop's group;
+    /// the others are private to the queue owner.
+    pub fn create_layout(&self) -> Result<(), Error> {
+        let mut dirs: Vec<(String, u32)> = State::ALL.iter().map(|s| (s.dir_name().to_owned(), 0o700)).collect();
+        dirs.extend([(TMP.into(), 0o700), (STATUS.into(), 0o700), (PRIVATE.into(), 0o700), (PUBLIC.into(), 0o711), (PID.into(), 0o755)]);
+        for (name, mode) in dirs {
+            let mode = if name == "maildrop" { 0o1733 } else { mode };
+            let path = self.root.join(&name);
+            match fs::DirBuilder::new().recursive(true).mode(mode).create(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::Io { path, source: e }),
+            }
+            if name == "maildrop" {
+                use std::os::unix::fs::PermissionsExt;
+                // umask trims the mode given to mkdir; set it explicitly.
+                let _ = fs::set_permissions(&path, fs::Permissions::from_mode(mode));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reserves a new queue id by creating its temporary file. The id is
+    /// known before the content is written, so cleanup can put it in the
+    /// `Received:` header.
+    pub fn reserve(&self) -> Result<Pending, Error> {
+        let tmp_dir = self.root.join(TMP);
+        for _ in 0..100 {
+            let id = QueueId::generate();
+            let path = tmp_dir.join(id.as_str());
+            match stdx::fs::create_new(&path, 0o600) {
+                Ok(file) => return Ok(Pending { queue: self.clone(), id, path, file: Some(file) }),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(Error::Io { path, source: e }),
+            }
+        }
+        Err(Error::Io { path: tmp_dir, source: std::io::Error::other("cannot find a free queue id") })
+    }
+
+    /// Lists the queue ids in a state, oldest first. Names that are not
+    /// queue ids (editor droppings, dot files) are skipped.
+    pub fn scan(&self, state: State) -> Result<Vec<QueueId>, Error> {
+        let dir = self.dir(state);
+        let mut ids = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(Error::io(&dir))? {
+            let entry = entry.map_err(Error::io(&dir))?;
+            if let Some(id) = entry.file_name().to_str().and_then(|n| QueueId::parse(n).ok()) {
+                ids.push(id);
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Finds which state a queue id is in.
+    pub fn locate(&self, id: &QueueId) -> Option<State> {
+        State::ALL.into_iter().find(|s| self.path(*s, id).exists())
+    }
+
+    /// Reads a whole queue file.
+    pub fn read(&self, state: State, id: &QueueId) -> Result<QueueFile, Error> {
+        format::read(&self.path(state, id))
+    }
+
+    /// Reads only a file's envelope (checking it is complete).
+    pub fn read_envelope(&self, state: State, id: &QueueId) -> Result<Envelope, Error> {
+        format::read_envelope(&self.path(state, id))
+    }
+
+    /// Moves a file between states. Only qmgr and postsuper do this.
+    /// The rename is not fsynced: after a crash the file is in one state
+    /// or the other, and both are scanned.
+    pub fn move_to(&self, id: &QueueId, from: State, to: State) -> Result<(), Error> {
+        let src = self.path(from, id);
+        fs::rename(&src, self.path(to, id)).map_err(Error::io(src))
+    }
+
+    /// Moves an unreadable file to `corrupt/` (never deletes it), with its
+    /// status log left in place for the operator.
+    pub fn quarantine(&self, id: &QueueId, from: State) -> Result<(), Error> {
+        self.move_to(id, from, State::Corrupt)
+    }
+
+    /// Removes a message that is finished: its queue file, then its status
+    /// log (so a crash in between leaves a log without a file, which the
+    /// next recovery removes, never a file without its log).
+    pub fn remove(&self, id: &QueueId, state: State) -> Result<(), Error> {
+        let path = self.path(state, id);
+        fs::remove_file(&path).map_err(Error::io(path))?;
+        let log = self.status_path(id);
+        match fs::remove_file(&log) {
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(Error::Io { path: log, source: e }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Deletes half-written files in `tmp/`. Only qmgr calls this, at
+    /// start, when no writer can be half-way: they were never acknowledged.
+    /// Returns how many were removed.
+    pub fn clean_tmp(&self) -> Result<usize, Error> {
+        let dir = self.root.join(TMP);
+        let mut n = 0;
+        for entry in fs::read_dir(&dir).map_err(Error::io(&dir))? {
+            let entry = entry.map_err(Error::io(&dir))?;
+            if fs::remove_file(entry.path()).is_ok() {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// A queue file being written. Dropping it without [`Pending::commit`]
+/// removes the temporary file, so an aborted transaction (client gone in
+/// the middle of DATA, disk full) leaves nothing behind.
+#[derive(Debug)]
+pub struct Pending {
+    queue: Queue,
+    id: QueueId,
+    path: PathBuf,
+    file: Option<fs::File>,
+}
+
+impl Pending {
+    /// The queue id this file will have.
+    pub fn id(&self) -> &QueueId {
+        &self.id
+    }
+
+    /// Writes the file, makes it durable and moves it into `incoming/`:
+    /// write, fsync the file, rename, fsync `incoming/`. Only after this
+    /// returns may the client be told 250.
+    pub fn commit(mut self, envelope: &Envelope, content: &[u8]) -> Result<QueueId, Error> {
+        self.write_durably(envelope, content)?;
+        let incoming = self.queue.dir(State::Incoming);
+        let dest = incoming.join(self.id.as_str());
+        fs::rename(&self.path, &dest).map_err(Error::io(&dest))?;
+        // From here the file is in incoming/; Drop must not remove it.
+        self.file = None;
+        self.path = dest;
+        stdx::fs::fsync_dir(&incoming).map_err(Error::io(&incoming))?;
+        Ok(self.id.clone())
+    }
+
+    fn write_durably(&mut self, envelope: &Envelope, content: &[u8]) -> Result<(), Error> {
+        let bytes = format::encode(envelope, content)?;
+        let file = self.file.as_mut().ok_or_else(|| Error::Encode("pending file already committed".into()))?;
+        file.write_all(&bytes).map_err(Error::io(&self.path))?;
+        file.sync_all().map_err(Error::io(&self.path))
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::Recipient;
+
+    fn env() -> Envelope {
+        Envelope {
+            sender: "a@b.c".into(),
+            recipients: vec![Recipient { address: "d@e.f".into(), original: "d@e.f".into() }],
+            arrival: 1,
+            client: "local".into(),
+            origin: "pickup".into(),
+            attrs: vec![],
+        }
+    }
+
+    #[test]
+    fn commit_lands_in_incoming_and_abort_leaves_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::new(d.path());
+        q.create_layout().unwrap();
+        let p = q.reserve().unwrap();
+        let id = p.commit(&env(), b"x\n").unwrap();
+        assert_eq!(q.scan(State::Incoming).unwrap(), vec![id.clone()]);
+        assert_eq!(q.read(State::Incoming, &id).unwrap().content, b"x\n");
+        assert_eq!(fs::read_dir(d.path().join(TMP)).unwrap().count(), 0);
+
+        let p = q.reserve().unwrap();
+        drop(p);
+        assert_eq!(fs::read_dir(d.path().join(TMP)).unwrap().count(), 0);
+        assert_eq!(q.scan(State::Incoming).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn move_quarantine_remove() {
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::new(d.path());
+        q.create_layout().unwrap();
+        let id = q.reserve().unwrap().commit(&env(), b"x\n").unwrap();
+        q.move_to(&id, State::Incoming, State::Active).unwrap();
+        assert_eq!(q.locate(&id), Some(State::Active));
+        q.quarantine(&id, State::Active).unwrap();
+        assert_eq!(q.locate(&id), Some(State::Corrupt));
+        q.remove(&id, State::Corrupt).unwrap();
+        assert_eq!(q.locate(&id), None);
+    }
+}

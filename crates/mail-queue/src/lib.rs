@@ -1,0 +1,26 @@
+//! The on-disk mail queue: directory layout, the versioned queue-file
+//! format, durable enqueue, per-recipient status logs, scanning and
+//! quarantine.
+//!
+//! Writers are smtpd and pickup (via [`Queue::reserve`] and
+//! [`Pending::commit`]), `sendmail` (maildrop files), qmgr (moves between
+//! states, status logs, removal) and the operator tools (read only, plus
+//! `postsuper`). Delivery agents only read files in `active/`.
+//! No networking, no scheduling policy: that is qmgr's.
+//!
+//! Invariants: a file in `incoming/` is always complete, because it only
+//! gets there by rename after an fsync; unreadable files are moved to
+//! `corrupt/`, never deleted.
+#![forbid(unsafe_code)]
+
+mod error;
+pub mod format;
+mod layout;
+mod maildrop;
+mod status;
+
+pub use error::Error;
+pub use format::{Envelope, QueueFile, Recipient};
+pub use layout::{Pending, Queue, State};
+pub use maildrop::Maildrop;
+pub use status::{Outcome, StatusRecord};

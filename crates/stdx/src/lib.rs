@@ -1,0 +1,9 @@
+//! Helpers with no mail knowledge that could live in std: durable file
+//! writes, directory fsync, and the one serialization codec.
+//!
+//! Used by the queue, the IPC layer, the config editor and the maildir
+//! writer. Nothing here knows what a message is.
+#![forbid(unsafe_code)]
+
+pub mod codec;
+pub mod fs;
