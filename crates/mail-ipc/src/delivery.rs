@@ -70,7 +70,12 @@ impl RecipientResult {
             DeliveryStatus::Failed { class: Class::Transient, .. } => ResultKind::Deferred,
             DeliveryStatus::Failed { class: Class::Permanent, .. } => ResultKind::Bounced,
         };
-        RecipientResult { index, kind, dsn: status.dsn().to_string(), text: status.text().to_owned() }
+        RecipientResult {
+            index,
+            kind,
+            dsn: status.dsn().to_string(),
+            text: status.text().to_owned(),
+        }
     }
 
     /// Back to a delivery status. An unparsable code from the peer becomes
@@ -78,9 +83,16 @@ impl RecipientResult {
     pub fn status(&self) -> DeliveryStatus {
         let parsed = EnhancedStatus::parse(&self.dsn);
         match self.kind {
-            ResultKind::Sent => DeliveryStatus::Sent { dsn: parsed.unwrap_or(EnhancedStatus(2, 0, 0)), text: self.text.clone() },
-            ResultKind::Deferred => DeliveryStatus::defer(parsed.unwrap_or(EnhancedStatus(4, 0, 0)), self.text.clone()),
-            ResultKind::Bounced => DeliveryStatus::bounce(parsed.unwrap_or(EnhancedStatus(5, 0, 0)), self.text.clone()),
+            ResultKind::Sent => DeliveryStatus::Sent {
+                dsn: parsed.unwrap_or(EnhancedStatus(2, 0, 0)),
+                text: self.text.clone(),
+            },
+            ResultKind::Deferred => {
+                DeliveryStatus::defer(parsed.unwrap_or(EnhancedStatus(4, 0, 0)), self.text.clone())
+            }
+            ResultKind::Bounced => {
+                DeliveryStatus::bounce(parsed.unwrap_or(EnhancedStatus(5, 0, 0)), self.text.clone())
+            }
         }
     }
 }

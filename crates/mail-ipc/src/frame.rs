@@ -30,7 +30,9 @@ pub enum Error {
     #[error("ipc frame of {0} bytes exceeds the limit")]
     TooLarge(u32),
     /// The peer speaks another protocol version (a half-upgraded install).
-    #[error("ipc protocol version {0}, expected {PROTOCOL_VERSION}: restart all Postern processes after an upgrade")]
+    #[error(
+        "ipc protocol version {0}, expected {PROTOCOL_VERSION}: restart all Postern processes after an upgrade"
+    )]
     Version(u16),
     /// The payload did not decode as the expected message.
     #[error("ipc payload: {0}")]
@@ -92,14 +94,20 @@ pub fn read_frame<T: DeserializeOwned>(r: &mut impl Read, max: u32) -> Result<Op
 }
 
 /// Writes one frame to an async stream.
-pub async fn write_frame_async<T: Serialize>(w: &mut (impl AsyncWrite + Unpin), msg: &T) -> Result<(), Error> {
+pub async fn write_frame_async<T: Serialize>(
+    w: &mut (impl AsyncWrite + Unpin),
+    msg: &T,
+) -> Result<(), Error> {
     w.write_all(&encode(msg)?).await?;
     w.flush().await?;
     Ok(())
 }
 
 /// Reads one frame from an async stream. `Ok(None)` is a clean end of stream.
-pub async fn read_frame_async<T: DeserializeOwned>(r: &mut (impl AsyncRead + Unpin), max: u32) -> Result<Option<T>, Error> {
+pub async fn read_frame_async<T: DeserializeOwned>(
+    r: &mut (impl AsyncRead + Unpin),
+    max: u32,
+) -> Result<Option<T>, Error> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len[..1]).await {
         Ok(_) => {}
@@ -138,7 +146,10 @@ mod tests {
         assert_eq!(read_frame::<Trigger>(&mut r, MAX_FRAME).unwrap(), Some(Trigger::Wakeup));
         assert_eq!(read_frame::<Trigger>(&mut r, MAX_FRAME).unwrap(), Some(Trigger::Flush));
         assert_eq!(read_frame::<Trigger>(&mut r, MAX_FRAME).unwrap(), None);
-        assert!(matches!(decode_frame::<Trigger>(&[0xff, 0xff, 0xff, 0xff], MAX_FRAME), Err(Error::TooLarge(_))));
+        assert!(matches!(
+            decode_frame::<Trigger>(&[0xff, 0xff, 0xff, 0xff], MAX_FRAME),
+            Err(Error::TooLarge(_))
+        ));
         assert!(matches!(decode_frame::<Trigger>(&buf[..5], MAX_FRAME), Err(Error::Truncated)));
         let mut wrong = buf[..buf.len() / 2].to_vec();
         wrong[5] = 9;

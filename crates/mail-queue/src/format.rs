@@ -74,7 +74,10 @@ pub struct QueueFile {
 /// Encodes a complete queue file.
 pub fn encode(envelope: &Envelope, content: &[u8]) -> Result<Vec<u8>, Error> {
     let env = stdx::codec::encode(envelope).map_err(|e| Error::Encode(e.to_string()))?;
-    let env_len = u32::try_from(env.len()).ok().filter(|l| *l <= MAX_ENVELOPE).ok_or_else(|| Error::Encode("envelope too large".into()))?;
+    let env_len = u32::try_from(env.len())
+        .ok()
+        .filter(|l| *l <= MAX_ENVELOPE)
+        .ok_or_else(|| Error::Encode("envelope too large".into()))?;
     let mut out = Vec::with_capacity(HEADER as usize + env.len() + 8 + content.len() + 4);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_be_bytes());
@@ -88,11 +91,17 @@ pub fn encode(envelope: &Envelope, content: &[u8]) -> Result<Vec<u8>, Error> {
 
 /// Decodes a complete queue file held in memory.
 pub fn decode(path: &Path, bytes: &[u8]) -> Result<QueueFile, Error> {
-    let corrupt = |reason: &str| Error::Corrupt { path: path.to_owned(), reason: reason.to_owned() };
+    let corrupt =
+        |reason: &str| Error::Corrupt { path: path.to_owned(), reason: reason.to_owned() };
     let (envelope, content_start) = decode_head(path, bytes, bytes.len() as u64)?;
-    let start = usize::try_from(content_start).map_err(|_| corrupt("content offset out of range"))?;
+    let start =
+        usize::try_from(content_start).map_err(|_| corrupt("content offset out of range"))?;
     let content_len = read_u64(bytes, start - 8).ok_or_else(|| corrupt("truncated"))?;
-    let end = start.checked_add(usize::try_from(content_len).map_err(|_| corrupt("content length out of range"))?).ok_or_else(|| corrupt("content length out of range"))?;
+    let end = start
+        .checked_add(
+            usize::try_from(content_len).map_err(|_| corrupt("content length out of range"))?,
+        )
+        .ok_or_else(|| corrupt("content length out of range"))?;
     let content = bytes.get(start..end).ok_or_else(|| corrupt("truncated content"))?.to_vec();
     Ok(QueueFile { envelope, content })
 }
@@ -160,7 +169,8 @@ fn check_magic(path: &Path, head: &[u8]) -> Result<(), Error> {
 /// the header, the envelope and the content length); checks the lengths
 /// against `file_len`. Returns the envelope and the content offset.
 fn decode_head(path: &Path, bytes: &[u8], file_len: u64) -> Result<(Envelope, u64), Error> {
-    let corrupt = |reason: &str| Error::Corrupt { path: path.to_owned(), reason: reason.to_owned() };
+    let corrupt =
+        |reason: &str| Error::Corrupt { path: path.to_owned(), reason: reason.to_owned() };
     if bytes.len() < HEADER as usize {
         return Err(corrupt("truncated header"));
     }
@@ -170,7 +180,8 @@ fn decode_head(path: &Path, bytes: &[u8], file_len: u64) -> Result<(Envelope, u6
         return Err(corrupt("envelope length out of range"));
     }
     let env_end = HEADER as usize + env_len as usize;
-    let env_bytes = bytes.get(HEADER as usize..env_end).ok_or_else(|| corrupt("truncated envelope"))?;
+    let env_bytes =
+        bytes.get(HEADER as usize..env_end).ok_or_else(|| corrupt("truncated envelope"))?;
     let content_len = read_u64(bytes, env_end).ok_or_else(|| corrupt("truncated"))?;
     if content_len > MAX_CONTENT {
         return Err(corrupt("content length out of range"));
@@ -179,7 +190,8 @@ fn decode_head(path: &Path, bytes: &[u8], file_len: u64) -> Result<(Envelope, u6
     if content_start + content_len + TRAILER.len() as u64 != file_len {
         return Err(corrupt("length mismatch (truncated or padded)"));
     }
-    let envelope: Envelope = stdx::codec::decode(env_bytes).map_err(|e| corrupt(&format!("envelope: {e}")))?;
+    let envelope: Envelope =
+        stdx::codec::decode(env_bytes).map_err(|e| corrupt(&format!("envelope: {e}")))?;
     Ok((envelope, content_start))
 }
 
@@ -196,7 +208,10 @@ mod tests {
     pub(crate) fn sample() -> Envelope {
         Envelope {
             sender: "root@example.org".into(),
-            recipients: vec![Recipient { address: "suporte@example.org".into(), original: "suporte@example.org".into() }],
+            recipients: vec![Recipient {
+                address: "suporte@example.org".into(),
+                original: "suporte@example.org".into(),
+            }],
             arrival: 1_700_000_000,
             client: "localhost[127.0.0.1]".into(),
             origin: "smtpd".into(),
@@ -216,7 +231,10 @@ mod tests {
     fn every_truncation_is_detected() {
         let bytes = encode(&sample(), b"Subject: x\n\nbody\n").unwrap();
         for n in 0..bytes.len() {
-            assert!(matches!(decode(Path::new("q"), &bytes[..n]), Err(Error::Corrupt { .. })), "prefix {n}");
+            assert!(
+                matches!(decode(Path::new("q"), &bytes[..n]), Err(Error::Corrupt { .. })),
+                "prefix {n}"
+            );
         }
         let d = tempfile::tempdir().unwrap();
         for n in [0, 5, 14, 30, bytes.len() - 1] {

@@ -1,7 +1,7 @@
 //! Queue directories and the operations that move files between them.
 
-use crate::format::{self, Envelope, QueueFile};
 use crate::Error;
+use crate::format::{self, Envelope, QueueFile};
 use mail_types::QueueId;
 use std::fs;
 use std::io::{ErrorKind, Write};
@@ -28,7 +28,14 @@ pub enum State {
 
 impl State {
     /// Every state, in the order `postqueue -p` lists them.
-    pub const ALL: [State; 6] = [State::Maildrop, State::Incoming, State::Active, State::Deferred, State::Hold, State::Corrupt];
+    pub const ALL: [State; 6] = [
+        State::Maildrop,
+        State::Incoming,
+        State::Active,
+        State::Deferred,
+        State::Hold,
+        State::Corrupt,
+    ];
 
     /// The directory name.
     pub fn dir_name(self) -> &'static str {
@@ -90,8 +97,15 @@ impl Queue {
     /// writable by all and sticky, as Postfix's is with postdrop's group;
     /// the others are private to the queue owner.
     pub fn create_layout(&self) -> Result<(), Error> {
-        let mut dirs: Vec<(String, u32)> = State::ALL.iter().map(|s| (s.dir_name().to_owned(), 0o700)).collect();
-        dirs.extend([(TMP.into(), 0o700), (STATUS.into(), 0o700), (PRIVATE.into(), 0o700), (PUBLIC.into(), 0o711), (PID.into(), 0o755)]);
+        let mut dirs: Vec<(String, u32)> =
+            State::ALL.iter().map(|s| (s.dir_name().to_owned(), 0o700)).collect();
+        dirs.extend([
+            (TMP.into(), 0o700),
+            (STATUS.into(), 0o700),
+            (PRIVATE.into(), 0o700),
+            (PUBLIC.into(), 0o711),
+            (PID.into(), 0o755),
+        ]);
         for (name, mode) in dirs {
             let mode = if name == "maildrop" { 0o1733 } else { mode };
             let path = self.root.join(&name);
@@ -123,7 +137,10 @@ impl Queue {
                 Err(e) => return Err(Error::Io { path, source: e }),
             }
         }
-        Err(Error::Io { path: tmp_dir, source: std::io::Error::other("cannot find a free queue id") })
+        Err(Error::Io {
+            path: tmp_dir,
+            source: std::io::Error::other("cannot find a free queue id"),
+        })
     }
 
     /// Lists the queue ids in a state, oldest first. Names that are not
@@ -233,7 +250,10 @@ impl Pending {
 
     fn write_durably(&mut self, envelope: &Envelope, content: &[u8]) -> Result<(), Error> {
         let bytes = format::encode(envelope, content)?;
-        let file = self.file.as_mut().ok_or_else(|| Error::Encode("pending file already committed".into()))?;
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| Error::Encode("pending file already committed".into()))?;
         file.write_all(&bytes).map_err(Error::io(&self.path))?;
         file.sync_all().map_err(Error::io(&self.path))
     }

@@ -21,6 +21,6 @@ mod status;
 
 pub use error::Error;
 pub use format::{Envelope, QueueFile, Recipient};
-pub use layout::{Pending, Queue, State};
+pub use layout::{PID, PRIVATE, PUBLIC, Pending, Queue, State};
 pub use maildrop::Maildrop;
 pub use status::{Outcome, StatusRecord};

@@ -65,7 +65,10 @@ impl Queue {
                 }
             };
         }
-        Err(Error::Io { path: dir, source: std::io::Error::other("cannot find a free maildrop name") })
+        Err(Error::Io {
+            path: dir,
+            source: std::io::Error::other("cannot find a free maildrop name"),
+        })
     }
 
     /// Reads a maildrop file of at most `max_size` bytes. Returns the
@@ -77,7 +80,8 @@ impl Queue {
 }
 
 fn read_maildrop_file(path: &Path, max_size: u64) -> Result<(Maildrop, u32), Error> {
-    let corrupt = |reason: &str| Error::Corrupt { path: path.to_owned(), reason: reason.to_owned() };
+    let corrupt =
+        |reason: &str| Error::Corrupt { path: path.to_owned(), reason: reason.to_owned() };
     let f = fs::File::open(path).map_err(Error::io(path))?;
     let meta = f.metadata().map_err(Error::io(path))?;
     if !meta.is_file() {

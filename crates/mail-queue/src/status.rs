@@ -113,7 +113,9 @@ impl Queue {
         let mut n = 0;
         for entry in fs::read_dir(&dir).map_err(Error::io(&dir))? {
             let entry = entry.map_err(Error::io(&dir))?;
-            let Some(id) = entry.file_name().to_str().and_then(|s| QueueId::parse(s).ok()) else { continue };
+            let Some(id) = entry.file_name().to_str().and_then(|s| QueueId::parse(s).ok()) else {
+                continue;
+            };
             if self.locate(&id).is_none() && fs::remove_file(entry.path()).is_ok() {
                 n += 1;
             }
@@ -152,10 +154,18 @@ mod tests {
         q.create_layout().unwrap();
         let id = QueueId::generate();
         assert!(q.read_status(&id).unwrap().is_empty());
-        let r1 = StatusRecord { recipient: 0, outcome: Outcome::Delivered { dsn: "2.0.0".into(), text: "ok".into() }, time: 5 };
-        let r2 = StatusRecord { recipient: 1, outcome: Outcome::Deferred { dsn: "4.4.1".into(), text: "later".into() }, time: 6 };
-        q.append_status(&id, &[r1.clone()]).unwrap();
-        q.append_status(&id, &[r2.clone()]).unwrap();
+        let r1 = StatusRecord {
+            recipient: 0,
+            outcome: Outcome::Delivered { dsn: "2.0.0".into(), text: "ok".into() },
+            time: 5,
+        };
+        let r2 = StatusRecord {
+            recipient: 1,
+            outcome: Outcome::Deferred { dsn: "4.4.1".into(), text: "later".into() },
+            time: 6,
+        };
+        q.append_status(&id, std::slice::from_ref(&r1)).unwrap();
+        q.append_status(&id, std::slice::from_ref(&r2)).unwrap();
         assert_eq!(q.read_status(&id).unwrap(), vec![r1.clone(), r2]);
         // Tear the last frame.
         let p = q.status_path(&id);

@@ -22,8 +22,11 @@ impl fmt::Display for CodecError {
 
 impl std::error::Error for CodecError {}
 
-fn config<const LIMIT: usize>()
--> bincode::config::Configuration<bincode::config::LittleEndian, bincode::config::Fixint, bincode::config::Limit<LIMIT>> {
+fn config<const LIMIT: usize>() -> bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Fixint,
+    bincode::config::Limit<LIMIT>,
+> {
     bincode::config::standard().with_fixed_int_encoding().with_limit::<LIMIT>()
 }
 
@@ -33,7 +36,8 @@ const MAX: usize = 64 << 20;
 
 /// Encodes a value.
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
-    bincode::serde::encode_to_vec(value, config::<MAX>()).map_err(|e| CodecError(format!("encode: {e}")))
+    bincode::serde::encode_to_vec(value, config::<MAX>())
+        .map_err(|e| CodecError(format!("encode: {e}")))
 }
 
 /// Decodes exactly one value from `bytes`; trailing bytes are an error

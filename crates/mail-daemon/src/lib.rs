@@ -1,0 +1,150 @@
+//! The daemon skeleton every Postern child shares (Postfix's
+//! `single_server.c`/`multi_server.c`): the argv contract with master,
+//! adoption of the inherited status pipe and listening sockets, config
+//! loading with `-o` overrides, the privilege drop, logging in Postfix's
+//! line format, and the graceful-shutdown signal.
+//!
+//! A daemon's `main` calls [`init`], which returns a [`Daemon`] only after
+//! privileges are dropped; then it serves and calls [`Daemon::ready`].
+//! master is the only caller of these processes; nothing here listens or
+//! connects on its own. Unsafe code is confined to `sys.rs`.
+#![deny(unsafe_code)]
+
+mod args;
+pub mod log;
+mod sys;
+
+pub use args::Args;
+
+use anyhow::Context as _;
+use mail_config::Main;
+use mail_ipc::status::{ChildState, ChildStatus};
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::sync::Mutex;
+
+/// A started daemon: its arguments, its configuration and what master
+/// handed it.
+#[derive(Debug)]
+pub struct Daemon {
+    /// The parsed command line.
+    pub args: Args,
+    /// main.toml with this service's `-o` overrides applied.
+    pub config: Main,
+    /// Listening sockets, in the order of the service's `listen` list.
+    pub listeners: Vec<Listener>,
+    status: Mutex<Option<File>>,
+}
+
+/// An inherited listening socket.
+#[derive(Debug)]
+pub enum Listener {
+    /// A TCP listener (inet service).
+    Tcp(std::net::TcpListener),
+    /// A Unix-domain listener (unix service).
+    Unix(std::os::unix::net::UnixListener),
+}
+
+/// Starts a daemon: parses argv, adopts fds, loads config, sets up
+/// logging and drops privileges when running as root and the service is
+/// unprivileged. `program` is the log name (`smtpd`, `qmgr`, ...).
+pub fn init(program: &str) -> anyhow::Result<Daemon> {
+    let args = Args::parse(std::env::args().skip(1))?;
+    let (status, listen_fds) = sys::adopt_fds(args.listen_fds)?;
+    // Exit with master rather than linger as orphans holding sockets.
+    sys::die_with_parent();
+    let config = Main::load_with_overrides(&args.config_dir, &args.overrides)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("cannot load configuration from {}", args.config_dir.display()))?;
+    log::init(&config, program);
+    let listeners = listen_fds.into_iter().map(classify).collect::<anyhow::Result<Vec<_>>>()?;
+    if args.unpriv && nix::unistd::geteuid().is_root() {
+        sys::drop_privileges(&config.str("mail_owner"))?;
+    }
+    Ok(Daemon { args, config, listeners, status: Mutex::new(status) })
+}
+
+fn classify(fd: OwnedFd) -> anyhow::Result<Listener> {
+    use nix::sys::socket::{AddressFamily, SockaddrLike, SockaddrStorage, getsockname};
+    use std::os::fd::AsRawFd;
+    let addr: SockaddrStorage =
+        getsockname(fd.as_raw_fd()).context("inherited fd is not a socket")?;
+    Ok(match addr.family() {
+        Some(AddressFamily::Unix) => Listener::Unix(fd.into()),
+        _ => Listener::Tcp(fd.into()),
+    })
+}
+
+impl Daemon {
+    /// Tells master this worker is serving. Errors are ignored: a worker
+    /// started by hand, without master, has no status pipe.
+    pub fn ready(&self) {
+        self.report(ChildState::Ready);
+    }
+
+    /// Tells master this worker stopped accepting and is draining.
+    pub fn draining(&self) {
+        self.report(ChildState::Draining);
+    }
+
+    fn report(&self, state: ChildState) {
+        let Ok(mut guard) = self.status.lock() else { return };
+        if let Some(f) = guard.as_mut() {
+            let msg =
+                ChildStatus { pid: std::process::id(), generation: self.args.generation, state };
+            if mail_ipc::write_frame(f, &msg).is_err() {
+                *guard = None;
+            }
+        }
+    }
+
+    /// The queue directory.
+    pub fn queue(&self) -> std::path::PathBuf {
+        self.config.path("queue_directory")
+    }
+}
+
+/// How master (or an operator) asked a daemon to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// SIGTERM or SIGINT (`postern stop`): exit promptly. Work not yet
+    /// acknowledged is abandoned; nothing acknowledged is lost.
+    Now,
+    /// SIGUSR1 (`postern reload`, `postern restart SERVICE`): stop
+    /// accepting, finish the connections and deliveries in progress, exit.
+    Drain,
+}
+
+/// Resolves when the process is asked to stop, saying how.
+pub async fn stop_signal() -> Stop {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut usr1)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::user_defined1()),
+    ) else {
+        // Without handlers the default actions (exit) still apply.
+        return std::future::pending::<Stop>().await;
+    };
+    tokio::select! {
+        _ = term.recv() => Stop::Now,
+        _ = int.recv() => Stop::Now,
+        _ = usr1.recv() => Stop::Drain,
+    }
+}
+
+/// Runs a daemon's `main` body and turns a fatal error into one log line
+/// and a non-zero exit, as Postfix's `msg_fatal` does.
+pub fn exit_on_fatal(program: &str, result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            if log::is_initialized() {
+                tracing::error!("fatal: {e:#}");
+            } else {
+                eprintln!("postern/{program}[{}]: fatal: {e:#}", std::process::id());
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! SUMMARY
+//!   qmgr - the Postern queue manager
+//!
+//! DESCRIPTION
+//!   qmgr is the only process that moves queue files between states. It
+//!   takes complete files from `incoming/` (woken by a trigger on
+//!   `public/qmgr`, by master's wakeup, or by its own short timer), moves
+//!   them to `active/`, sends each recipient to a delivery agent over
+//!   `mail-ipc` (`private/local` for our domains, `private/smtp` for the
+//!   rest), records every result durably in the message's status log, and
+//!   then removes the file, bounces to the sender, or moves it to
+//!   `deferred/` with its modification time set to the next attempt.
+//!
+//! MAIL QUEUES
+//!   incoming → active → (removed | deferred → active ...). At start-up
+//!   qmgr deletes half-written files in `tmp/` (never acknowledged) and
+//!   reschedules whatever is in `active/`. Unreadable files go to
+//!   `corrupt/`, never away.
+//!
+//! TRIGGERS
+//!   `Wakeup` scans incoming/; `Flush` (postqueue -f) also retries every
+//!   deferred message now.
+//!
+//! SECURITY
+//!   Runs as mail_owner. Reads only queue files, which only Postern
+//!   processes write.
+//!
+//! CONFIGURATION
+//!   queue_directory, mydestination, queue_run_delay, minimal_backoff_time,
+//!   maximal_backoff_time, maximal_queue_lifetime, bounce_queue_lifetime,
+//!   qmgr_message_active_limit, default_destination_concurrency_limit,
+//!   myhostname, mail_name.
+//!
+//! DIAGNOSTICS
+//!   `QUEUEID: from=<...>, size=N, nrcpt=N (queue active)`,
+//!   `QUEUEID: removed`, warnings for corrupt files and unreachable
+//!   delivery agents. Delivery results are logged by the agents.
+
+mod bounce;
+mod schedule;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let result = (|| {
+        let daemon = mail_daemon::init("qmgr")?;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        rt.block_on(schedule::run(daemon))
+    })();
+    mail_daemon::exit_on_fatal("qmgr", result)
+}

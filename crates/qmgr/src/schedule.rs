@@ -1,0 +1,492 @@
+//! The scheduling loop: activate, dispatch to agents, record, finish.
+//!
+//! Severities: fatal only at start-up (no listener, queue unreadable);
+//! after that every problem with one message is a warning about that
+//! message, and the loop goes on.
+
+use crate::bounce;
+use mail_daemon::{Daemon, Listener, Stop};
+use mail_ipc::delivery::{
+    DeliveryRecipient, DeliveryReply, DeliveryRequest, RecipientResult, ResultKind,
+};
+use mail_ipc::trigger::Trigger;
+use mail_queue::{Envelope, Error as QueueError, Outcome, Queue, State, StatusRecord};
+use mail_types::{Address, QueueId};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{Semaphore, mpsc};
+
+/// How often incoming/ is scanned even without a trigger.
+const INCOMING_POLL: Duration = Duration::from_secs(1);
+/// Longest a delivery agent may take for one request.
+const AGENT_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The settings qmgr reads, converted once.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) queue_run_delay: Duration,
+    pub(crate) min_backoff: Duration,
+    pub(crate) max_backoff: Duration,
+    pub(crate) max_lifetime: Duration,
+    pub(crate) bounce_lifetime: Duration,
+    pub(crate) active_limit: usize,
+    pub(crate) concurrency: usize,
+    pub(crate) local_domains: Vec<String>,
+    pub(crate) myhostname: String,
+    pub(crate) mail_name: String,
+}
+
+impl Settings {
+    fn from_config(c: &mail_config::Main) -> Settings {
+        Settings {
+            queue_run_delay: c.duration("queue_run_delay"),
+            min_backoff: c.duration("minimal_backoff_time"),
+            max_backoff: c.duration("maximal_backoff_time"),
+            max_lifetime: c.duration("maximal_queue_lifetime"),
+            bounce_lifetime: c.duration("bounce_queue_lifetime"),
+            active_limit: c.int("qmgr_message_active_limit").max(1) as usize,
+            concurrency: c.int("default_destination_concurrency_limit").max(1) as usize,
+            local_domains: c
+                .list("mydestination")
+                .into_iter()
+                .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
+                .collect(),
+            myhostname: c.str("myhostname"),
+            mail_name: c.str("mail_name"),
+        }
+    }
+}
+
+/// Which agent handles a recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Transport {
+    Local,
+    Smtp,
+}
+
+impl Transport {
+    fn socket(self) -> &'static str {
+        match self {
+            Transport::Local => mail_ipc::sockets::LOCAL,
+            Transport::Smtp => mail_ipc::sockets::SMTP,
+        }
+    }
+}
+
+enum Ev {
+    Trigger(Trigger),
+    Done { id: QueueId, asked: Vec<u32>, reply: Result<DeliveryReply, String> },
+    Stop(Stop),
+}
+
+/// A message in `active/`.
+struct Active {
+    envelope: Envelope,
+    /// Recipients with a final outcome in earlier rounds.
+    done_before: HashSet<u32>,
+    /// Outcomes of this round.
+    round: Vec<StatusRecord>,
+    outstanding: usize,
+}
+
+struct Qmgr {
+    queue: Queue,
+    s: Settings,
+    active: HashMap<QueueId, Active>,
+    agents: HashMap<Transport, Arc<Semaphore>>,
+    events: mpsc::UnboundedSender<Ev>,
+    draining: bool,
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+pub(crate) async fn run(daemon: Daemon) -> anyhow::Result<()> {
+    let queue = Queue::new(daemon.queue());
+    let Some(Listener::Unix(listener)) = daemon.listeners.first() else {
+        anyhow::bail!("qmgr needs one unix listener (type = \"unix\" in master.toml)");
+    };
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::UnixListener::from_std(listener.try_clone()?)?;
+    queue.create_layout()?;
+    let cleaned = queue.clean_tmp()?;
+    if cleaned > 0 {
+        tracing::info!("removed {cleaned} unfinished file(s) from tmp/ (never acknowledged)");
+    }
+    queue.remove_orphan_status()?;
+
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let s = Settings::from_config(&daemon.config);
+    let agents = [Transport::Local, Transport::Smtp]
+        .into_iter()
+        .map(|t| (t, Arc::new(Semaphore::new(s.concurrency))))
+        .collect();
+    let mut q =
+        Qmgr { queue, s, active: HashMap::new(), agents, events: tx.clone(), draining: false };
+    tokio::spawn(accept_triggers(listener, tx.clone()));
+    let stop_tx = tx.clone();
+    tokio::spawn(async move {
+        loop {
+            let how = mail_daemon::stop_signal().await;
+            if stop_tx.send(Ev::Stop(how)).is_err() {
+                return;
+            }
+        }
+    });
+    daemon.ready();
+
+    // Recovery: whatever was active when the last qmgr stopped.
+    for id in q.queue.scan(State::Active)? {
+        q.activate(id, State::Active);
+    }
+    q.scan_incoming();
+    q.scan_deferred(false);
+
+    let mut incoming_tick = tokio::time::interval(INCOMING_POLL);
+    let mut deferred_tick = tokio::time::interval(q.s.queue_run_delay.max(Duration::from_secs(1)));
+    loop {
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Some(Ev::Trigger(Trigger::Wakeup)) => q.scan_incoming(),
+                Some(Ev::Trigger(Trigger::Flush)) => {
+                    q.scan_incoming();
+                    q.scan_deferred(true);
+                }
+                Some(Ev::Done { id, asked, reply }) => q.on_done(id, asked, reply),
+                Some(Ev::Stop(Stop::Now)) | None => return Ok(()),
+                Some(Ev::Stop(Stop::Drain)) => {
+                    daemon.draining();
+                    q.draining = true;
+                }
+            },
+            _ = incoming_tick.tick() => q.scan_incoming(),
+            _ = deferred_tick.tick() => q.scan_deferred(false),
+        }
+        if q.draining && q.active.is_empty() {
+            return Ok(());
+        }
+    }
+}
+
+async fn accept_triggers(listener: tokio::net::UnixListener, tx: mpsc::UnboundedSender<Ev>) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            // A trigger connection carries a few tiny frames at most.
+            while let Ok(Ok(Some(t))) = tokio::time::timeout(
+                Duration::from_secs(10),
+                mail_ipc::read_frame_async::<Trigger>(&mut stream, 64),
+            )
+            .await
+            {
+                if tx.send(Ev::Trigger(t)).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+impl Qmgr {
+    fn has_room(&self) -> bool {
+        !self.draining && self.active.len() < self.s.active_limit
+    }
+
+    fn scan_incoming(&mut self) {
+        if !self.has_room() {
+            return;
+        }
+        let ids = match self.queue.scan(State::Incoming) {
+            Ok(ids) => ids,
+            Err(e) => return tracing::warn!("scan incoming: {e}"),
+        };
+        for id in ids {
+            if !self.has_room() {
+                break;
+            }
+            if self.active.contains_key(&id) {
+                continue;
+            }
+            match self.queue.move_to(&id, State::Incoming, State::Active) {
+                Ok(()) => self.activate(id, State::Incoming),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => tracing::warn!("{id}: cannot activate: {e}"),
+            }
+        }
+    }
+
+    /// Brings deferred messages whose retry time has come (all of them
+    /// when `flush`) back to active. The retry time is the file's mtime.
+    fn scan_deferred(&mut self, flush: bool) {
+        let ids = match self.queue.scan(State::Deferred) {
+            Ok(ids) => ids,
+            Err(e) => return tracing::warn!("scan deferred: {e}"),
+        };
+        let now = SystemTime::now();
+        for id in ids {
+            if !self.has_room() {
+                break;
+            }
+            let due = flush
+                || std::fs::metadata(self.queue.path(State::Deferred, &id))
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t <= now);
+            if !due || self.active.contains_key(&id) {
+                continue;
+            }
+            match self.queue.move_to(&id, State::Deferred, State::Active) {
+                Ok(()) => self.activate(id, State::Deferred),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => tracing::warn!("{id}: cannot activate: {e}"),
+            }
+        }
+    }
+
+    /// Loads a message now in active/ and sends its recipients out.
+    fn activate(&mut self, id: QueueId, from: State) {
+        let envelope = match self.queue.read_envelope(State::Active, &id) {
+            Ok(e) => e,
+            Err(e @ QueueError::Corrupt { .. }) => {
+                tracing::warn!("{id}: {e}; moving it to corrupt/");
+                if let Err(e) = self.queue.quarantine(&id, State::Active) {
+                    tracing::warn!("{id}: cannot move to corrupt/: {e}");
+                }
+                return;
+            }
+            Err(e) if e.is_not_found() => return,
+            Err(e) => return tracing::warn!("{id}: {e}"),
+        };
+        let done_before: HashSet<u32> = match self.queue.read_status(&id) {
+            Ok(records) => {
+                records.iter().filter(|r| r.outcome.is_final()).map(|r| r.recipient).collect()
+            }
+            Err(e) => {
+                tracing::warn!("{id}: status log: {e}; retrying every recipient");
+                HashSet::new()
+            }
+        };
+        let size =
+            std::fs::metadata(self.queue.path(State::Active, &id)).map(|m| m.len()).unwrap_or(0);
+        if from != State::Active {
+            tracing::info!(
+                "{id}: from=<{}>, size={size}, nrcpt={} (queue active)",
+                envelope.sender,
+                envelope.recipients.len()
+            );
+        }
+        let mut groups: HashMap<Transport, Vec<DeliveryRecipient>> = HashMap::new();
+        for (i, r) in envelope.recipients.iter().enumerate() {
+            let index = i as u32;
+            if done_before.contains(&index) {
+                continue;
+            }
+            let t = self.transport_for(&r.address);
+            groups.entry(t).or_default().push(DeliveryRecipient {
+                index,
+                address: r.address.clone(),
+                original: r.original.clone(),
+            });
+        }
+        let mut msg = Active { envelope, done_before, round: Vec::new(), outstanding: 0 };
+        for (t, recipients) in groups {
+            msg.outstanding += 1;
+            let req = DeliveryRequest {
+                queue_id: id.to_string(),
+                sender: msg.envelope.sender.clone(),
+                arrival: msg.envelope.arrival,
+                recipients,
+            };
+            let sem = self.agents[&t].clone();
+            let socket = self.queue.root().join(t.socket());
+            let tx = self.events.clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                let asked: Vec<u32> = req.recipients.iter().map(|r| r.index).collect();
+                let reply = match sem.acquire_owned().await {
+                    Ok(_permit) => ask_agent(&socket, &req).await,
+                    Err(_) => Err("qmgr is shutting down".into()),
+                };
+                let _ = tx.send(Ev::Done { id, asked, reply });
+            });
+        }
+        let nothing_to_do = msg.outstanding == 0;
+        self.active.insert(id.clone(), msg);
+        if nothing_to_do {
+            // Every recipient was already final (a crash after the last
+            // record, before the file was removed).
+            self.finish(id);
+        }
+    }
+
+    fn transport_for(&self, address: &str) -> Transport {
+        match Address::parse(address).ok().and_then(|a| a.domain().map(str::to_owned)) {
+            None => Transport::Local,
+            Some(d) if self.s.local_domains.contains(&d) => Transport::Local,
+            Some(_) => Transport::Smtp,
+        }
+    }
+
+    fn on_done(&mut self, id: QueueId, asked: Vec<u32>, reply: Result<DeliveryReply, String>) {
+        let Some(msg) = self.active.get_mut(&id) else { return };
+        let t = now();
+        let mut answered = HashSet::new();
+        match reply {
+            Ok(r) => {
+                for res in r.results {
+                    // Ignore answers about recipients we did not ask for.
+                    if asked.contains(&res.index) && answered.insert(res.index) {
+                        msg.round.push(StatusRecord {
+                            recipient: res.index,
+                            outcome: outcome(&res),
+                            time: t,
+                        });
+                    }
+                }
+                for i in asked.iter().filter(|i| !answered.contains(i)) {
+                    let text = "delivery agent returned no result for this recipient".to_string();
+                    msg.round.push(StatusRecord {
+                        recipient: *i,
+                        outcome: Outcome::Deferred { dsn: "4.3.0".into(), text },
+                        time: t,
+                    });
+                }
+            }
+            Err(text) => {
+                tracing::warn!("{id}: {text}");
+                for i in &asked {
+                    msg.round.push(StatusRecord {
+                        recipient: *i,
+                        outcome: Outcome::Deferred { dsn: "4.3.0".into(), text: text.clone() },
+                        time: t,
+                    });
+                }
+            }
+        }
+        msg.outstanding = msg.outstanding.saturating_sub(1);
+        if msg.outstanding == 0 {
+            self.finish(id);
+        }
+    }
+
+    /// All answers are in: remove, bounce, or defer the message.
+    fn finish(&mut self, id: QueueId) {
+        let Some(mut msg) = self.active.remove(&id) else { return };
+        let total = msg.envelope.recipients.len() as u32;
+        let age = Duration::from_secs(now().saturating_sub(msg.envelope.arrival));
+        let lifetime = if msg.envelope.sender.is_empty() {
+            self.s.bounce_lifetime
+        } else {
+            self.s.max_lifetime
+        };
+        if age > lifetime {
+            for r in &mut msg.round {
+                if let Outcome::Deferred { text, .. } = &r.outcome {
+                    let text = format!(
+                        "message expired after {} days in the queue; last error: {text}",
+                        age.as_secs() / 86400
+                    );
+                    r.outcome = Outcome::Bounced { dsn: "4.4.7".into(), text };
+                }
+            }
+        }
+        let mut final_now: HashSet<u32> = msg.done_before.clone();
+        final_now.extend(msg.round.iter().filter(|r| r.outcome.is_final()).map(|r| r.recipient));
+        let all_final = (0..total).all(|i| final_now.contains(&i));
+        let bounced: Vec<&StatusRecord> =
+            msg.round.iter().filter(|r| matches!(r.outcome, Outcome::Bounced { .. })).collect();
+
+        // Fast path: everything delivered in one go. Removing the file is
+        // the record; no status log write needed.
+        if all_final && bounced.is_empty() && msg.done_before.is_empty() {
+            return self.remove(&id);
+        }
+        if let Err(e) = self.queue.append_status(&id, &msg.round) {
+            // Without the record the recipients are retried later, which
+            // is safe (a duplicate at worst); carrying on is not.
+            tracing::warn!("{id}: cannot record delivery status: {e}; will retry");
+            return self.defer(&id, Duration::from_secs(60));
+        }
+        if !bounced.is_empty() && !msg.envelope.sender.is_empty() {
+            match self.queue.read(State::Active, &id) {
+                Ok(qf) => match bounce::enqueue(
+                    &self.queue,
+                    &self.s,
+                    &id,
+                    &qf.envelope,
+                    &qf.content,
+                    &bounced,
+                ) {
+                    Ok(bid) => tracing::info!("{id}: sender non-delivery notification: {bid}"),
+                    Err(e) => {
+                        tracing::warn!("{id}: cannot queue the non-delivery notification: {e}")
+                    }
+                },
+                Err(e) => tracing::warn!(
+                    "{id}: cannot read message for the non-delivery notification: {e}"
+                ),
+            }
+        }
+        if all_final {
+            self.remove(&id);
+        } else {
+            let backoff = age.clamp(self.s.min_backoff, self.s.max_backoff.max(self.s.min_backoff));
+            self.defer(&id, backoff);
+        }
+    }
+
+    fn remove(&self, id: &QueueId) {
+        match self.queue.remove(id, State::Active) {
+            Ok(()) => tracing::info!("{id}: removed"),
+            Err(e) => tracing::warn!("{id}: cannot remove: {e}"),
+        }
+    }
+
+    fn defer(&self, id: &QueueId, after: Duration) {
+        if let Err(e) = self.queue.move_to(id, State::Active, State::Deferred) {
+            return tracing::warn!("{id}: cannot move to deferred/: {e}");
+        }
+        let path = self.queue.path(State::Deferred, id);
+        let when = SystemTime::now() + after;
+        if let Err(e) = std::fs::File::open(&path).and_then(|f| f.set_modified(when)) {
+            tracing::warn!("{id}: cannot set the retry time: {e}");
+        }
+    }
+}
+
+fn outcome(r: &RecipientResult) -> Outcome {
+    let (dsn, text) = (r.dsn.clone(), r.text.clone());
+    match r.kind {
+        ResultKind::Sent => Outcome::Delivered { dsn, text },
+        ResultKind::Deferred => Outcome::Deferred { dsn, text },
+        ResultKind::Bounced => Outcome::Bounced { dsn, text },
+    }
+}
+
+/// One request to a delivery agent. Errors are texts for the defer
+/// reason, in Postfix's words where it has them.
+async fn ask_agent(
+    socket: &std::path::Path,
+    req: &DeliveryRequest,
+) -> Result<DeliveryReply, String> {
+    let name = socket.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut stream = tokio::net::UnixStream::connect(socket).await.map_err(|e| {
+        format!("delivery temporarily suspended: connect to transport private/{name}: {e}")
+    })?;
+    let exchange = async {
+        mail_ipc::write_frame_async(&mut stream, req).await?;
+        mail_ipc::read_frame_async::<DeliveryReply>(&mut stream, mail_ipc::frame::MAX_FRAME).await
+    };
+    match tokio::time::timeout(AGENT_TIMEOUT, exchange).await {
+        Ok(Ok(Some(reply))) => Ok(reply),
+        Ok(Ok(None)) => {
+            Err(format!("delivery agent {name} closed the connection without an answer"))
+        }
+        Ok(Err(e)) => Err(format!("delivery agent {name}: {e}")),
+        Err(_) => {
+            Err(format!("delivery agent {name} did not answer within {}s", AGENT_TIMEOUT.as_secs()))
+        }
+    }
+}
