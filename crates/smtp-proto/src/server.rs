@@ -1,0 +1,1182 @@
+//! The server side of an SMTP session as a sans-I/O state machine.
+//!
+//! The driver (smtpd's tokio loop, or `sendmail -bs` on stdin/stdout) feeds
+//! the bytes it reads with [`Server::feed`] and then drains
+//! [`Server::next_event`] until it returns `None`, writing every
+//! [`Event::Reply`] to the client. `Mail`, `Rcpt`, `Message`, `StartTls` and
+//! `Auth` events are decisions: the machine stops producing events until the
+//! driver answers with [`Server::accept`], [`Server::reject`],
+//! [`Server::message_queued`] or [`Server::auth_challenge`]. This keeps
+//! pipelined commands (RFC 2920) answered strictly in order.
+
+use std::collections::VecDeque;
+
+use mail_types::{Address, EnhancedStatus};
+
+use crate::command::{
+    Command, MAX_AUTH_LINE, MAX_COMMAND_LINE, MailParams, RcptParams, bad_syntax, line_too_long,
+    parse_command, split_verb,
+};
+use crate::reply::Reply;
+
+/// What the server advertises and enforces. Built by the driver from
+/// main.toml (the field comments name the Postfix parameter).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerParams {
+    /// `myhostname`: in the HELO/EHLO reply, 221 and 421 replies.
+    pub hostname: String,
+    /// Expanded `smtpd_banner`, sent as `220 {banner}`.
+    pub banner: String,
+    /// `message_size_limit`; advertised as SIZE; 0 means no limit.
+    pub max_message_size: u64,
+    /// `smtpd_recipient_limit`; 0 means no limit.
+    pub max_recipients: usize,
+    /// `smtpd_hard_error_limit`: after this many error replies the
+    /// session ends with 421; 0 means no limit.
+    pub hard_error_limit: u32,
+    /// `smtpd_helo_required`.
+    pub helo_required: bool,
+    /// The inverse of `disable_vrfy_command`.
+    pub vrfy_enabled: bool,
+    /// Whether STARTTLS is advertised (before TLS is active).
+    pub starttls_offered: bool,
+    /// SASL mechanisms advertised with AUTH; empty means AUTH is off.
+    pub auth_mechanisms: Vec<String>,
+}
+
+/// Something the driver must act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Write this reply to the client (encode with [`Reply::to_bytes`]).
+    Reply(Reply),
+    /// MAIL FROM passed syntax and size checks; `from` is `None` for `<>`.
+    /// Answer with `accept()` (250 2.1.0 Ok) or `reject(reply)`.
+    Mail { from: Option<Address>, params: MailParams },
+    /// RCPT TO passed syntax and recipient-count checks.
+    /// Answer with `accept()` (250 2.1.5 Ok) or `reject(reply)`.
+    Rcpt { to: Address, params: RcptParams },
+    /// A complete message: dot-unstuffed, every line ending normalized to LF.
+    /// Answer with `message_queued(id)` once it is on stable storage, or `reject(reply)`.
+    Message { content: Vec<u8> },
+    /// The client asked for STARTTLS. `accept()` sends `220 2.0.0 Ready to
+    /// start TLS`; after the handshake call [`Server::tls_started`].
+    StartTls,
+    /// AUTH with a mechanism we advertise. Answer with `accept()`
+    /// (235 2.7.0), `auth_challenge()` (334) or `reject(reply)`.
+    Auth { mechanism: String, initial: Option<String> },
+    /// The client's answer to a 334 challenge (RFC 4954 §4), still base64.
+    AuthResponse { response: String },
+    /// Close the connection (after 221 or any 421).
+    Close,
+}
+
+/// The decision the driver owes us.
+#[derive(Debug)]
+enum Pending {
+    Mail(Option<Address>),
+    Rcpt,
+    Message,
+    StartTls,
+    Auth,
+}
+
+/// How incoming bytes are read.
+#[derive(Debug)]
+enum Mode {
+    /// Command lines.
+    Command,
+    /// The DATA stream (RFC 5321 §4.1.1.4).
+    Data(DataState),
+    /// One SASL response line after a 334.
+    AuthResponse,
+}
+
+#[derive(Debug)]
+struct DataState {
+    /// The next byte starts a line (where "." and dot-stuffing matter).
+    at_line_start: bool,
+    /// Octets of normalized content seen, buffered or not.
+    size: u64,
+    /// The content passed the size limit; `content` is no longer filled.
+    too_big: bool,
+    content: Vec<u8>,
+}
+
+/// One SMTP server session.
+#[derive(Debug)]
+pub struct Server {
+    params: ServerParams,
+    input: Vec<u8>,
+    /// Bytes of `input` already consumed; compacted on the next `feed`.
+    pos: usize,
+    out: VecDeque<Event>,
+    mode: Mode,
+    pending: Option<Pending>,
+    /// STARTTLS was accepted: nothing more is read until `tls_started`.
+    awaiting_tls: bool,
+    helo: Option<String>,
+    esmtp: bool,
+    tls: bool,
+    authenticated: bool,
+    /// `Some(sender)` while a mail transaction is open (`Some(None)` for `<>`).
+    sender: Option<Option<Address>>,
+    rcpt_count: usize,
+    errors: u32,
+    /// Discarding the rest of an over-long command line.
+    skipping: bool,
+    closed: bool,
+}
+
+fn ok(code: u16, e: (u8, u16, u16), text: impl Into<String>) -> Reply {
+    Reply::with_status(code, EnhancedStatus(e.0, e.1, e.2), text)
+}
+
+impl Server {
+    /// A new session, before the greeting.
+    pub fn new(params: ServerParams) -> Server {
+        Server {
+            params,
+            input: Vec::new(),
+            pos: 0,
+            out: VecDeque::new(),
+            mode: Mode::Command,
+            pending: None,
+            awaiting_tls: false,
+            helo: None,
+            esmtp: false,
+            tls: false,
+            authenticated: false,
+            sender: None,
+            rcpt_count: 0,
+            errors: 0,
+            skipping: false,
+            closed: false,
+        }
+    }
+
+    /// `220 {banner}`: the first thing to write.
+    pub fn greeting(&self) -> Reply {
+        Reply::new(220, None, self.params.banner.clone())
+    }
+
+    /// The reply to send when the driver's read timer fires; then close.
+    pub fn timeout_reply(&self) -> Reply {
+        ok(421, (4, 4, 2), format!("{} Error: timeout exceeded", self.params.hostname))
+    }
+
+    /// Appends bytes read from the client.
+    pub fn feed(&mut self, input: &[u8]) {
+        if self.closed {
+            return;
+        }
+        if self.pos > 0 {
+            self.input.drain(..self.pos);
+            self.pos = 0;
+        }
+        self.input.extend_from_slice(input);
+    }
+
+    /// Bytes fed but not yet consumed. A driver should stop reading while
+    /// a decision is pending and this is large.
+    pub fn buffered(&self) -> usize {
+        self.input.len() - self.pos
+    }
+
+    /// The next event, or `None` when more input is needed, a decision is
+    /// pending, or the session is closed.
+    pub fn next_event(&mut self) -> Option<Event> {
+        loop {
+            if let Some(e) = self.out.pop_front() {
+                return Some(e);
+            }
+            if self.closed || self.pending.is_some() || self.awaiting_tls {
+                return None;
+            }
+            let progressed = match self.mode {
+                Mode::Data(_) => self.step_data(),
+                Mode::Command | Mode::AuthResponse => self.step_line(),
+            };
+            if !progressed {
+                return None;
+            }
+        }
+    }
+
+    /// Whether a decision (accept/reject/...) is owed.
+    pub fn awaiting_decision(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Whether the session is reading a DATA stream.
+    pub fn in_data(&self) -> bool {
+        matches!(self.mode, Mode::Data(_))
+    }
+
+    /// Whether the session is over (after 221 or 421).
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The last HELO/EHLO argument.
+    pub fn helo_name(&self) -> Option<&str> {
+        self.helo.as_deref()
+    }
+
+    /// Whether AUTH succeeded in this session.
+    pub fn is_authenticated(&self) -> bool {
+        self.authenticated
+    }
+
+    /// The protocol name for Received headers (RFC 3848): `SMTP`,
+    /// `ESMTP`, `ESMTPS`, `ESMTPA` or `ESMTPSA`.
+    pub fn protocol(&self) -> &'static str {
+        match (self.esmtp, self.tls, self.authenticated) {
+            (false, _, _) => "SMTP",
+            (true, false, false) => "ESMTP",
+            (true, true, false) => "ESMTPS",
+            (true, false, true) => "ESMTPA",
+            (true, true, true) => "ESMTPSA",
+        }
+    }
+
+    /// Error replies sent so far.
+    pub fn error_count(&self) -> u32 {
+        self.errors
+    }
+
+    /// Changes the mechanisms advertised from now on (for example, only
+    /// after TLS when `smtpd_tls_auth_only = yes`).
+    pub fn set_auth_mechanisms(&mut self, mechanisms: Vec<String>) {
+        self.params.auth_mechanisms = mechanisms;
+    }
+
+    /// Accepts the pending decision. Does nothing when none is pending.
+    pub fn accept(&mut self) {
+        match self.pending.take() {
+            Some(Pending::Mail(from)) => {
+                self.sender = Some(from);
+                self.rcpt_count = 0;
+                self.reply(ok(250, (2, 1, 0), "Ok"));
+            }
+            Some(Pending::Rcpt) => {
+                self.rcpt_count += 1;
+                self.reply(ok(250, (2, 1, 5), "Ok"));
+            }
+            Some(Pending::Message) => {
+                self.reset_transaction();
+                self.reply(ok(250, (2, 0, 0), "Ok"));
+            }
+            Some(Pending::StartTls) => {
+                self.awaiting_tls = true;
+                self.reply(ok(220, (2, 0, 0), "Ready to start TLS"));
+            }
+            Some(Pending::Auth) => {
+                self.authenticated = true;
+                self.mode = Mode::Command;
+                self.reply(ok(235, (2, 7, 0), "Authentication successful"));
+            }
+            None => {}
+        }
+    }
+
+    /// Answers the pending decision with `reply`. A rejected message ends
+    /// the transaction. With nothing pending the reply is still sent, which
+    /// lets a driver say `421` before closing (a 421 always ends the session).
+    pub fn reject(&mut self, reply: Reply) {
+        match self.pending.take() {
+            Some(Pending::Message) => self.reset_transaction(),
+            Some(Pending::Auth) => self.mode = Mode::Command,
+            _ => {}
+        }
+        self.reply(reply);
+    }
+
+    /// Answers [`Event::Message`]: `250 2.0.0 Ok: queued as {id}`, and
+    /// resets the transaction. Does nothing unless a message is pending.
+    pub fn message_queued(&mut self, queue_id: &str) {
+        if let Some(Pending::Message) = self.pending {
+            self.pending = None;
+            self.reset_transaction();
+            self.reply(ok(250, (2, 0, 0), format!("Ok: queued as {queue_id}")));
+        }
+    }
+
+    /// Answers a pending [`Event::Auth`] or [`Event::AuthResponse`] with
+    /// `334 {challenge}` (base64, possibly empty); the client's next line
+    /// comes back as [`Event::AuthResponse`].
+    pub fn auth_challenge(&mut self, challenge: &str) {
+        if let Some(Pending::Auth) = self.pending {
+            self.pending = None;
+            self.mode = Mode::AuthResponse;
+            self.reply(Reply::new(334, None, challenge));
+        }
+    }
+
+    /// Call after the TLS handshake that followed STARTTLS.
+    ///
+    /// RFC 3207 §4.2: the session goes back to its initial state, so the
+    /// client must say EHLO again. Any plaintext bytes that arrived after
+    /// the STARTTLS line are discarded, so they cannot be injected into the
+    /// protected session (the CVE-2011-0411 class of bugs).
+    pub fn tls_started(&mut self) {
+        self.awaiting_tls = false;
+        self.tls = true;
+        self.helo = None;
+        self.esmtp = false;
+        self.reset_transaction();
+        self.input.clear();
+        self.pos = 0;
+        self.skipping = false;
+        self.mode = Mode::Command;
+    }
+
+    fn reset_transaction(&mut self) {
+        self.sender = None;
+        self.rcpt_count = 0;
+    }
+
+    /// Queues a reply, counting errors and ending the session on 421 or
+    /// at the hard error limit.
+    fn reply(&mut self, reply: Reply) {
+        if self.closed {
+            return;
+        }
+        let code = reply.code;
+        if reply.is_error() {
+            self.errors = self.errors.saturating_add(1);
+        }
+        self.out.push_back(Event::Reply(reply));
+        if code == 421 {
+            // RFC 5321 §3.8: after 421 the server closes the channel.
+            self.close();
+        } else if code >= 400
+            && self.params.hard_error_limit > 0
+            && self.errors >= self.params.hard_error_limit
+        {
+            let text = format!("{} Error: too many errors", self.params.hostname);
+            self.out.push_back(Event::Reply(ok(421, (4, 7, 0), text)));
+            self.close();
+        }
+    }
+
+    fn close(&mut self) {
+        self.out.push_back(Event::Close);
+        self.closed = true;
+        self.pending = None;
+        self.input.clear();
+        self.pos = 0;
+    }
+
+    fn line_limit(&self, line: &[u8]) -> usize {
+        let auth = matches!(self.mode, Mode::AuthResponse)
+            || (line.len() > 4
+                && line[..4].eq_ignore_ascii_case(b"AUTH")
+                && matches!(line[4], b' ' | b'\t'));
+        if auth { MAX_AUTH_LINE } else { MAX_COMMAND_LINE }
+    }
+
+    /// Reads one line in command or SASL-response mode. Returns false when
+    /// more input is needed.
+    fn step_line(&mut self) -> bool {
+        let buf = &self.input[self.pos..];
+        let newline = buf.iter().position(|&b| b == b'\n');
+        if self.skipping {
+            // RFC 5321 §4.5.3.1.4 limits lines; we drop the rest of an
+            // over-long line and complain once it ends.
+            return match newline {
+                Some(i) => {
+                    self.pos += i + 1;
+                    self.skipping = false;
+                    self.reply(line_too_long());
+                    true
+                }
+                None => {
+                    self.pos = self.input.len();
+                    false
+                }
+            };
+        }
+        let Some(i) = newline else {
+            if buf.len() > self.line_limit(buf) {
+                self.skipping = true;
+                self.pos = self.input.len();
+            }
+            return false;
+        };
+        let start = self.pos;
+        self.pos += i + 1;
+        let line = self.input[start..start + i + 1].to_vec();
+        let content =
+            line.strip_suffix(b"\n").map_or(&line[..], |l| l.strip_suffix(b"\r").unwrap_or(l));
+        if content.len() + 2 > self.line_limit(&line) {
+            self.reply(line_too_long());
+        } else if matches!(self.mode, Mode::AuthResponse) {
+            self.auth_response(content);
+        } else {
+            self.command(&line);
+        }
+        true
+    }
+
+    fn auth_response(&mut self, content: &[u8]) {
+        self.mode = Mode::Command;
+        match std::str::from_utf8(content) {
+            // RFC 4954 §4: "*" cancels the exchange.
+            Ok("*") => self.reply(ok(501, (5, 7, 0), "Authentication aborted")),
+            Ok(s)
+                if s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=')) =>
+            {
+                self.pending = Some(Pending::Auth);
+                self.mode = Mode::AuthResponse;
+                self.out.push_back(Event::AuthResponse { response: s.to_owned() });
+            }
+            _ => self.reply(ok(501, (5, 5, 2), "Cannot decode response")),
+        }
+    }
+
+    /// Checks that depend on session state and come before argument syntax,
+    /// in the order Postfix's smtpd makes them.
+    fn precheck(&self, verb: &str) -> Option<Reply> {
+        let e = |code, st, text: &str| Some(ok(code, st, text));
+        if verb.eq_ignore_ascii_case("MAIL") {
+            if self.params.helo_required && self.helo.is_none() {
+                return e(503, (5, 5, 1), "Error: send HELO/EHLO first");
+            }
+            if self.sender.is_some() {
+                return e(503, (5, 5, 1), "Error: nested MAIL command");
+            }
+        } else if verb.eq_ignore_ascii_case("RCPT") {
+            if self.sender.is_none() {
+                return e(503, (5, 5, 1), "Error: need MAIL command");
+            }
+        } else if verb.eq_ignore_ascii_case("DATA") && self.rcpt_count == 0 {
+            return if self.sender.is_none() {
+                e(503, (5, 5, 1), "Error: need RCPT command")
+            } else {
+                e(554, (5, 5, 1), "Error: no valid recipients")
+            };
+        }
+        None
+    }
+
+    fn command(&mut self, line: &[u8]) {
+        let Some((verb, _)) = split_verb(line) else {
+            self.reply(bad_syntax());
+            return;
+        };
+        if let Some(r) = self.precheck(verb) {
+            self.reply(r);
+            return;
+        }
+        match parse_command(line) {
+            Err(r) => self.reply(r),
+            Ok(cmd) => self.execute(cmd),
+        }
+    }
+
+    fn execute(&mut self, cmd: Command) {
+        match cmd {
+            Command::Helo(name) => {
+                self.reset_transaction();
+                self.helo = Some(name);
+                self.esmtp = false;
+                self.reply(Reply::new(250, None, self.params.hostname.clone()));
+            }
+            Command::Ehlo(name) => {
+                self.reset_transaction();
+                self.helo = Some(name);
+                self.esmtp = true;
+                let reply = self.ehlo_reply();
+                self.reply(reply);
+            }
+            Command::Mail { from, params } => {
+                let max = self.params.max_message_size;
+                if max > 0 && params.size.is_some_and(|s| s > max) {
+                    // RFC 1870 §6.1.
+                    self.reply(ok(552, (5, 3, 4), "Message size exceeds fixed limit"));
+                } else {
+                    self.pending = Some(Pending::Mail(from.clone()));
+                    self.out.push_back(Event::Mail { from, params });
+                }
+            }
+            Command::Rcpt { to, params } => {
+                let max = self.params.max_recipients;
+                if max > 0 && self.rcpt_count >= max {
+                    // RFC 5321 §4.5.3.1.10: 452 for too many recipients.
+                    self.reply(ok(452, (4, 5, 3), "Error: too many recipients"));
+                } else {
+                    self.pending = Some(Pending::Rcpt);
+                    self.out.push_back(Event::Rcpt { to, params });
+                }
+            }
+            Command::Data => {
+                self.mode = Mode::Data(DataState {
+                    at_line_start: true,
+                    size: 0,
+                    too_big: false,
+                    content: Vec::new(),
+                });
+                self.reply(Reply::new(354, None, "End data with <CR><LF>.<CR><LF>"));
+            }
+            Command::Rset => {
+                self.reset_transaction();
+                self.reply(ok(250, (2, 0, 0), "Ok"));
+            }
+            Command::Noop => self.reply(ok(250, (2, 0, 0), "Ok")),
+            Command::Quit => {
+                self.reply(ok(221, (2, 0, 0), "Bye"));
+                self.close();
+            }
+            Command::Vrfy(arg) => {
+                if self.params.vrfy_enabled {
+                    // RFC 5321 §3.5.3: 252 = cannot verify, but will accept.
+                    self.reply(ok(252, (2, 0, 0), arg));
+                } else {
+                    self.reply(ok(502, (5, 5, 1), "VRFY command is disabled"));
+                }
+            }
+            Command::Help | Command::Unknown(_) => {
+                self.reply(ok(502, (5, 5, 2), "Error: command not recognized"))
+            }
+            Command::StartTls => {
+                if self.tls {
+                    self.reply(ok(554, (5, 5, 1), "Error: TLS already active"));
+                } else if !self.params.starttls_offered {
+                    self.reply(ok(502, (5, 5, 1), "Error: command not implemented"));
+                } else {
+                    self.pending = Some(Pending::StartTls);
+                    self.out.push_back(Event::StartTls);
+                }
+            }
+            Command::Auth { mechanism, initial } => self.auth(mechanism, initial),
+        }
+    }
+
+    fn auth(&mut self, mechanism: String, initial: Option<String>) {
+        let e = |st, text: &str| ok(503, st, text);
+        if self.params.auth_mechanisms.is_empty() {
+            self.reply(e((5, 5, 1), "Error: authentication not enabled"));
+        } else if !self.esmtp {
+            self.reply(e((5, 5, 1), "Error: send EHLO first"));
+        } else if self.authenticated {
+            // RFC 4954 §4: AUTH is not permitted once authenticated.
+            self.reply(e((5, 5, 1), "Error: already authenticated"));
+        } else if self.sender.is_some() {
+            // RFC 4954 §4: nor during a mail transaction.
+            self.reply(e((5, 5, 1), "Error: MAIL transaction in progress"));
+        } else if !self.params.auth_mechanisms.iter().any(|m| m.eq_ignore_ascii_case(&mechanism)) {
+            self.reply(ok(504, (5, 5, 4), "Unrecognized authentication type"));
+        } else {
+            self.pending = Some(Pending::Auth);
+            self.out.push_back(Event::Auth { mechanism, initial });
+        }
+    }
+
+    fn ehlo_reply(&self) -> Reply {
+        let p = &self.params;
+        let mut lines = vec![p.hostname.clone(), "PIPELINING".to_owned()];
+        // RFC 1870 §4: SIZE with no number means "no fixed limit".
+        lines.push(if p.max_message_size > 0 {
+            format!("SIZE {}", p.max_message_size)
+        } else {
+            "SIZE".to_owned()
+        });
+        if p.vrfy_enabled {
+            lines.push("VRFY".to_owned());
+        }
+        if p.starttls_offered && !self.tls {
+            lines.push("STARTTLS".to_owned());
+        }
+        if !p.auth_mechanisms.is_empty() {
+            lines.push(format!("AUTH {}", p.auth_mechanisms.join(" ")));
+        }
+        lines.push("ENHANCEDSTATUSCODES".to_owned());
+        lines.push("8BITMIME".to_owned());
+        Reply { code: 250, enhanced: None, lines }
+    }
+
+    /// Consumes DATA bytes. Returns true when the terminating line was seen.
+    ///
+    /// RFC 5321 §4.1.1.4: the data ends with a line holding only ".";
+    /// §4.5.2: a leading "." on any other line is removed. Both CRLF and a
+    /// bare LF end a line (bare LF is common from Unix tools); each line
+    /// ending becomes a single LF. A bare CR inside a line is kept.
+    fn step_data(&mut self) -> bool {
+        let max = self.params.max_message_size;
+        let Mode::Data(ds) = &mut self.mode else { return false };
+        let mut finished = false;
+        loop {
+            let buf = &self.input[self.pos..];
+            if buf.is_empty() {
+                break;
+            }
+            if ds.at_line_start {
+                if buf[0] == b'.' {
+                    match (buf.get(1), buf.get(2)) {
+                        (None, _) | (Some(b'\r'), None) => break,
+                        (Some(b'\n'), _) => {
+                            self.pos += 2;
+                            finished = true;
+                            break;
+                        }
+                        (Some(b'\r'), Some(b'\n')) => {
+                            self.pos += 3;
+                            finished = true;
+                            break;
+                        }
+                        // Dot-stuffed line: drop the dot, keep the rest.
+                        _ => self.pos += 1,
+                    }
+                }
+                ds.at_line_start = false;
+                continue;
+            }
+            match buf.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    let text = buf[..i].strip_suffix(b"\r").unwrap_or(&buf[..i]);
+                    append(ds, max, text);
+                    append(ds, max, b"\n");
+                    ds.at_line_start = true;
+                    self.pos += i + 1;
+                }
+                None => {
+                    // Keep a trailing CR: it may be the first half of CRLF.
+                    let take = if buf.ends_with(b"\r") { buf.len() - 1 } else { buf.len() };
+                    append(ds, max, &buf[..take]);
+                    self.pos += take;
+                    break;
+                }
+            }
+        }
+        if !finished {
+            return false;
+        }
+        let Mode::Data(ds) = std::mem::replace(&mut self.mode, Mode::Command) else { return true };
+        if ds.too_big {
+            self.reset_transaction();
+            self.reply(ok(552, (5, 3, 4), "Message size exceeds fixed limit"));
+        } else {
+            self.pending = Some(Pending::Message);
+            self.out.push_back(Event::Message { content: ds.content });
+        }
+        true
+    }
+}
+
+/// Adds message bytes, counting past the limit without buffering
+/// (so memory stays bounded by `message_size_limit`).
+fn append(ds: &mut DataState, max: u64, bytes: &[u8]) {
+    ds.size = ds.size.saturating_add(bytes.len() as u64);
+    if ds.too_big {
+        return;
+    }
+    if max > 0 && ds.size > max {
+        ds.too_big = true;
+        ds.content = Vec::new();
+    } else {
+        ds.content.extend_from_slice(bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn params() -> ServerParams {
+        ServerParams {
+            hostname: "mail.fiap.edu.br".into(),
+            banner: "Bem Vindo - fiap.edu.br".into(),
+            max_message_size: 10_240_000,
+            max_recipients: 1000,
+            hard_error_limit: 20,
+            helo_required: false,
+            vrfy_enabled: true,
+            starttls_offered: false,
+            auth_mechanisms: vec![],
+        }
+    }
+
+    /// Drains every event, accepting each decision, and returns the
+    /// transcript of what the server wrote (`<close>` marks Event::Close).
+    fn drain(s: &mut Server) -> String {
+        let mut out = String::new();
+        while let Some(ev) = s.next_event() {
+            match ev {
+                Event::Reply(r) => out.push_str(&String::from_utf8(r.to_bytes()).unwrap()),
+                Event::Message { .. } => s.message_queued("53E923E957"),
+                Event::Close => out.push_str("<close>"),
+                Event::Mail { .. }
+                | Event::Rcpt { .. }
+                | Event::StartTls
+                | Event::Auth { .. }
+                | Event::AuthResponse { .. } => s.accept(),
+            }
+        }
+        out
+    }
+
+    fn run_with(p: ServerParams, input: &str) -> String {
+        let mut s = Server::new(p);
+        s.feed(input.as_bytes());
+        drain(&mut s)
+    }
+
+    fn run(input: &str) -> String {
+        run_with(params(), input)
+    }
+
+    /// The tutorial's telnet dialog, byte for byte.
+    #[test]
+    fn tutorial_dialog() {
+        let mut s = Server::new(params());
+        assert_eq!(s.greeting().to_bytes(), b"220 Bem Vindo - fiap.edu.br\r\n");
+        let steps = [
+            ("HELO mail.fiap.edu.br\r\n", "250 mail.fiap.edu.br\r\n"),
+            ("MAIL FROM: <root@fiap.edu.br>\r\n", "250 2.1.0 Ok\r\n"),
+            ("RCPT TO: <suporte@fiap.edu.br>\r\n", "250 2.1.5 Ok\r\n"),
+            ("DATA\r\n", "354 End data with <CR><LF>.<CR><LF>\r\n"),
+            ("From: Nome do Remetente <root@fiap.edu.br>\r\n", ""),
+            ("\r\n", ""),
+            ("To: Nome do Destinatario <ubuntu@fiap.edu.br>\r\n", ""),
+            ("Subject: Teste de Comandos SMTP\r\n", ""),
+            ("E-mail teste - Comandos SMTP\r\n", ""),
+            (".\r\n", "250 2.0.0 Ok: queued as 53E923E957\r\n"),
+            ("QUIT\r\n", "221 2.0.0 Bye\r\n<close>"),
+        ];
+        let mut message = None;
+        for (input, want) in steps {
+            s.feed(input.as_bytes());
+            let mut got = String::new();
+            while let Some(ev) = s.next_event() {
+                match ev {
+                    Event::Reply(r) => got.push_str(&String::from_utf8(r.to_bytes()).unwrap()),
+                    Event::Mail { from, .. } => {
+                        assert_eq!(from.unwrap().to_string(), "root@fiap.edu.br");
+                        s.accept();
+                    }
+                    Event::Rcpt { to, .. } => {
+                        assert_eq!(to.to_string(), "suporte@fiap.edu.br");
+                        s.accept();
+                    }
+                    Event::Message { content } => {
+                        message = Some(content);
+                        s.message_queued("53E923E957");
+                    }
+                    Event::Close => got.push_str("<close>"),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            assert_eq!(got, want, "after {input:?}");
+        }
+        assert_eq!(
+            message.unwrap(),
+            b"From: Nome do Remetente <root@fiap.edu.br>\n\nTo: Nome do Destinatario <ubuntu@fiap.edu.br>\n\
+              Subject: Teste de Comandos SMTP\nE-mail teste - Comandos SMTP\n"
+        );
+        assert!(s.is_closed());
+        assert_eq!(s.protocol(), "SMTP");
+        assert_eq!(s.helo_name(), Some("mail.fiap.edu.br"));
+    }
+
+    #[test]
+    fn ehlo_advertises_configured_extensions() {
+        assert_eq!(
+            run("EHLO c.example\r\n"),
+            "250-mail.fiap.edu.br\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-VRFY\r\n\
+             250-ENHANCEDSTATUSCODES\r\n250 8BITMIME\r\n"
+        );
+        let p = ServerParams {
+            vrfy_enabled: false,
+            starttls_offered: true,
+            auth_mechanisms: vec!["PLAIN".into(), "LOGIN".into()],
+            max_message_size: 0,
+            ..params()
+        };
+        assert_eq!(
+            run_with(p, "ehlo c.example\r\n"),
+            "250-mail.fiap.edu.br\r\n250-PIPELINING\r\n250-SIZE\r\n250-STARTTLS\r\n250-AUTH PLAIN LOGIN\r\n\
+             250-ENHANCEDSTATUSCODES\r\n250 8BITMIME\r\n"
+        );
+    }
+
+    /// One command after HELO, and the exact reply.
+    #[test]
+    fn single_command_replies() {
+        let table = [
+            ("RSET", "250 2.0.0 Ok\r\n"),
+            ("NOOP", "250 2.0.0 Ok\r\n"),
+            ("QUIT", "221 2.0.0 Bye\r\n<close>"),
+            ("HELP", "502 5.5.2 Error: command not recognized\r\n"),
+            ("FOO bar", "502 5.5.2 Error: command not recognized\r\n"),
+            ("", "500 5.5.2 Error: bad syntax\r\n"),
+            ("VRFY <root>", "252 2.0.0 root\r\n"),
+            ("HELO", "501 Syntax: HELO hostname\r\n"),
+            ("EHLO", "501 Syntax: EHLO hostname\r\n"),
+            ("RCPT TO:<a@b.org>", "503 5.5.1 Error: need MAIL command\r\n"),
+            ("DATA", "503 5.5.1 Error: need RCPT command\r\n"),
+            ("MAIL FROM:<a b@x.org>", "501 5.1.7 Bad sender address syntax\r\n"),
+            ("MAIL FROM:<a@x.org> SIZE=10240001", "552 5.3.4 Message size exceeds fixed limit\r\n"),
+            ("MAIL FROM:<a@x.org> SIZE=10240000", "250 2.1.0 Ok\r\n"),
+            ("MAIL FROM:<a@x.org> XYZ", "555 5.5.4 Unsupported option: XYZ\r\n"),
+            ("STARTTLS", "502 5.5.1 Error: command not implemented\r\n"),
+            ("AUTH PLAIN", "503 5.5.1 Error: authentication not enabled\r\n"),
+            ("N\0OP", "500 5.5.2 Error: bad syntax\r\n"),
+        ];
+        for (cmd, want) in table {
+            let got = run(&format!("HELO x\r\n{cmd}\r\n"));
+            assert_eq!(got, format!("250 mail.fiap.edu.br\r\n{want}"), "{cmd:?}");
+        }
+        assert_eq!(
+            run_with(ServerParams { vrfy_enabled: false, ..params() }, "VRFY root\r\n"),
+            "502 5.5.1 VRFY command is disabled\r\n"
+        );
+    }
+
+    #[test]
+    fn transaction_state_errors() {
+        let base = "HELO x\r\nMAIL FROM:<a@x.org>\r\n";
+        let head = "250 mail.fiap.edu.br\r\n250 2.1.0 Ok\r\n";
+        let table = [
+            ("MAIL FROM:<b@x.org>", "503 5.5.1 Error: nested MAIL command\r\n"),
+            ("DATA", "554 5.5.1 Error: no valid recipients\r\n"),
+            ("RCPT TO:<>", "501 5.1.3 Bad recipient address syntax\r\n"),
+            ("RCPT TO:<postmaster>", "250 2.1.5 Ok\r\n"),
+            ("RSET\r\nRCPT TO:<c@x.org>", "250 2.0.0 Ok\r\n503 5.5.1 Error: need MAIL command\r\n"),
+            (
+                "HELO y\r\nRCPT TO:<c@x.org>",
+                "250 mail.fiap.edu.br\r\n503 5.5.1 Error: need MAIL command\r\n",
+            ),
+        ];
+        for (cmd, want) in table {
+            assert_eq!(run(&format!("{base}{cmd}\r\n")), format!("{head}{want}"), "{cmd:?}");
+        }
+        let strict = ServerParams { helo_required: true, ..params() };
+        assert_eq!(
+            run_with(strict, "MAIL FROM:<a@x.org>\r\n"),
+            "503 5.5.1 Error: send HELO/EHLO first\r\n"
+        );
+        assert_eq!(run("MAIL FROM:<>\r\n"), "250 2.1.0 Ok\r\n");
+    }
+
+    #[test]
+    fn recipient_limit() {
+        let p = ServerParams { max_recipients: 2, ..params() };
+        let got = run_with(
+            p,
+            "MAIL FROM:<a@x.org>\r\nRCPT TO:<b@x.org>\r\nRCPT TO:<c@x.org>\r\nRCPT TO:<d@x.org>\r\n",
+        );
+        assert_eq!(
+            got,
+            "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n452 4.5.3 Error: too many recipients\r\n"
+        );
+    }
+
+    #[test]
+    fn pipelined_commands_wait_for_each_decision() {
+        let mut s = Server::new(params());
+        s.feed(b"EHLO c\r\nMAIL FROM:<a@x.org>\r\nRCPT TO:<b@x.org>\r\nRCPT TO:<bad@x.org>\r\nDATA\r\nhi\r\n.\r\nQUIT\r\n");
+        assert!(
+            matches!(s.next_event(), Some(Event::Reply(r)) if r.code == 250 && r.lines.len() == 6)
+        );
+        assert!(matches!(s.next_event(), Some(Event::Mail { .. })));
+        assert_eq!(s.next_event(), None);
+        assert!(s.awaiting_decision());
+        s.accept();
+        assert_eq!(s.next_event(), Some(Event::Reply(ok(250, (2, 1, 0), "Ok"))));
+        assert!(matches!(s.next_event(), Some(Event::Rcpt { to, .. }) if to.local() == "b"));
+        assert_eq!(s.next_event(), None);
+        s.accept();
+        assert_eq!(s.next_event(), Some(Event::Reply(ok(250, (2, 1, 5), "Ok"))));
+        assert!(matches!(s.next_event(), Some(Event::Rcpt { to, .. }) if to.local() == "bad"));
+        s.reject(ok(550, (5, 1, 1), "<bad@x.org>: Recipient address rejected: User unknown"));
+        assert_eq!(s.error_count(), 1);
+        assert!(matches!(s.next_event(), Some(Event::Reply(r)) if r.code == 550));
+        assert!(matches!(s.next_event(), Some(Event::Reply(r)) if r.code == 354));
+        assert!(s.in_data());
+        assert_eq!(s.next_event(), Some(Event::Message { content: b"hi\n".to_vec() }));
+        assert_eq!(s.next_event(), None);
+        s.message_queued("ABCDEF0123");
+        assert_eq!(
+            s.next_event(),
+            Some(Event::Reply(ok(250, (2, 0, 0), "Ok: queued as ABCDEF0123")))
+        );
+        assert_eq!(s.next_event(), Some(Event::Reply(ok(221, (2, 0, 0), "Bye"))));
+        assert_eq!(s.next_event(), Some(Event::Close));
+        assert_eq!(s.next_event(), None);
+        assert_eq!(s.protocol(), "ESMTP");
+    }
+
+    fn message_of(body: &[u8], chunk: usize) -> Option<Vec<u8>> {
+        let mut s = Server::new(params());
+        s.feed(b"MAIL FROM:<a@x.org>\r\nRCPT TO:<b@x.org>\r\nDATA\r\n");
+        let mut content = None;
+        for piece in body.chunks(chunk.max(1)) {
+            s.feed(piece);
+            while let Some(ev) = s.next_event() {
+                match ev {
+                    Event::Message { content: c } => {
+                        content = Some(c);
+                        s.message_queued("X");
+                    }
+                    Event::Mail { .. } | Event::Rcpt { .. } => s.accept(),
+                    _ => {}
+                }
+            }
+        }
+        content
+    }
+
+    #[test]
+    fn dot_unstuffing_and_line_endings() {
+        let table: &[(&[u8], &[u8])] = &[
+            (b".\r\n", b""),
+            (b"a\r\n.\r\n", b"a\n"),
+            (b"a\n.\n", b"a\n"),
+            (b"..\r\n.\r\n", b".\n"),
+            (b"...x\r\n..\r\n.\r\n", b"..x\n.\n"),
+            (b".x\r\n.\r\n", b"x\n"),
+            (b"a\rb\r\n.\r\n", b"a\rb\n"),
+            (b".\rx\r\n.\r\n", b"\rx\n"),
+            (b"a.\r\n .\r\n.\r\n", b"a.\n .\n"),
+            (b"mixed\nends\r\n\r\n.\n", b"mixed\nends\n\n"),
+        ];
+        for (body, want) in table {
+            for chunk in [1, 2, 3, 1000] {
+                assert_eq!(
+                    message_of(body, chunk).as_deref(),
+                    Some(*want),
+                    "{body:?} chunk {chunk}"
+                );
+            }
+        }
+        // Not terminated yet: ". " and "x." are not the end.
+        assert_eq!(message_of(b". \r\nx.\r\n", 1), None);
+    }
+
+    #[test]
+    fn long_data_lines_are_fine() {
+        let mut body = vec![b'x'; 100_000];
+        body.extend_from_slice(b"\r\n.\r\n");
+        let got = message_of(&body, 4096).unwrap();
+        assert_eq!(got.len(), 100_001);
+    }
+
+    #[test]
+    fn oversized_message_is_counted_not_buffered() {
+        let p = ServerParams { max_message_size: 100, ..params() };
+        let mut s = Server::new(p);
+        s.feed(b"MAIL FROM:<a@x.org>\r\nRCPT TO:<b@x.org>\r\nDATA\r\n");
+        let mut out = drain(&mut s);
+        for _ in 0..100 {
+            s.feed(&[b'y'; 1000]);
+            out.push_str(&drain(&mut s));
+            if let Mode::Data(ds) = &s.mode {
+                assert!(ds.content.len() <= 100);
+            }
+            assert!(s.buffered() <= 1);
+        }
+        s.feed(b"\r\n.\r\nNOOP\r\n");
+        out.push_str(&drain(&mut s));
+        assert_eq!(
+            out,
+            "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n\
+             552 5.3.4 Message size exceeds fixed limit\r\n250 2.0.0 Ok\r\n"
+        );
+        // The transaction is over.
+        s.feed(b"RCPT TO:<b@x.org>\r\n");
+        assert_eq!(drain(&mut s), "503 5.5.1 Error: need MAIL command\r\n");
+    }
+
+    #[test]
+    fn too_long_command_lines() {
+        let long = format!("NOOP {}\r\nNOOP\r\n", "x".repeat(600));
+        assert_eq!(run(&long), "500 5.5.2 Error: line too long\r\n250 2.0.0 Ok\r\n");
+        // Arriving in pieces, the buffer never holds more than a line's worth.
+        let mut s = Server::new(params());
+        for _ in 0..1000 {
+            s.feed(&[b'z'; 100]);
+            assert_eq!(drain(&mut s), "");
+            assert!(s.buffered() <= MAX_COMMAND_LINE + 100);
+        }
+        s.feed(b"\nNOOP\n");
+        assert_eq!(drain(&mut s), "500 5.5.2 Error: line too long\r\n250 2.0.0 Ok\r\n");
+        // Exactly 512 octets with CRLF is fine.
+        let max = format!("NOOP {}\r\n", "x".repeat(MAX_COMMAND_LINE - 7));
+        assert_eq!(run(&max), "250 2.0.0 Ok\r\n");
+    }
+
+    #[test]
+    fn binary_garbage_gets_bad_syntax_and_session_survives() {
+        let mut s = Server::new(params());
+        s.feed(b"\x00\x01\x02\xff\xfe\r\n\x80abc\n\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\nNOOP\r\n");
+        assert_eq!(
+            drain(&mut s),
+            "500 5.5.2 Error: bad syntax\r\n500 5.5.2 Error: bad syntax\r\n500 5.5.2 Error: bad syntax\r\n250 2.0.0 Ok\r\n"
+        );
+    }
+
+    #[test]
+    fn hard_error_limit_closes_with_421() {
+        let p = ServerParams { hard_error_limit: 3, ..params() };
+        let got = run_with(p, "FOO\r\nBAR\r\nNOOP\r\nBAZ\r\nNOOP\r\n");
+        assert_eq!(
+            got,
+            "502 5.5.2 Error: command not recognized\r\n502 5.5.2 Error: command not recognized\r\n\
+             250 2.0.0 Ok\r\n502 5.5.2 Error: command not recognized\r\n\
+             421 4.7.0 mail.fiap.edu.br Error: too many errors\r\n<close>"
+        );
+    }
+
+    #[test]
+    fn driver_421_closes() {
+        let mut s = Server::new(params());
+        s.feed(b"MAIL FROM:<a@x.org>\r\nRCPT TO:<b@x.org>\r\nDATA\r\nx\r\n.\r\nNOOP\r\n");
+        while let Some(ev) = s.next_event() {
+            match ev {
+                Event::Message { .. } => {
+                    s.reject(ok(421, (4, 3, 0), "mail.fiap.edu.br Error: queue file write error"))
+                }
+                Event::Mail { .. } | Event::Rcpt { .. } => s.accept(),
+                _ => {}
+            }
+        }
+        assert!(s.is_closed());
+        assert_eq!(
+            s.timeout_reply().to_bytes(),
+            b"421 4.4.2 mail.fiap.edu.br Error: timeout exceeded\r\n"
+        );
+    }
+
+    #[test]
+    fn starttls_discards_plaintext_injection() {
+        let p = ServerParams { starttls_offered: true, ..params() };
+        let mut s = Server::new(p);
+        s.feed(b"EHLO c\r\nSTARTTLS\r\nMAIL FROM:<evil@x.org>\r\n");
+        assert!(matches!(s.next_event(), Some(Event::Reply(_))));
+        assert_eq!(s.next_event(), Some(Event::StartTls));
+        s.accept();
+        assert_eq!(s.next_event(), Some(Event::Reply(ok(220, (2, 0, 0), "Ready to start TLS"))));
+        assert_eq!(s.next_event(), None);
+        s.tls_started();
+        assert_eq!(s.next_event(), None);
+        s.feed(b"EHLO c\r\nSTARTTLS\r\n");
+        let out = drain(&mut s);
+        assert!(!out.contains("STARTTLS"), "{out}");
+        assert!(out.ends_with("554 5.5.1 Error: TLS already active\r\n"), "{out}");
+        assert_eq!(s.protocol(), "ESMTPS");
+    }
+
+    #[test]
+    fn auth_exchange() {
+        let p = ServerParams { auth_mechanisms: vec!["PLAIN".into(), "LOGIN".into()], ..params() };
+        let mut s = Server::new(p.clone());
+        s.feed(b"AUTH PLAIN\r\nEHLO c\r\nAUTH CRAM-MD5\r\nAUTH login\r\ndXNlcg==\r\n*\r\nAUTH PLAIN AHUAcA==\r\nAUTH PLAIN\r\n");
+        let mut log = Vec::new();
+        while let Some(ev) = s.next_event() {
+            match ev {
+                Event::Reply(r) => log.push(format!("{r}")),
+                Event::Auth { mechanism, initial: None } if mechanism == "LOGIN" => {
+                    log.push("auth LOGIN".into());
+                    s.auth_challenge("VXNlcm5hbWU6");
+                }
+                Event::AuthResponse { response } => {
+                    log.push(format!("response {response}"));
+                    s.auth_challenge("UGFzc3dvcmQ6");
+                }
+                Event::Auth { mechanism, initial } => {
+                    log.push(format!("auth {mechanism} {initial:?}"));
+                    s.accept();
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(
+            log,
+            [
+                "503 5.5.1 Error: send EHLO first",
+                "250 mail.fiap.edu.br; PIPELINING; SIZE 10240000; VRFY; AUTH PLAIN LOGIN; ENHANCEDSTATUSCODES; 8BITMIME",
+                "504 5.5.4 Unrecognized authentication type",
+                "auth LOGIN",
+                "334 VXNlcm5hbWU6",
+                "response dXNlcg==",
+                "334 UGFzc3dvcmQ6",
+                "501 5.7.0 Authentication aborted",
+                "auth PLAIN Some(\"AHUAcA==\")",
+                "235 2.7.0 Authentication successful",
+                "503 5.5.1 Error: already authenticated",
+            ]
+        );
+        assert_eq!(s.protocol(), "ESMTPA");
+        // A rejected AUTH leaves the session usable.
+        let mut s = Server::new(p);
+        s.feed(b"EHLO c\r\nAUTH PLAIN AHUAcA==\r\nNOOP\r\n");
+        let _ = s.next_event();
+        assert!(matches!(s.next_event(), Some(Event::Auth { .. })));
+        s.reject(ok(535, (5, 7, 8), "Error: authentication failed: authentication failure"));
+        assert_eq!(
+            drain(&mut s),
+            "535 5.7.8 Error: authentication failed: authentication failure\r\n250 2.0.0 Ok\r\n"
+        );
+    }
+
+    #[test]
+    fn decisions_without_pending_are_harmless() {
+        let mut s = Server::new(params());
+        s.accept();
+        s.message_queued("X");
+        s.auth_challenge("x");
+        assert_eq!(s.next_event(), None);
+        s.feed(b"QUIT\r\n");
+        assert_eq!(drain(&mut s), "221 2.0.0 Bye\r\n<close>");
+        s.feed(b"NOOP\r\n");
+        s.reject(ok(421, (4, 3, 2), "bye"));
+        assert_eq!(s.next_event(), None);
+    }
+
+    /// The fuzz target `smtp_session`: feed the bytes, drain, accept every decision.
+    fn fuzz_session(data: &[u8]) {
+        let mut s = Server::new(ServerParams {
+            max_message_size: 4096,
+            hard_error_limit: 1000,
+            ..params()
+        });
+        for chunk in data.chunks(61) {
+            s.feed(chunk);
+            let _ = drain(&mut s);
+        }
+    }
+
+    #[test]
+    fn replays_fuzz_corpus() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/smtp_session");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            fuzz_session(&std::fs::read(entry.unwrap().path()).unwrap());
+            n += 1;
+        }
+        assert!(n > 0, "empty corpus in {}", dir.display());
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..2000)) {
+            fuzz_session(&bytes);
+        }
+
+        #[test]
+        fn never_panics_on_smtp_like_streams(
+            lines in proptest::collection::vec(
+                "(EHLO x|MAIL FROM:<a@b.c>|RCPT TO:<d@e.f>|DATA|\\.|\\.\\.x|RSET|AUTH PLAIN|STARTTLS|[ -~]{0,20})",
+                0..40,
+            ),
+            crlf in any::<bool>(),
+        ) {
+            let eol = if crlf { "\r\n" } else { "\n" };
+            let text: String = lines.iter().map(|l| format!("{l}{eol}")).collect();
+            fuzz_session(text.as_bytes());
+        }
+    }
+}
