@@ -1,0 +1,322 @@
+//! The parameter table: every `main.toml` parameter is declared exactly once
+//! here, with its kind, its default in Postfix's text form and a one-line doc
+//! (ripgrep's `flags/defs.rs`, Postfix's `mail_params.h`).
+//!
+//! Names and meanings are Postfix's so that `postconf -e` and operators'
+//! habits carry over. `postconf -d` prints this table; the generated
+//! configuration reference is built from it.
+
+/// The unit a bare number means for a [`Kind::Duration`] parameter, as in
+/// Postfix (`maximal_queue_lifetime = 5` is five days).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeUnit {
+    /// `s`
+    Seconds,
+    /// `m`
+    Minutes,
+    /// `h`
+    Hours,
+    /// `d`
+    Days,
+    /// `w`
+    Weeks,
+}
+
+impl TimeUnit {
+    /// The number of seconds in one unit.
+    pub fn seconds(self) -> u64 {
+        match self {
+            TimeUnit::Seconds => 1,
+            TimeUnit::Minutes => 60,
+            TimeUnit::Hours => 3600,
+            TimeUnit::Days => 86_400,
+            TimeUnit::Weeks => 604_800,
+        }
+    }
+
+    /// The unit for a Postfix suffix letter (`s m h d w`, case-insensitive).
+    pub fn from_suffix(c: char) -> Option<TimeUnit> {
+        match c.to_ascii_lowercase() {
+            's' => Some(TimeUnit::Seconds),
+            'm' => Some(TimeUnit::Minutes),
+            'h' => Some(TimeUnit::Hours),
+            'd' => Some(TimeUnit::Days),
+            'w' => Some(TimeUnit::Weeks),
+            _ => None,
+        }
+    }
+}
+
+/// What values a parameter takes, and how `main.toml` spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A string; `$name` references are expanded at lookup.
+    Str,
+    /// A string that mail-config does not expand, because the daemon that
+    /// uses it expands its own variables (`mailbox_command`'s `$HOME`,
+    /// Postfix's "raw" parameters).
+    RawStr,
+    /// TOML `true`/`false`, or the strings `yes`/`no`.
+    Bool,
+    /// An unsigned integer within `min..=max`.
+    Int {
+        /// Smallest accepted value.
+        min: u64,
+        /// Largest accepted value.
+        max: u64,
+    },
+    /// A size in bytes (an integer; 0 often means "no limit").
+    Size,
+    /// A time: a TOML integer is seconds; a string is a number with an
+    /// optional Postfix unit (`300s`, `5m`, `1h`, `1d`, `1w`), and a bare
+    /// number in a string means `unit`.
+    Duration {
+        /// What a bare number in a string means.
+        unit: TimeUnit,
+    },
+    /// A TOML array of strings, or one string split on commas and/or
+    /// whitespace as Postfix does. Elements are expanded at lookup.
+    List,
+    /// Like [`Kind::List`], but each element names a lookup table file,
+    /// optionally with Postfix's type prefix (`hash:/etc/aliases`); the
+    /// prefix is accepted and stripped, because Postern reads the plain file.
+    MapList,
+    /// A file or directory; expanded, and relative paths are relative to the
+    /// configuration directory. Empty means "not set".
+    Path,
+}
+
+/// One declared parameter.
+#[derive(Debug)]
+pub struct Param {
+    /// The Postfix name, also the `main.toml` key.
+    pub name: &'static str,
+    /// What values it takes.
+    pub kind: Kind,
+    /// The default in Postfix's text form (for example
+    /// `"$myhostname ESMTP $mail_name"`). For `myhostname` and `mydomain` the
+    /// real default is computed from the host name; see [`crate::Main`].
+    pub default: &'static str,
+    /// One line for `postconf -d` readers and the configuration reference.
+    pub doc: &'static str,
+}
+
+const fn p(name: &'static str, kind: Kind, default: &'static str, doc: &'static str) -> Param {
+    Param { name, kind, default, doc }
+}
+
+const INT_MAX: u64 = i32::MAX as u64;
+const fn int(min: u64) -> Kind {
+    Kind::Int { min, max: INT_MAX }
+}
+const SECONDS: Kind = Kind::Duration { unit: TimeUnit::Seconds };
+const HOURS: Kind = Kind::Duration { unit: TimeUnit::Hours };
+const DAYS: Kind = Kind::Duration { unit: TimeUnit::Days };
+
+/// Every parameter Postern knows, grouped by the daemon that reads it.
+/// One line per parameter, so that one grep finds a declaration.
+#[rustfmt::skip]
+pub static PARAMS: &[Param] = &[
+    // Common.
+    p("queue_directory", Kind::Path, "/var/spool/postern", "Where the mail queue, the private/ and public/ sockets and the master pid file live."),
+    p("daemon_directory", Kind::Path, "/usr/lib/postern", "Where master finds the daemon programs named in master.toml."),
+    p("command_directory", Kind::Path, "/usr/sbin", "Where the operator commands (postconf, postqueue, ...) are installed."),
+    p("mail_owner", Kind::Str, "postern", "The unprivileged user that owns the queue and runs the network-facing daemons."),
+    p("setgid_group", Kind::Str, "postdrop", "The group that owns maildrop/ and lets sendmail drop mail without privileges."),
+    p("mail_name", Kind::Str, "Postern", "The mail system name, used in the SMTP banner and in bounce messages."),
+    p("myhostname", Kind::Str, "", "This machine's fully qualified domain name (default: the host name, with .localdomain appended if it has no dot)."),
+    p("mydomain", Kind::Str, "", "This machine's domain (default: $myhostname minus its first label, or localdomain)."),
+    p("myorigin", Kind::Str, "$myhostname", "The domain appended to unqualified sender addresses; a value starting with / names a file whose first line is used (for example /etc/mailname)."),
+    p("mydestination", Kind::List, "$myhostname, localhost.$mydomain, localhost", "The domains this machine delivers locally."),
+    p("mynetworks", Kind::List, "127.0.0.0/8, [::1]/128", "The client networks trusted to relay through this server (address/prefix entries)."),
+    p("inet_interfaces", Kind::List, "all", "The addresses the inet services listen on: all, loopback-only, or a list of addresses."),
+    p("inet_protocols", Kind::List, "all", "The IP versions to use: all, ipv4, ipv6."),
+    p("syslog_name", Kind::Str, "postern", "The prefix of every log line (postern/smtpd[PID]: ...)."),
+    p("maillog_file", Kind::Path, "", "A file to write the log to; empty means standard error."),
+    p("append_at_myorigin", Kind::Bool, "yes", "Append @$myorigin to addresses that have no domain."),
+    p("append_dot_mydomain", Kind::Bool, "no", "Append .$mydomain to domains that have no dot."),
+    p("recipient_delimiter", Kind::Str, "", "The characters that separate a user name from an address extension (user+ext); empty disables extensions."),
+    p("alias_maps", Kind::MapList, "hash:/etc/aliases", "The alias files used by local delivery (a hash: or lmdb: prefix is accepted and ignored)."),
+    p("alias_database", Kind::MapList, "$alias_maps", "The alias files that newaliases rebuilds."),
+    p("passwd_file", Kind::Path, "", "A Dovecot-style passwd-file of virtual users; empty means the system users of the passwd database."),
+    // smtpd.
+    p("smtpd_banner", Kind::Str, "$myhostname ESMTP $mail_name", "The text after 220 in the SMTP greeting."),
+    p("smtpd_timeout", SECONDS, "300s", "How long smtpd waits for a client command or data before hanging up."),
+    p("smtpd_recipient_limit", int(1), "1000", "The most recipients smtpd accepts in one message."),
+    p("smtpd_hard_error_limit", int(1), "20", "The number of client errors after which smtpd disconnects."),
+    p("smtpd_soft_error_limit", int(1), "10", "The number of client errors after which smtpd delays each reply."),
+    p("smtpd_client_connection_count_limit", int(0), "50", "The most simultaneous connections one client address may have; 0 disables the limit."),
+    p("smtpd_helo_required", Kind::Bool, "no", "Require HELO or EHLO before MAIL FROM."),
+    p("disable_vrfy_command", Kind::Bool, "no", "Reject the VRFY command (it lets clients probe for user names)."),
+    p("message_size_limit", Kind::Size, "10240000", "The largest message accepted, in bytes, headers included; 0 means no limit."),
+    p("header_size_limit", Kind::Size, "102400", "The most bytes of headers kept per message; the rest is treated as body."),
+    p("line_length_limit", Kind::Int { min: 512, max: INT_MAX }, "2048", "Longer SMTP lines and message lines are broken into pieces of this many bytes."),
+    p("strict_rfc821_envelopes", Kind::Bool, "no", "Require MAIL FROM and RCPT TO addresses in <>, as RFC 821 demands."),
+    p("queue_minfree", Kind::Size, "0", "The free space the queue file system must keep before smtpd accepts mail; 0 means 1.5 x message_size_limit."),
+    // qmgr.
+    p("queue_run_delay", SECONDS, "300s", "How often qmgr scans the deferred queue."),
+    p("minimal_backoff_time", SECONDS, "300s", "The shortest time a deferred message waits before the next attempt."),
+    p("maximal_backoff_time", SECONDS, "4000s", "The longest time a deferred message waits before the next attempt."),
+    p("maximal_queue_lifetime", DAYS, "5d", "How long a message may stay deferred before it is bounced."),
+    p("bounce_queue_lifetime", DAYS, "5d", "How long a bounce message may stay deferred before it is discarded."),
+    p("qmgr_message_active_limit", int(1), "20000", "The most messages in the active queue at once."),
+    p("default_destination_concurrency_limit", int(1), "20", "The most parallel deliveries to one destination."),
+    p("local_destination_concurrency_limit", int(1), "2", "The most parallel local deliveries to one recipient."),
+    p("delay_warning_time", HOURS, "0h", "Send the sender a delay warning after a message is delayed this long; 0 disables warnings."),
+    // local delivery.
+    p("home_mailbox", Kind::Str, "", "The mailbox path relative to the user's home; ending in / means Maildir (Maildir/); empty means mail_spool_directory."),
+    p("mail_spool_directory", Kind::Path, "/var/mail", "The directory of mbox spool files, used when home_mailbox and mailbox_command are empty."),
+    p("mailbox_command", Kind::RawStr, "", "A command that delivers to the mailbox (procmail), run as the recipient; its $HOME, $USER, ... are expanded by local delivery."),
+    p("mailbox_size_limit", Kind::Size, "51200000", "The largest mbox file or message local delivery writes, in bytes; 0 means no limit."),
+    p("allow_mail_to_commands", Kind::List, "alias, forward", "Where |command destinations are allowed: alias, forward, include."),
+    p("allow_mail_to_files", Kind::List, "alias, forward", "Where /file/name destinations are allowed: alias, forward, include."),
+    p("biff", Kind::Bool, "no", "Accepted for compatibility with Postfix and ignored: Postern never notifies comsat."),
+    // smtp client.
+    p("relayhost", Kind::Str, "", "The host all non-local mail is sent to ([host]:port skips the MX lookup); empty means direct delivery."),
+    p("smtp_helo_name", Kind::Str, "$myhostname", "The name the SMTP client sends in HELO/EHLO."),
+];
+
+/// The declaration of `name`, if there is one.
+pub fn lookup(name: &str) -> Option<&'static Param> {
+    PARAMS.iter().find(|p| p.name == name)
+}
+
+/// Map types whose prefix Postern accepts and strips (it reads the source
+/// file itself, so the Postfix database type does not matter).
+pub(crate) const MAP_TYPES: &[&str] = &["hash", "lmdb", "btree", "cdb", "dbm", "texthash"];
+
+/// Checks the expanded elements of list parameters whose elements have a
+/// fixed vocabulary or syntax. `Err` is a message for [`crate::Error::BadValue`].
+pub(crate) fn check_elements(name: &str, items: &[String]) -> Result<(), String> {
+    let one_of = |allowed: &[&str]| {
+        for it in items {
+            if !allowed.contains(&it.to_ascii_lowercase().as_str()) {
+                return Err(format!("expected one of {}, found \"{it}\"", allowed.join(", ")));
+            }
+        }
+        Ok(())
+    };
+    match name {
+        "mynetworks" => crate::Networks::parse(items).map(|_| ()),
+        "inet_protocols" => one_of(&["all", "ipv4", "ipv6"]),
+        "allow_mail_to_commands" | "allow_mail_to_files" => {
+            one_of(&["alias", "forward", "include"])
+        }
+        "inet_interfaces" => {
+            let special = items
+                .iter()
+                .find(|i| i.eq_ignore_ascii_case("all") || i.eq_ignore_ascii_case("loopback-only"));
+            match special {
+                Some(s) if items.len() > 1 => Err(format!("\"{s}\" must be the only element")),
+                Some(_) => Ok(()),
+                None => {
+                    for it in items {
+                        let bare =
+                            it.strip_prefix('[').and_then(|s| s.strip_suffix(']')).unwrap_or(it);
+                        let ok = bare.parse::<std::net::IpAddr>().is_ok() || is_host_name(bare);
+                        if !ok {
+                            return Err(format!(
+                                "expected all, loopback-only or addresses, found \"{it}\""
+                            ));
+                        }
+                    }
+                    Ok(())
+                }
+            }
+        }
+        _ => match lookup(name).map(|p| p.kind) {
+            Some(Kind::MapList) => {
+                for it in items {
+                    if let Some((ty, _)) = split_map_type(it)
+                        && !MAP_TYPES.contains(&ty)
+                    {
+                        return Err(format!(
+                            "unsupported lookup table type \"{ty}:\" in \"{it}\" (use a plain file name)"
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        },
+    }
+}
+
+/// Splits `type:path` into its parts; a plain path (or a Windows-free path
+/// with a colon after a slash) has no type.
+pub(crate) fn split_map_type(s: &str) -> Option<(&str, &str)> {
+    let (ty, rest) = s.split_once(':')?;
+    if !ty.is_empty() && ty.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        Some((ty, rest))
+    } else {
+        None
+    }
+}
+
+/// A syntactically plausible DNS host name (letters, digits, `-`, `.`).
+pub(crate) fn is_host_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_documented() {
+        let mut names: Vec<_> = PARAMS.iter().map(|p| p.name).collect();
+        names.sort_unstable();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(before, names.len(), "a parameter is declared twice");
+        for p in PARAMS {
+            assert!(!p.doc.is_empty(), "{} has no doc", p.name);
+            assert!(
+                p.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "{}",
+                p.name
+            );
+        }
+    }
+
+    #[test]
+    fn every_default_is_valid_for_its_kind() {
+        for p in PARAMS {
+            crate::value::check_text(p.kind, p.default)
+                .unwrap_or_else(|e| panic!("{}: {e}", p.name));
+        }
+    }
+
+    #[test]
+    fn lookup_finds_declared_only() {
+        assert_eq!(lookup("smtpd_banner").map(|p| p.kind), Some(Kind::Str));
+        assert!(lookup("mydestinaton").is_none());
+        assert!(lookup("config_directory").is_none());
+    }
+
+    #[test]
+    fn element_checks() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert!(check_elements("inet_protocols", &v(&["ipv4", "IPv6"])).is_ok());
+        assert!(check_elements("inet_protocols", &v(&["ipv5"])).is_err());
+        assert!(check_elements("inet_interfaces", &v(&["all"])).is_ok());
+        assert!(
+            check_elements("inet_interfaces", &v(&["127.0.0.1", "[::1]", "mail.example.com"]))
+                .is_ok()
+        );
+        assert!(check_elements("inet_interfaces", &v(&["all", "127.0.0.1"])).is_err());
+        assert!(check_elements("inet_interfaces", &v(&["bad host!"])).is_err());
+        assert!(check_elements("mynetworks", &v(&["10.0.0.0/8"])).is_ok());
+        assert!(check_elements("mynetworks", &v(&["10.0.0.0/99"])).is_err());
+        assert!(check_elements("alias_maps", &v(&["hash:/etc/aliases", "/etc/more"])).is_ok());
+        assert!(check_elements("alias_maps", &v(&["mysql:/etc/x.cf"])).is_err());
+        assert!(check_elements("allow_mail_to_files", &v(&["alias", "include"])).is_ok());
+        assert!(check_elements("allow_mail_to_files", &v(&["everywhere"])).is_err());
+    }
+}

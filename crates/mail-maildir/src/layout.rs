@@ -1,0 +1,256 @@
+//! Creating Maildirs and Maildir++ folders, and checking their layout before
+//! a delivery.
+//!
+//! A Maildir is a directory with `tmp/`, `new/` and `cur/`
+//! (<https://cr.yp.to/proto/maildir.html>). A Maildir++ folder is a Maildir
+//! named `.Name` inside the top Maildir that also holds an empty
+//! `maildirfolder` file (Courier's `maildirmake -f`, read by Courier and
+//! Dovecot); `.` separates hierarchy levels (`.Lists.rust`).
+
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::Error;
+
+/// The three subdirectories of every Maildir, in the order Courier creates
+/// them.
+pub(crate) const SUBDIRS: [&str; 3] = ["tmp", "new", "cur"];
+
+/// Mode of every directory we create: mail is private to its owner.
+const DIR_MODE: u32 = 0o700;
+
+/// Longest folder name: the directory name `.{name}` must fit in NAME_MAX.
+const MAX_FOLDER_NAME: usize = 254;
+
+/// Creates a new Maildir: `maildir/` itself and its `tmp/`, `new/` and
+/// `cur/` subdirectories, all mode 0700.
+///
+/// As Courier's `maildirmake`, this fails with `Error::Create` whose source
+/// is `AlreadyExists` when `maildir` already exists, and it does not create
+/// missing parent directories.
+pub fn make(maildir: &Path) -> Result<(), Error> {
+    let maildir = normalize(maildir);
+    mkdir(&maildir)?;
+    for sub in SUBDIRS {
+        mkdir(&maildir.join(sub))?;
+    }
+    Ok(())
+}
+
+/// Creates the Maildir++ folder `.{name}` inside the existing Maildir
+/// `maildir`: the folder's `tmp/`, `new/`, `cur/` and an empty
+/// `maildirfolder` file.
+///
+/// `name` is checked with [`validate_folder_name`]. An existing folder is an
+/// `Error::Create` with source `AlreadyExists`, as in `maildirmake -f`.
+pub fn make_folder(maildir: &Path, name: &str) -> Result<PathBuf, Error> {
+    validate_folder_name(name)?;
+    let folder = normalize(maildir).join(format!(".{name}"));
+    make(&folder)?;
+    let marker = folder.join("maildirfolder");
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&marker)
+        .map_err(|source| Error::Create { path: marker, source })?;
+    Ok(folder)
+}
+
+/// Checks a Maildir++ folder name (without its leading dot).
+///
+/// The name becomes one directory entry inside the user's Maildir, so it
+/// must not contain `/` or NUL, must not start with `.` (which would make
+/// `..`, or a name Maildir++ readers skip), and must not have empty
+/// hierarchy levels (`a..b`, `a.`), which Courier and Dovecot reject too.
+pub fn validate_folder_name(name: &str) -> Result<(), Error> {
+    let reason = if name.is_empty() {
+        Some("empty name")
+    } else if name.len() > MAX_FOLDER_NAME {
+        Some("name too long")
+    } else if name.contains('/') {
+        Some("contains '/'")
+    } else if name.contains('\0') {
+        Some("contains a NUL byte")
+    } else if name.starts_with('.') {
+        Some("starts with '.'")
+    } else if name.ends_with('.') || name.contains("..") {
+        Some("empty hierarchy level")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(Error::FolderName { name: name.to_owned(), reason }),
+        None => Ok(()),
+    }
+}
+
+/// Makes sure `maildir` and its three subdirectories exist and none of them
+/// is a symbolic link, creating whatever is missing (mode 0700, parents
+/// included), as Postfix's `local/maildir.c` does with `make_dirs()`.
+pub(crate) fn prepare(maildir: &Path) -> Result<(), Error> {
+    ensure_dir(maildir, true)?;
+    for sub in SUBDIRS {
+        ensure_dir(&maildir.join(sub), false)?;
+    }
+    Ok(())
+}
+
+/// Removes trailing slashes (and `.` components) so that `symlink_metadata`
+/// looks at the link itself: `Maildir/` would resolve a link named
+/// `Maildir`.
+pub(crate) fn normalize(path: &Path) -> PathBuf {
+    let normalized: PathBuf = path.components().collect();
+    if normalized.as_os_str().is_empty() { PathBuf::from(".") } else { normalized }
+}
+
+fn ensure_dir(dir: &Path, parents: bool) -> Result<(), Error> {
+    match fs::symlink_metadata(dir) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(Error::Symlink { path: dir.to_owned() }),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            match DirBuilder::new().recursive(parents).mode(DIR_MODE).create(dir) {
+                Ok(()) => Ok(()),
+                // Somebody else (a concurrent delivery) made it meanwhile:
+                // check again what it is.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    match fs::symlink_metadata(dir) {
+                        Ok(meta) if meta.file_type().is_symlink() => {
+                            Err(Error::Symlink { path: dir.to_owned() })
+                        }
+                        Ok(_) => Ok(()),
+                        Err(source) => Err(Error::Read { path: dir.to_owned(), source }),
+                    }
+                }
+                Err(source) => Err(Error::Create { path: dir.to_owned(), source }),
+            }
+        }
+        Err(source) => Err(Error::Read { path: dir.to_owned(), source }),
+    }
+}
+
+fn mkdir(dir: &Path) -> Result<(), Error> {
+    DirBuilder::new()
+        .mode(DIR_MODE)
+        .create(dir)
+        .map_err(|source| Error::Create { path: dir.to_owned(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &Path) -> u32 {
+        fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn make_creates_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = dir.path().join("Maildir");
+        make(&md).unwrap();
+        for sub in SUBDIRS {
+            let p = md.join(sub);
+            assert!(p.is_dir(), "{p:?}");
+            assert_eq!(mode(&p) & 0o077, 0);
+        }
+        assert_eq!(mode(&md) & 0o077, 0);
+    }
+
+    #[test]
+    fn make_refuses_existing() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = dir.path().join("Maildir");
+        make(&md).unwrap();
+        match make(&md) {
+            Err(Error::Create { path, source }) => {
+                assert_eq!(path, md);
+                assert_eq!(source.kind(), io::ErrorKind::AlreadyExists);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn make_does_not_create_parents() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = dir.path().join("missing/Maildir");
+        assert!(matches!(make(&md), Err(Error::Create { .. })));
+    }
+
+    #[test]
+    fn make_folder_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = dir.path().join("Maildir");
+        make(&md).unwrap();
+        let folder = make_folder(&md, "Enviados").unwrap();
+        assert_eq!(folder, md.join(".Enviados"));
+        for sub in SUBDIRS {
+            assert!(folder.join(sub).is_dir());
+        }
+        let marker = fs::metadata(folder.join("maildirfolder")).unwrap();
+        assert!(marker.is_file());
+        assert_eq!(marker.len(), 0);
+        assert!(matches!(make_folder(&md, "Enviados"), Err(Error::Create { .. })));
+        make_folder(&md, "Lists.rust").unwrap();
+        assert!(md.join(".Lists.rust/cur").is_dir());
+    }
+
+    #[test]
+    fn folder_names() {
+        for bad in ["", ".", "..", ".x", "a/b", "../x", "a\0b", "a.", "a..b"] {
+            assert!(
+                matches!(validate_folder_name(bad), Err(Error::FolderName { .. })),
+                "{bad:?} accepted"
+            );
+        }
+        assert!(validate_folder_name(&"x".repeat(255)).is_err());
+        for good in ["Enviados", "Rascunhos", "Lixeira", "Spam", "Lists.rust", "a b", "x"] {
+            validate_folder_name(good).unwrap();
+        }
+    }
+
+    #[test]
+    fn prepare_creates_missing_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = dir.path().join("home/u/Maildir");
+        prepare(&md).unwrap();
+        for sub in SUBDIRS {
+            assert!(md.join(sub).is_dir());
+        }
+        // Idempotent.
+        prepare(&md).unwrap();
+    }
+
+    #[test]
+    fn prepare_refuses_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        make(&real).unwrap();
+        let link = dir.path().join("Maildir");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert!(matches!(prepare(&link), Err(Error::Symlink { .. })));
+        // A trailing slash must not make us follow the link.
+        let with_slash = PathBuf::from(format!("{}/", link.display()));
+        assert!(matches!(prepare(&normalize(&with_slash)), Err(Error::Symlink { .. })));
+
+        let md = dir.path().join("Maildir2");
+        fs::create_dir(&md).unwrap();
+        std::os::unix::fs::symlink(&real, md.join("new")).unwrap();
+        match prepare(&md) {
+            Err(Error::Symlink { path }) => assert_eq!(path, md.join("new")),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn normalize_strips_trailing_slash() {
+        assert_eq!(normalize(Path::new("/a/b/")), PathBuf::from("/a/b"));
+        assert_eq!(normalize(Path::new("a/./b")), PathBuf::from("a/b"));
+        assert_eq!(normalize(Path::new("")), PathBuf::from("."));
+    }
+}

@@ -1,0 +1,34 @@
+//! Mailbox storage on disk: Maildir (with Maildir++ folders) and mbox.
+//!
+//! What it does:
+//! - [`deliver`] writes one message into a Maildir the qmail way
+//!   (`tmp/` → `new/`, <https://cr.yp.to/proto/maildir.html>) with names that
+//!   Dovecot and Courier read (`,S=size`), creating the Maildir if missing as
+//!   Postfix's `local/maildir.c` does;
+//! - [`make`] and [`make_folder`] create a Maildir and a Maildir++ folder
+//!   (what Courier's `maildirmake` does);
+//! - [`list_new_and_cur`] lists the messages of a Maildir with their flags and
+//!   sizes taken from the file names;
+//! - [`deliver_mbox`] appends one message to an mbox file under a dot-lock and
+//!   an fcntl lock, as Postfix's local mailbox delivery does.
+//!
+//! What it does not: no privilege handling (the caller has already switched to
+//! the recipient's uid), no mailbox index, UIDs or IMAP flags bookkeeping (that
+//! belongs to pop3d/imapd), no tokio (everything here is blocking and meant for
+//! single-threaded delivery workers).
+//!
+//! Used by `local-delivery`, later by `pop3d`/`imapd`, and by the
+//! `maildirmake` command in `postern-cli`.
+#![forbid(unsafe_code)]
+
+mod error;
+mod layout;
+mod list;
+mod maildir;
+mod mbox;
+
+pub use error::Error;
+pub use layout::{make, make_folder, validate_folder_name};
+pub use list::{Entry, MaildirName, list_new_and_cur, parse_file_name};
+pub use maildir::{Delivered, deliver, unique_name};
+pub use mbox::deliver_mbox;

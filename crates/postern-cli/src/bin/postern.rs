@@ -1,0 +1,4 @@
+//! `postern`: start, stop, reload, inspect the mail system; make dev instances.
+fn main() -> std::process::ExitCode {
+    postern_cli::postern::main_with_args(std::env::args().skip(1).collect())
+}

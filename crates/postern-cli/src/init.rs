@@ -1,0 +1,238 @@
+//! `postern init --dev DIR`: writes a complete unprivileged instance —
+//! main.toml, master.toml, a passwd-file with the tutorial's user
+//! `suporte`, aliases (`root: suporte`), Maildirs laid out as the
+//! tutorial's `maildirmake` commands make them, and the queue — with
+//! every path under DIR and high loopback ports, so an ordinary user can
+//! run a whole mail system.
+
+use std::path::{Path, PathBuf};
+
+/// The folders the tutorial creates with maildirmake.
+const TUTORIAL_FOLDERS: [&str; 4] = ["Enviados", "Rascunhos", "Lixeira", "Spam"];
+
+/// Ports of a dev instance: base + the well-known port.
+const DEFAULT_PORT_BASE: u16 = 10000;
+
+/// What init wrote, for the caller to print or use.
+#[derive(Debug)]
+pub struct Instance {
+    /// The instance (and config) directory.
+    pub dir: PathBuf,
+    /// SMTP listen address as written in master.toml.
+    pub smtp: String,
+    /// The users, name and password.
+    pub users: Vec<(String, String)>,
+    /// The mail domain.
+    pub domain: String,
+}
+
+/// Makes `p` absolute against the current directory.
+pub fn absolute(p: &Path) -> Result<PathBuf, String> {
+    if p.is_absolute() {
+        return Ok(p.to_owned());
+    }
+    let cwd = std::env::current_dir().map_err(|e| format!("current directory: {e}"))?;
+    Ok(cwd.join(p))
+}
+
+fn toml_str(s: &str) -> String {
+    toml_edit::Value::from(s).to_string()
+}
+
+/// Parses `init` options and writes the instance.
+pub fn init(opts: &[String]) -> Result<Instance, String> {
+    let mut dir = None;
+    let mut users: Vec<(String, String)> = Vec::new();
+    let mut hostname = "mail.postern.test".to_string();
+    let mut port_base = Some(DEFAULT_PORT_BASE);
+    let mut it = opts.iter();
+    while let Some(o) = it.next() {
+        match o.as_str() {
+            "--dev" => dir = it.next().cloned(),
+            "--user" => {
+                let spec = it.next().ok_or("--user needs NAME:PASSWORD")?;
+                let (n, p) = spec
+                    .split_once(':')
+                    .ok_or_else(|| format!("--user {spec}: expected NAME:PASSWORD"))?;
+                let valid = !n.is_empty()
+                    && n.len() <= 64
+                    && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+                if !valid {
+                    return Err(format!(
+                        "--user {spec}: the name may use letters, digits, '.', '_' and '-'"
+                    ));
+                }
+                users.push((n.to_owned(), p.to_owned()));
+            }
+            "--hostname" => hostname = it.next().ok_or("--hostname needs a value")?.clone(),
+            "--port-base" => {
+                port_base = Some(
+                    it.next().and_then(|v| v.parse().ok()).ok_or("--port-base needs a number")?,
+                )
+            }
+            "--any-port" => port_base = None,
+            other => return Err(format!("init: unknown option {other:?}")),
+        }
+    }
+    let dir = absolute(Path::new(
+        &dir.ok_or("init needs --dev DIR (only unprivileged instances are made by init)")?,
+    ))?;
+    if users.is_empty() {
+        users.push(("suporte".into(), "suporte".into()));
+    }
+    if dir.join("main.toml").exists() {
+        return Err(format!(
+            "{} already has a main.toml; choose an empty directory",
+            dir.display()
+        ));
+    }
+    let port = |well_known: u16| port_base.map(|b| b.saturating_add(well_known)).unwrap_or(0);
+    let smtp = format!("127.0.0.1:{}", port(25));
+    let domain = mail_config::domain_of(&hostname);
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find my own binary: {e}"))?;
+    let daemon_dir = exe.parent().ok_or("binary has no directory")?.to_owned();
+    let me = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| "nobody".into());
+    let (uid, gid) = (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw());
+    let mkdir = |p: &Path| {
+        std::fs::create_dir_all(p).map_err(|e| format!("cannot create {}: {e}", p.display()))
+    };
+    mkdir(&dir)?;
+    mkdir(&dir.join("mail"))?;
+    let d = |p: &str| toml_str(&dir.join(p).display().to_string());
+
+    let main_toml = format!(
+        r#"# main.toml of a Postern development instance, written by `postern init --dev`.
+# Parameters have Postfix's names and meanings; `postconf -c {dir} -n` shows
+# what is set here and `postconf -c {dir} -d` every default.
+
+myhostname = {hostname}
+mydomain = {domain}
+myorigin = "$mydomain"
+mydestination = ["$myhostname", "localhost.$mydomain", "localhost", "$mydomain"]
+mynetworks = ["127.0.0.0/8", "[::1]/128"]
+inet_interfaces = ["loopback-only"]
+smtpd_banner = "$myhostname ESMTP $mail_name"
+
+# Deliver into ~/Maildir/ (the tutorial's home_mailbox = Maildir/).
+home_mailbox = "Maildir/"
+
+# Everything lives under this directory; nothing here needs root.
+queue_directory = {queue}
+daemon_directory = {daemon_dir}
+mail_owner = {me}
+mail_spool_directory = {spool}
+alias_maps = [{aliases}]
+alias_database = [{aliases}]
+# Users of this instance: Dovecot passwd-file layout (user:{{SCHEME}}hash:uid:gid::home::).
+passwd_file = {passwd}
+"#,
+        dir = dir.display(),
+        hostname = toml_str(&hostname),
+        domain = toml_str(&domain),
+        queue = d("queue"),
+        daemon_dir = toml_str(&daemon_dir.display().to_string()),
+        me = toml_str(&me),
+        spool = d("mail"),
+        aliases = d("aliases"),
+        passwd = d("passwd"),
+    );
+    let master_toml = format!(
+        r#"# master.toml of a Postern development instance: the service table
+# (Postfix's master.cf). maxproc is the number of worker processes that
+# share a service's listening socket; each serves many connections.
+
+[[service]]
+name = "smtpd"
+type = "inet"
+listen = [{smtp}]
+maxproc = 2
+command = "smtpd"
+
+[[service]]
+name = "pickup"
+type = "unix"
+private = false
+wakeup = 60
+maxproc = 1
+command = "pickup"
+
+[[service]]
+name = "qmgr"
+type = "unix"
+private = false
+wakeup = 300
+maxproc = 1
+command = "qmgr"
+
+[[service]]
+name = "local"
+type = "unix"
+unpriv = false
+maxproc = 2
+command = "local-delivery"
+"#,
+        smtp = toml_str(&smtp),
+    );
+    let aliases = "# Aliases of this instance (the format of /etc/aliases). After editing,\n\
+                   # run newaliases, or just wait: local delivery rereads a changed file.\n\
+                   postmaster: root\nMAILER-DAEMON: postmaster\nabuse: postmaster\n"
+        .to_string()
+        + &format!("root: {}\n", users[0].0);
+    let mut passwd =
+        String::from("# user:{SCHEME}hash:uid:gid:gecos:home:shell:extra (Dovecot passwd-file)\n");
+    for (name, pass) in &users {
+        let home = dir.join("home").join(name);
+        let user = mail_auth::User {
+            name: name.clone(),
+            uid,
+            gid,
+            home: home.clone(),
+            password_hash: None,
+        };
+        passwd.push_str(&mail_auth::format_passwd_line(&user, &mail_auth::hash_password(pass)));
+        passwd.push('\n');
+        let maildir = home.join("Maildir");
+        mkdir(&home)?;
+        mail_maildir::make(&maildir).map_err(|e| e.to_string())?;
+        for f in TUTORIAL_FOLDERS {
+            mail_maildir::make_folder(&maildir, f).map_err(|e| e.to_string())?;
+        }
+    }
+    let write = |name: &str, text: &str, mode: u32| {
+        let p = dir.join(name);
+        stdx::fs::atomic_write(&p, text.as_bytes(), mode)
+            .map_err(|e| format!("cannot write {}: {e}", p.display()))
+    };
+    write("main.toml", &main_toml, 0o644)?;
+    write("master.toml", &master_toml, 0o644)?;
+    write("aliases", &aliases, 0o644)?;
+    write("passwd", &passwd, 0o600)?;
+    mail_config::check(&dir)
+        .map_err(|e| format!("init wrote a configuration that does not load (a bug): {e}"))?;
+    mail_queue::Queue::new(dir.join("queue")).create_layout().map_err(|e| e.to_string())?;
+
+    let bin = daemon_dir.display();
+    println!("Postern development instance written to {}", dir.display());
+    println!(
+        "  SMTP:    {smtp}   (port 0 means: any free port; see `postern -c {} status`)",
+        dir.display()
+    );
+    for (n, p) in &users {
+        println!(
+            "  user:    {n}@{domain} (password {p}), Maildir {}",
+            dir.join("home").join(n).join("Maildir").display()
+        );
+    }
+    println!("  start:   {bin}/postern -c {} start-fg", dir.display());
+    println!(
+        "  send:    echo \"Teste de envio\" | {bin}/sendmail -C {} {}@{domain}",
+        dir.display(),
+        users[0].0
+    );
+    println!("  queue:   {bin}/postqueue -c {} -p", dir.display());
+    Ok(Instance { dir, smtp, users, domain })
+}
