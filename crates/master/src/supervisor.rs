@@ -279,6 +279,10 @@ impl Master {
     fn throttle(&mut self, name: &str) {
         let tx = self.events.clone();
         let Some(svc) = self.service_mut(name) else { return };
+        if svc.throttled_until.is_some() {
+            // Several workers failing together are one failure.
+            return;
+        }
         svc.backoff = (svc.backoff * 2).clamp(Duration::from_secs(1), MAX_BACKOFF);
         svc.throttled_until = Some(SystemTime::now() + svc.backoff);
         let (delay, service) = (svc.backoff, name.to_owned());
