@@ -16,8 +16,8 @@
 mod error;
 pub mod format;
 mod layout;
-mod maildrop;
-mod status;
+pub mod maildrop;
+pub mod status;
 
 pub use error::Error;
 pub use format::{Envelope, QueueFile, Recipient};

@@ -95,7 +95,9 @@ fn read_maildrop_file(path: &Path, max_size: u64) -> Result<(Maildrop, u32), Err
     Ok((decode(path, &bytes)?, meta.uid()))
 }
 
-pub(crate) fn decode(path: &Path, bytes: &[u8]) -> Result<Maildrop, Error> {
+/// Decodes maildrop bytes (`path` names them in errors). Public for the
+/// fuzz target.
+pub fn decode(path: &Path, bytes: &[u8]) -> Result<Maildrop, Error> {
     let corrupt = |reason: String| Error::Corrupt { path: path.to_owned(), reason };
     if bytes.get(..8) != Some(MAGIC.as_slice()) {
         return Err(corrupt("bad magic".into()));

@@ -124,8 +124,9 @@ impl Queue {
     }
 }
 
-/// Parses frames until the bytes run out or stop making sense.
-pub(crate) fn parse_log(mut bytes: &[u8]) -> Vec<StatusRecord> {
+/// Parses frames until the bytes run out or stop making sense. Public
+/// for the fuzz target.
+pub fn parse_log(mut bytes: &[u8]) -> Vec<StatusRecord> {
     let mut out = Vec::new();
     while bytes.len() >= 4 {
         let len = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);

@@ -1,0 +1,26 @@
+//! Replays the committed `ipc_frame` fuzz corpus on stable Rust.
+
+use mail_ipc::delivery::DeliveryRequest;
+use mail_ipc::frame::{Error, decode_frame};
+use std::path::PathBuf;
+
+#[test]
+fn ipc_frame_corpus() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/ipc_frame");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let e = e.unwrap();
+        let bytes = std::fs::read(e.path()).unwrap();
+        let r = decode_frame::<DeliveryRequest>(&bytes, 1 << 20);
+        match e.file_name().to_str().unwrap() {
+            "delivery_request" => {
+                assert_eq!(r.unwrap().unwrap().recipients[0].address, "suporte@x")
+            }
+            "huge_length" => assert!(matches!(r, Err(Error::TooLarge(_)))),
+            "wrong_version" => assert!(matches!(r, Err(Error::Version(7)))),
+            _ => {}
+        }
+        n += 1;
+    }
+    assert!(n > 0);
+}
