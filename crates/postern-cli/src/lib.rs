@@ -13,6 +13,8 @@ pub mod init;
 pub mod maildirmake;
 pub mod postconf;
 pub mod postern;
+pub mod postqueue;
+pub mod sendmail;
 
 use mail_config::Main;
 use mail_ipc::control::{ControlReply, ControlRequest};

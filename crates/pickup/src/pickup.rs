@@ -1,0 +1,500 @@
+//! Picking up maildrop files: lock, read, qualify, cleanup, commit to
+//! `incoming/`, remove the maildrop file.
+//!
+//! Ordering is what keeps accepted mail safe: the queue file is committed
+//! (fsync, rename, fsync `incoming/`) before the maildrop file is
+//! unlinked, so a crash between the two leaves both and the next scan
+//! queues the message again. The cost is a possible duplicate, never a
+//! loss.
+//!
+//! Severities: a bad maildrop file is a warning and goes to `corrupt/`
+//! (data is never destroyed for being unreadable), except a message with
+//! no recipients, which is a user's mistake and is removed with a warning
+//! (Postfix bounces it instead). Queue write errors are returned to the
+//! caller, which leaves the file for the next scan.
+
+use mail_cleanup::{CleanupParams, Trace};
+use mail_queue::{Envelope, Error, Queue, Recipient, State};
+use mail_types::{Address, QueueId};
+use nix::fcntl::{Flock, FlockArg};
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Room for the maildrop framing and envelope on top of the message.
+const MAILDROP_OVERHEAD: u64 = 64 << 10;
+/// A dot file this old in `maildrop/` is an abandoned `sendmail` write.
+const STALE_TEMP: Duration = Duration::from_secs(24 * 3600);
+
+/// The parameters pickup uses, converted once.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) cleanup: CleanupParams,
+    /// `message_size_limit`; 0 means no limit.
+    pub(crate) message_size_limit: u64,
+}
+
+impl Settings {
+    pub(crate) fn from_config(c: &mail_config::Main) -> Settings {
+        Settings {
+            cleanup: CleanupParams {
+                myhostname: c.str("myhostname"),
+                myorigin: c.str("myorigin"),
+                append_at_myorigin: c.bool("append_at_myorigin"),
+                header_size_limit: usize::try_from(c.size("header_size_limit"))
+                    .unwrap_or(usize::MAX),
+                mail_name: c.str("mail_name"),
+            },
+            message_size_limit: c.size("message_size_limit"),
+        }
+    }
+
+    fn max_file(&self) -> u64 {
+        match self.message_size_limit {
+            0 => mail_queue::format::MAX_CONTENT,
+            n => n.saturating_add(MAILDROP_OVERHEAD),
+        }
+    }
+}
+
+/// What became of one maildrop file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Picked {
+    /// Queued under this id and removed from maildrop/.
+    Queued(QueueId),
+    /// Queued, but the maildrop file could not be removed: skip it from
+    /// now on, or it would be queued again at every scan.
+    QueuedNotRemoved(QueueId),
+    /// Another pickup holds the lock, or already finished the file.
+    Skipped,
+    /// Unreadable or unacceptable: moved to `corrupt/`.
+    Quarantined,
+    /// No recipients: removed.
+    Discarded,
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// The login name of `uid`, if it has a passwd entry.
+fn user_name(uid: u32) -> Option<String> {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.name)
+}
+
+/// `<addr>` or `addr` as given to `sendmail -f` / `MAIL FROM`.
+fn bare(addr: &str) -> &str {
+    let t = addr.trim();
+    t.strip_prefix('<').and_then(|a| a.strip_suffix('>')).unwrap_or(t)
+}
+
+/// An RFC 5322 §3.2.5 phrase for a display name: atoms stay as they are,
+/// anything else becomes a quoted string. Control characters (which could
+/// start a new header line) become spaces.
+fn display_name(name: &str) -> String {
+    let name: String =
+        name.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>();
+    let name = name.trim();
+    let atext = |c: char| c.is_alphanumeric() || c == ' ' || "!#$%&'*+-/=?^_`{|}~".contains(c);
+    if name.chars().all(atext) {
+        name.to_owned()
+    } else {
+        let escaped = name.replace('\\', "\\\\").replace('"', "\\\"");
+        format!("\"{escaped}\"")
+    }
+}
+
+fn quarantine(queue: &Queue, id: &QueueId, reason: &str) -> Result<Picked, Error> {
+    tracing::warn!("{id}: corrupt maildrop file: {reason}; moved to corrupt/");
+    queue.quarantine(id, State::Maildrop)?;
+    Ok(Picked::Quarantined)
+}
+
+/// Picks up one maildrop file.
+pub(crate) fn pickup_file(queue: &Queue, s: &Settings, id: &QueueId) -> Result<Picked, Error> {
+    let path = queue.path(State::Maildrop, id);
+    // O_NONBLOCK: a FIFO planted in maildrop/ must not hang the open.
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(&path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Picked::Skipped),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            return quarantine(queue, id, "symbolic link");
+        }
+        Err(e) => return Err(Error::Io { path, source: e }),
+    };
+    let meta = file.metadata().map_err(|e| Error::Io { path: path.clone(), source: e })?;
+    if !meta.is_file() {
+        return quarantine(queue, id, "not a regular file");
+    }
+    // Two pickups never process one file: the second one skips it.
+    let locked: Flock<File> = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(l) => l,
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(Picked::Skipped),
+        Err((_, e)) => return Err(Error::Io { path, source: e.into() }),
+    };
+    // Unlinked while we waited: another pickup finished it.
+    match locked.metadata() {
+        Ok(m) if m.nlink() == 0 => return Ok(Picked::Skipped),
+        Ok(_) => {}
+        Err(e) => return Err(Error::Io { path, source: e }),
+    }
+    // Read through the descriptor we locked and checked, never the path
+    // again: a file swapped in meanwhile cannot be read in its place.
+    if meta.len() > s.max_file() {
+        return quarantine(queue, id, "larger than the size limit");
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    let reader: &File = &locked;
+    if let Err(e) = reader.take(s.max_file() + 1).read_to_end(&mut bytes) {
+        return Err(Error::Io { path, source: e });
+    }
+    let uid = meta.uid();
+    let m = match mail_queue::maildrop::decode(&path, &bytes) {
+        Ok(m) => m,
+        Err(Error::Corrupt { reason, .. }) => return quarantine(queue, id, &reason),
+        Err(e) => return Err(e),
+    };
+    if s.message_size_limit > 0 && m.content.len() as u64 > s.message_size_limit {
+        return quarantine(queue, id, "message file too big");
+    }
+
+    // The uid is the file owner's, never the content's claim.
+    let owner = user_name(uid).unwrap_or_else(|| m.user.clone());
+    let sender: Option<Address> = if bare(&m.sender).is_empty() && !m.sender.is_empty() {
+        None
+    } else {
+        let given = if m.sender.is_empty() { owner.clone() } else { m.sender.clone() };
+        let parsed = Address::parse(bare(&given)).or_else(|e| {
+            tracing::warn!("{id}: bad sender address <{given}>: {e}; using <{owner}>");
+            Address::parse(&owner)
+        });
+        match parsed {
+            Ok(a) => Some(mail_cleanup::qualify(a, &s.cleanup)),
+            Err(_) => return quarantine(queue, id, "no usable sender address"),
+        }
+    };
+
+    let mut content = m.content;
+    let mut raw = Vec::new();
+    if m.extract_recipients {
+        let (found, without_bcc) = mail_cleanup::extract_recipients(&content);
+        raw = found;
+        content = without_bcc;
+    }
+    // Postfix: with -t, command-line recipients are added to the header ones.
+    raw.extend(m.recipients);
+    let mut seen = HashSet::new();
+    let mut recipients = Vec::new();
+    for r in raw {
+        match Address::parse(bare(&r)) {
+            Ok(a) => {
+                let a = mail_cleanup::qualify(a, &s.cleanup).to_string();
+                if seen.insert(a.clone()) {
+                    recipients.push(Recipient { address: a, original: r });
+                }
+            }
+            Err(e) => tracing::warn!("{id}: bad recipient address <{r}>: {e}; skipped"),
+        }
+    }
+    if recipients.is_empty() {
+        tracing::warn!("{id}: warning: no recipients; message from uid {uid} removed");
+        remove_maildrop(queue, id)?;
+        return Ok(Picked::Discarded);
+    }
+
+    // `sendmail -F`: cleanup would add a bare `From: sender`; give it the
+    // full name instead when the message has no From of its own.
+    if let Some(addr) = &sender
+        && !m.full_name.trim().is_empty()
+        && mail_cleanup::header_value(&content, "From").is_none()
+    {
+        let from = format!("From: {} <{addr}>\n", display_name(&m.full_name));
+        content.splice(0..0, from.into_bytes());
+    }
+
+    let pending = queue.reserve()?;
+    let qid = pending.id().clone();
+    let trace = Trace {
+        helo: None,
+        client_name: "localhost".into(),
+        client_addr: "127.0.0.1".into(),
+        protocol: "local".into(),
+        local_uid: Some(uid),
+        queue_id: qid.clone(),
+        single_recipient: (recipients.len() == 1).then(|| recipients[0].address.clone()),
+        time: chrono::Local::now(),
+    };
+    let cleaned = match mail_cleanup::cleanup(&s.cleanup, &trace, sender.as_ref(), &content) {
+        Ok(c) => c,
+        // Dropping `pending` removes its temporary file.
+        Err(e) => return quarantine(queue, id, &e.to_string()),
+    };
+    let sender_text = sender.as_ref().map(ToString::to_string).unwrap_or_default();
+    let envelope = Envelope {
+        sender: sender_text.clone(),
+        recipients,
+        arrival: now(),
+        client: "local".into(),
+        origin: "pickup".into(),
+        attrs: vec![("uid".into(), uid.to_string())],
+    };
+    pending.commit(&envelope, &cleaned)?;
+    tracing::info!("{qid}: uid={uid} from=<{sender_text}>");
+    if let Some(mid) = mail_cleanup::header_value(&cleaned, "Message-ID") {
+        tracing::info!("{qid}: message-id={mid}");
+    }
+    // Only now, with the queue file durable, may the maildrop file go.
+    if let Err(e) = remove_maildrop(queue, id) {
+        tracing::error!(
+            "{qid}: cannot remove maildrop file {id}: {e}; it will not be picked up again by this process"
+        );
+        return Ok(Picked::QueuedNotRemoved(id.clone()));
+    }
+    Ok(Picked::Queued(qid))
+}
+
+fn remove_maildrop(queue: &Queue, id: &QueueId) -> Result<(), Error> {
+    let path = queue.path(State::Maildrop, id);
+    match fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::Io { path, source: e }),
+    }
+    let dir = queue.dir(State::Maildrop);
+    // The unlink must be durable too, or a crash could bring the file
+    // back after qmgr delivered its copy.
+    stdx::fs::fsync_dir(&dir).map_err(|e| Error::Io { path: dir, source: e })
+}
+
+/// Removes dot files (unfinished `sendmail` writes) older than a day.
+/// Returns how many were removed.
+pub(crate) fn remove_stale_temps(queue: &Queue, now: SystemTime) -> usize {
+    let dir = queue.dir(State::Maildrop);
+    let Ok(entries) = fs::read_dir(&dir) else { return 0 };
+    let mut n = 0;
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|age| age > STALE_TEMP);
+        if old && fs::remove_file(entry.path()).is_ok() {
+            tracing::info!("removed abandoned maildrop file {}", entry.path().display());
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Remembers files that could not be removed after queueing.
+#[derive(Debug, Default)]
+pub(crate) struct Scanner {
+    skip: HashSet<QueueId>,
+}
+
+impl Scanner {
+    /// Picks up every file in maildrop/, stopping early (after the current
+    /// file) when `stop` is set. Returns how many messages were queued.
+    pub(crate) fn scan(&mut self, queue: &Queue, s: &Settings, stop: &AtomicBool) -> usize {
+        remove_stale_temps(queue, SystemTime::now());
+        let ids = match queue.scan(State::Maildrop) {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!("cannot scan maildrop: {e}");
+                return 0;
+            }
+        };
+        let mut queued = 0;
+        for id in ids {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            if self.skip.contains(&id) {
+                continue;
+            }
+            match pickup_file(queue, s, &id) {
+                Ok(Picked::Queued(_)) => queued += 1,
+                Ok(Picked::QueuedNotRemoved(_)) => {
+                    queued += 1;
+                    self.skip.insert(id);
+                }
+                Ok(Picked::Skipped | Picked::Quarantined | Picked::Discarded) => {}
+                Err(e) => {
+                    tracing::warn!("{id}: cannot queue maildrop file, will retry: {e}");
+                    if e.is_disk_full() {
+                        break;
+                    }
+                }
+            }
+        }
+        queued
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mail_queue::Maildrop;
+
+    fn settings() -> Settings {
+        Settings {
+            cleanup: CleanupParams {
+                myhostname: "mail.postern.test".into(),
+                myorigin: "postern.test".into(),
+                append_at_myorigin: true,
+                header_size_limit: 102_400,
+                mail_name: "Postern".into(),
+            },
+            message_size_limit: 10_240_000,
+        }
+    }
+
+    fn setup() -> (tempfile::TempDir, Queue) {
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::new(d.path());
+        q.create_layout().unwrap();
+        (d, q)
+    }
+
+    fn drop_file(q: &Queue, m: Maildrop) -> QueueId {
+        q.write_maildrop(&m).unwrap()
+    }
+
+    fn maildrop(content: &str) -> Maildrop {
+        Maildrop {
+            sender: String::new(),
+            recipients: vec!["suporte".into()],
+            extract_recipients: false,
+            full_name: String::new(),
+            user: "nobody-in-particular".into(),
+            content: content.as_bytes().to_vec(),
+        }
+    }
+
+    fn me() -> String {
+        user_name(nix::unistd::getuid().as_raw()).unwrap()
+    }
+
+    #[test]
+    fn queues_a_simple_message() {
+        let (_d, q) = setup();
+        let id = drop_file(&q, maildrop("Teste de envio\n"));
+        let Picked::Queued(qid) = pickup_file(&q, &settings(), &id).unwrap() else { panic!() };
+        assert!(q.scan(State::Maildrop).unwrap().is_empty());
+        let f = q.read(State::Incoming, &qid).unwrap();
+        assert_eq!(f.envelope.sender, format!("{}@postern.test", me()));
+        assert_eq!(f.envelope.recipients[0].address, "suporte@postern.test");
+        assert_eq!(f.envelope.recipients[0].original, "suporte");
+        assert_eq!(f.envelope.origin, "pickup");
+        let uid = nix::unistd::getuid().as_raw().to_string();
+        assert_eq!(f.envelope.attrs, vec![("uid".to_string(), uid.clone())]);
+        let text = String::from_utf8(f.content).unwrap();
+        assert!(
+            text.starts_with("Received: by mail.postern.test (Postern, from userid "),
+            "{text}"
+        );
+        assert!(text.contains(&format!("From: {}@postern.test\n", me())), "{text}");
+        assert!(text.ends_with("\n\nTeste de envio\n"), "{text}");
+    }
+
+    #[test]
+    fn extracts_recipients_removes_bcc_and_adds_full_name() {
+        let (_d, q) = setup();
+        let mut m = maildrop("To: ana@example.org\nBcc: hidden\nSubject: s\n\nbody\n");
+        m.extract_recipients = true;
+        m.sender = "<root@example.org>".into();
+        m.full_name = "Root \"the\" User".into();
+        m.recipients = vec!["extra".into(), "ana@example.org".into()];
+        let id = drop_file(&q, m);
+        let Picked::Queued(qid) = pickup_file(&q, &settings(), &id).unwrap() else { panic!() };
+        let f = q.read(State::Incoming, &qid).unwrap();
+        let rcpts: Vec<_> = f.envelope.recipients.iter().map(|r| r.address.as_str()).collect();
+        assert_eq!(rcpts, ["ana@example.org", "hidden@postern.test", "extra@postern.test"]);
+        assert_eq!(f.envelope.sender, "root@example.org");
+        let text = String::from_utf8(f.content).unwrap();
+        assert!(!text.contains("Bcc"), "{text}");
+        assert!(text.contains("From: \"Root \\\"the\\\" User\" <root@example.org>\n"), "{text}");
+    }
+
+    #[test]
+    fn null_sender_and_no_recipients() {
+        let (_d, q) = setup();
+        let mut m = maildrop("x\n");
+        m.sender = "<>".into();
+        let id = drop_file(&q, m);
+        let Picked::Queued(qid) = pickup_file(&q, &settings(), &id).unwrap() else { panic!() };
+        assert_eq!(q.read(State::Incoming, &qid).unwrap().envelope.sender, "");
+
+        let mut m = maildrop("Subject: nobody\n\nx\n");
+        m.recipients.clear();
+        m.extract_recipients = true;
+        let id = drop_file(&q, m);
+        assert_eq!(pickup_file(&q, &settings(), &id).unwrap(), Picked::Discarded);
+        assert!(q.scan(State::Maildrop).unwrap().is_empty());
+    }
+
+    #[test]
+    fn corrupt_and_oversized_files_go_to_corrupt() {
+        let (_d, q) = setup();
+        let id = QueueId::generate();
+        std::fs::write(q.path(State::Maildrop, &id), b"garbage").unwrap();
+        assert_eq!(pickup_file(&q, &settings(), &id).unwrap(), Picked::Quarantined);
+        assert_eq!(q.locate(&id), Some(State::Corrupt));
+
+        let mut s = settings();
+        s.message_size_limit = 4;
+        let id = drop_file(&q, maildrop("too long\n"));
+        assert_eq!(pickup_file(&q, &s, &id).unwrap(), Picked::Quarantined);
+        assert_eq!(q.locate(&id), Some(State::Corrupt));
+
+        let id = QueueId::generate();
+        std::os::unix::fs::symlink("/etc/passwd", q.path(State::Maildrop, &id)).unwrap();
+        assert_eq!(pickup_file(&q, &settings(), &id).unwrap(), Picked::Quarantined);
+    }
+
+    #[test]
+    fn locked_file_is_skipped() {
+        let (_d, q) = setup();
+        let id = drop_file(&q, maildrop("x\n"));
+        let f = File::open(q.path(State::Maildrop, &id)).unwrap();
+        let _lock = Flock::lock(f, FlockArg::LockExclusiveNonblock).unwrap();
+        assert_eq!(pickup_file(&q, &settings(), &id).unwrap(), Picked::Skipped);
+        assert_eq!(q.scan(State::Maildrop).unwrap(), vec![id]);
+    }
+
+    #[test]
+    fn scanner_stops_and_cleans_stale_temps() {
+        let (_d, q) = setup();
+        drop_file(&q, maildrop("a\n"));
+        drop_file(&q, maildrop("b\n"));
+        let stale = q.dir(State::Maildrop).join(".ABANDONED");
+        std::fs::write(&stale, b"x").unwrap();
+        assert_eq!(remove_stale_temps(&q, SystemTime::now()), 0);
+        let later = SystemTime::now() + Duration::from_secs(2 * 24 * 3600);
+        assert_eq!(remove_stale_temps(&q, later), 1);
+
+        let stop = AtomicBool::new(true);
+        assert_eq!(Scanner::default().scan(&q, &settings(), &stop), 0);
+        stop.store(false, Ordering::Relaxed);
+        assert_eq!(Scanner::default().scan(&q, &settings(), &stop), 2);
+        assert_eq!(q.scan(State::Incoming).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn display_names() {
+        assert_eq!(display_name("Ana Silva"), "Ana Silva");
+        assert_eq!(display_name("Silva, Ana"), "\"Silva, Ana\"");
+        assert_eq!(display_name("a\r\nBcc: x"), "\"a  Bcc: x\"");
+    }
+}

@@ -1,0 +1,5 @@
+//! `mailq`: `sendmail -bp`, that is `postqueue -p` (see the `sendmail`
+//! module of postern-cli).
+fn main() -> std::process::ExitCode {
+    postern_cli::sendmail::main_with_args("mailq", std::env::args().skip(1).collect())
+}

@@ -1,0 +1,4 @@
+//! `newaliases`: `sendmail -bi` (see the `sendmail` module of postern-cli).
+fn main() -> std::process::ExitCode {
+    postern_cli::sendmail::main_with_args("newaliases", std::env::args().skip(1).collect())
+}

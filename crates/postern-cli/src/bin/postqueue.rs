@@ -1,0 +1,4 @@
+//! `postqueue`: see the `postqueue` module of postern-cli.
+fn main() -> std::process::ExitCode {
+    postern_cli::postqueue::main_with_args(std::env::args().skip(1).collect())
+}

@@ -1,0 +1,457 @@
+//! `postqueue`: the user's view of the queue (Postfix postqueue(1)).
+//!
+//! - `postqueue -p` (also `mailq`, `sendmail -bp`) lists `incoming/`,
+//!   `active/`, `deferred/` and `hold/` in the layout of Postfix's
+//!   `showq_compat.c` with its long-queue-id column widths (Postern's ids
+//!   are 19 characters): an id followed by `*` is being delivered, by `!`
+//!   is on hold; each pending recipient is listed under its latest defer
+//!   reason from the message's status log; recipients with a final
+//!   outcome are not shown. Like Postfix it does not show `maildrop/`
+//!   (not yet picked up) or `corrupt/`.
+//! - `postqueue -j` prints the same as one JSON object per message, with
+//!   the field names of Postfix's `postqueue -j`.
+//! - `postqueue -f`, `-i ID` and `-s SITE` send a flush trigger to qmgr
+//!   (`public/qmgr`), which retries every deferred message now.
+//!
+//! It reads the queue directly (no showq daemon). A file that vanishes
+//! during the scan (delivered meanwhile) is skipped silently; an
+//! unreadable one is skipped with a warning on stderr. `-c DIR` selects
+//! the configuration directory.
+
+use mail_config::Main;
+use mail_ipc::trigger::Trigger;
+use mail_queue::{Outcome, Queue, State};
+use mail_types::QueueId;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const EX_USAGE: u8 = 64;
+const EX_UNAVAILABLE: u8 = 69;
+const EX_CONFIG: u8 = 78;
+
+const USAGE: &str = "usage: postqueue [-c config_dir] -f | -i queue_id | -j | -p | -s site";
+
+/// The queues listed, in Postfix's order (hold last, as showq does).
+const LISTED: [State; 4] = [State::Incoming, State::Active, State::Deferred, State::Hold];
+
+/// One message as `postqueue -p` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Which queue it is in.
+    pub state: State,
+    /// Its queue id.
+    pub id: QueueId,
+    /// Size of the queue file in bytes.
+    pub size: u64,
+    /// Arrival time, seconds since the epoch.
+    pub arrival: u64,
+    /// Envelope sender; empty for the null sender.
+    pub sender: String,
+    /// Recipients still to deliver, each with its latest defer reason.
+    pub recipients: Vec<(String, Option<String>)>,
+}
+
+/// Reads every listed message. Problems with single files go to `warn`
+/// as `postqueue: warning: ...` and the file is skipped.
+pub fn collect(queue: &Queue, warn: &mut dyn Write) -> Vec<Entry> {
+    let mut out = Vec::new();
+    for state in LISTED {
+        let ids = match queue.scan(state) {
+            Ok(ids) => ids,
+            Err(e) => {
+                let _ = writeln!(warn, "postqueue: warning: {e}");
+                continue;
+            }
+        };
+        for id in ids {
+            match entry(queue, state, id) {
+                Ok(Some(e)) => out.push(e),
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = writeln!(warn, "postqueue: warning: {e}");
+                }
+            }
+        }
+    }
+    out
+}
+
+fn entry(queue: &Queue, state: State, id: QueueId) -> Result<Option<Entry>, mail_queue::Error> {
+    let size = match std::fs::metadata(queue.path(state, &id)) {
+        Ok(m) => m.len(),
+        // Delivered or moved since the scan: not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(mail_queue::Error::Io { path: queue.path(state, &id), source: e }),
+    };
+    let envelope = match queue.read_envelope(state, &id) {
+        Ok(e) => e,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    // Latest outcome per recipient index; records are in append order.
+    let mut latest: HashMap<u32, Outcome> = HashMap::new();
+    for r in queue.read_status(&id)? {
+        latest.insert(r.recipient, r.outcome);
+    }
+    let mut recipients = Vec::new();
+    for (i, r) in envelope.recipients.iter().enumerate() {
+        let reason = match latest.get(&(i as u32)) {
+            Some(o) if o.is_final() => continue,
+            Some(Outcome::Deferred { text, .. }) => Some(text.clone()),
+            _ => None,
+        };
+        recipients.push((r.address.clone(), reason));
+    }
+    // Group recipients under their reasons (first appearance order),
+    // recipients not yet tried first.
+    let mut order: Vec<Option<String>> = vec![None];
+    for (_, reason) in &recipients {
+        if !order.contains(reason) {
+            order.push(reason.clone());
+        }
+    }
+    recipients.sort_by_key(|(_, reason)| order.iter().position(|r| r == reason));
+    Ok(Some(Entry {
+        state,
+        id,
+        size,
+        arrival: envelope.arrival,
+        sender: envelope.sender,
+        recipients,
+    }))
+}
+
+fn printable(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
+fn asctime(secs: u64) -> String {
+    use chrono::TimeZone;
+    match chrono::Local.timestamp_opt(i64::try_from(secs).unwrap_or(0), 0).single() {
+        Some(t) => t.format("%a %b %e %H:%M:%S").to_string(),
+        None => "??".into(),
+    }
+}
+
+/// Postfix's `L_STRING_FORMAT`/`L_SENDER_FORMAT`, with the id column
+/// widened from 17 to 20 for a 19-character id and its status mark.
+fn line(out: &mut String, id: &str, size: &str, time: &str, addr: &str) {
+    let _ = writeln!(out, "{id:<20} {size:>8} {time:<19} {addr}");
+}
+
+/// The `postqueue -p` text for `entries`.
+pub fn format_compat(entries: &[Entry]) -> String {
+    let mut out = String::new();
+    if entries.is_empty() {
+        out.push_str("Mail queue is empty\n");
+        return out;
+    }
+    let mut total = 0u64;
+    for (n, e) in entries.iter().enumerate() {
+        if n == 0 {
+            line(
+                &mut out,
+                "-------Queue ID-----",
+                "--Size--",
+                "---Arrival Time----",
+                "--Sender/Recipient------",
+            );
+        } else {
+            out.push('\n');
+        }
+        total += e.size;
+        let mark = match e.state {
+            State::Active => "*",
+            State::Hold => "!",
+            _ => "",
+        };
+        let sender =
+            if e.sender.is_empty() { "MAILER-DAEMON".into() } else { printable(&e.sender) };
+        line(
+            &mut out,
+            &format!("{}{mark}", e.id),
+            &e.size.to_string(),
+            &asctime(e.arrival),
+            &sender,
+        );
+        // showq_compat: print a reason line whenever it changes.
+        let mut previous: Option<&str> = None;
+        for (addr, reason) in &e.recipients {
+            let reason = reason.as_deref();
+            if reason != previous && !(previous.is_none() && reason.is_none()) {
+                let shown = printable(reason.unwrap_or("reason unavailable"));
+                let padding = 76usize.saturating_sub(shown.chars().count());
+                let _ = writeln!(out, "{:padding$}({shown})", "");
+            }
+            previous = reason;
+            line(&mut out, "", "", "", &printable(addr));
+        }
+    }
+    let n = entries.len();
+    let _ = write!(
+        out,
+        "\n-- {} Kbytes in {n} Request{}.\n",
+        total / 1024,
+        if n == 1 { "" } else { "s" }
+    );
+    out
+}
+
+/// The `postqueue -j` text: one JSON object per line, Postfix's fields.
+pub fn format_json(entries: &[Entry]) -> String {
+    let mut out = String::new();
+    for e in entries {
+        let rcpts: Vec<serde_json::Value> = e
+            .recipients
+            .iter()
+            .map(|(a, r)| match r {
+                Some(r) => serde_json::json!({ "address": a, "delay_reason": r }),
+                None => serde_json::json!({ "address": a }),
+            })
+            .collect();
+        let v = serde_json::json!({
+            "queue_name": e.state.dir_name(),
+            "queue_id": e.id.as_str(),
+            "arrival_time": e.arrival,
+            "message_size": e.size,
+            "forced_expire": false,
+            "sender": e.sender,
+            "recipients": rcpts,
+        });
+        out.push_str(&v.to_string());
+        out.push('\n');
+    }
+    out
+}
+
+/// Prints the queue (`postqueue -p`, `mailq`, `sendmail -bp`).
+pub fn list(main: &Main) -> ExitCode {
+    print_with(main, format_compat)
+}
+
+fn print_with(main: &Main, format: fn(&[Entry]) -> String) -> ExitCode {
+    let queue = Queue::new(main.path("queue_directory"));
+    if !queue.root().is_dir() {
+        eprintln!("postqueue: fatal: queue directory {} does not exist", queue.root().display());
+        return ExitCode::from(EX_UNAVAILABLE);
+    }
+    let entries = collect(&queue, &mut std::io::stderr());
+    let mut stdout = std::io::stdout().lock();
+    // A closed pipe (mailq | head) is not an error worth reporting.
+    let _ = stdout.write_all(format(&entries).as_bytes()).and_then(|()| stdout.flush());
+    ExitCode::SUCCESS
+}
+
+/// Asks qmgr to retry deferred mail now (`postqueue -f`, `sendmail -q`).
+pub fn flush(main: &Main, program: &str) -> ExitCode {
+    let queue = Queue::new(main.path("queue_directory"));
+    if crate::sendmail::poke(&queue, mail_ipc::sockets::QMGR, Trigger::Flush) {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("{program}: fatal: Cannot flush mail queue - mail system is down");
+        ExitCode::from(EX_UNAVAILABLE)
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Action {
+    List,
+    Json,
+    Flush,
+    FlushId(String),
+}
+
+fn parse_args(args: &[String]) -> Result<(Option<PathBuf>, Action), String> {
+    let mut dir = None;
+    let mut action = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| {
+            it.next().cloned().ok_or_else(|| format!("option {name} requires an argument"))
+        };
+        let next = match a.as_str() {
+            "-c" => {
+                dir = Some(PathBuf::from(value("-c")?));
+                continue;
+            }
+            "-p" => Action::List,
+            "-j" => Action::Json,
+            "-f" => Action::Flush,
+            "-s" => {
+                value("-s")?;
+                Action::Flush
+            }
+            "-i" => Action::FlushId(value("-i")?),
+            "-v" => continue,
+            other => return Err(format!("invalid option {other}")),
+        };
+        action = Some(next);
+    }
+    action.map(|a| (dir, a)).ok_or_else(|| "no action requested".into())
+}
+
+/// Entry point of the `postqueue` binary.
+pub fn main_with_args(args: Vec<String>) -> ExitCode {
+    let (dir, action) = match parse_args(&args) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("postqueue: fatal: {e}\n{USAGE}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let main = match Main::load(&mail_config::config_dir_from(dir.as_deref())) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("postqueue: fatal: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    match action {
+        Action::List => list(&main),
+        Action::Json => print_with(&main, format_json),
+        Action::Flush => flush(&main, "postqueue"),
+        Action::FlushId(id) => {
+            let queue = Queue::new(main.path("queue_directory"));
+            match QueueId::parse(&id) {
+                Ok(q) if queue.locate(&q).is_some() => flush(&main, "postqueue"),
+                _ => {
+                    eprintln!("postqueue: fatal: {id}: no such queue file");
+                    ExitCode::from(EX_UNAVAILABLE)
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mail_queue::{Envelope, Recipient, StatusRecord};
+
+    fn envelope(sender: &str, rcpts: &[&str]) -> Envelope {
+        Envelope {
+            sender: sender.into(),
+            recipients: rcpts
+                .iter()
+                .map(|r| Recipient { address: (*r).into(), original: (*r).into() })
+                .collect(),
+            arrival: 1_795_870_954,
+            client: "local".into(),
+            origin: "pickup".into(),
+            attrs: vec![],
+        }
+    }
+
+    #[test]
+    fn empty_queue() {
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::new(d.path());
+        q.create_layout().unwrap();
+        let mut warn = Vec::new();
+        assert_eq!(format_compat(&collect(&q, &mut warn)), "Mail queue is empty\n");
+        assert_eq!(format_json(&[]), "");
+        assert!(warn.is_empty());
+    }
+
+    #[test]
+    fn lists_active_deferred_and_hold_with_reasons() {
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::new(d.path());
+        q.create_layout().unwrap();
+        let a = q
+            .reserve()
+            .unwrap()
+            .commit(&envelope("root@example.org", &["suporte@example.org"]), b"x\n")
+            .unwrap();
+        q.move_to(&a, State::Incoming, State::Active).unwrap();
+        let b = q
+            .reserve()
+            .unwrap()
+            .commit(
+                &envelope(
+                    "",
+                    &[
+                        "done@example.org",
+                        "someone@remote.example",
+                        "other@remote.example",
+                        "new@x.y",
+                    ],
+                ),
+                b"y\n",
+            )
+            .unwrap();
+        q.move_to(&b, State::Incoming, State::Deferred).unwrap();
+        let why = "connect to transport private/smtp: No such file or directory";
+        let rec = |recipient, outcome| StatusRecord { recipient, outcome, time: 1 };
+        q.append_status(
+            &b,
+            &[
+                rec(0, Outcome::Delivered { dsn: "2.0.0".into(), text: "ok".into() }),
+                rec(1, Outcome::Deferred { dsn: "4.4.1".into(), text: "old".into() }),
+                rec(1, Outcome::Deferred { dsn: "4.4.1".into(), text: why.into() }),
+                rec(2, Outcome::Deferred { dsn: "4.4.1".into(), text: why.into() }),
+            ],
+        )
+        .unwrap();
+        let c = q.reserve().unwrap().commit(&envelope("a@b.c", &["d@e.f"]), b"z\n").unwrap();
+        q.move_to(&c, State::Incoming, State::Hold).unwrap();
+        // Garbage in a queue directory is skipped with a warning.
+        let bad = QueueId::generate();
+        std::fs::write(q.path(State::Incoming, &bad), b"not a queue file").unwrap();
+
+        let mut warn = Vec::new();
+        let entries = collect(&q, &mut warn);
+        let warn = String::from_utf8(warn).unwrap();
+        assert!(warn.starts_with("postqueue: warning: ") && warn.contains(bad.as_str()), "{warn}");
+        assert_eq!(entries.len(), 3);
+        let text = format_compat(&entries);
+        let time = asctime(1_795_870_954);
+        let size =
+            |id: &QueueId| std::fs::metadata(q.path(q.locate(id).unwrap(), id)).unwrap().len();
+        let pad = " ".repeat(50);
+        let expected = format!(
+            "-------Queue ID----- --Size-- ---Arrival Time---- --Sender/Recipient------\n\
+             {a}* {sa:>8} {time} root@example.org\n\
+             {pad}suporte@example.org\n\
+             \n\
+             {b}  {sb:>8} {time} MAILER-DAEMON\n\
+             {pad}new@x.y\n\
+             {rpad}({why})\n\
+             {pad}someone@remote.example\n\
+             {pad}other@remote.example\n\
+             \n\
+             {c}! {sc:>8} {time} a@b.c\n\
+             {pad}d@e.f\n\
+             \n\
+             -- {kb} Kbytes in 3 Requests.\n",
+            sa = size(&a),
+            sb = size(&b),
+            sc = size(&c),
+            rpad = " ".repeat(76 - why.len()),
+            kb = (size(&a) + size(&b) + size(&c)) / 1024,
+        );
+        assert_eq!(text, expected);
+
+        let json = format_json(&entries);
+        let first: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+        assert_eq!(first["queue_name"], "active");
+        assert_eq!(first["recipients"][0]["address"], "suporte@example.org");
+        let second: serde_json::Value = serde_json::from_str(json.lines().nth(1).unwrap()).unwrap();
+        assert_eq!(second["recipients"][1]["delay_reason"], why);
+    }
+
+    #[test]
+    fn parses_arguments() {
+        let a = |v: &[&str]| parse_args(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(a(&["-c", "/x", "-p"]).unwrap(), (Some(PathBuf::from("/x")), Action::List));
+        assert_eq!(a(&["-f"]).unwrap().1, Action::Flush);
+        assert_eq!(a(&["-i", "ABC"]).unwrap().1, Action::FlushId("ABC".into()));
+        assert_eq!(a(&["-j"]).unwrap().1, Action::Json);
+        assert!(a(&[]).is_err());
+        assert!(a(&["-x"]).is_err());
+        assert!(a(&["-i"]).is_err());
+    }
+}
