@@ -1,0 +1,303 @@
+//! The cleanup half of smtpd: turning an accepted DATA stream into a
+//! durable queue file, and waking qmgr afterwards.
+//!
+//! [`enqueue`] is blocking (it writes and fsyncs) and runs under
+//! `spawn_blocking`. It reserves a queue id, lets `mail_cleanup::cleanup`
+//! add `Received:`, `Message-Id:`, `Date:` and `From:`, and commits the file
+//! with `mail_queue::Pending::commit`, which fsyncs the file, renames it
+//! into `incoming/` and fsyncs the directory. Only then may the client get
+//! 250 (RFC 5321 §6.1: once 250 is sent the server is responsible for the
+//! message). On any failure the `Pending` is dropped, which removes the
+//! temporary file, so nothing half-written stays behind.
+//!
+//! Severities: write errors are warnings (logged with queue id and path)
+//! answered with a 4xx; nothing here is fatal.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mail_cleanup::{CleanupParams, Trace};
+use mail_ipc::trigger::Trigger;
+use mail_queue::{Envelope, Queue, Recipient};
+use mail_types::{Address, EnhancedStatus, QueueId};
+use smtp_proto::Reply;
+
+/// One accepted message and what is known about its origin.
+#[derive(Debug)]
+pub(crate) struct Submission {
+    /// The envelope sender, qualified; `None` for the null sender `<>`.
+    pub(crate) sender: Option<Address>,
+    /// Each recipient as qualified and as the client gave it.
+    pub(crate) recipients: Vec<(Address, Address)>,
+    /// LF-normalized, dot-unstuffed content.
+    pub(crate) content: Vec<u8>,
+    /// The HELO/EHLO argument.
+    pub(crate) helo: Option<String>,
+    /// `localhost` or `unknown` (see `policy::client_name`).
+    pub(crate) client_name: String,
+    /// The client's address.
+    pub(crate) client_addr: IpAddr,
+    /// `SMTP` or `ESMTP` (RFC 3848), for `Received:`.
+    pub(crate) protocol: &'static str,
+}
+
+impl Submission {
+    /// `name[addr]`, as logs and the envelope's client field show it.
+    fn client(&self) -> String {
+        format!("{}[{}]", self.client_name, self.client_addr)
+    }
+}
+
+fn reply(code: u16, status: (u8, u16, u16), text: &str) -> Reply {
+    Reply::with_status(code, EnhancedStatus(status.0, status.1, status.2), text)
+}
+
+/// The reply when the queue file system is full (RFC 3463 §3.4: 4.3.1
+/// mail system full).
+pub(crate) fn disk_full_reply() -> Reply {
+    reply(452, (4, 3, 1), "Insufficient system storage")
+}
+
+pub(crate) fn write_error_reply() -> Reply {
+    reply(451, (4, 3, 0), "Error: queue file write error")
+}
+
+/// Writes `sub` into the queue. Returns the queue id once the file is on
+/// stable storage, or the reply to give the client.
+pub(crate) fn enqueue(
+    queue: &Queue,
+    params: &CleanupParams,
+    sub: Submission,
+) -> Result<QueueId, Reply> {
+    let client = sub.client();
+    let pending = queue.reserve().map_err(|e| {
+        tracing::warn!("queue file write error: {e}");
+        if e.is_disk_full() { disk_full_reply() } else { write_error_reply() }
+    })?;
+    let id = pending.id().clone();
+    tracing::info!("{id}: client={client}");
+
+    let single_recipient = match sub.recipients.as_slice() {
+        [(one, _)] => Some(one.to_string()),
+        _ => None,
+    };
+    // Postfix writes IPv6 clients as [IPv6:addr] in Received: (RFC 5321 §4.1.3).
+    let client_addr = match sub.client_addr {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("IPv6:{a}"),
+    };
+    let trace = Trace {
+        helo: sub.helo.clone(),
+        client_name: sub.client_name.clone(),
+        client_addr,
+        protocol: sub.protocol.to_owned(),
+        local_uid: None,
+        queue_id: id.clone(),
+        single_recipient,
+        time: chrono::Local::now(),
+    };
+    let content = match mail_cleanup::cleanup(params, &trace, sub.sender.as_ref(), &sub.content) {
+        Ok(content) => content,
+        Err(e @ mail_cleanup::Error::HeaderTooLarge { .. }) => {
+            tracing::info!("{id}: reject: END-OF-MESSAGE from {client}: {e}");
+            return Err(reply(552, (5, 3, 4), "Message header size exceeds limit"));
+        }
+    };
+    if let Some(message_id) = mail_cleanup::header_value(&content, "Message-ID") {
+        tracing::info!("{id}: message-id={message_id}");
+    }
+
+    let arrival = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let mut attrs = Vec::with_capacity(2);
+    if let Some(helo) = &sub.helo {
+        attrs.push(("helo".to_owned(), helo.clone()));
+    }
+    attrs.push(("protocol".to_owned(), sub.protocol.to_owned()));
+    let envelope = Envelope {
+        sender: sub.sender.as_ref().map(ToString::to_string).unwrap_or_default(),
+        recipients: sub
+            .recipients
+            .iter()
+            .map(|(address, original)| Recipient {
+                address: address.to_string(),
+                original: original.to_string(),
+            })
+            .collect(),
+        arrival,
+        client,
+        origin: "smtpd".to_owned(),
+        attrs,
+    };
+    pending.commit(&envelope, &content).map_err(|e| {
+        tracing::warn!("{id}: queue file write error: {e}");
+        if e.is_disk_full() { disk_full_reply() } else { write_error_reply() }
+    })
+}
+
+/// Wakes qmgr after a commit by writing one `Trigger::Wakeup` frame to
+/// `public/qmgr`. Fire and forget: qmgr also polls `incoming/`, so a lost
+/// trigger delays mail and never loses it. Wake-ups that come while one is
+/// still on its way are folded into it.
+#[derive(Debug)]
+pub(crate) struct QmgrWakeup {
+    socket: PathBuf,
+    in_flight: AtomicBool,
+}
+
+impl QmgrWakeup {
+    /// A waker for the qmgr of the queue at `queue_dir`.
+    pub(crate) fn new(queue_dir: &std::path::Path) -> QmgrWakeup {
+        QmgrWakeup {
+            socket: queue_dir.join(mail_ipc::sockets::QMGR),
+            in_flight: AtomicBool::new(false),
+        }
+    }
+
+    /// Sends a wake-up from a new task; returns at once.
+    pub(crate) fn wake(self: &Arc<Self>) {
+        if self.in_flight.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            // Cleared before the trigger is written: a commit that sees the
+            // flag set happened before this point, so qmgr's scan after
+            // reading the trigger will find its file.
+            me.in_flight.store(false, Ordering::Release);
+            let send = async {
+                let mut stream = tokio::net::UnixStream::connect(&me.socket).await?;
+                mail_ipc::write_frame_async(&mut stream, &Trigger::Wakeup)
+                    .await
+                    .map_err(std::io::Error::other)
+            };
+            if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(10), send).await {
+                tracing::debug!("cannot wake qmgr at {}: {e}", me.socket.display());
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mail_queue::State;
+
+    fn params() -> CleanupParams {
+        CleanupParams {
+            myhostname: "mail.fiap.edu.br".into(),
+            myorigin: "fiap.edu.br".into(),
+            append_at_myorigin: true,
+            header_size_limit: 1000,
+            mail_name: "Postern".into(),
+        }
+    }
+
+    fn submission(content: &[u8]) -> Submission {
+        let a = |s: &str| Address::parse(s).unwrap();
+        Submission {
+            sender: Some(a("root@fiap.edu.br")),
+            recipients: vec![(a("suporte@fiap.edu.br"), a("suporte"))],
+            content: content.to_vec(),
+            helo: Some("client.example".into()),
+            client_name: "localhost".into(),
+            client_addr: "127.0.0.1".parse().unwrap(),
+            protocol: "ESMTP",
+        }
+    }
+
+    #[test]
+    fn enqueued_file_has_envelope_and_cleaned_content() {
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::new(d.path());
+        q.create_layout().unwrap();
+        let id = enqueue(&q, &params(), submission(b"Subject: oi\n\nbody\n")).unwrap();
+        let f = q.read(State::Incoming, &id).unwrap();
+        assert_eq!(f.envelope.sender, "root@fiap.edu.br");
+        assert_eq!(
+            f.envelope.recipients,
+            vec![Recipient { address: "suporte@fiap.edu.br".into(), original: "suporte".into() }]
+        );
+        assert_eq!(f.envelope.client, "localhost[127.0.0.1]");
+        assert_eq!(f.envelope.origin, "smtpd");
+        assert_eq!(
+            f.envelope.attrs,
+            vec![
+                ("helo".to_owned(), "client.example".to_owned()),
+                ("protocol".to_owned(), "ESMTP".to_owned())
+            ]
+        );
+        let text = String::from_utf8(f.content).unwrap();
+        assert!(
+            text.starts_with(&format!(
+                "Received: from client.example (localhost [127.0.0.1])\n\tby mail.fiap.edu.br (Postern) with ESMTP id {id}\n\tfor <suporte@fiap.edu.br>;"
+            )),
+            "{text}"
+        );
+        assert!(text.contains("\nSubject: oi\n"), "{text}");
+        assert!(text.contains("\nMessage-Id: <"), "{text}");
+        assert!(text.contains("\nFrom: root@fiap.edu.br\n"), "{text}");
+        assert!(text.ends_with("\n\nbody\n"), "{text}");
+        assert_eq!(std::fs::read_dir(d.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn null_sender_and_ipv6_client() {
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::new(d.path());
+        q.create_layout().unwrap();
+        let mut sub = submission(b"x\n");
+        sub.sender = None;
+        sub.client_addr = "::1".parse().unwrap();
+        let a = Address::parse("b@x.org").unwrap();
+        sub.recipients.push((a.clone(), a));
+        let id = enqueue(&q, &params(), sub).unwrap();
+        let f = q.read(State::Incoming, &id).unwrap();
+        assert_eq!(f.envelope.sender, "");
+        assert_eq!(f.envelope.client, "localhost[::1]");
+        let text = String::from_utf8(f.content).unwrap();
+        assert!(text.contains("(localhost [IPv6:::1])"), "{text}");
+        // Two recipients: no FOR clause.
+        assert!(!text.contains("\tfor <"), "{text}");
+        assert!(text.contains("\nFrom: MAILER-DAEMON\n"), "{text}");
+    }
+
+    #[test]
+    fn oversized_header_leaves_nothing_behind() {
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::new(d.path());
+        q.create_layout().unwrap();
+        let big = format!("Subject: {}\n\nbody\n", "x".repeat(2000));
+        let r = enqueue(&q, &params(), submission(big.as_bytes())).unwrap_err();
+        assert_eq!(r.to_string(), "552 5.3.4 Message header size exceeds limit");
+        assert!(q.scan(State::Incoming).unwrap().is_empty());
+        assert_eq!(std::fs::read_dir(d.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn missing_queue_is_a_451() {
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::new(d.path().join("nowhere"));
+        let r = enqueue(&q, &params(), submission(b"x\n")).unwrap_err();
+        assert_eq!(r.to_string(), "451 4.3.0 Error: queue file write error");
+        assert_eq!(disk_full_reply().to_string(), "452 4.3.1 Insufficient system storage");
+    }
+
+    #[tokio::test]
+    async fn wakeup_reaches_a_listener() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("public")).unwrap();
+        let listener = tokio::net::UnixListener::bind(d.path().join("public/qmgr")).unwrap();
+        let w = Arc::new(QmgrWakeup::new(d.path()));
+        w.wake();
+        let (mut s, _) = listener.accept().await.unwrap();
+        let t: Option<Trigger> = mail_ipc::read_frame_async(&mut s, 64).await.unwrap();
+        assert_eq!(t, Some(Trigger::Wakeup));
+        // Without a listener, waking is harmless.
+        let w = Arc::new(QmgrWakeup::new(&d.path().join("none")));
+        w.wake();
+        tokio::task::yield_now().await;
+    }
+}

@@ -1,0 +1,95 @@
+//! SUMMARY
+//!   smtpd - the Postern SMTP server
+//!
+//! DESCRIPTION
+//!   smtpd receives mail over SMTP and ESMTP (RFC 5321) on the TCP sockets
+//!   master hands it (fd 4 and up). master starts `maxproc` smtpd
+//!   processes per service; each is a single-threaded tokio server that
+//!   serves many connections at once.
+//!
+//!   The protocol itself (command syntax and order, PIPELINING, DATA
+//!   framing, size and line limits, reply texts) is the sans-I/O machine
+//!   in `smtp-proto`; smtpd owns the sockets, the time limits and the
+//!   decisions:
+//!
+//!   - MAIL FROM: any sender, qualified with `@$myorigin` when it has no
+//!     domain; refused with 452 4.3.1 when the queue file system has less
+//!     than `queue_minfree` (plus the announced SIZE) free.
+//!   - RCPT TO: for a local domain (`mydestination` or `$myhostname`) the
+//!     local part must be a user (passwd_file, or the system users) or an
+//!     alias (alias_maps), with `recipient_delimiter` extensions; else
+//!     550 5.1.1. Any other domain is relayed only for clients in
+//!     `mynetworks`; else 554 5.7.1 Relay access denied.
+//!   - End of DATA: the work of Postfix's cleanup(8) (Received:,
+//!     Message-Id:, Date:, From:, header_size_limit) and a durable queue
+//!     file in `incoming/` (fsync, rename, fsync of the directory) before
+//!     the 250 reply with the queue id. Then qmgr is woken through
+//!     `public/qmgr`.
+//!   - STARTTLS and AUTH are not offered yet and are answered 502.
+//!
+//!   On SIGUSR1 (reload, restart) smtpd stops accepting, lets the open
+//!   sessions finish and exits; on SIGTERM it exits at once. A message is
+//!   acknowledged only once it is on disk, so neither loses mail.
+//!
+//! SECURITY
+//!   smtpd talks to anyone on the network and runs as mail_owner, never as
+//!   root (master starts it unprivileged, or mail-daemon drops to
+//!   mail_owner). It does no DNS lookups. Every input is bounded: command
+//!   lines, message size, recipients per message, errors per session,
+//!   time per read or write, connections per client address. A panic in
+//!   one session ends only that session.
+//!
+//! CONFIGURATION
+//!   myhostname, mydomain, myorigin, mydestination, mynetworks,
+//!   append_at_myorigin, recipient_delimiter, alias_maps, passwd_file,
+//!   smtpd_banner, smtpd_timeout, smtpd_recipient_limit,
+//!   smtpd_hard_error_limit, smtpd_soft_error_limit,
+//!   smtpd_client_connection_count_limit, smtpd_helo_required,
+//!   disable_vrfy_command, message_size_limit, header_size_limit,
+//!   queue_minfree, queue_directory, mail_name, syslog_name, maillog_file.
+//!
+//! DIAGNOSTICS
+//!   Postfix's log lines: `connect from NAME[ADDR]`,
+//!   `QUEUEID: client=NAME[ADDR]`, `QUEUEID: message-id=<...>`,
+//!   `NOQUEUE: reject: RCPT from NAME[ADDR]: 554 5.7.1 <x@y>: Relay
+//!   access denied; from=<s> to=<x@y> proto=ESMTP helo=<h>`,
+//!   `lost connection after CMD from`, `timeout after CMD from`,
+//!   `disconnect from NAME[ADDR] ehlo=1 mail=1 rcpt=1 data=1 quit=1
+//!   commands=5`. Queue write errors are warnings naming the queue id and
+//!   path; a session panic is logged as `panic:`. Start-up failures are
+//!   fatal: one line, exit status 1, and master restarts the process.
+//!
+//! STANDARDS
+//!   RFC 5321 (SMTP), RFC 1870 (SIZE), RFC 2920 (PIPELINING), RFC 3463
+//!   (enhanced status codes), RFC 6152 (8BITMIME).
+#![forbid(unsafe_code)]
+
+mod enqueue;
+mod input;
+mod policy;
+mod serve;
+mod session;
+mod settings;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// How long exit waits for a queue write already under way.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+fn main() -> ExitCode {
+    let result = (|| {
+        let daemon = mail_daemon::init("smtpd")?;
+        // One thread per process keeps RSS small; master runs several
+        // processes for parallelism. Queue writes and user lookups block,
+        // so they go to the blocking pool.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .max_blocking_threads(64)
+            .build()?;
+        let result = rt.block_on(serve::run(daemon));
+        rt.shutdown_timeout(SHUTDOWN_GRACE);
+        result
+    })();
+    mail_daemon::exit_on_fatal("smtpd", result)
+}

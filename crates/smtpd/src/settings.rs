@@ -1,0 +1,137 @@
+//! The main.toml parameters smtpd uses, converted once at start-up into
+//! the plain structs the protocol machine and cleanup take.
+
+use std::time::Duration;
+
+use mail_cleanup::CleanupParams;
+use mail_config::Main;
+use smtp_proto::ServerParams;
+
+/// Everything a session needs from the configuration besides the policy.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    /// For `smtp_proto::Server`.
+    pub(crate) server: ServerParams,
+    /// For `mail_cleanup::cleanup`.
+    pub(crate) cleanup: CleanupParams,
+    /// `smtpd_timeout`: the longest wait for a client read or write.
+    pub(crate) timeout: Duration,
+    /// `smtpd_client_connection_count_limit`; 0 means no limit.
+    pub(crate) connection_limit: u32,
+    /// `smtpd_soft_error_limit`: past this many errors every reply is
+    /// delayed by [`ERROR_SLEEP`].
+    pub(crate) soft_error_limit: u32,
+    /// `queue_minfree`, or 1.5 × `message_size_limit` when that is 0.
+    pub(crate) minfree: u64,
+}
+
+/// Postfix's `smtpd_error_sleep_time` default: the delay before replying
+/// to a client that has made too many errors.
+pub(crate) const ERROR_SLEEP: Duration = Duration::from_secs(1);
+
+/// Used when `smtpd_timeout` is 0, which would hang up at once.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn to_u32(v: u64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+fn to_usize(v: u64) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
+}
+
+impl Settings {
+    /// Reads myhostname, smtpd_banner, message_size_limit,
+    /// smtpd_recipient_limit, smtpd_hard_error_limit, smtpd_soft_error_limit,
+    /// smtpd_helo_required, disable_vrfy_command, smtpd_timeout,
+    /// smtpd_client_connection_count_limit, queue_minfree, myorigin,
+    /// append_at_myorigin, header_size_limit and mail_name.
+    pub(crate) fn from_config(c: &Main) -> Settings {
+        let myhostname = c.str("myhostname");
+        let message_size_limit = c.size("message_size_limit");
+        let server = ServerParams {
+            hostname: myhostname.clone(),
+            banner: c.str("smtpd_banner"),
+            max_message_size: message_size_limit,
+            max_recipients: to_usize(c.int("smtpd_recipient_limit")),
+            hard_error_limit: to_u32(c.int("smtpd_hard_error_limit")),
+            helo_required: c.bool("smtpd_helo_required"),
+            vrfy_enabled: !c.bool("disable_vrfy_command"),
+            // TLS and AUTH are not offered yet: nothing advertised.
+            starttls_offered: false,
+            auth_mechanisms: Vec::new(),
+        };
+        let cleanup = CleanupParams {
+            myhostname,
+            myorigin: c.str("myorigin"),
+            append_at_myorigin: c.bool("append_at_myorigin"),
+            header_size_limit: to_usize(c.size("header_size_limit")),
+            mail_name: c.str("mail_name"),
+        };
+        let timeout = match c.duration("smtpd_timeout") {
+            Duration::ZERO => DEFAULT_TIMEOUT,
+            t => t,
+        };
+        let minfree = match c.size("queue_minfree") {
+            0 => message_size_limit.saturating_add(message_size_limit / 2),
+            n => n,
+        };
+        Settings {
+            server,
+            cleanup,
+            timeout,
+            connection_limit: to_u32(c.int("smtpd_client_connection_count_limit")),
+            soft_error_limit: to_u32(c.int("smtpd_soft_error_limit")),
+            minfree,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn load(text: &str) -> Settings {
+        Settings::from_config(&Main::from_str(Path::new("/etc/postern/main.toml"), text).unwrap())
+    }
+
+    #[test]
+    fn defaults_follow_postfix() {
+        let s = load(
+            "myhostname = \"mail.fiap.edu.br\"\nmydomain = \"fiap.edu.br\"\nmyorigin = \"$mydomain\"\n",
+        );
+        assert_eq!(s.server.hostname, "mail.fiap.edu.br");
+        assert_eq!(s.server.banner, "mail.fiap.edu.br ESMTP Postern");
+        assert_eq!(s.server.max_message_size, 10_240_000);
+        assert_eq!(s.server.max_recipients, 1000);
+        assert_eq!(s.server.hard_error_limit, 20);
+        assert!(!s.server.helo_required);
+        assert!(s.server.vrfy_enabled);
+        assert!(!s.server.starttls_offered);
+        assert!(s.server.auth_mechanisms.is_empty());
+        assert_eq!(s.cleanup.myorigin, "fiap.edu.br");
+        assert!(s.cleanup.append_at_myorigin);
+        assert_eq!(s.cleanup.header_size_limit, 102_400);
+        assert_eq!(s.cleanup.mail_name, "Postern");
+        assert_eq!(s.timeout, Duration::from_secs(300));
+        assert_eq!(s.connection_limit, 50);
+        assert_eq!(s.soft_error_limit, 10);
+        assert_eq!(s.minfree, 15_360_000);
+    }
+
+    #[test]
+    fn tutorial_settings() {
+        let s = load(
+            "myhostname = \"mail.fiap.edu.br\"\nsmtpd_banner = \"Bem Vindo - fiap.edu.br\"\n\
+             disable_vrfy_command = true\nsmtpd_helo_required = true\nsmtpd_timeout = \"60s\"\n\
+             queue_minfree = 1000\nmessage_size_limit = 0\n",
+        );
+        assert_eq!(s.server.banner, "Bem Vindo - fiap.edu.br");
+        assert!(!s.server.vrfy_enabled);
+        assert!(s.server.helo_required);
+        assert_eq!(s.timeout, Duration::from_secs(60));
+        assert_eq!(s.minfree, 1000);
+        assert_eq!(s.server.max_message_size, 0);
+    }
+}
