@@ -149,8 +149,8 @@ pub static PARAMS: &[Param] = &[
     p("smtpd_helo_required", Kind::Bool, "no", "Require HELO or EHLO before MAIL FROM."),
     p("disable_vrfy_command", Kind::Bool, "no", "Reject the VRFY command (it lets clients probe for user names)."),
     p("message_size_limit", Kind::Size, "10240000", "The largest message accepted, in bytes, headers included; 0 means no limit."),
-    p("header_size_limit", Kind::Size, "102400", "The most bytes of headers kept per message; the rest is treated as body."),
-    p("line_length_limit", Kind::Int { min: 512, max: INT_MAX }, "2048", "Longer SMTP lines and message lines are broken into pieces of this many bytes."),
+    p("header_size_limit", Kind::Size, "102400", "The largest header block a message may have; a larger one is refused (552 5.3.4)."),
+    p("line_length_limit", Kind::Int { min: 512, max: INT_MAX }, "2048", "Accepted for compatibility with main.cf; Postern keeps long message lines whole (message_size_limit bounds the total)."),
     p("strict_rfc821_envelopes", Kind::Bool, "no", "Require MAIL FROM and RCPT TO addresses in <>, as RFC 821 demands."),
     p("queue_minfree", Kind::Size, "0", "The free space the queue file system must keep before smtpd accepts mail; 0 means 1.5 x message_size_limit."),
     // qmgr.
