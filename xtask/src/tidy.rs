@@ -1,0 +1,153 @@
+//! The tidy checks. Each returns a list of problems, each naming a file
+//! or a crate and what to do.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Binary crates: they may depend only on library crates.
+const DAEMONS: &[&str] = &[
+    "master",
+    "smtpd",
+    "qmgr",
+    "pickup",
+    "local-delivery",
+    "postern-cli",
+    "smtp-client",
+    "pop3d",
+    "imapd",
+    "authd",
+];
+
+/// The repository root (this crate lives in `xtask/`).
+pub(crate) fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// Runs every check.
+pub(crate) fn run_all(root: &Path) -> Result<(), Vec<String>> {
+    let mut problems = dependency_rules(root);
+    problems.extend(file_docs(root));
+    problems.extend(banned_test_attributes(root));
+    if problems.is_empty() { Ok(()) } else { Err(problems) }
+}
+
+fn metadata(root: &Path) -> Result<serde_json::Value, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .current_dir(root)
+        .output()
+        .map_err(|e| format!("cannot run cargo metadata: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("cargo metadata output: {e}"))
+}
+
+/// STYLE 2.3: no daemon depends on another daemon; `*-proto` crates and
+/// `mail-types` do no async I/O.
+pub(crate) fn dependency_rules(root: &Path) -> Vec<String> {
+    let meta = match metadata(root) {
+        Ok(m) => m,
+        Err(e) => return vec![e],
+    };
+    let mut problems = Vec::new();
+    let empty = Vec::new();
+    for pkg in meta["packages"].as_array().unwrap_or(&empty) {
+        let name = pkg["name"].as_str().unwrap_or_default();
+        let deps: Vec<&str> = pkg["dependencies"]
+            .as_array()
+            .unwrap_or(&empty)
+            .iter()
+            .filter(|d| d["kind"].is_null())
+            .filter_map(|d| d["name"].as_str())
+            .collect();
+        for d in &deps {
+            if DAEMONS.contains(d) {
+                problems.push(format!("crate {name} depends on the daemon crate {d}: move the shared code into a library crate"));
+            }
+            if (name.ends_with("-proto") || name == "mail-types")
+                && (*d == "tokio" || d.starts_with("mail-") && *d != "mail-types")
+            {
+                problems.push(format!(
+                    "crate {name} depends on {d}: protocol crates and mail-types do no I/O"
+                ));
+            }
+        }
+    }
+    problems
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if p.file_name().is_some_and(|n| n == "target") {
+                continue;
+            }
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// STYLE 2.10: every `.rs` file starts with `//!`.
+pub(crate) fn file_docs(root: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    for dir in ["crates", "tests", "xtask", "fuzz/fuzz_targets"] {
+        rust_files(&root.join(dir), &mut files);
+    }
+    files
+        .into_iter()
+        .filter(|f| !std::fs::read_to_string(f).unwrap_or_default().trim_start().starts_with("//!"))
+        .map(|f| format!("{}: add a //! comment saying what this file is for", f.display()))
+        .collect()
+}
+
+/// STYLE 2.9: no ignored tests and no should_panic tests.
+pub(crate) fn banned_test_attributes(root: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    for dir in ["crates", "tests"] {
+        rust_files(&root.join(dir), &mut files);
+    }
+    let mut problems = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap_or_default();
+        for (i, line) in text.lines().enumerate() {
+            let t = line.trim_start();
+            if t.starts_with("#[ignore") || t.starts_with("#[should_panic") {
+                problems.push(format!(
+                    "{}:{}: {t}: tests must run and must not expect a panic",
+                    f.display(),
+                    i + 1
+                ));
+            }
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dependency_rules_hold() {
+        let p = dependency_rules(&workspace_root());
+        assert!(p.is_empty(), "{}", p.join("\n"));
+    }
+
+    #[test]
+    fn every_file_has_a_doc_comment() {
+        let p = file_docs(&workspace_root());
+        assert!(p.is_empty(), "{}", p.join("\n"));
+    }
+
+    #[test]
+    fn no_ignored_or_should_panic_tests() {
+        let p = banned_test_attributes(&workspace_root());
+        assert!(p.is_empty(), "{}", p.join("\n"));
+    }
+}
