@@ -1,0 +1,338 @@
+//! One delivery request: read the queue file, resolve and deliver each
+//! recipient, log each result Postfix-style, and build the reply
+//! (Postfix `local/local.c` `local_deliver()`).
+//!
+//! Diagnostics: per-recipient results are info lines
+//! (`QUEUEID: to=<...>, relay=local, delay=..., dsn=..., status=...`);
+//! an unreadable queue file defers every recipient with a warning. Nothing
+//! here is fatal.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use mail_auth::UserDb;
+use mail_auth::aliases::Aliases;
+use mail_ipc::delivery::{DeliveryRecipient, DeliveryReply, DeliveryRequest, RecipientResult};
+use mail_queue::{Queue, State};
+use mail_types::{Class, DeliveryStatus, EnhancedStatus, QueueId};
+
+use crate::mailbox::{self, Message};
+use crate::resolve::{Destination, Resolver};
+use crate::settings::Settings;
+
+/// Long-lived state of one worker process.
+#[derive(Debug)]
+pub(crate) struct Agent {
+    pub(crate) settings: Settings,
+    pub(crate) aliases: Aliases,
+    pub(crate) users: UserDb,
+}
+
+impl Agent {
+    pub(crate) fn new(settings: Settings) -> Agent {
+        let aliases = Aliases::new(settings.alias_maps.clone());
+        let users = if settings.passwd_file.as_os_str().is_empty() {
+            UserDb::System
+        } else {
+            UserDb::passwd_file(settings.passwd_file.clone())
+        };
+        Agent { settings, aliases, users }
+    }
+
+    /// Handles one request; always answers every recipient.
+    pub(crate) fn handle(&self, req: &DeliveryRequest) -> DeliveryReply {
+        let content = QueueId::parse(&req.queue_id)
+            .map_err(|_| format!("bad queue id {:?}", req.queue_id))
+            .and_then(|id| {
+                Queue::new(&self.settings.queue_directory)
+                    .read(State::Active, &id)
+                    .map_err(|e| e.to_string())
+            });
+        let file = match content {
+            Ok(file) => file,
+            Err(e) => {
+                tracing::warn!("{}: cannot read queue file: {e}", req.queue_id);
+                let status = DeliveryStatus::defer(
+                    EnhancedStatus(4, 3, 0),
+                    format!("cannot read queue file: {e}"),
+                );
+                let results = req
+                    .recipients
+                    .iter()
+                    .map(|r| {
+                        self.log(req, &r.address, r, &status);
+                        RecipientResult::new(r.index, &status)
+                    })
+                    .collect();
+                return DeliveryReply { results };
+            }
+        };
+        let delivered_to: Vec<String> = mail_cleanup::header_values(&file.content, "Delivered-To")
+            .into_iter()
+            .map(|v| v.trim().to_ascii_lowercase())
+            .collect();
+        let message = Message { sender: &req.sender, original: "", content: &file.content };
+        let results = req
+            .recipients
+            .iter()
+            .map(|r| {
+                let original = if r.original.is_empty() { &r.address } else { &r.original };
+                let m = Message { original, ..message };
+                let status = self.recipient(req, r, &m, &delivered_to);
+                RecipientResult::new(r.index, &status)
+            })
+            .collect();
+        DeliveryReply { results }
+    }
+
+    /// Resolves and delivers one recipient; returns its combined status.
+    fn recipient(
+        &self,
+        req: &DeliveryRequest,
+        r: &DeliveryRecipient,
+        m: &Message<'_>,
+        delivered_to: &[String],
+    ) -> DeliveryStatus {
+        let is_loop = |address: &str| delivered_to.iter().any(|d| d.eq_ignore_ascii_case(address));
+        if is_loop(&r.address) {
+            let status = loop_bounce(&r.address);
+            self.log(req, &r.address, r, &status);
+            return status;
+        }
+        let resolver =
+            Resolver { settings: &self.settings, aliases: &self.aliases, users: &self.users };
+        let expansion = resolver.resolve(&r.address);
+        let mut statuses = Vec::new();
+        for failure in &expansion.failures {
+            self.log(req, &failure.address, r, &failure.status);
+            statuses.push(failure.status.clone());
+        }
+        for destination in &expansion.destinations {
+            let status = if is_loop(destination.loop_address()) {
+                loop_bounce(destination.loop_address())
+            } else {
+                self.deliver(m, destination)
+            };
+            self.log(req, destination.log_address(), r, &status);
+            statuses.push(status);
+        }
+        combine(statuses)
+    }
+
+    fn deliver(&self, m: &Message<'_>, d: &Destination) -> DeliveryStatus {
+        let s = &self.settings;
+        match d {
+            Destination::Mailbox { user, address, extension } => {
+                mailbox::deliver_to_user(s, m, user, address, extension.as_deref())
+            }
+            Destination::Forward { address, via } => mailbox::forward(s, m, address, via),
+            Destination::File { path, owner, via } => {
+                mailbox::deliver_to_file(s, m, path, *owner, via)
+            }
+            Destination::Command { command, owner, via, home } => {
+                mailbox::deliver_to_command(s, m, command, *owner, via, home)
+            }
+        }
+    }
+
+    /// `QUEUEID: to=<ADDR>, orig_to=<ORIG>, relay=local, delay=1.2,
+    /// dsn=2.0.0, status=sent (delivered to maildir)`.
+    fn log(&self, req: &DeliveryRequest, to: &str, r: &DeliveryRecipient, status: &DeliveryStatus) {
+        let original = if r.original.is_empty() { &r.address } else { &r.original };
+        let orig = if original.eq_ignore_ascii_case(to) {
+            String::new()
+        } else {
+            format!(", orig_to=<{original}>")
+        };
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        let delay = (now - req.arrival as f64).max(0.0);
+        tracing::info!(
+            "{}: to=<{to}>{orig}, relay=local, delay={delay:.1}, dsn={}, status={} ({})",
+            req.queue_id,
+            status.dsn(),
+            status.log_word(),
+            status.text()
+        );
+    }
+}
+
+fn loop_bounce(address: &str) -> DeliveryStatus {
+    DeliveryStatus::bounce(EnhancedStatus(5, 4, 6), format!("mail forwarding loop for {address}"))
+}
+
+/// One status for the recipient from those of its branches: deferred if
+/// any branch must be retried, else bounced if any bounced, else sent.
+pub(crate) fn combine(statuses: Vec<DeliveryStatus>) -> DeliveryStatus {
+    let pick = |class: Class| {
+        statuses
+            .iter()
+            .find(|s| matches!(s, DeliveryStatus::Failed { class: c, .. } if *c == class))
+            .cloned()
+    };
+    if let Some(s) = pick(Class::Transient).or_else(|| pick(Class::Permanent)) {
+        return s;
+    }
+    match statuses.len() {
+        0 => DeliveryStatus::bounce(EnhancedStatus(5, 3, 0), "alias expands to no destination"),
+        1 => statuses.into_iter().next().unwrap_or_else(|| DeliveryStatus::sent("delivered")),
+        n => {
+            let first = statuses[0].text().to_owned();
+            DeliveryStatus::sent(format!("{first}, and {} more", n - 1))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mail_ipc::delivery::ResultKind;
+    use std::io::Write;
+    use std::path::Path;
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        agent: Agent,
+        queue: Queue,
+    }
+
+    fn fixture(aliases: &str) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let uid = nix::unistd::geteuid().as_raw();
+        let gid = nix::unistd::getegid().as_raw();
+        let write = |name: &str, text: &str| {
+            std::fs::File::create(d.join(name)).unwrap().write_all(text.as_bytes()).unwrap()
+        };
+        write("passwd", &format!("suporte:x:{uid}:{gid}::{}/home/suporte\n", d.display()));
+        write("aliases", aliases);
+        let me = nix::unistd::User::from_uid(nix::unistd::geteuid()).unwrap().unwrap().name;
+        let main = format!(
+            "mail_owner = \"{me}\"\nmyhostname = \"mail.example.org\"\nmydestination = [\"$myhostname\", \"example.org\"]\n\
+             queue_directory = \"{0}/queue\"\npasswd_file = \"{0}/passwd\"\nalias_maps = [\"{0}/aliases\"]\n\
+             home_mailbox = \"Maildir/\"\nrecipient_delimiter = \"+\"\n",
+            d.display()
+        );
+        let settings = Settings::from_config(
+            &mail_config::Main::from_str(&d.join("main.toml"), &main).unwrap(),
+        );
+        let queue = Queue::new(&settings.queue_directory);
+        queue.create_layout().unwrap();
+        Fixture { agent: Agent::new(settings), queue, dir }
+    }
+
+    impl Fixture {
+        fn enqueue(&self, content: &[u8], rcpts: &[&str]) -> DeliveryRequest {
+            let env = mail_queue::Envelope {
+                sender: "ana@example.com".into(),
+                recipients: rcpts
+                    .iter()
+                    .map(|r| mail_queue::Recipient { address: (*r).into(), original: (*r).into() })
+                    .collect(),
+                arrival: 0,
+                client: "test".into(),
+                origin: "smtpd".into(),
+                attrs: vec![],
+            };
+            let id = self.queue.reserve().unwrap().commit(&env, content).unwrap();
+            self.queue.move_to(&id, State::Incoming, State::Active).unwrap();
+            DeliveryRequest {
+                queue_id: id.as_str().into(),
+                sender: env.sender.clone(),
+                arrival: 0,
+                recipients: rcpts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| DeliveryRecipient {
+                        index: i as u32,
+                        address: (*r).into(),
+                        original: (*r).into(),
+                    })
+                    .collect(),
+            }
+        }
+
+        fn maildir_count(&self) -> usize {
+            std::fs::read_dir(self.dir.path().join("home/suporte/Maildir/new"))
+                .map_or(0, |d| d.count())
+        }
+    }
+
+    #[test]
+    fn delivers_bounces_and_detects_loops() {
+        let _lock = crate::privs::test_lock();
+        let f = fixture("root: suporte\nfwd: friend@remote.example\n");
+        let req = f.enqueue(
+            b"Delivered-To: looped@example.org\nSubject: x\n\nhi\n",
+            &[
+                "suporte+tag@example.org",
+                "root@example.org",
+                "ghost@example.org",
+                "looped@example.org",
+                "fwd@example.org",
+            ],
+        );
+        let reply = f.agent.handle(&req);
+        let kinds: Vec<_> = reply
+            .results
+            .iter()
+            .map(|r| (r.index, r.kind, r.dsn.as_str(), r.text.as_str()))
+            .collect();
+        assert_eq!(kinds[0], (0, ResultKind::Sent, "2.0.0", "delivered to maildir"));
+        assert_eq!(kinds[1], (1, ResultKind::Sent, "2.0.0", "delivered to maildir"));
+        assert_eq!(kinds[2], (2, ResultKind::Bounced, "5.1.1", "unknown user: \"ghost\""));
+        assert_eq!(
+            kinds[3],
+            (3, ResultKind::Bounced, "5.4.6", "mail forwarding loop for looped@example.org")
+        );
+        assert_eq!(kinds[4].1, ResultKind::Sent);
+        assert!(kinds[4].3.starts_with("forwarded as "), "{kinds:?}");
+        // suporte twice (directly and via root): two requests' recipients,
+        // two copies.
+        assert_eq!(f.maildir_count(), 2);
+        assert_eq!(f.queue.scan(State::Incoming).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn forwarded_copy_is_caught_when_it_comes_back() {
+        let _lock = crate::privs::test_lock();
+        let f = fixture("suporte: friend@remote.example\n");
+        let req =
+            f.enqueue(b"Delivered-To: suporte@mail.example.org\n\nhi\n", &["suporte@example.org"]);
+        let reply = f.agent.handle(&req);
+        assert_eq!(reply.results[0].kind, ResultKind::Bounced);
+        assert_eq!(reply.results[0].dsn, "5.4.6");
+    }
+
+    #[test]
+    fn unreadable_queue_file_defers_everyone() {
+        let _lock = crate::privs::test_lock();
+        let f = fixture("");
+        let req = DeliveryRequest {
+            queue_id: "../etc".into(),
+            sender: String::new(),
+            arrival: 0,
+            recipients: vec![DeliveryRecipient {
+                index: 7,
+                address: "suporte@example.org".into(),
+                original: String::new(),
+            }],
+        };
+        let reply = f.agent.handle(&req);
+        assert_eq!(reply.results.len(), 1);
+        assert_eq!((reply.results[0].index, reply.results[0].kind), (7, ResultKind::Deferred));
+        assert_eq!(reply.results[0].dsn, "4.3.0");
+        let _ = Path::new("");
+    }
+
+    #[test]
+    fn combine_prefers_defer_then_bounce() {
+        let _lock = crate::privs::test_lock();
+        let sent = DeliveryStatus::sent("delivered to maildir");
+        let bounce = DeliveryStatus::bounce(EnhancedStatus(5, 1, 1), "b");
+        let defer = DeliveryStatus::defer(EnhancedStatus(4, 2, 0), "d");
+        assert_eq!(combine(vec![sent.clone(), bounce.clone(), defer.clone()]), defer);
+        assert_eq!(combine(vec![sent.clone(), bounce.clone()]), bounce);
+        assert_eq!(combine(vec![sent.clone()]), sent);
+        assert_eq!(combine(vec![sent.clone(), sent]).text(), "delivered to maildir, and 1 more");
+        assert_eq!(combine(vec![]).dsn(), EnhancedStatus(5, 3, 0));
+    }
+}

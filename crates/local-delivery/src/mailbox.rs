@@ -1,0 +1,504 @@
+//! Writing one message to one destination: a user's mailbox (Maildir,
+//! mbox in the home, the mail spool, or `mailbox_command`), an alias's
+//! `/file` or `|command`, or a re-queued copy for a remote address
+//! (Postfix `local/mailbox.c`, `local/file.c`, `local/command.c`,
+//! `local/forward.c`).
+//!
+//! Every write into a user's space happens with the user's effective ids
+//! ([`AsUser`]); commands are started as the user by the kernel
+//! (`setuid` in the child). Nothing follows a symlink at the mailbox path.
+
+use std::fs::OpenOptions;
+use std::io::ErrorKind;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use mail_auth::User;
+use mail_queue::{Envelope, Queue, Recipient};
+use mail_types::{DeliveryStatus, EnhancedStatus};
+
+use crate::command::{self, CommandSpec};
+use crate::privs::{self, AsUser};
+use crate::resolve::Owner;
+use crate::settings::Settings;
+
+/// The message being delivered, as every destination needs it.
+#[derive(Debug)]
+pub(crate) struct Message<'a> {
+    /// Envelope sender, empty for `<>`.
+    pub(crate) sender: &'a str,
+    /// The recipient as qmgr gave it (`ORIGINAL_RECIPIENT`).
+    pub(crate) original: &'a str,
+    pub(crate) content: &'a [u8],
+}
+
+impl Message<'_> {
+    /// `Return-Path:` and `Delivered-To:` (RFC 5321 §4.4: the final
+    /// delivery adds Return-Path).
+    fn prefix(&self, delivered_to: &str) -> Vec<u8> {
+        format!("Return-Path: <{}>\nDelivered-To: {delivered_to}\n", self.sender).into_bytes()
+    }
+}
+
+fn defer(text: impl Into<String>) -> DeliveryStatus {
+    DeliveryStatus::defer(EnhancedStatus(4, 3, 0), text)
+}
+
+/// Maps a mailbox write error: transient ones defer (4.2.0), the rest (a
+/// symlink where the mailbox should be, an unsafe file) bounce (5.2.0).
+fn storage_error(e: &mail_maildir::Error) -> DeliveryStatus {
+    if e.is_transient() {
+        DeliveryStatus::defer(EnhancedStatus(4, 2, 0), e.to_string())
+    } else {
+        DeliveryStatus::bounce(EnhancedStatus(5, 2, 0), e.to_string())
+    }
+}
+
+/// Delivers to a local user's mailbox.
+pub(crate) fn deliver_to_user(
+    s: &Settings,
+    m: &Message<'_>,
+    user: &User,
+    address: &str,
+    extension: Option<&str>,
+) -> DeliveryStatus {
+    let prefix = m.prefix(address);
+    if !s.mailbox_command.is_empty() {
+        let (local, domain) = address.rsplit_once('@').unwrap_or((address, ""));
+        let mut env = user_env(&user.name, &user.home);
+        env.extend([
+            ("SENDER".to_owned(), m.sender.to_owned()),
+            ("RECIPIENT".to_owned(), address.to_owned()),
+            ("LOCAL".to_owned(), local.to_owned()),
+            ("DOMAIN".to_owned(), domain.to_owned()),
+            ("EXTENSION".to_owned(), extension.unwrap_or("").to_owned()),
+            ("ORIGINAL_RECIPIENT".to_owned(), m.original.to_owned()),
+        ]);
+        let spec = CommandSpec {
+            command: s.mailbox_command.clone(),
+            uid_gid: privs::is_root().then_some((user.uid, user.gid)),
+            cwd: usable_dir(&user.home),
+            env,
+            time_limit: s.command_time_limit,
+        };
+        let success = format!("delivered to command: {}", s.mailbox_command);
+        return command::run(&spec, &prefix, m.content, &success);
+    }
+    let owner = Owner { uid: user.uid, gid: user.gid };
+    if !s.home_mailbox.is_empty() {
+        let path = user.home.join(&s.home_mailbox);
+        return if s.home_mailbox.ends_with('/') {
+            write_maildir(s, m, &prefix, &path, owner, &user.name)
+        } else {
+            write_mbox(s, m, &prefix, &path, owner, &user.name, false)
+        };
+    }
+    let path = s.mail_spool_directory.join(&user.name);
+    write_mbox(s, m, &prefix, &path, owner, &user.name, true)
+}
+
+/// Delivers to an alias's `/file` (a Maildir when it ends in `/`) as the
+/// alias owner.
+pub(crate) fn deliver_to_file(
+    s: &Settings,
+    m: &Message<'_>,
+    path: &Path,
+    owner: Owner,
+    via: &str,
+) -> DeliveryStatus {
+    let prefix = m.prefix(via);
+    let who = format!("uid {}", owner.uid);
+    if path.as_os_str().as_encoded_bytes().ends_with(b"/") {
+        return write_maildir(s, m, &prefix, path, owner, &who);
+    }
+    let mut status = write_mbox(s, m, &prefix, path, owner, &who, false);
+    if let DeliveryStatus::Sent { text, .. } = &mut status {
+        *text = format!("delivered to file: {}", path.display());
+    }
+    status
+}
+
+/// Pipes the message to an alias's `|command` as the alias owner.
+pub(crate) fn deliver_to_command(
+    s: &Settings,
+    m: &Message<'_>,
+    command_line: &str,
+    owner: Owner,
+    via: &str,
+    home: &Path,
+) -> DeliveryStatus {
+    let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(owner.uid))
+        .ok()
+        .flatten()
+        .map_or_else(|| owner.uid.to_string(), |u| u.name);
+    let (local, domain) = via.rsplit_once('@').unwrap_or((via, ""));
+    let mut env = user_env(&name, home);
+    env.extend([
+        ("SENDER".to_owned(), m.sender.to_owned()),
+        ("RECIPIENT".to_owned(), via.to_owned()),
+        ("LOCAL".to_owned(), local.to_owned()),
+        ("DOMAIN".to_owned(), domain.to_owned()),
+        ("EXTENSION".to_owned(), String::new()),
+        ("ORIGINAL_RECIPIENT".to_owned(), m.original.to_owned()),
+    ]);
+    let spec = CommandSpec {
+        command: command_line.to_owned(),
+        uid_gid: privs::is_root().then_some((owner.uid, owner.gid)),
+        cwd: usable_dir(home),
+        env,
+        time_limit: s.command_time_limit,
+    };
+    command::run(&spec, &m.prefix(via), m.content, &format!("delivered to command: {command_line}"))
+}
+
+/// Re-queues the message for a remote address named by an alias, with a
+/// `Delivered-To:` of the alias so that a loop back to us is caught, then
+/// wakes qmgr.
+pub(crate) fn forward(s: &Settings, m: &Message<'_>, address: &str, via: &str) -> DeliveryStatus {
+    let queue = Queue::new(&s.queue_directory);
+    let mut content = format!("Delivered-To: {via}\n").into_bytes();
+    content.extend_from_slice(m.content);
+    let envelope = Envelope {
+        sender: m.sender.to_owned(),
+        recipients: vec![Recipient { address: address.to_owned(), original: address.to_owned() }],
+        arrival: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        client: "local".to_owned(),
+        origin: "local".to_owned(),
+        attrs: Vec::new(),
+    };
+    // The queue belongs to mail_owner; qmgr must be able to read the file.
+    let owner = if privs::is_root() {
+        match nix::unistd::User::from_name(&s.mail_owner) {
+            Ok(Some(u)) => Some((u.uid.as_raw(), u.gid.as_raw())),
+            _ => {
+                return defer(format!(
+                    "cannot find mail_owner {:?} to write the queue file",
+                    s.mail_owner
+                ));
+            }
+        }
+    } else {
+        None
+    };
+    let written = (|| {
+        let _guard = match owner {
+            Some((uid, gid)) => Some(AsUser::switch(uid, gid).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        let pending = queue.reserve().map_err(|e| e.to_string())?;
+        pending.commit(&envelope, &content).map_err(|e| e.to_string())
+    })();
+    match written {
+        Ok(id) => {
+            wake_qmgr(&queue);
+            DeliveryStatus::sent(format!("forwarded as {}", id.as_str()))
+        }
+        Err(e) => defer(format!("cannot forward to {address}: {e}")),
+    }
+}
+
+/// Fire and forget: qmgr also scans incoming/ on its own timer.
+fn wake_qmgr(queue: &Queue) {
+    let path = queue.root().join(mail_ipc::sockets::QMGR);
+    match std::os::unix::net::UnixStream::connect(&path) {
+        Ok(mut stream) => {
+            let _ = mail_ipc::write_frame(&mut stream, &mail_ipc::trigger::Trigger::Wakeup);
+        }
+        Err(e) => tracing::warn!("cannot trigger qmgr at {}: {e}", path.display()),
+    }
+}
+
+fn user_env(name: &str, home: &Path) -> Vec<(String, String)> {
+    vec![
+        ("HOME".to_owned(), home.display().to_string()),
+        ("USER".to_owned(), name.to_owned()),
+        ("LOGNAME".to_owned(), name.to_owned()),
+        ("SHELL".to_owned(), "/bin/sh".to_owned()),
+        ("PATH".to_owned(), "/usr/bin:/bin".to_owned()),
+    ]
+}
+
+fn usable_dir(home: &Path) -> PathBuf {
+    if home.is_dir() { home.to_owned() } else { PathBuf::from("/") }
+}
+
+fn too_big(s: &Settings, size: u64) -> bool {
+    s.mailbox_size_limit != 0 && size > s.mailbox_size_limit
+}
+
+fn size_bounce(path: &Path, who: &str) -> DeliveryStatus {
+    DeliveryStatus::bounce(
+        EnhancedStatus(5, 2, 2),
+        format!(
+            "cannot update mailbox {} for user {who}. mailbox exceeds size limit",
+            path.display()
+        ),
+    )
+}
+
+fn write_maildir(
+    s: &Settings,
+    m: &Message<'_>,
+    prefix: &[u8],
+    path: &Path,
+    owner: Owner,
+    who: &str,
+) -> DeliveryStatus {
+    if too_big(s, (prefix.len() + m.content.len()) as u64) {
+        return size_bounce(path, who);
+    }
+    let _guard = match AsUser::switch(owner.uid, owner.gid) {
+        Ok(g) => g,
+        Err(e) => return defer(format!("cannot switch to uid {}: {e}", owner.uid)),
+    };
+    match mail_maildir::deliver(path, prefix, m.content, &s.myhostname) {
+        Ok(_) => DeliveryStatus::sent("delivered to maildir"),
+        Err(e) => storage_error(&e),
+    }
+}
+
+fn write_mbox(
+    s: &Settings,
+    m: &Message<'_>,
+    prefix: &[u8],
+    path: &Path,
+    owner: Owner,
+    who: &str,
+    spool: bool,
+) -> DeliveryStatus {
+    // Files in the spool directory (root-owned, 1777 or 2775 root:mail on
+    // Debian) are created by root and given to the user, as Postfix does;
+    // in a world-writable spool the user then writes it. Otherwise only
+    // the dot-lock needs root: we write as root to a file that must already
+    // belong to the user.
+    let mut as_root = false;
+    if spool && privs::is_root() {
+        if let Err(e) = create_spool_file(path, owner) {
+            return defer(format!("cannot create mailbox {}: {e}", path.display()));
+        }
+        match std::fs::metadata(&s.mail_spool_directory) {
+            Ok(meta) if meta.mode() & 0o002 != 0 => {}
+            Ok(_) => as_root = true,
+            Err(e) => {
+                return defer(format!("cannot access {}: {e}", s.mail_spool_directory.display()));
+            }
+        }
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.uid() == owner.uid && meta.file_type().is_file() => {}
+            Ok(_) => {
+                return DeliveryStatus::bounce(
+                    EnhancedStatus(5, 2, 0),
+                    format!("mailbox {} is not a regular file owned by {who}", path.display()),
+                );
+            }
+            Err(e) => return defer(format!("cannot access mailbox {}: {e}", path.display())),
+        }
+    }
+    let _guard = if as_root {
+        None
+    } else {
+        match AsUser::switch(owner.uid, owner.gid) {
+            Ok(g) => Some(g),
+            Err(e) => return defer(format!("cannot switch to uid {}: {e}", owner.uid)),
+        }
+    };
+    let current = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta.len(),
+        Err(e) if e.kind() == ErrorKind::NotFound => 0,
+        Err(e) => return defer(format!("cannot access mailbox {}: {e}", path.display())),
+    };
+    if too_big(s, current + (prefix.len() + m.content.len()) as u64) {
+        return size_bounce(path, who);
+    }
+    match mail_maildir::deliver_mbox(path, m.sender, prefix, m.content, SystemTime::now()) {
+        Ok(()) => DeliveryStatus::sent("delivered to mailbox"),
+        Err(e) => storage_error(&e),
+    }
+}
+
+/// Creates an empty spool mailbox owned by the user (we are root), unless
+/// one exists. `O_EXCL|O_NOFOLLOW`: never through a planted symlink.
+fn create_spool_file(path: &Path, owner: Owner) -> std::io::Result<()> {
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(file) => {
+            std::os::unix::fs::fchown(&file, Some(owner.uid), Some(owner.gid))?;
+            file.sync_all()
+        }
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mail_types::Class;
+    use std::path::Path;
+
+    fn settings(dir: &Path, extra: &str) -> Settings {
+        // Tests may run as root: then the queue is written as "ourselves".
+        let me = nix::unistd::User::from_uid(nix::unistd::geteuid()).unwrap().unwrap().name;
+        let text = format!(
+            "myhostname = \"mail.example.org\"\nqueue_directory = \"{}\"\nmail_spool_directory = \"{}\"\nmail_owner = \"{me}\"\n{extra}",
+            dir.join("queue").display(),
+            dir.join("spool").display()
+        );
+        Settings::from_config(&mail_config::Main::from_str(&dir.join("main.toml"), &text).unwrap())
+    }
+
+    fn me(dir: &Path) -> User {
+        User {
+            name: "suporte".into(),
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+            home: dir.join("home"),
+            password_hash: None,
+        }
+    }
+
+    const MSG: Message<'static> = Message {
+        sender: "ana@example.com",
+        original: "suporte@example.org",
+        content: b"Subject: hi\n\nbody\n",
+    };
+
+    #[test]
+    fn maildir_in_home() {
+        let _lock = crate::privs::test_lock();
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(dir.path(), "home_mailbox = \"Maildir/\"\n");
+        let st = deliver_to_user(&s, &MSG, &me(dir.path()), "suporte@example.org", None);
+        assert_eq!(st, DeliveryStatus::sent("delivered to maildir"));
+        let new = dir.path().join("home/Maildir/new");
+        let files: Vec<_> = std::fs::read_dir(&new).unwrap().collect();
+        assert_eq!(files.len(), 1);
+        let text = std::fs::read_to_string(files[0].as_ref().unwrap().path()).unwrap();
+        assert_eq!(
+            text,
+            "Return-Path: <ana@example.com>\nDelivered-To: suporte@example.org\nSubject: hi\n\nbody\n"
+        );
+    }
+
+    #[test]
+    fn mbox_in_home_and_size_limit() {
+        let _lock = crate::privs::test_lock();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("home")).unwrap();
+        let s = settings(dir.path(), "home_mailbox = \"mbox\"\nmailbox_size_limit = 200\n");
+        let st = deliver_to_user(&s, &MSG, &me(dir.path()), "suporte@example.org", None);
+        assert!(matches!(st, DeliveryStatus::Sent { .. }), "{st:?}");
+        let text = std::fs::read_to_string(dir.path().join("home/mbox")).unwrap();
+        assert!(text.starts_with("From ana@example.com "), "{text}");
+        assert!(text.contains("Delivered-To: suporte@example.org\n"));
+        // The second copy would pass 200 bytes.
+        let st = deliver_to_user(&s, &MSG, &me(dir.path()), "suporte@example.org", None);
+        assert_eq!(st.dsn(), EnhancedStatus(5, 2, 2));
+        assert!(st.text().contains("exceeds size limit"), "{st:?}");
+    }
+
+    #[test]
+    fn spool_mailbox() {
+        let _lock = crate::privs::test_lock();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("spool")).unwrap();
+        let s = settings(dir.path(), "");
+        let st = deliver_to_user(&s, &MSG, &me(dir.path()), "suporte@example.org", None);
+        assert_eq!(st, DeliveryStatus::sent("delivered to mailbox"));
+        assert!(dir.path().join("spool/suporte").is_file());
+    }
+
+    #[test]
+    fn symlinked_mailbox_bounces() {
+        let _lock = crate::privs::test_lock();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("spool")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("spool/suporte")).unwrap();
+        let s = settings(dir.path(), "");
+        let st = deliver_to_user(&s, &MSG, &me(dir.path()), "suporte@example.org", None);
+        assert!(matches!(st, DeliveryStatus::Failed { class: Class::Permanent, .. }), "{st:?}");
+    }
+
+    #[test]
+    fn mailbox_command_gets_the_environment() {
+        let _lock = crate::privs::test_lock();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("home")).unwrap();
+        let out = dir.path().join("out");
+        let cmd = format!(
+            "cat > {0}; echo \"$EXTENSION|$LOCAL|$DOMAIN|$SENDER|$ORIGINAL_RECIPIENT|$USER|$PWD\" >> {0}",
+            out.display()
+        );
+        let s = settings(dir.path(), &format!("mailbox_command = '{cmd}'\n"));
+        let st =
+            deliver_to_user(&s, &MSG, &me(dir.path()), "suporte+news@example.org", Some("news"));
+        assert_eq!(st, DeliveryStatus::sent(format!("delivered to command: {cmd}")));
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(text.starts_with(
+            "Return-Path: <ana@example.com>\nDelivered-To: suporte+news@example.org\n"
+        ));
+        let home = dir.path().join("home");
+        assert!(
+            text.ends_with(&format!(
+                "news|suporte+news|example.org|ana@example.com|suporte@example.org|suporte|{}\n",
+                home.display()
+            )),
+            "{text}"
+        );
+        let s = settings(dir.path(), "mailbox_command = 'exit 75'\n");
+        let st = deliver_to_user(&s, &MSG, &me(dir.path()), "suporte@example.org", None);
+        assert_eq!(st.dsn(), EnhancedStatus(4, 3, 0));
+    }
+
+    #[test]
+    fn alias_file_and_command() {
+        let _lock = crate::privs::test_lock();
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(dir.path(), "");
+        let owner =
+            Owner { uid: nix::unistd::geteuid().as_raw(), gid: nix::unistd::getegid().as_raw() };
+        let file = dir.path().join("copy");
+        let st = deliver_to_file(&s, &MSG, &file, owner, "log@example.org");
+        assert_eq!(st, DeliveryStatus::sent(format!("delivered to file: {}", file.display())));
+        assert!(
+            std::fs::read_to_string(&file).unwrap().contains("Delivered-To: log@example.org\n")
+        );
+        let md = PathBuf::from(format!("{}/md/", dir.path().display()));
+        let st = deliver_to_file(&s, &MSG, &md, owner, "log@example.org");
+        assert_eq!(st, DeliveryStatus::sent("delivered to maildir"));
+        let st = deliver_to_command(
+            &s,
+            &MSG,
+            "test \"$RECIPIENT\" = prog@example.org",
+            owner,
+            "prog@example.org",
+            dir.path(),
+        );
+        assert!(matches!(st, DeliveryStatus::Sent { .. }), "{st:?}");
+    }
+
+    #[test]
+    fn forward_requeues_with_delivered_to() {
+        let _lock = crate::privs::test_lock();
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(dir.path(), "");
+        let queue = Queue::new(&s.queue_directory);
+        queue.create_layout().unwrap();
+        let st = forward(&s, &MSG, "friend@remote.example", "root@example.org");
+        let DeliveryStatus::Sent { text, .. } = &st else { panic!("{st:?}") };
+        let ids = queue.scan(mail_queue::State::Incoming).unwrap();
+        assert_eq!(ids.len(), 1);
+        assert_eq!(text, &format!("forwarded as {}", ids[0].as_str()));
+        let qf = queue.read(mail_queue::State::Incoming, &ids[0]).unwrap();
+        assert_eq!(qf.envelope.sender, "ana@example.com");
+        assert_eq!(qf.envelope.recipients[0].address, "friend@remote.example");
+        assert_eq!(qf.envelope.origin, "local");
+        assert!(qf.content.starts_with(b"Delivered-To: root@example.org\nSubject: hi\n"));
+    }
+}

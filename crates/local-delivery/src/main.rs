@@ -1,0 +1,215 @@
+//! SUMMARY
+//!   local-delivery - the Postern local delivery agent (Postfix local(8))
+//!
+//! DESCRIPTION
+//!   Delivers mail for the domains in `mydestination`. qmgr connects to
+//!   `private/local` and sends one `DeliveryRequest` per connection (a
+//!   queue id in `active/` and some of its recipients); the agent answers
+//!   with one `DeliveryReply` holding a result per recipient. Each worker
+//!   process is single-threaded and serves one connection at a time; qmgr's
+//!   further connections wait in the listen backlog of the socket that all
+//!   `maxproc` workers share.
+//!
+//!   For each recipient: the address extension after `recipient_delimiter`
+//!   is split off (and passed on as `$EXTENSION`); a `Delivered-To:` header
+//!   equal to the recipient means a forwarding loop (bounced 5.4.6);
+//!   `alias_maps` are expanded recursively (aliases(5): addresses, `/file`,
+//!   `|command`, `:include:`; an alias that names itself means the user;
+//!   at most 20 levels); remote addresses from aliases are re-queued with
+//!   `Delivered-To:` of the alias and qmgr is woken; local users (system
+//!   users, or `passwd_file`) get the message in `mailbox_command`'s input,
+//!   in `~/home_mailbox` (a Maildir when it ends in `/`, else an mbox), or
+//!   in `mail_spool_directory/USER` (mbox). Every delivered copy starts
+//!   with `Return-Path: <sender>` and `Delivered-To: recipient`.
+//!
+//! SECURITY
+//!   In a system install this program runs as root (`unpriv = false` in
+//!   master.toml), like Postfix's local, because it must write as many
+//!   different users. It never writes into a user's directory as root: for
+//!   each delivery it switches its effective uid, gid and groups to the
+//!   recipient and switches back afterwards; commands are started with the
+//!   recipient's real uid. `|command` and `/file` destinations from an
+//!   aliases or `:include:` file run as that file's owner, or as `nobody`
+//!   when root owns it. Mailbox files are opened without following
+//!   symlinks. It talks only to qmgr (over `private/local`) and reads only
+//!   queue files, aliases and the user database. In an unprivileged
+//!   instance nothing is root and no switching happens.
+//!
+//! CONFIGURATION
+//!   queue_directory, alias_maps, recipient_delimiter, passwd_file,
+//!   home_mailbox, mail_spool_directory, mailbox_command,
+//!   mailbox_size_limit, allow_mail_to_commands, allow_mail_to_files,
+//!   mydestination, myorigin, myhostname, mail_owner (owner of re-queued
+//!   files). Commands may run for at most ten minutes.
+//!
+//! DIAGNOSTICS
+//!   One line per delivered destination, as Postfix writes it:
+//!   `QUEUEID: to=<suporte@example.org>, orig_to=<root@example.org>,
+//!   relay=local, delay=0.1, dsn=2.0.0, status=sent (delivered to maildir)`.
+//!   Unreadable queue files and aliases files defer (4.3.0) with a warning.
+//!   A broken IPC peer is a warning. Fatal (exit, master restarts us): no
+//!   listening socket, or root privileges cannot be restored.
+//!
+//! STANDARDS
+//!   RFC 5321 §4.4 (Return-Path), RFC 3463 (enhanced status codes),
+//!   RFC 4155 (mbox), the qmail Maildir specification, aliases(5),
+//!   sysexits.h exit codes for commands.
+
+mod command;
+mod deliver;
+mod mailbox;
+mod privs;
+mod resolve;
+mod settings;
+
+use std::os::fd::AsFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use mail_daemon::Listener;
+use mail_ipc::delivery::{DeliveryReply, DeliveryRequest, RecipientResult};
+use mail_types::{DeliveryStatus, EnhancedStatus};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use crate::deliver::Agent;
+use crate::settings::Settings;
+
+/// How often the idle loop looks at the stop flag.
+const POLL_INTERVAL_MS: u16 = 1000;
+
+/// How long we wait for qmgr to send its request once connected.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn main() -> ExitCode {
+    mail_daemon::exit_on_fatal("local", run())
+}
+
+fn run() -> anyhow::Result<()> {
+    let daemon = mail_daemon::init("local")?;
+    let listener = match daemon.listeners.as_slice() {
+        [Listener::Unix(l)] => l.try_clone().context("cannot duplicate the listening socket")?,
+        _ => bail!("local-delivery needs exactly one unix listener (private/local)"),
+    };
+    // Several workers share the socket: whoever loses the race for a
+    // connection must not block in accept().
+    listener.set_nonblocking(true).context("cannot make the listener non-blocking")?;
+    let agent = Agent::new(Settings::from_config(&daemon.config));
+    let stop = watch_stop_signals()?;
+    daemon.ready();
+    serve(&listener, &agent, &stop);
+    daemon.draining();
+    Ok(())
+}
+
+/// A helper thread waits for SIGTERM/SIGINT/SIGUSR1 and raises the flag;
+/// the delivery loop finishes the request in hand and then exits.
+fn watch_stop_signals() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot build the signal runtime")?;
+    // The handlers are registered before `ready` is sent, so that a stop
+    // signal right after start-up cannot meet the default action (exit in
+    // the middle of a delivery).
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                use tokio::signal::unix::{SignalKind, signal};
+                let (Ok(mut term), Ok(mut int), Ok(mut usr1)) = (
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::interrupt()),
+                    signal(SignalKind::user_defined1()),
+                ) else {
+                    // The default actions (exit) stay in force.
+                    let _ = tx.send(());
+                    return std::future::pending::<()>().await;
+                };
+                let _ = tx.send(());
+                // Stop::Now and Stop::Drain mean the same here: finish the
+                // one request in hand, then exit.
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                    _ = usr1.recv() => {}
+                }
+            });
+            flag.store(true, Ordering::SeqCst);
+        })
+        .context("cannot start the signal thread")?;
+    let _ = rx.recv_timeout(Duration::from_secs(5));
+    Ok(stop)
+}
+
+fn serve(listener: &UnixListener, agent: &Agent, stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(POLL_INTERVAL_MS)) {
+            Ok(0) => continue,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                tracing::warn!("poll on private/local: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        }
+        match listener.accept() {
+            Ok((stream, _)) => serve_connection(stream, agent),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                tracing::warn!("accept on private/local: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// One request, one reply.
+fn serve_connection(mut stream: UnixStream, agent: &Agent) {
+    let setup =
+        stream.set_nonblocking(false).and_then(|()| stream.set_read_timeout(Some(REQUEST_TIMEOUT)));
+    if let Err(e) = setup {
+        tracing::warn!("cannot set up qmgr connection: {e}");
+        return;
+    }
+    let request =
+        match mail_ipc::read_frame::<DeliveryRequest>(&mut stream, mail_ipc::frame::MAX_FRAME) {
+            Ok(Some(req)) => req,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!("bad delivery request from qmgr: {e}");
+                return;
+            }
+        };
+    let reply = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        agent.handle(&request)
+    })) {
+        Ok(reply) => reply,
+        Err(_) => {
+            tracing::error!(
+                "{}: panic while delivering; every recipient deferred",
+                request.queue_id
+            );
+            let status =
+                DeliveryStatus::defer(EnhancedStatus(4, 3, 0), "internal error in local delivery");
+            DeliveryReply {
+                results: request
+                    .recipients
+                    .iter()
+                    .map(|r| RecipientResult::new(r.index, &status))
+                    .collect(),
+            }
+        }
+    };
+    if let Err(e) = mail_ipc::write_frame(&mut stream, &reply) {
+        tracing::warn!("{}: cannot send the delivery reply to qmgr: {e}", request.queue_id);
+    }
+}

@@ -1,0 +1,559 @@
+//! From one envelope recipient to the places its mail goes: alias
+//! expansion (Postfix `local/alias.c`, `local/include.c`,
+//! `local/token.c`), address extensions and the user lookup
+//! (`local/local.c`, `local/resolve.c`).
+//!
+//! Rules, as Postfix applies them:
+//! - the full local part is looked up as an alias first, then the part
+//!   before the `recipient_delimiter` (`suporte+news` → `suporte`);
+//! - an alias being expanded is not expanded again further down: a name
+//!   that refers back to itself (directly, `suporte: suporte, /backup`, or
+//!   through a cycle) means the user's own mailbox;
+//! - expansion stops at [`MAX_DEPTH`] levels;
+//! - an address in a domain that is not ours is forwarded (re-queued);
+//! - `|command` and `/file` run with the privileges of the aliases file's
+//!   owner (`nobody` when root owns it), and only where
+//!   `allow_mail_to_commands` / `allow_mail_to_files` allow them;
+//! - the same destination reached twice is delivered once.
+//!
+//! Failures of one branch are reported for that branch; the others still
+//! get the mail.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use mail_auth::aliases::{AliasTarget, Aliases};
+use mail_auth::{User, UserDb};
+use mail_types::{Address, DeliveryStatus, EnhancedStatus};
+
+use crate::privs::AsUser;
+use crate::settings::Settings;
+
+/// Deepest alias nesting we follow (Postfix stops at 100; twenty is more
+/// than any sane aliases file needs and keeps runaway fan-out small).
+pub(crate) const MAX_DEPTH: usize = 20;
+
+/// Most destinations one recipient may expand to.
+const MAX_DESTINATIONS: usize = 1000;
+
+/// Who runs a command or writes a file named in an alias.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Owner {
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+}
+
+/// One place to deliver to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Destination {
+    /// A local user's mailbox.
+    Mailbox {
+        user: User,
+        /// `user@domain` (extension included): `Delivered-To:` and `to=`.
+        address: String,
+        /// The address extension after the delimiter, if any.
+        extension: Option<String>,
+    },
+    /// Another domain: re-queue with `Delivered-To: via`.
+    Forward { address: String, via: String },
+    /// `/file` from an alias (a trailing `/` means Maildir).
+    File { path: PathBuf, owner: Owner, via: String },
+    /// `|command` from an alias.
+    Command { command: String, owner: Owner, via: String, home: PathBuf },
+}
+
+impl Destination {
+    /// The `to=` of the log line: the mailbox or remote address, or for a
+    /// file or command the alias that named it (as Postfix logs them).
+    pub(crate) fn log_address(&self) -> &str {
+        match self {
+            Destination::Mailbox { address, .. } | Destination::Forward { address, .. } => address,
+            Destination::File { via, .. } | Destination::Command { via, .. } => via,
+        }
+    }
+
+    /// The address a `Delivered-To:` loop check compares.
+    pub(crate) fn loop_address(&self) -> &str {
+        match self {
+            Destination::Mailbox { address, .. } => address,
+            Destination::Forward { via, .. }
+            | Destination::File { via, .. }
+            | Destination::Command { via, .. } => via,
+        }
+    }
+}
+
+/// A branch that could not be delivered, with the address it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failure {
+    pub(crate) address: String,
+    pub(crate) status: DeliveryStatus,
+}
+
+/// The result of resolving one recipient.
+#[derive(Debug, Default)]
+pub(crate) struct Expansion {
+    pub(crate) destinations: Vec<Destination>,
+    pub(crate) failures: Vec<Failure>,
+}
+
+impl Expansion {
+    fn add(&mut self, d: Destination) {
+        // One mailbox per user and extension, whatever address reached it.
+        let same = |a: &Destination| match (a, &d) {
+            (
+                Destination::Mailbox { user: u1, extension: e1, .. },
+                Destination::Mailbox { user: u2, extension: e2, .. },
+            ) => u1.name == u2.name && e1 == e2,
+            (
+                Destination::Forward { address: a1, .. },
+                Destination::Forward { address: a2, .. },
+            ) => a1.eq_ignore_ascii_case(a2),
+            (a, d) => a == d,
+        };
+        if !self.destinations.iter().any(same) && self.destinations.len() < MAX_DESTINATIONS {
+            self.destinations.push(d);
+        }
+    }
+
+    fn fail(&mut self, address: &str, status: DeliveryStatus) {
+        self.failures.push(Failure { address: address.to_owned(), status });
+    }
+}
+
+/// What an alias's commands and files may do.
+#[derive(Debug, Clone, Copy)]
+struct Source {
+    owner: Owner,
+    commands: bool,
+    files: bool,
+    what: &'static str,
+}
+
+/// Resolves recipients against the aliases and the user database.
+#[derive(Debug)]
+pub(crate) struct Resolver<'a> {
+    pub(crate) settings: &'a Settings,
+    pub(crate) aliases: &'a Aliases,
+    pub(crate) users: &'a UserDb,
+}
+
+impl Resolver<'_> {
+    /// Expands `address` (a recipient in one of our domains).
+    pub(crate) fn resolve(&self, address: &str) -> Expansion {
+        let mut out = Expansion::default();
+        let mut stack = Vec::new();
+        self.expand(address, 0, &mut stack, &mut out);
+        out
+    }
+
+    fn expand(&self, address: &str, depth: usize, stack: &mut Vec<String>, out: &mut Expansion) {
+        let parsed = match Address::parse(address) {
+            Ok(a) => a,
+            Err(e) => {
+                let text = format!("bad address syntax: {address:?}: {e}");
+                return out.fail(address, DeliveryStatus::bounce(EnhancedStatus(5, 1, 3), text));
+            }
+        };
+        let domain = parsed.domain().unwrap_or(&self.settings.myorigin).to_owned();
+        if depth > 0 && !self.settings.is_local_domain(&domain) && parsed.domain().is_some() {
+            let via = self.via(stack);
+            return out.add(Destination::Forward { address: address.to_owned(), via });
+        }
+        let local = parsed.local();
+        let full = format!("{local}@{domain}");
+        if depth > MAX_DEPTH {
+            let text =
+                format!("mail forwarding loop for {full}: alias nesting deeper than {MAX_DEPTH}");
+            return out.fail(&full, DeliveryStatus::bounce(EnhancedStatus(5, 4, 6), text));
+        }
+        let (base, extension) = split_extension(local, &self.settings.recipient_delimiter);
+
+        // Aliases: the full local part, then the base name; a name already
+        // being expanded is the user itself.
+        let mut candidates = vec![local.to_lowercase()];
+        if extension.is_some() {
+            candidates.push(base.to_lowercase());
+        }
+        for name in candidates {
+            if stack.contains(&name) {
+                continue;
+            }
+            match self.aliases.lookup_entry(&name) {
+                Ok(Some(alias)) => {
+                    let owner = self.owner_of(alias.owner_uid, alias.owner_gid);
+                    let source = Source {
+                        owner,
+                        commands: self.settings.commands_in_alias,
+                        files: self.settings.files_in_alias,
+                        what: "alias",
+                    };
+                    stack.push(name);
+                    for target in &alias.targets {
+                        self.target(target, source, depth, stack, out);
+                    }
+                    stack.pop();
+                    return;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!("alias lookup for {name}: {e}");
+                    let text = format!("alias database unavailable: {e}");
+                    return out.fail(&full, DeliveryStatus::defer(EnhancedStatus(4, 3, 0), text));
+                }
+            }
+        }
+
+        match self.users.lookup(base) {
+            Ok(Some(user)) => out.add(Destination::Mailbox {
+                user,
+                address: full,
+                extension: extension.map(str::to_owned),
+            }),
+            Ok(None) => {
+                let text = format!("unknown user: \"{}\"", base.to_lowercase());
+                out.fail(&full, DeliveryStatus::bounce(EnhancedStatus(5, 1, 1), text));
+            }
+            Err(e) => {
+                tracing::warn!("user lookup for {base}: {e}");
+                let text = format!("user database unavailable: {e}");
+                out.fail(&full, DeliveryStatus::defer(EnhancedStatus(4, 3, 0), text));
+            }
+        }
+    }
+
+    fn target(
+        &self,
+        target: &AliasTarget,
+        source: Source,
+        depth: usize,
+        stack: &mut Vec<String>,
+        out: &mut Expansion,
+    ) {
+        let via = self.via(stack);
+        match target {
+            AliasTarget::Address(address) => self.expand(address, depth + 1, stack, out),
+            AliasTarget::Command(command) if source.commands => {
+                let home = self.home_of(source.owner.uid);
+                out.add(Destination::Command {
+                    command: command.clone(),
+                    owner: source.owner,
+                    via,
+                    home,
+                });
+            }
+            AliasTarget::Command(command) => {
+                let text = format!("mail to command is restricted ({}: |{command})", source.what);
+                out.fail(&via, DeliveryStatus::bounce(EnhancedStatus(5, 7, 1), text));
+            }
+            AliasTarget::File(path) if source.files => {
+                out.add(Destination::File { path: path.clone(), owner: source.owner, via });
+            }
+            AliasTarget::File(path) => {
+                let text =
+                    format!("mail to file is restricted ({}: {})", source.what, path.display());
+                out.fail(&via, DeliveryStatus::bounce(EnhancedStatus(5, 7, 1), text));
+            }
+            AliasTarget::Include(path) => self.include(path, source, depth, stack, out, &via),
+        }
+    }
+
+    fn include(
+        &self,
+        path: &Path,
+        parent: Source,
+        depth: usize,
+        stack: &mut Vec<String>,
+        out: &mut Expansion,
+        via: &str,
+    ) {
+        let key = format!(":include:{}", path.display());
+        if stack.contains(&key) {
+            return;
+        }
+        // Read with the privileges of whoever named the file, so an alias
+        // cannot be used to read a file its owner could not.
+        let read = AsUser::switch(parent.owner.uid, parent.owner.gid)
+            .map_err(|e| format!("cannot switch to uid {}: {e}", parent.owner.uid))
+            .and_then(|_guard| {
+                let meta = std::fs::symlink_metadata(path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                let (targets, warnings) =
+                    mail_auth::aliases::read_include(path).map_err(|e| e.to_string())?;
+                Ok((meta, targets, warnings))
+            });
+        let (meta, targets, warnings) = match read {
+            Ok(x) => x,
+            Err(e) => {
+                let text = format!("cannot open include file: {e}");
+                return out.fail(via, DeliveryStatus::defer(EnhancedStatus(4, 3, 0), text));
+            }
+        };
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
+        let source = Source {
+            owner: self.owner_of(meta.uid(), meta.gid()),
+            commands: self.settings.commands_in_include,
+            files: self.settings.files_in_include,
+            what: "include",
+        };
+        stack.push(key);
+        for target in &targets {
+            self.target(target, source, depth + 1, stack, out);
+        }
+        stack.pop();
+    }
+
+    /// Commands and files of a root-owned aliases file run as `nobody`
+    /// (Postfix's `default_privs`), never as root.
+    fn owner_of(&self, uid: u32, gid: u32) -> Owner {
+        if uid != 0 {
+            return Owner { uid, gid };
+        }
+        match nix::unistd::User::from_name("nobody") {
+            Ok(Some(u)) => Owner { uid: u.uid.as_raw(), gid: u.gid.as_raw() },
+            _ => Owner { uid: 65534, gid: 65534 },
+        }
+    }
+
+    fn home_of(&self, uid: u32) -> PathBuf {
+        match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+            Ok(Some(u)) => u.dir,
+            _ => PathBuf::from("/"),
+        }
+    }
+
+    /// The alias whose expansion we are in, as an address (for
+    /// `Delivered-To:` and logs); `:include:` levels are skipped.
+    fn via(&self, stack: &[String]) -> String {
+        match stack.iter().rev().find(|n| !n.starts_with(":include:")) {
+            Some(name) => format!("{name}@{}", self.settings.myorigin),
+            None => String::new(),
+        }
+    }
+}
+
+/// Splits `user+ext` at the first delimiter character. A local part that
+/// starts with a delimiter has no extension.
+pub(crate) fn split_extension<'a>(local: &'a str, delimiter: &str) -> (&'a str, Option<&'a str>) {
+    if delimiter.is_empty() {
+        return (local, None);
+    }
+    match local.find(|c| delimiter.contains(c)) {
+        Some(at) if at > 0 => {
+            let ext_start = at + local[at..].chars().next().map_or(1, char::len_utf8);
+            (&local[..at], Some(&local[ext_start..]))
+        }
+        _ => (local, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mail_types::Class;
+    use std::io::Write;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        settings: Settings,
+        aliases: Aliases,
+        users: UserDb,
+        path: PathBuf,
+    }
+
+    fn fixture(aliases_text: &str) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::File::create(&p).unwrap().write_all(text.as_bytes()).unwrap();
+            p
+        };
+        let users = write(
+            "passwd",
+            "suporte:x:1000:1000::/home/suporte\nana:x:1001:1001::/home/ana\nroot:x:0:0::/root\n",
+        );
+        let aliases = write("aliases", aliases_text);
+        write("team", "ana\nbia@remote.example, |/bin/true\n");
+        let main = mail_config::Main::from_str(
+            &dir.path().join("main.toml"),
+            "myhostname = \"mail.example.org\"\nmydestination = [\"$myhostname\", \"example.org\"]\nrecipient_delimiter = \"+\"\nallow_mail_to_commands = [\"alias\"]\nallow_mail_to_files = [\"forward\"]\n",
+        )
+        .unwrap();
+        Fixture {
+            settings: Settings::from_config(&main),
+            aliases: Aliases::new(vec![aliases]),
+            users: UserDb::passwd_file(users),
+            path: dir.path().to_owned(),
+            _dir: dir,
+        }
+    }
+
+    impl Fixture {
+        fn resolve(&self, address: &str) -> Expansion {
+            Resolver { settings: &self.settings, aliases: &self.aliases, users: &self.users }
+                .resolve(address)
+        }
+    }
+
+    fn mailboxes(e: &Expansion) -> Vec<(String, Option<String>)> {
+        e.destinations
+            .iter()
+            .filter_map(|d| match d {
+                Destination::Mailbox { address, extension, .. } => {
+                    Some((address.clone(), extension.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn plain_user_and_extension() {
+        let _lock = crate::privs::test_lock();
+        let f = fixture("");
+        let e = f.resolve("suporte@example.org");
+        assert_eq!(mailboxes(&e), [("suporte@example.org".into(), None)]);
+        let e = f.resolve("Suporte+News@example.org");
+        assert_eq!(mailboxes(&e), [("Suporte+News@example.org".into(), Some("News".into()))]);
+        assert!(e.failures.is_empty());
+    }
+
+    #[test]
+    fn unknown_user_bounces_like_postfix() {
+        let _lock = crate::privs::test_lock();
+        let f = fixture("");
+        let e = f.resolve("ghost@example.org");
+        assert!(e.destinations.is_empty());
+        assert_eq!(
+            e.failures[0].status,
+            DeliveryStatus::bounce(EnhancedStatus(5, 1, 1), "unknown user: \"ghost\"")
+        );
+    }
+
+    #[test]
+    fn aliases_chain_fan_out_and_forward() {
+        let _lock = crate::privs::test_lock();
+        let f =
+            fixture("postmaster: root\nroot: suporte, ana, friend@remote.example\nlist+x: ana\n");
+        let e = f.resolve("postmaster@mail.example.org");
+        assert_eq!(
+            mailboxes(&e),
+            [("suporte@mail.example.org".into(), None), ("ana@mail.example.org".into(), None)]
+        );
+        assert!(e.destinations.contains(&Destination::Forward {
+            address: "friend@remote.example".into(),
+            via: "root@mail.example.org".into()
+        }));
+        // The full local part is tried before the base name.
+        let e = f.resolve("list+x@example.org");
+        assert_eq!(mailboxes(&e), [("ana@mail.example.org".into(), None)]);
+        // Extension stripped, then alias.
+        let e = f.resolve("root+y@example.org");
+        assert_eq!(mailboxes(&e).len(), 2);
+    }
+
+    #[test]
+    fn self_reference_means_the_user() {
+        let _lock = crate::privs::test_lock();
+        let f = fixture("suporte: suporte, ana\n");
+        let e = f.resolve("suporte@example.org");
+        assert_eq!(
+            mailboxes(&e),
+            [("suporte@mail.example.org".into(), None), ("ana@mail.example.org".into(), None)]
+        );
+        assert!(e.failures.is_empty());
+    }
+
+    #[test]
+    fn cycles_end_at_the_users() {
+        let _lock = crate::privs::test_lock();
+        let f = fixture("suporte: ana\nana: suporte\nloop1: loop2\nloop2: loop1\n");
+        let e = f.resolve("suporte@example.org");
+        // suporte -> ana -> suporte (being expanded: the user itself).
+        assert_eq!(mailboxes(&e), [("suporte@mail.example.org".into(), None)]);
+        // A cycle of names that are no users ends in "unknown user".
+        let e = f.resolve("loop1@example.org");
+        assert!(e.destinations.is_empty());
+        assert_eq!(e.failures.len(), 1);
+        assert!(
+            e.failures[0].status.text().contains("unknown user: \"loop1\""),
+            "{:?}",
+            e.failures
+        );
+    }
+
+    #[test]
+    fn depth_is_limited() {
+        let _lock = crate::privs::test_lock();
+        let mut text = String::new();
+        for i in 0..30 {
+            text.push_str(&format!("a{i}: a{}\n", i + 1));
+        }
+        let f = fixture(&text);
+        let e = f.resolve("a0@example.org");
+        assert!(e.destinations.is_empty());
+        assert_eq!(e.failures[0].status.dsn(), EnhancedStatus(5, 4, 6));
+    }
+
+    #[test]
+    fn commands_files_and_includes() {
+        let _lock = crate::privs::test_lock();
+        let f = fixture("");
+        let team = f.path.join("team");
+        std::fs::File::create(f.path.join("aliases"))
+            .unwrap()
+            .write_all(
+                format!(
+                    "prog: |/usr/bin/vacation\nlog: /tmp/log\nteam: :include:{}\n",
+                    team.display()
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+        let e = f.resolve("prog@example.org");
+        assert!(
+            matches!(&e.destinations[..], [Destination::Command { command, via, .. }] if command == "/usr/bin/vacation" && via == "prog@mail.example.org")
+        );
+        // Files are not allowed by this configuration.
+        let e = f.resolve("log@example.org");
+        assert!(e.destinations.is_empty());
+        assert_eq!(e.failures[0].status.dsn(), EnhancedStatus(5, 7, 1));
+        assert!(matches!(
+            e.failures[0].status,
+            DeliveryStatus::Failed { class: Class::Permanent, .. }
+        ));
+        // Include: a user, a remote address, and a command that "include"
+        // does not allow.
+        let e = f.resolve("team@example.org");
+        assert_eq!(mailboxes(&e), [("ana@mail.example.org".into(), None)]);
+        assert!(e.destinations.iter().any(
+            |d| matches!(d, Destination::Forward { address, .. } if address == "bia@remote.example")
+        ));
+        assert_eq!(e.failures.len(), 1);
+        assert!(e.failures[0].status.text().contains("mail to command is restricted"));
+    }
+
+    #[test]
+    fn duplicates_are_delivered_once() {
+        let _lock = crate::privs::test_lock();
+        let f = fixture("all: suporte, staff, suporte\nstaff: suporte, ana\n");
+        let e = f.resolve("all@example.org");
+        assert_eq!(
+            mailboxes(&e),
+            [("suporte@mail.example.org".into(), None), ("ana@mail.example.org".into(), None)]
+        );
+    }
+
+    #[test]
+    fn extension_split() {
+        let _lock = crate::privs::test_lock();
+        assert_eq!(split_extension("a+b", "+"), ("a", Some("b")));
+        assert_eq!(split_extension("a-b+c", "+-"), ("a", Some("b+c")));
+        assert_eq!(split_extension("a+", "+"), ("a", Some("")));
+        assert_eq!(split_extension("+a", "+"), ("+a", None));
+        assert_eq!(split_extension("a+b", ""), ("a+b", None));
+        assert_eq!(split_extension("aé+b", "é"), ("a", Some("+b")));
+    }
+}
