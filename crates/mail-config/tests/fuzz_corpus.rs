@@ -16,7 +16,8 @@ fn config_corpus() {
             "main_toml" => assert!(main.is_ok(), "{:?}", main.err().map(|e| e.to_string())),
             "master_toml" => assert!(master.is_ok(), "{:?}", master.err().map(|e| e.to_string())),
             "bad" => {
-                let errors = main.err().expect("bad config must fail").to_string();
+                let Err(errors) = main else { panic!("bad config must fail") };
+                let errors = errors.to_string();
                 assert!(
                     errors.contains("main.toml:1:") && errors.contains("mydestinaton"),
                     "{errors}"

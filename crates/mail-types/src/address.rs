@@ -106,7 +106,10 @@ fn check_local(local: &str) -> Result<(), AddressError> {
     }
     if local.starts_with('"') {
         // RFC 5321 Quoted-string: qtextSMTP or quoted-pairSMTP.
-        let inner = local.strip_prefix('"').and_then(|l| l.strip_suffix('"')).ok_or(AddressError::BadLocalPart)?;
+        let inner = local
+            .strip_prefix('"')
+            .and_then(|l| l.strip_suffix('"'))
+            .ok_or(AddressError::BadLocalPart)?;
         let mut escaped = false;
         for c in inner.chars() {
             if escaped {
@@ -133,7 +136,9 @@ fn check_local(local: &str) -> Result<(), AddressError> {
 }
 
 fn is_atext(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || (!c.is_ascii() && !c.is_control())
+    c.is_ascii_alphanumeric()
+        || "!#$%&'*+-/=?^_`{|}~".contains(c)
+        || (!c.is_ascii() && !c.is_control())
 }
 
 fn check_domain(domain: &str) -> Result<String, AddressError> {
@@ -155,7 +160,12 @@ fn check_domain(domain: &str) -> Result<String, AddressError> {
             && label.len() <= 63
             && !label.starts_with('-')
             && !label.ends_with('-')
-            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || (!c.is_ascii() && !c.is_control()));
+            && label.chars().all(|c| {
+                c.is_ascii_alphanumeric()
+                    || c == '-'
+                    || c == '_'
+                    || (!c.is_ascii() && !c.is_control())
+            });
         if !ok {
             return Err(AddressError::BadDomain);
         }
@@ -196,7 +206,18 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        for bad in ["", "@x.org", "a..b@x.org", ".a@x.org", "a@", "a@-x.org", "a@x..org", "a b@x.org", "a@[1.2.3]", "\"a@x.org"] {
+        for bad in [
+            "",
+            "@x.org",
+            "a..b@x.org",
+            ".a@x.org",
+            "a@",
+            "a@-x.org",
+            "a@x..org",
+            "a b@x.org",
+            "a@[1.2.3]",
+            "\"a@x.org",
+        ] {
             assert!(Address::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(Address::parse(&"a".repeat(65)), Err(AddressError::LocalPartTooLong));

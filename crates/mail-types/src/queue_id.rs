@@ -30,17 +30,24 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 impl QueueId {
     /// Draws a new id from the clock, the process id and a counter.
     pub fn generate() -> QueueId {
-        let micros = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(0);
+        let micros =
+            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(0);
         let seq = COUNTER.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
-        QueueId(format!("{:013X}{:04X}{:02X}", micros & 0xF_FFFF_FFFF_FFFF, pid & 0xFFFF, seq & 0xFF))
+        QueueId(format!(
+            "{:013X}{:04X}{:02X}",
+            micros & 0xF_FFFF_FFFF_FFFF,
+            pid & 0xFFFF,
+            seq & 0xFF
+        ))
     }
 
     /// Parses an id read from a file name, a log line or a command line.
     /// Accepts what [`QueueId::generate`] makes and nothing that could
     /// leave a directory.
     pub fn parse(s: &str) -> Result<QueueId, QueueIdError> {
-        let ok = (10..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase());
+        let ok = (10..=32).contains(&s.len())
+            && s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase());
         if ok { Ok(QueueId(s.to_owned())) } else { Err(QueueIdError) }
     }
 
@@ -77,7 +84,13 @@ mod tests {
 
     #[test]
     fn rejects_path_tricks() {
-        for bad in ["", "../../etc/passwd", "abcdefghijk", "ABCDEF/GHIJK", "0123456789ABCDEF0123456789ABCDEF0"] {
+        for bad in [
+            "",
+            "../../etc/passwd",
+            "abcdefghijk",
+            "ABCDEF/GHIJK",
+            "0123456789ABCDEF0123456789ABCDEF0",
+        ] {
             assert!(QueueId::parse(bad).is_err(), "{bad}");
         }
     }
