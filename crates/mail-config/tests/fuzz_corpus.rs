@@ -1,5 +1,6 @@
 //! Replays the committed `config` fuzz corpus on stable Rust: the shipped
 //! main.toml and master.toml load, and the bad file gives errors with lines.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use mail_config::{Main, MasterFile};
 use std::path::{Path, PathBuf};

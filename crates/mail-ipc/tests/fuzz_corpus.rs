@@ -1,4 +1,5 @@
 //! Replays the committed `ipc_frame` fuzz corpus on stable Rust.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use mail_ipc::delivery::DeliveryRequest;
 use mail_ipc::frame::{Error, decode_frame};

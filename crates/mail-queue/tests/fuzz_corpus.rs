@@ -1,6 +1,7 @@
 //! Replays the committed fuzz corpora of the queue's parsers (queue files,
 //! maildrop files, status logs) on stable Rust, and checks that the valid
 //! seeds decode to what they were made from.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use mail_queue::{Outcome, format, maildrop, status};
 use std::path::{Path, PathBuf};
