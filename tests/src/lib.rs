@@ -13,10 +13,12 @@
 pub mod smtp;
 
 use mail_ipc::control::StatusReport;
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 /// Where the workspace's binaries are.
@@ -51,7 +53,7 @@ pub struct Instance {
 /// Options for [`Instance::start_with`].
 #[derive(Debug, Default, Clone)]
 pub struct Options {
-    /// Extra `--user NAME:PASSWORD` entries (suporte:suporte is the default when empty).
+    /// Extra `--user NAME:PASSWORD` entries, added to the tutorial's suporte:suporte.
     pub users: Vec<String>,
     /// `postconf -e` settings applied before start.
     pub postconf: Vec<String>,
@@ -163,6 +165,201 @@ impl Instance {
     pub fn master_pid(&self) -> u32 {
         self.master.id()
     }
+
+    /// `postern -c DIR ARGS...` without asserting anything.
+    pub fn try_postern(&self, args: &[&str]) -> Output {
+        Command::new(bin("postern")).arg("-c").arg(&self.dir).args(args).output().unwrap()
+    }
+
+    /// `postconf -c DIR ARGS...`, asserting success; returns stdout.
+    pub fn postconf(&self, args: &[&str]) -> String {
+        let out =
+            Command::new(bin("postconf")).arg("-c").arg(&self.dir).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "postconf {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `postconf -e SETTING` for each setting, then `postern reload`.
+    pub fn set_and_reload(&self, settings: &[&str]) {
+        for s in settings {
+            self.postconf(&["-e", s]);
+        }
+        self.reload();
+    }
+
+    /// `postern reload`, then waits until every worker that was running
+    /// before has been replaced by one of a newer generation that reported
+    /// ready (so the next connection is served with the new config).
+    pub fn reload(&self) {
+        let before = self.status();
+        self.postern(&["reload"]);
+        self.wait_workers_replaced(&before, &["smtpd", "qmgr", "local", "pickup"]);
+    }
+
+    /// Waits (bounded, 20 s) until each named service has at least one
+    /// ready worker started after `before` and every worker of `before`
+    /// is gone or draining (a draining worker still serves the sessions
+    /// it had; it takes no new connections).
+    pub fn wait_workers_replaced(&self, before: &StatusReport, services: &[&str]) {
+        let old: Vec<u32> = before
+            .services
+            .iter()
+            .filter(|s| services.contains(&s.name.as_str()))
+            .flat_map(|s| s.workers.iter().map(|w| w.pid))
+            .collect();
+        let done = wait_until(Duration::from_secs(20), || {
+            let now = self.status();
+            let ok = now.services.iter().filter(|s| services.contains(&s.name.as_str())).all(|s| {
+                s.workers.iter().any(|w| w.ready && !w.draining && !old.contains(&w.pid))
+                    && s.workers.iter().all(|w| !old.contains(&w.pid) || w.draining)
+            });
+            ok.then_some(())
+        });
+        assert!(
+            done.is_some(),
+            "workers of {services:?} were not all replaced by ready ones within 20 s: before {:?}, now {:?}",
+            before,
+            self.status()
+        );
+    }
+
+    /// The ready, non-draining worker pids of one service.
+    pub fn worker_pids(&self, service: &str) -> Vec<u32> {
+        service_pids(&self.status(), service)
+    }
+
+    /// Waits (bounded, 20 s) until `service` has at least one ready worker
+    /// and none of the pids in `gone`.
+    pub fn wait_service_ready(&self, service: &str, gone: &[u32]) -> Vec<u32> {
+        wait_until(Duration::from_secs(20), || {
+            let pids = self.worker_pids(service);
+            let all = self
+                .status()
+                .services
+                .iter()
+                .find(|s| s.name == service)
+                .map(|s| s.workers.iter().map(|w| w.pid).collect::<Vec<_>>())
+                .unwrap_or_default();
+            (!pids.is_empty() && !all.iter().any(|p| gone.contains(p))).then_some(pids)
+        })
+        .unwrap_or_else(|| {
+            panic!("{service} has no new ready worker within 20 s: {:?}", self.status())
+        })
+    }
+
+    /// A connected SMTP client with the greeting read and `EHLO` done.
+    pub fn smtp(&self) -> smtp::Client {
+        let mut c = smtp::Client::connect(&self.addr("smtpd"));
+        c.expect_code(220);
+        c.ehlo("client.postern.test");
+        c
+    }
+
+    /// Every file name in a queue state directory (`incoming`, `active`,
+    /// `deferred`, `corrupt`, `tmp`, `maildrop`, ...).
+    pub fn queue_files(&self, state: &str) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(self.queue().join(state))
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// The contents of every message in `user`'s `Maildir/new`.
+    pub fn new_mail_texts(&self, user: &str) -> Vec<String> {
+        self.new_mail(user)
+            .iter()
+            .filter_map(|p| std::fs::read(p).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .collect()
+    }
+
+    /// Waits (bounded) for exactly one new message for `user` and returns
+    /// its text.
+    pub fn one_mail(&self, user: &str) -> String {
+        let files = self.wait_for_mail(user, 1, Duration::from_secs(20));
+        assert_eq!(files.len(), 1, "expected one message for {user}: {files:?}");
+        String::from_utf8_lossy(&std::fs::read(&files[0]).unwrap()).into_owned()
+    }
+
+    /// The instance log lines so far are streamed to stderr; this returns
+    /// `postqueue -p` output (asserting success).
+    pub fn mailq(&self) -> String {
+        let out = self.command("postqueue").arg("-p").output().unwrap();
+        assert!(out.status.success(), "postqueue -p: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// Ready, non-draining worker pids of `service` in a report.
+pub fn service_pids(r: &StatusReport, service: &str) -> Vec<u32> {
+    r.services
+        .iter()
+        .find(|s| s.name == service)
+        .map(|s| s.workers.iter().filter(|w| w.ready && !w.draining).map(|w| w.pid).collect())
+        .unwrap_or_default()
+}
+
+/// `kill -9 PID`.
+pub fn kill9(pid: u32) {
+    use nix::sys::signal::{Signal, kill};
+    let _ = kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
+}
+
+/// The tutorial's message, exactly as typed into telnet (including the
+/// blank line after `From:` that makes `To:` and `Subject:` body text).
+pub fn tutorial_message() -> &'static str {
+    "From: Nome do Remetente <root@fiap.edu.br>\r\n\
+     \r\n\
+     To: Nome do Destinatario <ubuntu@fiap.edu.br>\r\n\
+     Subject: Teste de Comandos SMTP\r\n\
+     E-mail teste - Comandos SMTP\r\n"
+}
+
+/// True for a queue id as shown to clients: `[0-9A-Z]{10,32}`.
+pub fn is_queue_id(s: &str) -> bool {
+    (10..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+}
+
+/// The header section of a message, unfolded: (name, value) pairs in order.
+pub fn headers(msg: &str) -> Vec<(String, String)> {
+    let head = msg.split("\r\n\r\n").next().unwrap_or("");
+    let head = head.split("\n\n").next().unwrap_or("");
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in head.lines() {
+        let line = line.trim_end_matches('\r');
+        if line.starts_with([' ', '\t']) {
+            if let Some(last) = out.last_mut() {
+                last.1.push(' ');
+                last.1.push_str(line.trim());
+            }
+        } else if let Some((n, v)) = line.split_once(':') {
+            out.push((n.to_string(), v.trim().to_string()));
+        } else if !line.starts_with("From ") {
+            break;
+        }
+    }
+    out
+}
+
+/// Values of header `name` (case-insensitive) in `msg`.
+pub fn header(msg: &str, name: &str) -> Vec<String> {
+    headers(msg).into_iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v).collect()
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped, even on panic.
+#[derive(Debug)]
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Polls `f` every 20 ms until it returns `Some` or `timeout` passes.
@@ -239,7 +436,8 @@ pub fn children_of(pid: u32) -> Vec<u32> {
     out
 }
 
-fn alive(pid: u32) -> bool {
+/// True while `pid` runs (a zombie counts as gone).
+pub fn alive(pid: u32) -> bool {
     // A zombie still has /proc/PID; treat it as gone.
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| !s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
@@ -275,4 +473,207 @@ impl Drop for Instance {
             }
         }
     }
+}
+
+/// A message with a unique Message-ID, for counting deliveries.
+pub fn numbered_message(msgid: &str, to: &str) -> String {
+    format!(
+        "From: load@postern.test\r\nTo: {to}\r\nSubject: load {msgid}\r\n\
+         Message-ID: <{msgid}>\r\n\r\nmessage {msgid}\r\n"
+    )
+}
+
+/// What a [`Stream`] achieved.
+#[derive(Debug, Default)]
+pub struct StreamResult {
+    /// Message-IDs (without <>) that got 250 after DATA.
+    pub accepted: Vec<String>,
+    /// Transactions that failed (each was retried with a new Message-ID).
+    pub failures: Vec<String>,
+    /// Messages given up on after too many failed attempts.
+    pub abandoned: usize,
+}
+
+/// A stream of `total` messages to `rcpt` over `sessions` parallel SMTP
+/// sessions; each session reuses its connection and reconnects after a
+/// failure. Every attempt carries its own Message-ID
+/// (`N.ATTEMPT.TAG@postern.test`) so an attempt that was queued but not
+/// acknowledged shows up as an extra, not as a duplicate.
+#[derive(Debug)]
+pub struct Stream {
+    /// Messages acknowledged so far.
+    pub done: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    result: Arc<Mutex<StreamResult>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Stream {
+    /// Starts the sender threads.
+    pub fn start(addr: &str, rcpt: &str, total: usize, sessions: usize, tag: &str) -> Stream {
+        let done = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let result = Arc::new(Mutex::new(StreamResult::default()));
+        let next = Arc::new(AtomicUsize::new(0));
+        let threads = (0..sessions)
+            .map(|_| {
+                let (addr, rcpt, tag) = (addr.to_string(), rcpt.to_string(), tag.to_string());
+                let (done, stop, result, next) =
+                    (done.clone(), stop.clone(), result.clone(), next.clone());
+                std::thread::spawn(move || {
+                    let mut conn: Option<smtp::Conn> = None;
+                    loop {
+                        let n = next.fetch_add(1, Ordering::SeqCst);
+                        if n >= total || stop.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        let mut ok = false;
+                        for attempt in 0..20 {
+                            let msgid = format!("{n}.{attempt}.{tag}@postern.test");
+                            let body = numbered_message(&msgid, &rcpt);
+                            let c = match conn.take() {
+                                Some(c) => Ok(c),
+                                None => smtp::Conn::open(&addr),
+                            };
+                            let r = c.and_then(|mut c| {
+                                let id = c.transaction("load@postern.test", &[&rcpt], &body)?;
+                                Ok((c, id))
+                            });
+                            match r {
+                                Ok((c, _id)) => {
+                                    conn = Some(c);
+                                    result.lock().unwrap().accepted.push(msgid);
+                                    done.fetch_add(1, Ordering::SeqCst);
+                                    ok = true;
+                                    break;
+                                }
+                                Err(e) => {
+                                    result.lock().unwrap().failures.push(format!("{msgid}: {e}"))
+                                }
+                            }
+                        }
+                        if !ok {
+                            result.lock().unwrap().abandoned += 1;
+                        }
+                    }
+                    if let Some(c) = conn {
+                        let _ = c.quit();
+                    }
+                })
+            })
+            .collect();
+        Stream { done, stop, result, threads }
+    }
+
+    /// Acknowledged messages so far.
+    pub fn done(&self) -> usize {
+        self.done.load(Ordering::SeqCst)
+    }
+
+    /// Waits (bounded) until at least `n` messages were acknowledged.
+    pub fn wait_done(&self, n: usize, timeout: Duration) {
+        let ok = wait_until(timeout, || (self.done() >= n).then_some(()));
+        assert!(
+            ok.is_some(),
+            "stream stalled: {} of {n} acknowledged after {timeout:?}",
+            self.done()
+        );
+    }
+
+    /// Tells the senders to stop after their current message.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits for the threads and returns the result.
+    pub fn finish(mut self) -> StreamResult {
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        std::mem::take(&mut *self.result.lock().unwrap())
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        // On a panic in the test, let the senders stop at their next message.
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Message-IDs (without <>) of every message in `user`'s Maildir
+/// (new/ and cur/), with how often each occurs.
+pub fn delivered_ids(inst: &Instance, user: &str) -> HashMap<String, usize> {
+    let mut out = HashMap::new();
+    for sub in ["new", "cur"] {
+        for e in std::fs::read_dir(inst.maildir(user).join(sub)).into_iter().flatten().flatten() {
+            if let Ok(b) = std::fs::read(e.path()) {
+                let text = String::from_utf8_lossy(&b);
+                for v in header(&text, "Message-ID") {
+                    *out.entry(v.trim_matches(['<', '>']).to_string()).or_insert(0) += 1;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Waits (bounded) until every id in `ids` was delivered to `user`;
+/// returns the delivery counts. Panics listing the missing ones.
+pub fn wait_delivered(
+    inst: &Instance,
+    user: &str,
+    ids: &[String],
+    timeout: Duration,
+) -> HashMap<String, usize> {
+    let mut last = HashMap::new();
+    let ok = wait_until(timeout, || {
+        if inst.new_mail(user).len() < ids.len() {
+            return None;
+        }
+        last = delivered_ids(inst, user);
+        ids.iter().all(|i| last.contains_key(i)).then_some(())
+    });
+    if ok.is_none() {
+        last = delivered_ids(inst, user);
+        let missing: Vec<&String> = ids.iter().filter(|i| !last.contains_key(*i)).collect();
+        panic!(
+            "{} of {} acknowledged messages not delivered to {user} within {timeout:?}: {:?}; queue: incoming {:?} active {:?} deferred {:?}",
+            missing.len(),
+            ids.len(),
+            missing.iter().take(20).collect::<Vec<_>>(),
+            inst.queue_files("incoming").len(),
+            inst.queue_files("active").len(),
+            inst.queue_files("deferred").len(),
+        );
+    }
+    last
+}
+
+/// Runs `postern init --dev DIR --any-port` (plus `args`) in a new
+/// temporary directory without starting anything; returns the guard of
+/// the temporary directory and DIR.
+pub fn init_dir(args: &[&str]) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::Builder::new().prefix("postern-test-").tempdir().expect("tempdir");
+    let dir = tmp.path().join("inst");
+    let out = Command::new(bin("postern"))
+        .args(["init", "--dev"])
+        .arg(&dir)
+        .arg("--any-port")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "postern init: {}", String::from_utf8_lossy(&out.stderr));
+    (tmp, dir)
+}
+
+/// A queue id that [`QueueId`](mail_types) would accept, for files a test
+/// drops into the queue by hand: 13 hex digits of microseconds, then
+/// 4 of "pid" and 2 of counter.
+pub fn fake_queue_id() -> String {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0);
+    format!("{micros:013X}FFFF01")
 }

@@ -98,18 +98,23 @@ fn run() -> anyhow::Result<()> {
     // connection must not block in accept().
     listener.set_nonblocking(true).context("cannot make the listener non-blocking")?;
     let agent = Agent::new(Settings::from_config(&daemon.config));
-    let stop = watch_stop_signals()?;
+    let (stop, wake) = watch_stop_signals()?;
     daemon.ready();
-    serve(&listener, &agent, &stop);
+    serve(&listener, &agent, &stop, &wake);
     daemon.draining();
     Ok(())
 }
 
-/// A helper thread waits for SIGTERM/SIGINT/SIGUSR1 and raises the flag;
-/// the delivery loop finishes the request in hand and then exits.
-fn watch_stop_signals() -> anyhow::Result<Arc<AtomicBool>> {
+/// A helper thread waits for SIGTERM/SIGINT/SIGUSR1, raises the flag and
+/// writes to a socket the accept loop polls, so a draining worker stops
+/// accepting at once (a reload must not hand new deliveries to a worker
+/// with the old configuration). The loop finishes the request in hand and
+/// then exits.
+fn watch_stop_signals() -> anyhow::Result<(Arc<AtomicBool>, UnixStream)> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
+    let (wake_rx, mut wake_tx) =
+        UnixStream::pair().context("cannot create the stop socket pair")?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -142,16 +147,25 @@ fn watch_stop_signals() -> anyhow::Result<Arc<AtomicBool>> {
                 }
             });
             flag.store(true, Ordering::SeqCst);
+            let _ = std::io::Write::write_all(&mut wake_tx, b"x");
         })
         .context("cannot start the signal thread")?;
     let _ = rx.recv_timeout(Duration::from_secs(5));
-    Ok(stop)
+    Ok((stop, wake_rx))
 }
 
-fn serve(listener: &UnixListener, agent: &Agent, stop: &AtomicBool) {
+fn serve(listener: &UnixListener, agent: &Agent, stop: &AtomicBool, wake: &UnixStream) {
     while !stop.load(Ordering::SeqCst) {
-        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::from(POLL_INTERVAL_MS)) {
+        let mut fds = [
+            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+            PollFd::new(wake.as_fd(), PollFlags::POLLIN),
+        ];
+        let ready = poll(&mut fds, PollTimeout::from(POLL_INTERVAL_MS));
+        let woken = fds[1].revents().is_some_and(|r| !r.is_empty());
+        if woken || stop.load(Ordering::SeqCst) {
+            break;
+        }
+        match ready {
             Ok(0) => continue,
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
@@ -172,6 +186,19 @@ fn serve(listener: &UnixListener, agent: &Agent, stop: &AtomicBool) {
     }
 }
 
+/// Whether the other end has closed the connection.
+fn peer_gone(stream: &UnixStream) -> bool {
+    use nix::sys::socket::{MsgFlags, recv};
+    use std::os::fd::AsRawFd;
+    // qmgr sends nothing after its request, so a readable end of stream
+    // can only mean it closed the connection.
+    let mut byte = [0u8; 1];
+    matches!(
+        recv(stream.as_raw_fd(), &mut byte, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT),
+        Ok(0)
+    )
+}
+
 /// One request, one reply.
 fn serve_connection(mut stream: UnixStream, agent: &Agent) {
     let setup =
@@ -189,6 +216,13 @@ fn serve_connection(mut stream: UnixStream, agent: &Agent) {
                 return;
             }
         };
+    if peer_gone(&stream) {
+        // qmgr died after sending this request (it sat in our backlog):
+        // nobody would record the result, and the next qmgr sends it
+        // again, so delivering now would only make a duplicate.
+        tracing::warn!("{}: qmgr closed the connection; request dropped", request.queue_id);
+        return;
+    }
     let reply = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         agent.handle(&request)
     })) {

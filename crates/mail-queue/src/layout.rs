@@ -200,15 +200,21 @@ impl Queue {
         }
     }
 
-    /// Deletes half-written files in `tmp/`. Only qmgr calls this, at
-    /// start, when no writer can be half-way: they were never acknowledged.
-    /// Returns how many were removed.
-    pub fn clean_tmp(&self) -> Result<usize, Error> {
+    /// Deletes files in `tmp/` not modified for `older_than`: writes
+    /// abandoned by a crashed writer, never acknowledged. Younger files
+    /// may belong to a writer at work (smtpd keeps running while qmgr
+    /// restarts), so they stay. Returns how many were removed.
+    pub fn clean_tmp(&self, older_than: std::time::Duration) -> Result<usize, Error> {
         let dir = self.root.join(TMP);
+        let now = std::time::SystemTime::now();
         let mut n = 0;
         for entry in fs::read_dir(&dir).map_err(Error::io(&dir))? {
             let entry = entry.map_err(Error::io(&dir))?;
-            if fs::remove_file(entry.path()).is_ok() {
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age >= older_than));
+            if stale && fs::remove_file(entry.path()).is_ok() {
                 n += 1;
             }
         }
@@ -298,6 +304,18 @@ mod tests {
         drop(p);
         assert_eq!(fs::read_dir(d.path().join(TMP)).unwrap().count(), 0);
         assert_eq!(q.scan(State::Incoming).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn clean_tmp_spares_files_being_written() {
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::new(d.path());
+        q.create_layout().unwrap();
+        let p = q.reserve().unwrap();
+        assert_eq!(q.clean_tmp(std::time::Duration::from_secs(600)).unwrap(), 0);
+        assert!(d.path().join(TMP).join(p.id().as_str()).exists());
+        assert_eq!(q.clean_tmp(std::time::Duration::ZERO).unwrap(), 1);
+        drop(p);
     }
 
     #[test]

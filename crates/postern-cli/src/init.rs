@@ -42,7 +42,7 @@ fn toml_str(s: &str) -> String {
 /// Parses `init` options and writes the instance.
 pub fn init(opts: &[String]) -> Result<Instance, String> {
     let mut dir = None;
-    let mut users: Vec<(String, String)> = Vec::new();
+    let mut users: Vec<(String, String)> = vec![("suporte".into(), "suporte".into())];
     let mut hostname = "mail.postern.test".to_string();
     let mut port_base = Some(DEFAULT_PORT_BASE);
     let mut it = opts.iter();
@@ -62,7 +62,12 @@ pub fn init(opts: &[String]) -> Result<Instance, String> {
                         "--user {spec}: the name may use letters, digits, '.', '_' and '-'"
                     ));
                 }
-                users.push((n.to_owned(), p.to_owned()));
+                // The tutorial's user is always there; --user adds more,
+                // or gives suporte another password.
+                match users.iter_mut().find(|(name, _)| name == n) {
+                    Some(u) => u.1 = p.to_owned(),
+                    None => users.push((n.to_owned(), p.to_owned())),
+                }
             }
             "--hostname" => hostname = it.next().ok_or("--hostname needs a value")?.clone(),
             "--port-base" => {
@@ -77,9 +82,6 @@ pub fn init(opts: &[String]) -> Result<Instance, String> {
     let dir = absolute(Path::new(
         &dir.ok_or("init needs --dev DIR (only unprivileged instances are made by init)")?,
     ))?;
-    if users.is_empty() {
-        users.push(("suporte".into(), "suporte".into()));
-    }
     if dir.join("main.toml").exists() {
         return Err(format!(
             "{} already has a main.toml; choose an empty directory",

@@ -13,7 +13,8 @@
 //!
 //! MAIL QUEUES
 //!   incoming → active → (removed | deferred → active ...). At start-up
-//!   qmgr deletes half-written files in `tmp/` (never acknowledged) and
+//!   qmgr deletes files abandoned in `tmp/` (untouched for 10 minutes,
+//!   never acknowledged; it repeats this at every deferred-queue run) and
 //!   reschedules whatever is in `active/`. Unreadable files go to
 //!   `corrupt/`, never away.
 //!

@@ -19,6 +19,8 @@ use tokio::sync::{Semaphore, mpsc};
 
 /// How often incoming/ is scanned even without a trigger.
 const INCOMING_POLL: Duration = Duration::from_secs(1);
+/// A file in tmp/ untouched this long was abandoned by its writer.
+const ABANDONED_AFTER: Duration = Duration::from_secs(600);
 /// Longest a delivery agent may take for one request.
 const AGENT_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -111,10 +113,7 @@ pub(crate) async fn run(daemon: Daemon) -> anyhow::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::UnixListener::from_std(listener.try_clone()?)?;
     queue.create_layout()?;
-    let cleaned = queue.clean_tmp()?;
-    if cleaned > 0 {
-        tracing::info!("removed {cleaned} unfinished file(s) from tmp/ (never acknowledged)");
-    }
+    clean_tmp(&queue);
     queue.remove_orphan_status()?;
 
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -162,11 +161,23 @@ pub(crate) async fn run(daemon: Daemon) -> anyhow::Result<()> {
                 }
             },
             _ = incoming_tick.tick() => q.scan_incoming(),
-            _ = deferred_tick.tick() => q.scan_deferred(false),
+            _ = deferred_tick.tick() => {
+                q.scan_deferred(false);
+                clean_tmp(&q.queue);
+            }
         }
         if q.draining && q.active.is_empty() {
             return Ok(());
         }
+    }
+}
+
+/// Removes writes abandoned in tmp/ by a crashed writer.
+fn clean_tmp(queue: &Queue) {
+    match queue.clean_tmp(ABANDONED_AFTER) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("removed {n} abandoned file(s) from tmp/ (never acknowledged)"),
+        Err(e) => tracing::warn!("clean tmp/: {e}"),
     }
 }
 
