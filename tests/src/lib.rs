@@ -48,6 +48,8 @@ pub struct Instance {
     master: Child,
     /// What master reported when it became ready.
     pub report: StatusReport,
+    /// The queue directory is a tmpfs this instance mounted.
+    tmpfs: bool,
 }
 
 /// Options for [`Instance::start_with`].
@@ -57,6 +59,9 @@ pub struct Options {
     pub users: Vec<String>,
     /// `postconf -e` settings applied before start.
     pub postconf: Vec<String>,
+    /// Mount a tmpfs of this many bytes as the queue directory (root
+    /// only), so a test can fill the queue's file system.
+    pub queue_tmpfs: Option<u64>,
 }
 
 impl Instance {
@@ -94,8 +99,22 @@ impl Instance {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+        if let Some(size) = opts.queue_tmpfs {
+            let queue = dir.join("queue");
+            let out = Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+                .arg(&queue)
+                .output()
+                .expect("run mount");
+            assert!(
+                out.status.success(),
+                "mount tmpfs on {}: {}",
+                queue.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         let (master, report) = start_master(&dir);
-        Instance { dir, _tmp: tmp, master, report }
+        Instance { dir, _tmp: tmp, master, report, tmpfs: opts.queue_tmpfs.is_some() }
     }
 
     /// The listening address of an inet service (`smtpd`).
@@ -468,9 +487,12 @@ impl Drop for Instance {
             }
             let _ = self.master.kill();
             let _ = self.master.wait();
-            if !std::thread::panicking() {
-                panic!("master or a child did not exit within 5 s of SIGTERM");
-            }
+        }
+        if self.tmpfs {
+            let _ = Command::new("umount").arg(self.dir.join("queue")).status();
+        }
+        if !clean && !std::thread::panicking() {
+            panic!("master or a child did not exit within 5 s of SIGTERM");
         }
     }
 }
