@@ -34,6 +34,7 @@
 //! oversized file is an [`Error`]; a missing file means "no aliases" and is
 //! logged once.
 
+use crate::stamp::Stamp;
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
@@ -368,28 +369,6 @@ fn read_bounded(path: &Path) -> Result<(Vec<u8>, Metadata), Error> {
     let mut text = Vec::new();
     file.by_ref().take(MAX_FILE_SIZE).read_to_end(&mut text).map_err(read_error)?;
     Ok((text, meta))
-}
-
-/// Identity of one version of a file (see the passwd-file cache).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime: i64,
-    mtime_nsec: i64,
-}
-
-impl Stamp {
-    fn of(meta: &Metadata) -> Stamp {
-        Stamp {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.len(),
-            mtime: meta.mtime(),
-            mtime_nsec: meta.mtime_nsec(),
-        }
-    }
 }
 
 /// What we know about one file of the list.

@@ -32,6 +32,7 @@ mod error;
 mod passwd_file;
 mod password;
 mod recipients;
+mod stamp;
 mod userdb;
 
 pub use error::Error;

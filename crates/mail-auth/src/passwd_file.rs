@@ -12,10 +12,10 @@
 //! with the file name and line number and skipped: one typo must not lock
 //! every other user out.
 
+use crate::stamp::Stamp;
 use std::collections::HashMap;
-use std::fs::{self, File, Metadata};
+use std::fs::{self, File};
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -139,29 +139,6 @@ pub fn parse_passwd_file(contents: &[u8], path: &Path) -> HashMap<String, User> 
     users
 }
 
-/// Identity of one version of the file: a change of any of these means the
-/// file was edited or replaced and must be read again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime: i64,
-    mtime_nsec: i64,
-}
-
-impl Stamp {
-    fn of(meta: &Metadata) -> Stamp {
-        Stamp {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.len(),
-            mtime: meta.mtime(),
-            mtime_nsec: meta.mtime_nsec(),
-        }
-    }
-}
-
 #[derive(Debug)]
 struct Loaded {
     stamp: Stamp,
@@ -229,6 +206,7 @@ mod tests {
     use crate::UserDb;
     use proptest::prelude::*;
     use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
     use std::time::{Duration, SystemTime};
 
     const SAMPLE: &str = "\
