@@ -80,18 +80,22 @@ pub struct Alias {
     pub owner_gid: u32,
 }
 
-/// Parses an aliases file. Returns the entries (names lower-cased) and the
-/// warnings, each prefixed with `path:line: `. Never panics.
-pub fn parse_aliases(text: &[u8], path: &Path) -> (HashMap<String, Vec<AliasTarget>>, Vec<String>) {
-    let mut entries: HashMap<String, Vec<AliasTarget>> = HashMap::new();
-    let mut warnings = Vec::new();
-    for logical in logical_lines(text, true) {
+/// The logical lines of `text` that can be parsed, each with its
+/// `path:line` for messages; the others become warnings.
+fn usable_lines(
+    text: &[u8],
+    continuation: bool,
+    path: &Path,
+    warnings: &mut Vec<String>,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for logical in logical_lines(text, continuation) {
         let here = format!("{}:{}", path.display(), logical.number);
         if logical.too_long {
             warnings.push(format!("{here}: line longer than {MAX_LINE_LENGTH} bytes, ignored"));
             continue;
         }
-        let Ok(line) = std::str::from_utf8(&logical.text) else {
+        let Ok(line) = String::from_utf8(logical.text) else {
             warnings.push(format!("{here}: line is not valid UTF-8, ignored"));
             continue;
         };
@@ -99,6 +103,18 @@ pub fn parse_aliases(text: &[u8], path: &Path) -> (HashMap<String, Vec<AliasTarg
             warnings.push(format!("{here}: line contains a NUL byte, ignored"));
             continue;
         }
+        out.push((here, line));
+    }
+    out
+}
+
+/// Parses an aliases file. Returns the entries (names lower-cased) and the
+/// warnings, each prefixed with `path:line: `. Never panics.
+pub fn parse_aliases(text: &[u8], path: &Path) -> (HashMap<String, Vec<AliasTarget>>, Vec<String>) {
+    let mut entries: HashMap<String, Vec<AliasTarget>> = HashMap::new();
+    let mut warnings = Vec::new();
+    for (here, line) in usable_lines(text, true, path, &mut warnings) {
+        let line = line.as_str();
         let Some((name, value)) = split_name(line) else {
             warnings.push(format!("{here}: need name:value pair, line ignored"));
             continue;
@@ -130,20 +146,8 @@ pub fn parse_aliases(text: &[u8], path: &Path) -> (HashMap<String, Vec<AliasTarg
 pub fn parse_include(text: &[u8], path: &Path) -> (Vec<AliasTarget>, Vec<String>) {
     let mut targets = Vec::new();
     let mut warnings = Vec::new();
-    for logical in logical_lines(text, false) {
-        let here = format!("{}:{}", path.display(), logical.number);
-        if logical.too_long {
-            warnings.push(format!("{here}: line longer than {MAX_LINE_LENGTH} bytes, ignored"));
-            continue;
-        }
-        let Ok(line) = std::str::from_utf8(&logical.text) else {
-            warnings.push(format!("{here}: line is not valid UTF-8, ignored"));
-            continue;
-        };
-        if line.contains('\0') {
-            warnings.push(format!("{here}: line contains a NUL byte, ignored"));
-            continue;
-        }
+    for (here, line) in usable_lines(text, false, path, &mut warnings) {
+        let line = line.as_str();
         let (found, bad) = parse_values(line);
         warnings.extend(bad.into_iter().map(|reason| format!("{here}: {reason}")));
         targets.extend(found);
