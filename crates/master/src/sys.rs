@@ -17,11 +17,17 @@ pub(crate) fn place_fds(
     let mut sources: Vec<RawFd> = vec![status.as_raw_fd()];
     sources.extend(listeners.iter().map(|fd| fd.as_raw_fd()));
     // SAFETY: the closure runs in the forked child before exec and only
-    // calls fcntl and dup2, which are async-signal-safe; it allocates
+    // calls setsid, fcntl and dup2, which are async-signal-safe; it allocates
     // nothing (`sources` was built before the fork and is only read).
     // The fds it reads are kept open by the parent until spawn returns.
     unsafe {
         cmd.pre_exec(move || {
+            // A session of its own: a Ctrl-C or a signal to master's
+            // process group reaches master only, which then stops the
+            // workers in order (they die with master via PDEATHSIG).
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             // First move every source above the target range, so placing
             // one fd can never overwrite another source.
             let mut high = [0 as RawFd; 64];
