@@ -239,12 +239,15 @@ pub fn format_status(r: &StatusReport, now: u64) -> String {
         r.config_dir,
         r.queue_dir
     );
+    let listen: Vec<String> = r.services.iter().map(|s| s.listen.join(" ")).collect();
+    let name_w = r.services.iter().map(|s| s.name.len()).chain([7]).max().unwrap_or(7);
+    let listen_w = listen.iter().map(String::len).chain([6]).max().unwrap_or(6);
     let _ = writeln!(
         out,
-        "{:<10} {:<5} {:<28} {:>8} {:>8}  workers (pid uptime)",
+        "{:<name_w$} {:<5} {:<listen_w$} {:>5} {:>8}  workers (pid uptime)",
         "service", "type", "listen", "procs", "restarts"
     );
-    for s in &r.services {
+    for (s, listen) in r.services.iter().zip(&listen) {
         let workers: Vec<String> = s
             .workers
             .iter()
@@ -270,10 +273,10 @@ pub fn format_status(r: &StatusReport, now: u64) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "{:<10} {:<5} {:<28} {:>8} {:>8}  {}{throttled}",
+            "{:<name_w$} {:<5} {:<listen_w$} {:>5} {:>8}  {}{throttled}",
             s.name,
             s.kind,
-            s.listen.join(" "),
+            listen,
             procs,
             s.restarts,
             workers.join(", ")
