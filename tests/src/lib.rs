@@ -185,6 +185,15 @@ impl Instance {
         self.master.id()
     }
 
+    /// Reaps the current master (which a test has stopped or killed) and
+    /// starts a new one on the same instance directory.
+    pub fn restart_master(&mut self) {
+        let _ = self.master.wait();
+        let (master, report) = start_master(&self.dir);
+        self.master = master;
+        self.report = report;
+    }
+
     /// `postern -c DIR ARGS...` without asserting anything.
     pub fn try_postern(&self, args: &[&str]) -> Output {
         Command::new(bin("postern")).arg("-c").arg(&self.dir).args(args).output().unwrap()

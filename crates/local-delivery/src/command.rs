@@ -2,14 +2,22 @@
 //! way Postfix's `pipe_command()` does: `/bin/sh -c COMMAND`, the message on
 //! standard input, a clean environment, a time limit, and the exit status
 //! mapped through `<sysexits.h>` to a delivery status.
+//!
+//! The message is written and the output read from the calling thread
+//! through non-blocking pipes: no helper thread, so nothing outlives the
+//! delivery even when the command leaves a background process holding
+//! its standard input or output open.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use mail_types::{DeliveryStatus, EnhancedStatus};
 
@@ -77,90 +85,194 @@ fn execute(spec: &CommandSpec, prefix: &[u8], content: &[u8]) -> std::io::Result
         cmd.uid(uid).gid(gid);
     }
     let mut child = cmd.spawn()?;
-    let stdin = child.stdin.take();
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
+    let pipes = Pipes::new(child.stdin.take(), child.stdout.take(), child.stderr.take());
+    let mut pipes = match pipes {
+        Ok(p) => p,
+        Err(e) => {
+            kill_group(&mut child);
+            return Err(e);
+        }
+    };
     let message: Vec<u8> = [prefix, content].concat();
-    // Feed and drain on threads so that a command that writes a lot before
-    // reading cannot deadlock with us.
-    // The writer is detached: a background process that inherited the
-    // pipe and never reads must not hold up the delivery.
-    thread::spawn(move || {
-        if let Some(mut stdin) = stdin {
-            // A command may legitimately stop reading early (EPIPE).
-            let _ = stdin.write_all(&message);
-        }
-    });
-    let (tx, rx) = mpsc::channel();
-    let mut readers = 0;
-    for stream in
-        [stdout.map(|s| Box::new(s) as Box<dyn Read + Send>), stderr.map(|s| Box::new(s) as _)]
-            .into_iter()
-            .flatten()
-    {
-        let tx = tx.clone();
-        readers += 1;
-        thread::spawn(move || {
-            let _ = tx.send(read_limited(stream));
-        });
+    let deadline = Instant::now() + spec.time_limit;
+    // Everything happens on this thread with non-blocking pipes, so that a
+    // command that writes a lot before reading cannot deadlock with us, and
+    // a background process that inherited the pipes and never reads or
+    // closes them cannot keep anything of ours alive after we return.
+    let mut pause = Duration::from_millis(1);
+    let mut exited: Option<(ExitStatus, Instant)> = None;
+    loop {
+        let now = Instant::now();
+        let wait = match exited {
+            None => {
+                if let Some(status) = child.try_wait()? {
+                    // Whatever it did not read it will never read; a
+                    // background process that kept the pipe does not get
+                    // the rest either.
+                    pipes.stdin = None;
+                    exited = Some((status, now + OUTPUT_GRACE));
+                    continue;
+                }
+                if now >= deadline {
+                    kill_group(&mut child);
+                    return Ok(Outcome { status: None, output: pipes.output });
+                }
+                // Polling for the exit with a growing pause: cheap for the
+                // usual fast command and at most 100 ms late for a slow one.
+                let wait = pause.min(deadline - now);
+                pause = (pause * 2).min(Duration::from_millis(100));
+                wait
+            }
+            // The output normally ends with the command; a background
+            // process that keeps the pipes open gets a short grace period,
+            // then is left alone.
+            Some((status, grace)) => {
+                if pipes.output_done() || now >= grace {
+                    return Ok(Outcome { status: Some(status), output: pipes.output });
+                }
+                grace - now
+            }
+        };
+        pipes.exchange(&message, wait)?;
     }
-    drop(tx);
-
-    let status = wait_with_deadline(&mut child, Instant::now() + spec.time_limit)?;
-    // The output normally ends with the command; a background process that
-    // keeps the pipes open gets a short grace period, then is left alone.
-    let mut output = Vec::new();
-    let grace = Instant::now() + OUTPUT_GRACE;
-    for _ in 0..readers {
-        match rx.recv_timeout(grace.saturating_duration_since(Instant::now())) {
-            Ok(bytes) => output.extend_from_slice(&bytes),
-            Err(_) => break,
-        }
-    }
-    Ok(Outcome { status, output })
 }
 
-/// Keeps the first [`OUTPUT_LIMIT`] bytes and discards the rest (still
-/// reading, so the command never blocks on a full pipe).
-fn read_limited(mut r: impl Read) -> Vec<u8> {
-    let mut kept = Vec::new();
+/// Our ends of the command's standard input, output and error, all
+/// non-blocking; `None` once closed.
+struct Pipes {
+    stdin: Option<ChildStdin>,
+    stdout: Option<ChildStdout>,
+    stderr: Option<ChildStderr>,
+    /// How much of the message has been written.
+    written: usize,
+    /// The first [`OUTPUT_LIMIT`] bytes of output; the rest is read and
+    /// discarded, so the command never blocks on a full pipe.
+    output: Vec<u8>,
+}
+
+impl Pipes {
+    fn new(
+        stdin: Option<ChildStdin>,
+        stdout: Option<ChildStdout>,
+        stderr: Option<ChildStderr>,
+    ) -> std::io::Result<Pipes> {
+        for fd in [
+            stdin.as_ref().map(AsRawFd::as_raw_fd),
+            stdout.as_ref().map(AsRawFd::as_raw_fd),
+            stderr.as_ref().map(AsRawFd::as_raw_fd),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            set_nonblocking(fd)?;
+        }
+        Ok(Pipes { stdin, stdout, stderr, written: 0, output: Vec::new() })
+    }
+
+    fn output_done(&self) -> bool {
+        self.stdout.is_none() && self.stderr.is_none()
+    }
+
+    /// Waits at most `wait` for one of the pipes to be ready, then writes
+    /// and reads what it can without blocking.
+    fn exchange(&mut self, message: &[u8], wait: Duration) -> std::io::Result<()> {
+        let millis = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX).max(1);
+        let (in_ready, out_ready, err_ready) = {
+            let mut fds = Vec::with_capacity(3);
+            let mut slots = [None; 3];
+            if let Some(p) = &self.stdin {
+                slots[0] = Some(fds.len());
+                fds.push(PollFd::new(p.as_fd(), PollFlags::POLLOUT));
+            }
+            if let Some(p) = &self.stdout {
+                slots[1] = Some(fds.len());
+                fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
+            }
+            if let Some(p) = &self.stderr {
+                slots[2] = Some(fds.len());
+                fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
+            }
+            if fds.is_empty() {
+                thread::sleep(Duration::from_millis(u64::from(millis)));
+                return Ok(());
+            }
+            match poll(&mut fds, PollTimeout::from(millis)) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+            let ready = |slot: Option<usize>| {
+                slot.and_then(|i| fds[i].revents()).is_some_and(|r| !r.is_empty())
+            };
+            (ready(slots[0]), ready(slots[1]), ready(slots[2]))
+        };
+        if in_ready {
+            self.feed(message);
+        }
+        if out_ready && drain(self.stdout.as_mut(), &mut self.output) {
+            self.stdout = None;
+        }
+        if err_ready && drain(self.stderr.as_mut(), &mut self.output) {
+            self.stderr = None;
+        }
+        Ok(())
+    }
+
+    /// Writes what the pipe takes; closes it when the message is complete
+    /// (end of file for the command) or the command stopped reading.
+    fn feed(&mut self, message: &[u8]) {
+        let Some(stdin) = self.stdin.as_mut() else { return };
+        while self.written < message.len() {
+            match stdin.write(&message[self.written..]) {
+                Ok(0) => break,
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                // A command may legitimately stop reading early (EPIPE).
+                Err(_) => break,
+            }
+        }
+        self.stdin = None;
+    }
+}
+
+/// Reads what is there; true at end of file (or on an error, which ends
+/// the stream as well).
+fn drain(stream: Option<&mut impl Read>, kept: &mut Vec<u8>) -> bool {
+    let Some(stream) = stream else { return true };
     let mut buf = [0u8; 8192];
     loop {
-        match r.read(&mut buf) {
-            Ok(0) | Err(_) => break,
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
             Ok(n) => {
                 let room = OUTPUT_LIMIT.saturating_sub(kept.len());
                 kept.extend_from_slice(&buf[..n.min(room)]);
             }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return true,
         }
     }
-    kept
 }
 
-/// Waits for the child; at the deadline kills its process group and
-/// returns `None`.
-fn wait_with_deadline(child: &mut Child, deadline: Instant) -> std::io::Result<Option<ExitStatus>> {
-    let mut pause = Duration::from_millis(1);
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(Some(status));
-        }
-        if Instant::now() >= deadline {
-            if let Ok(pid) = i32::try_from(child.id()) {
-                let _ = nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            return Ok(None);
-        }
-        // Polling with a growing pause: cheap for the usual fast command
-        // and at most 100 ms late for a slow one.
-        thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(100));
+fn set_nonblocking(fd: RawFd) -> std::io::Result<()> {
+    let flags = fcntl(fd, FcntlArg::F_GETFL)?;
+    let flags = OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK;
+    fcntl(fd, FcntlArg::F_SETFL(flags))?;
+    Ok(())
+}
+
+/// Kills the command's whole process group (a pipeline, or anything it
+/// started) and reaps the command.
+fn kill_group(child: &mut Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// `<sysexits.h>` codes as Postfix's `sys_exits.c` maps them.
@@ -304,6 +416,47 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(10));
         assert_eq!(class(&s), Some(Class::Transient));
         assert!(s.text().contains("time limit"), "{s:?}");
+    }
+
+    /// Threads of this process whose name is `name`.
+    fn threads_named(name: &str) -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
+            .filter(|comm| comm.trim_end() == name)
+            .count()
+    }
+
+    #[test]
+    fn background_process_holding_the_pipes_leaks_nothing() {
+        let _lock = crate::privs::test_lock();
+        // Threads inherit their creator's name, so anything this delivery
+        // left running would show up under the test thread's unique name.
+        let name = "bg-pipe-test";
+        let worker = thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || {
+                // The message is larger than a pipe buffer: a writer that
+                // waited for the background sleep to read it would never
+                // finish.
+                let big = vec![b'x'; 1 << 20];
+                let started = Instant::now();
+                let outcome = execute(&spec("sleep 30 & echo $!; exit 0"), b"", &big).unwrap();
+                let elapsed = started.elapsed();
+                let left = threads_named(name);
+                (outcome, elapsed, left)
+            })
+            .unwrap();
+        let (outcome, elapsed, left) = worker.join().unwrap();
+        // Our own child; do not leave it running.
+        let pid: i32 = String::from_utf8_lossy(&outcome.output).trim().parse().unwrap();
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        assert_eq!(outcome.status.and_then(|s| s.code()), Some(0));
+        assert!(elapsed < OUTPUT_GRACE + Duration::from_secs(3), "{elapsed:?}");
+        assert_eq!(left, 1, "threads left behind by the delivery");
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //!
 //! Every write into a user's space happens with the user's effective ids
 //! ([`AsUser`]); commands are started as the user by the kernel
-//! (`setuid` in the child). Nothing follows a symlink at the mailbox path.
+//! (`setuid` in the child). Commands and files never run as root: a root
+//! uid or gid is replaced by `default_privs` ([`privs::unprivileged`]).
+//! Nothing follows a symlink at the mailbox path.
 
 use std::fs::OpenOptions;
 use std::io::ErrorKind;
@@ -75,10 +77,17 @@ pub(crate) fn deliver_to_user(
             ("EXTENSION".to_owned(), extension.unwrap_or("").to_owned()),
             ("ORIGINAL_RECIPIENT".to_owned(), m.original.to_owned()),
         ]);
+        let ids = Owner { uid: user.uid, gid: user.gid };
+        let runs_as = match privs::unprivileged(ids, &s.default_privs, s.privileged()) {
+            Ok(o) => o,
+            Err(e) => return config_error(e),
+        };
+        // default_privs (root's mail) may not be able to enter root's home.
+        let cwd = if runs_as == ids { usable_dir(&user.home) } else { PathBuf::from("/") };
         let spec = CommandSpec {
             command: s.mailbox_command.clone(),
-            uid_gid: privs::is_root().then_some((user.uid, user.gid)),
-            cwd: usable_dir(&user.home),
+            uid_gid: privs::is_root().then_some((runs_as.uid, runs_as.gid)),
+            cwd,
             env,
             time_limit: s.command_time_limit,
         };
@@ -107,6 +116,10 @@ pub(crate) fn deliver_to_file(
     owner: Owner,
     via: &str,
 ) -> DeliveryStatus {
+    let owner = match privs::unprivileged(owner, &s.default_privs, s.privileged()) {
+        Ok(o) => o,
+        Err(e) => return config_error(e),
+    };
     let prefix = m.prefix(via);
     let who = format!("uid {}", owner.uid);
     if path.as_os_str().as_encoded_bytes().ends_with(b"/") {
@@ -128,6 +141,11 @@ pub(crate) fn deliver_to_command(
     via: &str,
     home: &Path,
 ) -> DeliveryStatus {
+    let requested = owner;
+    let owner = match privs::unprivileged(owner, &s.default_privs, s.privileged()) {
+        Ok(o) => o,
+        Err(e) => return config_error(e),
+    };
     let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(owner.uid))
         .ok()
         .flatten()
@@ -145,7 +163,7 @@ pub(crate) fn deliver_to_command(
     let spec = CommandSpec {
         command: command_line.to_owned(),
         uid_gid: privs::is_root().then_some((owner.uid, owner.gid)),
-        cwd: usable_dir(home),
+        cwd: if owner == requested { usable_dir(home) } else { PathBuf::from("/") },
         env,
         time_limit: s.command_time_limit,
     };
@@ -219,8 +237,16 @@ fn user_env(name: &str, home: &Path) -> Vec<(String, String)> {
     ]
 }
 
+/// The home as the command's working directory, or `/` when it is not a
+/// directory we can enter (in an unprivileged instance, root's home).
 fn usable_dir(home: &Path) -> PathBuf {
-    if home.is_dir() { home.to_owned() } else { PathBuf::from("/") }
+    let enterable = nix::unistd::access(home, nix::unistd::AccessFlags::X_OK).is_ok();
+    if home.is_dir() && enterable { home.to_owned() } else { PathBuf::from("/") }
+}
+
+/// `default_privs` names no usable account: retry once it is fixed.
+fn config_error(text: String) -> DeliveryStatus {
+    DeliveryStatus::defer(EnhancedStatus(4, 3, 5), text)
 }
 
 fn too_big(s: &Settings, size: u64) -> bool {
@@ -363,6 +389,13 @@ mod tests {
         }
     }
 
+    /// Lets default_privs (nobody) write in a test directory when the
+    /// tests run as root.
+    fn open_up(dir: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+
     const MSG: Message<'static> = Message {
         sender: "ana@example.com",
         original: "suporte@example.org",
@@ -435,7 +468,15 @@ mod tests {
             "cat > {0}; echo \"$EXTENSION|$LOCAL|$DOMAIN|$SENDER|$ORIGINAL_RECIPIENT|$USER|$PWD\" >> {0}",
             out.display()
         );
-        let s = settings(dir.path(), &format!("mailbox_command = '{cmd}'\n"));
+        // As root, a recipient with uid 0 runs the command as
+        // default_privs (nobody), in /, and it must be able to write here.
+        let as_root = privs::is_root();
+        if as_root {
+            open_up(dir.path());
+        }
+        let mut s = settings(dir.path(), &format!("mailbox_command = '{cmd}'\n"));
+        // A system install (mail_owner is not root), whatever runs the test.
+        s.root_instance = false;
         let st =
             deliver_to_user(&s, &MSG, &me(dir.path()), "suporte+news@example.org", Some("news"));
         assert_eq!(st, DeliveryStatus::sent(format!("delivered to command: {cmd}")));
@@ -443,7 +484,11 @@ mod tests {
         assert!(text.starts_with(
             "Return-Path: <ana@example.com>\nDelivered-To: suporte+news@example.org\n"
         ));
-        let home = dir.path().join("home");
+        let home = if as_root { PathBuf::from("/") } else { dir.path().join("home") };
+        if as_root {
+            let nobody = privs::default_privs_account("nobody").unwrap();
+            assert_eq!(std::fs::metadata(&out).unwrap().uid(), nobody.uid);
+        }
         assert!(
             text.ends_with(&format!(
                 "news|suporte+news|example.org|ana@example.com|suporte@example.org|suporte|{}\n",
@@ -460,12 +505,21 @@ mod tests {
     fn alias_file_and_command() {
         let _lock = crate::privs::test_lock();
         let dir = tempfile::tempdir().unwrap();
-        let s = settings(dir.path(), "");
+        let mut s = settings(dir.path(), "");
+        s.root_instance = false;
         let owner =
             Owner { uid: nix::unistd::geteuid().as_raw(), gid: nix::unistd::getegid().as_raw() };
+        if privs::is_root() {
+            open_up(dir.path());
+        }
         let file = dir.path().join("copy");
         let st = deliver_to_file(&s, &MSG, &file, owner, "log@example.org");
         assert_eq!(st, DeliveryStatus::sent(format!("delivered to file: {}", file.display())));
+        if privs::is_root() {
+            // Root's file delivery is done as default_privs.
+            let nobody = privs::default_privs_account("nobody").unwrap();
+            assert_eq!(std::fs::metadata(&file).unwrap().uid(), nobody.uid);
+        }
         assert!(
             std::fs::read_to_string(&file).unwrap().contains("Delivered-To: log@example.org\n")
         );
@@ -475,12 +529,29 @@ mod tests {
         let st = deliver_to_command(
             &s,
             &MSG,
-            "test \"$RECIPIENT\" = prog@example.org",
+            "test \"$RECIPIENT\" = prog@example.org && test \"$(id -u)\" != 0",
             owner,
             "prog@example.org",
             dir.path(),
         );
         assert!(matches!(st, DeliveryStatus::Sent { .. }), "{st:?}");
+    }
+
+    #[test]
+    fn root_instance_keeps_root_for_commands() {
+        let _lock = crate::privs::test_lock();
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let cmd = format!("id -u > {}", out.display());
+        let mut s = settings(dir.path(), &format!("mailbox_command = '{cmd}'\n"));
+        // A development instance made by whoever runs the test: commands
+        // run as that user (root included), as before default_privs.
+        s.root_instance = privs::is_root();
+        assert!(!s.privileged());
+        let st = deliver_to_user(&s, &MSG, &me(dir.path()), "suporte@example.org", None);
+        assert!(matches!(st, DeliveryStatus::Sent { .. }), "{st:?}");
+        let uid = std::fs::read_to_string(&out).unwrap();
+        assert_eq!(uid.trim(), nix::unistd::geteuid().as_raw().to_string());
     }
 
     #[test]

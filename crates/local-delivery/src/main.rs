@@ -29,18 +29,26 @@
 //!   each delivery it switches its effective uid, gid and groups to the
 //!   recipient and switches back afterwards; commands are started with the
 //!   recipient's real uid. `|command` and `/file` destinations from an
-//!   aliases or `:include:` file run as that file's owner, or as `nobody`
-//!   when root owns it. Mailbox files are opened without following
+//!   aliases or `:include:` file run as that file's owner; commands and
+//!   files never run as root: a root recipient's `mailbox_command`, and
+//!   destinations of a root-owned file, run as `default_privs` (uid 0
+//!   and gid 0 are each replaced, as Postfix's `local/command.c` and
+//!   `local/file.c` do). Mailbox files are opened without following
 //!   symlinks. It talks only to qmgr (over `private/local`) and reads only
 //!   queue files, aliases and the user database. In an unprivileged
-//!   instance nothing is root and no switching happens.
+//!   instance nothing is root and no switching happens; a development
+//!   instance made by root (mail_owner is root, which a system install
+//!   never has) belongs to root the same way, so its commands and files
+//!   keep root's ids instead of default_privs.
 //!
 //! CONFIGURATION
 //!   queue_directory, alias_maps, recipient_delimiter, passwd_file,
 //!   home_mailbox, mail_spool_directory, mailbox_command,
 //!   mailbox_size_limit, allow_mail_to_commands, allow_mail_to_files,
 //!   mydestination, myorigin, myhostname, mail_owner (owner of re-queued
-//!   files). Commands may run for at most ten minutes.
+//!   files), command_time_limit (how long a command may run),
+//!   default_privs (the account used instead of root for commands and
+//!   files).
 //!
 //! DIAGNOSTICS
 //!   One line per delivered destination, as Postfix writes it:

@@ -14,9 +14,57 @@
 
 use nix::unistd::{Gid, Uid, getegid, geteuid, getgroups, setegid, seteuid, setgroups};
 
+use crate::resolve::Owner;
+
 /// Is this process privileged (so that it must switch for deliveries)?
 pub(crate) fn is_root() -> bool {
     geteuid().is_root()
+}
+
+/// Must a command or file delivery as `owner` run as `default_privs`
+/// instead? Only in a privileged install (`privileged`: we are root and
+/// the instance is not root's own) and when the command would otherwise
+/// get root's uid or group. In an unprivileged instance nothing switches,
+/// so nothing needs replacing.
+pub(crate) fn needs_default_privs(owner: Owner, privileged: bool) -> bool {
+    privileged && (owner.uid == 0 || owner.gid == 0)
+}
+
+/// Replaces a root uid and a root gid, each on its own, by those of the
+/// `default_privs` account, as Postfix's `local/command.c` and
+/// `local/file.c` do.
+pub(crate) fn with_default_privs(owner: Owner, default: Owner) -> Owner {
+    Owner {
+        uid: if owner.uid == 0 { default.uid } else { owner.uid },
+        gid: if owner.gid == 0 { default.gid } else { owner.gid },
+    }
+}
+
+/// The ids of the `default_privs` account; a missing or privileged
+/// account is a configuration error (Postfix refuses to start).
+pub(crate) fn default_privs_account(name: &str) -> Result<Owner, String> {
+    match nix::unistd::User::from_name(name) {
+        Ok(Some(u)) if u.uid.is_root() || u.gid.as_raw() == 0 => {
+            Err(format!("default_privs account {name:?} is privileged (uid or gid 0)"))
+        }
+        Ok(Some(u)) => Ok(Owner { uid: u.uid.as_raw(), gid: u.gid.as_raw() }),
+        Ok(None) => Err(format!("default_privs account {name:?} does not exist")),
+        Err(e) => Err(format!("cannot look up default_privs account {name:?}: {e}")),
+    }
+}
+
+/// The ids a command or file delivery for `owner` runs with: `owner`,
+/// or `default_privs` in place of root when `privileged`
+/// ([`crate::settings::Settings::privileged`]).
+pub(crate) fn unprivileged(
+    owner: Owner,
+    default_privs: &str,
+    privileged: bool,
+) -> Result<Owner, String> {
+    if !needs_default_privs(owner, privileged) {
+        return Ok(owner);
+    }
+    Ok(with_default_privs(owner, default_privs_account(default_privs)?))
 }
 
 /// While alive, the process runs with the effective ids of a user; dropping
@@ -82,6 +130,32 @@ pub(crate) fn test_lock() -> std::sync::MutexGuard<'static, ()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn root_is_replaced_by_default_privs_only_when_privileged() {
+        let root = Owner { uid: 0, gid: 0 };
+        let user = Owner { uid: 1000, gid: 1000 };
+        let wheel = Owner { uid: 1000, gid: 0 };
+        let nobody = Owner { uid: 65534, gid: 65534 };
+        assert!(needs_default_privs(root, true));
+        assert!(needs_default_privs(wheel, true));
+        assert!(!needs_default_privs(user, true));
+        // A dev instance: nothing is switched, so nothing is replaced.
+        assert!(!needs_default_privs(root, false));
+        assert_eq!(with_default_privs(root, nobody), nobody);
+        assert_eq!(with_default_privs(wheel, nobody), Owner { uid: 1000, gid: 65534 });
+        assert_eq!(with_default_privs(user, nobody), user);
+    }
+
+    #[test]
+    fn default_privs_account_must_exist_and_be_unprivileged() {
+        assert!(default_privs_account("root").unwrap_err().contains("privileged"));
+        assert!(default_privs_account("no-such-user-xyz").unwrap_err().contains("does not exist"));
+        if let Ok(Some(_)) = nix::unistd::User::from_name("nobody") {
+            let o = default_privs_account("nobody").unwrap();
+            assert!(o.uid != 0 && o.gid != 0);
+        }
+    }
 
     #[test]
     fn switch_is_a_no_op_without_root() {

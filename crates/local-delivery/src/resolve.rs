@@ -12,7 +12,7 @@
 //! - expansion stops at [`MAX_DEPTH`] levels;
 //! - an address in a domain that is not ours is forwarded (re-queued);
 //! - `|command` and `/file` run with the privileges of the aliases file's
-//!   owner (`nobody` when root owns it), and only where
+//!   owner (`default_privs` when root owns it), and only where
 //!   `allow_mail_to_commands` / `allow_mail_to_files` allow them;
 //! - the same destination reached twice is delivered once.
 //!
@@ -181,7 +181,10 @@ impl Resolver<'_> {
             }
             match self.aliases.lookup_entry(&name) {
                 Ok(Some(alias)) => {
-                    let owner = self.owner_of(alias.owner_uid, alias.owner_gid);
+                    let owner = match self.owner_of(alias.owner_uid, alias.owner_gid) {
+                        Ok(owner) => owner,
+                        Err(status) => return out.fail(&full, status),
+                    };
                     let source = Source {
                         owner,
                         commands: self.settings.commands_in_alias,
@@ -292,8 +295,12 @@ impl Resolver<'_> {
         for w in warnings {
             tracing::warn!("{w}");
         }
+        let owner = match self.owner_of(meta.uid(), meta.gid()) {
+            Ok(owner) => owner,
+            Err(status) => return out.fail(via, status),
+        };
         let source = Source {
-            owner: self.owner_of(meta.uid(), meta.gid()),
+            owner,
             commands: self.settings.commands_in_include,
             files: self.settings.files_in_include,
             what: "include",
@@ -305,16 +312,12 @@ impl Resolver<'_> {
         stack.pop();
     }
 
-    /// Commands and files of a root-owned aliases file run as `nobody`
-    /// (Postfix's `default_privs`), never as root.
-    fn owner_of(&self, uid: u32, gid: u32) -> Owner {
-        if uid != 0 {
-            return Owner { uid, gid };
-        }
-        match nix::unistd::User::from_name("nobody") {
-            Ok(Some(u)) => Owner { uid: u.uid.as_raw(), gid: u.gid.as_raw() },
-            _ => Owner { uid: 65534, gid: 65534 },
-        }
+    /// Commands and files of a root-owned aliases file run as
+    /// `default_privs`, never as root.
+    fn owner_of(&self, uid: u32, gid: u32) -> Result<Owner, DeliveryStatus> {
+        let s = self.settings;
+        crate::privs::unprivileged(Owner { uid, gid }, &s.default_privs, s.privileged())
+            .map_err(|e| DeliveryStatus::defer(EnhancedStatus(4, 3, 5), e))
     }
 
     fn home_of(&self, uid: u32) -> PathBuf {

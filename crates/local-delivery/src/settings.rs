@@ -6,11 +6,6 @@ use std::time::Duration;
 
 use mail_config::Main;
 
-/// How long a `mailbox_command` or an alias `|command` may run (Postfix's
-/// `command_time_limit` is 1000 s; main.toml has no such parameter yet, so
-/// this is fixed at ten minutes).
-pub(crate) const COMMAND_TIME_LIMIT: Duration = Duration::from_secs(600);
-
 /// Everything a delivery needs to know about the configuration.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
@@ -39,7 +34,16 @@ pub(crate) struct Settings {
     pub(crate) myhostname: String,
     /// Owner of the queue: re-injected files are written as this user.
     pub(crate) mail_owner: String,
+    /// How long a `mailbox_command` or an alias `|command` may run.
     pub(crate) command_time_limit: Duration,
+    /// The account (a name) that commands and files run as instead of
+    /// root: Postfix's `default_privs`.
+    pub(crate) default_privs: String,
+    /// `mail_owner` is root: a development instance made by root
+    /// (`postern init --dev` as root). Such an instance belongs to root as
+    /// a user's belongs to that user, so root's commands are not moved to
+    /// `default_privs` (a system install never has mail_owner root).
+    pub(crate) root_instance: bool,
 }
 
 impl Settings {
@@ -68,9 +72,21 @@ impl Settings {
                 .collect(),
             myorigin: origin(&c.str("myorigin"), &myhostname),
             myhostname,
+            root_instance: nix::unistd::User::from_name(&c.str("mail_owner"))
+                .ok()
+                .flatten()
+                .is_some_and(|u| u.uid.is_root()),
             mail_owner: c.str("mail_owner"),
-            command_time_limit: COMMAND_TIME_LIMIT,
+            command_time_limit: c.duration("command_time_limit"),
+            default_privs: c.str("default_privs"),
         }
+    }
+
+    /// Do commands and files of root run as `default_privs`? In a system
+    /// install (we are root, `mail_owner` is not); not in a development
+    /// instance, whoever made it.
+    pub(crate) fn privileged(&self) -> bool {
+        crate::privs::is_root() && !self.root_instance
     }
 
     /// Is `domain` one of ours (`mydestination`)?
@@ -121,6 +137,8 @@ allow_mail_to_files = ["alias", "include"]
         assert!(s.commands_in_alias && !s.commands_in_include);
         assert!(s.files_in_alias && s.files_in_include);
         assert_eq!(s.alias_maps.len(), 1);
+        assert_eq!(s.command_time_limit, Duration::from_secs(1000));
+        assert_eq!(s.default_privs, "nobody");
         assert!(s.alias_maps[0].ends_with("aliases"));
     }
 

@@ -170,6 +170,8 @@ pub static PARAMS: &[Param] = &[
     p("mailbox_size_limit", Kind::Size, "51200000", "The largest mbox file or message local delivery writes, in bytes; 0 means no limit."),
     p("allow_mail_to_commands", Kind::List, "alias, forward", "Where |command destinations are allowed: alias, forward, include."),
     p("allow_mail_to_files", Kind::List, "alias, forward", "Where /file/name destinations are allowed: alias, forward, include."),
+    p("default_privs", Kind::Str, "nobody", "The account local delivery uses for commands and files when the recipient or the alias owner is root."),
+    p("command_time_limit", SECONDS, "1000s", "How long local delivery lets a mailbox_command or an alias |command run before killing it."),
     p("biff", Kind::Bool, "no", "Accepted for compatibility with Postfix and ignored: Postern never notifies comsat."),
     // smtp client.
     p("relayhost", Kind::Str, "", "The host all non-local mail is sent to ([host]:port skips the MX lookup); empty means direct delivery."),

@@ -60,6 +60,8 @@ pub fn init(program: &str) -> anyhow::Result<Daemon> {
     let listeners = listen_fds.into_iter().map(classify).collect::<anyhow::Result<Vec<_>>>()?;
     if args.unpriv && nix::unistd::geteuid().is_root() {
         sys::drop_privileges(&config.str("mail_owner"))?;
+        // The kernel clears the parent-death signal when the uid changes.
+        sys::die_with_parent();
     }
     Ok(Daemon { args, config, listeners, status: Mutex::new(status) })
 }
@@ -102,6 +104,13 @@ impl Daemon {
     pub fn queue(&self) -> std::path::PathBuf {
         self.config.path("queue_directory")
     }
+}
+
+/// Asks again for SIGTERM when master exits. A process that changes its
+/// (effective) uid loses that request, so local-delivery calls this after
+/// each switch back from a recipient's uid.
+pub fn die_with_parent() {
+    sys::die_with_parent();
 }
 
 /// How master (or an operator) asked a daemon to stop.

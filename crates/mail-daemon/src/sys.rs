@@ -32,6 +32,17 @@ pub(crate) fn adopt_fds(n: usize) -> anyhow::Result<(Option<File>, Vec<OwnedFd>)
         // runs once, before any other code opens files.
         listeners.push(unsafe { OwnedFd::from_raw_fd(fd) });
     }
+    // Anything else we inherited (master's lock on pid/master.lock, which
+    // every worker holds so a new master can tell old workers still run)
+    // must not reach the programs we start in turn.
+    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+        let first_free = LISTEN_FD_START + n as RawFd;
+        let fds: Vec<RawFd> =
+            dir.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect();
+        for fd in fds.into_iter().filter(|fd| *fd >= first_free) {
+            let _ = fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+        }
+    }
     let status = if is_open(STATUS_FD) {
         fcntl(STATUS_FD, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).context("fcntl status fd")?;
         // SAFETY: as above: fd 3 is the status pipe master dup2'ed for us,

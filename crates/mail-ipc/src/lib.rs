@@ -37,4 +37,6 @@ pub mod sockets {
     pub const MASTER_CONTROL: &str = "pid/master.ctl";
     /// master's pid file.
     pub const MASTER_PID: &str = "pid/master.pid";
+    /// The lock master holds, and every worker inherits, while an instance runs.
+    pub const MASTER_LOCK: &str = "pid/master.lock";
 }

@@ -4,6 +4,15 @@
 //! as untrusted input: bounded size, exact layout, and the uid comes from
 //! the file's owner, not from its content.
 //!
+//! Permissions: a file is written by the submitting user and read by
+//! pickup (running as `mail_owner`), so it is mode 0644. A system install
+//! must therefore keep `maildrop/` at mode 1733 (writable, not listable,
+//! sticky), so that users cannot list it and read each other's
+//! submissions by name. The submitter cannot open that directory to fsync
+//! it, so the new entry is made durable with `syncfs` instead. Postfix's
+//! way is a setgid `postdrop` helper and a group-only `maildrop/` (files
+//! readable by that group alone); that is the follow-up.
+//!
 //! ```text
 //! "POSTERND" | version u16 BE | codec(Maildrop)
 //! ```
@@ -13,11 +22,14 @@ use mail_types::QueueId;
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 const MAGIC: &[u8; 8] = b"POSTERND";
 const VERSION: u16 = 1;
+/// Readable by pickup, which runs as `mail_owner`, not as the submitter.
+const FILE_MODE: u32 = 0o644;
 
 /// A message submitted by a local user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,7 +42,8 @@ pub struct Maildrop {
     pub extract_recipients: bool,
     /// `-F`: the sender's full name, for a From: header cleanup adds.
     pub full_name: String,
-    /// Login name of the submitting user (checked against the file owner).
+    /// Login name of the submitting user, informational only: pickup
+    /// takes the identity from the file's owner uid.
     pub user: String,
     /// The message, LF line endings.
     pub content: Vec<u8>,
@@ -38,7 +51,12 @@ pub struct Maildrop {
 
 impl Queue {
     /// Writes a maildrop file durably and returns its id: temporary dot
-    /// file in `maildrop/`, fsync, rename, fsync the directory.
+    /// file in `maildrop/` (mode 0644), fsync, rename, then make the new
+    /// directory entry durable.
+    ///
+    /// Once the rename has succeeded the message is submitted (pickup
+    /// will find it), so an error after that point is returned only when
+    /// the entry may really be lost in a crash, and then says so.
     pub fn write_maildrop(&self, m: &Maildrop) -> Result<QueueId, Error> {
         let dir = self.dir(State::Maildrop);
         let mut bytes = MAGIC.to_vec();
@@ -47,22 +65,33 @@ impl Queue {
         for _ in 0..100 {
             let id = QueueId::generate();
             let tmp = dir.join(format!(".{id}"));
-            let mut f = match stdx::fs::create_new(&tmp, 0o600) {
+            let mut f = match stdx::fs::create_new(&tmp, FILE_MODE) {
                 Ok(f) => f,
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(Error::Io { path: tmp, source: e }),
             };
-            let result = f
-                .write_all(&bytes)
+            let written = f
+                // The umask may have trimmed the mode pickup needs.
+                .set_permissions(fs::Permissions::from_mode(FILE_MODE))
+                .and_then(|()| f.write_all(&bytes))
                 .and_then(|()| f.sync_all())
-                .and_then(|()| fs::rename(&tmp, dir.join(id.as_str())))
-                .and_then(|()| stdx::fs::fsync_dir(&dir));
-            return match result {
+                .and_then(|()| fs::rename(&tmp, dir.join(id.as_str())));
+            if let Err(e) = written {
+                let _ = fs::remove_file(&tmp);
+                return Err(Error::Io { path: tmp, source: e });
+            }
+            return match sync_entry(&dir, &f) {
                 Ok(()) => Ok(id),
-                Err(e) => {
-                    let _ = fs::remove_file(&tmp);
-                    Err(Error::Io { path: tmp, source: e })
-                }
+                Err(e) => Err(Error::Io {
+                    path: dir,
+                    source: std::io::Error::new(
+                        e.kind(),
+                        format!(
+                            "maildrop file {id} was written but may be lost in a crash: \
+                             cannot flush its directory entry: {e}"
+                        ),
+                    ),
+                }),
             };
         }
         Err(Error::Io {
@@ -109,6 +138,28 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Maildrop, Error> {
     stdx::codec::decode(&bytes[10..]).map_err(|e| corrupt(e.to_string()))
 }
 
+/// Makes the directory entry of `file` (just renamed into `dir`)
+/// durable: fsync of the directory, or, when we may not open the
+/// directory for reading (an ordinary user and `maildrop/` at 1733),
+/// `syncfs` on the file, which flushes its whole file system, directory
+/// included.
+fn sync_entry(dir: &Path, file: &fs::File) -> std::io::Result<()> {
+    match stdx::fs::fsync_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if needs_syncfs(&e) => {
+            nix::unistd::syncfs(file.as_raw_fd()).map_err(std::io::Error::from)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Is this failure to fsync the directory one that `syncfs` on the file
+/// can stand in for? Only a permission refusal: other errors (EIO) mean
+/// the file system is in trouble.
+fn needs_syncfs(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +183,57 @@ mod tests {
         let (back, _uid) = q.read_maildrop(&id, 1 << 20).unwrap();
         assert_eq!(back, m);
         assert!(matches!(q.read_maildrop(&id, 10), Err(Error::Corrupt { .. })));
+    }
+
+    #[test]
+    fn only_permission_errors_fall_back_to_syncfs() {
+        let e = std::io::Error::from_raw_os_error;
+        assert!(needs_syncfs(&e(libc::EACCES)));
+        assert!(needs_syncfs(&e(libc::EPERM)));
+        assert!(!needs_syncfs(&e(libc::EIO)));
+        assert!(!needs_syncfs(&e(libc::ENOENT)));
+    }
+
+    #[test]
+    fn file_is_readable_by_pickup() {
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::new(d.path());
+        q.create_layout().unwrap();
+        let id = q.write_maildrop(&sample()).unwrap();
+        let meta = fs::metadata(q.path(State::Maildrop, &id)).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o644);
+    }
+
+    #[test]
+    fn unreadable_directory_still_succeeds() {
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::new(d.path());
+        q.create_layout().unwrap();
+        let dir = q.dir(State::Maildrop);
+        // maildrop/ as a system install has it: no read for others. Root
+        // reads it anyway; the fsync fallback is then covered by the
+        // decision test above.
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o1333)).unwrap();
+        let file = fs::File::open(d.path()).unwrap();
+        if !nix::unistd::geteuid().is_root() {
+            assert!(needs_syncfs(&stdx::fs::fsync_dir(&dir).unwrap_err()));
+        }
+        // syncfs itself works on any descriptor we hold.
+        nix::unistd::syncfs(file.as_raw_fd()).unwrap();
+        let id = q.write_maildrop(&sample()).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o1733)).unwrap();
+        assert_eq!(q.scan(State::Maildrop).unwrap(), vec![id]);
+    }
+
+    fn sample() -> Maildrop {
+        Maildrop {
+            sender: String::new(),
+            recipients: vec!["suporte".into()],
+            extract_recipients: false,
+            full_name: String::new(),
+            user: "root".into(),
+            content: b"Subject: Teste\n\nTeste de envio\n".to_vec(),
+        }
     }
 
     proptest! {

@@ -72,6 +72,11 @@ impl Queue {
     }
 
     /// Appends records to a message's status log and makes them durable.
+    ///
+    /// A torn tail left by an earlier failed append (crash, full disk) is
+    /// cut off first: records after it would otherwise never be read. A
+    /// new log's directory entry is synced too, so the log survives a
+    /// crash together with its contents.
     pub fn append_status(&self, id: &QueueId, records: &[StatusRecord]) -> Result<(), Error> {
         let path = self.status_path(id);
         let mut buf = Vec::new();
@@ -81,14 +86,33 @@ impl Queue {
             buf.extend_from_slice(&bytes);
         }
         let mut f = OpenOptions::new()
+            .read(true)
             .append(true)
             .create(true)
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(Error::io(&path))?;
+        let len = f.metadata().map_err(Error::io(&path))?.len();
+        if len > MAX_LOG {
+            return Err(Error::Corrupt { path, reason: "status log too large".into() });
+        }
+        let created = len == 0;
+        if len > 0 {
+            let mut old = Vec::with_capacity(len as usize);
+            std::io::Read::read_to_end(&mut f, &mut old).map_err(Error::io(&path))?;
+            let good = valid_prefix(&old) as u64;
+            if good < len {
+                f.set_len(good).map_err(Error::io(&path))?;
+            }
+        }
         f.write_all(&buf).map_err(Error::io(&path))?;
-        f.sync_data().map_err(Error::io(&path))
+        f.sync_data().map_err(Error::io(&path))?;
+        if created {
+            let dir = self.root().join(crate::layout::STATUS);
+            stdx::fs::fsync_dir(&dir).map_err(Error::io(&dir))?;
+        }
+        Ok(())
     }
 
     /// Reads a message's status log; a missing log is an empty one. A torn
@@ -126,21 +150,30 @@ impl Queue {
 
 /// Parses frames until the bytes run out or stop making sense. Public
 /// for the fuzz target.
-pub fn parse_log(mut bytes: &[u8]) -> Vec<StatusRecord> {
-    let mut out = Vec::new();
-    while bytes.len() >= 4 {
-        let len = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-        if len > MAX_RECORD || bytes.len() - 4 < len as usize {
-            break;
+pub fn parse_log(bytes: &[u8]) -> Vec<StatusRecord> {
+    frames(bytes).map(|(r, _)| r).collect()
+}
+
+/// How many leading bytes of a log are whole, decodable frames.
+fn valid_prefix(bytes: &[u8]) -> usize {
+    frames(bytes).last().map_or(0, |(_, end)| end)
+}
+
+/// The decodable frames of a log, each with the offset just past it,
+/// up to the first one that is torn or undecodable.
+fn frames(bytes: &[u8]) -> impl Iterator<Item = (StatusRecord, usize)> + '_ {
+    let mut at = 0usize;
+    std::iter::from_fn(move || {
+        let rest = bytes.get(at..)?;
+        let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?);
+        if len > MAX_RECORD {
+            return None;
         }
-        let (frame, rest) = bytes[4..].split_at(len as usize);
-        match stdx::codec::decode::<StatusRecord>(frame) {
-            Ok(r) => out.push(r),
-            Err(_) => break,
-        }
-        bytes = rest;
-    }
-    out
+        let frame = rest.get(4..4 + len as usize)?;
+        let record = stdx::codec::decode::<StatusRecord>(frame).ok()?;
+        at += 4 + len as usize;
+        Some((record, at))
+    })
 }
 
 #[cfg(test)]
@@ -173,7 +206,16 @@ mod tests {
         let len = fs::metadata(&p).unwrap().len();
         let f = OpenOptions::new().write(true).open(&p).unwrap();
         f.set_len(len - 3).unwrap();
-        assert_eq!(q.read_status(&id).unwrap(), vec![r1]);
+        assert_eq!(q.read_status(&id).unwrap(), vec![r1.clone()]);
+        // A record appended after the torn one is read back: the tail is
+        // cut before appending.
+        let r3 = StatusRecord {
+            recipient: 2,
+            outcome: Outcome::Bounced { dsn: "5.1.1".into(), text: "no".into() },
+            time: 7,
+        };
+        q.append_status(&id, std::slice::from_ref(&r3)).unwrap();
+        assert_eq!(q.read_status(&id).unwrap(), vec![r1, r3]);
     }
 
     proptest! {

@@ -10,9 +10,11 @@ use mail_ipc::control::{ControlReply, ControlRequest, ServiceStatus, StatusRepor
 use mail_ipc::sockets;
 use mail_ipc::status::{ChildState, ChildStatus};
 use mail_queue::Queue;
+use nix::fcntl::{FcntlArg, FdFlag, Flock, FlockArg, fcntl};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::collections::HashMap;
+use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -22,6 +24,9 @@ use tokio::task::JoinHandle;
 
 /// How long `stop` waits for workers before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// A worker that dies sooner than this after its start is restarted with
+/// a delay, even if it had reported ready.
+const MIN_HEALTHY_LIFE: Duration = Duration::from_secs(1);
 /// Longest delay before retrying a service that fails at start-up.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -77,18 +82,32 @@ fn load(dir: &Path) -> anyhow::Result<(Main, MasterFile)> {
     Ok((main, mf))
 }
 
-/// Refuses to start when another master answers on the control socket.
-fn check_not_running(queue: &Queue) -> anyhow::Result<()> {
-    let pid_path = queue.root().join(sockets::MASTER_PID);
-    let Ok(text) = std::fs::read_to_string(&pid_path) else { return Ok(()) };
-    let Ok(pid) = text.trim().parse::<i32>() else { return Ok(()) };
-    let alive = kill(Pid::from_raw(pid), None).is_ok();
-    let answers =
-        std::os::unix::net::UnixStream::connect(queue.root().join(sockets::MASTER_CONTROL)).is_ok();
-    if alive && answers && pid != std::process::id() as i32 {
-        bail!("the Postern mail system is already running (pid {pid}); use `postern stop` first");
-    }
-    Ok(())
+/// Takes the instance lock, or refuses to start: another master runs, or
+/// workers of a master that was killed still do (they inherit the lock and
+/// hold the old listeners; a second qmgr on one queue would deliver twice).
+fn lock_instance(queue: &Queue) -> anyhow::Result<Flock<File>> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = queue.root().join(sockets::MASTER_LOCK);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("open {}", path.display()))?;
+    let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(l) => l,
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => bail!(
+            "the Postern mail system is already running, or processes of a master that was killed still \
+             hold {}; stop it with `postern stop`, or wait for the old processes to exit",
+            path.display()
+        ),
+        Err((_, e)) => return Err(e).with_context(|| format!("lock {}", path.display())),
+    };
+    // Workers inherit the lock (mail-daemon keeps it from their children).
+    fcntl(lock.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::empty())).context("fcntl master.lock")?;
+    Ok(lock)
 }
 
 pub(crate) async fn run(dir: PathBuf, ready_json: bool) -> anyhow::Result<()> {
@@ -98,7 +117,7 @@ pub(crate) async fn run(dir: PathBuf, ready_json: bool) -> anyhow::Result<()> {
     queue
         .create_layout()
         .with_context(|| format!("create queue directory {}", queue.root().display()))?;
-    check_not_running(&queue)?;
+    let _lock = lock_instance(&queue)?;
     let ctl_path = queue.root().join(sockets::MASTER_CONTROL);
     let ctl = listen::bind_control(&ctl_path)?;
     ctl.set_nonblocking(true)?;
@@ -394,11 +413,13 @@ impl Master {
         if let Some(s) = self.service_mut(&name) {
             s.restarts += 1;
         }
-        if w.ready {
+        let lived = w.started.elapsed().unwrap_or_default();
+        if w.ready && lived >= MIN_HEALTHY_LIFE {
             self.top_up(&name);
         } else {
-            // It died before it was ready: a configuration or environment
-            // problem that an immediate restart would only repeat.
+            // It died before it was ready, or right after: a configuration
+            // or environment problem that an immediate restart would only
+            // repeat.
             self.throttle(&name);
         }
     }

@@ -7,6 +7,11 @@
 //! queues the message again. The cost is a possible duplicate, never a
 //! loss.
 //!
+//! Maildrop files are untrusted (any local user can write one): symbolic
+//! links, non-regular files, files with more than one link and files we
+//! are not allowed to open are set aside, and the sender's identity comes
+//! from the file's owner uid, never from the file's `user` field.
+//!
 //! Severities: a bad maildrop file is a warning and goes to `corrupt/`
 //! (data is never destroyed for being unreadable), except a message with
 //! no recipients, which is a user's mistake and is removed with a warning
@@ -113,6 +118,39 @@ fn quarantine(queue: &Queue, id: &QueueId, reason: &str) -> Result<Picked, Error
     Ok(Picked::Quarantined)
 }
 
+/// What to do with a maildrop file that cannot be opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OpenFailure {
+    /// Gone: another pickup finished it.
+    Gone,
+    /// A symbolic link (`O_NOFOLLOW`).
+    Symlink,
+    /// Permission denied: its owner made it unreadable for us. Retrying
+    /// would fail forever, so it is set aside.
+    Unreadable,
+    /// Anything else may be transient: retry at the next scan.
+    Retry,
+}
+
+fn open_failure(e: &std::io::Error) -> OpenFailure {
+    match e.raw_os_error() {
+        Some(nix::libc::ENOENT) => OpenFailure::Gone,
+        Some(nix::libc::ELOOP) => OpenFailure::Symlink,
+        Some(nix::libc::EACCES | nix::libc::EPERM) => OpenFailure::Unreadable,
+        _ => OpenFailure::Retry,
+    }
+}
+
+/// The sender name for a message without `-f`: the login name of the
+/// file's owner. A uid without a passwd entry (sendmail refuses to submit
+/// for one, as Postfix's does, so the user was removed since, or the file
+/// was not written by sendmail) becomes `uidN`, so the envelope still
+/// says who sent it. The file's `user` field is never trusted: anyone can
+/// write it.
+fn sender_name(uid: u32) -> String {
+    user_name(uid).unwrap_or_else(|| format!("uid{uid}"))
+}
+
 /// Picks up one maildrop file.
 pub(crate) fn pickup_file(queue: &Queue, s: &Settings, id: &QueueId) -> Result<Picked, Error> {
     let path = queue.path(State::Maildrop, id);
@@ -123,11 +161,16 @@ pub(crate) fn pickup_file(queue: &Queue, s: &Settings, id: &QueueId) -> Result<P
         .open(&path)
     {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Picked::Skipped),
-        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
-            return quarantine(queue, id, "symbolic link");
-        }
-        Err(e) => return Err(Error::Io { path, source: e }),
+        Err(e) => match open_failure(&e) {
+            OpenFailure::Gone => return Ok(Picked::Skipped),
+            OpenFailure::Symlink => return quarantine(queue, id, "symbolic link"),
+            OpenFailure::Unreadable => {
+                let owner = fs::symlink_metadata(&path)
+                    .map_or_else(|_| "unknown".to_owned(), |m| m.uid().to_string());
+                return quarantine(queue, id, &format!("cannot open file of uid {owner}: {e}"));
+            }
+            OpenFailure::Retry => return Err(Error::Io { path, source: e }),
+        },
     };
     let meta = file.metadata().map_err(|e| Error::Io { path: path.clone(), source: e })?;
     if !meta.is_file() {
@@ -139,9 +182,15 @@ pub(crate) fn pickup_file(queue: &Queue, s: &Settings, id: &QueueId) -> Result<P
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(Picked::Skipped),
         Err((_, e)) => return Err(Error::Io { path, source: e.into() }),
     };
-    // Unlinked while we waited: another pickup finished it.
+    // Unlinked while we waited: another pickup finished it. More than one
+    // link: a user linked a file of theirs (or one they can only read)
+    // into maildrop/; Postfix's pickup refuses those too.
     match locked.metadata() {
         Ok(m) if m.nlink() == 0 => return Ok(Picked::Skipped),
+        Ok(m) if m.nlink() != 1 => {
+            let reason = format!("file of uid {} has {} links", m.uid(), m.nlink());
+            return quarantine(queue, id, &reason);
+        }
         Ok(_) => {}
         Err(e) => return Err(Error::Io { path, source: e }),
     }
@@ -166,7 +215,7 @@ pub(crate) fn pickup_file(queue: &Queue, s: &Settings, id: &QueueId) -> Result<P
     }
 
     // The uid is the file owner's, never the content's claim.
-    let owner = user_name(uid).unwrap_or_else(|| m.user.clone());
+    let owner = sender_name(uid);
     let sender: Option<Address> = if bare(&m.sender).is_empty() && !m.sender.is_empty() {
         None
     } else {
@@ -461,6 +510,56 @@ mod tests {
         let id = QueueId::generate();
         std::os::unix::fs::symlink("/etc/passwd", q.path(State::Maildrop, &id)).unwrap();
         assert_eq!(pickup_file(&q, &settings(), &id).unwrap(), Picked::Quarantined);
+    }
+
+    #[test]
+    fn hard_linked_files_go_to_corrupt() {
+        let (d, q) = setup();
+        let id = drop_file(&q, maildrop("x\n"));
+        std::fs::hard_link(q.path(State::Maildrop, &id), d.path().join("other-name")).unwrap();
+        assert_eq!(pickup_file(&q, &settings(), &id).unwrap(), Picked::Quarantined);
+        assert_eq!(q.locate(&id), Some(State::Corrupt));
+        assert!(q.scan(State::Incoming).unwrap().is_empty());
+    }
+
+    #[test]
+    fn open_failures_are_classified() {
+        use std::io::Error as E;
+        assert_eq!(open_failure(&E::from_raw_os_error(nix::libc::ENOENT)), OpenFailure::Gone);
+        assert_eq!(open_failure(&E::from_raw_os_error(nix::libc::ELOOP)), OpenFailure::Symlink);
+        assert_eq!(open_failure(&E::from_raw_os_error(nix::libc::EACCES)), OpenFailure::Unreadable);
+        assert_eq!(open_failure(&E::from_raw_os_error(nix::libc::EPERM)), OpenFailure::Unreadable);
+        assert_eq!(open_failure(&E::from_raw_os_error(nix::libc::EIO)), OpenFailure::Retry);
+        assert_eq!(open_failure(&E::from_raw_os_error(nix::libc::EMFILE)), OpenFailure::Retry);
+    }
+
+    #[test]
+    fn unreadable_file_goes_to_corrupt() {
+        // Root reads anything, so only an ordinary user can see EACCES.
+        if nix::unistd::geteuid().is_root() {
+            return;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let (_d, q) = setup();
+        let id = drop_file(&q, maildrop("x\n"));
+        let path = q.path(State::Maildrop, &id);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o000)).unwrap();
+        assert_eq!(pickup_file(&q, &settings(), &id).unwrap(), Picked::Quarantined);
+        assert_eq!(q.locate(&id), Some(State::Corrupt));
+    }
+
+    #[test]
+    fn sender_never_comes_from_the_file() {
+        assert_eq!(sender_name(0), "root");
+        // No passwd entry: the uid, not the file's `user` claim.
+        assert_eq!(sender_name(3_999_999_999), "uid3999999999");
+        let (_d, q) = setup();
+        let mut m = maildrop("x\n");
+        m.user = "ceo".into();
+        let id = drop_file(&q, m);
+        let Picked::Queued(qid) = pickup_file(&q, &settings(), &id).unwrap() else { panic!() };
+        let f = q.read(State::Incoming, &qid).unwrap();
+        assert_eq!(f.envelope.sender, format!("{}@postern.test", me()));
     }
 
     #[test]

@@ -6,8 +6,12 @@
 //!   are 19 characters): an id followed by `*` is being delivered, by `!`
 //!   is on hold; each pending recipient is listed under its latest defer
 //!   reason from the message's status log; recipients with a final
-//!   outcome are not shown. Like Postfix it does not show `maildrop/`
-//!   (not yet picked up) or `corrupt/`.
+//!   outcome are not shown. Like Postfix's showq it also lists
+//!   `maildrop/` (not yet picked up; sender and command-line recipients
+//!   from the file when it can be read, else the file is left out), and
+//!   not `corrupt/`. A queue directory the user may not open is fatal
+//!   (`postqueue: fatal: open queue directory PATH: Permission denied`,
+//!   exit 1), never an empty queue.
 //! - `postqueue -j` prints the same as one JSON object per message, with
 //!   the field names of Postfix's `postqueue -j`.
 //! - `postqueue -f`, `-i ID` and `-s SITE` send a flush trigger to qmgr
@@ -54,13 +58,44 @@ pub struct Entry {
     pub recipients: Vec<(String, Option<String>)>,
 }
 
-/// Reads every listed message. Problems with single files go to `warn`
-/// as `postqueue: warning: ...` and the file is skipped.
-pub fn collect(queue: &Queue, warn: &mut dyn Write) -> Vec<Entry> {
-    let mut out = Vec::new();
+/// The queue cannot be listed at all: a queue directory we may not open
+/// (an ordinary user in a system install, where they belong to
+/// `mail_owner`).
+#[derive(Debug)]
+pub struct QueueUnreadable {
+    /// The directory.
+    pub path: PathBuf,
+    /// Why it could not be opened.
+    pub source: std::io::Error,
+}
+
+impl std::fmt::Display for QueueUnreadable {
+    /// Postfix's shape: `open queue directory PATH: Permission denied`
+    /// (the strerror text, without Rust's `(os error N)`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = self.source.to_string();
+        let text = match text.rfind(" (os error ") {
+            Some(at) => &text[..at],
+            None => &text,
+        };
+        write!(f, "open queue directory {}: {text}", self.path.display())
+    }
+}
+
+/// Reads every listed message: `maildrop/` first (as Postfix's showq),
+/// then the queues. Problems with single files go to `warn` as
+/// `postqueue: warning: ...` and the file is skipped; a queue directory
+/// we are not allowed to open is an error, never an empty queue.
+pub fn collect(queue: &Queue, warn: &mut dyn Write) -> Result<Vec<Entry>, QueueUnreadable> {
+    let mut out = maildrop_entries(queue);
     for state in LISTED {
         let ids = match queue.scan(state) {
             Ok(ids) => ids,
+            Err(mail_queue::Error::Io { path, source })
+                if source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                return Err(QueueUnreadable { path, source });
+            }
             Err(e) => {
                 let _ = writeln!(warn, "postqueue: warning: {e}");
                 continue;
@@ -76,7 +111,51 @@ pub fn collect(queue: &Queue, warn: &mut dyn Write) -> Vec<Entry> {
             }
         }
     }
+    Ok(out)
+}
+
+/// Files in `maildrop/`, not yet picked up: id, size, the time it was
+/// written, the sender (`-f`, else the owner's login name, as pickup will
+/// use) and the command-line recipients. A directory we cannot list (it
+/// is 1733 in a system install) or a file we cannot read or decode is
+/// skipped silently: pickup decides what becomes of it.
+fn maildrop_entries(queue: &Queue) -> Vec<Entry> {
+    let Ok(ids) = queue.scan(State::Maildrop) else { return Vec::new() };
+    let limit = mail_queue::format::MAX_CONTENT + (64 << 10);
+    let mut out = Vec::new();
+    for id in ids {
+        let Ok(meta) = std::fs::metadata(queue.path(State::Maildrop, &id)) else { continue };
+        let Ok((m, uid)) = queue.read_maildrop(&id, limit) else { continue };
+        let given = m.sender.trim();
+        let sender = match given.strip_prefix('<').and_then(|g| g.strip_suffix('>')) {
+            Some(inner) => inner.trim().to_owned(),
+            None if given.is_empty() => owner_name(uid),
+            None => given.to_owned(),
+        };
+        let arrival = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
+        out.push(Entry {
+            state: State::Maildrop,
+            id,
+            size: meta.len(),
+            arrival,
+            sender,
+            recipients: m.recipients.into_iter().map(|r| (r, None)).collect(),
+        });
+    }
     out
+}
+
+/// The login name of `uid`, or `uidN` without a passwd entry (as pickup
+/// names such a sender).
+fn owner_name(uid: u32) -> String {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map_or_else(|| format!("uid{uid}"), |u| u.name)
 }
 
 fn entry(queue: &Queue, state: State, id: QueueId) -> Result<Option<Entry>, mail_queue::Error> {
@@ -238,7 +317,13 @@ fn print_with(main: &Main, format: fn(&[Entry]) -> String) -> ExitCode {
         eprintln!("postqueue: fatal: queue directory {} does not exist", queue.root().display());
         return ExitCode::from(EX_UNAVAILABLE);
     }
-    let entries = collect(&queue, &mut std::io::stderr());
+    let entries = match collect(&queue, &mut std::io::stderr()) {
+        Ok(entries) => entries,
+        Err(e) => {
+            eprintln!("postqueue: fatal: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let mut stdout = std::io::stdout().lock();
     // A closed pipe (mailq | head) is not an error worth reporting.
     let _ = stdout.write_all(format(&entries).as_bytes()).and_then(|()| stdout.flush());
@@ -351,7 +436,7 @@ mod tests {
         let q = Queue::new(d.path());
         q.create_layout().unwrap();
         let mut warn = Vec::new();
-        assert_eq!(format_compat(&collect(&q, &mut warn)), "Mail queue is empty\n");
+        assert_eq!(format_compat(&collect(&q, &mut warn).unwrap()), "Mail queue is empty\n");
         assert_eq!(format_json(&[]), "");
         assert!(warn.is_empty());
     }
@@ -403,7 +488,7 @@ mod tests {
         std::fs::write(q.path(State::Incoming, &bad), b"not a queue file").unwrap();
 
         let mut warn = Vec::new();
-        let entries = collect(&q, &mut warn);
+        let entries = collect(&q, &mut warn).unwrap();
         let warn = String::from_utf8(warn).unwrap();
         assert!(warn.starts_with("postqueue: warning: ") && warn.contains(bad.as_str()), "{warn}");
         assert_eq!(entries.len(), 3);
@@ -441,6 +526,77 @@ mod tests {
         assert_eq!(first["recipients"][0]["address"], "suporte@example.org");
         let second: serde_json::Value = serde_json::from_str(json.lines().nth(1).unwrap()).unwrap();
         assert_eq!(second["recipients"][1]["delay_reason"], why);
+    }
+
+    #[test]
+    fn maildrop_files_are_listed_first() {
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::new(d.path());
+        q.create_layout().unwrap();
+        let queued = q.reserve().unwrap().commit(&envelope("a@b.c", &["d@e.f"]), b"z\n").unwrap();
+        let m = |sender: &str| mail_queue::Maildrop {
+            sender: sender.into(),
+            recipients: vec!["suporte".into()],
+            extract_recipients: false,
+            full_name: String::new(),
+            user: "ignored".into(),
+            content: b"x\n".to_vec(),
+        };
+        let given = q.write_maildrop(&m("<ana@example.org>")).unwrap();
+        let own = q.write_maildrop(&m("")).unwrap();
+        // Not a maildrop file: left out silently.
+        let junk = QueueId::generate();
+        std::fs::write(q.path(State::Maildrop, &junk), b"junk").unwrap();
+        let mut warn = Vec::new();
+        let entries = collect(&q, &mut warn).unwrap();
+        assert!(warn.is_empty(), "{}", String::from_utf8_lossy(&warn));
+        let ids: Vec<_> = entries.iter().map(|e| (e.state, e.id.clone())).collect();
+        let mut drops = [given.clone(), own.clone()];
+        drops.sort();
+        assert_eq!(
+            ids,
+            [
+                (State::Maildrop, drops[0].clone()),
+                (State::Maildrop, drops[1].clone()),
+                (State::Incoming, queued)
+            ]
+        );
+        let by_id = |id: &QueueId| entries.iter().find(|e| &e.id == id).unwrap();
+        assert_eq!(by_id(&given).sender, "ana@example.org");
+        assert_eq!(by_id(&own).sender, owner_name(nix::unistd::geteuid().as_raw()));
+        assert_eq!(by_id(&own).recipients, [("suporte".to_owned(), None)]);
+        assert_eq!(
+            by_id(&own).size,
+            std::fs::metadata(q.path(State::Maildrop, &own)).unwrap().len()
+        );
+        let text = format_compat(&entries);
+        assert!(text.contains(&format!("\n{given}  ")), "{text}");
+        assert!(text.ends_with("in 3 Requests.\n"), "{text}");
+    }
+
+    #[test]
+    fn unreadable_queue_is_fatal_not_empty() {
+        let e = QueueUnreadable {
+            path: PathBuf::from("/var/spool/postern/incoming"),
+            source: std::io::Error::from_raw_os_error(nix::errno::Errno::EACCES as i32),
+        };
+        assert_eq!(
+            e.to_string(),
+            "open queue directory /var/spool/postern/incoming: Permission denied"
+        );
+        // Root opens anything; as an ordinary user, a real directory.
+        if nix::unistd::geteuid().is_root() {
+            return;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::new(d.path());
+        q.create_layout().unwrap();
+        let dir = q.dir(State::Deferred);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o000)).unwrap();
+        let err = collect(&q, &mut Vec::new()).unwrap_err();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(err.path, dir);
     }
 
     #[test]

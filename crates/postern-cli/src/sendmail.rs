@@ -402,6 +402,9 @@ fn smtp_session(main: &Main) -> ExitCode {
         vrfy_enabled: false,
         starttls_offered: false,
         auth_mechanisms: Vec::new(),
+        // Local input from a pipe often has bare LFs, and no other MTA
+        // parses this stream, so "\n.\n" may end the message here.
+        bare_lf_ends_data: true,
     };
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();

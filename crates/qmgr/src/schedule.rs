@@ -85,11 +85,14 @@ enum Ev {
 /// A message in `active/`.
 struct Active {
     envelope: Envelope,
-    /// Recipients with a final outcome in earlier rounds.
+    /// Recipients whose final outcome is already in the status log.
     done_before: HashSet<u32>,
-    /// Outcomes of this round.
+    /// Outcomes of this round not yet in the status log.
     round: Vec<StatusRecord>,
+    /// Delivery requests still out.
     outstanding: usize,
+    /// Whether the status log was written during this round.
+    recorded: bool,
 }
 
 struct Qmgr {
@@ -134,14 +137,14 @@ pub(crate) async fn run(daemon: Daemon) -> anyhow::Result<()> {
             }
         }
     });
-    daemon.ready();
-
-    // Recovery: whatever was active when the last qmgr stopped.
-    for id in q.queue.scan(State::Active)? {
-        q.activate(id, State::Active);
-    }
+    // Recovery: whatever was active when the last qmgr stopped. Ready is
+    // reported after it, so a qmgr that cannot read its queue fails before
+    // master counts it as healthy.
+    q.queue.scan(State::Active)?;
+    q.rescan_active();
     q.scan_incoming();
     q.scan_deferred(false);
+    daemon.ready();
 
     let mut incoming_tick = tokio::time::interval(INCOMING_POLL);
     let mut deferred_tick = tokio::time::interval(q.s.queue_run_delay.max(Duration::from_secs(1)));
@@ -162,6 +165,7 @@ pub(crate) async fn run(daemon: Daemon) -> anyhow::Result<()> {
             },
             _ = incoming_tick.tick() => q.scan_incoming(),
             _ = deferred_tick.tick() => {
+                q.rescan_active();
                 q.scan_deferred(false);
                 clean_tmp(&q.queue);
             }
@@ -301,7 +305,8 @@ impl Qmgr {
                 original: r.original.clone(),
             });
         }
-        let mut msg = Active { envelope, done_before, round: Vec::new(), outstanding: 0 };
+        let mut msg =
+            Active { envelope, done_before, round: Vec::new(), outstanding: 0, recorded: false };
         for (t, recipients) in groups {
             msg.outstanding += 1;
             let req = DeliveryRequest {
@@ -344,41 +349,55 @@ impl Qmgr {
         let Some(msg) = self.active.get_mut(&id) else { return };
         let t = now();
         let mut answered = HashSet::new();
-        match reply {
+        let mut fresh = Vec::new();
+        let failure = match reply {
             Ok(r) => {
                 for res in r.results {
                     // Ignore answers about recipients we did not ask for.
                     if asked.contains(&res.index) && answered.insert(res.index) {
-                        msg.round.push(StatusRecord {
+                        fresh.push(StatusRecord {
                             recipient: res.index,
                             outcome: outcome(&res),
                             time: t,
                         });
                     }
                 }
-                for i in asked.iter().filter(|i| !answered.contains(i)) {
-                    let text = "delivery agent returned no result for this recipient".to_string();
-                    msg.round.push(StatusRecord {
-                        recipient: *i,
-                        outcome: Outcome::Deferred { dsn: "4.3.0".into(), text },
-                        time: t,
-                    });
-                }
+                "delivery agent returned no result for this recipient".to_string()
             }
-            Err(text) => {
-                tracing::warn!("{id}: {text}");
-                for i in &asked {
-                    msg.round.push(StatusRecord {
-                        recipient: *i,
-                        outcome: Outcome::Deferred { dsn: "4.3.0".into(), text: text.clone() },
-                        time: t,
-                    });
-                }
-            }
+            Err(text) => text,
+        };
+        for i in asked.iter().filter(|i| !answered.contains(i)) {
+            let outcome = Outcome::Deferred { dsn: "4.3.0".into(), text: failure.clone() };
+            // The agent did not log these; qmgr does, in the agents' format.
+            log_result(&id, &msg.envelope, *i, &outcome, "none");
+            fresh.push(StatusRecord { recipient: *i, outcome, time: t });
         }
+        msg.round.extend(fresh);
         msg.outstanding = msg.outstanding.saturating_sub(1);
         if msg.outstanding == 0 {
-            self.finish(id);
+            return self.finish(id);
+        }
+        // Other agents are still at work (a message with local and remote
+        // recipients): record what is final now rather than after the
+        // slowest agent, so a crash meanwhile re-delivers nothing done.
+        // Bounces wait for finish(), which queues the report first.
+        let (keep, record): (Vec<StatusRecord>, Vec<StatusRecord>) =
+            msg.round.drain(..).partition(|r| matches!(r.outcome, Outcome::Bounced { .. }));
+        msg.round = keep;
+        if record.is_empty() {
+            return;
+        }
+        match self.queue.append_status(&id, &record) {
+            Ok(()) => {
+                msg.recorded = true;
+                msg.done_before
+                    .extend(record.iter().filter(|r| r.outcome.is_final()).map(|r| r.recipient));
+            }
+            Err(e) => {
+                tracing::warn!("{id}: cannot record delivery status: {e}; will retry");
+                // Keep them for finish(), which tries again.
+                msg.round.extend(record);
+            }
         }
     }
 
@@ -400,6 +419,7 @@ impl Qmgr {
                         age.as_secs() / 86400
                     );
                     r.outcome = Outcome::Bounced { dsn: "4.4.7".into(), text };
+                    log_result(&id, &msg.envelope, r.recipient, &r.outcome, "none");
                 }
             }
         }
@@ -411,8 +431,37 @@ impl Qmgr {
 
         // Fast path: everything delivered in one go. Removing the file is
         // the record; no status log write needed.
-        if all_final && bounced.is_empty() && msg.done_before.is_empty() {
+        if all_final && bounced.is_empty() && msg.done_before.is_empty() && !msg.recorded {
             return self.remove(&id);
+        }
+        // The report goes into the queue before the bounced recipients are
+        // recorded as final: a crash in between sends it twice, never not
+        // at all. If it cannot be queued, nothing is recorded as bounced
+        // and the message is tried again later.
+        if !bounced.is_empty() && !msg.envelope.sender.is_empty() {
+            let queued = self.queue.read(State::Active, &id).and_then(|qf| {
+                bounce::enqueue(&self.queue, &self.s, &id, &qf.envelope, &qf.content, &bounced)
+            });
+            match queued {
+                Ok(bid) => tracing::info!("{id}: sender non-delivery notification: {bid}"),
+                Err(e) => {
+                    tracing::warn!(
+                        "{id}: cannot queue the non-delivery notification: {e}; will retry"
+                    );
+                    let keep: Vec<StatusRecord> = msg
+                        .round
+                        .iter()
+                        .filter(|r| !matches!(r.outcome, Outcome::Bounced { .. }))
+                        .cloned()
+                        .collect();
+                    if !keep.is_empty()
+                        && let Err(e) = self.queue.append_status(&id, &keep)
+                    {
+                        tracing::warn!("{id}: cannot record delivery status: {e}; will retry");
+                    }
+                    return self.defer(&id, self.s.min_backoff.min(Duration::from_secs(60)));
+                }
+            }
         }
         if let Err(e) = self.queue.append_status(&id, &msg.round) {
             // Without the record the recipients are retried later, which
@@ -420,31 +469,25 @@ impl Qmgr {
             tracing::warn!("{id}: cannot record delivery status: {e}; will retry");
             return self.defer(&id, Duration::from_secs(60));
         }
-        if !bounced.is_empty() && !msg.envelope.sender.is_empty() {
-            match self.queue.read(State::Active, &id) {
-                Ok(qf) => match bounce::enqueue(
-                    &self.queue,
-                    &self.s,
-                    &id,
-                    &qf.envelope,
-                    &qf.content,
-                    &bounced,
-                ) {
-                    Ok(bid) => tracing::info!("{id}: sender non-delivery notification: {bid}"),
-                    Err(e) => {
-                        tracing::warn!("{id}: cannot queue the non-delivery notification: {e}")
-                    }
-                },
-                Err(e) => tracing::warn!(
-                    "{id}: cannot read message for the non-delivery notification: {e}"
-                ),
-            }
-        }
         if all_final {
             self.remove(&id);
         } else {
             let backoff = age.clamp(self.s.min_backoff, self.s.max_backoff.max(self.s.min_backoff));
             self.defer(&id, backoff);
+        }
+    }
+
+    /// Picks up messages in active/ that qmgr is not working on: left by
+    /// the previous qmgr, or dropped after a transient error here.
+    fn rescan_active(&mut self) {
+        let ids = match self.queue.scan(State::Active) {
+            Ok(ids) => ids,
+            Err(e) => return tracing::warn!("scan active: {e}"),
+        };
+        for id in ids {
+            if !self.active.contains_key(&id) && !self.draining {
+                self.activate(id, State::Active);
+            }
         }
     }
 
@@ -465,6 +508,28 @@ impl Qmgr {
             tracing::warn!("{id}: cannot set the retry time: {e}");
         }
     }
+}
+
+/// Logs a result qmgr decided itself, in the delivery agents' line format
+/// (`to=<...>, relay=none, delay=..., dsn=..., status=deferred (...)`), so
+/// log tools count it like any other.
+fn log_result(id: &QueueId, envelope: &Envelope, index: u32, outcome: &Outcome, relay: &str) {
+    let Some(rcpt) = envelope.recipients.get(index as usize) else { return };
+    let (word, dsn, text) = match outcome {
+        Outcome::Delivered { dsn, text } => ("sent", dsn, text),
+        Outcome::Deferred { dsn, text } => ("deferred", dsn, text),
+        Outcome::Bounced { dsn, text } => ("bounced", dsn, text),
+    };
+    let delay = now().saturating_sub(envelope.arrival);
+    let orig = if rcpt.original != rcpt.address {
+        format!(", orig_to=<{}>", rcpt.original)
+    } else {
+        String::new()
+    };
+    tracing::info!(
+        "{id}: to=<{}>{orig}, relay={relay}, delay={delay}, dsn={dsn}, status={word} ({text})",
+        rcpt.address
+    );
 }
 
 fn outcome(r: &RecipientResult) -> Outcome {

@@ -4,7 +4,8 @@
 //! Bytes go in ([`Server::feed`]), values come out ([`Server::next_event`]).
 //! The state machine owns the protocol: command syntax, the order of
 //! commands, PIPELINING (RFC 2920), DATA framing and dot-unstuffing
-//! (RFC 5321 §4.5.2), line and size limits (RFC 5321 §4.5.3, RFC 1870),
+//! (RFC 5321 §4.1.1.4, §4.5.2; strict `CRLF . CRLF` against SMTP
+//! smuggling unless the driver opts out), line and size limits (RFC 5321 §4.5.3, RFC 1870),
 //! error counting, and Postfix's reply texts.
 //!
 //! It does not do I/O, TLS, SASL decoding, queueing or policy: the driver
@@ -22,4 +23,4 @@ pub use command::{
     Body, Command, MAX_AUTH_LINE, MAX_COMMAND_LINE, MailParams, RcptParams, parse_command,
 };
 pub use reply::{MAX_REPLY_LINE, Reply, ReplyError, parse_reply_line};
-pub use server::{Event, Server, ServerParams};
+pub use server::{DotLine, Event, HARD_MAX_MESSAGE_SIZE, Server, ServerParams, dot_line};

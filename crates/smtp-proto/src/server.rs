@@ -42,7 +42,25 @@ pub struct ServerParams {
     pub starttls_offered: bool,
     /// SASL mechanisms advertised with AUTH; empty means AUTH is off.
     pub auth_mechanisms: Vec<String>,
+    /// Whether a "." line ended by a bare LF (or following one) ends DATA.
+    ///
+    /// `false` for smtpd: RFC 5321 §4.1.1.4 ends the data only at
+    /// `CRLF . CRLF`, and accepting anything looser lets text after a
+    /// bare-LF dot run as new commands (SMTP smuggling, CVE-2023-51764).
+    /// Bare LFs still end lines inside the message, as Postfix's
+    /// `smtpd_forbid_bare_newline = normalize` does. `true` only for
+    /// `sendmail -bs`, whose local input often comes from a pipe with bare
+    /// LFs and which has no upstream MTA to disagree with.
+    pub bare_lf_ends_data: bool,
 }
+
+/// The most octets of message content ever buffered, whatever
+/// `max_message_size` says (0, "no limit", included); past it DATA is
+/// answered `552 5.3.4`. 1 GiB stays well under the queue file's own
+/// content limit (`mail_queue::format::MAX_CONTENT`, 2 GiB), leaving room
+/// for the headers added on the way in; this crate does not depend on
+/// mail-queue, so the value is kept here.
+pub const HARD_MAX_MESSAGE_SIZE: u64 = 1 << 30;
 
 /// Something the driver must act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +113,9 @@ enum Mode {
 struct DataState {
     /// The next byte starts a line (where "." and dot-stuffing matter).
     at_line_start: bool,
+    /// The previous line ended with CRLF (or this is the first line), so a
+    /// "." line here may be the first half of `CRLF . CRLF`.
+    after_crlf: bool,
     /// Octets of normalized content seen, buffered or not.
     size: u64,
     /// The content passed the size limit; `content` is no longer filled.
@@ -491,8 +512,8 @@ impl Server {
                 self.reply(reply);
             }
             Command::Mail { from, params } => {
-                let max = self.params.max_message_size;
-                if max > 0 && params.size.is_some_and(|s| s > max) {
+                let max = effective_limit(self.params.max_message_size);
+                if params.size.is_some_and(|s| s > max) {
                     // RFC 1870 §6.1.
                     self.reply(ok(552, (5, 3, 4), "Message size exceeds fixed limit"));
                 } else {
@@ -513,6 +534,7 @@ impl Server {
             Command::Data => {
                 self.mode = Mode::Data(DataState {
                     at_line_start: true,
+                    after_crlf: true,
                     size: 0,
                     too_big: false,
                     content: Vec::new(),
@@ -598,12 +620,18 @@ impl Server {
 
     /// Consumes DATA bytes. Returns true when the terminating line was seen.
     ///
-    /// RFC 5321 §4.1.1.4: the data ends with a line holding only ".";
+    /// RFC 5321 §4.1.1.4: the data ends with `CRLF . CRLF`, the first CRLF
+    /// being the end of the previous line (or of the DATA command);
     /// §4.5.2: a leading "." on any other line is removed. Both CRLF and a
-    /// bare LF end a line (bare LF is common from Unix tools); each line
-    /// ending becomes a single LF. A bare CR inside a line is kept.
+    /// bare LF end a line inside the message, and each line ending becomes
+    /// a single LF; a bare CR inside a line is kept. Unless
+    /// `bare_lf_ends_data` is set, a "." line touching a bare LF (ended by
+    /// one, or following a line ended by one) does not end the data: it is
+    /// kept as a "." line of content, so whatever follows it is message
+    /// text and never commands (SMTP smuggling).
     fn step_data(&mut self) -> bool {
-        let max = self.params.max_message_size;
+        let max = effective_limit(self.params.max_message_size);
+        let bare_lf_ends = self.params.bare_lf_ends_data;
         let Mode::Data(ds) = &mut self.mode else { return false };
         let mut finished = false;
         loop {
@@ -613,20 +641,17 @@ impl Server {
             }
             if ds.at_line_start {
                 if buf[0] == b'.' {
-                    match (buf.get(1), buf.get(2)) {
-                        (None, _) | (Some(b'\r'), None) => break,
-                        (Some(b'\n'), _) => {
-                            self.pos += 2;
+                    match dot_line(&buf[1..], ds.after_crlf, bare_lf_ends) {
+                        DotLine::NeedMore => break,
+                        DotLine::End(n) => {
+                            self.pos += n;
                             finished = true;
                             break;
                         }
-                        (Some(b'\r'), Some(b'\n')) => {
-                            self.pos += 3;
-                            finished = true;
-                            break;
-                        }
+                        // Kept whole; the line is read below.
+                        DotLine::Content => {}
                         // Dot-stuffed line: drop the dot, keep the rest.
-                        _ => self.pos += 1,
+                        DotLine::Stuffed => self.pos += 1,
                     }
                 }
                 ds.at_line_start = false;
@@ -634,10 +659,12 @@ impl Server {
             }
             match buf.iter().position(|&b| b == b'\n') {
                 Some(i) => {
-                    let text = buf[..i].strip_suffix(b"\r").unwrap_or(&buf[..i]);
+                    let crlf = buf[..i].ends_with(b"\r");
+                    let text = if crlf { &buf[..i - 1] } else { &buf[..i] };
                     append(ds, max, text);
                     append(ds, max, b"\n");
                     ds.at_line_start = true;
+                    ds.after_crlf = crlf;
                     self.pos += i + 1;
                 }
                 None => {
@@ -664,14 +691,50 @@ impl Server {
     }
 }
 
+/// What a line starting with "." in DATA is (see [`dot_line`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DotLine {
+    /// Too few bytes to tell.
+    NeedMore,
+    /// The end of the data; the terminator line is this many bytes.
+    End(usize),
+    /// A lone "." line that does not end the data (it touches a bare LF):
+    /// message content, dot included.
+    Content,
+    /// A dot-stuffed line (RFC 5321 §4.5.2): the dot is dropped.
+    Stuffed,
+}
+
+/// Classifies a DATA line that starts with "."; `rest` is what follows
+/// the dot, `after_crlf` says whether the previous line ended with CRLF.
+/// Public so that a driver cutting input into pieces (smtpd's splitter)
+/// applies exactly the rule [`Server`] does, and both agree on where the
+/// data ends.
+pub fn dot_line(rest: &[u8], after_crlf: bool, bare_lf_ends_data: bool) -> DotLine {
+    match (rest.first(), rest.get(1)) {
+        (None, _) | (Some(b'\r'), None) => DotLine::NeedMore,
+        (Some(b'\n'), _) if bare_lf_ends_data => DotLine::End(2),
+        (Some(b'\r'), Some(b'\n')) if after_crlf || bare_lf_ends_data => DotLine::End(3),
+        (Some(b'\n'), _) | (Some(b'\r'), Some(b'\n')) => DotLine::Content,
+        _ => DotLine::Stuffed,
+    }
+}
+
+/// The size limit actually enforced: `max_message_size`, with 0 ("no
+/// limit") and anything larger capped at [`HARD_MAX_MESSAGE_SIZE`].
+fn effective_limit(max: u64) -> u64 {
+    if max == 0 { HARD_MAX_MESSAGE_SIZE } else { max.min(HARD_MAX_MESSAGE_SIZE) }
+}
+
 /// Adds message bytes, counting past the limit without buffering
-/// (so memory stays bounded by `message_size_limit`).
+/// (so memory stays bounded by the limit, never above
+/// [`HARD_MAX_MESSAGE_SIZE`]).
 fn append(ds: &mut DataState, max: u64, bytes: &[u8]) {
     ds.size = ds.size.saturating_add(bytes.len() as u64);
     if ds.too_big {
         return;
     }
-    if max > 0 && ds.size > max {
+    if ds.size > max {
         ds.too_big = true;
         ds.content = Vec::new();
     } else {
@@ -695,7 +758,13 @@ mod tests {
             vrfy_enabled: true,
             starttls_offered: false,
             auth_mechanisms: vec![],
+            bare_lf_ends_data: false,
         }
+    }
+
+    /// `sendmail -bs` parameters: a bare-LF "." line ends the data.
+    fn bs_params() -> ServerParams {
+        ServerParams { bare_lf_ends_data: true, ..params() }
     }
 
     /// Drains every event, accepting each decision, and returns the
@@ -909,7 +978,12 @@ mod tests {
     }
 
     fn message_of(body: &[u8], chunk: usize) -> Option<Vec<u8>> {
-        let mut s = Server::new(params());
+        message_with(params(), body, chunk)
+    }
+
+    /// The message `body` (after DATA) gives, fed `chunk` bytes at a time.
+    fn message_with(p: ServerParams, body: &[u8], chunk: usize) -> Option<Vec<u8>> {
+        let mut s = Server::new(p);
         s.feed(b"MAIL FROM:<a@x.org>\r\nRCPT TO:<b@x.org>\r\nDATA\r\n");
         let mut content = None;
         for piece in body.chunks(chunk.max(1)) {
@@ -933,26 +1007,158 @@ mod tests {
         let table: &[(&[u8], &[u8])] = &[
             (b".\r\n", b""),
             (b"a\r\n.\r\n", b"a\n"),
-            (b"a\n.\n", b"a\n"),
             (b"..\r\n.\r\n", b".\n"),
             (b"...x\r\n..\r\n.\r\n", b"..x\n.\n"),
             (b".x\r\n.\r\n", b"x\n"),
             (b"a\rb\r\n.\r\n", b"a\rb\n"),
             (b".\rx\r\n.\r\n", b"\rx\n"),
             (b"a.\r\n .\r\n.\r\n", b"a.\n .\n"),
-            (b"mixed\nends\r\n\r\n.\n", b"mixed\nends\n\n"),
+            (b"mixed\nends\r\n\r\n.\r\n", b"mixed\nends\n\n"),
+            (b"bare\n..x\r\n.\r\n", b"bare\n.x\n"),
         ];
         for (body, want) in table {
             for chunk in [1, 2, 3, 1000] {
-                assert_eq!(
-                    message_of(body, chunk).as_deref(),
-                    Some(*want),
-                    "{body:?} chunk {chunk}"
-                );
+                for p in [params(), bs_params()] {
+                    assert_eq!(
+                        message_with(p, body, chunk).as_deref(),
+                        Some(*want),
+                        "{body:?} chunk {chunk}"
+                    );
+                }
             }
         }
         // Not terminated yet: ". " and "x." are not the end.
         assert_eq!(message_of(b". \r\nx.\r\n", 1), None);
+    }
+
+    /// RFC 5321 §4.1.1.4: only `CRLF . CRLF` ends the data in smtpd; a
+    /// "." line touching a bare LF is content. `sendmail -bs` also takes
+    /// the bare-LF forms.
+    #[test]
+    fn only_crlf_dot_crlf_ends_data_in_smtpd() {
+        let loose: &[(&[u8], &[u8])] = &[
+            // body, then what smtpd keeps once a real CRLF.CRLF follows.
+            (b"a\n.\n", b"a\n.\n"),
+            (b"a\r\n.\n", b"a\n.\n"),
+            (b"a\n.\r\n", b"a\n.\n"),
+            (b".\n", b".\n"),
+        ];
+        for (body, kept) in loose {
+            for chunk in [1, 2, 3, 1000] {
+                assert_eq!(message_with(params(), body, chunk), None, "{body:?} chunk {chunk}");
+                let mut full = body.to_vec();
+                full.extend_from_slice(b"\r\n.\r\n");
+                let mut want = kept.to_vec();
+                want.push(b'\n');
+                assert_eq!(
+                    message_with(params(), &full, chunk).as_deref(),
+                    Some(&want[..]),
+                    "{full:?} chunk {chunk}"
+                );
+                // -bs: the bare-LF forms end the data (the text before the
+                // "." line is the message).
+                let end = body.len() - if body.ends_with(b".\r\n") { 3 } else { 2 };
+                let want_bs: Vec<u8> =
+                    body[..end].iter().copied().filter(|&b| b != b'\r').collect();
+                assert_eq!(
+                    message_with(bs_params(), body, chunk).as_deref(),
+                    Some(&want_bs[..]),
+                    "-bs {body:?} chunk {chunk}"
+                );
+            }
+        }
+        // CRLF.CRLF ends the data in both modes.
+        for p in [params(), bs_params()] {
+            assert_eq!(message_with(p, b"a\r\n.\r\n", 1).as_deref(), Some(&b"a\n"[..]));
+        }
+    }
+
+    /// The review's smuggling payload: one message, with the would-be
+    /// commands as its text, and nothing run as a command.
+    #[test]
+    fn smuggling_payload_is_one_message() {
+        let mut s = Server::new(params());
+        s.feed(
+            b"EHLO x\r\nMAIL FROM:<a@x.org>\r\nRCPT TO:<b@x.org>\r\nDATA\r\n\
+              Subject: a\r\n\r\nbody\n.\nMAIL FROM:<evil@example.com>\r\n\
+              RCPT TO:<suporte@postern.test>\r\nDATA\r\nFrom: evil@example.com\r\n\
+              \r\nsmuggled\r\n.\r\nQUIT\r\n",
+        );
+        let mut messages = Vec::new();
+        let mut replies = Vec::new();
+        while let Some(ev) = s.next_event() {
+            match ev {
+                Event::Message { content } => {
+                    messages.push(content);
+                    s.message_queued("Q");
+                }
+                Event::Mail { from, .. } => {
+                    assert_eq!(from.unwrap().to_string(), "a@x.org");
+                    s.accept();
+                }
+                Event::Rcpt { .. } => s.accept(),
+                Event::Reply(r) => replies.push(r.code),
+                Event::Close => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(messages.len(), 1);
+        assert_eq!(
+            String::from_utf8(messages.remove(0)).unwrap(),
+            "Subject: a\n\nbody\n.\nMAIL FROM:<evil@example.com>\n\
+             RCPT TO:<suporte@postern.test>\nDATA\nFrom: evil@example.com\n\nsmuggled\n"
+        );
+        assert_eq!(replies, [250, 250, 250, 354, 250, 221]);
+    }
+
+    #[test]
+    fn dot_line_rule() {
+        for bare in [false, true] {
+            assert_eq!(dot_line(b"", true, bare), DotLine::NeedMore);
+            assert_eq!(dot_line(b"\r", false, bare), DotLine::NeedMore);
+            assert_eq!(dot_line(b"\r\n", true, bare), DotLine::End(3));
+            assert_eq!(dot_line(b"x", true, bare), DotLine::Stuffed);
+            assert_eq!(dot_line(b"\rx", true, bare), DotLine::Stuffed);
+        }
+        assert_eq!(dot_line(b"\n", true, false), DotLine::Content);
+        assert_eq!(dot_line(b"\r\n", false, false), DotLine::Content);
+        assert_eq!(dot_line(b"\n", false, true), DotLine::End(2));
+        assert_eq!(dot_line(b"\r\n", false, true), DotLine::End(3));
+    }
+
+    /// With `message_size_limit = 0` the buffer still stops at the hard
+    /// ceiling.
+    #[test]
+    fn no_limit_still_has_a_ceiling() {
+        assert_eq!(effective_limit(0), HARD_MAX_MESSAGE_SIZE);
+        assert_eq!(effective_limit(u64::MAX), HARD_MAX_MESSAGE_SIZE);
+        assert_eq!(effective_limit(100), 100);
+        let mut ds = DataState {
+            at_line_start: false,
+            after_crlf: true,
+            size: HARD_MAX_MESSAGE_SIZE - 2,
+            too_big: false,
+            content: Vec::new(),
+        };
+        append(&mut ds, effective_limit(0), b"ab");
+        assert!(!ds.too_big);
+        append(&mut ds, effective_limit(0), b"c");
+        assert!(ds.too_big && ds.content.is_empty());
+        // The session answers 552 at the end of such a message, and MAIL
+        // with a SIZE past the ceiling is refused up front.
+        let mut s = Server::new(ServerParams { max_message_size: 0, ..params() });
+        s.feed(b"MAIL FROM:<a@x.org>\r\nRCPT TO:<b@x.org>\r\nDATA\r\nx\r\n");
+        drain(&mut s);
+        if let Mode::Data(ds) = &mut s.mode {
+            ds.size = HARD_MAX_MESSAGE_SIZE;
+        }
+        s.feed(b"y\r\n.\r\n");
+        assert_eq!(drain(&mut s), "552 5.3.4 Message size exceeds fixed limit\r\n");
+        let big = format!("MAIL FROM:<a@x.org> SIZE={}\r\n", HARD_MAX_MESSAGE_SIZE + 1);
+        assert_eq!(
+            run_with(ServerParams { max_message_size: 0, ..params() }, &big),
+            "552 5.3.4 Message size exceeds fixed limit\r\n"
+        );
     }
 
     #[test]

@@ -8,8 +8,11 @@
 //! command line at a time, and in DATA everything up to and including the
 //! terminating `.` line (RFC 5321 §4.1.1.4), never beyond. [`Splitter`]
 //! decides where those cuts fall; it mirrors the machine's own rules (a
-//! line ends at LF, with or without CR; the data ends with a line holding
-//! only `.`), so both always agree on where a command begins.
+//! line ends at LF, with or without CR; the data ends at `CRLF . CRLF`
+//! only, as decided by the machine's own [`smtp_proto::dot_line`]), so
+//! both always agree on where a command begins. A bare-LF "." line is
+//! message text, never an end of data after which commands run (SMTP
+//! smuggling, CVE-2023-51764).
 //!
 //! Everything here is pure and never panics on any input.
 
@@ -30,16 +33,24 @@ pub(crate) struct Piece {
     pub(crate) ends_data: bool,
 }
 
-/// Remembers whether the next byte starts a line.
+/// Remembers whether the next byte starts a line, and in DATA how the
+/// previous line ended.
 #[derive(Debug)]
 pub(crate) struct Splitter {
     at_line_start: bool,
+    /// In DATA: the previous line ended with CRLF (or the data just began).
+    after_crlf: bool,
+    /// In DATA: the last piece ended mid-line with a CR.
+    last_cr: bool,
+    /// `ServerParams::bare_lf_ends_data` of the machine being fed.
+    bare_lf_ends_data: bool,
 }
 
 impl Splitter {
-    /// A splitter at the start of a session.
-    pub(crate) fn new() -> Splitter {
-        Splitter { at_line_start: true }
+    /// A splitter at the start of a session; `bare_lf_ends_data` must be
+    /// the machine's `ServerParams::bare_lf_ends_data`.
+    pub(crate) fn new(bare_lf_ends_data: bool) -> Splitter {
+        Splitter { at_line_start: true, after_crlf: true, last_cr: false, bare_lf_ends_data }
     }
 
     /// The next piece of `buf` to feed, or `None` when nothing can be fed
@@ -59,29 +70,40 @@ impl Splitter {
                 None => (buf.len(), false),
             };
             self.at_line_start = ends_line;
+            // The data that may follow starts clean (RFC 5321 §4.1.1.4:
+            // the DATA line's CRLF is the first of `CRLF . CRLF`).
+            self.after_crlf = true;
+            self.last_cr = false;
             return Some(Piece { len, starts_command, ends_data: false });
         }
         let mut i = 0;
         let mut line_start = self.at_line_start;
+        let mut after_crlf = self.after_crlf;
+        let mut last_cr = self.last_cr;
         while i < buf.len() {
             let rest = &buf[i..];
             if line_start && rest[0] == b'.' {
-                if rest.starts_with(b".\n") || rest.starts_with(b".\r\n") {
-                    let len = i + if rest[1] == b'\n' { 2 } else { 3 };
-                    self.at_line_start = true;
-                    return Some(Piece { len, starts_command: false, ends_data: true });
-                }
-                if rest == b"." || rest == b".\r" {
+                match smtp_proto::dot_line(&rest[1..], after_crlf, self.bare_lf_ends_data) {
+                    smtp_proto::DotLine::End(n) => {
+                        self.at_line_start = true;
+                        self.after_crlf = true;
+                        self.last_cr = false;
+                        return Some(Piece { len: i + n, starts_command: false, ends_data: true });
+                    }
                     // Maybe the terminator: wait for the rest of the line.
-                    break;
+                    smtp_proto::DotLine::NeedMore => break,
+                    smtp_proto::DotLine::Content | smtp_proto::DotLine::Stuffed => {}
                 }
             }
             match rest.iter().position(|&b| b == b'\n') {
                 Some(n) => {
+                    after_crlf = if n == 0 { last_cr } else { rest[n - 1] == b'\r' };
+                    last_cr = false;
                     i += n + 1;
                     line_start = true;
                 }
                 None => {
+                    last_cr = rest.ends_with(b"\r");
                     i = buf.len();
                     line_start = false;
                 }
@@ -91,6 +113,8 @@ impl Splitter {
             return None;
         }
         self.at_line_start = line_start;
+        self.after_crlf = after_crlf;
+        self.last_cr = last_cr;
         Some(Piece { len: i, starts_command: false, ends_data: false })
     }
 }
@@ -213,7 +237,7 @@ mod tests {
 
     /// Splits `input` the way a session does, given a model of DATA mode.
     fn pieces(input: &[u8], data_after: &[usize]) -> Vec<Piece> {
-        let mut s = Splitter::new();
+        let mut s = Splitter::new(false);
         let mut out = Vec::new();
         let mut pos = 0;
         let mut in_data = false;
@@ -241,7 +265,7 @@ mod tests {
         );
         // A short partial line waits; a long one is fed, and its rest is
         // not a new command.
-        let mut s = Splitter::new();
+        let mut s = Splitter::new(false);
         assert_eq!(s.next(b"NOO", false), None);
         let long = vec![b'x'; HOLD_COMMAND + 1];
         assert!(s.next(&long, false).unwrap().starts_command);
@@ -260,14 +284,37 @@ mod tests {
         assert_eq!(p[1], Piece { len: 26, starts_command: false, ends_data: true });
         assert_eq!(&input[6 + 26..], b"QUIT\r\n");
         assert!(p[2].starts_command);
-        // Bare LF terminator.
+        // A bare-LF "." line is data: nothing after it is a command.
         let p = pieces(b"DATA\n.\nQUIT\n", &[1]);
-        assert_eq!(p[1], Piece { len: 2, starts_command: false, ends_data: true });
+        assert_eq!(p[1..], [Piece { len: 7, starts_command: false, ends_data: false }]);
+        let p = pieces(b"DATA\r\nx\r\n.\nQUIT\r\nx\n.\r\nQUIT\r\n.\r\nQUIT\r\n", &[1]);
+        assert_eq!(p[1], Piece { len: 25, starts_command: false, ends_data: true });
+        assert!(p[2].starts_command);
+        assert_eq!(p.len(), 3);
+        // A CR split from its LF still counts as CRLF.
+        let mut s = Splitter::new(false);
+        assert_eq!(s.next(b"x\r", true).unwrap().len, 2);
+        assert_eq!(s.next(b"\n", true).unwrap().len, 1);
+        assert!(s.next(b".\r\n", true).unwrap().ends_data);
+        let mut s = Splitter::new(false);
+        assert_eq!(s.next(b"x", true).unwrap().len, 1);
+        assert_eq!(s.next(b"\n", true).unwrap().len, 1);
+        assert!(!s.next(b".\r\n", true).unwrap().ends_data);
+    }
+
+    #[test]
+    fn bare_lf_ends_data_for_sendmail_bs() {
+        let mut s = Splitter::new(true);
+        assert!(s.next(b"DATA\n", false).unwrap().starts_command);
+        assert_eq!(
+            s.next(b"x\n.\nQUIT\n", true).unwrap(),
+            Piece { len: 4, starts_command: false, ends_data: true }
+        );
     }
 
     #[test]
     fn a_possible_terminator_waits_for_its_line_end() {
-        let mut s = Splitter::new();
+        let mut s = Splitter::new(false);
         assert_eq!(s.next(b"abc\r\n.", true).unwrap().len, 5);
         assert_eq!(s.next(b".", true), None);
         assert_eq!(s.next(b".\r", true), None);
@@ -276,13 +323,16 @@ mod tests {
             Piece { len: 3, starts_command: false, ends_data: true }
         );
         // A dot in the middle of a line is just data.
-        let mut s = Splitter::new();
+        let mut s = Splitter::new(false);
         assert_eq!(s.next(b"ab", true).unwrap().len, 2);
         assert_eq!(
             s.next(b".\r\n", true).unwrap(),
             Piece { len: 3, starts_command: false, ends_data: false }
         );
-        assert!(s.next(b".\n", true).unwrap().ends_data);
+        // A bare-LF "." line is data, and so is a CRLF one right after it.
+        assert!(!s.next(b".\n", true).unwrap().ends_data);
+        assert!(!s.next(b".\r\n", true).unwrap().ends_data);
+        assert!(s.next(b".\r\n", true).unwrap().ends_data);
     }
 
     #[test]
@@ -312,6 +362,11 @@ mod tests {
     /// Feeding pieces leaves the state machine exactly where feeding the
     /// whole input at once does.
     fn same_transcript(input: &[u8]) {
+        same_transcript_with(input, false);
+        same_transcript_with(input, true);
+    }
+
+    fn same_transcript_with(input: &[u8], bare_lf_ends_data: bool) {
         let params = ServerParams {
             hostname: "h".into(),
             banner: "h".into(),
@@ -322,6 +377,7 @@ mod tests {
             vrfy_enabled: true,
             starttls_offered: false,
             auth_mechanisms: vec![],
+            bare_lf_ends_data,
         };
         let drain = |s: &mut Server, out: &mut Vec<u8>| {
             while let Some(ev) = s.next_event() {
@@ -339,7 +395,7 @@ mod tests {
 
         let mut s = Server::new(params);
         let mut got = Vec::new();
-        let mut split = Splitter::new();
+        let mut split = Splitter::new(bare_lf_ends_data);
         let mut pos = 0;
         while !s.is_closed() {
             let Some(p) = split.next(&input[pos..], s.in_data()) else { break };
@@ -357,6 +413,12 @@ mod tests {
             b"EHLO x\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\nS: x\r\n..\r\n.\r\nNOOP\r\nQUIT\r\n",
         );
         same_transcript(b"HELO x\nMAIL FROM:<a@b.c>\nRCPT TO:<d@e.f>\nDATA\n.\n.\nNOOP\n");
+        // The smuggling payload.
+        same_transcript(
+            b"EHLO x\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\nSubject: a\r\n\r\n\
+              body\n.\nMAIL FROM:<evil@example.com>\r\nRCPT TO:<d@e.f>\r\nDATA\r\n\
+              smuggled\r\n.\r\nQUIT\r\n",
+        );
     }
 
     proptest! {
@@ -364,8 +426,9 @@ mod tests {
         fn never_panics_and_always_progresses(
             bytes in proptest::collection::vec(any::<u8>(), 0..600),
             data in any::<bool>(),
+            bare in any::<bool>(),
         ) {
-            let mut s = Splitter::new();
+            let mut s = Splitter::new(bare);
             let mut pos = 0;
             while let Some(p) = s.next(&bytes[pos..], data) {
                 prop_assert!(p.len > 0 && pos + p.len <= bytes.len());
@@ -383,11 +446,17 @@ mod tests {
                 "(EHLO x|MAIL FROM:<a@b.c>|RCPT TO:<d@e.f>|DATA|\\.|\\.\\.x|\\.x|RSET|QUIT|[ -~]{0,12})",
                 0..30,
             ),
-            crlf in any::<bool>(),
+            eols in proptest::collection::vec(0u8..3, 30),
         ) {
-            let eol = if crlf { "\r\n" } else { "\n" };
-            let text: String = lines.iter().map(|l| format!("{l}{eol}")).collect();
+            // CRLF, bare LF, or (the smuggling shape) a mix of the two.
+            let text: String = lines
+                .iter()
+                .zip(&eols)
+                .map(|(l, e)| format!("{l}{}", if *e == 0 { "\n" } else { "\r\n" }))
+                .collect();
             same_transcript(text.as_bytes());
+            let lf: String = lines.iter().map(|l| format!("{l}\n")).collect();
+            same_transcript(lf.as_bytes());
         }
     }
 }

@@ -22,7 +22,6 @@ use smtp_proto::Reply;
 pub(crate) struct Policy {
     /// Kept for `mail_config::is_local_domain` (`mydestination`).
     config: Main,
-    myhostname: String,
     myorigin: String,
     append_at_myorigin: bool,
     mynetworks: Networks,
@@ -45,7 +44,7 @@ fn reply(code: u16, status: (u8, u16, u16), text: String) -> Reply {
 }
 
 impl Policy {
-    /// Reads the parameters the policy needs: myhostname, myorigin,
+    /// Reads the parameters the policy needs: myorigin,
     /// append_at_myorigin, mydestination, mynetworks, passwd_file,
     /// alias_maps and recipient_delimiter.
     pub(crate) fn from_config(config: &Main) -> Policy {
@@ -66,7 +65,6 @@ impl Policy {
             .collect();
         Policy {
             config: config.clone(),
-            myhostname: config.str("myhostname"),
             myorigin: config.str("myorigin"),
             append_at_myorigin: config.bool("append_at_myorigin"),
             mynetworks: config.mynetworks(),
@@ -91,16 +89,16 @@ impl Policy {
         self.mynetworks.contains(client)
     }
 
-    /// Whether mail for `domain` is delivered here.
+    /// Whether mail for `domain` is delivered here: `mydestination` only,
+    /// as in Postfix, and the same rule qmgr routes by.
     fn is_local(&self, domain: &str) -> bool {
         mail_config::is_local_domain(&self.config, domain)
-            || domain.trim_end_matches('.').eq_ignore_ascii_case(&self.myhostname)
     }
 
     /// Decides RCPT TO. Blocking: it may read the passwd-file, the
     /// aliases files or the system user database.
     ///
-    /// - Local domains (`mydestination`, `myhostname`, or no domain at
+    /// - Local domains (`mydestination`, or no domain at
     ///   all when `append_at_myorigin = no`): the local part must be a
     ///   user or an alias, else 550 5.1.1 (RFC 3463 §3.2: bad destination
     ///   mailbox address).

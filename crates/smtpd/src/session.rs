@@ -77,9 +77,9 @@ where
 {
     let mut s = Session {
         server: Server::new(ctx.settings.server.clone()),
+        splitter: Splitter::new(ctx.settings.server.bare_lf_ends_data),
         ctx,
         client,
-        splitter: Splitter::new(),
         counters: Counters::default(),
         awaiting: None,
         last: "CONNECT",

@@ -60,6 +60,8 @@ impl Settings {
             // TLS and AUTH are not offered yet: nothing advertised.
             starttls_offered: false,
             auth_mechanisms: Vec::new(),
+            // RFC 5321 §4.1.1.4: only CRLF.CRLF ends DATA (no SMTP smuggling).
+            bare_lf_ends_data: false,
         };
         let cleanup = CleanupParams {
             myhostname,
