@@ -115,6 +115,9 @@ impl Drop for AsUser {
             tracing::error!("fatal: cannot restore root privileges after a delivery: {e}");
             std::process::abort();
         }
+        // Changing the effective uid cleared the request to die with
+        // master; ask again.
+        mail_daemon::die_with_parent();
     }
 }
 
