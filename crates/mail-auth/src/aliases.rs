@@ -213,28 +213,47 @@ fn trim_ascii_start(bytes: &[u8]) -> &[u8] {
     &bytes[start..]
 }
 
+/// Byte offsets of `sep` outside double quotes (a backslash escapes the
+/// next character inside quotes), the one quoting rule of aliases(5).
+/// After the last offset, `in_quotes` says whether a quote was left open.
+struct Unquoted<'a> {
+    chars: std::str::CharIndices<'a>,
+    sep: char,
+    in_quotes: bool,
+    escaped: bool,
+}
+
+fn unquoted(line: &str, sep: char) -> Unquoted<'_> {
+    Unquoted { chars: line.char_indices(), sep, in_quotes: false, escaped: false }
+}
+
+impl Iterator for Unquoted<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        for (i, c) in self.chars.by_ref() {
+            if self.escaped {
+                self.escaped = false;
+                continue;
+            }
+            match c {
+                '\\' if self.in_quotes => self.escaped = true,
+                '"' => self.in_quotes = !self.in_quotes,
+                c if c == self.sep && !self.in_quotes => return Some(i),
+                _ => {}
+            }
+        }
+        None
+    }
+}
+
 /// Splits `name: value` at the first colon outside double quotes. The name
 /// is unquoted and lower-cased.
 fn split_name(line: &str) -> Option<(String, &str)> {
-    let mut in_quotes = false;
-    let mut escaped = false;
-    for (i, c) in line.char_indices() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match c {
-            '\\' if in_quotes => escaped = true,
-            '"' => in_quotes = !in_quotes,
-            ':' if !in_quotes => {
-                let name = line[..i].trim();
-                let name = unquote(name).unwrap_or_else(|| name.to_owned());
-                return Some((name.to_lowercase(), &line[i + 1..]));
-            }
-            _ => {}
-        }
-    }
-    None
+    let i = unquoted(line, ':').next()?;
+    let name = line[..i].trim();
+    let name = unquote(name).unwrap_or_else(|| name.to_owned());
+    Some((name.to_lowercase(), &line[i + 1..]))
 }
 
 /// `"text"` to `text` (with `\x` to `x`); `None` if `s` is not one whole
@@ -261,26 +280,14 @@ fn parse_values(value: &str) -> (Vec<AliasTarget>, Vec<String>) {
     let mut targets = Vec::new();
     let mut bad = Vec::new();
     let mut start = 0;
-    let mut in_quotes = false;
-    let mut escaped = false;
     let mut pieces = Vec::new();
-    for (i, c) in value.char_indices() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match c {
-            '\\' if in_quotes => escaped = true,
-            '"' => in_quotes = !in_quotes,
-            ',' if !in_quotes => {
-                pieces.push(&value[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
+    let mut commas = unquoted(value, ',');
+    for i in commas.by_ref() {
+        pieces.push(&value[start..i]);
+        start = i + 1;
     }
     pieces.push(&value[start..]);
-    if in_quotes {
+    if commas.in_quotes {
         bad.push("unbalanced double quote".to_owned());
         return (targets, bad);
     }

@@ -170,14 +170,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let q = Queue::new(d.path());
         q.create_layout().unwrap();
-        let m = Maildrop {
-            sender: String::new(),
-            recipients: vec!["suporte".into()],
-            extract_recipients: false,
-            full_name: String::new(),
-            user: "root".into(),
-            content: b"Subject: Teste\n\nTeste de envio\n".to_vec(),
-        };
+        let m = sample();
         let id = q.write_maildrop(&m).unwrap();
         assert_eq!(q.scan(State::Maildrop).unwrap(), vec![id.clone()]);
         let (back, _uid) = q.read_maildrop(&id, 1 << 20).unwrap();
