@@ -55,6 +55,9 @@ pub struct Instance {
 /// Options for [`Instance::start_with`].
 #[derive(Debug, Default, Clone)]
 pub struct Options {
+    /// Called with the instance directory after init and postconf,
+    /// before master starts.
+    pub before_start: Option<fn(&Path)>,
     /// Extra `--user NAME:PASSWORD` entries, added to the tutorial's suporte:suporte.
     pub users: Vec<String>,
     /// `postconf -e` settings applied before start.
@@ -98,6 +101,9 @@ impl Instance {
                 "postconf -e {setting:?}: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
+        }
+        if let Some(f) = opts.before_start {
+            f(&dir);
         }
         if let Some(size) = opts.queue_tmpfs {
             let queue = dir.join("queue");

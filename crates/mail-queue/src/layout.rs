@@ -123,6 +123,20 @@ impl Queue {
         Ok(())
     }
 
+    /// Gives the directories the daemons write to `owner` (uid, gid):
+    /// master runs as root in a system install and creates the layout, but
+    /// smtpd, pickup and qmgr run as mail_owner. `pid/` stays root's.
+    pub fn chown_layout(&self, owner: (u32, u32)) -> Result<(), Error> {
+        let mut names: Vec<&str> = State::ALL.iter().map(|s| s.dir_name()).collect();
+        names.extend([TMP, STATUS, PRIVATE, PUBLIC]);
+        for name in names {
+            let path = self.root.join(name);
+            std::os::unix::fs::chown(&path, Some(owner.0), Some(owner.1))
+                .map_err(Error::io(path))?;
+        }
+        Ok(())
+    }
+
     /// Reserves a new queue id by creating its temporary file. The id is
     /// known before the content is written, so cleanup can put it in the
     /// `Received:` header.

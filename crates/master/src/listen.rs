@@ -130,13 +130,28 @@ pub(crate) fn bind(main: &Main, def: &ServiceDef) -> anyhow::Result<Vec<Bound>> 
         }
         ServiceKind::Unix => {
             let path = unix_path(&main.path("queue_directory"), def);
-            bind_unix(&path, def.private)
+            bind_unix(&path, def.private, mail_owner_ids(main))
                 .map(|fd| vec![Bound { display: path.display().to_string(), fd }])
         }
     }
 }
 
-fn bind_unix(path: &std::path::Path, private: bool) -> anyhow::Result<OwnedFd> {
+/// mail_owner's uid and gid when master runs as root and mail_owner is
+/// another account: the owner of the queue's working directories and of
+/// the service sockets, so unprivileged workers can use them.
+pub(crate) fn mail_owner_ids(main: &Main) -> Option<(u32, u32)> {
+    if !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    let user = nix::unistd::User::from_name(&main.str("mail_owner")).ok().flatten()?;
+    (!user.uid.is_root()).then(|| (user.uid.as_raw(), user.gid.as_raw()))
+}
+
+fn bind_unix(
+    path: &std::path::Path,
+    private: bool,
+    owner: Option<(u32, u32)>,
+) -> anyhow::Result<OwnedFd> {
     use std::os::unix::fs::PermissionsExt;
     // A socket left by a master that was killed; we hold the pid file, so
     // nobody else is serving it.
@@ -151,6 +166,10 @@ fn bind_unix(path: &std::path::Path, private: bool) -> anyhow::Result<OwnedFd> {
     let mode = if private { 0o600 } else { 0o666 };
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("chmod {}", path.display()))?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))
+            .with_context(|| format!("chown {}", path.display()))?;
+    }
     Ok(l.into())
 }
 
@@ -158,6 +177,6 @@ fn bind_unix(path: &std::path::Path, private: bool) -> anyhow::Result<OwnedFd> {
 pub(crate) fn bind_control(
     path: &std::path::Path,
 ) -> anyhow::Result<std::os::unix::net::UnixListener> {
-    let fd = bind_unix(path, true)?;
+    let fd = bind_unix(path, true, None)?;
     Ok(fd.into())
 }

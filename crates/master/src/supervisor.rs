@@ -117,6 +117,9 @@ pub(crate) async fn run(dir: PathBuf, ready_json: bool) -> anyhow::Result<()> {
     queue
         .create_layout()
         .with_context(|| format!("create queue directory {}", queue.root().display()))?;
+    if let Some(owner) = listen::mail_owner_ids(&main) {
+        queue.chown_layout(owner).context("give the queue directories to mail_owner")?;
+    }
     let _lock = lock_instance(&queue)?;
     let ctl_path = queue.root().join(sockets::MASTER_CONTROL);
     let ctl = listen::bind_control(&ctl_path)?;
