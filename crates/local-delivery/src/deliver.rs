@@ -128,8 +128,8 @@ impl Agent {
             Destination::File { path, owner, via } => {
                 mailbox::deliver_to_file(s, m, path, *owner, via)
             }
-            Destination::Command { command, owner, via, home } => {
-                mailbox::deliver_to_command(s, m, command, *owner, via, home)
+            Destination::Command { command, owner, via, home, user } => {
+                mailbox::deliver_to_command(s, m, command, *owner, via, home, user.as_deref())
             }
         }
     }

@@ -132,7 +132,9 @@ pub(crate) fn deliver_to_file(
     status
 }
 
-/// Pipes the message to an alias's `|command` as the alias owner.
+/// Pipes the message to an alias's or a `.forward`'s `|command` as the
+/// file's owner. `user` names the `.forward`'s user for `$USER`; `None`
+/// means the name of `owner`.
 pub(crate) fn deliver_to_command(
     s: &Settings,
     m: &Message<'_>,
@@ -140,16 +142,21 @@ pub(crate) fn deliver_to_command(
     owner: Owner,
     via: &str,
     home: &Path,
+    user: Option<&str>,
 ) -> DeliveryStatus {
     let requested = owner;
     let owner = match privs::unprivileged(owner, &s.default_privs, s.privileged()) {
         Ok(o) => o,
         Err(e) => return config_error(e),
     };
-    let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(owner.uid))
-        .ok()
-        .flatten()
-        .map_or_else(|| owner.uid.to_string(), |u| u.name);
+    let name = match user {
+        // default_privs runs it: the name must not claim another identity.
+        Some(name) if owner == requested => name.to_owned(),
+        _ => nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(owner.uid))
+            .ok()
+            .flatten()
+            .map_or_else(|| owner.uid.to_string(), |u| u.name),
+    };
     let (local, domain) = via.rsplit_once('@').unwrap_or((via, ""));
     let mut env = user_env(&name, home);
     env.extend([
@@ -533,6 +540,7 @@ mod tests {
             owner,
             "prog@example.org",
             dir.path(),
+            None,
         );
         assert!(matches!(st, DeliveryStatus::Sent { .. }), "{st:?}");
     }

@@ -15,8 +15,12 @@
 //!   equal to the recipient means a forwarding loop (bounced 5.4.6);
 //!   `alias_maps` are expanded recursively (aliases(5): addresses, `/file`,
 //!   `|command`, `:include:`; an alias that names itself means the user;
-//!   at most 20 levels); remote addresses from aliases are re-queued with
-//!   `Delivered-To:` of the alias and qmgr is woken; local users (system
+//!   at most 20 levels); a local user's `.forward` (the first file of
+//!   `forward_path` that exists: `~/.forward+EXT`, then `~/.forward`)
+//!   is expanded the same way, the user named inside it meaning the
+//!   user's own mailbox (`\user`); remote addresses from aliases and
+//!   `.forward` files are re-queued with `Delivered-To:` of the alias or
+//!   user and qmgr is woken; local users (system
 //!   users, or `passwd_file`) get the message in `mailbox_command`'s input,
 //!   in `~/home_mailbox` (a Maildir when it ends in `/`, else an mbox), or
 //!   in `mail_spool_directory/USER` (mbox). Every delivered copy starts
@@ -29,7 +33,11 @@
 //!   each delivery it switches its effective uid, gid and groups to the
 //!   recipient and switches back afterwards; commands are started with the
 //!   recipient's real uid. `|command` and `/file` destinations from an
-//!   aliases or `:include:` file run as that file's owner; commands and
+//!   aliases or `:include:` file run as that file's owner, those of a
+//!   `.forward` as its user; a `.forward` is read with the user's ids,
+//!   never through a symlink, and only if it is a regular file of at most
+//!   1 MiB owned by the user or root and not writable by group or others
+//!   (otherwise it is ignored with a warning); commands and
 //!   files never run as root: a root recipient's `mailbox_command`, and
 //!   destinations of a root-owned file, run as `default_privs` (uid 0
 //!   and gid 0 are each replaced, as Postfix's `local/command.c` and
@@ -44,7 +52,10 @@
 //! CONFIGURATION
 //!   queue_directory, alias_maps, recipient_delimiter, passwd_file,
 //!   home_mailbox, mail_spool_directory, mailbox_command,
-//!   mailbox_size_limit, allow_mail_to_commands, allow_mail_to_files,
+//!   mailbox_size_limit, allow_mail_to_commands, allow_mail_to_files
+//!   (`alias`, `forward`, `include`), forward_path (not `$`-expanded by
+//!   mail-config: `$home`, `$user`, `$extension`, `$recipient_delimiter`
+//!   and `${name?text}` are expanded per recipient),
 //!   mydestination, myorigin, myhostname, mail_owner (owner of re-queued
 //!   files), command_time_limit (how long a command may run),
 //!   default_privs (the account used instead of root for commands and
@@ -65,6 +76,7 @@
 
 mod command;
 mod deliver;
+mod forward;
 mod mailbox;
 mod privs;
 mod resolve;

@@ -1,7 +1,8 @@
 //! From one envelope recipient to the places its mail goes: alias
 //! expansion (Postfix `local/alias.c`, `local/include.c`,
-//! `local/token.c`), address extensions and the user lookup
-//! (`local/local.c`, `local/resolve.c`).
+//! `local/token.c`), address extensions, the user lookup
+//! (`local/local.c`, `local/resolve.c`) and the user's `.forward`
+//! (`local/dotforward.c`).
 //!
 //! Rules, as Postfix applies them:
 //! - the full local part is looked up as an alias first, then the part
@@ -10,10 +11,17 @@
 //!   that refers back to itself (directly, `suporte: suporte, /backup`, or
 //!   through a cycle) means the user's own mailbox;
 //! - expansion stops at [`MAX_DEPTH`] levels;
+//! - a local user's `.forward` (the first file of `forward_path`, see
+//!   [`crate::forward`]) replaces delivery to the mailbox: its entries
+//!   are expanded like an alias's, its commands and files run as the
+//!   user, and the user named again inside it (`\user` or `user`, directly
+//!   or through other `.forward` files) means the user's own mailbox, as
+//!   in Postfix; an empty `.forward` means the mailbox;
 //! - an address in a domain that is not ours is forwarded (re-queued);
 //! - `|command` and `/file` run with the privileges of the aliases file's
-//!   owner (`default_privs` when root owns it), and only where
-//!   `allow_mail_to_commands` / `allow_mail_to_files` allow them;
+//!   owner, or of the `.forward`'s user (`default_privs` instead of root),
+//!   and only where `allow_mail_to_commands` / `allow_mail_to_files` allow
+//!   them (`alias`, `forward`, `include`);
 //! - the same destination reached twice is delivered once.
 //!
 //! Failures of one branch are reported for that branch; the others still
@@ -26,6 +34,7 @@ use mail_auth::aliases::{AliasTarget, Aliases};
 use mail_auth::{User, UserDb};
 use mail_types::{Address, DeliveryStatus, EnhancedStatus};
 
+use crate::forward::{self, Vars};
 use crate::privs::AsUser;
 use crate::settings::Settings;
 
@@ -35,6 +44,23 @@ pub(crate) const MAX_DEPTH: usize = 20;
 
 /// Most destinations one recipient may expand to.
 const MAX_DESTINATIONS: usize = 1000;
+
+/// Marks, on the expansion stack, a user whose `.forward` is being
+/// expanded (like `:include:` entries, it cannot be an alias name
+/// without quotes).
+const FORWARD_KEY: &str = ":forward:";
+
+/// The recipient address a local user was reached by.
+#[derive(Debug)]
+struct Recipient<'a> {
+    /// `local@domain`.
+    full: &'a str,
+    local: &'a str,
+    domain: &'a str,
+    extension: Option<&'a str>,
+    /// The delimiter character that separated the extension.
+    delimiter: Option<char>,
+}
 
 /// Who runs a command or writes a file named in an alias.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,8 +84,16 @@ pub(crate) enum Destination {
     Forward { address: String, via: String },
     /// `/file` from an alias (a trailing `/` means Maildir).
     File { path: PathBuf, owner: Owner, via: String },
-    /// `|command` from an alias.
-    Command { command: String, owner: Owner, via: String, home: PathBuf },
+    /// `|command` from an alias or a `.forward`.
+    Command {
+        command: String,
+        owner: Owner,
+        via: String,
+        home: PathBuf,
+        /// `$USER` of the command: the `.forward`'s user; `None` for the
+        /// name of `owner`.
+        user: Option<String>,
+    },
 }
 
 impl Destination {
@@ -123,11 +157,14 @@ impl Expansion {
 
 /// What an alias's commands and files may do.
 #[derive(Debug, Clone, Copy)]
-struct Source {
+struct Source<'a> {
     owner: Owner,
     commands: bool,
     files: bool,
     what: &'static str,
+    /// The user of a `.forward` (commands start in their home, with their
+    /// name); `None` for aliases and `:include:` files.
+    user: Option<&'a User>,
 }
 
 /// Resolves recipients against the aliases and the user database.
@@ -190,6 +227,7 @@ impl Resolver<'_> {
                         commands: self.settings.commands_in_alias,
                         files: self.settings.files_in_alias,
                         what: "alias",
+                        user: None,
                     };
                     stack.push(name);
                     for target in &alias.targets {
@@ -208,11 +246,11 @@ impl Resolver<'_> {
         }
 
         match self.users.lookup(base) {
-            Ok(Some(user)) => out.add(Destination::Mailbox {
-                user,
-                address: full,
-                extension: extension.map(str::to_owned),
-            }),
+            Ok(Some(user)) => {
+                let delimiter = local.get(base.len()..).and_then(|r| r.chars().next());
+                let at = Recipient { full: &full, local, domain: &domain, extension, delimiter };
+                self.user(user, &at, depth, stack, out);
+            }
             Ok(None) => {
                 let text = format!("unknown user: \"{}\"", base.to_lowercase());
                 out.fail(&full, DeliveryStatus::bounce(EnhancedStatus(5, 1, 1), text));
@@ -225,10 +263,100 @@ impl Resolver<'_> {
         }
     }
 
+    /// A local user: the `.forward` if there is one, else the mailbox.
+    fn user(
+        &self,
+        user: User,
+        at: &Recipient<'_>,
+        depth: usize,
+        stack: &mut Vec<String>,
+        out: &mut Expansion,
+    ) {
+        let mailbox = |user: User| Destination::Mailbox {
+            user,
+            address: at.full.to_owned(),
+            extension: at.extension.map(str::to_owned),
+        };
+        // Named again from inside the user's own .forward (`\user`, or
+        // `user` as Postfix allows): the mailbox, not the file again.
+        let key = format!("{FORWARD_KEY}{}", user.name);
+        if stack.contains(&key) {
+            return out.add(mailbox(user));
+        }
+        let found = match self.forward_file(&user, at) {
+            Ok(Some(found)) => found,
+            Ok(None) => return out.add(mailbox(user)),
+            Err(text) => {
+                tracing::warn!("{}: {text}", at.full);
+                let status = DeliveryStatus::defer(EnhancedStatus(4, 3, 0), text);
+                return out.fail(at.full, status);
+            }
+        };
+        for w in &found.warnings {
+            tracing::warn!("{w}");
+        }
+        if found.targets.is_empty() {
+            // An empty or comment-only .forward: normal delivery.
+            return out.add(mailbox(user));
+        }
+        tracing::debug!("{}: using {}", at.full, found.path.display());
+        let owner = match self.owner_of(user.uid, user.gid) {
+            Ok(owner) => owner,
+            Err(status) => return out.fail(at.full, status),
+        };
+        let source = Source {
+            owner,
+            commands: self.settings.commands_in_forward,
+            files: self.settings.files_in_forward,
+            what: "forward",
+            user: Some(&user),
+        };
+        stack.push(key);
+        for target in &found.targets {
+            self.target(target, source, depth, stack, out);
+        }
+        stack.pop();
+    }
+
+    /// The `.forward` of `user` that `forward_path` finds, if any.
+    fn forward_file(
+        &self,
+        user: &User,
+        at: &Recipient<'_>,
+    ) -> Result<Option<forward::Found>, String> {
+        let forward_path = &self.settings.forward_path;
+        if forward_path.trim().is_empty() {
+            return Ok(None);
+        }
+        let mut extension = at.extension.filter(|e| !e.is_empty());
+        if extension.is_some_and(|e| e.contains('/') || e.contains('\0')) {
+            // Postfix refuses such extensions for the same reason: they
+            // would name a file outside the home.
+            tracing::warn!("{}: address with illegal extension; extension ignored", at.full);
+            extension = None;
+        }
+        let mut buf = [0u8; 4];
+        let delimiter = match (extension, at.delimiter) {
+            (Some(_), Some(c)) => Some(&*c.encode_utf8(&mut buf)),
+            _ => None,
+        };
+        let vars = Vars {
+            user: Some(&user.name),
+            home: user.home.to_str(),
+            extension,
+            recipient_delimiter: delimiter,
+            recipient: Some(at.full),
+            local: Some(at.local),
+            domain: Some(at.domain),
+        };
+        let paths = forward::candidates(forward_path, &vars);
+        forward::find(&paths, user)
+    }
+
     fn target(
         &self,
         target: &AliasTarget,
-        source: Source,
+        source: Source<'_>,
         depth: usize,
         stack: &mut Vec<String>,
         out: &mut Expansion,
@@ -237,12 +365,16 @@ impl Resolver<'_> {
         match target {
             AliasTarget::Address(address) => self.expand(address, depth + 1, stack, out),
             AliasTarget::Command(command) if source.commands => {
-                let home = self.home_of(source.owner.uid);
+                let home = match source.user {
+                    Some(user) => user.home.clone(),
+                    None => self.home_of(source.owner.uid),
+                };
                 out.add(Destination::Command {
                     command: command.clone(),
                     owner: source.owner,
                     via,
                     home,
+                    user: source.user.map(|u| u.name.clone()),
                 });
             }
             AliasTarget::Command(command) => {
@@ -264,7 +396,7 @@ impl Resolver<'_> {
     fn include(
         &self,
         path: &Path,
-        parent: Source,
+        parent: Source<'_>,
         depth: usize,
         stack: &mut Vec<String>,
         out: &mut Expansion,
@@ -304,6 +436,7 @@ impl Resolver<'_> {
             commands: self.settings.commands_in_include,
             files: self.settings.files_in_include,
             what: "include",
+            user: None,
         };
         stack.push(key);
         for target in &targets {
@@ -327,11 +460,15 @@ impl Resolver<'_> {
         }
     }
 
-    /// The alias whose expansion we are in, as an address (for
-    /// `Delivered-To:` and logs); `:include:` levels are skipped.
+    /// The alias or `.forward` user whose expansion we are in, as an
+    /// address (for `Delivered-To:` and logs); `:include:` levels are
+    /// skipped.
     fn via(&self, stack: &[String]) -> String {
         match stack.iter().rev().find(|n| !n.starts_with(":include:")) {
-            Some(name) => format!("{name}@{}", self.settings.myorigin),
+            Some(name) => {
+                let name = name.strip_prefix(FORWARD_KEY).unwrap_or(name);
+                format!("{name}@{}", self.settings.myorigin)
+            }
             None => String::new(),
         }
     }
@@ -547,6 +684,128 @@ mod tests {
             mailboxes(&e),
             [("suporte@mail.example.org".into(), None), ("ana@mail.example.org".into(), None)]
         );
+    }
+
+    /// Users whose homes are in the test directory and whose ids are
+    /// ours, so that their `.forward` files can be written.
+    fn forward_fixture() -> Fixture {
+        let f = fixture("");
+        let uid = nix::unistd::geteuid().as_raw();
+        let gid = nix::unistd::getegid().as_raw();
+        let mut passwd = String::new();
+        for name in ["maria", "ana", "suporte"] {
+            let home = f.path.join("home").join(name);
+            std::fs::create_dir_all(&home).unwrap();
+            passwd.push_str(&format!("{name}:x:{uid}:{gid}::{}\n", home.display()));
+        }
+        std::fs::write(f.path.join("passwd"), passwd).unwrap();
+        let main = mail_config::Main::from_str(
+            &f.path.join("main.toml"),
+            "myhostname = \"mail.example.org\"\nmydestination = [\"$myhostname\", \"example.org\"]\nrecipient_delimiter = \"+\"\nallow_mail_to_files = [\"alias\"]\n",
+        )
+        .unwrap();
+        Fixture { settings: Settings::from_config(&main), ..f }
+    }
+
+    impl Fixture {
+        fn forward(&self, user: &str, name: &str, text: &str) {
+            let path = self.path.join("home").join(user).join(name);
+            std::fs::write(&path, text).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+
+    #[test]
+    fn dot_forward_with_backslash_self() {
+        let _lock = crate::privs::test_lock();
+        let f = forward_fixture();
+        f.forward("maria", ".forward", "# copies\nsuporte, \\maria\n");
+        let e = f.resolve("maria@example.org");
+        assert_eq!(
+            mailboxes(&e),
+            [("suporte@mail.example.org".into(), None), ("maria@mail.example.org".into(), None)]
+        );
+        assert!(e.failures.is_empty(), "{:?}", e.failures);
+        // Reached through an alias, the user's .forward still applies.
+        std::fs::write(f.path.join("aliases"), "vendas: maria\n").unwrap();
+        let e = f.resolve("vendas@example.org");
+        assert_eq!(mailboxes(&e).len(), 2);
+    }
+
+    #[test]
+    fn dot_forward_self_reference_remote_and_commands() {
+        let _lock = crate::privs::test_lock();
+        let f = forward_fixture();
+        f.forward(
+            "maria",
+            ".forward",
+            "maria, friend@remote.example, |/usr/bin/vacation maria\n/tmp/x\n",
+        );
+        let e = f.resolve("maria@example.org");
+        assert_eq!(mailboxes(&e), [("maria@mail.example.org".into(), None)]);
+        assert!(e.destinations.contains(&Destination::Forward {
+            address: "friend@remote.example".into(),
+            via: "maria@mail.example.org".into()
+        }));
+        let home = f.path.join("home/maria");
+        assert!(e.destinations.iter().any(|d| matches!(d,
+            Destination::Command { command, via, home: h, user, .. }
+                if command == "/usr/bin/vacation maria" && via == "maria@mail.example.org"
+                    && *h == home && user.as_deref() == Some("maria"))));
+        // Files are allowed in aliases only here.
+        assert_eq!(e.failures.len(), 1);
+        assert!(
+            e.failures[0].status.text().contains("mail to file is restricted (forward: /tmp/x)"),
+            "{:?}",
+            e.failures
+        );
+    }
+
+    #[test]
+    fn dot_forward_cycles_end_in_a_mailbox() {
+        let _lock = crate::privs::test_lock();
+        let f = forward_fixture();
+        f.forward("maria", ".forward", "ana\n");
+        f.forward("ana", ".forward", "maria\n");
+        let e = f.resolve("maria@example.org");
+        assert_eq!(mailboxes(&e), [("maria@mail.example.org".into(), None)]);
+        let e = f.resolve("ana@example.org");
+        assert_eq!(mailboxes(&e), [("ana@mail.example.org".into(), None)]);
+        // A .forward to an unknown user bounces that branch only.
+        f.forward("ana", ".forward", "ghost, \\ana\n");
+        let e = f.resolve("ana@example.org");
+        assert_eq!(mailboxes(&e), [("ana@mail.example.org".into(), None)]);
+        assert_eq!(e.failures[0].status.dsn(), EnhancedStatus(5, 1, 1));
+    }
+
+    #[test]
+    fn dot_forward_extension_empty_and_symlink() {
+        let _lock = crate::privs::test_lock();
+        let f = forward_fixture();
+        f.forward("maria", ".forward+news", "ana\n");
+        f.forward("maria", ".forward", "suporte\n");
+        let e = f.resolve("maria+news@example.org");
+        assert_eq!(mailboxes(&e), [("ana@mail.example.org".into(), None)]);
+        let e = f.resolve("maria+other@example.org");
+        assert_eq!(mailboxes(&e), [("suporte@mail.example.org".into(), None)]);
+        // An extension with a slash never names a file.
+        std::fs::create_dir(f.path.join("home/maria/.forward+a")).unwrap();
+        f.forward("maria", ".forward+a/b", "ana\n");
+        let e = f.resolve("maria+a/b@example.org");
+        assert_eq!(mailboxes(&e), [("suporte@mail.example.org".into(), None)]);
+        // Empty (comments only): the mailbox.
+        f.forward("maria", ".forward", "# nothing\n\n");
+        let e = f.resolve("maria@example.org");
+        assert_eq!(mailboxes(&e), [("maria@example.org".into(), None)]);
+        // A symlink is ignored: the mailbox.
+        let fwd = f.path.join("home/maria/.forward");
+        std::fs::remove_file(&fwd).unwrap();
+        f.forward("ana", "list", "suporte\n");
+        std::os::unix::fs::symlink(f.path.join("home/ana/list"), &fwd).unwrap();
+        let e = f.resolve("maria@example.org");
+        assert_eq!(mailboxes(&e), [("maria@example.org".into(), None)]);
+        assert!(e.failures.is_empty());
     }
 
     #[test]

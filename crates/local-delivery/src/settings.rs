@@ -24,9 +24,15 @@ pub(crate) struct Settings {
     /// `|command` allowed in aliases / `:include:` files.
     pub(crate) commands_in_alias: bool,
     pub(crate) commands_in_include: bool,
-    /// `/file` allowed in aliases / `:include:` files.
+    /// `|command` allowed in `.forward` files.
+    pub(crate) commands_in_forward: bool,
+    /// `/file` allowed in aliases / `:include:` / `.forward` files.
     pub(crate) files_in_alias: bool,
     pub(crate) files_in_include: bool,
+    pub(crate) files_in_forward: bool,
+    /// Not `$`-expanded: [`crate::forward`] expands `$home`, `$user`, ...
+    /// per recipient. Empty: no `.forward` files.
+    pub(crate) forward_path: String,
     /// Lower-case, without trailing dots.
     pub(crate) mydestination: Vec<String>,
     /// Domain for unqualified alias targets (`Delivered-To:`, re-injection).
@@ -63,8 +69,11 @@ impl Settings {
             mailbox_size_limit: c.size("mailbox_size_limit"),
             commands_in_alias: has(&allow_commands, "alias"),
             commands_in_include: has(&allow_commands, "include"),
+            commands_in_forward: has(&allow_commands, "forward"),
             files_in_alias: has(&allow_files, "alias"),
             files_in_include: has(&allow_files, "include"),
+            files_in_forward: has(&allow_files, "forward"),
+            forward_path: c.text("forward_path"),
             mydestination: c
                 .list("mydestination")
                 .into_iter()
@@ -135,7 +144,12 @@ allow_mail_to_files = ["alias", "include"]
         assert!(!s.is_local_domain("example.com"));
         assert_eq!(s.myorigin, "mail.example.org");
         assert!(s.commands_in_alias && !s.commands_in_include);
-        assert!(s.files_in_alias && s.files_in_include);
+        assert!(s.files_in_alias && s.files_in_include && !s.files_in_forward);
+        assert!(s.commands_in_forward);
+        assert_eq!(
+            s.forward_path,
+            "$home/.forward${recipient_delimiter}${extension}, $home/.forward"
+        );
         assert_eq!(s.alias_maps.len(), 1);
         assert_eq!(s.command_time_limit, Duration::from_secs(1000));
         assert_eq!(s.default_privs, "nobody");

@@ -167,6 +167,7 @@ pub static PARAMS: &[Param] = &[
     p("home_mailbox", Kind::Str, "", "The mailbox path relative to the user's home; ending in / means Maildir (Maildir/); empty means mail_spool_directory."),
     p("mail_spool_directory", Kind::Path, "/var/mail", "The directory of mbox spool files, used when home_mailbox and mailbox_command are empty."),
     p("mailbox_command", Kind::RawStr, "", "A command that delivers to the mailbox (procmail), run as the recipient; its $HOME, $USER, ... are expanded by local delivery."),
+    p("forward_path", Kind::RawStr, "$home/.forward${recipient_delimiter}${extension}, $home/.forward", "Where local delivery looks for a user's .forward file (the first that exists is used); $home, $user, $extension, $recipient_delimiter and ${name?text} are expanded by local delivery."),
     p("mailbox_size_limit", Kind::Size, "51200000", "The largest mbox file or message local delivery writes, in bytes; 0 means no limit."),
     p("allow_mail_to_commands", Kind::List, "alias, forward", "Where |command destinations are allowed: alias, forward, include."),
     p("allow_mail_to_files", Kind::List, "alias, forward", "Where /file/name destinations are allowed: alias, forward, include."),
