@@ -200,6 +200,23 @@ impl Instance {
         self.report = report;
     }
 
+    /// Runs our `sendmail ARGS` with `stdin` as the message, asserting it
+    /// exits 0 (the message is durably in maildrop/).
+    pub fn sendmail(&self, args: &[&str], stdin: &str) {
+        use std::io::Write;
+        let mut child = self
+            .command("sendmail")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin("sendmail").display()));
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "sendmail {args:?}: {out:?}");
+    }
+
     /// `postern -c DIR ARGS...` without asserting anything.
     pub fn try_postern(&self, args: &[&str]) -> Output {
         Command::new(bin("postern")).arg("-c").arg(&self.dir).args(args).output().unwrap()

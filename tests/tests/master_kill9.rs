@@ -22,19 +22,7 @@ fn workers_die_with_master_and_a_new_master_starts() {
     );
 
     // Mail submitted while nothing runs waits in maildrop/ ...
-    let mut sendmail = inst
-        .command("sendmail")
-        .arg("suporte@postern.test")
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(
-        sendmail.stdin.as_mut().unwrap(),
-        b"Subject: while down\n\nqueued while down\n",
-    )
-    .unwrap();
-    drop(sendmail.stdin.take());
-    assert!(sendmail.wait().unwrap().success());
+    inst.sendmail(&["suporte@postern.test"], "Subject: while down\n\nqueued while down\n");
 
     // ... and is delivered once a new master runs.
     inst.restart_master();

@@ -64,16 +64,7 @@ fn workers_run_as_mail_owner_and_mail_flows() {
         "Subject: as nobody\r\n\r\nvia smtpd\r\n",
     );
     c.cmd("QUIT", 221);
-    let mut sm = inst
-        .command("sendmail")
-        .arg("suporte@postern.test")
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(sm.stdin.as_mut().unwrap(), b"Subject: sendmail\n\nvia pickup\n")
-        .unwrap();
-    drop(sm.stdin.take());
-    assert!(sm.wait().unwrap().success());
+    inst.sendmail(&["suporte@postern.test"], "Subject: sendmail\n\nvia pickup\n");
     let texts = {
         inst.wait_for_mail("suporte", 2, Duration::from_secs(30));
         inst.new_mail_texts("suporte")

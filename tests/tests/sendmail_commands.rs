@@ -9,20 +9,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 use tests::{ChildGuard, Instance, Options, bin, header, wait_until};
 
-fn run_sendmail(inst: &Instance, args: &[&str], stdin: &str) {
-    let mut child = inst
-        .command("sendmail")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin("sendmail").display()));
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "sendmail {args:?}: {out:?}");
-}
-
 #[test]
 fn mail_s_with_bsd_mailx() {
     let mailx = ["/usr/bin/bsd-mailx", "/usr/bin/mail"]
@@ -60,8 +46,7 @@ fn sendmail_t_i_reads_recipients_and_drops_bcc() {
         users: vec!["suporte:suporte".into(), "maria:m".into(), "joao:j".into()],
         ..Options::default()
     });
-    run_sendmail(
-        &inst,
+    inst.sendmail(
         &["-t", "-i"],
         "To: suporte@postern.test\nCc: maria@postern.test\nBcc: joao@postern.test\n\
          Subject: -t\n\nlinha\n.\nmais uma linha depois do ponto\n",
@@ -78,11 +63,7 @@ fn sendmail_t_i_reads_recipients_and_drops_bcc() {
 #[test]
 fn sendmail_f_sets_envelope_sender() {
     let inst = Instance::start();
-    run_sendmail(
-        &inst,
-        &["-f", "boss@fiap.edu.br", "suporte@postern.test"],
-        "Subject: -f\n\ncorpo\n",
-    );
+    inst.sendmail(&["-f", "boss@fiap.edu.br", "suporte@postern.test"], "Subject: -f\n\ncorpo\n");
     let text = inst.one_mail("suporte");
     assert!(text.starts_with("Return-Path: <boss@fiap.edu.br>"), "{text}");
 }
