@@ -134,7 +134,7 @@ impl Agent {
         }
     }
 
-    /// `QUEUEID: to=<ADDR>, orig_to=<ORIG>, relay=local, delay=1.2,
+    /// `QUEUEID: to=<ADDR>, orig_to=<ORIG>, relay=local, delay=0.12,
     /// dsn=2.0.0, status=sent (delivered to maildir)`.
     fn log(&self, req: &DeliveryRequest, to: &str, r: &DeliveryRecipient, status: &DeliveryStatus) {
         let original = if r.original.is_empty() { &r.address } else { &r.original };
@@ -143,10 +143,9 @@ impl Agent {
         } else {
             format!(", orig_to=<{original}>")
         };
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-        let delay = (now - req.arrival as f64).max(0.0);
+        let delay = log_delay(&req.queue_id, req.arrival);
         tracing::info!(
-            "{}: to=<{to}>{orig}, relay=local, delay={delay:.1}, dsn={}, status={} ({})",
+            "{}: to=<{to}>{orig}, relay=local, delay={delay:.2}, dsn={}, status={} ({})",
             req.queue_id,
             status.dsn(),
             status.log_word(),
@@ -179,6 +178,17 @@ pub(crate) fn combine(statuses: Vec<DeliveryStatus>) -> DeliveryStatus {
             DeliveryStatus::sent(format!("{first}, and {} more", n - 1))
         }
     }
+}
+
+/// Seconds since the message arrived, for `delay=`: from the queue id's
+/// time stamp when it has one (sub-second), else from the envelope's
+/// whole-second arrival time.
+fn log_delay(queue_id: &str, arrival: u64) -> f64 {
+    let since = mail_types::QueueId::parse(queue_id)
+        .ok()
+        .and_then(|id| id.created())
+        .unwrap_or(UNIX_EPOCH + std::time::Duration::from_secs(arrival));
+    SystemTime::now().duration_since(since).map_or(0.0, |d| d.as_secs_f64())
 }
 
 #[cfg(test)]

@@ -520,14 +520,15 @@ fn log_result(id: &QueueId, envelope: &Envelope, index: u32, outcome: &Outcome, 
         Outcome::Deferred { dsn, text } => ("deferred", dsn, text),
         Outcome::Bounced { dsn, text } => ("bounced", dsn, text),
     };
-    let delay = now().saturating_sub(envelope.arrival);
+    let since = id.created().unwrap_or(UNIX_EPOCH + Duration::from_secs(envelope.arrival));
+    let delay = SystemTime::now().duration_since(since).map_or(0.0, |d| d.as_secs_f64());
     let orig = if rcpt.original != rcpt.address {
         format!(", orig_to=<{}>", rcpt.original)
     } else {
         String::new()
     };
     tracing::info!(
-        "{id}: to=<{}>{orig}, relay={relay}, delay={delay}, dsn={dsn}, status={word} ({text})",
+        "{id}: to=<{}>{orig}, relay={relay}, delay={delay:.2}, dsn={dsn}, status={word} ({text})",
         rcpt.address
     );
 }
