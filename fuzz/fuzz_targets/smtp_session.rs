@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
                     s.tls_started();
                 }
                 Event::Close => return,
-                Event::Mail { .. } | Event::Rcpt { .. } | Event::Auth { .. } | Event::AuthResponse { .. } => s.accept(),
+                Event::Mail { .. } | Event::Rcpt { .. } | Event::Vrfy { .. } | Event::Auth { .. } | Event::AuthResponse { .. } => s.accept(),
             }
         }
         assert!(s.buffered() <= data.len());

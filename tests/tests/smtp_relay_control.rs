@@ -53,6 +53,13 @@ fn unknown_local_user_rejected() {
     );
     // Aliases are local recipients too.
     c.cmd("RCPT TO:<root@postern.test>", 250);
+    // VRFY answers as RCPT decides, as Postfix does.
+    c.send("VRFY suporte");
+    c.expect("252 2.0.0 suporte");
+    c.send("VRFY <nobody@postern.test>");
+    c.expect(
+        "550 5.1.1 <nobody@postern.test>: Recipient address rejected: User unknown in local recipient table",
+    );
     c.cmd("QUIT", 221);
 }
 

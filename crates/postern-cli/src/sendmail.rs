@@ -441,6 +441,8 @@ impl SmtpSession<'_> {
                         rcpts.push(to.to_string());
                         self.server.accept();
                     }
+                    // Local submission checks syntax only, like RCPT here.
+                    smtp_proto::Event::Vrfy { .. } => self.server.accept(),
                     smtp_proto::Event::Message { content } => {
                         let drop = Maildrop {
                             sender: std::mem::take(&mut sender),

@@ -73,6 +73,10 @@ pub enum Event {
     /// RCPT TO passed syntax and recipient-count checks.
     /// Answer with `accept()` (250 2.1.5 Ok) or `reject(reply)`.
     Rcpt { to: Address, params: RcptParams },
+    /// VRFY of a syntactically valid address (RFC 5321 §3.5.1), when
+    /// enabled. Answer with `accept()` (252 2.0.0 ADDRESS: we will try) or
+    /// `reject(reply)` (550 5.1.1 for an unknown local user, as Postfix).
+    Vrfy { address: Address },
     /// A complete message: dot-unstuffed, every line ending normalized to LF.
     /// Answer with `message_queued(id)` once it is on stable storage, or `reject(reply)`.
     Message { content: Vec<u8> },
@@ -93,6 +97,7 @@ pub enum Event {
 enum Pending {
     Mail(Option<Address>),
     Rcpt,
+    Vrfy(String),
     Message,
     StartTls,
     Auth,
@@ -283,6 +288,8 @@ impl Server {
                 self.rcpt_count += 1;
                 self.reply(ok(250, (2, 1, 5), "Ok"));
             }
+            // RFC 5321 §3.5.3: 252 = cannot verify, but will accept.
+            Some(Pending::Vrfy(arg)) => self.reply(ok(252, (2, 0, 0), &arg)),
             Some(Pending::Message) => {
                 self.reset_transaction();
                 self.reply(ok(250, (2, 0, 0), "Ok"));
@@ -551,11 +558,16 @@ impl Server {
                 self.close();
             }
             Command::Vrfy(arg) => {
-                if self.params.vrfy_enabled {
-                    // RFC 5321 §3.5.3: 252 = cannot verify, but will accept.
-                    self.reply(ok(252, (2, 0, 0), arg));
-                } else {
+                if !self.params.vrfy_enabled {
                     self.reply(ok(502, (5, 5, 1), "VRFY command is disabled"));
+                } else {
+                    match Address::parse(&arg) {
+                        Ok(address) => {
+                            self.pending = Some(Pending::Vrfy(arg));
+                            self.out.push_back(Event::Vrfy { address });
+                        }
+                        Err(_) => self.reply(ok(501, (5, 1, 3), "Bad recipient address syntax")),
+                    }
                 }
             }
             Command::Help | Command::Unknown(_) => {
@@ -778,6 +790,7 @@ mod tests {
                 Event::Close => out.push_str("<close>"),
                 Event::Mail { .. }
                 | Event::Rcpt { .. }
+                | Event::Vrfy { .. }
                 | Event::StartTls
                 | Event::Auth { .. }
                 | Event::AuthResponse { .. } => s.accept(),
@@ -881,6 +894,7 @@ mod tests {
             ("FOO bar", "502 5.5.2 Error: command not recognized\r\n"),
             ("", "500 5.5.2 Error: bad syntax\r\n"),
             ("VRFY <root>", "252 2.0.0 root\r\n"),
+            ("VRFY a b@c", "501 5.1.3 Bad recipient address syntax\r\n"),
             ("HELO", "501 Syntax: HELO hostname\r\n"),
             ("EHLO", "501 Syntax: EHLO hostname\r\n"),
             ("RCPT TO:<a@b.org>", "503 5.5.1 Error: need MAIL command\r\n"),

@@ -175,6 +175,7 @@ impl Session {
                 Event::Close => {}
                 Event::Mail { from, params } => self.cmd_mail(from, &params),
                 Event::Rcpt { to, .. } => self.cmd_rcpt(to).await,
+                Event::Vrfy { address } => self.cmd_vrfy(address).await,
                 Event::Message { content } => self.cmd_data(content).await,
                 // Not advertised; a client that tries anyway is told so.
                 Event::StartTls | Event::Auth { .. } | Event::AuthResponse { .. } => {
@@ -255,21 +256,41 @@ impl Session {
 
     /// RCPT TO: the policy decides, off the runtime thread because it may
     /// read files or the system user database.
-    async fn cmd_rcpt(&mut self, to: Address) {
+    /// The recipient policy, off the runtime thread (it may read files).
+    async fn check_recipient(&self, to: &Address) -> Verdict {
         let ctx = Arc::clone(&self.ctx);
         let (addr, ip) = (to.clone(), self.client.addr);
-        let verdict =
-            match tokio::task::spawn_blocking(move || ctx.policy.check_rcpt(&addr, ip)).await {
-                Ok(v) => v,
-                Err(e) => {
-                    tracing::error!("recipient check for <{to}> failed: {e}");
-                    Verdict::Reject(Reply::with_status(
-                        451,
-                        EnhancedStatus(4, 3, 0),
-                        format!("<{to}>: Temporary lookup failure"),
-                    ))
-                }
-            };
+        match tokio::task::spawn_blocking(move || ctx.policy.check_rcpt(&addr, ip)).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!("recipient check for <{to}> failed: {e}");
+                Verdict::Reject(Reply::with_status(
+                    451,
+                    EnhancedStatus(4, 3, 0),
+                    format!("<{to}>: Temporary lookup failure"),
+                ))
+            }
+        }
+    }
+
+    /// VRFY answers as RCPT would decide: 252 for an address we would
+    /// accept, the RCPT rejection (550 5.1.1 for an unknown local user)
+    /// otherwise, as Postfix does.
+    async fn cmd_vrfy(&mut self, address: Address) {
+        match self.check_recipient(&address).await {
+            Verdict::Accept(_) => self.server.accept(),
+            Verdict::Reject(reply) => {
+                tracing::info!(
+                    "NOQUEUE: reject: VRFY from {}: {reply}; to=<{address}>",
+                    self.client
+                );
+                self.server.reject(reply);
+            }
+        }
+    }
+
+    async fn cmd_rcpt(&mut self, to: Address) {
+        let verdict = self.check_recipient(&to).await;
         match verdict {
             Verdict::Accept(qualified) => {
                 self.txn.recipients.push((qualified, to));
