@@ -17,6 +17,8 @@ fuzz_target!(|data: &[u8]| {
         vrfy_enabled: true,
         starttls_offered: true,
         auth_mechanisms: vec!["PLAIN".into(), "LOGIN".into()],
+        // Both DATA-end rules: smtpd's strict one and sendmail -bs's.
+        bare_lf_ends_data: data.first().is_some_and(|b| b & 1 == 1),
     });
     for chunk in data.chunks(61) {
         s.feed(chunk);
