@@ -140,8 +140,7 @@ pub(crate) async fn run(daemon: Daemon) -> anyhow::Result<()> {
     // Recovery: whatever was active when the last qmgr stopped. Ready is
     // reported after it, so a qmgr that cannot read its queue fails before
     // master counts it as healthy.
-    q.queue.scan(State::Active)?;
-    q.rescan_active();
+    q.rescan_active()?;
     q.scan_incoming();
     q.scan_deferred(false);
     daemon.ready();
@@ -165,7 +164,9 @@ pub(crate) async fn run(daemon: Daemon) -> anyhow::Result<()> {
             },
             _ = incoming_tick.tick() => q.scan_incoming(),
             _ = deferred_tick.tick() => {
-                q.rescan_active();
+                if let Err(e) = q.rescan_active() {
+                    tracing::warn!("scan active: {e}");
+                }
                 q.scan_deferred(false);
                 clean_tmp(&q.queue);
             }
@@ -479,16 +480,15 @@ impl Qmgr {
 
     /// Picks up messages in active/ that qmgr is not working on: left by
     /// the previous qmgr, or dropped after a transient error here.
-    fn rescan_active(&mut self) {
-        let ids = match self.queue.scan(State::Active) {
-            Ok(ids) => ids,
-            Err(e) => return tracing::warn!("scan active: {e}"),
-        };
-        for id in ids {
+    /// At start-up an error here is fatal (qmgr cannot work without its
+    /// queue); later it is a warning for the caller to log.
+    fn rescan_active(&mut self) -> Result<(), QueueError> {
+        for id in self.queue.scan(State::Active)? {
             if !self.active.contains_key(&id) && !self.draining {
                 self.activate(id, State::Active);
             }
         }
+        Ok(())
     }
 
     fn remove(&self, id: &QueueId) {
