@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
 # bench/inbound.sh — Postern vs Postfix inbound benchmark.
 #
-# Runs the same workload against a throwaway Postfix instance (Debian
+# Runs the same workloads against a throwaway Postfix instance (Debian
 # packages, own config/queue/data dirs, own loopback port; the system
-# Postfix is never touched) and a throwaway Postern dev instance:
-# smtp-source sends MESSAGES messages of SIZE bytes over SESSIONS parallel
-# sessions to one local Maildir user. Measured per run:
+# Postfix is never touched), a throwaway Postern dev instance and, if
+# POSTERN_BIN_B names a second Postern build, a third side "postern-b" from
+# that build. In every workload smtp-source sends MESSAGES messages of SIZE
+# bytes to one local Maildir user over N parallel sessions, either one
+# message per connection ("N:conn", smtp-source without -d) or every session
+# keeping its connection for all its messages ("N:keep", smtp-source -d).
+# Measured per run:
 #   (a) messages/s accepted  = MESSAGES / wall time of smtp-source
 #   (b) seconds from the start of smtp-source until Maildir/new holds
 #       MESSAGES files
-#   peak RSS = max over 100 ms samples of the sum of VmRSS of the server's
-#       master and all its descendants
-# Each side runs RUNS times, alternating (and alternating who goes first);
-# medians are reported, with ratios (> 1 means Postern is better), and
-# written as JSON to bench/results/latest.json. See bench/README.md.
+#   CPU per message = growth during the run of utime+stime+cutime+cstime
+#       summed over the server's master and all its descendants (exited
+#       workers are in their reaper's cutime/cstime), / MESSAGES
+#   peak RSS/PSS = max over 100 ms samples of the sum over the master and
+#       all its descendants
+# Each workload runs every side RUNS times, rotating who goes first; medians
+# are reported per workload, with ratios (> 1 means the first-named side is
+# better), and written as JSON to RESULTS_FILE. See bench/README.md.
 #
 # Runs as root. Only loopback traffic. Everything it starts is stopped by
 # the EXIT trap, also on failure or Ctrl-C.
@@ -21,10 +28,10 @@
 set -euo pipefail
 
 MESSAGES=${MESSAGES:-5000}
-SESSIONS=${SESSIONS:-20}
 SIZE=${SIZE:-4096}
 RUNS=${RUNS:-3}
-SIDES=${SIDES:-"postfix postern"}          # which servers to run
+WORKLOADS=${WORKLOADS:-"10:conn 10:keep 50:conn 50:keep"}  # SESSIONS:conn|keep ...
+POSTERN_BIN_B=${POSTERN_BIN_B:-}            # optional second Postern build (directory of binaries)
 DELIVERY_TIMEOUT=${DELIVERY_TIMEOUT:-300}   # seconds, per run
 SKIP_BUILD=${SKIP_BUILD:-0}                 # 1: use existing target/release binaries
 KEEP_TMP=${KEEP_TMP:-0}                     # 1: keep the scratch directory for inspection
@@ -35,24 +42,52 @@ RSS_TARGET_MB=64
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$BENCH_DIR/.." && pwd)
 POSTERN_BIN=$(realpath -m "${POSTERN_BIN:-$REPO/target/release}")
+[[ -z $POSTERN_BIN_B ]] || POSTERN_BIN_B=$(realpath -m "$POSTERN_BIN_B")
 RESULTS_DIR=$BENCH_DIR/results
+RESULTS_FILE=$(realpath -m "${RESULTS_FILE:-$RESULTS_DIR/latest.json}")
+if [[ -z ${SIDES:-} ]]; then
+    SIDES="postfix postern"
+    [[ -z $POSTERN_BIN_B ]] || SIDES+=" postern-b"
+fi
 
 log() { printf '[inbound %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-for v in MESSAGES SESSIONS SIZE RUNS DELIVERY_TIMEOUT POSTFIX_PORT; do
+# SESSIONS used to pick the one workload; silently ignoring it would run
+# something other than what the caller asked for.
+[[ -z ${SESSIONS:-} ]] || die "SESSIONS is replaced by WORKLOADS (e.g. WORKLOADS=\"$SESSIONS:conn\")"
+for v in MESSAGES SIZE RUNS DELIVERY_TIMEOUT POSTFIX_PORT; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
 done
-for s in $SIDES; do
-    [[ $s == postfix || $s == postern ]] || die "SIDES may only contain 'postfix' and 'postern' (got '$s')"
+WL_LIST=()
+for w in $WORKLOADS; do
+    [[ $w =~ ^[1-9][0-9]*:(conn|keep)$ ]] || die "WORKLOADS entries are SESSIONS:conn or SESSIONS:keep (got '$w')"
+    [[ " ${WL_LIST[*]} " == *" $w "* ]] || WL_LIST+=("$w")
 done
+((${#WL_LIST[@]})) || die "WORKLOADS is empty"
+SIDE_LIST=()
+for s in $SIDES; do
+    [[ $s == postfix || $s == postern || $s == postern-b ]] \
+        || die "SIDES may only contain 'postfix', 'postern' and 'postern-b' (got '$s')"
+    [[ " ${SIDE_LIST[*]} " == *" $s "* ]] || SIDE_LIST+=("$s")
+done
+((${#SIDE_LIST[@]})) || die "SIDES is empty"
+[[ " ${SIDE_LIST[*]} " != *" postern-b "* || -n $POSTERN_BIN_B ]] || die "SIDES has postern-b but POSTERN_BIN_B is not set"
 [[ $(id -u) -eq 0 ]] || die "run as root (Postfix's master and virtual(8) need it)"
+has_side() { [[ " ${SIDE_LIST[*]} " == *" $1 "* ]]; }
+
+side_bin() { # postern|postern-b -> its binary directory
+    case $1 in postern) echo "$POSTERN_BIN" ;; postern-b) echo "$POSTERN_BIN_B" ;; esac
+}
+side_label() {
+    case $1 in postfix) echo Postfix ;; postern) echo Postern ;; postern-b) echo Postern-B ;; esac
+}
 
 # ---------------------------------------------------------------- cleanup
 # Everything we start is recorded here and torn down by the EXIT trap.
 SCRATCH=""
 PF_DIRS=()          # Postfix config dirs we started
-PN_DIRS=()          # Postern instance dirs we started
+declare -A PN_DIRS=()  # Postern instance dirs we started -> their binary directory
 PN_MASTERS=()       # their start-fg (= master) pids, our direct children
 OUR_PIDS=()         # background pids we started (samplers, load subshells, start-fg)
 SRC_PIDFILES=()     # files holding smtp-source pids (grandchildren)
@@ -65,34 +100,58 @@ forget() { # ARRAY_NAME VALUE: remove VALUE from the named array
     for x in "${arr[@]}"; do [[ $x == "$2" ]] || keep+=("$x"); done
     arr=("${keep[@]}")
 }
-tree_pids() { # ROOT: prints ROOT and all its descendants
-    local f line rest pid ppid p
-    local -a fields queue
-    local -A kids=()
+# proc_scan: fills PS_KIDS (ppid -> " child child ...") and PS_TICKS (pid ->
+# utime+stime+cutime+cstime in clock ticks) from one pass over /proc.
+declare -A PS_KIDS=() PS_TICKS=()
+proc_scan() {
+    local f line rest pid
+    local -a fields
+    PS_KIDS=(); PS_TICKS=()
     for f in /proc/[0-9]*/stat; do
         { read -r line < "$f"; } 2>/dev/null || continue
-        rest=${line##*) }
-        read -ra fields <<< "$rest"
+        rest=${line##*) }                  # comm may contain spaces or ')'
+        read -ra fields <<< "$rest"        # fields 3.. of proc_pid_stat(5)
         pid=${f#/proc/}; pid=${pid%/stat}
-        kids[${fields[1]}]+=" $pid"
+        PS_KIDS[${fields[1]}]+=" $pid"
+        PS_TICKS[$pid]=$((fields[11] + fields[12] + fields[13] + fields[14]))
     done
-    queue=("$1")
+}
+tree_from_scan() { # ROOT: prints ROOT and all its descendants, as of the last proc_scan
+    local p
+    local -a queue=("$1")
     while ((${#queue[@]})); do
         p=${queue[0]}; queue=("${queue[@]:1}")
         echo "$p"
         # shellcheck disable=SC2206
-        [[ -n ${kids[$p]:-} ]] && queue+=(${kids[$p]})
+        [[ -n ${PS_KIDS[$p]:-} ]] && queue+=(${PS_KIDS[$p]})
     done
     return 0
 }
+tree_pids() { # ROOT: prints ROOT and all its descendants
+    proc_scan
+    tree_from_scan "$1"
+}
+# tree_cpu_ticks ROOT: CPU time (clock ticks) of ROOT's tree: for each live
+# process its own utime+stime (all its threads, live or exited) plus
+# cutime+cstime, the CPU of the children it has reaped (and of theirs).
+# A worker that exited and was reaped during the run is thus still counted,
+# in its parent's cutime/cstime.
+tree_cpu_ticks() {
+    local p sum=0
+    proc_scan
+    while read -r p; do
+        sum=$((sum + ${PS_TICKS[$p]:-0}))
+    done < <(tree_from_scan "$1")
+    echo "$sum"
+}
 # kill_postern_leftovers PID...: SIGKILLs those of PIDs (a Postern master's
 # tree captured before stopping it) that are still running a binary from
-# POSTERN_BIN; prints how many it killed.
+# POSTERN_BIN or POSTERN_BIN_B; prints how many it killed.
 kill_postern_leftovers() {
     local p exe n=0
     for p in "$@"; do
         exe=$(readlink "/proc/$p/exe" 2>/dev/null) || continue
-        [[ $exe == "$POSTERN_BIN"/* ]] || continue
+        [[ $exe == "$POSTERN_BIN"/* || (-n $POSTERN_BIN_B && $exe == "$POSTERN_BIN_B"/*) ]] || continue
         kill -9 "$p" 2>/dev/null && n=$((n + 1))
     done
     echo "$n"
@@ -123,8 +182,8 @@ cleanup() {
     for p in "${PN_MASTERS[@]}"; do
         mapfile -t -O "${#tree[@]}" tree < <(tree_pids "$p")
     done
-    for d in "${PN_DIRS[@]}"; do
-        timeout 25 "$POSTERN_BIN/postern" -c "$d" stop >/dev/null 2>&1 || true
+    for d in "${!PN_DIRS[@]}"; do
+        timeout 25 "${PN_DIRS[$d]}/postern" -c "$d" stop >/dev/null 2>&1 || true
     done
     kill_postern_leftovers "${tree[@]}" > /dev/null
     for d in "${PF_DIRS[@]}"; do
@@ -173,18 +232,30 @@ if ((${#need_pkgs[@]})); then
 fi
 PF_UID=$(id -u postfix) || die "no postfix user after installing postfix"
 PF_GID=$(id -g postfix)
+CLK_TCK=$(getconf CLK_TCK)
+[[ $CLK_TCK =~ ^[1-9][0-9]*$ ]] || die "getconf CLK_TCK gave '$CLK_TCK'"
 
 SCRATCH=$(mktemp -d "$BENCH_TMPDIR/postern-bench.XXXXXX")
 chmod 755 "$SCRATCH"
 log "scratch directory $SCRATCH"
 
-if [[ " $SIDES " == *" postern "* ]]; then
+check_postern_bin() { # SIDE: its directory must hold real binaries (see below)
+    local dir real
+    dir=$(side_bin "$1")
+    [[ -x $dir/postern && -x $dir/master ]] || die "$1: no postern and master binaries in $dir"
+    # init --dev sets daemon_directory to the directory of postern's resolved
+    # path, so a directory of symlinks would really run the targets' build.
+    real=$(dirname "$(realpath "$dir/postern")")
+    [[ $real == "$dir" ]] || die "$1: $dir/postern resolves to $real; copy the binaries instead of linking them"
+}
+if has_side postern; then
     if [[ $SKIP_BUILD != 1 ]]; then
-        log "cargo build --release --workspace"
-        (cd "$REPO" && cargo build --release --workspace >&2) || die "cargo build --release --workspace failed"
+        log "cargo build --release --workspace --bins"
+        (cd "$REPO" && cargo build --release --workspace --bins >&2) || die "cargo build --release --workspace --bins failed"
     fi
-    [[ -x $POSTERN_BIN/postern ]] || die "no $POSTERN_BIN/postern (build failed or SKIP_BUILD=1 without a build)"
+    check_postern_bin postern
 fi
+has_side postern-b && check_postern_bin postern-b
 
 # ------------------------------------------------------------------ helpers
 now() { echo "$EPOCHREALTIME"; }
@@ -242,17 +313,28 @@ rss_sampler() {
     done
 }
 
-# run_load NAME PORT MAILDIR_NEW RUN_DIR: runs smtp-source, waits until
-# MAILDIR_NEW holds MESSAGES files, sets RES_ACCEPT (msg/s) and RES_DELIV (s).
-RES_ACCEPT=""; RES_DELIV=""
+# Per-run figures: VALS["WORKLOAD|SIDE|METRIC"] = "run1 run2 ...".
+declare -A VALS=()
+add_val() { VALS["$1|$2|$3"]+="${VALS["$1|$2|$3"]:+ }$4"; }
+vals() { echo "${VALS["$1|$2|$3"]:-}"; }
+
+# run_load SIDE WORKLOAD PORT MAILDIR_NEW RUN_DIR ROOT_PID: runs smtp-source
+# for WORKLOAD, waits until MAILDIR_NEW holds MESSAGES files, and records
+# accept rate, delivery time and CPU per message of ROOT_PID's tree.
 run_load() {
-    local name=$1 port=$2 new=$3 dir=$4 t0 n rc t_end deadline done_file="$4/source.done"
-    log "$name: smtp-source -s $SESSIONS -m $MESSAGES -l $SIZE -> 127.0.0.1:$port"
+    local side=$1 wl=$2 port=$3 new=$4 dir=$5 root=$6 t0 n rc t_end deadline done_file="$5/source.done"
+    local sessions=${wl%%:*} mode=${wl#*:} cpu0 cpu1
+    local -a flags=(-s "$sessions")
+    # Without -d smtp-source opens a new connection for every message; with
+    # -d each session sends its share of the messages over one connection.
+    [[ $mode == keep ]] && flags+=(-d)
+    log "$side $wl: smtp-source ${flags[*]} -m $MESSAGES -l $SIZE -> 127.0.0.1:$port"
     SRC_PIDFILES+=("$dir/source.pid")
+    cpu0=$(tree_cpu_ticks "$root")
     t0=$(now)
     (
         rc=0
-        smtp-source -c -s "$SESSIONS" -m "$MESSAGES" -l "$SIZE" \
+        smtp-source -c "${flags[@]}" -m "$MESSAGES" -l "$SIZE" \
             -f sender@bench.test -t bench@bench.test "127.0.0.1:$port" \
             > "$dir/source.out" 2> "$dir/source.err" &
         echo "$!" > "$dir/source.pid"
@@ -268,12 +350,12 @@ run_load() {
         if ((n >= MESSAGES)) && [[ -z $t_deliv ]]; then t_deliv=$(now); fi
         [[ -n $t_deliv && -e $done_file ]] && break
         if ((${EPOCHREALTIME%.*} > deadline)); then
-            die "$name: timeout after ${DELIVERY_TIMEOUT}s: $n of $MESSAGES in $new; see $dir"
+            die "$side $wl: timeout after ${DELIVERY_TIMEOUT}s: $n of $MESSAGES in $new; see $dir"
         fi
         if [[ -e $done_file ]]; then
             read -r rc t_end < "$done_file"
             if ((rc != 0)); then
-                die "$name: smtp-source failed (exit $rc): $(tail -c 400 "$dir/source.err")"
+                die "$side $wl: smtp-source failed (exit $rc): $(tail -c 400 "$dir/source.err")"
             fi
         fi
         sleep 0.05
@@ -282,16 +364,21 @@ run_load() {
     forget OUR_PIDS "$sub_pid"
     forget SRC_PIDFILES "$dir/source.pid"
     read -r rc t_end < "$done_file"
-    ((rc == 0)) || die "$name: smtp-source failed (exit $rc): $(tail -c 400 "$dir/source.err")"
+    ((rc == 0)) || die "$side $wl: smtp-source failed (exit $rc): $(tail -c 400 "$dir/source.err")"
     # smtp-source -c prints a running "N\r" counter of completed DATA commands.
     local sent
     sent=$(tr '\r' '\n' < "$dir/source.out" | grep -E '^[0-9]+$' | tail -n 1 || true)
-    [[ -z $sent || $sent -eq $MESSAGES ]] || die "$name: smtp-source completed $sent of $MESSAGES messages"
+    [[ -z $sent || $sent -eq $MESSAGES ]] || die "$side $wl: smtp-source completed $sent of $MESSAGES messages"
     sleep 0.5   # late duplicates would show up here
     n=$(count_files "$new")
-    ((n == MESSAGES)) || die "$name: $n files in $new, expected exactly $MESSAGES"
-    RES_ACCEPT=$(fdiv "$MESSAGES" "$(fsub "$t_end" "$t0")")
-    RES_DELIV=$(fsub "$t_deliv" "$t0")
+    ((n == MESSAGES)) || die "$side $wl: $n files in $new, expected exactly $MESSAGES"
+    # Read while the server idles (every message delivered, smtp-source
+    # gone), so no worker is between exiting and being reaped.
+    cpu1=$(tree_cpu_ticks "$root")
+    add_val "$wl" "$side" accept "$(fdiv "$MESSAGES" "$(fsub "$t_end" "$t0")")"
+    add_val "$wl" "$side" deliv "$(fsub "$t_deliv" "$t0")"
+    add_val "$wl" "$side" cpu "$(awk -v t=$((cpu1 - cpu0)) -v hz="$CLK_TCK" -v m="$MESSAGES" \
+        'BEGIN { printf "%.3f", t * 1000 / hz / m }')"
 }
 
 start_sampler() { # root pid, out file -> sampler pid
@@ -305,11 +392,15 @@ stop_sampler() {
     forget OUR_PIDS "$SAMPLER_PID"
 }
 kb_to_mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+last_val() { local -a a; read -ra a <<< "$(vals "$@")"; echo "${a[-1]}"; }
+log_run() { # SIDE WORKLOAD RUN
+    log "$1 $2 run $3: $(last_val "$2" "$1" accept) msg/s accepted, $(last_val "$2" "$1" deliv) s to deliver," \
+        "$(last_val "$2" "$1" cpu) ms CPU/msg, peak RSS $(last_val "$2" "$1" rss) MB (PSS $(last_val "$2" "$1" pss) MB)"
+}
 
 # ----------------------------------------------------------- Postfix side
-PF_ACCEPT=(); PF_DELIV=(); PF_RSS=(); PF_PSS=()
-run_postfix() {
-    local run=$1 base="$SCRATCH/postfix-$1" port
+run_postfix() { # WORKLOAD RUN
+    local wl=$1 run=$2 base="$SCRATCH/postfix-${1/:/-}-$2" port
     local etc=$base/etc
     mkdir -p "$etc" "$base/spool" "$base/vmail/bench/Maildir/"{new,cur,tmp}
     chown -R "$PF_UID:$PF_GID" "$base/vmail"
@@ -377,7 +468,7 @@ scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 EOF
     PF_DIRS+=("$etc")
-    log "postfix run $run: starting instance on 127.0.0.1:$port ($etc)"
+    log "postfix $wl run $run: starting instance on 127.0.0.1:$port ($etc)"
     postfix -c "$etc" start > "$base/start.log" 2>&1 || die "postfix start failed: $(tail -n 20 "$base/start.log")"
     local i master=""
     for ((i = 0; i < 300; i++)); do
@@ -389,12 +480,11 @@ EOF
     ! port_free "$port" || die "postfix smtpd is not listening on $port; see $base"
     sleep 1   # let qmgr and friends settle, as for Postern
     start_sampler "$master" "$base/rss"
-    run_load "postfix" "$port" "$base/vmail/bench/Maildir/new" "$base"
+    run_load postfix "$wl" "$port" "$base/vmail/bench/Maildir/new" "$base" "$master"
     stop_sampler
-    PF_ACCEPT+=("$RES_ACCEPT"); PF_DELIV+=("$RES_DELIV")
-    PF_RSS+=("$(kb_to_mb "$(cat "$base/rss")")")
-    PF_PSS+=("$(kb_to_mb "$(cat "$base/rss.pss")")")
-    log "postfix run $run: $RES_ACCEPT msg/s accepted, $RES_DELIV s to deliver, peak RSS ${PF_RSS[-1]} MB (PSS ${PF_PSS[-1]} MB)"
+    add_val "$wl" postfix rss "$(kb_to_mb "$(cat "$base/rss")")"
+    add_val "$wl" postfix pss "$(kb_to_mb "$(cat "$base/rss.pss")")"
+    log_run postfix "$wl" "$run"
     postfix -c "$etc" stop > /dev/null 2>&1 || true
     master=$(pf_master_pid "$etc")
     if [[ -n $master ]]; then
@@ -405,136 +495,220 @@ EOF
     [[ $KEEP_TMP == 1 ]] || rm -rf -- "$base"
 }
 
-# ----------------------------------------------------------- Postern side
-PN_ACCEPT=(); PN_DELIV=(); PN_RSS=(); PN_PSS=()
-run_postern() {
-    local run=$1 base="$SCRATCH/postern-$1"
+# ----------------------------------------------------------- Postern sides
+run_postern_side() { # SIDE WORKLOAD RUN
+    local side=$1 wl=$2 run=$3 base="$SCRATCH/$1-${2/:/-}-$3" bin
     local inst=$base/postern
+    bin=$(side_bin "$side")
     mkdir -p "$base"
-    log "postern run $run: init --dev $inst"
-    "$POSTERN_BIN/postern" init --dev "$inst" --user bench:bench --hostname mail.bench.test --any-port \
-        > "$base/init.log" 2>&1 || die "postern init failed: $(tail -n 20 "$base/init.log")"
-    PN_DIRS+=("$inst")
-    "$POSTERN_BIN/postern" -c "$inst" start-fg --ready-json > "$base/ready.json" 2> "$base/postern.log" &
+    log "$side $wl run $run: $bin/postern init --dev $inst"
+    "$bin/postern" init --dev "$inst" --user bench:bench --hostname mail.bench.test --any-port \
+        > "$base/init.log" 2>&1 || die "$side: postern init failed: $(tail -n 20 "$base/init.log")"
+    PN_DIRS[$inst]=$bin
+    "$bin/postern" -c "$inst" start-fg --ready-json > "$base/ready.json" 2> "$base/postern.log" &
     local fg=$!
     OUR_PIDS+=("$fg")
     PN_MASTERS+=("$fg")
     local i line="" listen=""
     for ((i = 0; i < 300; i++)); do
-        kill -0 "$fg" 2>/dev/null || die "postern start-fg exited during start-up: $(tail -n 20 "$base/postern.log")"
+        kill -0 "$fg" 2>/dev/null || die "$side: postern start-fg exited during start-up: $(tail -n 20 "$base/postern.log")"
         line=$(grep -m 1 '^{' "$base/ready.json" 2>/dev/null || true)
         [[ -n $line ]] && break
         sleep 0.1
     done
-    [[ -n $line ]] || die "postern did not print its ready line within 30s: $(tail -n 20 "$base/postern.log")"
+    [[ -n $line ]] || die "$side: postern did not print its ready line within 30s: $(tail -n 20 "$base/postern.log")"
     listen=$(jq -r '[.services[] | select(.name == "smtpd") | .listen[]] | first // empty' <<< "$line") \
-        || die "cannot parse ready line: $line"
-    [[ $listen == *:* ]] || die "no smtpd listen address in ready line: $line"
+        || die "$side: cannot parse ready line: $line"
+    [[ $listen == *:* ]] || die "$side: no smtpd listen address in ready line: $line"
     local port=${listen##*:}
-    log "postern run $run: smtpd on $listen (master pid $fg)"
+    log "$side $wl run $run: smtpd on $listen (master pid $fg)"
     sleep 1
     start_sampler "$fg" "$base/rss"
-    run_load "postern" "$port" "$inst/home/bench/Maildir/new" "$base"
+    run_load "$side" "$wl" "$port" "$inst/home/bench/Maildir/new" "$base" "$fg"
     stop_sampler
-    PN_ACCEPT+=("$RES_ACCEPT"); PN_DELIV+=("$RES_DELIV")
-    PN_RSS+=("$(kb_to_mb "$(cat "$base/rss")")")
-    PN_PSS+=("$(kb_to_mb "$(cat "$base/rss.pss")")")
-    log "postern run $run: $RES_ACCEPT msg/s accepted, $RES_DELIV s to deliver, peak RSS ${PN_RSS[-1]} MB (PSS ${PN_PSS[-1]} MB)"
+    add_val "$wl" "$side" rss "$(kb_to_mb "$(cat "$base/rss")")"
+    add_val "$wl" "$side" pss "$(kb_to_mb "$(cat "$base/rss.pss")")"
+    log_run "$side" "$wl" "$run"
     local -a tree
     mapfile -t tree < <(tree_pids "$fg")
-    timeout 25 "$POSTERN_BIN/postern" -c "$inst" stop > "$base/stop.log" 2>&1 \
-        || log "postern run $run: postern stop failed: $(tail -n 3 "$base/stop.log")"
+    timeout 25 "$bin/postern" -c "$inst" stop > "$base/stop.log" 2>&1 \
+        || log "$side $wl run $run: postern stop failed: $(tail -n 3 "$base/stop.log")"
     for ((i = 0; i < 100; i++)); do kill -0 "$fg" 2>/dev/null || break; sleep 0.1; done
     kill "$fg" 2>/dev/null || true
     wait "$fg" 2>/dev/null || true
     local left
     left=$(kill_postern_leftovers "${tree[@]}")
-    ((left == 0)) || log "postern run $run: WARNING: $left Postern process(es) outlived stop; killed"
+    ((left == 0)) || log "$side $wl run $run: WARNING: $left Postern process(es) outlived stop; killed"
     forget OUR_PIDS "$fg"
     forget PN_MASTERS "$fg"
-    forget PN_DIRS "$inst"
+    unset 'PN_DIRS[$inst]'
     [[ $KEEP_TMP == 1 ]] || rm -rf -- "$base"
 }
 
 # ------------------------------------------------------------------- runs
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-for ((r = 1; r <= RUNS; r++)); do
-    # Alternate who goes first so drift in machine load hits both sides.
-    if ((r % 2)); then order="postfix postern"; else order="postern postfix"; fi
-    for side in $order; do
-        [[ " $SIDES " == *" $side "* ]] || continue
-        "run_$side" "$r"
+log "workloads: ${WL_LIST[*]}; sides: ${SIDE_LIST[*]}; $MESSAGES x $SIZE B, $RUNS run(s) each"
+nsides=${#SIDE_LIST[@]}
+for wl in "${WL_LIST[@]}"; do
+    for ((r = 1; r <= RUNS; r++)); do
+        # Rotate who goes first so drift in machine load hits every side.
+        for ((k = 0; k < nsides; k++)); do
+            side=${SIDE_LIST[$(((r - 1 + k) % nsides))]}
+            if [[ $side == postfix ]]; then run_postfix "$wl" "$r"; else run_postern_side "$side" "$wl" "$r"; fi
+        done
     done
 done
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------- report
-json_arr() { if (($#)); then printf '[%s]' "$(IFS=,; echo "$*")"; else echo '[]'; fi; }
-pf_a=$(median "${PF_ACCEPT[@]}"); pf_d=$(median "${PF_DELIV[@]}"); pf_r=$(median "${PF_RSS[@]}")
-pn_a=$(median "${PN_ACCEPT[@]}"); pn_d=$(median "${PN_DELIV[@]}"); pn_r=$(median "${PN_RSS[@]}")
-pf_p=$(median "${PF_PSS[@]}"); pn_p=$(median "${PN_PSS[@]}")
-ratio_a=null; ratio_d=null
-[[ $pf_a != null && $pn_a != null ]] && ratio_a=$(fdiv "$pn_a" "$pf_a")
-[[ $pf_d != null && $pn_d != null ]] && ratio_d=$(fdiv "$pf_d" "$pn_d")
-rss_ok=null
-[[ $pn_r != null ]] && rss_ok=$(awk -v r="$pn_r" -v t="$RSS_TARGET_MB" 'BEGIN { print (r < t) ? "true" : "false" }')
+METRICS=(accept deliv cpu rss pss)
+declare -A MED=()
+for wl in "${WL_LIST[@]}"; do
+    for side in "${SIDE_LIST[@]}"; do
+        for m in "${METRICS[@]}"; do
+            # shellcheck disable=SC2046
+            MED["$wl|$side|$m"]=$(median $(vals "$wl" "$side" "$m"))
+        done
+    done
+done
+# ratio WORKLOAD METRIC A B: > 1 means side A is better than side B
+# (more msg/s; fewer seconds or CPU ms).
+ratio() {
+    local x=${MED["$1|$3|$2"]:-null} y=${MED["$1|$4|$2"]:-null}
+    if [[ $x == null || $y == null ]]; then echo null
+    elif [[ $2 == accept ]]; then fdiv "$x" "$y"
+    else fdiv "$y" "$x"
+    fi
+}
+PAIRS=()    # "A B" for every pair of sides that ran
+has_side postern && has_side postfix && PAIRS+=("postern postfix")
+has_side postern-b && has_side postfix && PAIRS+=("postern-b postfix")
+has_side postern && has_side postern-b && PAIRS+=("postern postern-b")
+pair_label() { # "A B" -> short column head
+    local a b
+    read -r a b <<< "$1"
+    short() { case $1 in postfix) echo Pf ;; postern) echo Pn ;; postern-b) echo PnB ;; esac; }
+    echo "$(short "$a")/$(short "$b")"
+}
+bin_rev() { # DIR -> git revision of the tree DIR is in (+dirty), or unknown
+    local rev
+    rev=$(git -C "$1" rev-parse --short HEAD 2>/dev/null) || { echo unknown; return; }
+    [[ -n $(git -C "$1" status --porcelain 2>/dev/null | head -n 1) ]] && rev+="+dirty"
+    echo "$rev"
+}
 
 cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 mem_mb=$(awk '/^MemTotal:/ { printf "%d", $2 / 1024 }' /proc/meminfo)
 fs_type=$(df --output=fstype "$BENCH_TMPDIR" | tail -n 1 | tr -d ' ')
 pf_version=$(postconf -c /etc/postfix -dh mail_version 2>/dev/null || echo unknown)
-pn_rev=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
-[[ -n $(git -C "$REPO" status --porcelain 2>/dev/null | head -n 1) ]] && pn_rev+="+dirty"
+pn_rev=$(bin_rev "$POSTERN_BIN")
+pnb_rev=""
+[[ -z $POSTERN_BIN_B ]] || pnb_rev=$(bin_rev "$POSTERN_BIN_B")
 
-show() { [[ $1 == null ]] && echo "-" || echo "$1"; }
+show() { [[ $1 == null || -z $1 ]] && echo "-" || echo "$1"; }
+row() { # LABEL METRIC WITH_RATIOS
+    local line p s
+    line=$(printf '%-30s' "$1")
+    for s in "${SIDE_LIST[@]}"; do line+=$(printf ' %10s' "$(show "${MED["$wl|$s|$2"]}")"); done
+    for p in "${PAIRS[@]}"; do
+        # shellcheck disable=SC2086
+        if (($3)); then line+=$(printf ' %10s' "$(show "$(ratio "$wl" "$2" $p)")"); else line+=$(printf ' %10s' ""); fi
+    done
+    echo "$line"
+}
 {
+    for wl in "${WL_LIST[@]}"; do
+        sessions=${wl%%:*}
+        if [[ ${wl#*:} == conn ]]; then how="one message per connection"; else how="one connection per session (-d)"; fi
+        echo
+        echo "Workload $wl: $MESSAGES messages x $SIZE B, $sessions sessions, $how; median of $RUNS run(s)"
+        head=$(printf '%-30s' "")
+        for s in "${SIDE_LIST[@]}"; do head+=$(printf ' %10s' "$(side_label "$s")"); done
+        for p in "${PAIRS[@]}"; do head+=$(printf ' %10s' "$(pair_label "$p")"); done
+        echo "$head"
+        row "(a) accepted, msg/s" accept 1
+        row "(b) all in Maildir/new, s" deliv 1
+        row "CPU per message, ms" cpu 1
+        row "peak RSS, all processes, MB" rss 0
+        row "peak PSS, all processes, MB" pss 0
+        for s in "${SIDE_LIST[@]}"; do
+            printf 'per run %-9s a=[%s] b=[%s] cpu=[%s] rss=[%s] pss=[%s]\n' "$s:" "$(vals "$wl" "$s" accept)" \
+                "$(vals "$wl" "$s" deliv)" "$(vals "$wl" "$s" cpu)" "$(vals "$wl" "$s" rss)" "$(vals "$wl" "$s" pss)"
+        done
+        for s in postern postern-b; do
+            has_side "$s" || continue
+            r=${MED["$wl|$s|rss"]}
+            [[ $r == null ]] && continue
+            echo "$(side_label "$s") peak RSS $r MB, target < $RSS_TARGET_MB MB: $(awk -v r="$r" -v t="$RSS_TARGET_MB" 'BEGIN { print (r < t) ? "met" : "NOT met" }')"
+        done
+    done
     echo
-    echo "Inbound benchmark: $MESSAGES messages x $SIZE B, $SESSIONS sessions, median of $RUNS run(s)"
-    printf '%-34s %12s %12s %10s\n' "" "Postfix" "Postern" "ratio"
-    printf '%-34s %12s %12s %10s\n' "(a) accepted, msg/s" "$(show "$pf_a")" "$(show "$pn_a")" "$(show "$ratio_a")"
-    printf '%-34s %12s %12s %10s\n' "(b) all in Maildir/new, s" "$(show "$pf_d")" "$(show "$pn_d")" "$(show "$ratio_d")"
-    printf '%-34s %12s %12s %10s\n' "peak RSS, all processes, MB" "$(show "$pf_r")" "$(show "$pn_r")" ""
-    printf '%-34s %12s %12s %10s\n' "peak PSS, all processes, MB" "$(show "$pf_p")" "$(show "$pn_p")" ""
-    echo "ratios: (a) Postern/Postfix, (b) Postfix/Postern time; > 1 means Postern is better"
-    if [[ $rss_ok != null ]]; then
-        echo "Postern peak RSS $pn_r MB, target < $RSS_TARGET_MB MB: $([[ $rss_ok == true ]] && echo met || echo NOT met)"
+    if ((${#PAIRS[@]})); then
+        echo "ratios X/Y: (a) X msg/s / Y msg/s, (b) and CPU: Y / X; > 1 means X is better (Pf Postfix, Pn Postern, PnB Postern-B)"
     fi
-    echo "per run: postfix a=[${PF_ACCEPT[*]}] b=[${PF_DELIV[*]}] rss=[${PF_RSS[*]}] pss=[${PF_PSS[*]}]"
-    echo "         postern a=[${PN_ACCEPT[*]}] b=[${PN_DELIV[*]}] rss=[${PN_RSS[*]}] pss=[${PN_PSS[*]}]"
     echo "machine: $(nproc) CPU(s) $cpu_model, ${mem_mb} MB RAM, kernel $(uname -r), $BENCH_TMPDIR on $fs_type"
-    echo "load average at start $LOAD_START, at end $LOAD_END; Postfix $pf_version, Postern $pn_rev"
+    echo "load average at start $LOAD_START, at end $LOAD_END; Postfix $pf_version, Postern $pn_rev ($POSTERN_BIN)"
+    [[ -z $POSTERN_BIN_B ]] || echo "Postern-B $pnb_rev ($POSTERN_BIN_B)"
 }
 
-mkdir -p "$RESULTS_DIR"
+json_arr() { # space-separated numbers -> JSON array
+    local -a a
+    read -ra a <<< "$1"
+    if ((${#a[@]})); then printf '[%s]' "$(IFS=,; echo "${a[*]}")"; else echo '[]'; fi
+}
+side_json() { # WORKLOAD SIDE
+    jq -n --argjson a "${MED["$1|$2|accept"]}" --argjson d "${MED["$1|$2|deliv"]}" \
+        --argjson c "${MED["$1|$2|cpu"]}" --argjson r "${MED["$1|$2|rss"]}" --argjson p "${MED["$1|$2|pss"]}" \
+        --argjson ar "$(json_arr "$(vals "$1" "$2" accept)")" --argjson dr "$(json_arr "$(vals "$1" "$2" deliv)")" \
+        --argjson cr "$(json_arr "$(vals "$1" "$2" cpu)")" --argjson rr "$(json_arr "$(vals "$1" "$2" rss)")" \
+        --argjson pr "$(json_arr "$(vals "$1" "$2" pss)")" \
+        '{ accepted_msgs_per_s: $a, delivered_s: $d, cpu_ms_per_msg: $c, peak_rss_mb: $r, peak_pss_mb: $p,
+           runs: { accepted_msgs_per_s: $ar, delivered_s: $dr, cpu_ms_per_msg: $cr,
+                   peak_rss_mb: $rr, peak_pss_mb: $pr } }'
+}
+workload_json() { # WORKLOAD
+    local s p a b sides='{}' ratios='{}'
+    for s in "${SIDE_LIST[@]}"; do
+        sides=$(jq --arg k "$s" --argjson v "$(side_json "$1" "$s")" '. + { ($k): $v }' <<< "$sides")
+    done
+    for p in "${PAIRS[@]}"; do
+        read -r a b <<< "$p"
+        ratios=$(jq --arg k "${a//-/_}_vs_${b//-/_}" --argjson ra "$(ratio "$1" accept "$a" "$b")" \
+            --argjson rd "$(ratio "$1" deliv "$a" "$b")" --argjson rc "$(ratio "$1" cpu "$a" "$b")" \
+            '. + { ($k): { accepted: $ra, delivery_time: $rd, cpu_per_msg: $rc } }' <<< "$ratios")
+    done
+    jq -n --arg name "$1" --argjson sessions "${1%%:*}" --arg mode "${1#*:}" \
+        --argjson sides "$sides" --argjson ratios "$ratios" \
+        '{ name: $name, sessions: $sessions,
+           mode: (if $mode == "conn" then "one message per connection" else "one connection per session (smtp-source -d)" end),
+           sides: $sides, ratios: $ratios }'
+}
+wls='[]'
+for wl in "${WL_LIST[@]}"; do
+    wls=$(jq --argjson w "$(workload_json "$wl")" '. + [$w]' <<< "$wls")
+done
+
+mkdir -p "$(dirname "$RESULTS_FILE")"
 jq -n \
     --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
-    --argjson messages "$MESSAGES" --argjson sessions "$SESSIONS" --argjson size "$SIZE" --argjson runs "$RUNS" \
+    --argjson messages "$MESSAGES" --argjson size "$SIZE" --argjson runs "$RUNS" \
     --argjson nproc "$(nproc)" --arg cpu "$cpu_model" --argjson mem "$mem_mb" --arg kernel "$(uname -r)" \
     --arg tmpdir "$BENCH_TMPDIR" --arg fs "$fs_type" --arg load_start "$LOAD_START" --arg load_end "$LOAD_END" \
-    --arg pf_version "$pf_version" --arg pn_rev "$pn_rev" \
-    --argjson pf_a "$pf_a" --argjson pf_d "$pf_d" --argjson pf_r "$pf_r" --argjson pf_p "$pf_p" \
-    --argjson pn_a "$pn_a" --argjson pn_d "$pn_d" --argjson pn_r "$pn_r" --argjson pn_p "$pn_p" \
-    --argjson pf_p_runs "$(json_arr "${PF_PSS[@]}")" --argjson pn_p_runs "$(json_arr "${PN_PSS[@]}")" \
-    --argjson pf_a_runs "$(json_arr "${PF_ACCEPT[@]}")" --argjson pf_d_runs "$(json_arr "${PF_DELIV[@]}")" \
-    --argjson pf_r_runs "$(json_arr "${PF_RSS[@]}")" \
-    --argjson pn_a_runs "$(json_arr "${PN_ACCEPT[@]}")" --argjson pn_d_runs "$(json_arr "${PN_DELIV[@]}")" \
-    --argjson pn_r_runs "$(json_arr "${PN_RSS[@]}")" \
-    --argjson ratio_a "$ratio_a" --argjson ratio_d "$ratio_d" --argjson rss_ok "$rss_ok" \
-    --argjson rss_target "$RSS_TARGET_MB" \
+    --arg pf_version "$pf_version" --arg pn_rev "$pn_rev" --arg pn_bin "$POSTERN_BIN" \
+    --arg pnb_rev "$pnb_rev" \
+    --arg pnb_bin "$POSTERN_BIN_B" --argjson workloads "$wls" --argjson rss_target "$RSS_TARGET_MB" \
+    --arg sides "${SIDE_LIST[*]}" \
     '{
       benchmark: "inbound", date: $date,
-      params: { messages: $messages, sessions: $sessions, size: $size, runs: $runs },
+      params: { messages: $messages, size: $size, runs: $runs, sides: ($sides | split(" ")),
+                workloads: [$workloads[].name] },
       machine: { nproc: $nproc, cpu_model: $cpu, mem_total_mb: $mem, kernel: $kernel,
                  tmpdir: $tmpdir, tmpdir_fs: $fs, loadavg_start: $load_start, loadavg_end: $load_end },
-      versions: { postfix: $pf_version, postern: $pn_rev },
-      postfix: { accepted_msgs_per_s: $pf_a, delivered_s: $pf_d, peak_rss_mb: $pf_r, peak_pss_mb: $pf_p,
-                 runs: { accepted_msgs_per_s: $pf_a_runs, delivered_s: $pf_d_runs,
-                         peak_rss_mb: $pf_r_runs, peak_pss_mb: $pf_p_runs } },
-      postern: { accepted_msgs_per_s: $pn_a, delivered_s: $pn_d, peak_rss_mb: $pn_r, peak_pss_mb: $pn_p,
-                 runs: { accepted_msgs_per_s: $pn_a_runs, delivered_s: $pn_d_runs,
-                         peak_rss_mb: $pn_r_runs, peak_pss_mb: $pn_p_runs } },
-      ratios: { accepted_postern_over_postfix: $ratio_a, delivery_time_postfix_over_postern: $ratio_d },
-      postern_rss_target_mb: $rss_target, postern_rss_target_met: $rss_ok
-    }' > "$RESULTS_DIR/latest.json.tmp"
-mv "$RESULTS_DIR/latest.json.tmp" "$RESULTS_DIR/latest.json"
-log "wrote $RESULTS_DIR/latest.json"
+      versions: { postfix: $pf_version, postern: $pn_rev, postern_bin: $pn_bin,
+                  postern_b: (if $pnb_rev == "" then null else $pnb_rev end), postern_b_bin: (if $pnb_bin == "" then null else $pnb_bin end) },
+      ratios_note: "X_vs_Y: accepted = X/Y msg/s, delivery_time and cpu_per_msg = Y/X; > 1 means X is better",
+      postern_rss_target_mb: $rss_target,
+      workloads: $workloads
+    }' > "$RESULTS_FILE.tmp"
+mv "$RESULTS_FILE.tmp" "$RESULTS_FILE"
+log "wrote $RESULTS_FILE"
