@@ -235,10 +235,6 @@ PF_GID=$(id -g postfix)
 CLK_TCK=$(getconf CLK_TCK)
 [[ $CLK_TCK =~ ^[1-9][0-9]*$ ]] || die "getconf CLK_TCK gave '$CLK_TCK'"
 
-SCRATCH=$(mktemp -d "$BENCH_TMPDIR/postern-bench.XXXXXX")
-chmod 755 "$SCRATCH"
-log "scratch directory $SCRATCH"
-
 check_postern_bin() { # SIDE: its directory must hold real binaries (see below)
     local dir real
     dir=$(side_bin "$1")
@@ -256,6 +252,10 @@ if has_side postern; then
     check_postern_bin postern
 fi
 has_side postern-b && check_postern_bin postern-b
+
+SCRATCH=$(mktemp -d "$BENCH_TMPDIR/postern-bench.XXXXXX")
+chmod 755 "$SCRATCH"
+log "scratch directory $SCRATCH"
 
 # ------------------------------------------------------------------ helpers
 now() { echo "$EPOCHREALTIME"; }
@@ -568,6 +568,9 @@ for wl in "${WL_LIST[@]}"; do
         for m in "${METRICS[@]}"; do
             # shellcheck disable=SC2046
             MED["$wl|$side|$m"]=$(median $(vals "$wl" "$side" "$m"))
+            # Memory is sampled to 0.1 MB; more digits would be noise.
+            [[ $m == rss || $m == pss ]] && [[ ${MED["$wl|$side|$m"]} != null ]] \
+                && MED["$wl|$side|$m"]=$(awk -v v="${MED["$wl|$side|$m"]}" 'BEGIN { printf "%.1f", v }')
         done
     done
 done
@@ -644,7 +647,9 @@ row() { # LABEL METRIC WITH_RATIOS
     done
     echo
     if ((${#PAIRS[@]})); then
-        echo "ratios X/Y: (a) X msg/s / Y msg/s, (b) and CPU: Y / X; > 1 means X is better (Pf Postfix, Pn Postern, PnB Postern-B)"
+        legend="Pf Postfix, Pn Postern"
+        has_side postern-b && legend+=", PnB Postern-B"
+        echo "ratios X/Y: (a) X msg/s / Y msg/s, (b) and CPU: Y / X; > 1 means X is better ($legend)"
     fi
     echo "machine: $(nproc) CPU(s) $cpu_model, ${mem_mb} MB RAM, kernel $(uname -r), $BENCH_TMPDIR on $fs_type"
     echo "load average at start $LOAD_START, at end $LOAD_END; Postfix $pf_version, Postern $pn_rev ($POSTERN_BIN)"
