@@ -30,10 +30,8 @@ impl LocalDomains {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let mut domains: Vec<String> = entries
-            .into_iter()
-            .filter_map(|e| normalise(e.as_ref()))
-            .collect();
+        let mut domains: Vec<String> =
+            entries.into_iter().filter_map(|e| normalise(e.as_ref())).collect();
         domains.dedup();
         LocalDomains { domains }
     }
@@ -58,11 +56,7 @@ impl LocalDomains {
 fn normalise(domain: &str) -> Option<String> {
     let d = domain.trim();
     let d = d.strip_suffix('.').unwrap_or(d);
-    if d.is_empty() || d.ends_with('.') {
-        None
-    } else {
-        Some(d.to_ascii_lowercase())
-    }
+    if d.is_empty() || d.ends_with('.') { None } else { Some(d.to_ascii_lowercase()) }
 }
 
 #[cfg(test)]
@@ -87,7 +81,10 @@ mod tests {
         assert!(!l.contains("."));
         assert!(!l.contains(""));
         assert!(!l.contains("sub.mail.example.com"));
-        assert_eq!(l.domains(), ["mail.example.com", "localhost.example.com", "localhost", "example.com"]);
+        assert_eq!(
+            l.domains(),
+            ["mail.example.com", "localhost.example.com", "localhost", "example.com"]
+        );
     }
 
     #[test]

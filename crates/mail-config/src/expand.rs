@@ -259,7 +259,10 @@ mod tests {
         assert_eq!(ex("$home/.forward").unwrap(), "/home/maria/.forward");
         assert_eq!(ex("$home/.forward${extension?+$extension}").unwrap(), "/home/maria/.forward");
         assert_eq!(ex("${extension:none}${empty:e}").unwrap(), "nonee");
-        assert_eq!(ex("$home/.forward+${extension}"), Err(ExpandError::Undefined("extension".into())));
+        assert_eq!(
+            ex("$home/.forward+${extension}"),
+            Err(ExpandError::Undefined("extension".into()))
+        );
         assert_eq!(ex("$nosuch"), Err(ExpandError::Unknown("nosuch".into())));
         assert_eq!(expand_with("$home", 5, &mut attrs), Err(ExpandError::TooLong));
     }

@@ -659,10 +659,7 @@ mod tests {
             m.lookup_text("mydestinaton").unwrap_err(),
             m.lookup_expanded("mydestinaton").unwrap_err(),
         ] {
-            assert_eq!(
-                e.to_string(),
-                "/etc/postern/main.toml: unknown parameter \"mydestinaton\""
-            );
+            assert_eq!(e.to_string(), "/etc/postern/main.toml: unknown parameter \"mydestinaton\"");
         }
     }
 

@@ -40,6 +40,37 @@ pub fn is_unimplemented(name: &str) -> bool {
     crate::params::lookup(name).is_some_and(|p| p.doc.starts_with(UNIMPLEMENTED_PREFIX))
 }
 
+/// A warning for each parameter that is set (in the file or with `-o`)
+/// to something other than its default although it has no effect yet:
+/// the parameter's name and the line `postern check` and `postconf -e`
+/// print, in the shape of configuration errors
+/// (`/etc/postern/main.toml:3: parameter "relayhost": not yet implemented; the setting has no effect`).
+pub fn unimplemented_warnings(main: &Main) -> Vec<(&'static str, String)> {
+    let mut out: Vec<(&'static str, String, PathBuf, u32)> = crate::params::PARAMS
+        .iter()
+        .filter(|p| p.doc.starts_with(UNIMPLEMENTED_PREFIX))
+        .filter_map(|p| {
+            let raw = main.raw(p.name)?;
+            if raw.trim() == main.default_text(p.name).trim() {
+                return None;
+            }
+            let (path, line) = main.origin(p.name)?;
+            let at = if line == 0 {
+                path.display().to_string()
+            } else {
+                format!("{}:{line}", path.display())
+            };
+            let message = format!(
+                "{at}: parameter \"{}\": not yet implemented; the setting has no effect",
+                p.name
+            );
+            Some((p.name, message, path.to_owned(), line))
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.2, a.3).cmp(&(&b.2, b.3)));
+    out.into_iter().map(|(n, m, _, _)| (n, m)).collect()
+}
+
 /// Reads parameters for the builders, remembering which names were read
 /// so the test below can check that every parameter has a typed home.
 struct Reader<'a> {
@@ -441,6 +472,22 @@ mod tests {
         );
         assert!(!is_unimplemented("myhostname"));
         assert!(!is_unimplemented("nosuch"));
+    }
+
+    #[test]
+    fn setting_an_unimplemented_parameter_is_warned_about() {
+        let m = load("relayhost = \"\"\nmyhostname = \"h.example\"\n");
+        assert!(unimplemented_warnings(&m).is_empty(), "the default value is harmless");
+        let m = load(
+            "myhostname = \"h.example\"\nrelayhost = \"[smarthost]:587\"\nbiff = true\ndelay_warning_time = \"4h\"\n",
+        );
+        assert_eq!(
+            unimplemented_warnings(&m),
+            [
+                ("relayhost", "/etc/postern/main.toml:2: parameter \"relayhost\": not yet implemented; the setting has no effect".to_owned()),
+                ("delay_warning_time", "/etc/postern/main.toml:4: parameter \"delay_warning_time\": not yet implemented; the setting has no effect".to_owned()),
+            ]
+        );
     }
 
     #[test]
