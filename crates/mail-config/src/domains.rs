@@ -39,7 +39,7 @@ impl LocalDomains {
     /// Whether mail for `domain` is delivered here.
     pub fn contains(&self, domain: &str) -> bool {
         match normalise(domain) {
-            Some(d) => self.domains.iter().any(|x| *x == d),
+            Some(d) => self.domains.contains(&d),
             None => false,
         }
     }
