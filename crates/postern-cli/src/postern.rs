@@ -233,12 +233,21 @@ fn simple(dir: &Path, req: ControlRequest) -> Result<(), String> {
 }
 
 fn check(dir: &Path) -> Result<(), String> {
-    mail_config::check(dir).map_err(|e| format!("{e}"))?;
-    for (_, message) in mail_config::settings::unimplemented_warnings(&load(dir)?) {
-        eprintln!("postern: warning: {message}");
+    for warning in check_warnings(dir)? {
+        eprintln!("postern: warning: {warning}");
     }
     println!("postern: configuration in {} is valid", dir.display());
     Ok(())
+}
+
+/// Checks both files; `Ok` carries the warnings: parameters set that
+/// have no effect yet.
+fn check_warnings(dir: &Path) -> Result<Vec<String>, String> {
+    mail_config::check(dir).map_err(|e| format!("{e}"))?;
+    Ok(mail_config::settings::unimplemented_warnings(&load(dir)?)
+        .into_iter()
+        .map(|(_, message)| message)
+        .collect())
 }
 
 fn status(dir: &Path, json: bool) -> Result<(), String> {
@@ -386,6 +395,33 @@ mod tests {
         assert_eq!(dir, PathBuf::from("/tmp/d"));
         assert_eq!((opts.port_base, opts.any_port), (None, true));
         assert_eq!(opts.hostname, "mail.postern.test");
+    }
+
+    #[test]
+    fn check_warns_about_parameters_without_effect() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("i");
+        let opts = crate::init::InitOptions {
+            users: Vec::new(),
+            hostname: "mail.example.org".into(),
+            port_base: None,
+            any_port: true,
+        };
+        crate::init::init(&dir, &opts).unwrap();
+        assert_eq!(check_warnings(&dir).unwrap(), Vec::<String>::new());
+        let main = dir.join("main.toml");
+        let text = std::fs::read_to_string(&main).unwrap() + "relayhost = \"[smarthost]:587\"\n";
+        std::fs::write(&main, &text).unwrap();
+        let warnings = check_warnings(&dir).unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].ends_with(
+                "parameter \"relayhost\": not yet implemented; the setting has no effect"
+            ),
+            "{warnings:?}"
+        );
+        std::fs::write(&main, text + "nosuch = 1\n").unwrap();
+        assert!(check_warnings(&dir).unwrap_err().contains("unknown parameter \"nosuch\""));
     }
 
     #[test]
