@@ -28,6 +28,7 @@ pub(crate) fn run_all(root: &Path) -> Result<(), Vec<String>> {
     let mut problems = dependency_rules(root);
     problems.extend(file_docs(root));
     problems.extend(banned_test_attributes(root));
+    problems.extend(unread_parameters(root));
     if problems.is_empty() { Ok(()) } else { Err(problems) }
 }
 
@@ -129,6 +130,89 @@ pub(crate) fn banned_test_attributes(root: &Path) -> Vec<String> {
     problems
 }
 
+/// How the doc of a declared parameter that nothing acts on starts
+/// (mail-config's `settings::UNIMPLEMENTED_PREFIX` and `COMPAT_PREFIX`).
+const UNREAD_MARKS: [&str; 2] = ["Not yet implemented", "Accepted for compatibility"];
+
+/// One `p("name", KIND, "default", "doc"),` line of params.rs: name,
+/// default, doc.
+fn param_line(line: &str) -> Option<(&str, &str, &str)> {
+    let rest = line.trim().strip_prefix("p(\"")?;
+    let (name, rest) = rest.split_once('"')?;
+    let tail = rest.strip_suffix("\"),")?;
+    let doc_at = tail.rfind("\", \"")?;
+    let (before, doc) = (&tail[..doc_at], &tail[doc_at + 4..]);
+    let default = &before[before.rfind(", \"")? + 3..];
+    Some((name, default, doc))
+}
+
+/// Whether `code` mentions `name` as a field (`.name`) or a literal
+/// (`"name"`), the two ways a program reads a parameter.
+fn mentions(code: &str, name: &str) -> bool {
+    if code.contains(&format!("\"{name}\"")) {
+        return true;
+    }
+    let field = format!(".{name}");
+    code.match_indices(&field).any(|(at, _)| {
+        !code[at + field.len()..]
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+    })
+}
+
+/// Postfix's `check-postconf-undocumented`, turned round: every parameter
+/// declared in `crates/mail-config/src/params.rs` is read by some program
+/// outside mail-config (a field of its typed settings or a literal name,
+/// in code that is not a comment or a test module) or used in another
+/// parameter's default (`$mydomain`), unless its doc says it is not
+/// implemented or accepted only for compatibility; and a marked one is
+/// not read.
+pub(crate) fn unread_parameters(root: &Path) -> Vec<String> {
+    let params_rs = root.join("crates/mail-config/src/params.rs");
+    let Ok(params) = std::fs::read_to_string(&params_rs) else {
+        return vec![format!("{}: cannot read", params_rs.display())];
+    };
+    let decls: Vec<_> = params.lines().filter_map(param_line).collect();
+    if decls.is_empty() {
+        return vec![format!("{}: no p(...) declarations found", params_rs.display())];
+    }
+    let mut files = Vec::new();
+    rust_files(&root.join("crates"), &mut files);
+    let mut code = String::new();
+    for f in files.iter().filter(|f| !f.starts_with(root.join("crates/mail-config"))) {
+        let text = std::fs::read_to_string(f).unwrap_or_default();
+        let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for line in text.lines().filter(|l| !l.trim_start().starts_with("//")) {
+            code.push_str(line);
+            code.push('\n');
+        }
+    }
+    let defaults: String = decls.iter().map(|(_, d, _)| format!("{d} ")).collect();
+    let mut problems = Vec::new();
+    for (name, _, doc) in &decls {
+        let marked = UNREAD_MARKS.iter().any(|m| doc.starts_with(m));
+        let used = mentions(&code, name)
+            || defaults.contains(&format!("${name}"))
+            || defaults.contains(&format!("${{{name}}}"));
+        if !used && !marked {
+            problems.push(format!(
+                "{}: parameter {name} is declared but no program reads it; read it, or start \
+                 its doc with \"Not yet implemented\"",
+                params_rs.display()
+            ));
+        }
+        if used && marked {
+            problems.push(format!(
+                "{}: parameter {name} is read by a program, but its doc says it is not \
+                 implemented; drop the mark",
+                params_rs.display()
+            ));
+        }
+    }
+    problems
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +227,28 @@ mod tests {
     fn every_file_has_a_doc_comment() {
         let p = file_docs(&workspace_root());
         assert!(p.is_empty(), "{}", p.join("\n"));
+    }
+
+    #[test]
+    fn every_declared_parameter_is_read_or_marked() {
+        let p = unread_parameters(&workspace_root());
+        assert!(p.is_empty(), "{}", p.join("\n"));
+    }
+
+    #[test]
+    fn parameter_lines_and_mentions() {
+        let l = r#"    p("smtpd_banner", Kind::Str, "$myhostname ESMTP $mail_name", "The text, after 220."),"#;
+        assert_eq!(
+            param_line(l),
+            Some(("smtpd_banner", "$myhostname ESMTP $mail_name", "The text, after 220."))
+        );
+        let l = r#"    p("mydestination", Kind::List, "$myhostname, localhost", "Local \"domains\", here."),"#;
+        assert_eq!(param_line(l).map(|p| p.1), Some("$myhostname, localhost"));
+        assert_eq!(param_line("// p(\"x\""), None);
+        assert!(mentions("let t = s.smtpd_timeout;", "smtpd_timeout"));
+        assert!(mentions("c.str(\"relayhost\")", "relayhost"));
+        assert!(!mentions("s.smtpd_timeout_x", "smtpd_timeout"));
+        assert!(!mentions("relayhost", "relayhost"));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use mail_config::Main;
+use mail_config::{LocalDomains, Main, settings};
 
 /// Everything a delivery needs to know about the configuration.
 #[derive(Debug, Clone)]
@@ -33,8 +33,8 @@ pub(crate) struct Settings {
     /// Not `$`-expanded: [`crate::forward`] expands `$home`, `$user`, ...
     /// per recipient. Empty: no `.forward` files.
     pub(crate) forward_path: String,
-    /// Lower-case, without trailing dots.
-    pub(crate) mydestination: Vec<String>,
+    /// The local-domain test shared with smtpd and qmgr.
+    pub(crate) mydestination: LocalDomains,
     /// Domain for unqualified alias targets (`Delivered-To:`, re-injection).
     pub(crate) myorigin: String,
     pub(crate) myhostname: String,
@@ -53,41 +53,44 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
+    /// Builds local delivery's settings from the typed `Common` and
+    /// `Local` structs of mail-config.
     pub(crate) fn from_config(c: &Main) -> Settings {
-        let allow_commands = c.list("allow_mail_to_commands");
-        let allow_files = c.list("allow_mail_to_files");
-        let has = |list: &[String], what: &str| list.iter().any(|x| x.eq_ignore_ascii_case(what));
-        let myhostname = c.str("myhostname");
+        let common = settings::Common::new(c);
+        let local = settings::Local::new(c);
         Settings {
-            queue_directory: c.path("queue_directory"),
-            alias_maps: c.list("alias_maps").into_iter().map(|p| c.dir().join(p)).collect(),
-            recipient_delimiter: c.str("recipient_delimiter"),
-            passwd_file: c.path("passwd_file"),
-            home_mailbox: c.str("home_mailbox"),
-            mail_spool_directory: c.path("mail_spool_directory"),
-            mailbox_command: c.text("mailbox_command"),
-            mailbox_size_limit: c.size("mailbox_size_limit"),
-            commands_in_alias: has(&allow_commands, "alias"),
-            commands_in_include: has(&allow_commands, "include"),
-            commands_in_forward: has(&allow_commands, "forward"),
-            files_in_alias: has(&allow_files, "alias"),
-            files_in_include: has(&allow_files, "include"),
-            files_in_forward: has(&allow_files, "forward"),
-            forward_path: c.text("forward_path"),
-            mydestination: c
-                .list("mydestination")
-                .into_iter()
-                .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
-                .collect(),
-            myorigin: origin(&c.str("myorigin"), &myhostname),
-            myhostname,
-            root_instance: nix::unistd::User::from_name(&c.str("mail_owner"))
+            queue_directory: common.queue_directory,
+            alias_maps: common.alias_maps,
+            recipient_delimiter: common.recipient_delimiter,
+            passwd_file: common.passwd_file.unwrap_or_default(),
+            home_mailbox: local.home_mailbox,
+            mail_spool_directory: local.mail_spool_directory,
+            mailbox_command: local.mailbox_command,
+            mailbox_size_limit: local.mailbox_size_limit,
+            commands_in_alias: local.allow_mail_to_commands.alias,
+            commands_in_include: local.allow_mail_to_commands.include,
+            commands_in_forward: local.allow_mail_to_commands.forward,
+            files_in_alias: local.allow_mail_to_files.alias,
+            files_in_include: local.allow_mail_to_files.include,
+            files_in_forward: local.allow_mail_to_files.forward,
+            forward_path: local.forward_path,
+            mydestination: common.mydestination,
+            // mail-config already applied the /etc/mailname file rule;
+            // an empty myorigin still qualifies alias targets, with
+            // myhostname.
+            myorigin: if common.myorigin.is_empty() {
+                common.myhostname.clone()
+            } else {
+                common.myorigin
+            },
+            myhostname: common.myhostname,
+            root_instance: nix::unistd::User::from_name(&common.mail_owner)
                 .ok()
                 .flatten()
                 .is_some_and(|u| u.uid.is_root()),
-            mail_owner: c.str("mail_owner"),
-            command_time_limit: c.duration("command_time_limit"),
-            default_privs: c.str("default_privs"),
+            mail_owner: common.mail_owner,
+            command_time_limit: local.command_time_limit,
+            default_privs: local.default_privs,
         }
     }
 
@@ -100,23 +103,7 @@ impl Settings {
 
     /// Is `domain` one of ours (`mydestination`)?
     pub(crate) fn is_local_domain(&self, domain: &str) -> bool {
-        let d = domain.trim_end_matches('.').to_ascii_lowercase();
-        self.mydestination.contains(&d)
-    }
-}
-
-/// `myorigin`, which may name a file (`/etc/mailname`) whose first line is
-/// the domain, as in Postfix.
-fn origin(value: &str, myhostname: &str) -> String {
-    if !value.starts_with('/') {
-        return if value.is_empty() { myhostname.to_owned() } else { value.to_owned() };
-    }
-    use std::io::Read;
-    let mut text = String::new();
-    let read = std::fs::File::open(value).and_then(|f| f.take(1024).read_to_string(&mut text));
-    match read.ok().and_then(|_| text.lines().next().map(str::trim).map(str::to_owned)) {
-        Some(line) if !line.is_empty() => line,
-        _ => myhostname.to_owned(),
+        self.mydestination.contains(domain)
     }
 }
 
@@ -154,18 +141,5 @@ allow_mail_to_files = ["alias", "include"]
         assert_eq!(s.command_time_limit, Duration::from_secs(1000));
         assert_eq!(s.default_privs, "nobody");
         assert!(s.alias_maps[0].ends_with("aliases"));
-    }
-
-    #[test]
-    fn origin_from_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("mailname");
-        std::fs::File::create(&f)
-            .and_then(|mut h| std::io::Write::write_all(&mut h, b"x.example\n"))
-            .unwrap();
-        assert_eq!(origin(f.to_str().unwrap(), "h"), "x.example");
-        assert_eq!(origin("/nonexistent/file", "h"), "h");
-        assert_eq!(origin("", "h"), "h");
-        assert_eq!(origin("d.example", "h"), "d.example");
     }
 }

@@ -3,13 +3,14 @@
 //!
 //! - `main.toml`, one flat table of parameters with Postfix's names and
 //!   meanings ([`Main`], declared once each in [`params`]), with `$name`
-//!   expansion, typed lookups and `-o` overrides;
+//!   expansion ([`expand`]) and `-o` overrides, turned into typed
+//!   per-program structs ([`settings`]);
 //! - `master.toml`, the service table ([`MasterFile`], [`ServiceDef`]).
 //!
 //! Every problem is reported with the file, line and parameter or service,
 //! and loading collects all of them ([`Errors`]). It also knows the few
 //! rules that several daemons share: [`Networks`] for `mynetworks` and
-//! [`is_local_domain`] for `mydestination`.
+//! [`LocalDomains`] for `mydestination`.
 //!
 //! It does not open sockets, write files, or know what the daemons do with
 //! the values; `postconf`'s editing lives in `postern-cli` (it uses
@@ -17,16 +18,19 @@
 //! daemon and every operator command.
 #![forbid(unsafe_code)]
 
+mod domains;
 mod error;
-mod expand;
+pub mod expand;
 mod main_file;
 mod master;
 mod networks;
 pub mod params;
+pub mod settings;
 pub mod value;
 
 use std::path::{Path, PathBuf};
 
+pub use domains::LocalDomains;
 pub use error::{Error, Errors};
 pub use main_file::{MAIN_FILE, Main, domain_of, qualify_host_name};
 pub use master::{
@@ -53,15 +57,11 @@ pub fn config_dir_from(cli: Option<&Path>) -> PathBuf {
     }
 }
 
-/// Whether `domain` is one of `mydestination`'s domains, ignoring case and
-/// a trailing dot (the local delivery test of Postfix's `resolve_local`).
+/// Whether `domain` is one of `mydestination`'s domains ([`LocalDomains`]).
+/// This builds the set on every call; a daemon should keep
+/// [`settings::Common::mydestination`] instead.
 pub fn is_local_domain(main: &Main, domain: &str) -> bool {
-    let domain = domain.trim_end_matches('.');
-    !domain.is_empty()
-        && main
-            .list("mydestination")
-            .iter()
-            .any(|d| d.trim_end_matches('.').eq_ignore_ascii_case(domain))
+    LocalDomains::new(main.list("mydestination")).contains(domain)
 }
 
 #[cfg(test)]

@@ -1,11 +1,16 @@
 //! `main.toml`: the global parameters, one flat TOML table with Postfix's
 //! names. [`Main`] holds the explicit values as Postfix text and answers
-//! typed lookups, expanding `$name` on the way.
+//! lookups, expanding `$name` on the way.
 //!
 //! Loading checks everything it can up front (names, kinds, element syntax,
 //! `$name` loops and unknown references) and reports every problem with the
 //! file and line, so that a daemon that starts never meets a bad value
-//! later; the accessors therefore do not return errors.
+//! later. Programs read values through the typed structs of
+//! [`crate::settings`]; lookups by a name that comes from outside
+//! (`postconf NAME`) use the `lookup_*` methods, which return
+//! [`Error::Unknown`] for an undeclared name. The by-name accessors with
+//! a literal name (`str`, `list`, ...) remain for the settings builders
+//! and panic on an undeclared name, a bug in the caller.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
@@ -367,6 +372,35 @@ impl Main {
         result
     }
 
+    /// The declaration of `name`, or [`Error::Unknown`] naming it and
+    /// this `main.toml`.
+    fn param_named(&self, name: &str) -> Result<&'static Param, Error> {
+        params::lookup(name).ok_or_else(|| Error::Unknown {
+            path: self.file.clone(),
+            line: 0,
+            name: name.to_owned(),
+        })
+    }
+
+    /// The explicit value of a parameter named at run time, unexpanded
+    /// (`postconf -n`); `Ok(None)` when it has its default.
+    pub fn lookup_raw(&self, name: &str) -> Result<Option<String>, Error> {
+        let p = self.param_named(name)?;
+        Ok(self.explicit.get(p.name).map(|s| s.text.clone()))
+    }
+
+    /// The value in effect of a parameter named at run time, unexpanded
+    /// (`postconf NAME`).
+    pub fn lookup_text(&self, name: &str) -> Result<String, Error> {
+        Ok(self.text(self.param_named(name)?.name))
+    }
+
+    /// The value in effect of a parameter named at run time,
+    /// `$name`-expanded (`postconf -x NAME`).
+    pub fn lookup_expanded(&self, name: &str) -> Result<String, Error> {
+        Ok(self.str(self.param_named(name)?.name))
+    }
+
     /// The configuration directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -611,6 +645,22 @@ mod tests {
         assert!(err("smtpd_recipient_limit = 0").contains("expected an integer from 1 to"));
         assert!(err("mynetworks = [\"10.0.0.1/8\"]").contains("non-null host address bits"));
         assert!(err("inet_protocols = \"ipv5\"").contains(":1: parameter \"inet_protocols\""));
+    }
+
+    #[test]
+    fn lookups_by_outside_name_return_errors() {
+        let m = ok("myhostname = \"mx.example.org\"");
+        assert_eq!(m.lookup_raw("myhostname").unwrap().as_deref(), Some("mx.example.org"));
+        assert_eq!(m.lookup_raw("smtpd_banner").unwrap(), None);
+        assert_eq!(m.lookup_text("smtpd_banner").unwrap(), "$myhostname ESMTP $mail_name");
+        assert_eq!(m.lookup_expanded("smtpd_banner").unwrap(), "mx.example.org ESMTP Postern");
+        for e in [
+            m.lookup_raw("mydestinaton").unwrap_err(),
+            m.lookup_text("mydestinaton").unwrap_err(),
+            m.lookup_expanded("mydestinaton").unwrap_err(),
+        ] {
+            assert_eq!(e.to_string(), "/etc/postern/main.toml: unknown parameter \"mydestinaton\"");
+        }
     }
 
     #[test]

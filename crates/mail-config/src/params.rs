@@ -98,6 +98,10 @@ pub struct Param {
     /// real default is computed from the host name; see [`crate::Main`].
     pub default: &'static str,
     /// One line for `postconf -d` readers and the configuration reference.
+    /// A parameter that is declared but has no effect yet starts with
+    /// "Not yet implemented" ([`crate::settings::UNIMPLEMENTED_PREFIX`]);
+    /// one kept only so that Postfix configurations load starts with
+    /// "Accepted for compatibility".
     pub doc: &'static str,
 }
 
@@ -120,9 +124,9 @@ pub static PARAMS: &[Param] = &[
     // Common.
     p("queue_directory", Kind::Path, "/var/spool/postern", "Where the mail queue, the private/ and public/ sockets and the master pid file live."),
     p("daemon_directory", Kind::Path, "/usr/lib/postern", "Where master finds the daemon programs named in master.toml."),
-    p("command_directory", Kind::Path, "/usr/sbin", "Where the operator commands (postconf, postqueue, ...) are installed."),
+    p("command_directory", Kind::Path, "/usr/sbin", "Not yet implemented (nothing reads it; the commands are found on $PATH): where the operator commands (postconf, postqueue, ...) are installed."),
     p("mail_owner", Kind::Str, "postern", "The unprivileged user that owns the queue and runs the network-facing daemons."),
-    p("setgid_group", Kind::Str, "postdrop", "The group that owns maildrop/ and lets sendmail drop mail without privileges."),
+    p("setgid_group", Kind::Str, "postdrop", "Not yet implemented (maildrop/ is made mode 1733 instead): the group that owns maildrop/ and lets sendmail drop mail without privileges."),
     p("mail_name", Kind::Str, "Postern", "The mail system name, used in the SMTP banner and in bounce messages."),
     p("myhostname", Kind::Str, "", "This machine's fully qualified domain name (default: the host name, with .localdomain appended if it has no dot)."),
     p("mydomain", Kind::Str, "", "This machine's domain (default: $myhostname minus its first label, or localdomain)."),
@@ -130,11 +134,11 @@ pub static PARAMS: &[Param] = &[
     p("mydestination", Kind::List, "$myhostname, localhost.$mydomain, localhost", "The domains this machine delivers locally."),
     p("mynetworks", Kind::List, "127.0.0.0/8, [::1]/128", "The client networks trusted to relay through this server (address/prefix entries)."),
     p("inet_interfaces", Kind::List, "all", "The addresses the inet services listen on: all, loopback-only, or a list of addresses."),
-    p("inet_protocols", Kind::List, "all", "The IP versions to use: all, ipv4, ipv6."),
+    p("inet_protocols", Kind::List, "all", "Not yet implemented (listeners follow inet_interfaces only): the IP versions to use: all, ipv4, ipv6."),
     p("syslog_name", Kind::Str, "postern", "The prefix of every log line (postern/smtpd[PID]: ...)."),
     p("maillog_file", Kind::Path, "", "A file to write the log to; empty means standard error."),
     p("append_at_myorigin", Kind::Bool, "yes", "Append @$myorigin to addresses that have no domain."),
-    p("append_dot_mydomain", Kind::Bool, "no", "Append .$mydomain to domains that have no dot."),
+    p("append_dot_mydomain", Kind::Bool, "no", "Not yet implemented (domains are left as written): append .$mydomain to domains that have no dot."),
     p("recipient_delimiter", Kind::Str, "", "The characters that separate a user name from an address extension (user+ext); empty disables extensions."),
     p("alias_maps", Kind::MapList, "hash:/etc/aliases", "The alias files used by local delivery (a hash: or lmdb: prefix is accepted and ignored)."),
     p("alias_database", Kind::MapList, "$alias_maps", "The alias files that newaliases rebuilds."),
@@ -151,7 +155,7 @@ pub static PARAMS: &[Param] = &[
     p("message_size_limit", Kind::Size, "10240000", "The largest message accepted, in bytes, headers included; 0 means no limit."),
     p("header_size_limit", Kind::Size, "102400", "The largest header block a message may have; a larger one is refused (552 5.3.4)."),
     p("line_length_limit", Kind::Int { min: 512, max: INT_MAX }, "2048", "Accepted for compatibility with main.cf; Postern keeps long message lines whole (message_size_limit bounds the total)."),
-    p("strict_rfc821_envelopes", Kind::Bool, "no", "Require MAIL FROM and RCPT TO addresses in <>, as RFC 821 demands."),
+    p("strict_rfc821_envelopes", Kind::Bool, "no", "Not yet implemented (smtpd always accepts addresses without <>): require MAIL FROM and RCPT TO addresses in <>, as RFC 821 demands."),
     p("queue_minfree", Kind::Size, "0", "The free space the queue file system must keep before smtpd accepts mail; 0 means 1.5 x message_size_limit."),
     // qmgr.
     p("queue_run_delay", SECONDS, "300s", "How often qmgr scans the deferred queue."),
@@ -161,8 +165,8 @@ pub static PARAMS: &[Param] = &[
     p("bounce_queue_lifetime", DAYS, "5d", "How long a bounce message may stay deferred before it is discarded."),
     p("qmgr_message_active_limit", int(1), "20000", "The most messages in the active queue at once."),
     p("default_destination_concurrency_limit", int(1), "20", "The most parallel deliveries to one destination."),
-    p("local_destination_concurrency_limit", int(1), "2", "The most parallel local deliveries to one recipient."),
-    p("delay_warning_time", HOURS, "0h", "Send the sender a delay warning after a message is delayed this long; 0 disables warnings."),
+    p("local_destination_concurrency_limit", int(1), "2", "Not yet implemented (default_destination_concurrency_limit applies to local delivery too): the most parallel local deliveries to one recipient."),
+    p("delay_warning_time", HOURS, "0h", "Not yet implemented (no delay warnings are sent): send the sender a delay warning after a message is delayed this long; 0 disables warnings."),
     // local delivery.
     p("home_mailbox", Kind::Str, "", "The mailbox path relative to the user's home; ending in / means Maildir (Maildir/); empty means mail_spool_directory."),
     p("mail_spool_directory", Kind::Path, "/var/mail", "The directory of mbox spool files, used when home_mailbox and mailbox_command are empty."),
@@ -175,8 +179,8 @@ pub static PARAMS: &[Param] = &[
     p("command_time_limit", SECONDS, "1000s", "How long local delivery lets a mailbox_command or an alias |command run before killing it."),
     p("biff", Kind::Bool, "no", "Accepted for compatibility with Postfix and ignored: Postern never notifies comsat."),
     // smtp client.
-    p("relayhost", Kind::Str, "", "The host all non-local mail is sent to ([host]:port skips the MX lookup); empty means direct delivery."),
-    p("smtp_helo_name", Kind::Str, "$myhostname", "The name the SMTP client sends in HELO/EHLO."),
+    p("relayhost", Kind::Str, "", "Not yet implemented (there is no SMTP client yet): the host all non-local mail is sent to ([host]:port skips the MX lookup); empty means direct delivery."),
+    p("smtp_helo_name", Kind::Str, "$myhostname", "Not yet implemented (there is no SMTP client yet): the name the SMTP client sends in HELO/EHLO."),
 ];
 
 /// The declaration of `name`, if there is one.

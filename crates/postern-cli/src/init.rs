@@ -39,49 +39,53 @@ fn toml_str(s: &str) -> String {
     toml_edit::Value::from(s).to_string()
 }
 
-/// Parses `init` options and writes the instance.
-pub fn init(opts: &[String]) -> Result<Instance, String> {
-    let mut dir = None;
+/// The options of `postern init --dev DIR` and `postern dev DIR`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InitOptions {
+    /// Add a user (or give the tutorial's user suporte another password);
+    /// repeatable.
+    #[arg(long = "user", value_name = "NAME:PASSWORD", value_parser = parse_user)]
+    pub users: Vec<(String, String)>,
+    /// The instance's host name; its domain is the mail domain.
+    #[arg(long, value_name = "FQDN", default_value = "mail.postern.test")]
+    pub hostname: String,
+    /// Listen on BASE + the well-known port (SMTP on BASE+25) [default: 10000].
+    #[arg(long, value_name = "BASE", overrides_with = "any_port")]
+    pub port_base: Option<u16>,
+    /// Let the kernel choose every port (see `postern status`).
+    #[arg(long, overrides_with = "port_base")]
+    pub any_port: bool,
+}
+
+/// `NAME:PASSWORD`, with a name that is safe in the passwd-file and as a
+/// directory name.
+fn parse_user(spec: &str) -> Result<(String, String), String> {
+    let (n, p) = spec.split_once(':').ok_or_else(|| format!("{spec}: expected NAME:PASSWORD"))?;
+    let valid = !n.is_empty()
+        && n.len() <= 64
+        && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !valid {
+        return Err(format!("{spec}: the name may use letters, digits, '.', '_' and '-'"));
+    }
+    Ok((n.to_owned(), p.to_owned()))
+}
+
+/// Writes the instance in `dir` (made absolute against the current
+/// directory).
+pub fn init(dir: &Path, opts: &InitOptions) -> Result<Instance, String> {
     let mut users: Vec<(String, String)> = vec![("suporte".into(), "suporte".into())];
-    let mut hostname = "mail.postern.test".to_string();
-    let mut port_base = Some(DEFAULT_PORT_BASE);
-    let mut it = opts.iter();
-    while let Some(o) = it.next() {
-        match o.as_str() {
-            "--dev" => dir = it.next().cloned(),
-            "--user" => {
-                let spec = it.next().ok_or("--user needs NAME:PASSWORD")?;
-                let (n, p) = spec
-                    .split_once(':')
-                    .ok_or_else(|| format!("--user {spec}: expected NAME:PASSWORD"))?;
-                let valid = !n.is_empty()
-                    && n.len() <= 64
-                    && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-                if !valid {
-                    return Err(format!(
-                        "--user {spec}: the name may use letters, digits, '.', '_' and '-'"
-                    ));
-                }
-                // The tutorial's user is always there; --user adds more,
-                // or gives suporte another password.
-                match users.iter_mut().find(|(name, _)| name == n) {
-                    Some(u) => u.1 = p.to_owned(),
-                    None => users.push((n.to_owned(), p.to_owned())),
-                }
-            }
-            "--hostname" => hostname = it.next().ok_or("--hostname needs a value")?.clone(),
-            "--port-base" => {
-                port_base = Some(
-                    it.next().and_then(|v| v.parse().ok()).ok_or("--port-base needs a number")?,
-                )
-            }
-            "--any-port" => port_base = None,
-            other => return Err(format!("init: unknown option {other:?}")),
+    // The tutorial's user is always there; --user adds more, or gives
+    // suporte another password.
+    for (n, p) in &opts.users {
+        match users.iter_mut().find(|(name, _)| name == n) {
+            Some(u) => u.1 = p.clone(),
+            None => users.push((n.clone(), p.clone())),
         }
     }
-    let dir = absolute(Path::new(
-        &dir.ok_or("init needs --dev DIR (only unprivileged instances are made by init)")?,
-    ))?;
+    let hostname = opts.hostname.clone();
+    let port_base =
+        if opts.any_port { None } else { Some(opts.port_base.unwrap_or(DEFAULT_PORT_BASE)) };
+    let dir = absolute(dir)?;
     if dir.join("main.toml").exists() {
         return Err(format!(
             "{} already has a main.toml; choose an empty directory",
@@ -237,4 +241,17 @@ command = "local-delivery"
     );
     println!("  queue:   {bin}/postqueue -c {} -p", dir.display());
     Ok(Instance { dir, smtp, users, domain })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_specs() {
+        assert_eq!(parse_user("maria:s3:cr3t"), Ok(("maria".into(), "s3:cr3t".into())));
+        assert!(parse_user("maria").unwrap_err().contains("expected NAME:PASSWORD"));
+        assert!(parse_user("../x:p").unwrap_err().contains("the name may use"));
+        assert!(parse_user(":p").is_err());
+    }
 }

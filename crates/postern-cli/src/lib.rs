@@ -26,9 +26,27 @@ pub fn fatal(program: &str, message: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// Turns a clap error into `help` (for `--help`, shown on stdout, exit
+/// 0) or `usage` (the message naming the bad option with the usage,
+/// without clap's `error: ` prefix, for the command to show after its
+/// own `NAME: fatal: ` prefix).
+pub(crate) fn clap_error<T>(
+    e: clap::Error,
+    help: impl FnOnce(String) -> T,
+    usage: impl FnOnce(String) -> T,
+) -> T {
+    let text = e.render().to_string();
+    match e.kind() {
+        clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => help(text),
+        _ => usage(text.strip_prefix("error: ").unwrap_or(&text).to_owned()),
+    }
+}
+
 /// Sends one request to master and returns its reply.
 pub fn control(main: &Main, req: &ControlRequest) -> Result<ControlReply, String> {
-    let path = main.path("queue_directory").join(mail_ipc::sockets::MASTER_CONTROL);
+    let path = mail_config::settings::Common::new(main)
+        .queue_directory
+        .join(mail_ipc::sockets::MASTER_CONTROL);
     let mut s = std::os::unix::net::UnixStream::connect(&path)
         .map_err(|e| format!("the Postern mail system is not running (cannot connect to {}: {e}); start it with postern start", path.display()))?;
     let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(30)));

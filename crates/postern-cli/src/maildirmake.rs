@@ -21,8 +21,6 @@ use std::process::ExitCode;
 
 const PROG: &str = "maildirmake";
 
-const USAGE: &str = "usage: maildirmake [-f folder] maildir";
-
 /// Runs `maildirmake` with `args` (without the program name).
 pub fn main_with_args(args: Vec<String>) -> ExitCode {
     let mut err = std::io::stderr().lock();
@@ -41,8 +39,12 @@ enum Action {
 fn run(args: Vec<String>, err: &mut dyn Write) -> u8 {
     let action = match parse_args(args) {
         Ok(action) => action,
-        Err(message) => {
-            let _ = writeln!(err, "{PROG}: {message}\n{USAGE}");
+        Err(Usage::Help(text)) => {
+            print!("{text}");
+            return 0;
+        }
+        Err(Usage::Bad(message)) => {
+            let _ = write!(err, "{PROG}: {message}");
             return 1;
         }
     };
@@ -59,31 +61,37 @@ fn run(args: Vec<String>, err: &mut dyn Write) -> u8 {
     }
 }
 
-fn parse_args(args: Vec<String>) -> Result<Action, String> {
-    let mut folder = None;
-    let mut dirs = Vec::new();
-    let mut args = args.into_iter();
-    let mut options_done = false;
-    while let Some(arg) = args.next() {
-        if options_done || !arg.starts_with('-') || arg == "-" {
-            dirs.push(arg);
-            continue;
-        }
-        match arg.as_str() {
-            "--" => options_done = true,
-            "-f" => match args.next() {
-                Some(name) => folder = Some(name),
-                None => return Err("option -f needs a folder name".to_owned()),
-            },
-            _ if arg.starts_with("-f") => folder = Some(arg["-f".len()..].to_owned()),
-            _ => return Err(format!("unsupported option {arg}")),
-        }
-    }
-    let dir = match <[String; 1]>::try_from(dirs) {
-        Ok([dir]) => PathBuf::from(dir),
-        Err(dirs) if dirs.is_empty() => return Err("missing maildir".to_owned()),
-        Err(_) => return Err("exactly one maildir expected".to_owned()),
-    };
+/// Courier's command line: `[-f folder] maildir`.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = PROG,
+    about = "Make a Maildir, or a Maildir++ folder inside one",
+    override_usage = "maildirmake [-f folder] maildir\n       maildirmake maildir/.folder",
+    disable_version_flag = true
+)]
+struct Cli {
+    /// Make the folder .FOLDER inside MAILDIR instead of a Maildir.
+    #[arg(short = 'f', value_name = "folder")]
+    folder: Option<String>,
+    /// The Maildir to make (or to make the folder in); a last component
+    /// starting with '.' names a folder of the Maildir above it.
+    #[arg(value_name = "maildir")]
+    maildir: PathBuf,
+}
+
+/// Why there is nothing to make: `--help` (text for stdout) or a usage
+/// error naming the bad argument.
+#[derive(Debug, PartialEq, Eq)]
+enum Usage {
+    Help(String),
+    Bad(String),
+}
+
+fn parse_args(args: Vec<String>) -> Result<Action, Usage> {
+    use clap::Parser;
+    let cli = Cli::try_parse_from(std::iter::once(PROG.to_owned()).chain(args))
+        .map_err(|e| crate::clap_error(e, Usage::Help, Usage::Bad))?;
+    let (dir, folder) = (cli.maildir, cli.folder);
     if let Some(name) = folder {
         return Ok(Action::Folder { maildir: dir, name });
     }
@@ -194,17 +202,27 @@ mod tests {
             args(&["-f", "X", "--", "-odd"]),
             Ok(Action::Folder { maildir: "-odd".into(), name: "X".into() })
         );
-        assert!(args(&[]).is_err());
-        assert!(args(&["a", "b"]).is_err());
-        assert!(args(&["-f"]).is_err());
-        assert!(args(&["-q", "10S", "Maildir"]).is_err());
+        assert_eq!(
+            args(&["-fSpam", "Maildir"]),
+            Ok(Action::Folder { maildir: "Maildir".into(), name: "Spam".into() })
+        );
+        let bad = |a: &[&str]| match args(a) {
+            Err(Usage::Bad(m)) => m,
+            other => panic!("{a:?}: {other:?}"),
+        };
+        assert!(bad(&[]).contains("<maildir>"));
+        assert!(bad(&["a", "b"]).contains("unexpected argument 'b'"));
+        assert!(bad(&["-f"]).contains("'-f <folder>'"));
+        assert!(bad(&["-q", "10S", "Maildir"]).contains("unexpected argument '-q'"));
+        assert!(matches!(args(&["--help"]), Err(Usage::Help(h)) if h.contains("-f <folder>")));
     }
 
     #[test]
     fn bad_usage_and_names() {
         let (code, err) = run_with(&[]);
         assert_eq!(code, 1);
-        assert!(err.contains("usage: maildirmake"), "{err}");
+        assert!(err.starts_with("maildirmake: the following required arguments"), "{err}");
+        assert!(err.contains("Usage: maildirmake [-f folder] maildir"), "{err}");
 
         let dir = tempfile::tempdir().unwrap();
         let md = dir.path().join("Maildir");

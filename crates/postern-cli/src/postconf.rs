@@ -30,61 +30,65 @@ const PROG: &str = "postconf";
 /// The largest main.toml postconf edits (the loader's bound too).
 const MAX_FILE: u64 = 1024 * 1024;
 
-/// The command line, parsed with Postfix's single-letter options.
-#[derive(Debug, Default)]
+/// The command line: Postfix's single-letter options, getopt style
+/// (`-nh` is `-n -h`; `-cDIR` and `-c DIR` both work). `-h` is Postfix's
+/// "value only", so help is `--help` alone.
+#[derive(Debug, Default, clap::Parser)]
+#[command(
+    name = PROG,
+    about = "Print or edit main.toml parameters, as Postfix's postconf does main.cf",
+    override_usage = "postconf [-c config_dir] [-dhnx] [name...]\n       postconf [-c config_dir] -e \"name = value\"...\n       postconf [-c config_dir] -X name...\n       postconf [-c config_dir] -# name...",
+    disable_help_flag = true,
+    disable_version_flag = true
+)]
 struct Opts {
+    /// The configuration directory (default: $POSTERN_CONFIG_DIR, else /etc/postern).
+    #[arg(short = 'c', value_name = "config_dir")]
     dir: Option<PathBuf>,
+    /// Show default values instead of the values in effect.
+    #[arg(short = 'd')]
     defaults: bool,
+    /// Edit main.toml: each argument is "name = value".
+    #[arg(short = 'e')]
     edit: bool,
+    /// Show only the value, without "name = ".
+    #[arg(short = 'h')]
     value_only: bool,
+    /// Show only parameters set explicitly in main.toml.
+    #[arg(short = 'n')]
     explicit: bool,
+    /// Expand $name in the values shown.
+    #[arg(short = 'x')]
     expand: bool,
+    /// Remove the named parameters from main.toml.
+    #[arg(short = 'X')]
     remove: bool,
+    /// Comment out the named parameters in main.toml.
+    #[arg(short = '#')]
     comment_out: bool,
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
+    /// Parameter names, or "name = value" assignments.
+    #[arg(value_name = "name")]
     args: Vec<String>,
 }
 
-fn parse_opts(args: Vec<String>) -> Result<Opts, String> {
-    let mut o = Opts::default();
-    let mut it = args.into_iter();
-    while let Some(a) = it.next() {
-        if a == "--" {
-            o.args.extend(it.by_ref());
-            break;
-        }
-        let Some(flags) = a.strip_prefix('-').filter(|f| !f.is_empty()) else {
-            o.args.push(a);
-            continue;
-        };
-        // getopt style: "-nh" is "-n -h"; "-cDIR" and "-c DIR" both work.
-        for (i, c) in flags.char_indices() {
-            match c {
-                'c' => {
-                    let rest = &flags[i + 1..];
-                    let dir = if rest.is_empty() {
-                        it.next().ok_or("option -c needs a directory")?
-                    } else {
-                        rest.to_owned()
-                    };
-                    o.dir = Some(PathBuf::from(dir));
-                    break;
-                }
-                'd' => o.defaults = true,
-                'e' => o.edit = true,
-                'h' => o.value_only = true,
-                'n' => o.explicit = true,
-                'x' => o.expand = true,
-                'X' => o.remove = true,
-                '#' => o.comment_out = true,
-                other => {
-                    return Err(format!(
-                        "invalid option -{other}; usage: {PROG} [-c config_dir] [-dhnx] [name...] | -e \"name = value\"... | -X name... | -# name..."
-                    ));
-                }
-            }
-        }
+/// What parsing the command line gave: options, or text for stdout
+/// (`--help`) or stderr (a usage error naming the bad option).
+#[derive(Debug)]
+enum Parsed {
+    Run(Opts),
+    Help(String),
+    Usage(String),
+}
+
+fn parse_opts(args: Vec<String>) -> Parsed {
+    use clap::Parser;
+    match Opts::try_parse_from(std::iter::once(PROG.to_owned()).chain(args)) {
+        Ok(o) => Parsed::Run(o),
+        Err(e) => crate::clap_error(e, Parsed::Help, Parsed::Usage),
     }
-    Ok(o)
 }
 
 /// Runs postconf with `args` (argv without the program name) and returns
@@ -100,9 +104,13 @@ pub fn main_with_args(args: Vec<String>) -> ExitCode {
 /// The whole command, with its output streams injected for tests.
 fn run(args: Vec<String>, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let opts = match parse_opts(args) {
-        Ok(o) => o,
-        Err(m) => {
-            let _ = writeln!(err, "{PROG}: fatal: {m}");
+        Parsed::Run(o) => o,
+        Parsed::Help(text) => {
+            let _ = write!(out, "{text}");
+            return 0;
+        }
+        Parsed::Usage(m) => {
+            let _ = write!(err, "{PROG}: fatal: {m}");
             return 1;
         }
     };
@@ -117,12 +125,30 @@ fn run(args: Vec<String>, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         return print(&opts, &dir, out, err);
     };
     match result {
-        Ok(()) => 0,
+        Ok(()) => {
+            if edit && !(opts.remove || opts.comment_out) {
+                warn_unimplemented(&dir, &opts.args, err);
+            }
+            0
+        }
         Err(messages) => {
             for m in messages {
                 let _ = writeln!(err, "{PROG}: fatal: {m}");
             }
             1
+        }
+    }
+}
+
+/// After `-e`: a warning for each parameter just set that has no effect
+/// yet, so an operator following a Postfix tutorial learns it at once.
+fn warn_unimplemented(dir: &Path, assignments: &[String], err: &mut dyn Write) {
+    let Ok(main) = Main::load(dir) else { return };
+    let edited: HashSet<&str> =
+        assignments.iter().filter_map(|a| a.split_once('=')).map(|(n, _)| n.trim()).collect();
+    for (name, message) in mail_config::settings::unimplemented_warnings(&main) {
+        if edited.contains(name) {
+            let _ = writeln!(err, "{PROG}: warning: {message}");
         }
     }
 }
@@ -140,27 +166,32 @@ fn print(opts: &Opts, dir: &Path, out: &mut dyn Write, err: &mut dyn Write) -> u
             return 1;
         }
     };
-    let names: Vec<&'static str> = if opts.args.is_empty() {
+    let names: Vec<&str> = if opts.args.is_empty() {
         let mut all: Vec<_> = params::PARAMS.iter().map(|p| p.name).collect();
         all.sort_unstable();
         all
     } else {
-        let mut known = Vec::new();
-        for a in &opts.args {
-            match params::lookup(a) {
-                Some(p) => known.push(p.name),
-                None => {
-                    let _ = writeln!(err, "{PROG}: warning: {a}: unknown parameter");
-                }
-            }
-        }
-        known
+        opts.args.iter().map(String::as_str).collect()
     };
     for name in names {
-        if opts.explicit && main.raw(name).is_none() {
-            continue;
-        }
-        let value = if opts.expand { main.str(name) } else { main.text(name) };
+        // The names come from the operator: an unknown one is a warning
+        // (Postfix's behaviour), never a panic.
+        let shown = main.lookup_raw(name).and_then(|raw| {
+            if opts.explicit && raw.is_none() {
+                return Ok(None);
+            }
+            let value =
+                if opts.expand { main.lookup_expanded(name)? } else { main.lookup_text(name)? };
+            Ok(Some(value))
+        });
+        let value = match shown {
+            Ok(Some(v)) => v,
+            Ok(None) => continue,
+            Err(_) => {
+                let _ = writeln!(err, "{PROG}: warning: {name}: unknown parameter");
+                continue;
+            }
+        };
         let line = if opts.value_only {
             value
         } else if value.is_empty() {
@@ -374,15 +405,70 @@ message_size_limit = 10240000
         (code, String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap())
     }
 
+    fn opts(a: &[&str]) -> Opts {
+        match parse_opts(sv(a)) {
+            Parsed::Run(o) => o,
+            other => panic!("{a:?}: {other:?}"),
+        }
+    }
+
+    fn usage_error(a: &[&str]) -> String {
+        match parse_opts(sv(a)) {
+            Parsed::Usage(m) => m,
+            other => panic!("{a:?}: {other:?}"),
+        }
+    }
+
     #[test]
     fn options() {
-        let o = parse_opts(sv(&["-nh", "-cdir", "-x", "a", "--", "-b"])).unwrap();
+        let o = opts(&["-nh", "-cdir", "-x", "a", "--", "-b"]);
         assert!(o.explicit && o.value_only && o.expand);
         assert_eq!(o.dir, Some(PathBuf::from("dir")));
         assert_eq!(o.args, ["a", "-b"]);
-        assert!(parse_opts(sv(&["-q"])).is_err());
-        assert!(parse_opts(sv(&["-c"])).is_err());
-        assert!(parse_opts(sv(&["-#", "-X"])).unwrap().comment_out);
+        let o = opts(&["-c", "dir", "-e", "mydestination = $myhostname, localhost", "-d"]);
+        assert!(o.edit && o.defaults && !o.explicit);
+        assert_eq!(o.args, ["mydestination = $myhostname, localhost"]);
+        assert!(usage_error(&["-q"]).starts_with("unexpected argument '-q' found"));
+        assert!(usage_error(&["-c"]).contains("'-c <config_dir>'"));
+        assert!(usage_error(&["--bogus"]).contains("'--bogus'"));
+        let o = opts(&["-#", "-X"]);
+        assert!(o.comment_out && o.remove);
+    }
+
+    #[test]
+    fn setting_an_unimplemented_parameter_warns() {
+        let d = tempfile::tempdir().unwrap();
+        let (code, _, err) = cli(d.path(), &["-e", "relayhost = [smarthost]:587", "biff = no"]);
+        assert_eq!(code, 0);
+        let file = d.path().join("main.toml");
+        assert_eq!(
+            err,
+            format!(
+                "postconf: warning: {}:1: parameter \"relayhost\": not yet implemented; the setting has no effect\n",
+                file.display()
+            )
+        );
+        assert!(
+            std::fs::read_to_string(&file).unwrap().contains("relayhost = \"[smarthost]:587\"")
+        );
+        let (code, _, err) = cli(d.path(), &["myhostname = mx.example.org"]);
+        assert_eq!((code, err.as_str()), (0, ""), "only the parameters being set are warned about");
+    }
+
+    #[test]
+    fn help_goes_to_stdout_and_lists_the_options() {
+        let d = tempfile::tempdir().unwrap();
+        let (code, out, err) = cli(d.path(), &["--help"]);
+        assert_eq!(code, 0);
+        assert!(err.is_empty(), "{err}");
+        assert!(out.contains("Usage: postconf [-c config_dir] [-dhnx] [name...]"), "{out}");
+        for flag in ["-d", "-e", "-h", "-n", "-x", "-X", "-#"] {
+            assert!(out.contains(&format!("  {flag}")), "{flag} missing from\n{out}");
+        }
+        let (code, out, err) = cli(d.path(), &["-q"]);
+        assert_eq!(code, 1);
+        assert!(out.is_empty());
+        assert!(err.starts_with("postconf: fatal: unexpected argument '-q' found"), "{err}");
     }
 
     #[test]

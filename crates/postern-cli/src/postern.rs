@@ -1,69 +1,115 @@
 //! `postern`: the operator's command for the whole mail system
 //! (Postfix's `postfix` command): `init --dev`, `dev`, `start`,
 //! `start-fg`, `stop`, `reload`, `status [--json]`, `restart SERVICE`,
-//! `check`.
+//! `check` (parsed with clap; `postern --help` and `postern COMMAND
+//! --help` list the options).
 //!
 //! It talks to master over `pid/master.ctl` under the queue directory;
 //! `start-fg` replaces itself with master.
 
 use crate::{control, fatal};
-use mail_config::Main;
+use mail_config::{Main, settings};
 use mail_ipc::control::{ControlReply, ControlRequest, StatusReport};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const USAGE: &str = "usage: postern [-c DIR] COMMAND
-commands:
-  init --dev DIR [--user NAME:PASSWORD]... [--hostname FQDN] [--port-base N | --any-port]
-                      write a complete unprivileged instance under DIR
-  dev DIR [--user NAME:PASSWORD]...
-                      init DIR if it has no main.toml, then start-fg
-  start               start the mail system in the background
-  start-fg [--ready-json]
-                      run master in the foreground (logs on stderr)
-  stop                stop the mail system
-  reload              re-read main.toml and master.toml
-  restart SERVICE     restart one service's workers
-  status [--json]     services, listening addresses, workers, restarts
-  check               validate main.toml and master.toml";
+/// `postern [-c DIR] COMMAND`.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "postern",
+    about = "Start, stop, reload and inspect the Postern mail system; make development instances",
+    arg_required_else_help = true,
+    disable_version_flag = true
+)]
+struct Cli {
+    /// The configuration directory (default: $POSTERN_CONFIG_DIR, else /etc/postern).
+    #[arg(short = 'c', value_name = "DIR", global = true)]
+    config_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Write a complete unprivileged instance under DIR.
+    Init {
+        /// The instance directory (only unprivileged instances are made by init).
+        #[arg(long, value_name = "DIR", required = true)]
+        dev: PathBuf,
+        #[command(flatten)]
+        opts: crate::init::InitOptions,
+    },
+    /// Init DIR if it has no main.toml, then start-fg.
+    Dev {
+        /// The instance directory.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        #[command(flatten)]
+        opts: crate::init::InitOptions,
+    },
+    /// Start the mail system in the background.
+    Start,
+    /// Run master in the foreground (logs on stderr).
+    StartFg {
+        /// Print one JSON status line on stdout once every worker is ready.
+        #[arg(long)]
+        ready_json: bool,
+    },
+    /// Stop the mail system.
+    Stop,
+    /// Re-read main.toml and master.toml.
+    Reload,
+    /// Restart one service's workers.
+    Restart {
+        /// The service name in master.toml, as in: postern restart smtpd.
+        #[arg(value_name = "SERVICE")]
+        service: String,
+    },
+    /// Services, listening addresses, workers, restarts.
+    Status {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate main.toml and master.toml.
+    Check,
+}
 
 /// Entry point of the `postern` binary.
 pub fn main_with_args(args: Vec<String>) -> ExitCode {
-    let mut config_dir: Option<PathBuf> = None;
-    let mut rest = Vec::new();
-    let mut it = args.into_iter();
-    while let Some(a) = it.next() {
-        if a == "-c" && rest.is_empty() {
-            config_dir = it.next().map(PathBuf::from);
-        } else {
-            rest.push(a);
+    use clap::Parser;
+    let cli = match Cli::try_parse_from(std::iter::once("postern".to_owned()).chain(args)) {
+        Ok(cli) => cli,
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            eprint!("{}", e.render());
+            return ExitCode::from(2);
         }
-    }
-    let Some(cmd) = rest.first().cloned() else {
-        eprintln!("{USAGE}");
-        return ExitCode::from(2);
+        Err(e) => {
+            return crate::clap_error(
+                e,
+                |help| {
+                    print!("{help}");
+                    ExitCode::SUCCESS
+                },
+                |m| {
+                    eprint!("postern: fatal: {m}");
+                    ExitCode::FAILURE
+                },
+            );
+        }
     };
-    let dir = mail_config::config_dir_from(config_dir.as_deref());
-    let opts = &rest[1..];
-    let result = match cmd.as_str() {
-        "init" => crate::init::init(opts).map(|_| ()),
-        "dev" => dev(opts),
-        "start" => start(&dir),
-        "start-fg" => start_fg(&dir, opts.iter().any(|o| o == "--ready-json")),
-        "stop" => stop(&dir),
-        "reload" => simple(&dir, ControlRequest::Reload),
-        "restart" => match opts.first() {
-            Some(s) => simple(&dir, ControlRequest::Restart { service: s.clone() }),
-            None => Err("restart needs a service name, as in: postern restart smtpd".into()),
-        },
-        "status" => status(&dir, opts.iter().any(|o| o == "--json")),
-        "check" => check(&dir),
-        "-h" | "--help" | "help" => {
-            println!("{USAGE}");
-            Ok(())
-        }
-        other => Err(format!("unknown command {other:?}\n{USAGE}")),
+    let dir = mail_config::config_dir_from(cli.config_dir.as_deref());
+    let result = match cli.command {
+        Command::Init { dev, opts } => crate::init::init(&dev, &opts).map(|_| ()),
+        Command::Dev { dir, opts } => self::dev(&dir, &opts),
+        Command::Start => start(&dir),
+        Command::StartFg { ready_json } => start_fg(&dir, ready_json),
+        Command::Stop => stop(&dir),
+        Command::Reload => simple(&dir, ControlRequest::Reload),
+        Command::Restart { service } => simple(&dir, ControlRequest::Restart { service }),
+        Command::Status { json } => status(&dir, json),
+        Command::Check => check(&dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -75,15 +121,10 @@ fn load(dir: &Path) -> Result<Main, String> {
     Main::load(dir).map_err(|e| format!("{e}"))
 }
 
-fn dev(opts: &[String]) -> Result<(), String> {
-    let Some(dir) = opts.first() else {
-        return Err("dev needs a directory, as in: postern dev /tmp/postern-demo".into());
-    };
-    let dir = crate::init::absolute(Path::new(dir))?;
+fn dev(dir: &Path, opts: &crate::init::InitOptions) -> Result<(), String> {
+    let dir = crate::init::absolute(dir)?;
     if !dir.join("main.toml").exists() {
-        let mut init_args = vec!["--dev".to_string(), dir.display().to_string()];
-        init_args.extend(opts[1..].iter().cloned());
-        crate::init::init(&init_args)?;
+        crate::init::init(&dir, opts)?;
     } else {
         println!("postern: using the existing instance in {}", dir.display());
     }
@@ -91,7 +132,7 @@ fn dev(opts: &[String]) -> Result<(), String> {
 }
 
 fn master_program(main: &Main) -> PathBuf {
-    main.path("daemon_directory").join("master")
+    settings::Common::new(main).daemon_directory.join("master")
 }
 
 fn start_fg(dir: &Path, ready_json: bool) -> Result<(), String> {
@@ -117,10 +158,8 @@ fn start(dir: &Path) -> Result<(), String> {
     if control(&main, &ControlRequest::Status).is_ok() {
         return Err("the Postern mail system is already running".into());
     }
-    let log = match main.str("maillog_file") {
-        f if !f.is_empty() => PathBuf::from(f),
-        _ => main.path("queue_directory").join("maillog"),
-    };
+    let common = settings::Common::new(&main);
+    let log = common.maillog_file.unwrap_or_else(|| common.queue_directory.join("maillog"));
     let open = || std::fs::OpenOptions::new().append(true).create(true).open(&log);
     let (out, err) = match (open(), open()) {
         (Ok(a), Ok(b)) => (a, b),
@@ -164,7 +203,7 @@ fn start(dir: &Path) -> Result<(), String> {
 
 fn stop(dir: &Path) -> Result<(), String> {
     let main = load(dir)?;
-    let pid_file = main.path("queue_directory").join(mail_ipc::sockets::MASTER_PID);
+    let pid_file = settings::Common::new(&main).queue_directory.join(mail_ipc::sockets::MASTER_PID);
     match control(&main, &ControlRequest::Stop)? {
         ControlReply::Ok(_) => {}
         ControlReply::Error(e) => return Err(e),
@@ -194,9 +233,21 @@ fn simple(dir: &Path, req: ControlRequest) -> Result<(), String> {
 }
 
 fn check(dir: &Path) -> Result<(), String> {
-    mail_config::check(dir).map_err(|e| format!("{e}"))?;
+    for warning in check_warnings(dir)? {
+        eprintln!("postern: warning: {warning}");
+    }
     println!("postern: configuration in {} is valid", dir.display());
     Ok(())
+}
+
+/// Checks both files; `Ok` carries the warnings: parameters set that
+/// have no effect yet.
+fn check_warnings(dir: &Path) -> Result<Vec<String>, String> {
+    mail_config::check(dir).map_err(|e| format!("{e}"))?;
+    Ok(mail_config::settings::unimplemented_warnings(&load(dir)?)
+        .into_iter()
+        .map(|(_, message)| message)
+        .collect())
 }
 
 fn status(dir: &Path, json: bool) -> Result<(), String> {
@@ -283,4 +334,113 @@ pub fn format_status(r: &StatusReport, now: u64) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("postern").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn every_command_and_flag_parses() {
+        let c = parse(&["-c", "/etc/x", "start-fg", "--ready-json"]).unwrap();
+        assert_eq!(c.config_dir, Some(PathBuf::from("/etc/x")));
+        assert!(matches!(c.command, Command::StartFg { ready_json: true }));
+        // -c after the command works too.
+        let c = parse(&["status", "--json", "-c", "/etc/y"]).unwrap();
+        assert_eq!(c.config_dir, Some(PathBuf::from("/etc/y")));
+        assert!(matches!(c.command, Command::Status { json: true }));
+        assert!(matches!(
+            parse(&["restart", "smtpd"]).unwrap().command,
+            Command::Restart { service } if service == "smtpd"
+        ));
+        for (cmd, ok) in [("start", true), ("stop", true), ("reload", true), ("check", true)] {
+            assert_eq!(parse(&[cmd]).is_ok(), ok, "{cmd}");
+        }
+        let Command::Init { dev, opts } = parse(&[
+            "init",
+            "--dev",
+            "/tmp/i",
+            "--user",
+            "maria:pw",
+            "--user",
+            "joao:x:y",
+            "--hostname",
+            "mx.example.org",
+            "--port-base",
+            "20000",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not init")
+        };
+        assert_eq!(dev, PathBuf::from("/tmp/i"));
+        assert_eq!(
+            opts.users,
+            [("maria".to_owned(), "pw".to_owned()), ("joao".to_owned(), "x:y".to_owned())]
+        );
+        assert_eq!(opts.hostname, "mx.example.org");
+        assert_eq!((opts.port_base, opts.any_port), (Some(20000), false));
+        // The last of --port-base and --any-port wins, as before.
+        let Command::Dev { dir, opts } =
+            parse(&["dev", "/tmp/d", "--port-base", "20000", "--any-port"]).unwrap().command
+        else {
+            panic!("not dev")
+        };
+        assert_eq!(dir, PathBuf::from("/tmp/d"));
+        assert_eq!((opts.port_base, opts.any_port), (None, true));
+        assert_eq!(opts.hostname, "mail.postern.test");
+    }
+
+    #[test]
+    fn check_warns_about_parameters_without_effect() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("i");
+        let opts = crate::init::InitOptions {
+            users: Vec::new(),
+            hostname: "mail.example.org".into(),
+            port_base: None,
+            any_port: true,
+        };
+        crate::init::init(&dir, &opts).unwrap();
+        assert_eq!(check_warnings(&dir).unwrap(), Vec::<String>::new());
+        let main = dir.join("main.toml");
+        let text = std::fs::read_to_string(&main).unwrap() + "relayhost = \"[smarthost]:587\"\n";
+        std::fs::write(&main, &text).unwrap();
+        let warnings = check_warnings(&dir).unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].ends_with(
+                "parameter \"relayhost\": not yet implemented; the setting has no effect"
+            ),
+            "{warnings:?}"
+        );
+        std::fs::write(&main, text + "nosuch = 1\n").unwrap();
+        assert!(check_warnings(&dir).unwrap_err().contains("unknown parameter \"nosuch\""));
+    }
+
+    #[test]
+    fn errors_name_what_is_wrong() {
+        let msg = |args: &[&str]| parse(args).unwrap_err().render().to_string();
+        assert!(msg(&["bogus"]).contains("unrecognized subcommand 'bogus'"));
+        assert!(msg(&["status", "--jsn"]).contains("unexpected argument '--jsn'"));
+        assert!(msg(&["restart"]).contains("<SERVICE>"));
+        assert!(msg(&["init"]).contains("--dev <DIR>"));
+        assert!(
+            msg(&["init", "--dev", "/x", "--port-base", "many"]).contains("'--port-base <BASE>'")
+        );
+        assert!(
+            msg(&["init", "--dev", "/x", "--user", "nopass"]).contains("expected NAME:PASSWORD")
+        );
+        assert_eq!(
+            parse(&[]).unwrap_err().kind(),
+            clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        );
+        assert_eq!(parse(&["--help"]).unwrap_err().kind(), clap::error::ErrorKind::DisplayHelp);
+    }
 }

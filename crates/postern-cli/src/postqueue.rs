@@ -22,7 +22,7 @@
 //! unreadable one is skipped with a warning on stderr. `-c DIR` selects
 //! the configuration directory.
 
-use mail_config::Main;
+use mail_config::{Main, settings};
 use mail_ipc::trigger::Trigger;
 use mail_queue::{Outcome, Queue, State};
 use mail_types::QueueId;
@@ -35,8 +35,6 @@ use std::process::ExitCode;
 const EX_USAGE: u8 = 64;
 const EX_UNAVAILABLE: u8 = 69;
 const EX_CONFIG: u8 = 78;
-
-const USAGE: &str = "usage: postqueue [-c config_dir] -f | -i queue_id | -j | -p | -s site";
 
 /// The queues listed, in Postfix's order (hold last, as showq does).
 const LISTED: [State; 4] = [State::Incoming, State::Active, State::Deferred, State::Hold];
@@ -312,7 +310,7 @@ pub fn list(main: &Main) -> ExitCode {
 }
 
 fn print_with(main: &Main, format: fn(&[Entry]) -> String) -> ExitCode {
-    let queue = Queue::new(main.path("queue_directory"));
+    let queue = Queue::new(settings::Common::new(main).queue_directory);
     if !queue.root().is_dir() {
         eprintln!("postqueue: fatal: queue directory {} does not exist", queue.root().display());
         return ExitCode::from(EX_UNAVAILABLE);
@@ -332,7 +330,7 @@ fn print_with(main: &Main, format: fn(&[Entry]) -> String) -> ExitCode {
 
 /// Asks qmgr to retry deferred mail now (`postqueue -f`, `sendmail -q`).
 pub fn flush(main: &Main, program: &str) -> ExitCode {
-    let queue = Queue::new(main.path("queue_directory"));
+    let queue = Queue::new(settings::Common::new(main).queue_directory);
     if crate::sendmail::poke(&queue, mail_ipc::sockets::QMGR, Trigger::Flush) {
         ExitCode::SUCCESS
     } else {
@@ -349,41 +347,76 @@ enum Action {
     FlushId(String),
 }
 
-fn parse_args(args: &[String]) -> Result<(Option<PathBuf>, Action), String> {
-    let mut dir = None;
-    let mut action = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = |name: &str| {
-            it.next().cloned().ok_or_else(|| format!("option {name} requires an argument"))
-        };
-        let next = match a.as_str() {
-            "-c" => {
-                dir = Some(PathBuf::from(value("-c")?));
-                continue;
-            }
-            "-p" => Action::List,
-            "-j" => Action::Json,
-            "-f" => Action::Flush,
-            "-s" => {
-                value("-s")?;
-                Action::Flush
-            }
-            "-i" => Action::FlushId(value("-i")?),
-            "-v" => continue,
-            other => return Err(format!("invalid option {other}")),
-        };
-        action = Some(next);
-    }
-    action.map(|a| (dir, a)).ok_or_else(|| "no action requested".into())
+/// Postfix's postqueue(1) command line: exactly one of `-f`, `-i`, `-j`,
+/// `-p`, `-s`, as Postfix insists.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "postqueue",
+    about = "List the mail queue, or ask qmgr to retry deferred mail now",
+    override_usage = "postqueue [-c config_dir] -f | -i queue_id | -j | -p | -s site",
+    disable_version_flag = true
+)]
+#[command(group = clap::ArgGroup::new("action").required(true).multiple(false))]
+struct Cli {
+    /// The configuration directory (default: $POSTERN_CONFIG_DIR, else /etc/postern).
+    #[arg(short = 'c', value_name = "config_dir")]
+    dir: Option<PathBuf>,
+    /// Retry every deferred message now (flush).
+    #[arg(short = 'f', group = "action")]
+    flush: bool,
+    /// Retry deferred mail now, if message queue_id is in the queue.
+    #[arg(short = 'i', value_name = "queue_id", group = "action")]
+    id: Option<String>,
+    /// List the queue as one JSON object per message.
+    #[arg(short = 'j', group = "action")]
+    json: bool,
+    /// List the queue (what mailq shows).
+    #[arg(short = 'p', group = "action")]
+    list: bool,
+    /// Retry deferred mail now (Postern has no per-site flush).
+    #[arg(short = 's', value_name = "site", group = "action")]
+    site: Option<String>,
+    /// Accepted for compatibility (more verbose logging in Postfix).
+    #[arg(short = 'v', action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+/// A usage problem: `--help` (text for stdout) or an error naming the bad
+/// option.
+#[derive(Debug, PartialEq, Eq)]
+enum Usage {
+    Help(String),
+    Bad(String),
+}
+
+fn parse_args(args: &[String]) -> Result<(Option<PathBuf>, Action), Usage> {
+    use clap::Parser;
+    let cli =
+        Cli::try_parse_from(std::iter::once("postqueue".to_owned()).chain(args.iter().cloned()))
+            .map_err(|e| crate::clap_error(e, Usage::Help, Usage::Bad))?;
+    let action = if cli.list {
+        Action::List
+    } else if cli.json {
+        Action::Json
+    } else if let Some(id) = cli.id {
+        Action::FlushId(id)
+    } else {
+        // -f or -s: the group makes one of them present.
+        Action::Flush
+    };
+    Ok((cli.dir, action))
 }
 
 /// Entry point of the `postqueue` binary.
 pub fn main_with_args(args: Vec<String>) -> ExitCode {
     let (dir, action) = match parse_args(&args) {
         Ok(x) => x,
-        Err(e) => {
-            eprintln!("postqueue: fatal: {e}\n{USAGE}");
+        Err(Usage::Help(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(Usage::Bad(e)) => {
+            eprint!("postqueue: fatal: {e}");
             return ExitCode::from(EX_USAGE);
         }
     };
@@ -399,7 +432,7 @@ pub fn main_with_args(args: Vec<String>) -> ExitCode {
         Action::Json => print_with(&main, format_json),
         Action::Flush => flush(&main, "postqueue"),
         Action::FlushId(id) => {
-            let queue = Queue::new(main.path("queue_directory"));
+            let queue = Queue::new(settings::Common::new(&main).queue_directory);
             match QueueId::parse(&id) {
                 Ok(q) if queue.locate(&q).is_some() => flush(&main, "postqueue"),
                 _ => {
@@ -606,8 +639,17 @@ mod tests {
         assert_eq!(a(&["-f"]).unwrap().1, Action::Flush);
         assert_eq!(a(&["-i", "ABC"]).unwrap().1, Action::FlushId("ABC".into()));
         assert_eq!(a(&["-j"]).unwrap().1, Action::Json);
-        assert!(a(&[]).is_err());
-        assert!(a(&["-x"]).is_err());
-        assert!(a(&["-i"]).is_err());
+        assert_eq!(a(&["-s", "example.com", "-v", "-v"]).unwrap().1, Action::Flush);
+        assert_eq!(a(&["-c/x", "-vp"]).unwrap(), (Some(PathBuf::from("/x")), Action::List));
+        let bad = |v: &[&str]| match a(v) {
+            Err(Usage::Bad(m)) => m,
+            other => panic!("{v:?}: {other:?}"),
+        };
+        assert!(bad(&[]).contains("required arguments were not provided"));
+        assert!(bad(&["-x"]).contains("unexpected argument '-x'"));
+        assert!(bad(&["-i"]).contains("'-i <queue_id>'"));
+        // Postfix's postqueue refuses two actions too.
+        assert!(bad(&["-p", "-f"]).contains("the argument '-p' cannot be used with '-f'"));
+        assert!(matches!(a(&["--help"]), Err(Usage::Help(h)) if h.contains("-i <queue_id>")));
     }
 }

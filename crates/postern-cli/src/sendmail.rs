@@ -23,7 +23,7 @@
 //! recipients, 65 message too big, 75 cannot write the maildrop file,
 //! 78 bad configuration.
 
-use mail_config::Main;
+use mail_config::{Main, settings};
 use mail_ipc::trigger::Trigger;
 use mail_queue::{Maildrop, Queue};
 use std::io::{BufRead, Read, Write};
@@ -317,7 +317,7 @@ fn deliver(main: &Main, o: &Options) -> ExitCode {
     if recipients.is_empty() && !o.extract_recipients {
         return fail("sendmail", "no recipient addresses found", EX_USAGE);
     }
-    let limit = main.size("message_size_limit");
+    let limit = settings::Common::new(main).message_size_limit;
     let content = match read_message(&mut std::io::stdin().lock(), o.ignore_dots, limit) {
         Ok(c) => c,
         Err(ReadError::TooBig) => return fail("sendmail", "message file too big", EX_DATAERR),
@@ -359,7 +359,7 @@ fn check_sender(s: &str) -> Result<String, String> {
 
 /// Writes a maildrop file and pokes pickup. Returns the maildrop id.
 fn enqueue(main: &Main, drop: &Maildrop) -> Result<String, String> {
-    let queue = Queue::new(main.path("queue_directory"));
+    let queue = Queue::new(settings::Common::new(main).queue_directory);
     let id = queue.write_maildrop(drop).map_err(|e| format!("cannot write maildrop file: {e}"))?;
     poke(&queue, mail_ipc::sockets::PICKUP, Trigger::Wakeup);
     Ok(id.to_string())
@@ -375,8 +375,7 @@ pub(crate) fn poke(queue: &Queue, socket: &str, trigger: Trigger) -> bool {
 }
 
 fn newaliases(main: &Main) -> ExitCode {
-    let paths: Vec<PathBuf> =
-        main.list("alias_database").into_iter().map(|p| main.dir().join(p)).collect();
+    let paths = settings::Sendmail::new(main).alias_database;
     match mail_auth::aliases::Aliases::new(paths).check() {
         Ok((_, warnings)) => {
             for w in warnings {
@@ -392,12 +391,13 @@ fn newaliases(main: &Main) -> ExitCode {
 /// MAIL and RCPT is accepted; each message becomes a maildrop file.
 fn smtp_session(main: &Main) -> ExitCode {
     let (user, _) = login_name();
+    let (common, smtpd) = (settings::Common::new(main), settings::Smtpd::new(main));
     let params = smtp_proto::ServerParams {
-        hostname: main.str("myhostname"),
-        banner: main.str("smtpd_banner"),
-        max_message_size: main.size("message_size_limit"),
-        max_recipients: main.int("smtpd_recipient_limit") as usize,
-        hard_error_limit: u32::try_from(main.int("smtpd_hard_error_limit")).unwrap_or(u32::MAX),
+        hostname: common.myhostname,
+        banner: smtpd.smtpd_banner,
+        max_message_size: common.message_size_limit,
+        max_recipients: smtpd.smtpd_recipient_limit,
+        hard_error_limit: smtpd.smtpd_hard_error_limit,
         helo_required: false,
         vrfy_enabled: false,
         starttls_offered: false,

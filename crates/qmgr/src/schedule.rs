@@ -41,21 +41,21 @@ pub(crate) struct Settings {
 
 impl Settings {
     fn from_config(c: &mail_config::Main) -> Settings {
+        let common = mail_config::settings::Common::new(c);
+        let q = mail_config::settings::Qmgr::new(c);
         Settings {
-            queue_run_delay: c.duration("queue_run_delay"),
-            min_backoff: c.duration("minimal_backoff_time"),
-            max_backoff: c.duration("maximal_backoff_time"),
-            max_lifetime: c.duration("maximal_queue_lifetime"),
-            bounce_lifetime: c.duration("bounce_queue_lifetime"),
-            active_limit: c.int("qmgr_message_active_limit").max(1) as usize,
-            concurrency: c.int("default_destination_concurrency_limit").max(1) as usize,
-            local_domains: c
-                .list("mydestination")
-                .into_iter()
-                .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
-                .collect(),
-            myhostname: c.str("myhostname"),
-            mail_name: c.str("mail_name"),
+            queue_run_delay: q.queue_run_delay,
+            min_backoff: q.minimal_backoff_time,
+            max_backoff: q.maximal_backoff_time,
+            max_lifetime: q.maximal_queue_lifetime,
+            bounce_lifetime: q.bounce_queue_lifetime,
+            active_limit: q.qmgr_message_active_limit,
+            concurrency: q.default_destination_concurrency_limit,
+            // Normalised by mail_config::LocalDomains (lower case, no
+            // trailing dot), the test smtpd and local delivery use too.
+            local_domains: common.mydestination.domains().to_vec(),
+            myhostname: common.myhostname,
+            mail_name: common.mail_name,
         }
     }
 }

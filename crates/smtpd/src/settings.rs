@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use mail_cleanup::CleanupParams;
-use mail_config::Main;
+use mail_config::{Main, settings};
 use smtp_proto::ServerParams;
 
 /// Everything a session needs from the configuration besides the policy.
@@ -32,31 +32,25 @@ pub(crate) const ERROR_SLEEP: Duration = Duration::from_secs(1);
 /// Used when `smtpd_timeout` is 0, which would hang up at once.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
-fn to_u32(v: u64) -> u32 {
-    u32::try_from(v).unwrap_or(u32::MAX)
-}
-
-fn to_usize(v: u64) -> usize {
-    usize::try_from(v).unwrap_or(usize::MAX)
-}
-
 impl Settings {
-    /// Reads myhostname, smtpd_banner, message_size_limit,
-    /// smtpd_recipient_limit, smtpd_hard_error_limit, smtpd_soft_error_limit,
-    /// smtpd_helo_required, disable_vrfy_command, smtpd_timeout,
-    /// smtpd_client_connection_count_limit, queue_minfree, myorigin,
-    /// append_at_myorigin, header_size_limit and mail_name.
+    /// Builds smtpd's settings from the typed `Common` and `Smtpd` structs
+    /// of mail-config (myhostname, smtpd_banner, message_size_limit,
+    /// smtpd_recipient_limit, smtpd_hard_error_limit,
+    /// smtpd_soft_error_limit, smtpd_helo_required, disable_vrfy_command,
+    /// smtpd_timeout, smtpd_client_connection_count_limit, queue_minfree,
+    /// myorigin, append_at_myorigin, header_size_limit and mail_name).
     pub(crate) fn from_config(c: &Main) -> Settings {
-        let myhostname = c.str("myhostname");
-        let message_size_limit = c.size("message_size_limit");
+        let common = settings::Common::new(c);
+        let smtpd = settings::Smtpd::new(c);
+        let message_size_limit = common.message_size_limit;
         let server = ServerParams {
-            hostname: myhostname.clone(),
-            banner: c.str("smtpd_banner"),
+            hostname: common.myhostname.clone(),
+            banner: smtpd.smtpd_banner,
             max_message_size: message_size_limit,
-            max_recipients: to_usize(c.int("smtpd_recipient_limit")),
-            hard_error_limit: to_u32(c.int("smtpd_hard_error_limit")),
-            helo_required: c.bool("smtpd_helo_required"),
-            vrfy_enabled: !c.bool("disable_vrfy_command"),
+            max_recipients: smtpd.smtpd_recipient_limit,
+            hard_error_limit: smtpd.smtpd_hard_error_limit,
+            helo_required: smtpd.smtpd_helo_required,
+            vrfy_enabled: !smtpd.disable_vrfy_command,
             // TLS and AUTH are not offered yet: nothing advertised.
             starttls_offered: false,
             auth_mechanisms: Vec::new(),
@@ -64,17 +58,17 @@ impl Settings {
             bare_lf_ends_data: false,
         };
         let cleanup = CleanupParams {
-            myhostname,
-            myorigin: c.str("myorigin"),
-            append_at_myorigin: c.bool("append_at_myorigin"),
-            header_size_limit: to_usize(c.size("header_size_limit")),
-            mail_name: c.str("mail_name"),
+            myhostname: common.myhostname,
+            myorigin: common.myorigin,
+            append_at_myorigin: common.append_at_myorigin,
+            header_size_limit: common.header_size_limit,
+            mail_name: common.mail_name,
         };
-        let timeout = match c.duration("smtpd_timeout") {
+        let timeout = match smtpd.smtpd_timeout {
             Duration::ZERO => DEFAULT_TIMEOUT,
             t => t,
         };
-        let minfree = match c.size("queue_minfree") {
+        let minfree = match smtpd.queue_minfree {
             0 => message_size_limit.saturating_add(message_size_limit / 2),
             n => n,
         };
@@ -82,8 +76,8 @@ impl Settings {
             server,
             cleanup,
             timeout,
-            connection_limit: to_u32(c.int("smtpd_client_connection_count_limit")),
-            soft_error_limit: to_u32(c.int("smtpd_soft_error_limit")),
+            connection_limit: smtpd.smtpd_client_connection_count_limit,
+            soft_error_limit: smtpd.smtpd_soft_error_limit,
             minfree,
         }
     }

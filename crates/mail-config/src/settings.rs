@@ -1,0 +1,555 @@
+//! Typed settings: the parameters each program reads, as struct fields
+//! named after the parameter (one grep finds both), with every value
+//! already converted (`Duration`, `PathBuf`, `usize`, [`LocalDomains`],
+//! [`Networks`]).
+//!
+//! A program builds the structs it needs once from a loaded [`Main`]
+//! (`settings::Smtpd::new(&main)`) and passes them down. Because
+//! [`Main`] checked every value, `$name` reference and list element at
+//! load, building cannot fail; and because daemons read fields instead of
+//! looking parameters up by name, a misspelt parameter is a compile
+//! error, not a panic at run time. Looking a parameter up by name is left
+//! to `postconf`, where the name comes from the operator
+//! ([`Main::lookup_text`] and friends return errors).
+//!
+//! The split follows DESIGN.md's rule that a daemon sees only its own
+//! section plus [`Common`]: [`Smtpd`], [`Qmgr`], [`Local`], [`Master`]
+//! and [`Sendmail`]; pickup needs only [`Common`]. A parameter that no
+//! struct reads must say so in its doc in `params.rs` (see
+//! [`UNIMPLEMENTED_PREFIX`]); a unit test below keeps the two in step.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::{LocalDomains, Main, Networks};
+
+/// How the doc of a parameter that Postern declares (so `main.cf` habits
+/// and `postconf -e` work) but does not act on yet begins. `postern check`
+/// and `postconf -e` warn when such a parameter is set.
+pub const UNIMPLEMENTED_PREFIX: &str = "Not yet implemented";
+
+/// How the doc of a parameter that is accepted only so that Postfix
+/// configurations load, and deliberately ignored, begins.
+pub const COMPAT_PREFIX: &str = "Accepted for compatibility";
+
+/// Whether the parameter `name` is declared but has no effect yet (its
+/// doc starts with [`UNIMPLEMENTED_PREFIX`]).
+pub fn is_unimplemented(name: &str) -> bool {
+    crate::params::lookup(name).is_some_and(|p| p.doc.starts_with(UNIMPLEMENTED_PREFIX))
+}
+
+/// A warning for each parameter that is set (in the file or with `-o`)
+/// to something other than its default although it has no effect yet:
+/// the parameter's name and the line `postern check` and `postconf -e`
+/// print, in the shape of configuration errors
+/// (`/etc/postern/main.toml:3: parameter "relayhost": not yet implemented; the setting has no effect`).
+pub fn unimplemented_warnings(main: &Main) -> Vec<(&'static str, String)> {
+    let mut out: Vec<(&'static str, String, PathBuf, u32)> = crate::params::PARAMS
+        .iter()
+        .filter(|p| p.doc.starts_with(UNIMPLEMENTED_PREFIX))
+        .filter_map(|p| {
+            let raw = main.raw(p.name)?;
+            if raw.trim() == main.default_text(p.name).trim() {
+                return None;
+            }
+            let (path, line) = main.origin(p.name)?;
+            let at = if line == 0 {
+                path.display().to_string()
+            } else {
+                format!("{}:{line}", path.display())
+            };
+            let message = format!(
+                "{at}: parameter \"{}\": not yet implemented; the setting has no effect",
+                p.name
+            );
+            Some((p.name, message, path.to_owned(), line))
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.2, a.3).cmp(&(&b.2, b.3)));
+    out.into_iter().map(|(n, m, _, _)| (n, m)).collect()
+}
+
+/// Reads parameters for the builders, remembering which names were read
+/// so the test below can check that every parameter has a typed home.
+struct Reader<'a> {
+    main: &'a Main,
+    seen: RefCell<BTreeSet<&'static str>>,
+}
+
+impl<'a> Reader<'a> {
+    fn new(main: &'a Main) -> Reader<'a> {
+        Reader { main, seen: RefCell::new(BTreeSet::new()) }
+    }
+
+    fn note(&self, name: &'static str) -> &'static str {
+        self.seen.borrow_mut().insert(name);
+        name
+    }
+
+    fn str(&self, name: &'static str) -> String {
+        self.main.str(self.note(name))
+    }
+
+    /// Unexpanded: for the raw parameters whose `$` the daemon expands.
+    fn raw_str(&self, name: &'static str) -> String {
+        self.main.text(self.note(name))
+    }
+
+    fn bool(&self, name: &'static str) -> bool {
+        self.main.bool(self.note(name))
+    }
+
+    fn u64(&self, name: &'static str) -> u64 {
+        self.main.int(self.note(name))
+    }
+
+    fn usize(&self, name: &'static str) -> usize {
+        usize::try_from(self.u64(name)).unwrap_or(usize::MAX)
+    }
+
+    fn u32(&self, name: &'static str) -> u32 {
+        u32::try_from(self.u64(name)).unwrap_or(u32::MAX)
+    }
+
+    fn duration(&self, name: &'static str) -> Duration {
+        self.main.duration(self.note(name))
+    }
+
+    fn path(&self, name: &'static str) -> PathBuf {
+        self.main.path(self.note(name))
+    }
+
+    /// An optional path: `None` when empty (not set).
+    fn opt_path(&self, name: &'static str) -> Option<PathBuf> {
+        Some(self.path(name)).filter(|p| !p.as_os_str().is_empty())
+    }
+
+    fn list(&self, name: &'static str) -> Vec<String> {
+        self.main.list(self.note(name))
+    }
+
+    /// A list of files, relative ones resolved against the configuration
+    /// directory (as [`Main::path`] does).
+    fn paths(&self, name: &'static str) -> Vec<PathBuf> {
+        self.list(name).into_iter().map(|p| self.main.dir().join(p)).collect()
+    }
+}
+
+/// What every program needs: where things are, who we are, and the
+/// limits that the cleanup work shared by smtpd, pickup and sendmail
+/// applies.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Common {
+    /// The queue and its sockets.
+    pub queue_directory: PathBuf,
+    /// Where master finds the daemon programs (and `postern` finds master).
+    pub daemon_directory: PathBuf,
+    /// The unprivileged user the daemons run as.
+    pub mail_owner: String,
+    /// `Postern`, for banners and bounces.
+    pub mail_name: String,
+    /// The prefix of every log line.
+    pub syslog_name: String,
+    /// The log file; `None` means standard error.
+    pub maillog_file: Option<PathBuf>,
+    /// This host's fully qualified name (computed if not set).
+    pub myhostname: String,
+    /// This host's domain (computed if not set).
+    pub mydomain: String,
+    /// The domain of unqualified addresses, with the `/etc/mailname` file
+    /// rule already applied.
+    pub myorigin: String,
+    /// The local-domain test built from `mydestination`.
+    pub mydestination: LocalDomains,
+    /// Append `@$myorigin` to addresses without a domain.
+    pub append_at_myorigin: bool,
+    /// Empty: no address extensions.
+    pub recipient_delimiter: String,
+    /// The alias files (map type prefix removed, relative paths resolved).
+    pub alias_maps: Vec<PathBuf>,
+    /// The passwd-file of virtual users; `None` means system users.
+    pub passwd_file: Option<PathBuf>,
+    /// Bytes; 0 means no limit.
+    pub message_size_limit: u64,
+    /// Bytes of headers a message may have.
+    pub header_size_limit: usize,
+}
+
+impl Common {
+    /// Reads the common parameters.
+    pub fn new(main: &Main) -> Common {
+        Common::read(&Reader::new(main))
+    }
+
+    fn read(r: &Reader<'_>) -> Common {
+        Common {
+            queue_directory: r.path("queue_directory"),
+            daemon_directory: r.path("daemon_directory"),
+            mail_owner: r.str("mail_owner"),
+            mail_name: r.str("mail_name"),
+            syslog_name: r.str("syslog_name"),
+            maillog_file: r.opt_path("maillog_file"),
+            myhostname: r.str("myhostname"),
+            mydomain: r.str("mydomain"),
+            myorigin: r.str("myorigin"),
+            mydestination: LocalDomains::new(r.list("mydestination")),
+            append_at_myorigin: r.bool("append_at_myorigin"),
+            recipient_delimiter: r.str("recipient_delimiter"),
+            alias_maps: r.paths("alias_maps"),
+            passwd_file: r.opt_path("passwd_file"),
+            message_size_limit: r.u64("message_size_limit"),
+            header_size_limit: r.usize("header_size_limit"),
+        }
+    }
+}
+
+/// The SMTP server's parameters (also `sendmail -bs`).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Smtpd {
+    /// The text after `220`.
+    pub smtpd_banner: String,
+    /// The longest wait for a client; as configured (0 stays 0).
+    pub smtpd_timeout: Duration,
+    /// Recipients per message.
+    pub smtpd_recipient_limit: usize,
+    /// Errors before disconnecting.
+    pub smtpd_hard_error_limit: u32,
+    /// Errors before every reply is delayed.
+    pub smtpd_soft_error_limit: u32,
+    /// Connections per client address; 0 means no limit.
+    pub smtpd_client_connection_count_limit: u32,
+    /// HELO/EHLO before MAIL FROM.
+    pub smtpd_helo_required: bool,
+    /// VRFY is refused.
+    pub disable_vrfy_command: bool,
+    /// Bytes the queue file system must keep free; 0 means 1.5 ×
+    /// `message_size_limit` (the daemon applies that rule).
+    pub queue_minfree: u64,
+    /// The clients that may relay.
+    pub mynetworks: Networks,
+}
+
+impl Smtpd {
+    /// Reads smtpd's parameters.
+    pub fn new(main: &Main) -> Smtpd {
+        Smtpd::read(&Reader::new(main))
+    }
+
+    fn read(r: &Reader<'_>) -> Smtpd {
+        Smtpd {
+            smtpd_banner: r.str("smtpd_banner"),
+            smtpd_timeout: r.duration("smtpd_timeout"),
+            smtpd_recipient_limit: r.usize("smtpd_recipient_limit"),
+            smtpd_hard_error_limit: r.u32("smtpd_hard_error_limit"),
+            smtpd_soft_error_limit: r.u32("smtpd_soft_error_limit"),
+            smtpd_client_connection_count_limit: r.u32("smtpd_client_connection_count_limit"),
+            smtpd_helo_required: r.bool("smtpd_helo_required"),
+            disable_vrfy_command: r.bool("disable_vrfy_command"),
+            queue_minfree: r.u64("queue_minfree"),
+            // Checked element by element at load, so this cannot fail.
+            mynetworks: Networks::parse(&r.list("mynetworks")).unwrap_or_default(),
+        }
+    }
+}
+
+/// The queue manager's parameters.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Qmgr {
+    /// How often the deferred queue is scanned.
+    pub queue_run_delay: Duration,
+    /// Shortest wait before a deferred message is retried.
+    pub minimal_backoff_time: Duration,
+    /// Longest wait before a deferred message is retried.
+    pub maximal_backoff_time: Duration,
+    /// How long a message may stay deferred before it bounces.
+    pub maximal_queue_lifetime: Duration,
+    /// The same for bounce messages.
+    pub bounce_queue_lifetime: Duration,
+    /// Messages in active/ at once (at least 1).
+    pub qmgr_message_active_limit: usize,
+    /// Parallel deliveries per destination (at least 1).
+    pub default_destination_concurrency_limit: usize,
+}
+
+impl Qmgr {
+    /// Reads qmgr's parameters.
+    pub fn new(main: &Main) -> Qmgr {
+        Qmgr::read(&Reader::new(main))
+    }
+
+    fn read(r: &Reader<'_>) -> Qmgr {
+        Qmgr {
+            queue_run_delay: r.duration("queue_run_delay"),
+            minimal_backoff_time: r.duration("minimal_backoff_time"),
+            maximal_backoff_time: r.duration("maximal_backoff_time"),
+            maximal_queue_lifetime: r.duration("maximal_queue_lifetime"),
+            bounce_queue_lifetime: r.duration("bounce_queue_lifetime"),
+            qmgr_message_active_limit: r.usize("qmgr_message_active_limit").max(1),
+            default_destination_concurrency_limit: r
+                .usize("default_destination_concurrency_limit")
+                .max(1),
+        }
+    }
+}
+
+/// Where `|command` or `/file` destinations are allowed
+/// (`allow_mail_to_commands`, `allow_mail_to_files`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Allow {
+    /// In the aliases file.
+    pub alias: bool,
+    /// In `.forward` files.
+    pub forward: bool,
+    /// In `:include:` files.
+    pub include: bool,
+}
+
+impl Allow {
+    fn from_list(items: &[String]) -> Allow {
+        let has = |what: &str| items.iter().any(|x| x.eq_ignore_ascii_case(what));
+        Allow { alias: has("alias"), forward: has("forward"), include: has("include") }
+    }
+}
+
+/// Local delivery's parameters.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Local {
+    /// Relative to the home directory; a trailing `/` means Maildir.
+    pub home_mailbox: String,
+    /// The mbox spool directory.
+    pub mail_spool_directory: PathBuf,
+    /// Unexpanded: the shell sees `$HOME`, `$EXTENSION`, ...
+    pub mailbox_command: String,
+    /// Unexpanded: local delivery expands `$home`, `$user`, ... per
+    /// recipient. Empty: no `.forward` files.
+    pub forward_path: String,
+    /// Bytes; 0 means no limit.
+    pub mailbox_size_limit: u64,
+    /// Where `|command` destinations are allowed.
+    pub allow_mail_to_commands: Allow,
+    /// Where `/file` destinations are allowed.
+    pub allow_mail_to_files: Allow,
+    /// The account used instead of root for commands and files.
+    pub default_privs: String,
+    /// How long a command may run.
+    pub command_time_limit: Duration,
+}
+
+impl Local {
+    /// Reads local delivery's parameters.
+    pub fn new(main: &Main) -> Local {
+        Local::read(&Reader::new(main))
+    }
+
+    fn read(r: &Reader<'_>) -> Local {
+        Local {
+            home_mailbox: r.str("home_mailbox"),
+            mail_spool_directory: r.path("mail_spool_directory"),
+            mailbox_command: r.raw_str("mailbox_command"),
+            forward_path: r.raw_str("forward_path"),
+            mailbox_size_limit: r.u64("mailbox_size_limit"),
+            allow_mail_to_commands: Allow::from_list(&r.list("allow_mail_to_commands")),
+            allow_mail_to_files: Allow::from_list(&r.list("allow_mail_to_files")),
+            default_privs: r.str("default_privs"),
+            command_time_limit: r.duration("command_time_limit"),
+        }
+    }
+}
+
+/// master's parameters besides [`Common`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Master {
+    /// `all`, `loopback-only` or addresses (checked at load).
+    pub inet_interfaces: Vec<String>,
+}
+
+impl Master {
+    /// Reads master's parameters.
+    pub fn new(main: &Main) -> Master {
+        Master::read(&Reader::new(main))
+    }
+
+    fn read(r: &Reader<'_>) -> Master {
+        Master { inet_interfaces: r.list("inet_interfaces") }
+    }
+}
+
+/// `sendmail`'s own parameters besides [`Common`] (its `-bs` mode uses
+/// [`Smtpd`]).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Sendmail {
+    /// The alias files `newaliases` checks.
+    pub alias_database: Vec<PathBuf>,
+}
+
+impl Sendmail {
+    /// Reads sendmail's parameters.
+    pub fn new(main: &Main) -> Sendmail {
+        Sendmail::read(&Reader::new(main))
+    }
+
+    fn read(r: &Reader<'_>) -> Sendmail {
+        Sendmail { alias_database: r.paths("alias_database") }
+    }
+}
+
+/// Every parameter some typed struct reads.
+#[cfg(test)]
+fn typed_names(main: &Main) -> BTreeSet<&'static str> {
+    let r = Reader::new(main);
+    let _ = Common::read(&r);
+    let _ = Smtpd::read(&r);
+    let _ = Qmgr::read(&r);
+    let _ = Local::read(&r);
+    let _ = Master::read(&r);
+    let _ = Sendmail::read(&r);
+    r.seen.into_inner()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::PARAMS;
+    use std::path::Path;
+
+    fn load(text: &str) -> Main {
+        Main::from_str(Path::new("/etc/postern/main.toml"), text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The check-postconf-undocumented rule for Postern: every declared
+    /// parameter is read by a typed struct, or its doc says that it is
+    /// not implemented yet or accepted only for compatibility; and a
+    /// parameter that is read does not claim otherwise.
+    #[test]
+    fn every_parameter_has_a_typed_home_or_is_marked() {
+        let read = typed_names(&load(""));
+        let mut problems = Vec::new();
+        for p in PARAMS {
+            let marked =
+                p.doc.starts_with(UNIMPLEMENTED_PREFIX) || p.doc.starts_with(COMPAT_PREFIX);
+            match (read.contains(p.name), marked) {
+                (false, false) => problems.push(format!(
+                    "{}: no typed settings struct reads it; add it to one in settings.rs, or \
+                     start its doc in params.rs with \"{UNIMPLEMENTED_PREFIX} ...\"",
+                    p.name
+                )),
+                (true, true) => problems.push(format!(
+                    "{}: settings.rs reads it but its doc says it is not implemented or ignored",
+                    p.name
+                )),
+                _ => {}
+            }
+        }
+        assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn the_unimplemented_list() {
+        let mut names: Vec<_> =
+            PARAMS.iter().filter(|p| is_unimplemented(p.name)).map(|p| p.name).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "append_dot_mydomain",
+                "command_directory",
+                "delay_warning_time",
+                "inet_protocols",
+                "local_destination_concurrency_limit",
+                "relayhost",
+                "setgid_group",
+                "smtp_helo_name",
+                "strict_rfc821_envelopes",
+            ]
+        );
+        assert!(!is_unimplemented("myhostname"));
+        assert!(!is_unimplemented("nosuch"));
+    }
+
+    #[test]
+    fn setting_an_unimplemented_parameter_is_warned_about() {
+        let m = load("relayhost = \"\"\nmyhostname = \"h.example\"\n");
+        assert!(unimplemented_warnings(&m).is_empty(), "the default value is harmless");
+        let m = load(
+            "myhostname = \"h.example\"\nrelayhost = \"[smarthost]:587\"\nbiff = true\ndelay_warning_time = \"4h\"\n",
+        );
+        assert_eq!(
+            unimplemented_warnings(&m),
+            [
+                ("relayhost", "/etc/postern/main.toml:2: parameter \"relayhost\": not yet implemented; the setting has no effect".to_owned()),
+                ("delay_warning_time", "/etc/postern/main.toml:4: parameter \"delay_warning_time\": not yet implemented; the setting has no effect".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn defaults_are_postfix_defaults() {
+        let m = load("myhostname = \"mail.example.com\"");
+        let c = Common::new(&m);
+        assert_eq!(c.queue_directory, PathBuf::from("/var/spool/postern"));
+        assert_eq!(c.myorigin, "mail.example.com");
+        assert_eq!(c.mydomain, "example.com");
+        assert!(c.mydestination.contains("mail.example.com"));
+        assert!(c.mydestination.contains("localhost.example.com"));
+        assert!(c.mydestination.contains("localhost"));
+        assert!(!c.mydestination.contains("example.com"));
+        assert_eq!(c.alias_maps, [PathBuf::from("/etc/aliases")]);
+        assert_eq!(c.passwd_file, None);
+        assert_eq!(c.maillog_file, None);
+        assert_eq!(c.message_size_limit, 10_240_000);
+        assert_eq!(c.header_size_limit, 102_400);
+        let s = Smtpd::new(&m);
+        assert_eq!(s.smtpd_banner, "mail.example.com ESMTP Postern");
+        assert_eq!(s.smtpd_timeout, Duration::from_secs(300));
+        assert_eq!(s.smtpd_recipient_limit, 1000);
+        assert!(s.mynetworks.contains("127.0.0.1".parse().unwrap()));
+        assert!(!s.mynetworks.contains("192.0.2.1".parse().unwrap()));
+        let q = Qmgr::new(&m);
+        assert_eq!(q.maximal_queue_lifetime, Duration::from_secs(5 * 86_400));
+        assert_eq!(q.default_destination_concurrency_limit, 20);
+        let l = Local::new(&m);
+        assert_eq!(l.allow_mail_to_commands, Allow { alias: true, forward: true, include: false });
+        assert_eq!(l.command_time_limit, Duration::from_secs(1000));
+        assert_eq!(Master::new(&m).inet_interfaces, ["all"]);
+        assert_eq!(Sendmail::new(&m).alias_database, [PathBuf::from("/etc/aliases")]);
+    }
+
+    #[test]
+    fn explicit_values_are_converted() {
+        let m = load(
+            r#"
+            myhostname = "mx.example.org"
+            mydestination = ["$myhostname", "Example.ORG."]
+            passwd_file = "users"
+            maillog_file = "/var/log/postern.log"
+            alias_maps = ["hash:aliases", "/etc/more"]
+            mailbox_command = "/usr/bin/procmail -a $EXTENSION"
+            allow_mail_to_files = "include"
+            smtpd_timeout = "1m"
+            qmgr_message_active_limit = 3
+            "#,
+        );
+        let c = Common::new(&m);
+        assert!(c.mydestination.contains("example.org"));
+        assert!(c.mydestination.contains("MX.example.org."));
+        assert_eq!(c.passwd_file, Some(PathBuf::from("/etc/postern/users")));
+        assert_eq!(c.maillog_file, Some(PathBuf::from("/var/log/postern.log")));
+        assert_eq!(
+            c.alias_maps,
+            [PathBuf::from("/etc/postern/aliases"), PathBuf::from("/etc/more")]
+        );
+        let l = Local::new(&m);
+        assert_eq!(l.mailbox_command, "/usr/bin/procmail -a $EXTENSION");
+        assert_eq!(l.allow_mail_to_files, Allow { alias: false, forward: false, include: true });
+        assert_eq!(Smtpd::new(&m).smtpd_timeout, Duration::from_secs(60));
+        assert_eq!(Qmgr::new(&m).qmgr_message_active_limit, 3);
+    }
+}
