@@ -64,6 +64,7 @@
 //!   (enhanced status codes), RFC 6152 (8BITMIME).
 #![forbid(unsafe_code)]
 
+mod anvil_client;
 mod enqueue;
 mod input;
 mod policy;
