@@ -115,9 +115,9 @@ impl Anvil {
 
     /// Counts a connection from `client` in this process and at anvil and
     /// applies `count_limit` (`smtpd_client_connection_count_limit`, 0 for
-    /// none) and the rate limit, logging Postfix's warning when one is exceeded.
-    /// A refused connection is counted too (it is a connection attempt for
-    /// the rate) until the caller drops everything it got.
+    /// none) and the rate limit, logging Postfix's warning when one is
+    /// exceeded. A refused connection still counts towards the rate, as in
+    /// Postfix; its place in the count is given back at once.
     pub(crate) async fn admit(
         &self,
         client: &Client,
