@@ -11,4 +11,6 @@ fuzz_target!(|data: &[u8]| {
     let _ = decode_frame::<mail_ipc::control::ControlReply>(data, 1 << 20);
     let _ = decode_frame::<mail_ipc::status::ChildStatus>(data, 1 << 20);
     let _ = decode_frame::<mail_ipc::trigger::Trigger>(data, 1 << 20);
+    let _ = decode_frame::<mail_ipc::anvil::AnvilRequest>(data, mail_ipc::anvil::MAX_FRAME);
+    let _ = decode_frame::<mail_ipc::anvil::ConnectReply>(data, mail_ipc::anvil::MAX_FRAME);
 });

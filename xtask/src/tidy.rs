@@ -10,6 +10,7 @@ const DAEMONS: &[&str] = &[
     "smtpd",
     "qmgr",
     "pickup",
+    "anvil",
     "local-delivery",
     "postern-cli",
     "smtp-client",

@@ -149,7 +149,8 @@ pub static PARAMS: &[Param] = &[
     p("smtpd_recipient_limit", int(1), "1000", "The most recipients smtpd accepts in one message."),
     p("smtpd_hard_error_limit", int(1), "20", "The number of client errors after which smtpd disconnects."),
     p("smtpd_soft_error_limit", int(1), "10", "The number of client errors after which smtpd delays each reply."),
-    p("smtpd_client_connection_count_limit", int(0), "50", "The most simultaneous connections one client address may have; 0 disables the limit."),
+    p("smtpd_client_connection_count_limit", int(0), "50", "The most simultaneous connections one client address may have, counted by anvil across every smtpd; 0 disables the limit."),
+    p("smtpd_client_connection_rate_limit", int(0), "0", "The most connections one client address may make per anvil_rate_time_unit, counted by anvil across every smtpd; 0 disables the limit."),
     p("smtpd_helo_required", Kind::Bool, "no", "Require HELO or EHLO before MAIL FROM."),
     p("disable_vrfy_command", Kind::Bool, "no", "Reject the VRFY command (it lets clients probe for user names)."),
     p("message_size_limit", Kind::Size, "10240000", "The largest message accepted, in bytes, headers included; 0 means no limit."),
@@ -157,6 +158,9 @@ pub static PARAMS: &[Param] = &[
     p("line_length_limit", Kind::Int { min: 512, max: INT_MAX }, "2048", "Accepted for compatibility with main.cf; Postern keeps long message lines whole (message_size_limit bounds the total)."),
     p("strict_rfc821_envelopes", Kind::Bool, "no", "Not yet implemented (smtpd always accepts addresses without <>): require MAIL FROM and RCPT TO addresses in <>, as RFC 821 demands."),
     p("queue_minfree", Kind::Size, "0", "The free space the queue file system must keep before smtpd accepts mail; 0 means 1.5 x message_size_limit."),
+    // anvil.
+    p("anvil_rate_time_unit", SECONDS, "60s", "The time unit over which anvil counts client connection rates."),
+    p("anvil_status_update_time", SECONDS, "600s", "How often anvil logs its statistics (max connection rate and count); 0 logs them only at exit."),
     // qmgr.
     p("queue_run_delay", SECONDS, "300s", "How often qmgr scans the deferred queue."),
     p("minimal_backoff_time", SECONDS, "300s", "The shortest time a deferred message waits before the next attempt."),

@@ -8,12 +8,15 @@
 //!   (`public/pickup`): [`trigger::Trigger`], no reply.
 //! - qmgr → delivery agents (`private/local`, later `private/smtp`):
 //!   [`delivery::DeliveryRequest`], answered by one [`delivery::DeliveryReply`].
+//! - smtpd → anvil (`private/anvil`), one persistent link per smtpd process:
+//!   [`anvil::AnvilRequest`], a `Connect` answered by one [`anvil::ConnectReply`].
 //!
 //! Each frame carries [`frame::PROTOCOL_VERSION`]; a peer speaking another
 //! version is refused at its first frame. Types here are the wire types;
 //! `mail-types` values are converted at the edges. No policy lives here.
 #![forbid(unsafe_code)]
 
+pub mod anvil;
 pub mod control;
 pub mod delivery;
 pub mod frame;
@@ -31,6 +34,8 @@ pub mod sockets {
     pub const PICKUP: &str = "public/pickup";
     /// The local delivery agent.
     pub const LOCAL: &str = "private/local";
+    /// anvil, the per-client connection counter smtpd asks.
+    pub const ANVIL: &str = "private/anvil";
     /// The SMTP client delivery agent.
     pub const SMTP: &str = "private/smtp";
     /// master's control socket.

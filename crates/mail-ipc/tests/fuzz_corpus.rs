@@ -1,6 +1,7 @@
 //! Replays the committed `ipc_frame` fuzz corpus on stable Rust.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use mail_ipc::anvil::{self, AnvilRequest};
 use mail_ipc::delivery::DeliveryRequest;
 use mail_ipc::frame::{Error, decode_frame};
 use std::path::PathBuf;
@@ -13,11 +14,29 @@ fn ipc_frame_corpus() {
         let e = e.unwrap();
         let bytes = std::fs::read(e.path()).unwrap();
         let r = decode_frame::<DeliveryRequest>(&bytes, 1 << 20);
+        let a = decode_frame::<AnvilRequest>(&bytes, anvil::MAX_FRAME);
         match e.file_name().to_str().unwrap() {
+            "anvil_connect" => assert_eq!(
+                a.unwrap().unwrap(),
+                AnvilRequest::Connect {
+                    service: "smtp".into(),
+                    client: "127.0.0.1".parse().unwrap()
+                }
+            ),
+            "anvil_disconnect_v6" => assert_eq!(
+                a.unwrap().unwrap(),
+                AnvilRequest::Disconnect {
+                    service: "smtp".into(),
+                    client: "2001:db8:1:2::1".parse().unwrap()
+                }
+            ),
             "delivery_request" => {
                 assert_eq!(r.unwrap().unwrap().recipients[0].address, "suporte@x")
             }
-            "huge_length" => assert!(matches!(r, Err(Error::TooLarge(_)))),
+            "huge_length" => {
+                assert!(matches!(r, Err(Error::TooLarge(_))));
+                assert!(matches!(a, Err(Error::TooLarge(_))));
+            }
             "wrong_version" => assert!(matches!(r, Err(Error::Version(7)))),
             _ => {}
         }

@@ -158,6 +158,15 @@ listen = [{smtp}]
 maxproc = 2
 command = "smtpd"
 
+# Counts each client's connections across every smtpd process
+# (Postfix's anvil): smtpd_client_connection_count_limit and
+# smtpd_client_connection_rate_limit. Exactly one.
+[[service]]
+name = "anvil"
+type = "unix"
+maxproc = 1
+command = "anvil"
+
 [[service]]
 name = "pickup"
 type = "unix"

@@ -26,6 +26,12 @@
 //!     the 250 reply with the queue id. Then qmgr is woken through
 //!     `public/qmgr`.
 //!   - STARTTLS and AUTH are not offered yet and are answered 502.
+//!   - Before the greeting: a client outside `mynetworks` with more than
+//!     `smtpd_client_connection_count_limit` connections open, or more
+//!     than `smtpd_client_connection_rate_limit` in `anvil_rate_time_unit`,
+//!     counted across every smtpd process by anvil (`private/anvil`), gets
+//!     `421 4.7.0 HOST Error: too many connections from ADDR`. Without
+//!     anvil smtpd fails open and applies the count limit per process.
 //!
 //!   On SIGUSR1 (reload, restart) smtpd stops accepting, lets the open
 //!   sessions finish and exits; on SIGTERM it exits at once. A message is
@@ -44,7 +50,8 @@
 //!   append_at_myorigin, recipient_delimiter, alias_maps, passwd_file,
 //!   smtpd_banner, smtpd_timeout, smtpd_recipient_limit,
 //!   smtpd_hard_error_limit, smtpd_soft_error_limit,
-//!   smtpd_client_connection_count_limit, smtpd_helo_required,
+//!   smtpd_client_connection_count_limit,
+//!   smtpd_client_connection_rate_limit, smtpd_helo_required,
 //!   disable_vrfy_command, message_size_limit, header_size_limit,
 //!   queue_minfree, queue_directory, mail_name, syslog_name, maillog_file.
 //!
@@ -55,7 +62,9 @@
 //!   access denied; from=<s> to=<x@y> proto=ESMTP helo=<h>`,
 //!   `lost connection after CMD from`, `timeout after CMD from`,
 //!   `disconnect from NAME[ADDR] ehlo=1 mail=1 rcpt=1 data=1 quit=1
-//!   commands=5`. Queue write errors are warnings naming the queue id and
+//!   commands=5`, `warning: Connection concurrency limit exceeded: N from
+//!   NAME[ADDR] for service smtp` (and `Connection rate limit exceeded`),
+//!   `warning: cannot connect to anvil at PATH: ...`. Queue write errors are warnings naming the queue id and
 //!   path; a session panic is logged as `panic:`. Start-up failures are
 //!   fatal: one line, exit status 1, and master restarts the process.
 //!
@@ -64,6 +73,7 @@
 //!   (enhanced status codes), RFC 6152 (8BITMIME).
 #![forbid(unsafe_code)]
 
+mod anvil_client;
 mod enqueue;
 mod input;
 mod policy;

@@ -20,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinError, JoinSet};
 
+use crate::anvil_client::{Anvil, Refused};
 use crate::enqueue::QmgrWakeup;
 use crate::policy::{ConnectionCounts, Policy};
 use crate::session::{self, Client};
@@ -34,6 +35,7 @@ pub(crate) struct Context {
     pub(crate) queue: Queue,
     pub(crate) wakeup: Arc<QmgrWakeup>,
     pub(crate) counts: Arc<ConnectionCounts>,
+    pub(crate) anvil: Anvil,
 }
 
 impl Context {
@@ -46,6 +48,7 @@ impl Context {
             wakeup: Arc::new(QmgrWakeup::new(&queue_dir)),
             queue: Queue::new(queue_dir),
             counts: Arc::new(ConnectionCounts::default()),
+            anvil: Anvil::from_config(config),
         }
     }
 }
@@ -159,7 +162,8 @@ async fn accept_loop(listener: TcpListener, tx: mpsc::Sender<(TcpStream, SocketA
     }
 }
 
-/// One connection: the count limit, the session, the log lines around it.
+/// One connection: the client limits (asked of anvil), the session, the
+/// log lines around it.
 async fn connection(mut stream: TcpStream, client: Client, ctx: Arc<Context>) {
     tracing::info!("connect from {client}");
     // Replies are written whole, one batch per write; Nagle would only
@@ -167,18 +171,16 @@ async fn connection(mut stream: TcpStream, client: Client, ctx: Arc<Context>) {
     let _ = stream.set_nodelay(true);
     // Postfix exempts mynetworks from client limits
     // (smtpd_client_event_limit_exceptions = $mynetworks).
-    let limit = ctx.settings.connection_limit;
-    let _slot = if ctx.policy.is_trusted(client.addr) {
+    let admitted = if ctx.policy.is_trusted(client.addr) {
         None
     } else {
-        match ctx.counts.enter(client.addr, limit) {
-            Ok(slot) => Some(slot),
-            Err(count) => {
-                tracing::warn!(
-                    "Connection concurrency limit exceeded: {count} from {client} for service smtp"
+        match ctx.anvil.admit(&client, &ctx.counts, ctx.settings.connection_limit).await {
+            Ok(admitted) => Some(admitted),
+            Err(Refused) => {
+                let reply = format!(
+                    "421 4.7.0 {} Error: too many connections from {}\r\n",
+                    ctx.settings.server.hostname, client.addr
                 );
-                let reply =
-                    format!("421 4.7.0 Error: too many connections from {}\r\n", client.addr);
                 let _ =
                     tokio::time::timeout(ctx.settings.timeout, stream.write_all(reply.as_bytes()))
                         .await;
@@ -188,6 +190,9 @@ async fn connection(mut stream: TcpStream, client: Client, ctx: Arc<Context>) {
         }
     };
     let counters = session::run(&mut stream, client.clone(), ctx).await;
+    if let Some(admitted) = admitted {
+        admitted.release().await;
+    }
     let _ = stream.shutdown().await;
     tracing::info!("disconnect from {client} {counters}");
 }
