@@ -14,6 +14,7 @@
 //! `mail-types` values are converted at the edges. No policy lives here.
 #![forbid(unsafe_code)]
 
+pub mod accept;
 pub mod control;
 pub mod delivery;
 pub mod frame;
