@@ -55,8 +55,8 @@ impl StopWatch {
         *self.0.borrow()
     }
 
-    /// Resolves at the next stop request (at once if one came already).
-    /// After a `Drain`, call it again to hear a later `Now`.
+    /// Resolves once a stop has been requested (at once if one came
+    /// already), saying how.
     pub async fn stopped(&mut self) -> Stop {
         loop {
             if let Some(s) = *self.0.borrow_and_update() {
