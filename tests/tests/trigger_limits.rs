@@ -96,7 +96,8 @@ fn idle_connections_to_qmgr_do_not_delay_mail() {
         eprintln!("skipped: needs /usr/bin/python3 and /usr/bin/prlimit");
         return;
     }
-    let inst = Instance::start_with(Options { before_start: Some(log_to_file), ..Default::default() });
+    let inst =
+        Instance::start_with(Options { before_start: Some(log_to_file), ..Default::default() });
     open_to_local_users(&inst);
     // The file descriptor limit systemd gives a service by default.
     let qmgr = tests::service_pids(&inst.status(), "qmgr")[0];
@@ -110,7 +111,11 @@ fn idle_connections_to_qmgr_do_not_delay_mail() {
     let start = Instant::now();
     for i in 0..3 {
         let mut c = inst.smtp();
-        c.send_mail("alice@example.com", &["suporte@localhost"], &format!("Subject: held {i}\r\n\r\nbody\r\n"));
+        c.send_mail(
+            "alice@example.com",
+            &["suporte@localhost"],
+            &format!("Subject: held {i}\r\n\r\nbody\r\n"),
+        );
     }
     let got = inst.wait_for_mail("suporte", 3, Duration::from_secs(20));
     assert_eq!(got.len(), 3, "mail held up while a local user holds qmgr's socket");
@@ -127,7 +132,8 @@ fn flush_flood_from_a_local_user_is_rate_limited() {
         eprintln!("skipped: needs root to run postqueue -f as nobody");
         return;
     }
-    let inst = Instance::start_with(Options { before_start: Some(log_to_file), ..Default::default() });
+    let inst =
+        Instance::start_with(Options { before_start: Some(log_to_file), ..Default::default() });
     open_to_local_users(&inst);
     for _ in 0..30 {
         let out = Command::new(bin("postqueue"))
@@ -138,13 +144,22 @@ fn flush_flood_from_a_local_user_is_rate_limited() {
             .gid(NOBODY)
             .output()
             .unwrap();
-        assert!(out.status.success(), "postqueue -f as nobody: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "postqueue -f as nobody: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     // Mail still flows during and after the flood.
-    inst.smtp().send_mail("alice@example.com", &["suporte@localhost"], "Subject: after\r\n\r\nx\r\n");
+    inst.smtp().send_mail(
+        "alice@example.com",
+        &["suporte@localhost"],
+        "Subject: after\r\n\r\nx\r\n",
+    );
     assert_eq!(inst.wait_for_mail("suporte", 1, Duration::from_secs(15)).len(), 1);
     let log = log(&inst);
-    let ignored: Vec<&str> = log.lines().filter(|l| l.contains("flush request from uid 65534 ignored")).collect();
+    let ignored: Vec<&str> =
+        log.lines().filter(|l| l.contains("flush request from uid 65534 ignored")).collect();
     assert!(!ignored.is_empty(), "{log}");
     // The warnings come in summary, not one line per request.
     assert!(ignored.len() <= 3, "{ignored:?}");
@@ -153,7 +168,8 @@ fn flush_flood_from_a_local_user_is_rate_limited() {
 #[test]
 fn idle_master_control_connection_is_closed_and_status_answers() {
     let inst = Instance::start();
-    let mut idle = std::os::unix::net::UnixStream::connect(inst.queue().join("pid/master.ctl")).unwrap();
+    let mut idle =
+        std::os::unix::net::UnixStream::connect(inst.queue().join("pid/master.ctl")).unwrap();
     let t = Instant::now();
     let out = inst.try_postern(&["status"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -176,7 +192,8 @@ fn a_renamed_service_is_named_by_check_and_start() {
     assert!(text.contains("name = \"qmgr\""), "{text}");
     std::fs::write(&path, text.replace("name = \"qmgr\"", "name = \"queue-manager\"")).unwrap();
     let check = Command::new(bin("postern")).arg("-c").arg(&dir).arg("check").output().unwrap();
-    let err = String::from_utf8_lossy(&check.stderr).to_string() + &String::from_utf8_lossy(&check.stdout);
+    let err = String::from_utf8_lossy(&check.stderr).to_string()
+        + &String::from_utf8_lossy(&check.stdout);
     assert!(!check.status.success(), "postern check accepted a table without qmgr: {err}");
     assert!(err.contains("no service \"qmgr\" in master.toml"), "{err}");
     let start = Command::new(bin("postern"))
@@ -188,5 +205,8 @@ fn a_renamed_service_is_named_by_check_and_start() {
         .unwrap();
     let err = String::from_utf8_lossy(&start.stderr);
     assert!(!start.status.success(), "master started without qmgr: {err}");
-    assert!(err.contains("no service \"qmgr\" in master.toml") && err.contains("queue-manager"), "{err}");
+    assert!(
+        err.contains("no service \"qmgr\" in master.toml") && err.contains("queue-manager"),
+        "{err}"
+    );
 }

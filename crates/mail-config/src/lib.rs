@@ -30,7 +30,8 @@ use std::path::{Path, PathBuf};
 pub use error::{Error, Errors};
 pub use main_file::{MAIN_FILE, Main, domain_of, qualify_host_name};
 pub use master::{
-    CONNECTED_SERVICES, ListenSpec, MASTER_FILE, MasterFile, ServiceDef, ServiceKind, check, parse_listen,
+    CONNECTED_SERVICES, ListenSpec, MASTER_FILE, MasterFile, ServiceDef, ServiceKind, check,
+    parse_listen,
 };
 pub use networks::Networks;
 

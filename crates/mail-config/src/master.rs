@@ -620,7 +620,9 @@ options = { syslog_name = "postern/pickup" }
         assert_eq!(errs.len(), 1);
         assert!(errs[0].to_string().starts_with("/etc/postern/master.toml"), "{}", errs[0]);
         // A listen path moves the socket for master and clients alike.
-        let moved = parse(&GOOD.replace("wakeup = 300\n", "wakeup = 300\nlisten = [\"public/q\"]\n")).unwrap();
+        let moved =
+            parse(&GOOD.replace("wakeup = 300\n", "wakeup = 300\nlisten = [\"public/q\"]\n"))
+                .unwrap();
         assert_eq!(moved.socket_path(q, "qmgr").unwrap(), q.join("public/q"));
         assert!(m.socket_path(q, "smtpd").unwrap_err().contains("not a unix service"));
     }

@@ -36,8 +36,9 @@ pub fn run_blocking(
     if listeners.is_empty() {
         anyhow::bail!("no listening socket was handed over (start this program through master)");
     }
-    let (wake_rx, wake_tx) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
-        .context("cannot create the stop pipe")?;
+    let (wake_rx, wake_tx) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+            .context("cannot create the stop pipe")?;
     crate::sys::install_stop_handlers(&wake_tx).context("cannot install the stop handlers")?;
     // The handler writes to wake_tx for the whole life of the process.
     std::mem::forget(wake_tx);
@@ -121,8 +122,7 @@ pub(crate) fn serve_blocking(
                 }
             };
             let peer = peer_label(&conn);
-            let result =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(conn)));
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(conn)));
             if let Err(p) = result {
                 tracing::error!(
                     "panic: connection from {peer} aborted: {}",
@@ -189,7 +189,8 @@ mod tests {
         let path = dir.path().join("local");
         let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
         let (wake_rx, wake_tx) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK).unwrap();
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+                .unwrap();
         let flag = Arc::new(AtomicU8::new(0));
         let f = Arc::clone(&flag);
         let client = std::thread::spawn(move || {
@@ -231,7 +232,8 @@ mod tests {
         assert_eq!(client.join().unwrap(), b"slow");
         let lines = log.lines();
         assert!(
-            lines.iter().any(|l| l.starts_with("panic: connection from uid=") && l.ends_with("aborted: agent exploded")),
+            lines.iter().any(|l| l.starts_with("panic: connection from uid=")
+                && l.ends_with("aborted: agent exploded")),
             "{lines:?}"
         );
     }

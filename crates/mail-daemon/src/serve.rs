@@ -106,7 +106,9 @@ pub(crate) enum Listening {
 impl Listening {
     async fn accept(&self) -> std::io::Result<Connection> {
         match self {
-            Listening::Tcp(l) => l.accept().await.map(|(stream, peer)| Connection::Tcp { stream, peer }),
+            Listening::Tcp(l) => {
+                l.accept().await.map(|(stream, peer)| Connection::Tcp { stream, peer })
+            }
             Listening::Unix(l) => l.accept().await.map(|(s, _)| Connection::Unix(s)),
             #[cfg(test)]
             Listening::Failing(n) => {
@@ -119,10 +121,9 @@ impl Listening {
     fn name(&self) -> String {
         let name = match self {
             Listening::Tcp(l) => l.local_addr().map(|a| a.to_string()).ok(),
-            Listening::Unix(l) => l
-                .local_addr()
-                .ok()
-                .and_then(|a| a.as_pathname().map(|p| p.display().to_string())),
+            Listening::Unix(l) => {
+                l.local_addr().ok().and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
+            }
             #[cfg(test)]
             Listening::Failing(_) => None,
         };
@@ -137,11 +138,17 @@ fn adopt(listeners: Vec<Listener>) -> anyhow::Result<Vec<Listening>> {
             Ok(match l {
                 Listener::Tcp(l) => {
                     l.set_nonblocking(true).context("cannot make the listener non-blocking")?;
-                    Listening::Tcp(tokio::net::TcpListener::from_std(l).context("cannot adopt the listener")?)
+                    Listening::Tcp(
+                        tokio::net::TcpListener::from_std(l)
+                            .context("cannot adopt the listener")?,
+                    )
                 }
                 Listener::Unix(l) => {
                     l.set_nonblocking(true).context("cannot make the listener non-blocking")?;
-                    Listening::Unix(tokio::net::UnixListener::from_std(l).context("cannot adopt the listener")?)
+                    Listening::Unix(
+                        tokio::net::UnixListener::from_std(l)
+                            .context("cannot adopt the listener")?,
+                    )
                 }
             })
         })
@@ -289,11 +296,7 @@ fn begin_stop(
     }
 }
 
-async fn accept_loop(
-    listener: Listening,
-    cap: Option<Arc<Semaphore>>,
-    tx: mpsc::Sender<Accepted>,
-) {
+async fn accept_loop(listener: Listening, cap: Option<Arc<Semaphore>>, tx: mpsc::Sender<Accepted>) {
     let name = listener.name();
     let mut backoff = AcceptBackoff::new();
     loop {
@@ -345,7 +348,11 @@ pub(crate) mod tests {
     pub(crate) struct Captured(pub(crate) Arc<Mutex<Vec<String>>>);
 
     impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Captured {
-        fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
             struct V(String);
             impl tracing::field::Visit for V {
                 fn record_debug(&mut self, _: &tracing::field::Field, v: &dyn std::fmt::Debug) {
@@ -411,14 +418,21 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (path, ls) = listener(dir.path());
         let (tx, rx) = watch::channel(None);
-        let server = tokio::spawn(serve(ls, Arc::new(Echo { delay: Duration::ZERO, max: None }), rx, || {}, || {}));
+        let server = tokio::spawn(serve(
+            ls,
+            Arc::new(Echo { delay: Duration::ZERO, max: None }),
+            rx,
+            || {},
+            || {},
+        ));
         assert_eq!(ask(&path, b"boom").await, b"");
         assert_eq!(ask(&path, b"hello").await, b"hello");
         tx.send(Some(Stop::Now)).unwrap();
         assert_eq!(server.await.unwrap().unwrap(), Stop::Now);
         let lines = log.lines();
         assert!(
-            lines.iter().any(|l| l.starts_with("panic: connection from uid=") && l.ends_with("aborted: handler exploded")),
+            lines.iter().any(|l| l.starts_with("panic: connection from uid=")
+                && l.ends_with("aborted: handler exploded")),
             "{lines:?}"
         );
     }
@@ -453,11 +467,21 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (path, ls) = listener(dir.path());
         let (tx, rx) = watch::channel(None);
-        let server = tokio::spawn(serve(ls, Arc::new(Echo { delay: Duration::from_millis(300), max: Some(1) }), rx, || {}, || {}));
+        let server = tokio::spawn(serve(
+            ls,
+            Arc::new(Echo { delay: Duration::from_millis(300), max: Some(1) }),
+            rx,
+            || {},
+            || {},
+        ));
         let t = std::time::Instant::now();
         let (a, b) = tokio::join!(ask(&path, b"a"), ask(&path, b"b"));
         assert_eq!((a, b), (b"a".to_vec(), b"b".to_vec()));
-        assert!(t.elapsed() >= Duration::from_millis(550), "served one at a time: {:?}", t.elapsed());
+        assert!(
+            t.elapsed() >= Duration::from_millis(550),
+            "served one at a time: {:?}",
+            t.elapsed()
+        );
         tx.send(Some(Stop::Now)).unwrap();
         server.await.unwrap().unwrap();
     }

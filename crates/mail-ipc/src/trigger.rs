@@ -73,9 +73,9 @@ pub fn send(path: &Path, trigger: Trigger) -> Result<(), Error> {
         std::thread::sleep(Duration::from_millis(20));
     };
     stream.set_nonblocking(false)?;
-    stream.set_write_timeout(Some(deadline.saturating_duration_since(Instant::now()).max(
-        Duration::from_millis(10),
-    )))?;
+    stream.set_write_timeout(Some(
+        deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(10)),
+    ))?;
     crate::write_frame(&mut stream, &trigger)
 }
 
@@ -92,8 +92,7 @@ pub async fn send_async(path: &Path, trigger: Trigger) -> Result<(), Error> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let mut stream = tokio::net::UnixStream::from_std(stream)?;
-    match tokio::time::timeout_at(deadline, crate::write_frame_async(&mut stream, &trigger)).await
-    {
+    match tokio::time::timeout_at(deadline, crate::write_frame_async(&mut stream, &trigger)).await {
         Ok(r) => r,
         Err(_) => Err(timed_out(path)),
     }
@@ -316,7 +315,9 @@ mod tests {
 
     /// A listener in a temporary directory, served by `gate`; triggers
     /// arrive on the returned channel.
-    fn start(gate: Arc<Gate>) -> (tempfile::TempDir, std::path::PathBuf, mpsc::UnboundedReceiver<Trigger>) {
+    fn start(
+        gate: Arc<Gate>,
+    ) -> (tempfile::TempDir, std::path::PathBuf, mpsc::UnboundedReceiver<Trigger>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("qmgr");
         let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
@@ -377,7 +378,10 @@ mod tests {
         // A connection that sends nothing is closed at the deadline.
         let idle = UnixStream::connect(&path).unwrap();
         let waited = closed_after(idle).await;
-        assert!(waited >= Duration::from_millis(250) && waited < Duration::from_secs(3), "{waited:?}");
+        assert!(
+            waited >= Duration::from_millis(250) && waited < Duration::from_secs(3),
+            "{waited:?}"
+        );
         // Half a frame, then silence: the deadline covers the whole frame.
         let mut half = UnixStream::connect(&path).unwrap();
         std::io::Write::write_all(&mut half, &[0, 0]).unwrap();
@@ -391,7 +395,10 @@ mod tests {
         let idle: Vec<UnixStream> = (0..4).map(|_| UnixStream::connect(&path).unwrap()).collect();
         tokio::time::sleep(Duration::from_millis(50)).await;
         let extra = UnixStream::connect(&path).unwrap();
-        assert!(closed_after(extra).await < Duration::from_millis(200), "over the cap: closed at once");
+        assert!(
+            closed_after(extra).await < Duration::from_millis(200),
+            "over the cap: closed at once"
+        );
         // Once the idle ones time out, triggers pass again.
         tokio::time::sleep(Duration::from_millis(400)).await;
         send_async(&path, Trigger::Wakeup).await.unwrap();

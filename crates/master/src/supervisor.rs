@@ -307,6 +307,4 @@ impl Master {
         // Wake the loop even when there are no workers.
         let _ = self.events.send(Event::Respawn { service: String::new() });
     }
-
-
 }

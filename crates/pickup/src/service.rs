@@ -74,7 +74,8 @@ impl Service for Pickup {
             }
             // Many triggers, one scan.
             while rx.try_recv().is_ok() {}
-            let (q, s, st) = (self.queue.clone(), Arc::clone(&self.settings), Arc::clone(&stopping));
+            let (q, s, st) =
+                (self.queue.clone(), Arc::clone(&self.settings), Arc::clone(&stopping));
             let scan = tokio::task::spawn_blocking(move || {
                 let n = scanner.scan(&q, &s, &st);
                 (scanner, n)

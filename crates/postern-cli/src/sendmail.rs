@@ -41,7 +41,6 @@ const EX_CONFIG: u8 = 78;
 const USAGE: &str = "usage: sendmail [-t] [-i] [-f sender] [-F full_name] [-C config_dir] \
 [-bm | -bs | -bp | -bi] [--] [recipient ...]";
 
-
 /// What the command line asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -381,10 +380,10 @@ pub(crate) enum Poke {
 /// ignore an unreachable receiver: it rescans on its own timer (a lost
 /// trigger delays mail, never loses it).
 pub(crate) fn poke(main: &Main, service: &str, trigger: Trigger) -> Result<(), Poke> {
-    let master = mail_config::MasterFile::load(main.dir()).map_err(|e| Poke::NoService(e.to_string()))?;
-    let path = master
-        .socket_path(&main.path("queue_directory"), service)
-        .map_err(Poke::NoService)?;
+    let master =
+        mail_config::MasterFile::load(main.dir()).map_err(|e| Poke::NoService(e.to_string()))?;
+    let path =
+        master.socket_path(&main.path("queue_directory"), service).map_err(Poke::NoService)?;
     mail_ipc::trigger::send(&path, trigger)
         .map_err(|e| Poke::Unreachable(format!("{}: {e}", path.display())))
 }
