@@ -120,7 +120,9 @@ fn idle_connections_to_qmgr_do_not_delay_mail() {
     let got = inst.wait_for_mail("suporte", 3, Duration::from_secs(20));
     assert_eq!(got.len(), 3, "mail held up while a local user holds qmgr's socket");
     eprintln!("delivered in {:?}", start.elapsed());
-    assert!(start.elapsed() < Duration::from_secs(15), "{:?}", start.elapsed());
+    // Unhindered this takes well under a second; a qmgr out of file
+    // descriptors took 10 s (until its idle connections timed out).
+    assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
     let log = log(&inst);
     assert!(log.contains("trigger connections already open: closing one from uid"), "{log}");
     assert!(!log.contains("Too many open files"), "{log}");
