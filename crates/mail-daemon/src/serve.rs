@@ -164,21 +164,26 @@ pub async fn run<S: Service>(daemon: &mut Daemon, service: Arc<S>) -> anyhow::Re
         anyhow::bail!("no listening socket was handed over (start this program through master)");
     }
     let (stop_tx, stop_rx) = watch::channel(None);
-    // Registered before Ready, so a stop right after start-up never meets
-    // the default action.
+    // Registered here, before Ready is reported, so a stop right after
+    // start-up never meets the default action.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut usr1 = signal(SignalKind::user_defined1()).context("cannot handle SIGUSR1")?;
     let signals = tokio::spawn(async move {
         loop {
-            let how = crate::stop_signal().await;
-            let stronger = stop_tx.send_if_modified(|cur| {
-                let new = match (*cur, how) {
-                    (Some(Stop::Now), _) => Stop::Now,
-                    (_, h) => h,
-                };
+            let how = tokio::select! {
+                _ = term.recv() => Stop::Now,
+                _ = int.recv() => Stop::Now,
+                _ = usr1.recv() => Stop::Drain,
+            };
+            // A drain after a stop-now does not weaken it.
+            stop_tx.send_if_modified(|cur| {
+                let new = if *cur == Some(Stop::Now) { Stop::Now } else { how };
                 let changed = *cur != Some(new);
                 *cur = Some(new);
                 changed
             });
-            let _ = stronger;
             if stop_tx.is_closed() {
                 return;
             }
