@@ -34,7 +34,8 @@ pub use domains::LocalDomains;
 pub use error::{Error, Errors};
 pub use main_file::{MAIN_FILE, Main, domain_of, qualify_host_name};
 pub use master::{
-    ListenSpec, MASTER_FILE, MasterFile, ServiceDef, ServiceKind, check, parse_listen,
+    CONNECTED_SERVICES, ListenSpec, MASTER_FILE, MasterFile, ServiceDef, ServiceKind, check,
+    parse_listen,
 };
 pub use networks::Networks;
 

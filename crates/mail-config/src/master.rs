@@ -221,6 +221,58 @@ impl MasterFile {
     pub fn service(&self, name: &str) -> Option<&ServiceDef> {
         self.services.iter().find(|s| s.name == name)
     }
+
+    /// Where clients reach the unix service `name`: the one function
+    /// every sender (and master, which binds it) uses, so a socket moved
+    /// or a service renamed in master.toml cannot leave a client knocking
+    /// on an old path. The error names the service and says who needs it.
+    pub fn socket_path(&self, queue_dir: &Path, name: &str) -> Result<PathBuf, String> {
+        match self.service(name) {
+            Some(def) if def.kind == ServiceKind::Unix => Ok(queue_dir.join(def.unix_socket())),
+            Some(_) => Err(format!(
+                "service \"{name}\" in master.toml is not a unix service ({})",
+                needed_by(name)
+            )),
+            None => Err(format!(
+                "no service \"{name}\" in master.toml ({}); services are: {}",
+                needed_by(name),
+                self.services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+            )),
+        }
+    }
+
+    /// Errors for the services other processes reach by name
+    /// ([`CONNECTED_SERVICES`]) that are missing or not unix services.
+    pub fn check_connected(&self, path: &Path) -> Vec<Error> {
+        CONNECTED_SERVICES
+            .iter()
+            .filter_map(|(name, _)| {
+                let message = self.socket_path(Path::new(""), name).err()?;
+                Some(Error::Service {
+                    path: path.to_owned(),
+                    line: 0,
+                    service: (*name).to_owned(),
+                    message,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The unix services other Postern processes connect to by these names,
+/// and who does. Renaming one in master.toml breaks them, so `postern
+/// check` and master's start and reload refuse a table without them.
+pub const CONNECTED_SERVICES: &[(&str, &str)] = &[
+    ("qmgr", "smtpd, pickup, local-delivery, master, sendmail and postqueue send it triggers"),
+    ("pickup", "sendmail and master send it triggers"),
+    ("local", "qmgr hands it local deliveries"),
+];
+
+fn needed_by(name: &str) -> String {
+    match CONNECTED_SERVICES.iter().find(|(n, _)| *n == name) {
+        Some((_, who)) => format!("{who} by this name"),
+        None => "a client looks it up by this name".to_owned(),
+    }
 }
 
 /// The line of the last `name = "<name>"` in `text`, for duplicate
@@ -457,6 +509,9 @@ pub fn check(dir: &Path) -> Result<(), Errors> {
     let mut errors = Vec::new();
     let main = Main::load(dir).map_err(|e| errors.extend(e.0)).ok();
     let master = MasterFile::load(dir).map_err(|e| errors.extend(e.0)).ok();
+    if let Some(master) = &master {
+        errors.extend(master.check_connected(&dir.join(MASTER_FILE)));
+    }
     if let (Some(_), Some(master)) = (main, master) {
         let path = dir.join(MASTER_FILE);
         for s in &master.services {
@@ -547,6 +602,29 @@ options = { syslog_name = "postern/pickup" }
         assert_eq!(pickup.unix_socket(), PathBuf::from("public/pickup"));
         assert_eq!(pickup.wakeup, Some(Duration::from_secs(60)));
         assert_eq!(pickup.options, [("syslog_name".to_owned(), "postern/pickup".to_owned())]);
+    }
+
+    #[test]
+    fn socket_paths_come_from_the_service_table() {
+        let m = parse(GOOD).unwrap();
+        let q = Path::new("/var/spool/postern");
+        assert_eq!(m.socket_path(q, "pickup").unwrap(), q.join("public/pickup"));
+        assert_eq!(m.socket_path(q, "local").unwrap(), q.join("private/local"));
+        assert!(m.check_connected(Path::new("master.toml")).is_empty());
+        // A renamed service is named in the error, with who needs it.
+        let renamed = parse(&GOOD.replace("name = \"qmgr\"", "name = \"queue-manager\"")).unwrap();
+        let e = renamed.socket_path(q, "qmgr").unwrap_err();
+        assert!(e.starts_with("no service \"qmgr\" in master.toml (smtpd, pickup"), "{e}");
+        assert!(e.contains("services are: smtpd, queue-manager, local, pickup"), "{e}");
+        let errs = renamed.check_connected(Path::new("/etc/postern/master.toml"));
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].to_string().starts_with("/etc/postern/master.toml"), "{}", errs[0]);
+        // A listen path moves the socket for master and clients alike.
+        let moved =
+            parse(&GOOD.replace("wakeup = 300\n", "wakeup = 300\nlisten = [\"public/q\"]\n"))
+                .unwrap();
+        assert_eq!(moved.socket_path(q, "qmgr").unwrap(), q.join("public/q"));
+        assert!(m.socket_path(q, "smtpd").unwrap_err().contains("not a unix service"));
     }
 
     #[test]

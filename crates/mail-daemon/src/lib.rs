@@ -5,19 +5,28 @@
 //! line format, and the graceful-shutdown signal.
 //!
 //! A daemon's `main` calls [`init`], which returns a [`Daemon`] only after
-//! privileges are dropped; then it serves and calls [`Daemon::ready`].
+//! privileges are dropped; then it hands a [`Service`] to [`run`] (async:
+//! accept loops, a task per connection, panics caught, drain and stop) or
+//! a handler to [`run_blocking`] (single-threaded agents, one connection
+//! at a time). Both report `Ready`/`Draining` to master. Daemons that
+//! only receive triggers beside their own loop (qmgr) use
+//! `mail_ipc::trigger::serve` with [`stop_signal`] and [`Daemon::ready`].
 //! master is the only caller of these processes; nothing here listens or
 //! connects on its own. Unsafe code is confined to `sys.rs`.
 #![deny(unsafe_code)]
 
 mod args;
+mod blocking;
 pub mod log;
+mod serve;
 mod sys;
 
 pub use args::Args;
+pub use blocking::{BlockingConnection, run_blocking};
+pub use serve::{Connection, Service, StopWatch, run};
 
 use anyhow::Context as _;
-use mail_config::Main;
+use mail_config::{Main, MasterFile};
 use mail_ipc::status::{ChildState, ChildStatus};
 use std::fs::File;
 use std::os::fd::OwnedFd;
@@ -31,6 +40,9 @@ pub struct Daemon {
     pub args: Args,
     /// main.toml with this service's `-o` overrides applied.
     pub config: Main,
+    /// master.toml, for the socket paths of the services this one talks
+    /// to ([`Daemon::socket_path`]).
+    pub master: MasterFile,
     /// Listening sockets, in the order of the service's `listen` list.
     pub listeners: Vec<Listener>,
     status: Mutex<Option<File>>,
@@ -57,13 +69,16 @@ pub fn init(program: &str) -> anyhow::Result<Daemon> {
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| format!("cannot load configuration from {}", args.config_dir.display()))?;
     log::init(&config, program);
+    let master = MasterFile::load(&args.config_dir)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("cannot load master.toml from {}", args.config_dir.display()))?;
     let listeners = listen_fds.into_iter().map(classify).collect::<anyhow::Result<Vec<_>>>()?;
     if args.unpriv && nix::unistd::geteuid().is_root() {
         sys::drop_privileges(&config.str("mail_owner"))?;
         // The kernel clears the parent-death signal when the uid changes.
         sys::die_with_parent();
     }
-    Ok(Daemon { args, config, listeners, status: Mutex::new(status) })
+    Ok(Daemon { args, config, master, listeners, status: Mutex::new(status) })
 }
 
 fn classify(fd: OwnedFd) -> anyhow::Result<Listener> {
@@ -103,6 +118,12 @@ impl Daemon {
     /// The queue directory.
     pub fn queue(&self) -> std::path::PathBuf {
         self.config.path("queue_directory")
+    }
+
+    /// The socket of the unix service `name` (`qmgr`, `pickup`, `local`),
+    /// as master.toml places it ([`MasterFile::socket_path`]).
+    pub fn socket_path(&self, name: &str) -> anyhow::Result<std::path::PathBuf> {
+        self.master.socket_path(&self.queue(), name).map_err(anyhow::Error::msg)
     }
 }
 

@@ -86,3 +86,64 @@ pub(crate) fn drop_privileges(user: &str) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// What the stop handlers saw: 0 nothing, 1 SIGUSR1 (drain), 2 SIGTERM or
+/// SIGINT (now). Kept as the strongest request so far.
+static STOP_SEEN: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+/// The write end of the blocking skeleton's wake-up pipe, -1 before it exists.
+static WAKE_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+extern "C" fn on_stop_signal(sig: libc::c_int) {
+    use std::sync::atomic::Ordering;
+    let level = if sig == libc::SIGUSR1 { 1 } else { 2 };
+    STOP_SEEN.fetch_max(level, Ordering::SeqCst);
+    let fd = WAKE_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        // SAFETY: write(2) is async-signal-safe; errno is saved and
+        // restored so the interrupted code sees its own; a full pipe
+        // (EAGAIN, it is non-blocking) already wakes the loop.
+        unsafe {
+            let saved = *libc::__errno_location();
+            let byte = 1u8;
+            let _ = libc::write(fd, (&raw const byte).cast(), 1);
+            *libc::__errno_location() = saved;
+        }
+    }
+}
+
+/// Installs handlers for SIGTERM, SIGINT and SIGUSR1 that record the
+/// request and write a byte to `wake` (the write end of a non-blocking
+/// pipe), without any thread: the blocking skeleton's worker stays
+/// single-threaded, so its set*uid calls need no broadcast to other
+/// threads. Handlers reset to the default on exec, so a
+/// `mailbox_command` starts with the usual signal dispositions.
+pub(crate) fn install_stop_handlers(wake: &OwnedFd) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    WAKE_FD.store(wake.as_raw_fd(), std::sync::atomic::Ordering::SeqCst);
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGUSR1] {
+        // SAFETY: a zeroed sigaction is a valid "no flags, empty mask"
+        // value; the handler only touches atomics and calls write(2);
+        // SA_RESTART keeps blocking reads and writes of the delivery in
+        // hand from failing with EINTR.
+        let rc = unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_stop_signal as *const () as libc::sighandler_t;
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut())
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// The strongest stop request the handlers have seen.
+pub(crate) fn stop_seen() -> Option<crate::Stop> {
+    match STOP_SEEN.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => None,
+        1 => Some(crate::Stop::Drain),
+        _ => Some(crate::Stop::Now),
+    }
+}

@@ -16,6 +16,7 @@
 //! `mail-types` values are converted at the edges. No policy lives here.
 #![forbid(unsafe_code)]
 
+pub mod accept;
 pub mod anvil;
 pub mod control;
 pub mod delivery;
@@ -25,8 +26,11 @@ pub mod trigger;
 
 pub use frame::{Error, read_frame, read_frame_async, write_frame, write_frame_async};
 
-/// Socket names, relative to the queue directory. Defined once here
-/// (Postfix `mail_proto.h`).
+/// Socket names, relative to the queue directory (Postfix `mail_proto.h`).
+/// `QMGR`, `PICKUP`, `LOCAL` and `SMTP` are only the defaults of
+/// master.toml: senders take the path from
+/// `mail_config::MasterFile::socket_path` (or `Daemon::socket_path`), so
+/// a service moved or renamed there is found or reported by name.
 pub mod sockets {
     /// qmgr's trigger socket.
     pub const QMGR: &str = "public/qmgr";

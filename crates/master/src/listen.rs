@@ -91,10 +91,10 @@ fn bind_tcp(addr: SocketAddr) -> std::io::Result<Socket> {
     Ok(sock)
 }
 
-/// Where a unix service's socket lives.
+/// Where a unix service's socket lives: the path its clients look up
+/// with `MasterFile::socket_path`.
 pub(crate) fn unix_path(queue_dir: &std::path::Path, def: &ServiceDef) -> PathBuf {
-    let class = if def.private { mail_queue::PRIVATE } else { mail_queue::PUBLIC };
-    queue_dir.join(class).join(&def.name)
+    queue_dir.join(def.unix_socket())
 }
 
 /// Binds every listener of a service.

@@ -330,12 +330,16 @@ fn print_with(main: &Main, format: fn(&[Entry]) -> String) -> ExitCode {
 
 /// Asks qmgr to retry deferred mail now (`postqueue -f`, `sendmail -q`).
 pub fn flush(main: &Main, program: &str) -> ExitCode {
-    let queue = Queue::new(settings::Common::new(main).queue_directory);
-    if crate::sendmail::poke(&queue, mail_ipc::sockets::QMGR, Trigger::Flush) {
-        ExitCode::SUCCESS
-    } else {
-        eprintln!("{program}: fatal: Cannot flush mail queue - mail system is down");
-        ExitCode::from(EX_UNAVAILABLE)
+    match crate::sendmail::poke(main, "qmgr", Trigger::Flush) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(crate::sendmail::Poke::NoService(e)) => {
+            eprintln!("{program}: fatal: Cannot flush mail queue - {e}");
+            ExitCode::from(EX_UNAVAILABLE)
+        }
+        Err(crate::sendmail::Poke::Unreachable(e)) => {
+            eprintln!("{program}: fatal: Cannot flush mail queue - mail system is down ({e})");
+            ExitCode::from(EX_UNAVAILABLE)
+        }
     }
 }
 

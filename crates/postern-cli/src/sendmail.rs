@@ -29,7 +29,6 @@ use mail_queue::{Maildrop, Queue};
 use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 /// sysexits(3) codes.
 const EX_USAGE: u8 = 64;
@@ -41,9 +40,6 @@ const EX_CONFIG: u8 = 78;
 
 const USAGE: &str = "usage: sendmail [-t] [-i] [-f sender] [-F full_name] [-C config_dir] \
 [-bm | -bs | -bp | -bi] [--] [recipient ...]";
-
-/// How long the pickup poke may block: pickup is local and reads at once.
-const TRIGGER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the command line asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -361,17 +357,35 @@ fn check_sender(s: &str) -> Result<String, String> {
 fn enqueue(main: &Main, drop: &Maildrop) -> Result<String, String> {
     let queue = Queue::new(settings::Common::new(main).queue_directory);
     let id = queue.write_maildrop(drop).map_err(|e| format!("cannot write maildrop file: {e}"))?;
-    poke(&queue, mail_ipc::sockets::PICKUP, Trigger::Wakeup);
+    // The file is in maildrop/ and pickup scans it within a minute, so a
+    // failed poke is no failure of sendmail; a master.toml without pickup
+    // is worth saying, since then nothing will ever take it.
+    if let Err(Poke::NoService(e)) = poke(main, "pickup", Trigger::Wakeup) {
+        eprintln!("sendmail: warning: {e}");
+    }
     Ok(id.to_string())
 }
 
-/// Sends one trigger; failures are ignored because the receiver rescans
-/// on its own timer (a lost trigger delays mail, never loses it).
-pub(crate) fn poke(queue: &Queue, socket: &str, trigger: Trigger) -> bool {
-    let path = queue.root().join(socket);
-    let Ok(mut s) = std::os::unix::net::UnixStream::connect(&path) else { return false };
-    let _ = s.set_write_timeout(Some(TRIGGER_TIMEOUT));
-    mail_ipc::write_frame(&mut s, &trigger).is_ok()
+/// Why a trigger was not sent.
+#[derive(Debug)]
+pub(crate) enum Poke {
+    /// master.toml has no such unix service (renamed or removed).
+    NoService(String),
+    /// The service did not take it (not running, or busy past the timeout).
+    Unreachable(String),
+}
+
+/// Sends one trigger to the unix service `service` of master.toml
+/// (`mail_ipc::trigger::send`: bounded by a short timeout). Callers may
+/// ignore an unreachable receiver: it rescans on its own timer (a lost
+/// trigger delays mail, never loses it).
+pub(crate) fn poke(main: &Main, service: &str, trigger: Trigger) -> Result<(), Poke> {
+    let master =
+        mail_config::MasterFile::load(main.dir()).map_err(|e| Poke::NoService(e.to_string()))?;
+    let path =
+        master.socket_path(&main.path("queue_directory"), service).map_err(Poke::NoService)?;
+    mail_ipc::trigger::send(&path, trigger)
+        .map_err(|e| Poke::Unreachable(format!("{}: {e}", path.display())))
 }
 
 fn newaliases(main: &Main) -> ExitCode {

@@ -186,24 +186,16 @@ fn clean_tmp(queue: &Queue) {
     }
 }
 
+/// Triggers from smtpd, pickup, local-delivery, master and local users'
+/// `postqueue -f`: one frame per connection, capped, with a deadline and
+/// unprivileged flushes rate-limited (`mail_ipc::trigger`), so a local
+/// user cannot stall the scheduler by holding connections open.
 async fn accept_triggers(listener: tokio::net::UnixListener, tx: mpsc::UnboundedSender<Ev>) {
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else { continue };
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            // A trigger connection carries a few tiny frames at most.
-            while let Ok(Ok(Some(t))) = tokio::time::timeout(
-                Duration::from_secs(10),
-                mail_ipc::read_frame_async::<Trigger>(&mut stream, 64),
-            )
-            .await
-            {
-                if tx.send(Ev::Trigger(t)).is_err() {
-                    return;
-                }
-            }
-        });
-    }
+    let gate = mail_ipc::trigger::Gate::new("public/qmgr", mail_ipc::trigger::Limits::default());
+    mail_ipc::trigger::serve(listener, gate, move |t| {
+        let _ = tx.send(Ev::Trigger(t));
+    })
+    .await;
 }
 
 impl Qmgr {
