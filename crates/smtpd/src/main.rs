@@ -65,7 +65,8 @@
 #![forbid(unsafe_code)]
 
 mod enqueue;
-mod input;
+mod counters;
+mod cleaner;
 mod policy;
 mod serve;
 mod session;
