@@ -19,7 +19,8 @@ use tests::{Instance, Options, smtp::Client, wait_until};
 fn one_smtpd_with_log(dir: &Path) {
     let master = dir.join("master.toml");
     let text = std::fs::read_to_string(&master).unwrap();
-    let text = text.replacen("maxproc = 2\ncommand = \"smtpd\"", "maxproc = 1\ncommand = \"smtpd\"", 1);
+    let text =
+        text.replacen("maxproc = 2\ncommand = \"smtpd\"", "maxproc = 1\ncommand = \"smtpd\"", 1);
     assert!(text.contains("maxproc = 1\ncommand = \"smtpd\""), "{text}");
     std::fs::write(&master, text).unwrap();
     let mut main = std::fs::OpenOptions::new().append(true).open(dir.join("main.toml")).unwrap();
@@ -71,7 +72,10 @@ fn connections_over_the_process_cap_get_421_and_are_closed() {
     let got = read_to_close(&mut c, Duration::from_secs(10));
     assert_eq!(got, format!("421 4.7.0 {host} Error: too many connections\r\n"));
     let l = wait_log(&inst, "too many connections: 2 open in this process");
-    assert!(l.contains("(smtpd_process_connection_limit = 2); refusing localhost[127.0.0.1]"), "{l}");
+    assert!(
+        l.contains("(smtpd_process_connection_limit = 2); refusing localhost[127.0.0.1]"),
+        "{l}"
+    );
     // The open sessions are unaffected, and a freed slot is usable again.
     a.cmd("NOOP", 250);
     a.cmd("QUIT", 221);
@@ -187,9 +191,10 @@ fn big_body(n: usize) -> (Vec<u8>, Vec<u8>) {
     while want.len() < n {
         i += 1;
         let len = (i.wrapping_mul(2_654_435_761) % 120) as usize;
-        let mut line: Vec<u8> =
-            (0..len).map(|k| b"abcdefghijklmnopqrstuvwxyz0123456789 .,"[(k + i as usize) % 39]).collect();
-        if i % 97 == 0 {
+        let mut line: Vec<u8> = (0..len)
+            .map(|k| b"abcdefghijklmnopqrstuvwxyz0123456789 .,"[(k + i as usize) % 39])
+            .collect();
+        if i.is_multiple_of(97) {
             line.insert(0, b'.');
         }
         if line.first() == Some(&b'.') {
@@ -252,7 +257,12 @@ fn large_message_arrives_byte_exact_and_memory_does_not_grow_with_it() {
         .find(|t| t.windows(13).any(|w| w == b"\nSubject: big"))
         .expect("the big message was delivered");
     let sep = big.windows(2).position(|w| w == b"\n\n").unwrap();
-    assert!(big[sep + 2..] == want[..], "body differs ({} vs {} bytes)", big.len() - sep - 2, want.len());
+    assert!(
+        big[sep + 2..] == want[..],
+        "body differs ({} vs {} bytes)",
+        big.len() - sep - 2,
+        want.len()
+    );
     eprintln!("smtpd VmHWM: {before} kB before, {after} kB after a 9.5 MB DATA");
     assert!(after.saturating_sub(before) < 3_000, "VmHWM grew from {before} kB to {after} kB");
 }
@@ -283,14 +293,18 @@ fn refused_or_abandoned_messages_leave_nothing_in_the_queue() {
     c.cmd("DATA", 354);
     c.send_raw(b"Subject: cut\r\n\r\n");
     c.send_raw(&wire[..90_000]);
-    let spooled = wait_until(Duration::from_secs(10), || {
-        (!inst.queue_files("tmp").is_empty()).then_some(())
-    });
+    let spooled =
+        wait_until(Duration::from_secs(10), || (!inst.queue_files("tmp").is_empty()).then_some(()));
     assert!(spooled.is_some(), "no queue file in tmp/ while DATA arrives");
     drop(c);
     wait_log(&inst, "lost connection after DATA (");
     let gone = wait_until(Duration::from_secs(10), || queue_is_empty(&inst).then_some(()));
-    assert!(gone.is_some(), "left behind: {:?} {:?}", inst.queue_files("tmp"), inst.queue_files("incoming"));
+    assert!(
+        gone.is_some(),
+        "left behind: {:?} {:?}",
+        inst.queue_files("tmp"),
+        inst.queue_files("incoming")
+    );
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(inst.new_mail("suporte").len(), 1);
 }

@@ -319,7 +319,10 @@ mod tests {
         assert!(c.message_id().is_some_and(|m| m.contains(&id)));
         // A header block over the limit is refused even while unfinished.
         let mut c = Cleaner::new(params(100), trace(), None);
-        assert_eq!(c.push(&format!("Subject: {}", "z".repeat(200)).into_bytes(), &mut out), Err(HeaderTooLarge));
+        assert_eq!(
+            c.push(&format!("Subject: {}", "z".repeat(200)).into_bytes(), &mut out),
+            Err(HeaderTooLarge)
+        );
     }
 
     proptest! {

@@ -174,10 +174,8 @@ fn refuse(stream: &TcpStream, client: &Client, ctx: &Context, open: usize) {
          (smtpd_process_connection_limit = {}); refusing {client}",
         ctx.settings.process_connection_limit
     );
-    let reply = format!(
-        "421 4.7.0 {} Error: too many connections\r\n",
-        ctx.settings.server.hostname
-    );
+    let reply =
+        format!("421 4.7.0 {} Error: too many connections\r\n", ctx.settings.server.hostname);
     let _ = stream.try_write(reply.as_bytes());
     tracing::info!("disconnect from {client} commands=0");
 }

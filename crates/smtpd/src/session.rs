@@ -141,8 +141,9 @@ impl Session {
                 Err(_) => {
                     tracing::info!("timeout after {} from {}", self.state(), self.client);
                     let reply = self.server.timeout_reply().to_bytes();
-                    let _ = tokio::time::timeout(self.ctx.settings.timeout, stream.write_all(&reply))
-                        .await;
+                    let _ =
+                        tokio::time::timeout(self.ctx.settings.timeout, stream.write_all(&reply))
+                            .await;
                     return;
                 }
                 Ok(Ok(0)) | Ok(Err(_)) => {
@@ -156,8 +157,15 @@ impl Session {
 
     /// The earliest of the per-read timeout and the deadlines.
     fn read_deadline(&self) -> Instant {
-        let per_read = Instant::now() + self.ctx.settings.timeout;
-        [self.session_deadline, self.data_deadline].into_iter().flatten().fold(per_read, Instant::min)
+        let now = Instant::now();
+        // A configured timeout too large for the clock means "very long".
+        let per_read = now
+            .checked_add(self.ctx.settings.timeout)
+            .unwrap_or_else(|| now + std::time::Duration::from_secs(365 * 86_400));
+        [self.session_deadline, self.data_deadline]
+            .into_iter()
+            .flatten()
+            .fold(per_read, Instant::min)
     }
 
     /// `DATA (N bytes)` while in DATA, else the last command, as Postfix
@@ -259,7 +267,11 @@ impl Session {
     /// so the session ends; the client keeps the message and retries.
     fn abort_reply(&self) -> Reply {
         let host = &self.ctx.settings.server.hostname;
-        Reply::with_status(421, EnhancedStatus(4, 3, 0), format!("{host} Error: queue file write error"))
+        Reply::with_status(
+            421,
+            EnhancedStatus(4, 3, 0),
+            format!("{host} Error: queue file write error"),
+        )
     }
 
     /// Writes the pending replies in one write. Past the soft error limit
