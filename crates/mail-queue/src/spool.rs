@@ -100,6 +100,17 @@ impl Spool {
         Ok(())
     }
 
+    /// Marks the file as in use: `Queue::clean_tmp` removes files in
+    /// `tmp/` untouched for a while, and a slow client may send nothing
+    /// that is ready to write for longer than that.
+    pub fn touch(&mut self) -> Result<(), Error> {
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| Error::Encode("spool file already committed".into()))?;
+        file.set_modified(std::time::SystemTime::now()).map_err(Error::io(&self.path))
+    }
+
     fn put(&mut self, bytes: &[u8]) -> Result<(), Error> {
         let file = self
             .file
@@ -174,6 +185,12 @@ mod tests {
         s.write(b"").unwrap();
         s.write(b"body\n").unwrap();
         assert!(format::read(&d.path().join(TMP).join(id.as_str())).is_err());
+        // A touched file is young again for clean_tmp.
+        let tmp = d.path().join(TMP).join(id.as_str());
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        File::options().write(true).open(&tmp).unwrap().set_modified(old).unwrap();
+        s.touch().unwrap();
+        assert_eq!(q.clean_tmp(std::time::Duration::from_secs(600)).unwrap(), 0);
         assert_eq!(s.commit().unwrap(), id);
         let path = q.path(State::Incoming, &id);
         assert_eq!(

@@ -36,6 +36,11 @@ use crate::cleaner::{Cleaner, HeaderTooLarge};
 /// holds at most about this much of the body.
 pub(crate) const WRITE_CHUNK: usize = 64 * 1024;
 
+/// How long a queue file may go without a write before it is touched:
+/// well inside qmgr's `clean_tmp` age (600 s), which would otherwise take
+/// a slow client's file for an abandoned one.
+const KEEP_ALIVE: Duration = Duration::from_secs(60);
+
 /// One message about to arrive and what is known about its origin.
 #[derive(Debug)]
 pub(crate) struct Submission {
@@ -93,6 +98,8 @@ pub(crate) struct Incoming {
     header_too_large: bool,
     client: String,
     header_limit: usize,
+    /// The last write to (or touch of) the queue file.
+    last_write: std::time::Instant,
 }
 
 impl Incoming {
@@ -161,6 +168,7 @@ impl Incoming {
             header_too_large: false,
             client,
             header_limit: params.header_size_limit,
+            last_write: std::time::Instant::now(),
         }
     }
 
@@ -174,9 +182,11 @@ impl Incoming {
         }
     }
 
-    /// Whether enough is ready for [`Incoming::write`].
+    /// Whether enough is ready for [`Incoming::write`], or the file is
+    /// due for a sign of life.
     pub(crate) fn should_write(&self) -> bool {
         self.out.len() >= WRITE_CHUNK
+            || (self.spool.is_some() && self.last_write.elapsed() >= KEEP_ALIVE)
     }
 
     fn header_failed(&mut self) {
@@ -197,7 +207,9 @@ impl Incoming {
             self.out.clear();
             return;
         };
-        if let Err(e) = spool.write(&self.out) {
+        self.last_write = std::time::Instant::now();
+        let written = if self.out.is_empty() { spool.touch() } else { spool.write(&self.out) };
+        if let Err(e) = written {
             tracing::warn!("{}: queue file write error: {e}", spool.id());
             self.failed = Some(queue_error_reply(&e));
             self.discard();
