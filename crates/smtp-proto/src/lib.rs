@@ -27,5 +27,5 @@ pub use command::{
     Body, Command, MAX_AUTH_LINE, MAX_COMMAND_LINE, MailParams, RcptParams, parse_command,
 };
 pub use reply::{MAX_REPLY_LINE, Reply, ReplyError, parse_reply_line};
-pub use server::{DotLine, Event, HARD_MAX_MESSAGE_SIZE, Server, ServerParams, dot_line};
+pub use server::{Event, HARD_MAX_MESSAGE_SIZE, Server, ServerParams};
 pub use verb::{Answered, Verb};

@@ -795,7 +795,7 @@ impl Server {
 
 /// What a line starting with "." in DATA is (see [`dot_line`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DotLine {
+pub(crate) enum DotLine {
     /// Too few bytes to tell.
     NeedMore,
     /// The end of the data; the terminator line is this many bytes.
@@ -809,10 +809,9 @@ pub enum DotLine {
 
 /// Classifies a DATA line that starts with "."; `rest` is what follows
 /// the dot, `after_crlf` says whether the previous line ended with CRLF.
-/// Public so that a driver cutting input into pieces (smtpd's splitter)
-/// applies exactly the rule [`Server`] does, and both agree on where the
-/// data ends.
-pub fn dot_line(rest: &[u8], after_crlf: bool, bare_lf_ends_data: bool) -> DotLine {
+/// The one place the end-of-data rule lives: drivers feed whatever they
+/// read and learn where commands begin from [`Server::answered`].
+pub(crate) fn dot_line(rest: &[u8], after_crlf: bool, bare_lf_ends_data: bool) -> DotLine {
     match (rest.first(), rest.get(1)) {
         (None, _) | (Some(b'\r'), None) => DotLine::NeedMore,
         (Some(b'\n'), _) if bare_lf_ends_data => DotLine::End(2),
