@@ -1,12 +1,17 @@
 //! Fuzz target: an arbitrary byte stream from a client into a
 //! `smtp_proto::Server`, fed in chunks, with every decision accepted.
-//! Checks that the session never panics and that its buffers stay bounded.
+//! Checks that the session never panics and that its buffers stay
+//! bounded, also when the driver streams DATA out with `take_data` (as
+//! smtpd does) and counts junk commands: the content taken plus the final
+//! message never exceeds the size limit, and every reply after a command
+//! is tagged with what it answers.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use smtp_proto::{Event, Server, ServerParams};
+use smtp_proto::{Answered, Event, Server, ServerParams};
 
 fuzz_target!(|data: &[u8]| {
+    let flags = data.first().copied().unwrap_or(0);
     let mut s = Server::new(ServerParams {
         hostname: "mail.example.org".into(),
         banner: "mail.example.org ESMTP".into(),
@@ -18,17 +23,25 @@ fuzz_target!(|data: &[u8]| {
         starttls_offered: true,
         auth_mechanisms: vec!["PLAIN".into(), "LOGIN".into()],
         // Both DATA-end rules: smtpd's strict one and sendmail -bs's.
-        bare_lf_ends_data: data.first().is_some_and(|b| b & 1 == 1),
+        bare_lf_ends_data: flags & 1 == 1,
     });
+    let streaming = flags & 2 == 2;
+    if flags & 4 == 4 {
+        s.set_junk_command_limit(u32::from(flags >> 3));
+    }
+    let mut taken = 0usize;
     for chunk in data.chunks(61) {
         s.feed(chunk);
         while let Some(ev) = s.next_event() {
             match ev {
                 Event::Reply(r) => {
                     let _ = r.to_bytes();
+                    if s.answered() == Some(Answered::Message) {
+                        taken = 0;
+                    }
                 }
                 Event::Message { content } => {
-                    assert!(content.len() <= 4096);
+                    assert!(taken + content.len() <= 4096);
                     s.message_queued("FUZZ000000");
                 }
                 Event::StartTls => {
@@ -39,6 +52,11 @@ fuzz_target!(|data: &[u8]| {
                 Event::Mail { .. } | Event::Rcpt { .. } | Event::Vrfy { .. } | Event::Auth { .. } | Event::AuthResponse { .. } => s.accept(),
             }
         }
+        if streaming {
+            taken += s.take_data().len();
+            assert!(taken <= 4096);
+        }
         assert!(s.buffered() <= data.len());
+        let _ = (s.last_command(), s.data_size());
     }
 });

@@ -43,11 +43,12 @@ pub(crate) async fn run(daemon: Daemon) -> anyhow::Result<()> {
     };
     listener.set_nonblocking(true)?;
     let listener = tokio::net::UnixListener::from_std(listener.try_clone()?)?;
-    let unit = daemon.config.duration("anvil_rate_time_unit");
+    let settings = mail_config::settings::Anvil::new(&daemon.config);
+    let unit = settings.anvil_rate_time_unit;
     let table = Shared(Arc::new(Mutex::new(Table::new(unit, MAX_CLIENTS))));
     let unit = table.lock().unit();
     // Zero turns the periodic report off; the one at exit stays.
-    let status_every = daemon.config.duration("anvil_status_update_time");
+    let status_every = settings.anvil_status_update_time;
     let mut status_tick = (!status_every.is_zero()).then(|| {
         tokio::time::interval_at(tokio::time::Instant::now() + status_every, status_every)
     });

@@ -220,8 +220,18 @@ pub struct Smtpd {
     pub smtpd_hard_error_limit: u32,
     /// Errors before every reply is delayed.
     pub smtpd_soft_error_limit: u32,
-    /// Connections per client address; 0 means no limit.
+    /// Connections per client address, counted by anvil; 0 means no limit.
     pub smtpd_client_connection_count_limit: u32,
+    /// Connections per client address per `anvil_rate_time_unit`; 0 means no limit.
+    pub smtpd_client_connection_rate_limit: u32,
+    /// Connections one smtpd process serves at once.
+    pub smtpd_process_connection_limit: usize,
+    /// The longest session; zero disables the deadline.
+    pub smtpd_session_deadline: Duration,
+    /// The longest DATA transfer; zero disables the deadline.
+    pub smtpd_data_deadline: Duration,
+    /// Junk commands (HELO, EHLO, RSET, NOOP, VRFY, ETRN) before each counts as an error.
+    pub smtpd_junk_command_limit: u32,
     /// HELO/EHLO before MAIL FROM.
     pub smtpd_helo_required: bool,
     /// VRFY is refused.
@@ -247,11 +257,40 @@ impl Smtpd {
             smtpd_hard_error_limit: r.u32("smtpd_hard_error_limit"),
             smtpd_soft_error_limit: r.u32("smtpd_soft_error_limit"),
             smtpd_client_connection_count_limit: r.u32("smtpd_client_connection_count_limit"),
+            smtpd_client_connection_rate_limit: r.u32("smtpd_client_connection_rate_limit"),
+            smtpd_process_connection_limit: r.usize("smtpd_process_connection_limit"),
+            smtpd_session_deadline: r.duration("smtpd_session_deadline"),
+            smtpd_data_deadline: r.duration("smtpd_data_deadline"),
+            smtpd_junk_command_limit: r.u32("smtpd_junk_command_limit"),
             smtpd_helo_required: r.bool("smtpd_helo_required"),
             disable_vrfy_command: r.bool("disable_vrfy_command"),
             queue_minfree: r.u64("queue_minfree"),
             // Checked element by element at load, so this cannot fail.
             mynetworks: Networks::parse(&r.list("mynetworks")).unwrap_or_default(),
+        }
+    }
+}
+
+/// anvil's parameters.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Anvil {
+    /// The window connection rates are counted in.
+    pub anvil_rate_time_unit: Duration,
+    /// How often the statistics lines are logged.
+    pub anvil_status_update_time: Duration,
+}
+
+impl Anvil {
+    /// Reads anvil's parameters.
+    pub fn new(main: &Main) -> Anvil {
+        Anvil::read(&Reader::new(main))
+    }
+
+    fn read(r: &Reader<'_>) -> Anvil {
+        Anvil {
+            anvil_rate_time_unit: r.duration("anvil_rate_time_unit"),
+            anvil_status_update_time: r.duration("anvil_status_update_time"),
         }
     }
 }
@@ -407,6 +446,7 @@ fn typed_names(main: &Main) -> BTreeSet<&'static str> {
     let r = Reader::new(main);
     let _ = Common::read(&r);
     let _ = Smtpd::read(&r);
+    let _ = Anvil::read(&r);
     let _ = Qmgr::read(&r);
     let _ = Local::read(&r);
     let _ = Master::read(&r);

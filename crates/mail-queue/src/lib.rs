@@ -17,6 +17,7 @@ mod error;
 pub mod format;
 mod layout;
 pub mod maildrop;
+pub mod spool;
 pub mod status;
 
 pub use error::Error;

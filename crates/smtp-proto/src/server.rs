@@ -18,6 +18,7 @@ use crate::command::{
     parse_command, split_verb,
 };
 use crate::reply::Reply;
+use crate::verb::{Answered, Verb};
 
 /// What the server advertises and enforces. Built by the driver from
 /// main.toml (the field comments name the Postfix parameter).
@@ -78,6 +79,8 @@ pub enum Event {
     /// `reject(reply)` (550 5.1.1 for an unknown local user, as Postfix).
     Vrfy { address: Address },
     /// A complete message: dot-unstuffed, every line ending normalized to LF.
+    /// A driver that took parts of it with [`Server::take_data`] gets only
+    /// the rest here.
     /// Answer with `message_queued(id)` once it is on stable storage, or `reject(reply)`.
     Message { content: Vec<u8> },
     /// The client asked for STARTTLS. `accept()` sends `220 2.0.0 Ready to
@@ -135,9 +138,19 @@ pub struct Server {
     input: Vec<u8>,
     /// Bytes of `input` already consumed; compacted on the next `feed`.
     pos: usize,
-    out: VecDeque<Event>,
+    /// Events, each with what it answers (replies only).
+    out: VecDeque<(Event, Option<Answered>)>,
     mode: Mode,
     pending: Option<Pending>,
+    /// The command the next reply answers.
+    answering: Option<Answered>,
+    /// What the reply last returned by `next_event` answered.
+    answered: Option<Answered>,
+    /// The last command line read, for `lost connection after CMD`.
+    last_command: &'static str,
+    /// Junk commands so far, and `smtpd_junk_command_limit` (None: not counted).
+    junk: u32,
+    junk_limit: Option<u32>,
     /// STARTTLS was accepted: nothing more is read until `tls_started`.
     awaiting_tls: bool,
     helo: Option<String>,
@@ -167,6 +180,11 @@ impl Server {
             out: VecDeque::new(),
             mode: Mode::Command,
             pending: None,
+            answering: None,
+            answered: None,
+            last_command: "CONNECT",
+            junk: 0,
+            junk_limit: None,
             awaiting_tls: false,
             helo: None,
             esmtp: false,
@@ -212,7 +230,10 @@ impl Server {
     /// pending, or the session is closed.
     pub fn next_event(&mut self) -> Option<Event> {
         loop {
-            if let Some(e) = self.out.pop_front() {
+            if let Some((e, answered)) = self.out.pop_front() {
+                if matches!(e, Event::Reply(_)) {
+                    self.answered = answered;
+                }
                 return Some(e);
             }
             if self.closed || self.pending.is_some() || self.awaiting_tls {
@@ -226,6 +247,49 @@ impl Server {
                 return None;
             }
         }
+    }
+
+    /// What the reply last returned by [`Server::next_event`] answers:
+    /// `None` for the greeting-like replies that answer no command (the
+    /// 421 after too many errors, a driver's own 421, SASL exchanges).
+    pub fn answered(&self) -> Option<Answered> {
+        self.answered
+    }
+
+    /// The last command read, upper case (`CONNECT` before any;
+    /// `END-OF-MESSAGE` once DATA has ended), for Postfix's `lost
+    /// connection after CMD` and `timeout after CMD` log lines.
+    pub fn last_command(&self) -> &'static str {
+        self.last_command
+    }
+
+    /// Octets of message content received so far while in DATA.
+    pub fn data_size(&self) -> Option<u64> {
+        match &self.mode {
+            Mode::Data(ds) => Some(ds.size),
+            _ => None,
+        }
+    }
+
+    /// Takes the message content collected so far in DATA (normalized as
+    /// [`Event::Message`] describes), so a driver can stream it to disk
+    /// while it arrives; the final [`Event::Message`] then carries only
+    /// the rest. Empty outside DATA, and once the message is over the
+    /// size limit (it will be refused with 552 at its end).
+    pub fn take_data(&mut self) -> Vec<u8> {
+        match &mut self.mode {
+            Mode::Data(ds) => std::mem::take(&mut ds.content),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Counts HELO, EHLO, RSET, NOOP, VRFY and ETRN as Postfix's
+    /// `smtpd_junk_command_limit` does: once more than `limit` of them
+    /// came before, each one also counts as an error (towards
+    /// `hard_error_limit`, so a client looping on NOOP is cut off). Not
+    /// counted unless set.
+    pub fn set_junk_command_limit(&mut self, limit: u32) {
+        self.junk_limit = Some(limit);
     }
 
     /// Whether a decision (accept/reject/...) is owed.
@@ -370,25 +434,38 @@ impl Server {
             return;
         }
         let code = reply.code;
+        let answered = self.answering.take();
+        let mut counted = reply.is_error();
         if reply.is_error() {
             self.errors = self.errors.saturating_add(1);
         }
-        self.out.push_back(Event::Reply(reply));
+        if let (Some(Answered::Command(verb)), Some(limit)) = (answered, self.junk_limit)
+            && verb.is_junk()
+        {
+            // Postfix: `if (state->junk_cmds++ > var_smtpd_junk_cmd_limit)
+            // state->error_count++`, after the command's own reply.
+            if self.junk > limit {
+                self.errors = self.errors.saturating_add(1);
+                counted = true;
+            }
+            self.junk = self.junk.saturating_add(1);
+        }
+        self.out.push_back((Event::Reply(reply), answered));
         if code == 421 {
             // RFC 5321 §3.8: after 421 the server closes the channel.
             self.close();
-        } else if code >= 400
+        } else if counted
             && self.params.hard_error_limit > 0
             && self.errors >= self.params.hard_error_limit
         {
             let text = format!("{} Error: too many errors", self.params.hostname);
-            self.out.push_back(Event::Reply(ok(421, (4, 7, 0), text)));
+            self.out.push_back((Event::Reply(ok(421, (4, 7, 0), text)), None));
             self.close();
         }
     }
 
     fn close(&mut self) {
-        self.out.push_back(Event::Close);
+        self.out.push_back((Event::Close, None));
         self.closed = true;
         self.pending = None;
         self.input.clear();
@@ -426,6 +503,9 @@ impl Server {
         }
         let Some(i) = newline else {
             if buf.len() > self.line_limit(buf) {
+                if matches!(self.mode, Mode::Command) {
+                    self.begin_command(Verb::of_line(buf));
+                }
                 self.skipping = true;
                 self.pos = self.input.len();
             }
@@ -436,6 +516,9 @@ impl Server {
         let line = self.input[start..start + i + 1].to_vec();
         let content =
             line.strip_suffix(b"\n").map_or(&line[..], |l| l.strip_suffix(b"\r").unwrap_or(l));
+        if matches!(self.mode, Mode::Command) {
+            self.begin_command(Verb::of_line(&line));
+        }
         if content.len() + 2 > self.line_limit(&line) {
             self.reply(line_too_long());
         } else if matches!(self.mode, Mode::AuthResponse) {
@@ -444,6 +527,11 @@ impl Server {
             self.command(&line);
         }
         true
+    }
+
+    fn begin_command(&mut self, verb: Verb) {
+        self.answering = Some(Answered::Command(verb));
+        self.last_command = verb.label();
     }
 
     fn auth_response(&mut self, content: &[u8]) {
@@ -457,7 +545,7 @@ impl Server {
             {
                 self.pending = Some(Pending::Auth);
                 self.mode = Mode::AuthResponse;
-                self.out.push_back(Event::AuthResponse { response: s.to_owned() });
+                self.out.push_back((Event::AuthResponse { response: s.to_owned() }, None));
             }
             _ => self.reply(ok(501, (5, 5, 2), "Cannot decode response")),
         }
@@ -525,7 +613,7 @@ impl Server {
                     self.reply(ok(552, (5, 3, 4), "Message size exceeds fixed limit"));
                 } else {
                     self.pending = Some(Pending::Mail(from.clone()));
-                    self.out.push_back(Event::Mail { from, params });
+                    self.out.push_back((Event::Mail { from, params }, None));
                 }
             }
             Command::Rcpt { to, params } => {
@@ -535,7 +623,7 @@ impl Server {
                     self.reply(ok(452, (4, 5, 3), "Error: too many recipients"));
                 } else {
                     self.pending = Some(Pending::Rcpt);
-                    self.out.push_back(Event::Rcpt { to, params });
+                    self.out.push_back((Event::Rcpt { to, params }, None));
                 }
             }
             Command::Data => {
@@ -564,7 +652,7 @@ impl Server {
                     match Address::parse(&arg) {
                         Ok(address) => {
                             self.pending = Some(Pending::Vrfy(arg));
-                            self.out.push_back(Event::Vrfy { address });
+                            self.out.push_back((Event::Vrfy { address }, None));
                         }
                         Err(_) => self.reply(ok(501, (5, 1, 3), "Bad recipient address syntax")),
                     }
@@ -580,7 +668,7 @@ impl Server {
                     self.reply(ok(502, (5, 5, 1), "Error: command not implemented"));
                 } else {
                     self.pending = Some(Pending::StartTls);
-                    self.out.push_back(Event::StartTls);
+                    self.out.push_back((Event::StartTls, None));
                 }
             }
             Command::Auth { mechanism, initial } => self.auth(mechanism, initial),
@@ -603,7 +691,7 @@ impl Server {
             self.reply(ok(504, (5, 5, 4), "Unrecognized authentication type"));
         } else {
             self.pending = Some(Pending::Auth);
-            self.out.push_back(Event::Auth { mechanism, initial });
+            self.out.push_back((Event::Auth { mechanism, initial }, None));
         }
     }
 
@@ -692,12 +780,14 @@ impl Server {
             return false;
         }
         let Mode::Data(ds) = std::mem::replace(&mut self.mode, Mode::Command) else { return true };
+        self.answering = Some(Answered::Message);
+        self.last_command = "END-OF-MESSAGE";
         if ds.too_big {
             self.reset_transaction();
             self.reply(ok(552, (5, 3, 4), "Message size exceeds fixed limit"));
         } else {
             self.pending = Some(Pending::Message);
-            self.out.push_back(Event::Message { content: ds.content });
+            self.out.push_back((Event::Message { content: ds.content }, None));
         }
         true
     }
@@ -705,7 +795,7 @@ impl Server {
 
 /// What a line starting with "." in DATA is (see [`dot_line`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DotLine {
+pub(crate) enum DotLine {
     /// Too few bytes to tell.
     NeedMore,
     /// The end of the data; the terminator line is this many bytes.
@@ -719,10 +809,9 @@ pub enum DotLine {
 
 /// Classifies a DATA line that starts with "."; `rest` is what follows
 /// the dot, `after_crlf` says whether the previous line ended with CRLF.
-/// Public so that a driver cutting input into pieces (smtpd's splitter)
-/// applies exactly the rule [`Server`] does, and both agree on where the
-/// data ends.
-pub fn dot_line(rest: &[u8], after_crlf: bool, bare_lf_ends_data: bool) -> DotLine {
+/// The one place the end-of-data rule lives: drivers feed whatever they
+/// read and learn where commands begin from [`Server::answered`].
+pub(crate) fn dot_line(rest: &[u8], after_crlf: bool, bare_lf_ends_data: bool) -> DotLine {
     match (rest.first(), rest.get(1)) {
         (None, _) | (Some(b'\r'), None) => DotLine::NeedMore,
         (Some(b'\n'), _) if bare_lf_ends_data => DotLine::End(2),
@@ -1247,6 +1336,91 @@ mod tests {
              250 2.0.0 Ok\r\n502 5.5.2 Error: command not recognized\r\n\
              421 4.7.0 mail.fiap.edu.br Error: too many errors\r\n<close>"
         );
+    }
+
+    /// Every reply says which command it answers, however many commands
+    /// came in one feed; DATA counts at its final reply.
+    #[test]
+    fn replies_are_tagged_with_their_command() {
+        let p = ServerParams { hard_error_limit: 100, ..params() };
+        let mut s = Server::new(p);
+        s.feed(b"EHLO x\r\nFOO\r\nMAIL FROM:<a@x.org>\r\nRCPT TO:<b@x.org>\r\nDATA\r\nhi\r\n.\r\nQUIT\r\n");
+        let mut tags = Vec::new();
+        while let Some(ev) = s.next_event() {
+            match ev {
+                Event::Reply(r) => tags.push((r.code, s.answered())),
+                Event::Message { .. } => {
+                    assert_eq!(s.last_command(), "END-OF-MESSAGE");
+                    s.message_queued("Q")
+                }
+                Event::Close => {}
+                _ => s.accept(),
+            }
+        }
+        use Answered::*;
+        assert_eq!(
+            tags,
+            [
+                (250, Some(Command(Verb::Ehlo))),
+                (502, Some(Command(Verb::Unknown))),
+                (250, Some(Command(Verb::Mail))),
+                (250, Some(Command(Verb::Rcpt))),
+                (354, Some(Command(Verb::Data))),
+                (250, Some(Message)),
+                (221, Some(Command(Verb::Quit))),
+            ]
+        );
+        assert_eq!(s.last_command(), "QUIT");
+        // An over-long line is answered as the command it started with.
+        let mut s = Server::new(params());
+        s.feed(format!("NOOP {}\r\n", "x".repeat(2000)).as_bytes());
+        assert!(matches!(s.next_event(), Some(Event::Reply(r)) if r.code == 500));
+        assert_eq!(s.answered(), Some(Command(Verb::Noop)));
+    }
+
+    /// Postfix's rule: the first limit + 1 junk commands are free, each
+    /// later one is an error, and the hard error limit ends the session.
+    #[test]
+    fn junk_commands_count_as_errors_past_the_limit() {
+        let mut s = Server::new(ServerParams { hard_error_limit: 3, ..params() });
+        s.set_junk_command_limit(2);
+        s.feed(b"NOOP\r\nRSET\r\nHELO x\r\nMAIL FROM:<a@x.org>\r\nNOOP\r\nVRFY <b@x.org>\r\nNOOP\r\nNOOP\r\n");
+        let out = drain(&mut s);
+        assert_eq!(
+            out,
+            "250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n250 mail.fiap.edu.br\r\n250 2.1.0 Ok\r\n\
+             250 2.0.0 Ok\r\n252 2.0.0 b@x.org\r\n250 2.0.0 Ok\r\n\
+             421 4.7.0 mail.fiap.edu.br Error: too many errors\r\n<close>"
+        );
+        assert_eq!(s.error_count(), 3);
+        // Without the setting (sendmail -bs), junk is not counted.
+        let mut s = Server::new(ServerParams { hard_error_limit: 3, ..params() });
+        s.feed("NOOP\r\n".repeat(50).as_bytes());
+        assert_eq!(drain(&mut s), "250 2.0.0 Ok\r\n".repeat(50));
+    }
+
+    /// Content taken while it arrives plus the final event's content is
+    /// the whole message, and the size limit still applies to the total.
+    #[test]
+    fn take_data_streams_the_content() {
+        let mut s = Server::new(ServerParams { max_message_size: 20, ..params() });
+        s.feed(b"MAIL FROM:<a@x.org>\r\nRCPT TO:<b@x.org>\r\nDATA\r\n");
+        drain(&mut s);
+        assert_eq!(s.take_data(), b"");
+        s.feed(b"line one\r\n..two");
+        assert_eq!(s.next_event(), None);
+        assert_eq!(s.take_data(), b"line one\n.two");
+        assert_eq!(s.data_size(), Some(13));
+        s.feed(b"\r\n.\r\n");
+        assert_eq!(s.next_event(), Some(Event::Message { content: b"\n".to_vec() }));
+        s.message_queued("Q");
+        let _ = drain(&mut s);
+        s.feed(b"MAIL FROM:<a@x.org>\r\nRCPT TO:<b@x.org>\r\nDATA\r\n0123456789\r\n");
+        drain(&mut s);
+        assert_eq!(s.take_data(), b"0123456789\n");
+        s.feed(b"0123456789\r\n.\r\n");
+        assert_eq!(drain(&mut s), "552 5.3.4 Message size exceeds fixed limit\r\n");
+        assert_eq!(s.data_size(), None);
     }
 
     #[test]

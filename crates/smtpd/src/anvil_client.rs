@@ -99,16 +99,12 @@ enum Request {
     Disconnect { client: IpAddr, epoch: u64, done: Option<oneshot::Sender<()>> },
 }
 
-fn to_u32(v: u64) -> u32 {
-    u32::try_from(v).unwrap_or(u32::MAX)
-}
-
 impl Anvil {
     /// Reads queue_directory and smtpd_client_connection_rate_limit.
     pub(crate) fn from_config(c: &mail_config::Main) -> Anvil {
         Anvil {
-            path: c.path("queue_directory").join(mail_ipc::sockets::ANVIL),
-            rate_limit: to_u32(c.int("smtpd_client_connection_rate_limit")),
+            path: mail_config::settings::Common::new(c).queue_directory.join(mail_ipc::sockets::ANVIL),
+            rate_limit: mail_config::settings::Smtpd::new(c).smtpd_client_connection_rate_limit,
             link: OnceLock::new(),
         }
     }

@@ -1,14 +1,18 @@
-//! The cleanup half of smtpd: turning an accepted DATA stream into a
-//! durable queue file, and waking qmgr afterwards.
+//! The cleanup half of smtpd: turning a DATA stream into a durable queue
+//! file while it arrives, and waking qmgr afterwards.
 //!
-//! [`enqueue`] is blocking (it writes and fsyncs) and runs under
-//! `spawn_blocking`. It reserves a queue id, lets `mail_cleanup::cleanup`
-//! add `Received:`, `Message-Id:`, `Date:` and `From:`, and commits the file
-//! with `mail_queue::Pending::commit`, which fsyncs the file, renames it
-//! into `incoming/` and fsyncs the directory. Only then may the client get
-//! 250 (RFC 5321 §6.1: once 250 is sent the server is responsible for the
-//! message). On any failure the `Pending` is dropped, which removes the
-//! temporary file, so nothing half-written stays behind.
+//! [`Incoming::start`] runs when DATA begins: it creates the queue file
+//! (`mail_queue::Spool`: tmp/ file, envelope first) so the queue id is
+//! known for `Received:`. The content then goes through [`Cleaner`]
+//! (cleanup's header work, only the header block held in memory) and is
+//! written in pieces of [`WRITE_CHUNK`]. [`Incoming::commit`] at the end of
+//! DATA fsyncs the file, renames it into `incoming/` and fsyncs the
+//! directory; only then may the client get 250 (RFC 5321 §6.1: once 250
+//! is sent the server is responsible for the message). A message that
+//! fails on the way (header too large, over the size limit, disk full, a
+//! client gone) is dropped with its temporary file, so nothing
+//! half-written stays behind. The blocking parts run under
+//! `spawn_blocking`.
 //!
 //! Severities: write errors are warnings (logged with queue id and path)
 //! answered with a 4xx; nothing here is fatal.
@@ -21,19 +25,29 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mail_cleanup::{CleanupParams, Trace};
 use mail_ipc::trigger::Trigger;
+use mail_queue::spool::Spool;
 use mail_queue::{Envelope, Queue, Recipient};
 use mail_types::{Address, EnhancedStatus, QueueId};
 use smtp_proto::Reply;
 
-/// One accepted message and what is known about its origin.
+use crate::cleaner::{Cleaner, HeaderTooLarge};
+
+/// Cleaned content is written once this much is ready, so a session
+/// holds at most about this much of the body.
+pub(crate) const WRITE_CHUNK: usize = 64 * 1024;
+
+/// How long a queue file may go without a write before it is touched:
+/// well inside qmgr's `clean_tmp` age (600 s), which would otherwise take
+/// a slow client's file for an abandoned one.
+const KEEP_ALIVE: Duration = Duration::from_secs(60);
+
+/// One message about to arrive and what is known about its origin.
 #[derive(Debug)]
 pub(crate) struct Submission {
     /// The envelope sender, qualified; `None` for the null sender `<>`.
     pub(crate) sender: Option<Address>,
     /// Each recipient as qualified and as the client gave it.
     pub(crate) recipients: Vec<(Address, Address)>,
-    /// LF-normalized, dot-unstuffed content.
-    pub(crate) content: Vec<u8>,
     /// The HELO/EHLO argument.
     pub(crate) helo: Option<String>,
     /// `localhost` or `unknown` (see `policy::client_name`).
@@ -65,76 +79,180 @@ pub(crate) fn write_error_reply() -> Reply {
     reply(451, (4, 3, 0), "Error: queue file write error")
 }
 
-/// Writes `sub` into the queue. Returns the queue id once the file is on
-/// stable storage, or the reply to give the client.
-pub(crate) fn enqueue(
-    queue: &Queue,
-    params: &CleanupParams,
-    sub: Submission,
-) -> Result<QueueId, Reply> {
-    let client = sub.client();
-    let pending = queue.reserve().map_err(|e| {
-        tracing::warn!("queue file write error: {e}");
-        if e.is_disk_full() { disk_full_reply() } else { write_error_reply() }
-    })?;
-    let id = pending.id().clone();
-    tracing::info!("{id}: client={client}");
+fn queue_error_reply(e: &mail_queue::Error) -> Reply {
+    if e.is_disk_full() { disk_full_reply() } else { write_error_reply() }
+}
 
-    let single_recipient = match sub.recipients.as_slice() {
-        [(one, _)] => Some(one.to_string()),
-        _ => None,
-    };
-    // Postfix writes IPv6 clients as [IPv6:addr] in Received: (RFC 5321 §4.1.3).
-    let client_addr = match sub.client_addr {
-        IpAddr::V4(a) => a.to_string(),
-        IpAddr::V6(a) => format!("IPv6:{a}"),
-    };
-    let trace = Trace {
-        helo: sub.helo.clone(),
-        client_name: sub.client_name.clone(),
-        client_addr,
-        protocol: sub.protocol.to_owned(),
-        local_uid: None,
-        queue_id: id.clone(),
-        single_recipient,
-        time: chrono::Local::now(),
-    };
-    let content = match mail_cleanup::cleanup(params, &trace, sub.sender.as_ref(), &sub.content) {
-        Ok(content) => content,
-        Err(e @ mail_cleanup::Error::HeaderTooLarge { .. }) => {
-            tracing::info!("{id}: reject: END-OF-MESSAGE from {client}: {e}");
-            return Err(reply(552, (5, 3, 4), "Message header size exceeds limit"));
+/// A message being received into its queue file.
+#[derive(Debug)]
+pub(crate) struct Incoming {
+    /// `None` once the message has failed (see `failed`).
+    spool: Option<Spool>,
+    cleaner: Cleaner,
+    /// Cleaned content not yet written.
+    out: Vec<u8>,
+    /// Why the message will be refused at the end of DATA; the content
+    /// after the failure is read and discarded.
+    failed: Option<Reply>,
+    /// The header block was too large (logged at the end of DATA).
+    header_too_large: bool,
+    client: String,
+    header_limit: usize,
+    /// The last write to (or touch of) the queue file.
+    last_write: std::time::Instant,
+}
+
+impl Incoming {
+    /// Creates the queue file for `sub` (blocking). A failure is kept and
+    /// answered at the end of DATA, as the 354 has already gone out.
+    pub(crate) fn start(queue: &Queue, params: &CleanupParams, sub: Submission) -> Incoming {
+        let client = sub.client();
+        let arrival = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let mut attrs = Vec::with_capacity(2);
+        if let Some(helo) = &sub.helo {
+            attrs.push(("helo".to_owned(), helo.clone()));
         }
-    };
-    if let Some(message_id) = mail_cleanup::header_value(&content, "Message-ID") {
-        tracing::info!("{id}: message-id={message_id}");
+        attrs.push(("protocol".to_owned(), sub.protocol.to_owned()));
+        let envelope = Envelope {
+            sender: sub.sender.as_ref().map(ToString::to_string).unwrap_or_default(),
+            recipients: sub
+                .recipients
+                .iter()
+                .map(|(address, original)| Recipient {
+                    address: address.to_string(),
+                    original: original.to_string(),
+                })
+                .collect(),
+            arrival,
+            client: client.clone(),
+            origin: "smtpd".to_owned(),
+            attrs,
+        };
+        let (spool, failed) = match queue.spool(&envelope) {
+            Ok(spool) => (Some(spool), None),
+            Err(e) => {
+                tracing::warn!("queue file write error: {e}");
+                (None, Some(queue_error_reply(&e)))
+            }
+        };
+        // The id only matters for Received: when there is a file.
+        let queue_id = spool.as_ref().map_or_else(QueueId::generate, |s| s.id().clone());
+        if spool.is_some() {
+            tracing::info!("{queue_id}: client={client}");
+        }
+        let single_recipient = match sub.recipients.as_slice() {
+            [(one, _)] => Some(one.to_string()),
+            _ => None,
+        };
+        // Postfix writes IPv6 clients as [IPv6:addr] in Received: (RFC 5321 §4.1.3).
+        let client_addr = match sub.client_addr {
+            IpAddr::V4(a) => a.to_string(),
+            IpAddr::V6(a) => format!("IPv6:{a}"),
+        };
+        let trace = Trace {
+            helo: sub.helo,
+            client_name: sub.client_name,
+            client_addr,
+            protocol: sub.protocol.to_owned(),
+            local_uid: None,
+            queue_id,
+            single_recipient,
+            time: chrono::Local::now(),
+        };
+        let cleaner = Cleaner::new(params.clone(), trace, sub.sender);
+        Incoming {
+            spool,
+            cleaner,
+            out: Vec::new(),
+            failed,
+            header_too_large: false,
+            client,
+            header_limit: params.header_size_limit,
+            last_write: std::time::Instant::now(),
+        }
     }
 
-    let arrival = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let mut attrs = Vec::with_capacity(2);
-    if let Some(helo) = &sub.helo {
-        attrs.push(("helo".to_owned(), helo.clone()));
+    /// Takes message content (no I/O).
+    pub(crate) fn push(&mut self, content: &[u8]) {
+        if self.failed.is_some() {
+            return;
+        }
+        if let Err(HeaderTooLarge) = self.cleaner.push(content, &mut self.out) {
+            self.header_failed();
+        }
     }
-    attrs.push(("protocol".to_owned(), sub.protocol.to_owned()));
-    let envelope = Envelope {
-        sender: sub.sender.as_ref().map(ToString::to_string).unwrap_or_default(),
-        recipients: sub
-            .recipients
-            .iter()
-            .map(|(address, original)| Recipient {
-                address: address.to_string(),
-                original: original.to_string(),
-            })
-            .collect(),
-        arrival,
-        client,
-        origin: "smtpd".to_owned(),
-        attrs,
-    };
-    pending.commit(&envelope, &content).map_err(|e| {
-        tracing::warn!("{id}: queue file write error: {e}");
-        if e.is_disk_full() { disk_full_reply() } else { write_error_reply() }
-    })
+
+    /// Whether enough is ready for [`Incoming::write`], or the file is
+    /// due for a sign of life.
+    pub(crate) fn should_write(&self) -> bool {
+        self.out.len() >= WRITE_CHUNK
+            || (self.spool.is_some() && self.last_write.elapsed() >= KEEP_ALIVE)
+    }
+
+    fn header_failed(&mut self) {
+        self.header_too_large = true;
+        self.failed = Some(reply(552, (5, 3, 4), "Message header size exceeds limit"));
+        self.discard();
+    }
+
+    /// Drops the file and what is buffered: the message will be refused.
+    fn discard(&mut self) {
+        self.spool = None;
+        self.out = Vec::new();
+    }
+
+    /// Writes what is ready (blocking).
+    pub(crate) fn write(&mut self) {
+        let Some(spool) = self.spool.as_mut() else {
+            self.out.clear();
+            return;
+        };
+        self.last_write = std::time::Instant::now();
+        let written = if self.out.is_empty() { spool.touch() } else { spool.write(&self.out) };
+        if let Err(e) = written {
+            tracing::warn!("{}: queue file write error: {e}", spool.id());
+            self.failed = Some(queue_error_reply(&e));
+            self.discard();
+        }
+        self.out.clear();
+    }
+
+    /// The end of DATA with the last `content` (blocking): the rest is
+    /// written and the file committed. Returns the queue id once the file
+    /// is on stable storage, or the reply to give the client.
+    pub(crate) fn commit(mut self, content: &[u8]) -> Result<QueueId, Reply> {
+        self.push(content);
+        if self.failed.is_none()
+            && let Err(HeaderTooLarge) = self.cleaner.finish(&mut self.out)
+        {
+            self.header_failed();
+        }
+        self.write();
+        if let Some(reply) = self.failed.take() {
+            if self.header_too_large {
+                let id = &self.cleaner_id();
+                tracing::info!(
+                    "{id}: reject: END-OF-MESSAGE from {}: message header block exceeds header_size_limit = {}",
+                    self.client,
+                    self.header_limit
+                );
+            }
+            return Err(reply);
+        }
+        let Some(spool) = self.spool.take() else { return Err(write_error_reply()) };
+        let id = spool.id().clone();
+        if let Some(message_id) = self.cleaner.message_id() {
+            tracing::info!("{id}: message-id={message_id}");
+        }
+        spool.commit().map_err(|e| {
+            tracing::warn!("{id}: queue file write error: {e}");
+            queue_error_reply(&e)
+        })
+    }
+
+    fn cleaner_id(&self) -> String {
+        self.cleaner.queue_id().to_string()
+    }
 }
 
 /// Wakes qmgr after a commit by writing one `Trigger::Wakeup` frame to
@@ -195,17 +313,31 @@ mod tests {
         }
     }
 
-    fn submission(content: &[u8]) -> Submission {
+    /// Streams `content` in small pieces, writing as a session does.
+    fn enqueue(
+        q: &Queue,
+        p: &CleanupParams,
+        (sub, content): (Submission, Vec<u8>),
+    ) -> Result<QueueId, Reply> {
+        let mut inc = Incoming::start(q, p, sub);
+        for piece in content.chunks(5) {
+            inc.push(piece);
+            inc.write();
+        }
+        inc.commit(b"")
+    }
+
+    fn submission(content: &[u8]) -> (Submission, Vec<u8>) {
         let a = |s: &str| Address::parse(s).unwrap();
-        Submission {
+        let sub = Submission {
             sender: Some(a("root@fiap.edu.br")),
             recipients: vec![(a("suporte@fiap.edu.br"), a("suporte"))],
-            content: content.to_vec(),
             helo: Some("client.example".into()),
             client_name: "localhost".into(),
             client_addr: "127.0.0.1".parse().unwrap(),
             protocol: "ESMTP",
-        }
+        };
+        (sub, content.to_vec())
     }
 
     #[test]
@@ -249,10 +381,10 @@ mod tests {
         let q = Queue::new(d.path());
         q.create_layout().unwrap();
         let mut sub = submission(b"x\n");
-        sub.sender = None;
-        sub.client_addr = "::1".parse().unwrap();
+        sub.0.sender = None;
+        sub.0.client_addr = "::1".parse().unwrap();
         let a = Address::parse("b@x.org").unwrap();
-        sub.recipients.push((a.clone(), a));
+        sub.0.recipients.push((a.clone(), a));
         let id = enqueue(&q, &params(), sub).unwrap();
         let f = q.read(State::Incoming, &id).unwrap();
         assert_eq!(f.envelope.sender, "");

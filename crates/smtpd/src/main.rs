@@ -20,11 +20,16 @@
 //!     alias (alias_maps), with `recipient_delimiter` extensions; else
 //!     550 5.1.1. Any other domain is relayed only for clients in
 //!     `mynetworks`; else 554 5.7.1 Relay access denied.
-//!   - End of DATA: the work of Postfix's cleanup(8) (Received:,
-//!     Message-Id:, Date:, From:, header_size_limit) and a durable queue
-//!     file in `incoming/` (fsync, rename, fsync of the directory) before
-//!     the 250 reply with the queue id. Then qmgr is woken through
-//!     `public/qmgr`.
+//!   - DATA: the message is written to its queue file in `tmp/` while it
+//!     arrives, after the work of Postfix's cleanup(8) on its header
+//!     block (Received:, Message-Id:, Date:, From:, header_size_limit);
+//!     only the header block and one write's worth of body are held in
+//!     memory. At the end of DATA the file is made durable and moved to
+//!     `incoming/` (fsync, rename, fsync of the directory) before the 250
+//!     reply with the queue id; then qmgr is woken through `public/qmgr`.
+//!     A message refused on the way (552 over message_size_limit or
+//!     header_size_limit, 452/451 on a queue write error) or abandoned by
+//!     the client leaves no file behind.
 //!   - STARTTLS and AUTH are not offered yet and are answered 502.
 //!   - Before the greeting: a client outside `mynetworks` with more than
 //!     `smtpd_client_connection_count_limit` connections open, or more
@@ -41,16 +46,20 @@
 //!   smtpd talks to anyone on the network and runs as mail_owner, never as
 //!   root (master starts it unprivileged, or mail-daemon drops to
 //!   mail_owner). It does no DNS lookups. Every input is bounded: command
-//!   lines, message size, recipients per message, errors per session,
-//!   time per read or write, connections per client address. A panic in
-//!   one session ends only that session.
+//!   lines, message size, recipients per message, errors (junk commands
+//!   included) per session, time per read or write, per DATA and per
+//!   session, connections per process and per client (an IPv4 address
+//!   or an IPv6 /64). Memory per session is bounded by header_size_limit
+//!   plus a few buffers, whatever the message size. A panic in one session
+//!   ends only that session.
 //!
 //! CONFIGURATION
 //!   myhostname, mydomain, myorigin, mydestination, mynetworks,
 //!   append_at_myorigin, recipient_delimiter, alias_maps, passwd_file,
-//!   smtpd_banner, smtpd_timeout, smtpd_recipient_limit,
-//!   smtpd_hard_error_limit, smtpd_soft_error_limit,
-//!   smtpd_client_connection_count_limit,
+//!   smtpd_banner, smtpd_timeout, smtpd_session_deadline,
+//!   smtpd_data_deadline, smtpd_recipient_limit, smtpd_hard_error_limit,
+//!   smtpd_soft_error_limit, smtpd_junk_command_limit,
+//!   smtpd_process_connection_limit, smtpd_client_connection_count_limit,
 //!   smtpd_client_connection_rate_limit, smtpd_helo_required,
 //!   disable_vrfy_command, message_size_limit, header_size_limit,
 //!   queue_minfree, queue_directory, mail_name, syslog_name, maillog_file.
@@ -60,7 +69,14 @@
 //!   `QUEUEID: client=NAME[ADDR]`, `QUEUEID: message-id=<...>`,
 //!   `NOQUEUE: reject: RCPT from NAME[ADDR]: 554 5.7.1 <x@y>: Relay
 //!   access denied; from=<s> to=<x@y> proto=ESMTP helo=<h>`,
-//!   `lost connection after CMD from`, `timeout after CMD from`,
+//!   `lost connection after CMD from`, `timeout after CMD from` (in DATA
+//!   `timeout after DATA (N bytes) from NAME[ADDR]`, also when
+//!   smtpd_data_deadline or smtpd_session_deadline ends the session with
+//!   `421 4.4.2 HOST Error: timeout exceeded`), `too many errors after
+//!   CMD from` (421 4.7.0 HOST Error: too many errors, junk commands past
+//!   smtpd_junk_command_limit included), `warning: too many connections:
+//!   N open in this process (smtpd_process_connection_limit = N);
+//!   refusing NAME[ADDR]` (421 4.7.0 HOST Error: too many connections),
 //!   `disconnect from NAME[ADDR] ehlo=1 mail=1 rcpt=1 data=1 quit=1
 //!   commands=5`, `warning: Connection concurrency limit exceeded: N from
 //!   NAME[ADDR] for service smtp` (and `Connection rate limit exceeded`),
@@ -74,8 +90,9 @@
 #![forbid(unsafe_code)]
 
 mod anvil_client;
+mod cleaner;
+mod counters;
 mod enqueue;
-mod input;
 mod policy;
 mod serve;
 mod session;

@@ -164,8 +164,9 @@ pub(crate) fn enough_space(free: u64, minfree: u64, size: Option<u64>) -> bool {
     free >= minfree.saturating_add(size.unwrap_or(0))
 }
 
-/// Simultaneous connections per client address in this process
+/// Simultaneous connections per client in this process
 /// (`smtpd_client_connection_count_limit`; Postfix counts them in anvil).
+/// A client is an IPv4 address or an IPv6 /64 (see [`client_key`]).
 #[derive(Debug, Default)]
 pub(crate) struct ConnectionCounts {
     counts: Mutex<HashMap<IpAddr, u32>>,
@@ -179,10 +180,27 @@ pub(crate) struct ConnectionSlot {
     addr: IpAddr,
 }
 
+/// What the per-client limit counts under: the IPv4 address, or the /64
+/// of an IPv6 one. One IPv6 host usually has a whole /64 (RFC 4291 §2.5.1
+/// interface identifiers, SLAAC privacy addresses), so counting exact
+/// addresses would give it 2^64 separate allowances; Postfix 3.8 counts
+/// IPv6 clients per /64 by default for the same reason
+/// (`smtpd_client_ipv6_prefix_length = 64`).
+pub(crate) fn client_key(addr: IpAddr) -> IpAddr {
+    match canonical(addr) {
+        IpAddr::V6(a) => {
+            IpAddr::V6(std::net::Ipv6Addr::from_bits(a.to_bits() & !u128::from(u64::MAX)))
+        }
+        v4 => v4,
+    }
+}
+
 impl ConnectionCounts {
-    /// Counts a new connection from `addr` and returns its slot, or
-    /// `Err(count)` when `limit` (> 0) connections are already open.
+    /// Counts a new connection from `addr` (under [`client_key`]) and
+    /// returns its slot, or `Err(count)` when `limit` (> 0) connections
+    /// are already open.
     pub(crate) fn enter(self: &Arc<Self>, addr: IpAddr, limit: u32) -> Result<ConnectionSlot, u32> {
+        let addr = client_key(addr);
         let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         let n = counts.entry(addr).or_insert(0);
         if limit > 0 && *n >= limit {
@@ -195,6 +213,7 @@ impl ConnectionCounts {
     /// Open connections from `addr`.
     #[cfg(test)]
     fn count(&self, addr: IpAddr) -> u32 {
+        let addr = client_key(addr);
         let counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         counts.get(&addr).copied().unwrap_or(0)
     }
@@ -365,5 +384,26 @@ mod tests {
         assert_eq!(c.count(OUTSIDE), 10);
         drop(many);
         assert_eq!(c.count(OUTSIDE), 0);
+    }
+
+    /// IPv6 clients share one allowance per /64; IPv4 ones count per
+    /// address, mapped or not.
+    #[test]
+    fn ipv6_clients_count_per_64() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let c = Arc::new(ConnectionCounts::default());
+        let a = c.enter(ip("2001:db8:1:2::1"), 2).unwrap();
+        let _b = c.enter(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), 2).unwrap();
+        assert_eq!(c.enter(ip("2001:db8:1:2:ffff::9"), 2).unwrap_err(), 3);
+        // The next /64 is another client.
+        let _other = c.enter(ip("2001:db8:1:3::1"), 2).unwrap();
+        assert_eq!(c.count(ip("2001:db8:1:2::77")), 2);
+        drop(a);
+        assert!(c.enter(ip("2001:db8:1:2::5"), 2).is_ok());
+        // IPv4: per address; a mapped address is the same client.
+        let _v4 = c.enter(ip("192.0.2.1"), 1).unwrap();
+        assert!(c.enter(ip("::ffff:192.0.2.1"), 1).is_err());
+        assert!(c.enter(ip("192.0.2.2"), 1).is_ok());
+        assert_eq!(client_key(ip("2001:db8::1:2:3:4")), ip("2001:db8::"));
     }
 }

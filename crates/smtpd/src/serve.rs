@@ -1,6 +1,6 @@
 //! The process level of smtpd: the shared per-process state, the accept
-//! loops over the sockets master handed us, the per-client connection
-//! limit, and the two ways of stopping (drain on SIGUSR1, exit on SIGTERM).
+//! loops over the sockets master handed us, the per-process and
+//! per-client connection limits, and the two ways of stopping (drain on SIGUSR1, exit on SIGTERM).
 //!
 //! Each connection runs as its own task, so a panic in one session is
 //! caught by tokio, logged here, and costs only that connection.
@@ -121,9 +121,13 @@ pub(crate) async fn run(mut daemon: Daemon) -> anyhow::Result<()> {
             }
             Some((stream, peer)) = conn_rx.recv(), if !draining => {
                 let client = Client::new(peer.ip());
-                let label = client.to_string();
-                let handle = sessions.spawn(connection(stream, client, Arc::clone(&ctx)));
-                labels.insert(handle.id(), label);
+                if sessions.len() >= ctx.settings.process_connection_limit {
+                    refuse(&stream, &client, &ctx, sessions.len());
+                } else {
+                    let label = client.to_string();
+                    let handle = sessions.spawn(connection(stream, client, Arc::clone(&ctx)));
+                    labels.insert(handle.id(), label);
+                }
             }
             Some(done) = sessions.join_next_with_id(), if !sessions.is_empty() => {
                 match done {
@@ -160,6 +164,23 @@ async fn accept_loop(listener: TcpListener, tx: mpsc::Sender<(TcpStream, SocketA
             }
         }
     }
+}
+
+/// A connection over `smtpd_process_connection_limit`: one 421 and
+/// close, without a session task or its buffers. The reply is written
+/// without waiting: on a fresh connection it fits in the socket buffer,
+/// and a client that does not read it learns from the close anyway.
+fn refuse(stream: &TcpStream, client: &Client, ctx: &Context, open: usize) {
+    tracing::info!("connect from {client}");
+    tracing::warn!(
+        "too many connections: {open} open in this process \
+         (smtpd_process_connection_limit = {}); refusing {client}",
+        ctx.settings.process_connection_limit
+    );
+    let reply =
+        format!("421 4.7.0 {} Error: too many connections\r\n", ctx.settings.server.hostname);
+    let _ = stream.try_write(reply.as_bytes());
+    tracing::info!("disconnect from {client} commands=0");
 }
 
 /// One connection: the client limits (asked of anvil), the session, the

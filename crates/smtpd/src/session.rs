@@ -1,28 +1,39 @@
 //! One SMTP session: the tokio driver around `smtp_proto::Server`.
 //!
-//! The loop is: write what is pending, read with `smtpd_timeout`, hand
-//! the bytes to the machine (one command line at a time, see `input.rs`),
-//! answer its decisions (MAIL, RCPT, the message), and collect every reply
-//! produced so that a pipelined batch (RFC 2920 §3.1) is answered with one
-//! write. Nothing is read while a decision is pending, so the input held
-//! per session stays bounded by one read plus a partial line.
+//! The loop is: write what is pending, read (bounded by the time limits
+//! below), hand the bytes to the machine, answer its decisions (MAIL,
+//! RCPT, VRFY, the message), and collect every reply produced so that a
+//! pipelined batch (RFC 2920 §3.1) is answered with one write. The
+//! machine decides where commands and the DATA stream begin and end
+//! (CRLF.CRLF only, against SMTP smuggling), and tags each reply with the
+//! command it answers, for the counters and the log lines.
+//!
+//! Bounds: the machine holds at most one read plus a partial command
+//! line; message content is taken from it as it arrives and streamed to
+//! the queue file (`enqueue::Incoming`), so only the header block
+//! (`header_size_limit`) and one write's worth of body are in memory.
+//! Time: `smtpd_timeout` per read or write, `smtpd_data_deadline` for one
+//! DATA stream, `smtpd_session_deadline` for the whole connection; past
+//! any of them the client gets `421 4.4.2 ... Error: timeout exceeded`.
 //!
 //! Log lines follow Postfix: `connect from`, `NOQUEUE: reject: ...`,
-//! `lost connection after CMD from`, `timeout after CMD from`,
-//! `too many errors after CMD from`, and `disconnect from NAME[ADDR]`
-//! with the command counters. Severities: every failure ends or answers
-//! this session only; nothing here is fatal to the process.
+//! `lost connection after CMD from`, `timeout after CMD from` (with
+//! `DATA (N bytes)` in DATA), `too many errors after CMD from`, and
+//! `disconnect from NAME[ADDR]` with the command counters. Severities:
+//! every failure ends or answers this session only; nothing here is fatal
+//! to the process.
 
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use mail_types::{Address, EnhancedStatus};
-use smtp_proto::{Event, MailParams, Reply, Server};
+use smtp_proto::{Answered, Event, MailParams, Reply, Server, Verb};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 
-use crate::enqueue::{self, Submission};
-use crate::input::{Counters, Splitter, Verb};
+use crate::counters::Counters;
+use crate::enqueue::{self, Incoming, Submission};
 use crate::policy::{self, Verdict};
 use crate::serve::Context;
 use crate::settings::ERROR_SLEEP;
@@ -53,13 +64,6 @@ impl fmt::Display for Client {
     }
 }
 
-/// Which command the next reply answers, for the counters.
-#[derive(Debug, Clone, Copy)]
-enum Awaiting {
-    Command(Verb),
-    EndOfData,
-}
-
 /// The open mail transaction as the client gave it.
 #[derive(Debug, Default)]
 struct Transaction {
@@ -75,15 +79,18 @@ pub(crate) async fn run<S>(stream: &mut S, client: Client, ctx: Arc<Context>) ->
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let mut server = Server::new(ctx.settings.server.clone());
+    server.set_junk_command_limit(ctx.settings.junk_command_limit);
+    let session_deadline = deadline(ctx.settings.session_deadline);
     let mut s = Session {
-        server: Server::new(ctx.settings.server.clone()),
-        splitter: Splitter::new(ctx.settings.server.bare_lf_ends_data),
+        server,
         ctx,
         client,
         counters: Counters::default(),
-        awaiting: None,
-        last: "CONNECT",
         txn: Transaction::default(),
+        incoming: None,
+        session_deadline,
+        data_deadline: None,
         out: Vec::new(),
     };
     s.out.extend(s.server.greeting().to_bytes());
@@ -91,81 +98,83 @@ where
     s.counters
 }
 
+/// `now + d`, or `None` for a zero (disabled) or absurd limit.
+fn deadline(d: std::time::Duration) -> Option<Instant> {
+    if d.is_zero() { None } else { Instant::now().checked_add(d) }
+}
+
 struct Session {
     ctx: Arc<Context>,
     client: Client,
     server: Server,
-    splitter: Splitter,
     counters: Counters,
-    awaiting: Option<Awaiting>,
-    /// The last command, for `lost connection after X`.
-    last: &'static str,
     txn: Transaction,
+    /// The message being received, from the 354 to its final reply.
+    incoming: Option<Incoming>,
+    /// `smtpd_session_deadline` from the connection's start.
+    session_deadline: Option<Instant>,
+    /// `smtpd_data_deadline` from the 354, while in DATA.
+    data_deadline: Option<Instant>,
     /// Replies not yet written.
     out: Vec<u8>,
 }
 
 impl Session {
     async fn serve<S: AsyncRead + AsyncWrite + Unpin>(&mut self, stream: &mut S) {
-        let timeout = self.ctx.settings.timeout;
-        let mut input: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+        let mut buf = vec![0u8; READ_CHUNK];
         loop {
-            self.pump(&mut input).await;
+            self.drain_events().await;
+            self.stream_data().await;
             if !self.flush(stream).await {
-                tracing::info!("lost connection after {} from {}", self.last, self.client);
+                tracing::info!("lost connection after {} from {}", self.state(), self.client);
                 return;
             }
             if self.server.is_closed() {
                 let hard = self.ctx.settings.server.hard_error_limit;
                 if hard > 0 && self.server.error_count() >= hard {
-                    tracing::info!("too many errors after {} from {}", self.last, self.client);
+                    tracing::info!("too many errors after {} from {}", self.state(), self.client);
                 }
                 return;
             }
-            input.reserve(READ_CHUNK);
-            match tokio::time::timeout(timeout, stream.read_buf(&mut input)).await {
+            let read = tokio::time::timeout_at(self.read_deadline(), stream.read(&mut buf)).await;
+            match read {
                 Err(_) => {
-                    tracing::info!("timeout after {} from {}", self.last, self.client);
+                    tracing::info!("timeout after {} from {}", self.state(), self.client);
                     let reply = self.server.timeout_reply().to_bytes();
-                    let _ = tokio::time::timeout(timeout, stream.write_all(&reply)).await;
+                    let _ =
+                        tokio::time::timeout(self.ctx.settings.timeout, stream.write_all(&reply))
+                            .await;
                     return;
                 }
                 Ok(Ok(0)) | Ok(Err(_)) => {
-                    tracing::info!("lost connection after {} from {}", self.last, self.client);
+                    tracing::info!("lost connection after {} from {}", self.state(), self.client);
                     return;
                 }
-                Ok(Ok(_)) => {}
+                Ok(Ok(n)) => self.server.feed(&buf[..n]),
             }
         }
     }
 
-    /// Feeds as much of `input` as the machine can take, answering every
-    /// decision on the way; keeps only bytes that must wait for more.
-    async fn pump(&mut self, input: &mut Vec<u8>) {
-        let mut used = 0;
-        loop {
-            self.drain_events().await;
-            if self.server.is_closed() {
-                input.clear();
-                return;
-            }
-            let Some(piece) = self.splitter.next(&input[used..], self.server.in_data()) else {
-                break;
-            };
-            let bytes = &input[used..used + piece.len];
-            if piece.starts_command {
-                let verb = Verb::of_line(bytes);
-                self.awaiting = Some(Awaiting::Command(verb));
-                self.last = verb_label(verb);
-            }
-            if piece.ends_data {
-                self.awaiting = Some(Awaiting::EndOfData);
-                self.last = "END-OF-MESSAGE";
-            }
-            self.server.feed(bytes);
-            used += piece.len;
+    /// The earliest of the per-read timeout and the deadlines.
+    fn read_deadline(&self) -> Instant {
+        let now = Instant::now();
+        // A configured timeout too large for the clock means "very long".
+        let per_read = now
+            .checked_add(self.ctx.settings.timeout)
+            .unwrap_or_else(|| now + std::time::Duration::from_secs(365 * 86_400));
+        [self.session_deadline, self.data_deadline]
+            .into_iter()
+            .flatten()
+            .fold(per_read, Instant::min)
+    }
+
+    /// `DATA (N bytes)` while in DATA, else the last command, as Postfix
+    /// names the state in `lost connection after` and `timeout after`.
+    fn state(&self) -> String {
+        match self.server.data_size() {
+            Some(n) => format!("DATA ({n} bytes)"),
+            None => self.server.last_command().to_owned(),
         }
-        input.drain(..used);
     }
 
     async fn drain_events(&mut self) {
@@ -191,14 +200,78 @@ impl Session {
 
     fn push_reply(&mut self, reply: &Reply) {
         let ok = reply.code < 400;
-        match self.awaiting.take() {
+        match self.server.answered() {
             // DATA counts once the message is in: at the final reply.
-            Some(Awaiting::Command(Verb::Data)) if reply.code == 354 => {}
-            Some(Awaiting::Command(verb)) => self.counters.record(verb, ok),
-            Some(Awaiting::EndOfData) => self.counters.record(Verb::Data, ok),
+            Some(Answered::Command(Verb::Data)) if reply.code == 354 => {
+                self.data_deadline = deadline(self.ctx.settings.data_deadline);
+            }
+            Some(Answered::Command(verb)) => self.counters.record(verb, ok),
+            Some(Answered::Message) => {
+                self.counters.record(Verb::Data, ok);
+                // The end of this DATA, however it ended (a message over
+                // message_size_limit gets its 552 without Event::Message):
+                // an unfinished queue file goes with it.
+                self.incoming = None;
+                self.data_deadline = None;
+            }
             None => {}
         }
         self.out.extend(reply.to_bytes());
+    }
+
+    /// In DATA: starts the queue file, and moves the content that has
+    /// arrived from the machine to it.
+    async fn stream_data(&mut self) {
+        if !self.server.in_data() {
+            return;
+        }
+        if self.incoming.is_none() {
+            let ctx = Arc::clone(&self.ctx);
+            let sub = self.submission();
+            let started = tokio::task::spawn_blocking(move || {
+                Incoming::start(&ctx.queue, &ctx.settings.cleanup, sub)
+            })
+            .await;
+            match started {
+                Ok(incoming) => self.incoming = Some(incoming),
+                Err(e) => {
+                    tracing::error!("queue file creation for {} failed: {e}", self.client);
+                    self.server.reject(self.abort_reply());
+                    return;
+                }
+            }
+        }
+        let content = self.server.take_data();
+        let Some(mut incoming) = self.incoming.take() else { return };
+        incoming.push(&content);
+        if incoming.should_write() {
+            match tokio::task::spawn_blocking(move || {
+                incoming.write();
+                incoming
+            })
+            .await
+            {
+                Ok(incoming) => self.incoming = Some(incoming),
+                Err(e) => {
+                    tracing::error!("queue file write for {} failed: {e}", self.client);
+                    self.server.reject(self.abort_reply());
+                }
+            }
+        } else {
+            self.incoming = Some(incoming);
+        }
+    }
+
+    /// The reply when the message being received is lost to a failed
+    /// task (a bug): nothing can answer it at the end of DATA any more,
+    /// so the session ends; the client keeps the message and retries.
+    fn abort_reply(&self) -> Reply {
+        let host = &self.ctx.settings.server.hostname;
+        Reply::with_status(
+            421,
+            EnhancedStatus(4, 3, 0),
+            format!("{host} Error: queue file write error"),
+        )
     }
 
     /// Writes the pending replies in one write. Past the soft error limit
@@ -307,21 +380,33 @@ impl Session {
         }
     }
 
-    /// The end of DATA: write the queue file durably, then 250 with its id.
-    async fn cmd_data(&mut self, content: Vec<u8>) {
-        let txn = std::mem::take(&mut self.txn);
-        let submission = Submission {
-            sender: txn.sender.map(|s| self.ctx.policy.qualify(s)),
-            recipients: txn.recipients,
-            content,
+    /// What the queue file needs to know about the open transaction.
+    fn submission(&self) -> Submission {
+        Submission {
+            sender: self.txn.sender.clone().map(|s| self.ctx.policy.qualify(s)),
+            recipients: self.txn.recipients.clone(),
             helo: self.server.helo_name().map(str::to_owned),
             client_name: self.client.name.to_owned(),
             client_addr: self.client.addr,
             protocol: self.server.protocol(),
-        };
+        }
+    }
+
+    /// The end of DATA: the rest of the content, the commit (fsync,
+    /// rename), then 250 with the queue id.
+    async fn cmd_data(&mut self, content: Vec<u8>) {
+        let incoming = self.incoming.take();
+        let sub = incoming.is_none().then(|| self.submission());
+        self.txn = Transaction::default();
         let ctx = Arc::clone(&self.ctx);
         let result = tokio::task::spawn_blocking(move || {
-            enqueue::enqueue(&ctx.queue, &ctx.settings.cleanup, submission)
+            // The whole message came in one read: nothing was started.
+            let incoming = match (incoming, sub) {
+                (Some(incoming), _) => incoming,
+                (None, Some(sub)) => Incoming::start(&ctx.queue, &ctx.settings.cleanup, sub),
+                (None, None) => return Err(enqueue::write_error_reply()),
+            };
+            incoming.commit(&content)
         })
         .await;
         match result {
@@ -336,26 +421,6 @@ impl Session {
                 self.server.reject(enqueue::write_error_reply());
             }
         }
-    }
-}
-
-/// The command name in `lost connection after X` lines.
-fn verb_label(verb: Verb) -> &'static str {
-    match verb {
-        Verb::Helo => "HELO",
-        Verb::Ehlo => "EHLO",
-        Verb::StartTls => "STARTTLS",
-        Verb::Auth => "AUTH",
-        Verb::Mail => "MAIL",
-        Verb::Rcpt => "RCPT",
-        Verb::Data => "DATA",
-        Verb::Bdat => "BDAT",
-        Verb::Rset => "RSET",
-        Verb::Noop => "NOOP",
-        Verb::Vrfy => "VRFY",
-        Verb::Etrn => "ETRN",
-        Verb::Quit => "QUIT",
-        Verb::Unknown => "UNKNOWN",
     }
 }
 

@@ -18,6 +18,14 @@ pub(crate) struct Settings {
     pub(crate) timeout: Duration,
     /// `smtpd_client_connection_count_limit`; 0 means no limit.
     pub(crate) connection_limit: u32,
+    /// `smtpd_process_connection_limit`: sessions one process serves.
+    pub(crate) process_connection_limit: usize,
+    /// `smtpd_session_deadline`; zero disables it.
+    pub(crate) session_deadline: Duration,
+    /// `smtpd_data_deadline`; zero disables it.
+    pub(crate) data_deadline: Duration,
+    /// `smtpd_junk_command_limit`.
+    pub(crate) junk_command_limit: u32,
     /// `smtpd_soft_error_limit`: past this many errors every reply is
     /// delayed by [`ERROR_SLEEP`].
     pub(crate) soft_error_limit: u32,
@@ -37,7 +45,9 @@ impl Settings {
     /// of mail-config (myhostname, smtpd_banner, message_size_limit,
     /// smtpd_recipient_limit, smtpd_hard_error_limit,
     /// smtpd_soft_error_limit, smtpd_helo_required, disable_vrfy_command,
-    /// smtpd_timeout, smtpd_client_connection_count_limit, queue_minfree,
+    /// smtpd_timeout, smtpd_client_connection_count_limit,
+    /// smtpd_process_connection_limit, smtpd_session_deadline,
+    /// smtpd_data_deadline, smtpd_junk_command_limit, queue_minfree,
     /// myorigin, append_at_myorigin, header_size_limit and mail_name).
     pub(crate) fn from_config(c: &Main) -> Settings {
         let common = settings::Common::new(c);
@@ -77,6 +87,10 @@ impl Settings {
             cleanup,
             timeout,
             connection_limit: smtpd.smtpd_client_connection_count_limit,
+            process_connection_limit: smtpd.smtpd_process_connection_limit.max(1),
+            session_deadline: smtpd.smtpd_session_deadline,
+            data_deadline: smtpd.smtpd_data_deadline,
+            junk_command_limit: smtpd.smtpd_junk_command_limit,
             soft_error_limit: smtpd.smtpd_soft_error_limit,
             minfree,
         }
@@ -112,6 +126,10 @@ mod tests {
         assert_eq!(s.cleanup.mail_name, "Postern");
         assert_eq!(s.timeout, Duration::from_secs(300));
         assert_eq!(s.connection_limit, 50);
+        assert_eq!(s.process_connection_limit, 256);
+        assert_eq!(s.session_deadline, Duration::from_secs(3600));
+        assert_eq!(s.data_deadline, Duration::from_secs(1800));
+        assert_eq!(s.junk_command_limit, 100);
         assert_eq!(s.soft_error_limit, 10);
         assert_eq!(s.minfree, 15_360_000);
     }
