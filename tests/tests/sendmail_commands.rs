@@ -4,7 +4,7 @@
 //! shape of `mailq` / `postqueue -p`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use tests::{ChildGuard, Instance, Options, bin, header, wait_until};
