@@ -314,9 +314,11 @@ impl Instance {
     /// and none of the pids in `gone`.
     pub fn wait_service_ready(&self, service: &str, gone: &[u32]) -> Vec<u32> {
         wait_until(Duration::from_secs(20), || {
-            let pids = self.worker_pids(service);
-            let all = self
-                .status()
+            // One report for both questions: with two, a worker reaped
+            // between them would be in the first answer and not the second.
+            let report = self.status();
+            let pids = service_pids(&report, service);
+            let all = report
                 .services
                 .iter()
                 .find(|s| s.name == service)
