@@ -25,6 +25,10 @@ for p in "${packages[@]}"; do
     missing+=("$p")
   fi
 done
+# Rust links through the C compiler driver, which a fresh Debian lacks.
+if ! command -v cc >/dev/null; then
+  missing+=(gcc)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "== installing ${missing[*]}"
@@ -47,6 +51,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "   (install them as root: apt-get install ${missing[*]});"
     echo "   the tests that need them print 'skipped: ...' and check nothing."
   fi
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "error: no cargo: install Rust 1.95 or newer with rustup (Debian's rustc is too old)" >&2
+  exit 1
 fi
 
 echo "== build and test as $(id -un)"
