@@ -39,6 +39,33 @@ pub fn bin(name: &str) -> PathBuf {
     bin_dir().join(name)
 }
 
+/// Reports that the calling test checks nothing here, and why, as a
+/// `skipped: TEST: REASON` line on stderr. libtest hides what a passing
+/// test prints with `eprintln!`; this writes to the stderr descriptor
+/// directly so the line shows in `cargo test`'s output, and a skip is
+/// never mistaken for a pass.
+pub fn skip(reason: &str) {
+    use std::io::Write;
+    let me = std::thread::current().name().unwrap_or("test").to_string();
+    let _ = writeln!(std::io::stderr(), "skipped: {me}: {reason}");
+}
+
+/// True when `tool` is an executable file in one of `$PATH`'s directories.
+pub fn have_tool(tool: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|d| {
+            std::fs::metadata(d.join(tool))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+/// True when the tests run as root.
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
 /// A running instance.
 #[derive(Debug)]
 pub struct Instance {
@@ -287,7 +314,8 @@ impl Instance {
     /// and none of the pids in `gone`.
     pub fn wait_service_ready(&self, service: &str, gone: &[u32]) -> Vec<u32> {
         wait_until(Duration::from_secs(20), || {
-            // One report for both lists: two could straddle the exit.
+            // One report for both questions: with two, a worker reaped
+            // between them would be in the first answer and not the second.
             let report = self.status();
             let pids = service_pids(&report, service);
             let all = report

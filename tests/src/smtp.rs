@@ -1,6 +1,14 @@
 //! A plain SMTP client for tests: sends lines, reads replies, and lets a
 //! test assert on the exact bytes a user would see in telnet.
+//!
+//! Replies are parsed here, not with `smtp-proto`: a test that read the
+//! server's replies with the server's own parser would accept whatever
+//! mistake the two share. This parser is strict where RFC 5321 is
+//! (section 4.2: `code SP text CRLF`, `code - text CRLF` for all but the
+//! last line, the same code on every line; section 4.5.3.1.5: at most 512
+//! octets a line) and bounded in the number of lines it collects.
 
+use std::fmt;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -31,21 +39,9 @@ impl Client {
     }
 
     /// Reads one whole (possibly multi-line) reply, as the text lines
-    /// received without CRLF.
+    /// received without CRLF. Panics on anything [`read_reply`] refuses.
     pub fn reply(&mut self) -> Vec<String> {
-        let mut lines = Vec::new();
-        loop {
-            let mut buf = Vec::new();
-            let n = self.reader.read_until(b'\n', &mut buf).expect("read reply");
-            assert!(n > 0, "server closed the connection; got so far {lines:?}");
-            let (_, last, _) = smtp_proto::parse_reply_line(&buf)
-                .unwrap_or_else(|_| panic!("bad reply line {buf:?}"));
-            assert!(buf.ends_with(b"\r\n"), "reply line not ended by CRLF: {buf:?}");
-            lines.push(String::from_utf8_lossy(&buf[..buf.len() - 2]).into_owned());
-            if last {
-                return lines;
-            }
-        }
+        read_reply(&mut self.reader).unwrap_or_else(|e| panic!("reading a reply: {e}"))
     }
 
     /// Reads a reply and asserts it is exactly `expected` (one line).
@@ -131,20 +127,8 @@ impl Conn {
     }
 
     fn reply(&mut self) -> Result<String, TryError> {
-        let mut last = String::new();
-        loop {
-            let mut buf = Vec::new();
-            let n = self.reader.read_until(b'\n', &mut buf).map_err(|e| format!("read: {e}"))?;
-            if n == 0 {
-                return Err(format!("closed by server after {last:?}"));
-            }
-            let (_, is_last, _) =
-                smtp_proto::parse_reply_line(&buf).map_err(|_| format!("bad reply {buf:?}"))?;
-            last = String::from_utf8_lossy(&buf).trim_end().to_string();
-            if is_last {
-                return Ok(last);
-            }
-        }
+        let lines = read_reply(&mut self.reader).map_err(|e| e.to_string())?;
+        Ok(lines.last().cloned().unwrap_or_default())
     }
 
     fn step(&mut self, line: Option<&[u8]>, code: &str) -> Result<String, TryError> {
@@ -188,4 +172,264 @@ pub fn try_send(addr: &str, from: &str, to: &[&str], body: &str) -> Result<Strin
     // The message is ours once 250 arrived; QUIT errors do not matter.
     let _ = c.quit();
     Ok(id)
+}
+
+/// Longest reply line RFC 5321 (4.5.3.1.5) allows, CRLF included.
+pub const MAX_REPLY_LINE: usize = 512;
+
+/// Most lines one reply may have. RFC 5321 sets no limit; our longest
+/// reply (EHLO) has about a dozen, so more means a runaway server.
+pub const MAX_REPLY_LINES: usize = 100;
+
+/// Why a reply was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplyError {
+    /// The connection ended before the reply's last line was complete.
+    Closed {
+        /// The lines received so far, and the unterminated tail if any.
+        partial: Vec<String>,
+    },
+    /// Reading failed (a timeout, a reset).
+    Io(String),
+    /// A line longer than [`MAX_REPLY_LINE`].
+    TooLong,
+    /// A line ended by LF without the CR before it, or with a CR inside.
+    NoCrlf(Vec<u8>),
+    /// The line does not start with a reply code `[2-5][0-5][0-9]`.
+    BadCode(Vec<u8>),
+    /// After the code comes something other than SP, `-` or CRLF.
+    BadSeparator(Vec<u8>),
+    /// The text has a byte outside RFC 5321's textstring (HT, SP to `~`).
+    BadText(Vec<u8>),
+    /// A continuation line carries a different code than the first line.
+    CodeChanged {
+        /// The first line's code.
+        first: u16,
+        /// The code on the offending line.
+        got: u16,
+    },
+    /// More than [`MAX_REPLY_LINES`] lines.
+    TooManyLines,
+}
+
+impl fmt::Display for ReplyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReplyError::Closed { partial } => {
+                write!(f, "server closed the connection; got so far {partial:?}")
+            }
+            ReplyError::Io(e) => write!(f, "read: {e}"),
+            ReplyError::TooLong => write!(f, "reply line longer than {MAX_REPLY_LINE} octets"),
+            ReplyError::NoCrlf(l) => write!(f, "reply line not ended by CRLF: {:?}", lossy(l)),
+            ReplyError::BadCode(l) => write!(f, "reply line without a valid code: {:?}", lossy(l)),
+            ReplyError::BadSeparator(l) => {
+                write!(f, "reply code not followed by SP, '-' or CRLF: {:?}", lossy(l))
+            }
+            ReplyError::BadText(l) => write!(f, "reply text not printable ASCII: {:?}", lossy(l)),
+            ReplyError::CodeChanged { first, got } => {
+                write!(f, "multi-line reply changed its code from {first} to {got}")
+            }
+            ReplyError::TooManyLines => write!(f, "reply longer than {MAX_REPLY_LINES} lines"),
+        }
+    }
+}
+
+impl std::error::Error for ReplyError {}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// One parsed reply line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyLine<'a> {
+    /// The three-digit code.
+    pub code: u16,
+    /// True for `code SP text` (or a bare code): the reply's last line.
+    pub last: bool,
+    /// The text after the separator, without CRLF.
+    pub text: &'a str,
+}
+
+/// Parses one reply line, which must end in CRLF.
+pub fn parse_reply_line(line: &[u8]) -> Result<ReplyLine<'_>, ReplyError> {
+    if line.len() > MAX_REPLY_LINE {
+        return Err(ReplyError::TooLong);
+    }
+    let Some(body) = line.strip_suffix(b"\r\n") else {
+        return Err(ReplyError::NoCrlf(line.to_vec()));
+    };
+    if body.contains(&b'\r') || body.contains(&b'\n') {
+        return Err(ReplyError::NoCrlf(line.to_vec()));
+    }
+    let code = match body.get(..3) {
+        Some(&[a @ b'2'..=b'5', b @ b'0'..=b'5', c @ b'0'..=b'9']) => {
+            u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0')
+        }
+        _ => return Err(ReplyError::BadCode(line.to_vec())),
+    };
+    let (last, text) = match body.get(3) {
+        None => (true, &body[3..]),
+        Some(b' ') => (true, &body[4..]),
+        Some(b'-') => (false, &body[4..]),
+        Some(_) => return Err(ReplyError::BadSeparator(line.to_vec())),
+    };
+    if !text.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+        return Err(ReplyError::BadText(line.to_vec()));
+    }
+    // Only ASCII is left, so this cannot fail.
+    let text = std::str::from_utf8(text).map_err(|_| ReplyError::BadText(line.to_vec()))?;
+    Ok(ReplyLine { code, last, text })
+}
+
+/// Reads one whole reply from `r`: every line up to and including the
+/// one without `-` after the code. Returns the lines without CRLF. Never
+/// reads more than [`MAX_REPLY_LINE`] bytes for one line, nor more than
+/// [`MAX_REPLY_LINES`] lines.
+pub fn read_reply(r: &mut impl BufRead) -> Result<Vec<String>, ReplyError> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut first = None;
+    loop {
+        if lines.len() == MAX_REPLY_LINES {
+            return Err(ReplyError::TooManyLines);
+        }
+        let mut buf = Vec::new();
+        // One byte beyond the limit tells a line that is too long from
+        // one that is exactly as long as allowed.
+        let n = r
+            .by_ref()
+            .take(MAX_REPLY_LINE as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| ReplyError::Io(e.to_string()))?;
+        if n > MAX_REPLY_LINE {
+            return Err(ReplyError::TooLong);
+        }
+        if !buf.ends_with(b"\n") {
+            if !buf.is_empty() {
+                lines.push(lossy(&buf));
+            }
+            return Err(ReplyError::Closed { partial: lines });
+        }
+        let line = parse_reply_line(&buf)?;
+        let first = *first.get_or_insert(line.code);
+        if line.code != first {
+            return Err(ReplyError::CodeChanged { first, got: line.code });
+        }
+        lines.push(lossy(&buf[..buf.len() - 2]));
+        if line.last {
+            return Ok(lines);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(bytes: &[u8]) -> Result<Vec<String>, ReplyError> {
+        read_reply(&mut &bytes[..])
+    }
+
+    #[test]
+    fn single_and_multi_line_replies() {
+        assert_eq!(read(b"250 2.0.0 Ok\r\n"), Ok(vec!["250 2.0.0 Ok".to_string()]));
+        assert_eq!(
+            read(b"250-mail.postern.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n"),
+            Ok(vec![
+                "250-mail.postern.test".to_string(),
+                "250-PIPELINING".to_string(),
+                "250 8BITMIME".to_string()
+            ])
+        );
+        // A bare code is a complete last line (RFC 5321 4.2: the text is optional).
+        assert_eq!(read(b"354\r\n"), Ok(vec!["354".to_string()]));
+        let l = parse_reply_line(b"221 2.0.0 Bye\r\n").unwrap();
+        assert_eq!(l, ReplyLine { code: 221, last: true, text: "2.0.0 Bye" });
+        let l = parse_reply_line(b"250-\r\n").unwrap();
+        assert_eq!(l, ReplyLine { code: 250, last: false, text: "" });
+    }
+
+    #[test]
+    fn reads_one_reply_and_leaves_the_next() {
+        let mut r = &b"220 hi\r\n250 ok\r\n"[..];
+        assert_eq!(read_reply(&mut r), Ok(vec!["220 hi".to_string()]));
+        assert_eq!(read_reply(&mut r), Ok(vec!["250 ok".to_string()]));
+        assert_eq!(read_reply(&mut r), Err(ReplyError::Closed { partial: vec![] }));
+    }
+
+    #[test]
+    fn crlf_is_required() {
+        assert!(matches!(read(b"250 Ok\n"), Err(ReplyError::NoCrlf(_))));
+        assert!(matches!(read(b"250 O\rk\r\n"), Err(ReplyError::NoCrlf(_))));
+        assert!(matches!(read(b"250 Ok\r\r\n"), Err(ReplyError::NoCrlf(_))));
+        assert!(matches!(parse_reply_line(b"250 Ok"), Err(ReplyError::NoCrlf(_))));
+    }
+
+    #[test]
+    fn codes_must_be_valid_and_agree() {
+        for bad in [&b"25 Ok\r\n"[..], b"abc Ok\r\n", b"150 Ok\r\n", b"650 Ok\r\n", b"260 Ok\r\n"] {
+            assert!(matches!(read(bad), Err(ReplyError::BadCode(_))), "{bad:?}");
+        }
+        assert!(matches!(read(b"250xOk\r\n"), Err(ReplyError::BadSeparator(_))));
+        assert!(matches!(read(b"2500 Ok\r\n"), Err(ReplyError::BadSeparator(_))));
+        assert_eq!(
+            read(b"250-first\r\n251 second\r\n"),
+            Err(ReplyError::CodeChanged { first: 250, got: 251 })
+        );
+    }
+
+    #[test]
+    fn text_is_printable_ascii() {
+        assert!(read(b"250 tab\there ~\r\n").is_ok());
+        assert!(matches!(read(b"250 nul\0\r\n"), Err(ReplyError::BadText(_))));
+        assert!(matches!(read("250 não\r\n".as_bytes()), Err(ReplyError::BadText(_))));
+    }
+
+    #[test]
+    fn bounded_in_line_length_and_count() {
+        let ok = format!("250 {}\r\n", "x".repeat(MAX_REPLY_LINE - 6));
+        assert_eq!(ok.len(), MAX_REPLY_LINE);
+        assert!(read(ok.as_bytes()).is_ok());
+        let long = format!("250 {}\r\n", "x".repeat(MAX_REPLY_LINE - 5));
+        assert_eq!(read(long.as_bytes()), Err(ReplyError::TooLong));
+        // An endless line stops at the limit instead of filling memory.
+        let endless = vec![b'x'; 10 * MAX_REPLY_LINE];
+        assert_eq!(read(&endless), Err(ReplyError::TooLong));
+        let many = "250-x\r\n".repeat(MAX_REPLY_LINES) + "250 x\r\n";
+        assert_eq!(read(many.as_bytes()), Err(ReplyError::TooManyLines));
+        let most = "250-x\r\n".repeat(MAX_REPLY_LINES - 1) + "250 x\r\n";
+        assert_eq!(read(most.as_bytes()).map(|l| l.len()), Ok(MAX_REPLY_LINES));
+    }
+
+    #[test]
+    fn early_close_keeps_what_arrived() {
+        assert_eq!(
+            read(b"250-first\r\n250 sec"),
+            Err(ReplyError::Closed {
+                partial: vec!["250-first".to_string(), "250 sec".to_string()]
+            })
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048)) {
+            let _ = read(&bytes);
+        }
+
+        #[test]
+        fn accepts_what_a_server_would_send(
+            code in 200u16..=559,
+            texts in proptest::collection::vec("[ -~]{0,40}", 1..5),
+        ) {
+            proptest::prop_assume!(code % 100 < 60);
+            let mut wire = String::new();
+            for (i, t) in texts.iter().enumerate() {
+                let sep = if i + 1 == texts.len() { ' ' } else { '-' };
+                wire.push_str(&format!("{code}{sep}{t}\r\n"));
+            }
+            let lines = read(wire.as_bytes()).unwrap();
+            proptest::prop_assert_eq!(lines.len(), texts.len());
+        }
+    }
 }

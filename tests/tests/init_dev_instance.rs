@@ -121,3 +121,40 @@ fn readme_demo_start_send_status_stop() {
     assert!(gone.is_some(), "master {master} or workers {children:?} still running after stop");
     assert!(!status(false).status.success(), "status succeeds after stop");
 }
+
+/// Item 6 of issue 5: the "port 0 means any free port" note is printed
+/// for `--any-port` (SMTP on port 0) and not for a fixed port.
+#[test]
+fn port_zero_note_only_for_port_zero() {
+    let init = |args: &[&str]| {
+        let tmp = tempfile::Builder::new().prefix("postern-test-").tempdir().unwrap();
+        let dir = tmp.path().join("inst");
+        let out = Command::new(bin("postern"))
+            .args(["init", "--dev"])
+            .arg(&dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "postern init {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let note = "port 0 means";
+    let any = init(&["--any-port"]);
+    let line = any
+        .lines()
+        .find(|l| l.trim_start().starts_with("SMTP:"))
+        .unwrap_or_else(|| panic!("{any}"));
+    assert!(line.contains("127.0.0.1:0") && line.contains(note), "{line}");
+    // A fixed base the test never binds: init only writes it down.
+    let fixed = init(&["--port-base", "41000"]);
+    let line = fixed
+        .lines()
+        .find(|l| l.trim_start().starts_with("SMTP:"))
+        .unwrap_or_else(|| panic!("{fixed}"));
+    assert!(line.contains("127.0.0.1:41025"), "{line}");
+    assert!(!fixed.contains(note), "note printed for a fixed port:\n{fixed}");
+}

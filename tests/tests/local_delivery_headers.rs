@@ -118,7 +118,7 @@ fn mailbox_command_runs_as_user_with_env() {
 #[test]
 fn procmail_as_mailbox_command() {
     if !std::path::Path::new("/usr/bin/procmail").exists() {
-        eprintln!("procmail is not installed: skipping the procmail case only");
+        tests::skip("procmail not installed (apt-get install procmail)");
         return;
     }
     // The instance's virtual users share the uid of whoever runs the test

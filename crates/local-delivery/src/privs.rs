@@ -165,6 +165,10 @@ mod tests {
         // As root a switch would change the ids of every test thread at
         // once; that path is exercised by the end-to-end tests instead.
         if is_root() {
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                b"skipped: switch_is_a_no_op_without_root: needs a non-root user\n",
+            );
             return;
         }
         let before = (geteuid(), getegid());

@@ -269,6 +269,10 @@ mod tests {
         // Root ignores directory permissions, so this only means something
         // for ordinary users.
         if nix::unistd::geteuid().is_root() {
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                b"skipped: unwritable_new_leaves_nothing_in_tmp: needs a non-root user\n",
+            );
             return;
         }
         let dir = tempfile::tempdir().unwrap();

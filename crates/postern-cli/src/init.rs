@@ -232,10 +232,14 @@ command = "local-delivery"
 
     let bin = daemon_dir.display();
     println!("Postern development instance written to {}", dir.display());
-    println!(
-        "  SMTP:    {smtp}   (port 0 means: any free port; see `postern -c {} status`)",
-        dir.display()
-    );
+    if port(25) == 0 {
+        println!(
+            "  SMTP:    {smtp}   (port 0 means: any free port; see `postern -c {} status`)",
+            dir.display()
+        );
+    } else {
+        println!("  SMTP:    {smtp}");
+    }
     for (n, p) in &users {
         println!(
             "  user:    {n}@{domain} (password {p}), Maildir {}",
