@@ -103,7 +103,9 @@ impl Anvil {
     /// Reads queue_directory and smtpd_client_connection_rate_limit.
     pub(crate) fn from_config(c: &mail_config::Main) -> Anvil {
         Anvil {
-            path: mail_config::settings::Common::new(c).queue_directory.join(mail_ipc::sockets::ANVIL),
+            path: mail_config::settings::Common::new(c)
+                .queue_directory
+                .join(mail_ipc::sockets::ANVIL),
             rate_limit: mail_config::settings::Smtpd::new(c).smtpd_client_connection_rate_limit,
             link: OnceLock::new(),
         }

@@ -266,12 +266,10 @@ pub(crate) struct QmgrWakeup {
 }
 
 impl QmgrWakeup {
-    /// A waker for the qmgr of the queue at `queue_dir`.
-    pub(crate) fn new(queue_dir: &std::path::Path) -> QmgrWakeup {
-        QmgrWakeup {
-            socket: queue_dir.join(mail_ipc::sockets::QMGR),
-            in_flight: AtomicBool::new(false),
-        }
+    /// A waker for the qmgr listening at `socket` (the path master.toml
+    /// gives the `qmgr` service).
+    pub(crate) fn new(socket: PathBuf) -> QmgrWakeup {
+        QmgrWakeup { socket, in_flight: AtomicBool::new(false) }
     }
 
     /// Sends a wake-up from a new task; returns at once.
@@ -285,13 +283,8 @@ impl QmgrWakeup {
             // flag set happened before this point, so qmgr's scan after
             // reading the trigger will find its file.
             me.in_flight.store(false, Ordering::Release);
-            let send = async {
-                let mut stream = tokio::net::UnixStream::connect(&me.socket).await?;
-                mail_ipc::write_frame_async(&mut stream, &Trigger::Wakeup)
-                    .await
-                    .map_err(std::io::Error::other)
-            };
-            if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(10), send).await {
+            // send_async bounds itself (a couple of seconds).
+            if let Err(e) = mail_ipc::trigger::send_async(&me.socket, Trigger::Wakeup).await {
                 tracing::debug!("cannot wake qmgr at {}: {e}", me.socket.display());
             }
         });
@@ -422,13 +415,13 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir(d.path().join("public")).unwrap();
         let listener = tokio::net::UnixListener::bind(d.path().join("public/qmgr")).unwrap();
-        let w = Arc::new(QmgrWakeup::new(d.path()));
+        let w = Arc::new(QmgrWakeup::new(d.path().join("public/qmgr")));
         w.wake();
         let (mut s, _) = listener.accept().await.unwrap();
         let t: Option<Trigger> = mail_ipc::read_frame_async(&mut s, 64).await.unwrap();
         assert_eq!(t, Some(Trigger::Wakeup));
         // Without a listener, waking is harmless.
-        let w = Arc::new(QmgrWakeup::new(&d.path().join("none")));
+        let w = Arc::new(QmgrWakeup::new(d.path().join("none")));
         w.wake();
         tokio::task::yield_now().await;
     }

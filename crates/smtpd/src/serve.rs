@@ -1,24 +1,18 @@
-//! The process level of smtpd: the shared per-process state, the accept
-//! loops over the sockets master handed us, the per-process and
-//! per-client connection limits, and the two ways of stopping (drain on SIGUSR1, exit on SIGTERM).
+//! The process level of smtpd: the shared per-process state and the
+//! per-process and per-client connection limits. Accepting, stopping
+//! (drain on SIGUSR1, exit on SIGTERM) and catching a session's panic
+//! are `mail_daemon::run`'s.
 //!
-//! Each connection runs as its own task, so a panic in one session is
-//! caught by tokio, logged here, and costs only that connection.
-//! Severities: fatal only for start-up problems (no usable listener);
-//! accept errors are warnings.
+//! Severities: fatal only for start-up problems (no usable listener).
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use anyhow::Context as _;
-use mail_daemon::{Daemon, Listener, Stop};
+use mail_daemon::{Connection, Daemon, Listener, Service};
 use mail_queue::Queue;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
-use tokio::task::{JoinError, JoinSet};
+use tokio::net::TcpStream;
 
 use crate::anvil_client::{Anvil, Refused};
 use crate::enqueue::QmgrWakeup;
@@ -36,134 +30,64 @@ pub(crate) struct Context {
     pub(crate) wakeup: Arc<QmgrWakeup>,
     pub(crate) counts: Arc<ConnectionCounts>,
     pub(crate) anvil: Anvil,
+    /// Sessions open in this process, for `smtpd_process_connection_limit`.
+    open: AtomicUsize,
 }
 
 impl Context {
-    /// The state for a process configured by `config`.
-    pub(crate) fn from_config(config: &mail_config::Main) -> Context {
-        let queue_dir = config.path("queue_directory");
+    /// The state for a process configured by `config`, waking qmgr at
+    /// `qmgr_socket`.
+    pub(crate) fn from_config(config: &mail_config::Main, qmgr_socket: PathBuf) -> Context {
+        let queue_dir = mail_config::settings::Common::new(config).queue_directory;
         Context {
             settings: Settings::from_config(config),
             policy: Policy::from_config(config),
-            wakeup: Arc::new(QmgrWakeup::new(&queue_dir)),
+            wakeup: Arc::new(QmgrWakeup::new(qmgr_socket)),
             queue: Queue::new(queue_dir),
             counts: Arc::new(ConnectionCounts::default()),
             anvil: Anvil::from_config(config),
+            open: AtomicUsize::new(0),
         }
+    }
+}
+
+/// smtpd as a `mail_daemon::Service`: the skeleton accepts, stops,
+/// drains and catches panics; this decides per connection.
+struct Smtpd(Arc<Context>);
+
+impl Service for Smtpd {
+    async fn connection(self: Arc<Self>, conn: Connection) {
+        let Connection::Tcp { stream, peer } = conn else { return };
+        let ctx = &self.0;
+        let client = Client::new(peer.ip());
+        let open = ctx.open.fetch_add(1, Ordering::AcqRel);
+        let _slot = OpenSlot(ctx);
+        if open >= ctx.settings.process_connection_limit {
+            refuse(&stream, &client, ctx, open);
+            return;
+        }
+        connection(stream, client, Arc::clone(ctx)).await;
+    }
+}
+
+/// Gives a session's place back however it ends (a panic included).
+struct OpenSlot<'a>(&'a Context);
+
+impl Drop for OpenSlot<'_> {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 /// Serves until stopped. Returns an error only when start-up fails.
 pub(crate) async fn run(mut daemon: Daemon) -> anyhow::Result<()> {
-    let ctx = Arc::new(Context::from_config(&daemon.config));
-    let mut listeners = Vec::new();
-    for listener in std::mem::take(&mut daemon.listeners) {
-        match listener {
-            Listener::Tcp(l) => {
-                l.set_nonblocking(true).context("cannot make the listener non-blocking")?;
-                listeners.push(TcpListener::from_std(l).context("cannot adopt the listener")?);
-            }
-            Listener::Unix(_) => {
-                anyhow::bail!("smtpd serves TCP only (type = \"inet\" in master.toml)")
-            }
-        }
+    if daemon.listeners.iter().any(|l| matches!(l, Listener::Unix(_))) {
+        anyhow::bail!("smtpd serves TCP only (type = \"inet\" in master.toml)");
     }
-    if listeners.is_empty() {
-        anyhow::bail!("smtpd was given no listening socket (start it through master)");
-    }
-
-    // One task owns the signal streams and forwards every stop request.
-    let (stop_tx, mut stop_rx) = watch::channel(None::<Stop>);
-    tokio::spawn(async move {
-        loop {
-            let how = mail_daemon::stop_signal().await;
-            if stop_tx.send(Some(how)).is_err() {
-                return;
-            }
-        }
-    });
-
-    let (conn_tx, mut conn_rx) = mpsc::channel::<(TcpStream, SocketAddr)>(64);
-    let mut acceptors = JoinSet::new();
-    for listener in listeners {
-        acceptors.spawn(accept_loop(listener, conn_tx.clone()));
-    }
-    drop(conn_tx);
-    daemon.ready();
-
-    let mut sessions = JoinSet::new();
-    let mut labels: HashMap<tokio::task::Id, String> = HashMap::new();
-    let mut draining = false;
-    let mut signals_alive = true;
-    loop {
-        tokio::select! {
-            changed = stop_rx.changed(), if signals_alive => {
-                if changed.is_err() {
-                    // The signal task is gone (it never ends on its own);
-                    // keep serving, the default signal actions still apply.
-                    signals_alive = false;
-                    continue;
-                }
-                let how = *stop_rx.borrow_and_update();
-                match how {
-                    Some(Stop::Now) => return Ok(()),
-                    Some(Stop::Drain) if !draining => {
-                        draining = true;
-                        daemon.draining();
-                        // Closing our copies of the listeners: new
-                        // connections go to the next generation.
-                        acceptors.abort_all();
-                        conn_rx.close();
-                        tracing::info!("draining: {} session(s) open", sessions.len());
-                    }
-                    _ => {}
-                }
-            }
-            Some((stream, peer)) = conn_rx.recv(), if !draining => {
-                let client = Client::new(peer.ip());
-                if sessions.len() >= ctx.settings.process_connection_limit {
-                    refuse(&stream, &client, &ctx, sessions.len());
-                } else {
-                    let label = client.to_string();
-                    let handle = sessions.spawn(connection(stream, client, Arc::clone(&ctx)));
-                    labels.insert(handle.id(), label);
-                }
-            }
-            Some(done) = sessions.join_next_with_id(), if !sessions.is_empty() => {
-                match done {
-                    Ok((id, ())) => {
-                        labels.remove(&id);
-                    }
-                    Err(e) => {
-                        let label = labels.remove(&e.id()).unwrap_or_default();
-                        log_join_error(&label, e);
-                    }
-                }
-            }
-        }
-        if draining && sessions.is_empty() {
-            return Ok(());
-        }
-    }
-}
-
-/// Accepts connections and hands them to the main loop.
-async fn accept_loop(listener: TcpListener, tx: mpsc::Sender<(TcpStream, SocketAddr)>) {
-    loop {
-        match listener.accept().await {
-            Ok(conn) => {
-                if tx.send(conn).await.is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                // EMFILE, ENOBUFS, ECONNABORTED...: wait a little rather
-                // than spin; the connection stays queued in the kernel.
-                tracing::warn!("accept: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
+    let qmgr = daemon.socket_path("qmgr")?;
+    let ctx = Arc::new(Context::from_config(&daemon.config, qmgr));
+    mail_daemon::run(&mut daemon, Arc::new(Smtpd(ctx))).await?;
+    Ok(())
 }
 
 /// A connection over `smtpd_process_connection_limit`: one 421 and
@@ -216,18 +140,4 @@ async fn connection(mut stream: TcpStream, client: Client, ctx: Arc<Context>) {
     }
     let _ = stream.shutdown().await;
     tracing::info!("disconnect from {client} {counters}");
-}
-
-fn log_join_error(client: &str, e: JoinError) {
-    if e.is_panic() {
-        let panic = e.into_panic();
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".to_owned());
-        tracing::error!("panic: session with {client} aborted: {what}");
-    } else {
-        tracing::warn!("session with {client} cancelled");
-    }
 }

@@ -450,7 +450,7 @@ mod tests {
             a = d.join("aliases").display(),
         );
         let main = mail_config::Main::from_str(&d.join("main.toml"), &text).unwrap();
-        let ctx = Context::from_config(&main);
+        let ctx = Context::from_config(&main, d.join("queue/public/qmgr"));
         ctx.queue.create_layout().unwrap();
         (dir, Arc::new(ctx))
     }
