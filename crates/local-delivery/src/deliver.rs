@@ -190,9 +190,7 @@ fn log_delay(queue_id: &str, arrival: u64) -> f64 {
         .ok()
         .and_then(|id| id.created())
         .or_else(|| UNIX_EPOCH.checked_add(std::time::Duration::from_secs(arrival)));
-    since
-        .and_then(|t| SystemTime::now().duration_since(t).ok())
-        .map_or(0.0, |d| d.as_secs_f64())
+    since.and_then(|t| SystemTime::now().duration_since(t).ok()).map_or(0.0, |d| d.as_secs_f64())
 }
 
 #[cfg(test)]
