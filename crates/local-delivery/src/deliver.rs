@@ -10,8 +10,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use mail_auth::UserDb;
-use mail_auth::aliases::Aliases;
 use mail_ipc::delivery::{DeliveryRecipient, DeliveryReply, DeliveryRequest, RecipientResult};
+use mail_lookup::aliases::Aliases;
 use mail_queue::{Queue, State};
 use mail_types::{Class, DeliveryStatus, EnhancedStatus, QueueId};
 

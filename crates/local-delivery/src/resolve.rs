@@ -34,8 +34,8 @@ use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use mail_auth::aliases::{AliasTarget, Aliases};
 use mail_auth::{User, UserDb};
+use mail_lookup::aliases::{AliasTarget, Aliases};
 use mail_types::{Address, DeliveryStatus, EnhancedStatus};
 
 use crate::forward::{self, Vars};
@@ -469,7 +469,7 @@ impl Resolver<'_> {
                 let meta = std::fs::symlink_metadata(path)
                     .map_err(|e| format!("{}: {e}", path.display()))?;
                 let (targets, warnings) =
-                    mail_auth::aliases::read_include(path).map_err(|e| e.to_string())?;
+                    mail_lookup::aliases::read_include(path).map_err(|e| e.to_string())?;
                 Ok((meta, targets, warnings))
             });
         let (meta, targets, warnings) = match read {

@@ -377,7 +377,7 @@ pub(crate) fn poke(queue: &Queue, socket: &str, trigger: Trigger) -> bool {
 fn newaliases(main: &Main) -> ExitCode {
     let paths: Vec<PathBuf> =
         main.list("alias_database").into_iter().map(|p| main.dir().join(p)).collect();
-    match mail_auth::aliases::Aliases::new(paths).check() {
+    match mail_lookup::aliases::Aliases::new(paths).check() {
         Ok((_, warnings)) => {
             for w in warnings {
                 eprintln!("newaliases: warning: {w}");

@@ -5,9 +5,10 @@
 //! mail for unknown users is refused with 550 during the SMTP dialogue
 //! instead of being accepted and bounced later (backscatter).
 
+use mail_auth::UserDb;
+
 use crate::Error;
 use crate::aliases::Aliases;
-use crate::userdb::UserDb;
 
 /// True if `local_part`, or, when `delimiter` is non-empty and the local
 /// part contains one of its characters, the part before the first such
