@@ -36,6 +36,7 @@ use std::path::{Path, PathBuf};
 
 use mail_auth::{User, UserDb};
 use mail_lookup::aliases::{AliasTarget, Aliases};
+use mail_lookup::split_extension;
 use mail_types::{Address, DeliveryStatus, EnhancedStatus};
 
 use crate::forward::{self, Vars};
@@ -529,21 +530,6 @@ impl Resolver<'_> {
     }
 }
 
-/// Splits `user+ext` at the first delimiter character. A local part that
-/// starts with a delimiter has no extension.
-pub(crate) fn split_extension<'a>(local: &'a str, delimiter: &str) -> (&'a str, Option<&'a str>) {
-    if delimiter.is_empty() {
-        return (local, None);
-    }
-    match local.find(|c| delimiter.contains(c)) {
-        Some(at) if at > 0 => {
-            let ext_start = at + local[at..].chars().next().map_or(1, char::len_utf8);
-            (&local[..at], Some(&local[ext_start..]))
-        }
-        _ => (local, None),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -910,16 +896,5 @@ mod tests {
         let e = f.resolve("maria@example.org");
         assert_eq!(mailboxes(&e), [("maria@example.org".into(), None)]);
         assert!(e.failures.is_empty());
-    }
-
-    #[test]
-    fn extension_split() {
-        let _lock = crate::privs::test_lock();
-        assert_eq!(split_extension("a+b", "+"), ("a", Some("b")));
-        assert_eq!(split_extension("a-b+c", "+-"), ("a", Some("b+c")));
-        assert_eq!(split_extension("a+", "+"), ("a", Some("")));
-        assert_eq!(split_extension("+a", "+"), ("+a", None));
-        assert_eq!(split_extension("a+b", ""), ("a+b", None));
-        assert_eq!(split_extension("aé+b", "é"), ("a", Some("+b")));
     }
 }

@@ -7,7 +7,9 @@
 //!   `:include:` files;
 //! - [`local_recipient_exists`] answers smtpd's "is this a local recipient"
 //!   (an alias or a user, with the `recipient_delimiter` extension removed),
-//!   Postfix's `local_recipient_maps`.
+//!   Postfix's `local_recipient_maps`;
+//! - [`split_extension`] splits `user+ext` at the `recipient_delimiter`,
+//!   for the recipient table and local delivery alike.
 //!
 //! What it does not: no alias expansion (following aliases to users, files
 //! and commands, `.forward` files and loops are local delivery's job), no
@@ -21,8 +23,10 @@
 
 pub mod aliases;
 mod error;
+mod extension;
 mod recipients;
 mod stamp;
 
 pub use error::Error;
+pub use extension::split_extension;
 pub use recipients::local_recipient_exists;
