@@ -30,7 +30,8 @@ const DIR_MODE: u32 = 0o700;
 const MAX_FOLDER_NAME: usize = 254;
 
 /// Creates a new Maildir: `maildir/` itself and its `tmp/`, `new/` and
-/// `cur/` subdirectories, all mode 0700.
+/// `cur/` subdirectories, all mode 0700, each fsynced with the directory
+/// that holds it.
 ///
 /// As Courier's `maildirmake`, this fails with `Error::Create` whose source
 /// is `AlreadyExists` when `maildir` already exists, and it does not create
