@@ -46,8 +46,15 @@ fn metadata(root: &Path) -> Result<serde_json::Value, String> {
     serde_json::from_slice(&out.stdout).map_err(|e| format!("cargo metadata output: {e}"))
 }
 
+/// Library edges that must point one way only, `(crate, must not depend
+/// on)`: the lookup tables build on users and passwords, never the
+/// reverse, so a daemon that needs only lookups gets no password code
+/// through them.
+const FORBIDDEN_EDGES: &[(&str, &str)] = &[("mail-auth", "mail-lookup")];
+
 /// STYLE 2.3: no daemon depends on another daemon; `*-proto` crates and
-/// `mail-types` do no async I/O.
+/// `mail-types` do no async I/O; the edges of [`FORBIDDEN_EDGES`] do not
+/// exist.
 pub(crate) fn dependency_rules(root: &Path) -> Vec<String> {
     let meta = match metadata(root) {
         Ok(m) => m,
@@ -67,6 +74,11 @@ pub(crate) fn dependency_rules(root: &Path) -> Vec<String> {
         for d in &deps {
             if DAEMONS.contains(d) {
                 problems.push(format!("crate {name} depends on the daemon crate {d}: move the shared code into a library crate"));
+            }
+            if FORBIDDEN_EDGES.contains(&(name, *d)) {
+                problems.push(format!(
+                    "crate {name} depends on {d}: {d} is built on {name}, not the reverse"
+                ));
             }
             if (name.ends_with("-proto") || name == "mail-types")
                 && (*d == "tokio" || d.starts_with("mail-") && *d != "mail-types")

@@ -10,8 +10,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use mail_auth::UserDb;
-use mail_auth::aliases::Aliases;
 use mail_ipc::delivery::{DeliveryRecipient, DeliveryReply, DeliveryRequest, RecipientResult};
+use mail_lookup::aliases::Aliases;
 use mail_queue::{Queue, State};
 use mail_types::{Class, DeliveryStatus, EnhancedStatus, QueueId};
 
@@ -182,13 +182,15 @@ pub(crate) fn combine(statuses: Vec<DeliveryStatus>) -> DeliveryStatus {
 
 /// Seconds since the message arrived, for `delay=`: from the queue id's
 /// time stamp when it has one (sub-second), else from the envelope's
-/// whole-second arrival time.
+/// whole-second arrival time. Both come from qmgr's request, which read
+/// them from disk: a time that does not fit a `SystemTime` (or lies in
+/// the future) gives a delay of 0 rather than a panic.
 fn log_delay(queue_id: &str, arrival: u64) -> f64 {
     let since = mail_types::QueueId::parse(queue_id)
         .ok()
         .and_then(|id| id.created())
-        .unwrap_or(UNIX_EPOCH + std::time::Duration::from_secs(arrival));
-    SystemTime::now().duration_since(since).map_or(0.0, |d| d.as_secs_f64())
+        .or_else(|| UNIX_EPOCH.checked_add(std::time::Duration::from_secs(arrival)));
+    since.and_then(|t| SystemTime::now().duration_since(t).ok()).map_or(0.0, |d| d.as_secs_f64())
 }
 
 #[cfg(test)]
@@ -331,6 +333,32 @@ mod tests {
         assert_eq!((reply.results[0].index, reply.results[0].kind), (7, ResultKind::Deferred));
         assert_eq!(reply.results[0].dsn, "4.3.0");
         let _ = Path::new("");
+    }
+
+    #[test]
+    fn arrival_times_from_disk_never_panic() {
+        let _lock = crate::privs::test_lock();
+        // No queue id time stamp: the envelope's arrival is used, and one
+        // past what SystemTime holds (>= 2^63 s) used to panic here.
+        assert_eq!(log_delay("../etc", u64::MAX), 0.0);
+        assert_eq!(log_delay("../etc", 1 << 63), 0.0);
+        // In the future: no negative delay either.
+        assert_eq!(log_delay("../etc", 4_000_000_000), 0.0);
+        assert!(log_delay("../etc", 0) > 1_000_000_000.0);
+        // Through a whole request, whose every result is logged.
+        let f = fixture("");
+        let req = DeliveryRequest {
+            queue_id: "../etc".into(),
+            sender: String::new(),
+            arrival: u64::MAX,
+            recipients: vec![DeliveryRecipient {
+                index: 0,
+                address: "suporte@example.org".into(),
+                original: String::new(),
+            }],
+        };
+        let reply = f.agent.handle(&req);
+        assert_eq!(reply.results[0].kind, ResultKind::Deferred);
     }
 
     #[test]

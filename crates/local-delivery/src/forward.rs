@@ -18,14 +18,14 @@
 //! others, and at most [`MAX_FORWARD_SIZE`] bytes; any other candidate is
 //! skipped with a warning. It is opened with the user's effective ids, so
 //! it can be no file the user could not read. Its syntax is that of an
-//! `:include:` file ([`mail_auth::aliases::parse_include`]).
+//! `:include:` file ([`mail_lookup::aliases::parse_include`]).
 
 use std::io::{ErrorKind, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use mail_auth::User;
-use mail_auth::aliases::AliasTarget;
+use mail_lookup::aliases::AliasTarget;
 
 use crate::privs::AsUser;
 
@@ -254,7 +254,7 @@ pub(crate) fn find(paths: &[PathBuf], user: &User) -> Result<Option<Found>, Stri
     for path in paths {
         match read_one(path, user.uid) {
             Ok(Some(text)) => {
-                let (targets, warnings) = mail_auth::aliases::parse_include(&text, path);
+                let (targets, warnings) = mail_lookup::aliases::parse_include(&text, path);
                 return Ok(Some(Found { path: path.clone(), targets, warnings }));
             }
             Ok(None) => {}

@@ -304,9 +304,12 @@ fn write_mbox(
     // Debian) are created by root and given to the user, as Postfix does;
     // in a world-writable spool the user then writes it. Otherwise only
     // the dot-lock needs root: we write as root to a file that must already
-    // belong to the user.
+    // belong to the user. Whoever can rename files in the spool could swap
+    // another file in after any check of the path, so the owner is checked
+    // on the opened descriptor ([`mail_maildir::deliver_mbox_owned_by`]).
     let mut as_root = false;
-    if spool && privs::is_root() {
+    let spool_owner = spool && privs::is_root();
+    if spool_owner {
         if let Err(e) = create_spool_file(path, owner) {
             return defer(format!("cannot create mailbox {}: {e}", path.display()));
         }
@@ -316,16 +319,6 @@ fn write_mbox(
             Err(e) => {
                 return defer(format!("cannot access {}: {e}", s.mail_spool_directory.display()));
             }
-        }
-        match std::fs::symlink_metadata(path) {
-            Ok(meta) if meta.uid() == owner.uid && meta.file_type().is_file() => {}
-            Ok(_) => {
-                return DeliveryStatus::bounce(
-                    EnhancedStatus(5, 2, 0),
-                    format!("mailbox {} is not a regular file owned by {who}", path.display()),
-                );
-            }
-            Err(e) => return defer(format!("cannot access mailbox {}: {e}", path.display())),
         }
     }
     let _guard = if as_root {
@@ -344,7 +337,13 @@ fn write_mbox(
     if too_big(s, current + (prefix.len() + m.content.len()) as u64) {
         return size_bounce(path, who);
     }
-    match mail_maildir::deliver_mbox(path, m.sender, prefix, m.content, SystemTime::now()) {
+    let now = SystemTime::now();
+    let written = if spool_owner {
+        mail_maildir::deliver_mbox_owned_by(path, owner.uid, m.sender, prefix, m.content, now)
+    } else {
+        mail_maildir::deliver_mbox(path, m.sender, prefix, m.content, now)
+    };
+    match written {
         Ok(()) => DeliveryStatus::sent("delivered to mailbox"),
         Err(e) => storage_error(&e),
     }
@@ -463,6 +462,83 @@ mod tests {
         let s = settings(dir.path(), "");
         let st = deliver_to_user(&s, &MSG, &me(dir.path()), "suporte@example.org", None);
         assert!(matches!(st, DeliveryStatus::Failed { class: Class::Permanent, .. }), "{st:?}");
+    }
+
+    /// Root writes a spool mailbox for its user while someone who may
+    /// rename files in the spool keeps swapping another user's file in
+    /// and out of the path: not one byte may land in the other file. (A
+    /// check of the path before the open lost this race.)
+    #[test]
+    fn spool_mailbox_swapped_under_root_is_never_written() {
+        let _lock = crate::privs::test_lock();
+        if !privs::is_root() {
+            eprintln!("skipped: only root writes spool mailboxes for other users");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("spool");
+        std::fs::create_dir(&spool).unwrap();
+        // Not world-writable: root writes the file itself.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&spool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mailbox = spool.join("suporte");
+        let other = spool.join("other");
+        std::fs::write(&mailbox, b"").unwrap();
+        std::fs::write(&other, b"").unwrap();
+        let stranger = privs::default_privs_account("nobody").unwrap();
+        std::os::unix::fs::chown(&other, Some(stranger.uid), Some(stranger.gid)).unwrap();
+        let s = settings(dir.path(), "");
+        let user = User { uid: 0, gid: 0, ..me(dir.path()) };
+        assert_ne!(stranger.uid, user.uid);
+
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let swapper = {
+            let (stop, mailbox, other) = (stop.clone(), mailbox.clone(), other.clone());
+            std::thread::spawn(move || {
+                let mut swaps = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    nix::fcntl::renameat2(
+                        None,
+                        &mailbox,
+                        None,
+                        &other,
+                        nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+                    )
+                    .unwrap();
+                    swaps += 1;
+                }
+                swaps
+            })
+        };
+        // Until the swaps have made both outcomes happen a few times (a
+        // loaded machine may not run the swapper at once).
+        let (mut sent, mut refused) = (0, 0);
+        let started = std::time::Instant::now();
+        while (sent < 20 || refused < 20) && started.elapsed() < std::time::Duration::from_secs(20)
+        {
+            let st = deliver_to_user(&s, &MSG, &user, "suporte@example.org", None);
+            match &st {
+                DeliveryStatus::Sent { .. } => sent += 1,
+                DeliveryStatus::Failed { class: Class::Permanent, .. }
+                    if st.dsn() == EnhancedStatus(5, 2, 0) =>
+                {
+                    refused += 1
+                }
+                _ => panic!("{st:?}"),
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let swaps = swapper.join().unwrap();
+        // Whichever name it has now, the stranger's file is empty.
+        for path in [&mailbox, &other] {
+            let meta = std::fs::metadata(path).unwrap();
+            if meta.uid() == stranger.uid {
+                assert_eq!(meta.len(), 0, "{sent} sent, {refused} refused, {swaps} swaps");
+            } else {
+                assert!(meta.len() > 0);
+            }
+        }
+        assert!(sent > 0 && refused > 0, "{sent} sent, {refused} refused, {swaps} swaps");
     }
 
     #[test]

@@ -22,16 +22,21 @@
 //!   owner, or of the `.forward`'s user (`default_privs` instead of root),
 //!   and only where `allow_mail_to_commands` / `allow_mail_to_files` allow
 //!   them (`alias`, `forward`, `include`);
-//! - the same destination reached twice is delivered once.
+//! - the same destination reached twice is delivered once;
+//! - one recipient expands to at most [`MAX_DESTINATIONS`] destinations:
+//!   past that, expansion stops and the recipient bounces (5.2.4, logged)
+//!   for the rest, after the first ones were delivered.
 //!
 //! Failures of one branch are reported for that branch; the others still
 //! get the mail.
 
+use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use mail_auth::aliases::{AliasTarget, Aliases};
 use mail_auth::{User, UserDb};
+use mail_lookup::aliases::{AliasTarget, Aliases};
+use mail_lookup::split_extension;
 use mail_types::{Address, DeliveryStatus, EnhancedStatus};
 
 use crate::forward::{self, Vars};
@@ -42,8 +47,13 @@ use crate::settings::Settings;
 /// than any sane aliases file needs and keeps runaway fan-out small).
 pub(crate) const MAX_DEPTH: usize = 20;
 
-/// Most destinations one recipient may expand to.
-const MAX_DESTINATIONS: usize = 1000;
+/// Most destinations one recipient may expand to. Postfix has no such
+/// limit; we keep one so that nested `:include:` files cannot fan out
+/// without end (each level may name the same big file again). It is far
+/// above real lists: the agent delivers them one by one in one request,
+/// a few milliseconds per Maildir, well within qmgr's hour for an answer,
+/// and the expansion itself costs a few hundred bytes per destination.
+pub(crate) const MAX_DESTINATIONS: usize = 20_000;
 
 /// Marks, on the expansion stack, a user whose `.forward` is being
 /// expanded (like `:include:` entries, it cannot be an alias name
@@ -129,25 +139,55 @@ pub(crate) struct Failure {
 pub(crate) struct Expansion {
     pub(crate) destinations: Vec<Destination>,
     pub(crate) failures: Vec<Failure>,
+    /// What is already in `destinations`, so a list of thousands is not
+    /// compared pairwise.
+    seen: HashSet<Key>,
+    /// A destination past [`MAX_DESTINATIONS`] was found: expansion has
+    /// stopped.
+    overflow: bool,
+}
+
+/// When two destinations are the same place.
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum Key {
+    /// One mailbox per user and extension, whatever address reached it.
+    Mailbox(String, Option<String>),
+    /// Remote addresses compare without case.
+    Forward(String),
+    /// Files and commands: the same one with the same privileges and
+    /// `via` (all fields, as `==` compares them).
+    Other(String),
+}
+
+impl Key {
+    fn of(d: &Destination) -> Key {
+        match d {
+            Destination::Mailbox { user, extension, .. } => {
+                Key::Mailbox(user.name.clone(), extension.clone())
+            }
+            Destination::Forward { address, .. } => Key::Forward(address.to_ascii_lowercase()),
+            other => Key::Other(format!("{other:?}")),
+        }
+    }
 }
 
 impl Expansion {
     fn add(&mut self, d: Destination) {
-        // One mailbox per user and extension, whatever address reached it.
-        let same = |a: &Destination| match (a, &d) {
-            (
-                Destination::Mailbox { user: u1, extension: e1, .. },
-                Destination::Mailbox { user: u2, extension: e2, .. },
-            ) => u1.name == u2.name && e1 == e2,
-            (
-                Destination::Forward { address: a1, .. },
-                Destination::Forward { address: a2, .. },
-            ) => a1.eq_ignore_ascii_case(a2),
-            (a, d) => a == d,
-        };
-        if !self.destinations.iter().any(same) && self.destinations.len() < MAX_DESTINATIONS {
-            self.destinations.push(d);
+        if self.overflow {
+            return;
         }
+        let key = Key::of(&d);
+        if self.seen.contains(&key) {
+            return;
+        }
+        if self.destinations.len() >= MAX_DESTINATIONS {
+            // Not dropped: `resolve` turns this into a bounce of the
+            // recipient that names the limit.
+            self.overflow = true;
+            return;
+        }
+        self.seen.insert(key);
+        self.destinations.push(d);
     }
 
     fn fail(&mut self, address: &str, status: DeliveryStatus) {
@@ -181,10 +221,23 @@ impl Resolver<'_> {
         let mut out = Expansion::default();
         let mut stack = Vec::new();
         self.expand(address, 0, &mut stack, &mut out);
+        if out.overflow {
+            // RFC 3463 X.2.4, mailing list expansion problem. A bounce, not
+            // a deferral: a retry would deliver the first ones again.
+            let text = format!(
+                "alias expansion exceeds {MAX_DESTINATIONS} destinations: \
+                 delivered to the first {MAX_DESTINATIONS}, not to the rest"
+            );
+            tracing::warn!("{address}: {text}");
+            out.fail(address, DeliveryStatus::bounce(EnhancedStatus(5, 2, 4), text));
+        }
         out
     }
 
     fn expand(&self, address: &str, depth: usize, stack: &mut Vec<String>, out: &mut Expansion) {
+        if out.overflow {
+            return;
+        }
         let parsed = match Address::parse(address) {
             Ok(a) => a,
             Err(e) => {
@@ -361,6 +414,9 @@ impl Resolver<'_> {
         stack: &mut Vec<String>,
         out: &mut Expansion,
     ) {
+        if out.overflow {
+            return;
+        }
         let via = self.via(stack);
         match target {
             AliasTarget::Address(address) => self.expand(address, depth + 1, stack, out),
@@ -403,7 +459,7 @@ impl Resolver<'_> {
         via: &str,
     ) {
         let key = format!(":include:{}", path.display());
-        if stack.contains(&key) {
+        if stack.contains(&key) || out.overflow {
             return;
         }
         // Read with the privileges of whoever named the file, so an alias
@@ -414,7 +470,7 @@ impl Resolver<'_> {
                 let meta = std::fs::symlink_metadata(path)
                     .map_err(|e| format!("{}: {e}", path.display()))?;
                 let (targets, warnings) =
-                    mail_auth::aliases::read_include(path).map_err(|e| e.to_string())?;
+                    mail_lookup::aliases::read_include(path).map_err(|e| e.to_string())?;
                 Ok((meta, targets, warnings))
             });
         let (meta, targets, warnings) = match read {
@@ -471,21 +527,6 @@ impl Resolver<'_> {
             }
             None => String::new(),
         }
-    }
-}
-
-/// Splits `user+ext` at the first delimiter character. A local part that
-/// starts with a delimiter has no extension.
-pub(crate) fn split_extension<'a>(local: &'a str, delimiter: &str) -> (&'a str, Option<&'a str>) {
-    if delimiter.is_empty() {
-        return (local, None);
-    }
-    match local.find(|c| delimiter.contains(c)) {
-        Some(at) if at > 0 => {
-            let ext_start = at + local[at..].chars().next().map_or(1, char::len_utf8);
-            (&local[..at], Some(&local[ext_start..]))
-        }
-        _ => (local, None),
     }
 }
 
@@ -676,6 +717,55 @@ mod tests {
     }
 
     #[test]
+    fn big_lists_expand_whole_and_the_limit_bounces_the_rest() {
+        let _lock = crate::privs::test_lock();
+        let f = fixture("");
+        let write_list = |name: &str, n: usize| {
+            let text: String = (0..n).map(|i| format!("m{i}@remote.example\n")).collect();
+            let path = f.path.join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        // 1,500 members (the old cap of 1,000 kept the first 1,000 and
+        // reported the recipient sent).
+        let list = write_list("members", 1500);
+        let over = write_list("huge", MAX_DESTINATIONS + 5);
+        std::fs::write(
+            f.path.join("aliases"),
+            format!("list: :include:{}\nhuge: :include:{}\n", list.display(), over.display()),
+        )
+        .unwrap();
+        let e = f.resolve("list@example.org");
+        assert_eq!(e.destinations.len(), 1500);
+        assert!(e.failures.is_empty(), "{:?}", e.failures);
+        // Past the limit: the first MAX_DESTINATIONS get it, and the
+        // recipient bounces with the reason instead of losing the rest.
+        let e = f.resolve("huge@example.org");
+        assert_eq!(e.destinations.len(), MAX_DESTINATIONS);
+        assert_eq!(e.failures.len(), 1, "{:?}", e.failures);
+        assert_eq!(e.failures[0].address, "huge@example.org");
+        assert_eq!(e.failures[0].status.dsn(), EnhancedStatus(5, 2, 4));
+        assert!(matches!(
+            e.failures[0].status,
+            DeliveryStatus::Failed { class: Class::Permanent, .. }
+        ));
+        assert!(
+            e.failures[0].status.text().contains("exceeds 20000 destinations"),
+            "{:?}",
+            e.failures
+        );
+        // Exactly the limit is no overflow.
+        std::fs::write(
+            &over,
+            (0..MAX_DESTINATIONS).map(|i| format!("m{i}@remote.example\n")).collect::<String>(),
+        )
+        .unwrap();
+        let e = f.resolve("huge@example.org");
+        assert_eq!(e.destinations.len(), MAX_DESTINATIONS);
+        assert!(e.failures.is_empty(), "{:?}", e.failures);
+    }
+
+    #[test]
     fn duplicates_are_delivered_once() {
         let _lock = crate::privs::test_lock();
         let f = fixture("all: suporte, staff, suporte\nstaff: suporte, ana\n");
@@ -806,16 +896,5 @@ mod tests {
         let e = f.resolve("maria@example.org");
         assert_eq!(mailboxes(&e), [("maria@example.org".into(), None)]);
         assert!(e.failures.is_empty());
-    }
-
-    #[test]
-    fn extension_split() {
-        let _lock = crate::privs::test_lock();
-        assert_eq!(split_extension("a+b", "+"), ("a", Some("b")));
-        assert_eq!(split_extension("a-b+c", "+-"), ("a", Some("b+c")));
-        assert_eq!(split_extension("a+", "+"), ("a", Some("")));
-        assert_eq!(split_extension("+a", "+"), ("+a", None));
-        assert_eq!(split_extension("a+b", ""), ("a+b", None));
-        assert_eq!(split_extension("aé+b", "é"), ("a", Some("+b")));
     }
 }

@@ -45,24 +45,4 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// An aliases or `:include:` file could not be opened, inspected or
-    /// read (a missing aliases file is not an error for lookups).
-    #[error("cannot read aliases file {path}: {source}")]
-    AliasesRead {
-        /// The aliases or include file.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
-    /// An aliases or `:include:` file is larger than we are willing to load.
-    #[error("aliases file {path} is too large ({size} bytes, limit {limit})")]
-    AliasesTooLarge {
-        /// The aliases or include file.
-        path: PathBuf,
-        /// Its size in bytes.
-        size: u64,
-        /// The limit in bytes.
-        limit: u64,
-    },
 }

@@ -6,6 +6,11 @@
 //! named `.Name` inside the top Maildir that also holds an empty
 //! `maildirfolder` file (Courier's `maildirmake -f`, read by Courier and
 //! Dovecot); `.` separates hierarchy levels (`.Lists.rust`).
+//!
+//! Every directory we create is fsynced, and so is the directory that holds
+//! its entry, before we return: otherwise a crash right after the first
+//! delivery into a new Maildir (reported done) could lose `new/`, or the
+//! Maildir itself, with the message in it.
 
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io;
@@ -25,18 +30,27 @@ const DIR_MODE: u32 = 0o700;
 const MAX_FOLDER_NAME: usize = 254;
 
 /// Creates a new Maildir: `maildir/` itself and its `tmp/`, `new/` and
-/// `cur/` subdirectories, all mode 0700.
+/// `cur/` subdirectories, all mode 0700, each fsynced with the directory
+/// that holds it.
 ///
 /// As Courier's `maildirmake`, this fails with `Error::Create` whose source
 /// is `AlreadyExists` when `maildir` already exists, and it does not create
 /// missing parent directories.
 pub fn make(maildir: &Path) -> Result<(), Error> {
-    let maildir = normalize(maildir);
-    mkdir(&maildir)?;
+    let created = make_unsynced(&normalize(maildir))?;
+    sync_created(&created)
+}
+
+/// The directories of a new Maildir, created but not yet fsynced.
+fn make_unsynced(maildir: &Path) -> Result<Vec<PathBuf>, Error> {
+    mkdir(maildir)?;
+    let mut created = vec![maildir.to_owned()];
     for sub in SUBDIRS {
-        mkdir(&maildir.join(sub))?;
+        let dir = maildir.join(sub);
+        mkdir(&dir)?;
+        created.push(dir);
     }
-    Ok(())
+    Ok(created)
 }
 
 /// Creates the Maildir++ folder `.{name}` inside the existing Maildir
@@ -48,7 +62,7 @@ pub fn make(maildir: &Path) -> Result<(), Error> {
 pub fn make_folder(maildir: &Path, name: &str) -> Result<PathBuf, Error> {
     validate_folder_name(name)?;
     let folder = normalize(maildir).join(format!(".{name}"));
-    make(&folder)?;
+    let created = make_unsynced(&folder)?;
     let marker = folder.join("maildirfolder");
     OpenOptions::new()
         .write(true)
@@ -57,6 +71,8 @@ pub fn make_folder(maildir: &Path, name: &str) -> Result<PathBuf, Error> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(&marker)
         .map_err(|source| Error::Create { path: marker, source })?;
+    // The folder is synced after the marker, so its entry is durable too.
+    sync_created(&created)?;
     Ok(folder)
 }
 
@@ -92,9 +108,47 @@ pub fn validate_folder_name(name: &str) -> Result<(), Error> {
 /// is a symbolic link, creating whatever is missing (mode 0700, parents
 /// included), as Postfix's `local/maildir.c` does with `make_dirs()`.
 pub(crate) fn prepare(maildir: &Path) -> Result<(), Error> {
-    ensure_dir(maildir, true)?;
+    prepare_with(maildir, &mut crate::maildir::sync_dir)
+}
+
+/// [`prepare`] with the directory fsync given (tests record the calls).
+fn prepare_with(
+    maildir: &Path,
+    sync: &mut dyn FnMut(&Path) -> io::Result<()>,
+) -> Result<(), Error> {
+    let mut created = Vec::new();
+    ensure_dir(maildir, true, &mut created)?;
     for sub in SUBDIRS {
-        ensure_dir(&maildir.join(sub), false)?;
+        ensure_dir(&maildir.join(sub), false, &mut created)?;
+    }
+    // Nothing to do (and no cost) for an existing Maildir.
+    sync_created_with(&created, sync)
+}
+
+/// fsyncs each directory of `created` and then the one holding its entry,
+/// deepest first, each once.
+pub(crate) fn sync_created(created: &[PathBuf]) -> Result<(), Error> {
+    sync_created_with(created, &mut crate::maildir::sync_dir)
+}
+
+fn sync_created_with(
+    created: &[PathBuf],
+    sync: &mut dyn FnMut(&Path) -> io::Result<()>,
+) -> Result<(), Error> {
+    let mut done: Vec<PathBuf> = Vec::new();
+    for dir in created.iter().rev() {
+        let parent = match dir.parent() {
+            Some(p) if p.as_os_str().is_empty() => PathBuf::from("."),
+            Some(p) => p.to_owned(),
+            None => continue,
+        };
+        for d in [dir.clone(), parent] {
+            if done.contains(&d) {
+                continue;
+            }
+            sync(&d).map_err(|source| Error::Sync { path: d.clone(), source })?;
+            done.push(d);
+        }
     }
     Ok(())
 }
@@ -107,21 +161,34 @@ pub(crate) fn normalize(path: &Path) -> PathBuf {
     if normalized.as_os_str().is_empty() { PathBuf::from(".") } else { normalized }
 }
 
-fn ensure_dir(dir: &Path, parents: bool) -> Result<(), Error> {
+/// Makes sure `dir` is a directory and no symlink, creating it (with
+/// `parents`, its missing ancestors too, which may be symlinks, as a home
+/// under a linked `/home` is) and adding what it created to `created`.
+fn ensure_dir(dir: &Path, parents: bool, created: &mut Vec<PathBuf>) -> Result<(), Error> {
     match fs::symlink_metadata(dir) {
         Ok(meta) if meta.file_type().is_symlink() => Err(Error::Symlink { path: dir.to_owned() }),
         Ok(_) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            match DirBuilder::new().recursive(parents).mode(DIR_MODE).create(dir) {
-                Ok(()) => Ok(()),
+            if parents {
+                create_ancestors(dir, created)?;
+            }
+            match DirBuilder::new().mode(DIR_MODE).create(dir) {
+                Ok(()) => {
+                    created.push(dir.to_owned());
+                    Ok(())
+                }
                 // Somebody else (a concurrent delivery) made it meanwhile:
-                // check again what it is.
+                // check again what it is. We sync it as well: we may report
+                // our delivery before the other one has synced.
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     match fs::symlink_metadata(dir) {
                         Ok(meta) if meta.file_type().is_symlink() => {
                             Err(Error::Symlink { path: dir.to_owned() })
                         }
-                        Ok(_) => Ok(()),
+                        Ok(_) => {
+                            created.push(dir.to_owned());
+                            Ok(())
+                        }
                         Err(source) => Err(Error::Read { path: dir.to_owned(), source }),
                     }
                 }
@@ -130,6 +197,34 @@ fn ensure_dir(dir: &Path, parents: bool) -> Result<(), Error> {
         }
         Err(source) => Err(Error::Read { path: dir.to_owned(), source }),
     }
+}
+
+/// Creates the missing ancestors of `dir`, top down (what
+/// `DirBuilder::recursive` does, but telling which it made).
+fn create_ancestors(dir: &Path, created: &mut Vec<PathBuf>) -> Result<(), Error> {
+    let mut missing = Vec::new();
+    let mut at = dir.parent();
+    while let Some(p) = at {
+        if p.as_os_str().is_empty() {
+            break;
+        }
+        match fs::symlink_metadata(p) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => missing.push(p.to_owned()),
+            // Exists (whatever it is: a file here makes the mkdir below
+            // fail with a clear error), or cannot be looked at, which the
+            // mkdir reports too.
+            _ => break,
+        }
+        at = p.parent();
+    }
+    for p in missing.into_iter().rev() {
+        match DirBuilder::new().mode(DIR_MODE).create(&p) {
+            Ok(()) => created.push(p),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && p.is_dir() => created.push(p),
+            Err(source) => return Err(Error::Create { path: p, source }),
+        }
+    }
+    Ok(())
 }
 
 fn mkdir(dir: &Path) -> Result<(), Error> {
@@ -224,6 +319,50 @@ mod tests {
         }
         // Idempotent.
         prepare(&md).unwrap();
+    }
+
+    #[test]
+    fn prepare_syncs_what_it_created_and_their_parents() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("home")).unwrap();
+        let md = dir.path().join("home/u/Maildir");
+        let mut synced = Vec::new();
+        prepare_with(&md, &mut |p| {
+            synced.push(p.to_owned());
+            Ok(())
+        })
+        .unwrap();
+        let home = dir.path().join("home");
+        let expected = [
+            md.join("cur"),
+            md.clone(),
+            md.join("new"),
+            md.join("tmp"),
+            home.join("u"),
+            home.clone(),
+        ];
+        assert_eq!(synced, expected);
+        // An existing Maildir costs no fsync; a missing new/ costs two.
+        synced.clear();
+        fs::remove_dir(md.join("new")).unwrap();
+        prepare_with(&md, &mut |p| {
+            synced.push(p.to_owned());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(synced, [md.join("new"), md.clone()]);
+        synced.clear();
+        prepare_with(&md, &mut |p| {
+            synced.push(p.to_owned());
+            Ok(())
+        })
+        .unwrap();
+        assert!(synced.is_empty());
+        // A failing fsync fails the preparation (the delivery is deferred).
+        fs::remove_dir(md.join("tmp")).unwrap();
+        let err =
+            prepare_with(&md, &mut |_| Err(io::Error::from_raw_os_error(libc::EIO))).unwrap_err();
+        assert!(matches!(err, Error::Sync { .. }) && err.is_transient(), "{err:?}");
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //! - [`list_new_and_cur`] lists the messages of a Maildir with their flags and
 //!   sizes taken from the file names;
 //! - [`deliver_mbox`] appends one message to an mbox file under a dot-lock and
-//!   an fcntl lock, as Postfix's local mailbox delivery does.
+//!   an fcntl lock, as Postfix's local mailbox delivery does, and
+//!   [`deliver_mbox_owned_by`] does so for root writing a user's spool file,
+//!   checking the owner on the opened descriptor.
 //!
 //! What it does not: no privilege handling (the caller has already switched to
 //! the recipient's uid), no mailbox index, UIDs or IMAP flags bookkeeping (that
@@ -31,4 +33,4 @@ pub use error::Error;
 pub use layout::{make, make_folder, validate_folder_name};
 pub use list::{Entry, MaildirName, list_new_and_cur, parse_file_name};
 pub use maildir::{Delivered, deliver, unique_name};
-pub use mbox::deliver_mbox;
+pub use mbox::{deliver_mbox, deliver_mbox_owned_by};

@@ -55,10 +55,34 @@ pub fn deliver_mbox(
     content: &[u8],
     when: SystemTime,
 ) -> Result<(), Error> {
-    let message = Message { sender: from_line_sender, prefix, content, when };
-    deliver_with(path, &message, LOCK_TIMEOUT, &|file| {
-        Box::new(BufWriter::with_capacity(WRITE_BUFFER, file))
-    })
+    let message = Message { sender: from_line_sender, prefix, content, when, owner: None };
+    deliver_with(path, &message, LOCK_TIMEOUT, &buffered)
+}
+
+/// Like [`deliver_mbox`], for a mailbox that root writes on a user's
+/// behalf (the mail spool): the file must already exist (it is never
+/// created here) and belong to `owner_uid`.
+///
+/// Owner, file type and link count are checked with `fstat` on the
+/// descriptor that is then written, not on the path: whatever is renamed
+/// into the path between a caller's own checks and our `open` is what we
+/// check, so a file swapped in is refused (`Error::Unsafe`), never
+/// written.
+pub fn deliver_mbox_owned_by(
+    path: &Path,
+    owner_uid: u32,
+    from_line_sender: &str,
+    prefix: &[u8],
+    content: &[u8],
+    when: SystemTime,
+) -> Result<(), Error> {
+    let message =
+        Message { sender: from_line_sender, prefix, content, when, owner: Some(owner_uid) };
+    deliver_with(path, &message, LOCK_TIMEOUT, &buffered)
+}
+
+fn buffered<'f>(file: &'f File) -> Box<dyn Write + 'f> {
+    Box::new(BufWriter::with_capacity(WRITE_BUFFER, file))
 }
 
 struct Message<'a> {
@@ -66,6 +90,10 @@ struct Message<'a> {
     prefix: &'a [u8],
     content: &'a [u8],
     when: SystemTime,
+    /// The uid the opened mailbox must belong to; `None` when we write as
+    /// the mailbox's user ourselves (the kernel's permission check is the
+    /// owner check then) and may create the file.
+    owner: Option<u32>,
 }
 
 /// Builds the writer that message bytes go through; tests inject failing
@@ -81,7 +109,7 @@ fn deliver_with(
     let deadline = Instant::now() + lock_timeout;
     // Held until the end of this function; dropping it removes the file.
     let _dotlock = DotLock::acquire(path, deadline)?;
-    let file = open_mailbox(path)?;
+    let file = open_mailbox(path, message.owner)?;
     lock_file(&file, path, deadline)?;
     let old_len =
         file.metadata().map_err(|source| Error::Read { path: path.to_owned(), source })?.len();
@@ -106,10 +134,11 @@ fn deliver_with(
     result
 }
 
-fn open_mailbox(path: &Path) -> Result<File, Error> {
+fn open_mailbox(path: &Path, owner: Option<u32>) -> Result<File, Error> {
     let file = OpenOptions::new()
         .append(true)
-        .create(true)
+        // Root must not create a file of its own where the user's was.
+        .create(owner.is_none())
         .mode(0o600)
         // O_NONBLOCK so that a FIFO planted at the mailbox path cannot make
         // us hang in open(); it is refused just below.
@@ -132,6 +161,12 @@ fn open_mailbox(path: &Path) -> Result<File, Error> {
         return Err(Error::Unsafe {
             path: path.to_owned(),
             reason: "file has more than one hard link",
+        });
+    }
+    if owner.is_some_and(|uid| meta.uid() != uid) {
+        return Err(Error::Unsafe {
+            path: path.to_owned(),
+            reason: "file is not owned by the recipient",
         });
     }
     Ok(file)
@@ -439,8 +474,13 @@ mod tests {
         let mbox = dir.path().join("user");
         deliver_mbox(&mbox, "a@b", b"", b"first\n", when()).unwrap();
         let before = fs::read(&mbox).unwrap();
-        let message =
-            Message { sender: "a@b", prefix: b"X: y\n", content: &[b'z'; 10_000], when: when() };
+        let message = Message {
+            sender: "a@b",
+            prefix: b"X: y\n",
+            content: &[b'z'; 10_000],
+            when: when(),
+            owner: None,
+        };
         for budget in [0, 1, 60, 5000] {
             let err = deliver_with(&mbox, &message, LOCK_TIMEOUT, &|file| {
                 Box::new(FailAfter { file, budget })
@@ -510,7 +550,8 @@ mod tests {
         assert!(!lock.exists());
 
         File::create(&lock).unwrap();
-        let message = Message { sender: "a@b", prefix: b"", content: b"y\n", when: when() };
+        let message =
+            Message { sender: "a@b", prefix: b"", content: b"y\n", when: when(), owner: None };
         let err = deliver_with(&mbox, &message, Duration::from_millis(50), &|file| Box::new(file))
             .unwrap_err();
         assert!(matches!(err, Error::Lock { .. }), "{err:?}");
@@ -526,7 +567,8 @@ mod tests {
         deliver_mbox(&mbox, "a@b", b"", b"x\n", when()).unwrap();
         let holder = File::options().append(true).open(&mbox).unwrap();
         lock_file(&holder, &mbox, Instant::now()).unwrap();
-        let message = Message { sender: "a@b", prefix: b"", content: b"y\n", when: when() };
+        let message =
+            Message { sender: "a@b", prefix: b"", content: b"y\n", when: when(), owner: None };
         let err = deliver_with(&mbox, &message, Duration::from_millis(50), &|file| Box::new(file))
             .unwrap_err();
         assert!(matches!(err, Error::Lock { .. }), "{err:?}");
@@ -557,6 +599,28 @@ mod tests {
         fs::create_dir(&sub).unwrap();
         assert!(deliver_mbox(&sub, "a@b", b"", b"x\n", when()).is_err());
         assert!(!dir.path().join("dir.lock").exists());
+    }
+
+    #[test]
+    fn owner_is_checked_on_the_opened_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mbox = dir.path().join("user");
+        let me = nix::unistd::geteuid().as_raw();
+        // Never created: root must not make a file of its own there.
+        let err = deliver_mbox_owned_by(&mbox, me, "a@b", b"", b"x\n", when()).unwrap_err();
+        assert!(err.is_transient(), "{err:?}");
+        assert!(!mbox.exists());
+        fs::write(&mbox, b"").unwrap();
+        deliver_mbox_owned_by(&mbox, me, "a@b", b"", b"x\n", when()).unwrap();
+        let len = fs::metadata(&mbox).unwrap().len();
+        assert!(len > 0);
+        // Someone else's file at the path: refused, nothing written.
+        let err = deliver_mbox_owned_by(&mbox, me.wrapping_add(1), "a@b", b"", b"y\n", when())
+            .unwrap_err();
+        assert!(matches!(err, Error::Unsafe { .. }), "{err:?}");
+        assert!(err.to_string().contains("not owned by the recipient"), "{err}");
+        assert_eq!(fs::metadata(&mbox).unwrap().len(), len);
+        assert!(!dir.path().join("user.lock").exists());
     }
 
     proptest! {

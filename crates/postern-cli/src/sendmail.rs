@@ -390,7 +390,7 @@ pub(crate) fn poke(main: &Main, service: &str, trigger: Trigger) -> Result<(), P
 
 fn newaliases(main: &Main) -> ExitCode {
     let paths = settings::Sendmail::new(main).alias_database;
-    match mail_auth::aliases::Aliases::new(paths).check() {
+    match mail_lookup::aliases::Aliases::new(paths).check() {
         Ok((_, warnings)) => {
             for w in warnings {
                 eprintln!("newaliases: warning: {w}");

@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use mail_auth::UserDb;
-use mail_auth::aliases::Aliases;
 use mail_config::{Main, Networks};
+use mail_lookup::aliases::Aliases;
 use mail_types::{Address, EnhancedStatus};
 use smtp_proto::Reply;
 
@@ -113,7 +113,7 @@ impl Policy {
             }
             return Verdict::Reject(reply(554, (5, 7, 1), format!("<{to}>: Relay access denied")));
         }
-        match mail_auth::local_recipient_exists(
+        match mail_lookup::local_recipient_exists(
             &self.users,
             &self.aliases,
             qualified.local(),

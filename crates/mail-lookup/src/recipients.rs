@@ -5,9 +5,11 @@
 //! mail for unknown users is refused with 550 during the SMTP dialogue
 //! instead of being accepted and bounced later (backscatter).
 
+use mail_auth::UserDb;
+
 use crate::Error;
 use crate::aliases::Aliases;
-use crate::userdb::UserDb;
+use crate::extension::split_extension;
 
 /// True if `local_part`, or, when `delimiter` is non-empty and the local
 /// part contains one of its characters, the part before the first such
@@ -26,22 +28,10 @@ pub fn local_recipient_exists(
     if name_exists(users, aliases, local_part)? {
         return Ok(true);
     }
-    match strip_extension(local_part, delimiter) {
-        Some(base) => name_exists(users, aliases, base),
-        None => Ok(false),
+    match split_extension(local_part, delimiter) {
+        (base, Some(_)) => name_exists(users, aliases, base),
+        (_, None) => Ok(false),
     }
-}
-
-/// The local part without its address extension: the text before the first
-/// character of `delimiter` (each character is a delimiter, as in Postfix
-/// 2.11 and later). `None` when there is no delimiter, none occurs, or the
-/// local part starts with one (`+foo` has no base name).
-fn strip_extension<'a>(local_part: &'a str, delimiter: &str) -> Option<&'a str> {
-    if delimiter.is_empty() {
-        return None;
-    }
-    let at = local_part.find(|c| delimiter.contains(c))?;
-    if at == 0 { None } else { Some(&local_part[..at]) }
 }
 
 fn name_exists(users: &UserDb, aliases: &Aliases, name: &str) -> Result<bool, Error> {
@@ -97,15 +87,6 @@ mod tests {
         assert!(!exists("+suporte", "+"));
         assert!(!exists("", "+"));
         assert!(!exists("mailer-daemon", "+"));
-    }
-
-    #[test]
-    fn strip_extension_rules() {
-        assert_eq!(strip_extension("a+b", "+"), Some("a"));
-        assert_eq!(strip_extension("a-b+c", "+-"), Some("a"));
-        assert_eq!(strip_extension("a", "+"), None);
-        assert_eq!(strip_extension("+a", "+"), None);
-        assert_eq!(strip_extension("a+b", ""), None);
     }
 
     #[test]

@@ -1,0 +1,32 @@
+//! Lookup tables of local delivery and smtpd: the aliases database and the
+//! local recipient table.
+//!
+//! What it does:
+//! - [`aliases`] reads `/etc/aliases`-format files (aliases(5): addresses,
+//!   `/file`, `|command`, `:include:`), cached and re-read on change, and
+//!   `:include:` files;
+//! - [`local_recipient_exists`] answers smtpd's "is this a local recipient"
+//!   (an alias or a user, with the `recipient_delimiter` extension removed),
+//!   Postfix's `local_recipient_maps`;
+//! - [`split_extension`] splits `user+ext` at the `recipient_delimiter`,
+//!   for the recipient table and local delivery alike.
+//!
+//! What it does not: no alias expansion (following aliases to users, files
+//! and commands, `.forward` files and loops are local delivery's job), no
+//! passwords (users come from `mail-auth`'s [`mail_auth::UserDb`], which
+//! this crate only asks whether a name exists), no sockets, no `.db` files.
+//!
+//! Used by `local-delivery` (aliases), `smtpd` (local recipient check) and
+//! `newaliases` in `postern-cli`. It depends on `mail-auth`, never the
+//! reverse, so smtpd's recipient check needs no password code of its own.
+#![forbid(unsafe_code)]
+
+pub mod aliases;
+mod error;
+mod extension;
+mod recipients;
+mod stamp;
+
+pub use error::Error;
+pub use extension::split_extension;
+pub use recipients::local_recipient_exists;
