@@ -216,7 +216,7 @@ pub(crate) fn forward(s: &Settings, m: &Message<'_>, address: &str, via: &str) -
     })();
     match written {
         Ok(id) => {
-            wake_qmgr(&queue);
+            wake_qmgr(&s.qmgr_socket);
             DeliveryStatus::sent(format!("forwarded as {}", id.as_str()))
         }
         Err(e) => defer(format!("cannot forward to {address}: {e}")),
@@ -224,13 +224,9 @@ pub(crate) fn forward(s: &Settings, m: &Message<'_>, address: &str, via: &str) -
 }
 
 /// Fire and forget: qmgr also scans incoming/ on its own timer.
-fn wake_qmgr(queue: &Queue) {
-    let path = queue.root().join(mail_ipc::sockets::QMGR);
-    match std::os::unix::net::UnixStream::connect(&path) {
-        Ok(mut stream) => {
-            let _ = mail_ipc::write_frame(&mut stream, &mail_ipc::trigger::Trigger::Wakeup);
-        }
-        Err(e) => tracing::warn!("cannot trigger qmgr at {}: {e}", path.display()),
+fn wake_qmgr(path: &Path) {
+    if let Err(e) = mail_ipc::trigger::send(path, mail_ipc::trigger::Trigger::Wakeup) {
+        tracing::warn!("cannot trigger qmgr at {}: {e}", path.display());
     }
 }
 

@@ -82,24 +82,17 @@ mod privs;
 mod resolve;
 mod settings;
 
-use std::os::fd::AsFd;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
-use mail_daemon::Listener;
+use anyhow::bail;
+use mail_daemon::{BlockingConnection, Listener};
 use mail_ipc::delivery::{DeliveryReply, DeliveryRequest, RecipientResult};
 use mail_types::{DeliveryStatus, EnhancedStatus};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::deliver::Agent;
 use crate::settings::Settings;
-
-/// How often the idle loop looks at the stop flag.
-const POLL_INTERVAL_MS: u16 = 1000;
 
 /// How long we wait for qmgr to send its request once connected.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -108,102 +101,25 @@ fn main() -> ExitCode {
     mail_daemon::exit_on_fatal("local", run())
 }
 
+/// One connection at a time on one thread (`run_blocking`: no runtime, no
+/// helper threads), because glibc makes every set*uid a broadcast to all
+/// threads of the process. Both kinds of stop finish the request in hand:
+/// a reload must not hand new deliveries to a worker with the old
+/// configuration, and a delivery cut short would only be redone.
 fn run() -> anyhow::Result<()> {
-    let daemon = mail_daemon::init("local")?;
-    let listener = match daemon.listeners.as_slice() {
-        [Listener::Unix(l)] => l.try_clone().context("cannot duplicate the listening socket")?,
-        _ => bail!("local-delivery needs exactly one unix listener (private/local)"),
-    };
-    // Several workers share the socket: whoever loses the race for a
-    // connection must not block in accept().
-    listener.set_nonblocking(true).context("cannot make the listener non-blocking")?;
-    let agent = Agent::new(Settings::from_config(&daemon.config));
-    let (stop, wake) = watch_stop_signals()?;
-    daemon.ready();
-    serve(&listener, &agent, &stop, &wake);
-    daemon.draining();
-    Ok(())
-}
-
-/// A helper thread waits for SIGTERM/SIGINT/SIGUSR1, raises the flag and
-/// writes to a socket the accept loop polls, so a draining worker stops
-/// accepting at once (a reload must not hand new deliveries to a worker
-/// with the old configuration). The loop finishes the request in hand and
-/// then exits.
-fn watch_stop_signals() -> anyhow::Result<(Arc<AtomicBool>, UnixStream)> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    let (wake_rx, mut wake_tx) =
-        UnixStream::pair().context("cannot create the stop socket pair")?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot build the signal runtime")?;
-    // The handlers are registered before `ready` is sent, so that a stop
-    // signal right after start-up cannot meet the default action (exit in
-    // the middle of a delivery).
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            rt.block_on(async move {
-                use tokio::signal::unix::{SignalKind, signal};
-                let (Ok(mut term), Ok(mut int), Ok(mut usr1)) = (
-                    signal(SignalKind::terminate()),
-                    signal(SignalKind::interrupt()),
-                    signal(SignalKind::user_defined1()),
-                ) else {
-                    // The default actions (exit) stay in force.
-                    let _ = tx.send(());
-                    return std::future::pending::<()>().await;
-                };
-                let _ = tx.send(());
-                // Stop::Now and Stop::Drain mean the same here: finish the
-                // one request in hand, then exit.
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                    _ = usr1.recv() => {}
-                }
-            });
-            flag.store(true, Ordering::SeqCst);
-            let _ = std::io::Write::write_all(&mut wake_tx, b"x");
-        })
-        .context("cannot start the signal thread")?;
-    let _ = rx.recv_timeout(Duration::from_secs(5));
-    Ok((stop, wake_rx))
-}
-
-fn serve(listener: &UnixListener, agent: &Agent, stop: &AtomicBool, wake: &UnixStream) {
-    while !stop.load(Ordering::SeqCst) {
-        let mut fds = [
-            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
-            PollFd::new(wake.as_fd(), PollFlags::POLLIN),
-        ];
-        let ready = poll(&mut fds, PollTimeout::from(POLL_INTERVAL_MS));
-        let woken = fds[1].revents().is_some_and(|r| !r.is_empty());
-        if woken || stop.load(Ordering::SeqCst) {
-            break;
-        }
-        match ready {
-            Ok(0) => continue,
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => {
-                tracing::warn!("poll on private/local: {e}");
-                std::thread::sleep(Duration::from_millis(100));
-                continue;
-            }
-        }
-        match listener.accept() {
-            Ok((stream, _)) => serve_connection(stream, agent),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => {
-                tracing::warn!("accept on private/local: {e}");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
+    let mut daemon = mail_daemon::init("local")?;
+    if !matches!(daemon.listeners.as_slice(), [Listener::Unix(_)]) {
+        bail!("local-delivery needs exactly one unix listener (private/local)");
     }
+    let mut settings = Settings::from_config(&daemon.config);
+    settings.qmgr_socket = daemon.socket_path("qmgr")?;
+    let agent = Agent::new(settings);
+    mail_daemon::run_blocking(&mut daemon, |conn| {
+        if let BlockingConnection::Unix(stream) = conn {
+            serve_connection(stream, &agent);
+        }
+    })?;
+    Ok(())
 }
 
 /// Whether the other end has closed the connection.
@@ -221,9 +137,7 @@ fn peer_gone(stream: &UnixStream) -> bool {
 
 /// One request, one reply.
 fn serve_connection(mut stream: UnixStream, agent: &Agent) {
-    let setup =
-        stream.set_nonblocking(false).and_then(|()| stream.set_read_timeout(Some(REQUEST_TIMEOUT)));
-    if let Err(e) = setup {
+    if let Err(e) = stream.set_read_timeout(Some(REQUEST_TIMEOUT)) {
         tracing::warn!("cannot set up qmgr connection: {e}");
         return;
     }

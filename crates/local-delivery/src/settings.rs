@@ -50,6 +50,9 @@ pub(crate) struct Settings {
     /// a user's belongs to that user, so root's commands are not moved to
     /// `default_privs` (a system install never has mail_owner root).
     pub(crate) root_instance: bool,
+    /// qmgr's trigger socket, woken after a forwarded copy is queued: the
+    /// path master.toml gives the `qmgr` service (main sets it).
+    pub(crate) qmgr_socket: PathBuf,
 }
 
 impl Settings {
@@ -59,6 +62,7 @@ impl Settings {
         let common = settings::Common::new(c);
         let local = settings::Local::new(c);
         Settings {
+            qmgr_socket: common.queue_directory.join(mail_ipc::sockets::QMGR),
             queue_directory: common.queue_directory,
             alias_maps: common.alias_maps,
             recipient_delimiter: common.recipient_delimiter,
