@@ -1,6 +1,6 @@
 //! Project chores that are checked by `cargo test`: `cargo xtask tidy`
-//! (also run as this crate's tests) enforces the conventions of
-//! `../shared/STYLE.md` that no compiler checks: the dependency rules
+//! (also run as this crate's tests) enforces the project's conventions
+//! that no compiler checks (docs/ARCHITECTURE.md): the dependency rules
 //! between crates, a `//!` doc at the top of every source file, and no
 //! `#[ignore]`/`#[should_panic]` tests.
 #![forbid(unsafe_code)]

@@ -52,7 +52,7 @@ fn metadata(root: &Path) -> Result<serde_json::Value, String> {
 /// through them.
 const FORBIDDEN_EDGES: &[(&str, &str)] = &[("mail-auth", "mail-lookup")];
 
-/// STYLE 2.3: no daemon depends on another daemon; `*-proto` crates and
+/// No daemon depends on another daemon; `*-proto` crates and
 /// `mail-types` do no async I/O; the edges of [`FORBIDDEN_EDGES`] do not
 /// exist.
 pub(crate) fn dependency_rules(root: &Path) -> Vec<String> {
@@ -107,7 +107,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// STYLE 2.10: every `.rs` file starts with `//!`.
+/// Every `.rs` file starts with `//!`.
 pub(crate) fn file_docs(root: &Path) -> Vec<String> {
     let mut files = Vec::new();
     for dir in ["crates", "tests", "xtask", "fuzz/fuzz_targets"] {
@@ -120,7 +120,7 @@ pub(crate) fn file_docs(root: &Path) -> Vec<String> {
         .collect()
 }
 
-/// STYLE 2.9: no ignored tests and no should_panic tests.
+/// No ignored tests and no should_panic tests.
 pub(crate) fn banned_test_attributes(root: &Path) -> Vec<String> {
     let mut files = Vec::new();
     for dir in ["crates", "tests"] {

@@ -12,7 +12,7 @@
 //! to `postconf`, where the name comes from the operator
 //! ([`Main::lookup_text`] and friends return errors).
 //!
-//! The split follows DESIGN.md's rule that a daemon sees only its own
+//! The split follows the rule that a daemon sees only its own
 //! section plus [`Common`]: [`Smtpd`], [`Qmgr`], [`Local`], [`Master`]
 //! and [`Sendmail`]; pickup needs only [`Common`]. A parameter that no
 //! struct reads must say so in its doc in `params.rs` (see
