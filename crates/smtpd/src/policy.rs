@@ -8,11 +8,10 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use mail_auth::UserDb;
-use mail_config::{Main, Networks};
+use mail_config::{LocalDomains, Main, Networks, settings};
 use mail_lookup::aliases::Aliases;
 use mail_types::{Address, EnhancedStatus};
 use smtp_proto::Reply;
@@ -20,8 +19,8 @@ use smtp_proto::Reply;
 /// The recipient policy, built once per process from main.toml.
 #[derive(Debug)]
 pub(crate) struct Policy {
-    /// Kept for `mail_config::is_local_domain` (`mydestination`).
-    config: Main,
+    /// `mydestination`, the local-domain test qmgr routes by too.
+    mydestination: LocalDomains,
     myorigin: String,
     append_at_myorigin: bool,
     mynetworks: Networks,
@@ -48,29 +47,19 @@ impl Policy {
     /// append_at_myorigin, mydestination, mynetworks, passwd_file,
     /// alias_maps and recipient_delimiter.
     pub(crate) fn from_config(config: &Main) -> Policy {
-        let passwd_file = config.path("passwd_file");
-        let users = if passwd_file.as_os_str().is_empty() {
-            UserDb::System
-        } else {
-            UserDb::passwd_file(passwd_file)
+        let common = settings::Common::new(config);
+        let users = match common.passwd_file {
+            Some(path) => UserDb::passwd_file(path),
+            None => UserDb::System,
         };
-        // Main::list already strips a hash:/lmdb: prefix from map lists.
-        let alias_paths: Vec<PathBuf> = config
-            .list("alias_maps")
-            .into_iter()
-            .map(|p| {
-                let p = PathBuf::from(p);
-                if p.is_relative() { config.dir().join(p) } else { p }
-            })
-            .collect();
         Policy {
-            config: config.clone(),
-            myorigin: config.str("myorigin"),
-            append_at_myorigin: config.bool("append_at_myorigin"),
-            mynetworks: config.mynetworks(),
+            mydestination: common.mydestination,
+            myorigin: common.myorigin,
+            append_at_myorigin: common.append_at_myorigin,
+            mynetworks: settings::Smtpd::new(config).mynetworks,
             users,
-            aliases: Aliases::new(alias_paths),
-            recipient_delimiter: config.str("recipient_delimiter"),
+            aliases: Aliases::new(common.alias_maps),
+            recipient_delimiter: common.recipient_delimiter,
         }
     }
 
@@ -92,7 +81,7 @@ impl Policy {
     /// Whether mail for `domain` is delivered here: `mydestination` only,
     /// as in Postfix, and the same rule qmgr routes by.
     fn is_local(&self, domain: &str) -> bool {
-        mail_config::is_local_domain(&self.config, domain)
+        self.mydestination.contains(domain)
     }
 
     /// Decides RCPT TO. Blocking: it may read the passwd-file, the
