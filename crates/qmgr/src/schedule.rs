@@ -5,16 +5,17 @@
 //! message, and the loop goes on.
 
 use crate::bounce;
+use crate::policy::{self, Transport};
 use mail_daemon::{Daemon, Listener, Stop};
 use mail_ipc::delivery::{
     DeliveryRecipient, DeliveryReply, DeliveryRequest, RecipientResult, ResultKind,
 };
 use mail_ipc::trigger::Trigger;
 use mail_queue::{Envelope, Error as QueueError, Outcome, Queue, State, StatusRecord};
-use mail_types::{Address, QueueId};
+use mail_types::QueueId;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 use tokio::sync::{Semaphore, mpsc};
 
 /// How often incoming/ is scanned even without a trigger.
@@ -34,6 +35,10 @@ pub(crate) struct Settings {
     pub(crate) bounce_lifetime: Duration,
     pub(crate) active_limit: usize,
     pub(crate) concurrency: usize,
+    /// Most recipients per request to local delivery.
+    pub(crate) local_recipient_limit: usize,
+    /// Most recipients per request to any other agent.
+    pub(crate) default_recipient_limit: usize,
     pub(crate) local_domains: Vec<String>,
     pub(crate) myhostname: String,
     pub(crate) mail_name: String,
@@ -49,6 +54,8 @@ impl Settings {
             bounce_lifetime: c.duration("bounce_queue_lifetime"),
             active_limit: c.int("qmgr_message_active_limit").max(1) as usize,
             concurrency: c.int("default_destination_concurrency_limit").max(1) as usize,
+            local_recipient_limit: c.int("local_destination_recipient_limit").max(1) as usize,
+            default_recipient_limit: c.int("default_destination_recipient_limit").max(1) as usize,
             local_domains: c
                 .list("mydestination")
                 .into_iter()
@@ -56,22 +63,6 @@ impl Settings {
                 .collect(),
             myhostname: c.str("myhostname"),
             mail_name: c.str("mail_name"),
-        }
-    }
-}
-
-/// Which agent handles a recipient.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Transport {
-    Local,
-    Smtp,
-}
-
-impl Transport {
-    fn socket(self) -> &'static str {
-        match self {
-            Transport::Local => mail_ipc::sockets::LOCAL,
-            Transport::Smtp => mail_ipc::sockets::SMTP,
         }
     }
 }
@@ -105,7 +96,7 @@ struct Qmgr {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    policy::now_secs(SystemTime::now())
 }
 
 pub(crate) async fn run(daemon: Daemon) -> anyhow::Result<()> {
@@ -263,15 +254,16 @@ impl Qmgr {
 
     /// Loads a message now in active/ and sends its recipients out.
     fn activate(&mut self, id: QueueId, from: State) {
-        let envelope = match self.queue.read_envelope(State::Active, &id) {
-            Ok(e) => e,
-            Err(e @ QueueError::Corrupt { .. }) => {
-                tracing::warn!("{id}: {e}; moving it to corrupt/");
-                if let Err(e) = self.queue.quarantine(&id, State::Active) {
-                    tracing::warn!("{id}: cannot move to corrupt/: {e}");
-                }
-                return;
+        // The whole file is checked (both checksums, every field) before
+        // anything is delivered; a FIFO, link or device in its place is
+        // found without opening it for blocking reads.
+        let envelope = match self.queue.read_envelope_verified(State::Active, &id) {
+            Ok(e) if !policy::arrival_is_sane(e.arrival, now()) => {
+                let reason = format!("arrival time {} is in the future", e.arrival);
+                return self.quarantine(&id, &reason);
             }
+            Ok(e) => e,
+            Err(QueueError::Corrupt { reason, .. }) => return self.quarantine(&id, &reason),
             Err(e) if e.is_not_found() => return,
             Err(e) => return tracing::warn!("{id}: {e}"),
         };
@@ -280,12 +272,23 @@ impl Qmgr {
                 records.iter().filter(|r| r.outcome.is_final()).map(|r| r.recipient).collect()
             }
             Err(e) => {
-                tracing::warn!("{id}: status log: {e}; retrying every recipient");
-                HashSet::new()
+                // Without the log qmgr cannot tell who has their mail
+                // already; sending to everyone again would duplicate
+                // deliveries and bounces. The message waits instead.
+                tracing::warn!(
+                    "{id}: cannot read the status log: {e}; message deferred, nothing delivered"
+                );
+                let after = policy::backoff(
+                    policy::age(envelope.arrival, now()),
+                    self.s.min_backoff,
+                    self.s.max_backoff,
+                );
+                return self.defer(&id, after);
             }
         };
-        let size =
-            std::fs::metadata(self.queue.path(State::Active, &id)).map(|m| m.len()).unwrap_or(0);
+        let size = std::fs::symlink_metadata(self.queue.path(State::Active, &id))
+            .map(|m| m.len())
+            .unwrap_or(0);
         if from != State::Active {
             tracing::info!(
                 "{id}: from=<{}>, size={size}, nrcpt={} (queue active)",
@@ -293,13 +296,14 @@ impl Qmgr {
                 envelope.recipients.len()
             );
         }
-        let mut groups: HashMap<Transport, Vec<DeliveryRecipient>> = HashMap::new();
+        let mut groups: std::collections::BTreeMap<Transport, Vec<DeliveryRecipient>> =
+            Default::default();
         for (i, r) in envelope.recipients.iter().enumerate() {
             let index = i as u32;
             if done_before.contains(&index) {
                 continue;
             }
-            let t = self.transport_for(&r.address);
+            let t = policy::transport_for(&r.address, &self.s.local_domains);
             groups.entry(t).or_default().push(DeliveryRecipient {
                 index,
                 address: r.address.clone(),
@@ -308,7 +312,18 @@ impl Qmgr {
         }
         let mut msg =
             Active { envelope, done_before, round: Vec::new(), outstanding: 0, recorded: false };
-        for (t, recipients) in groups {
+        // One request per `*_destination_recipient_limit` recipients, so
+        // no request outgrows an IPC frame or an agent's patience.
+        let (local_limit, default_limit) =
+            (self.s.local_recipient_limit, self.s.default_recipient_limit);
+        let requests = groups.into_iter().flat_map(|(t, recipients)| {
+            let limit = match t {
+                Transport::Local => local_limit,
+                Transport::Smtp => default_limit,
+            };
+            policy::split(recipients, limit).into_iter().map(move |chunk| (t, chunk))
+        });
+        for (t, recipients) in requests {
             msg.outstanding += 1;
             let req = DeliveryRequest {
                 queue_id: id.to_string(),
@@ -338,11 +353,15 @@ impl Qmgr {
         }
     }
 
-    fn transport_for(&self, address: &str) -> Transport {
-        match Address::parse(address).ok().and_then(|a| a.domain().map(str::to_owned)) {
-            None => Transport::Local,
-            Some(d) if self.s.local_domains.contains(&d) => Transport::Local,
-            Some(_) => Transport::Smtp,
+    /// Moves a file qmgr cannot use to corrupt/, with a warning.
+    fn quarantine(&self, id: &QueueId, reason: &str) {
+        match self.queue.quarantine(id, State::Active) {
+            Ok(to) => {
+                tracing::warn!("{id}: corrupt queue file: {reason}; moved to {}", to.display())
+            }
+            Err(e) => tracing::warn!(
+                "{id}: corrupt queue file: {reason}; cannot move it to corrupt/: {e}"
+            ),
         }
     }
 
@@ -406,13 +425,13 @@ impl Qmgr {
     fn finish(&mut self, id: QueueId) {
         let Some(mut msg) = self.active.remove(&id) else { return };
         let total = msg.envelope.recipients.len() as u32;
-        let age = Duration::from_secs(now().saturating_sub(msg.envelope.arrival));
+        let age = policy::age(msg.envelope.arrival, now());
         let lifetime = if msg.envelope.sender.is_empty() {
             self.s.bounce_lifetime
         } else {
             self.s.max_lifetime
         };
-        if age > lifetime {
+        if policy::expired(age, lifetime) {
             for r in &mut msg.round {
                 if let Outcome::Deferred { text, .. } = &r.outcome {
                     let text = format!(
@@ -473,8 +492,7 @@ impl Qmgr {
         if all_final {
             self.remove(&id);
         } else {
-            let backoff = age.clamp(self.s.min_backoff, self.s.max_backoff.max(self.s.min_backoff));
-            self.defer(&id, backoff);
+            self.defer(&id, policy::backoff(age, self.s.min_backoff, self.s.max_backoff));
         }
     }
 
@@ -503,7 +521,7 @@ impl Qmgr {
             return tracing::warn!("{id}: cannot move to deferred/: {e}");
         }
         let path = self.queue.path(State::Deferred, id);
-        let when = SystemTime::now() + after;
+        let when = policy::retry_at(SystemTime::now(), after);
         if let Err(e) = std::fs::File::open(&path).and_then(|f| f.set_modified(when)) {
             tracing::warn!("{id}: cannot set the retry time: {e}");
         }
@@ -520,7 +538,7 @@ fn log_result(id: &QueueId, envelope: &Envelope, index: u32, outcome: &Outcome, 
         Outcome::Deferred { dsn, text } => ("deferred", dsn, text),
         Outcome::Bounced { dsn, text } => ("bounced", dsn, text),
     };
-    let since = id.created().unwrap_or(UNIX_EPOCH + Duration::from_secs(envelope.arrival));
+    let since = policy::delay_origin(id.created(), envelope.arrival);
     let delay = SystemTime::now().duration_since(since).map_or(0.0, |d| d.as_secs_f64());
     let orig = if rcpt.original != rcpt.address {
         format!(", orig_to=<{}>", rcpt.original)
