@@ -74,7 +74,11 @@ fn twenty_thousand_local_recipients_each_get_it_once() {
             _ => other.push(text.lines().take(8).collect::<Vec<_>>().join(" | ")),
         }
     }
-    assert!(other.is_empty(), "messages other than the test message: {:?}", &other[..other.len().min(3)]);
+    assert!(
+        other.is_empty(),
+        "messages other than the test message: {:?}",
+        &other[..other.len().min(3)]
+    );
     assert_eq!(per_rcpt.len(), RECIPIENTS, "distinct recipients delivered");
     let dups: Vec<_> = per_rcpt.iter().filter(|(_, n)| **n != 1).take(5).collect();
     assert!(dups.is_empty(), "delivered more than once: {dups:?}");
@@ -83,5 +87,9 @@ fn twenty_thousand_local_recipients_each_get_it_once() {
     }
     assert_eq!(inst.new_mail("suporte").len(), RECIPIENTS);
     assert!(inst.queue_files("corrupt").is_empty());
-    assert!(inst.queue_files("status").is_empty(), "status logs left: {:?}", inst.queue_files("status"));
+    assert!(
+        inst.queue_files("status").is_empty(),
+        "status logs left: {:?}",
+        inst.queue_files("status")
+    );
 }

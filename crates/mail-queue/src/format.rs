@@ -236,8 +236,8 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<QueueFile, Error> {
     let corrupt =
         |reason: &str| Error::Corrupt { path: path.to_owned(), reason: reason.to_owned() };
     let head = decode_head(path, bytes, bytes.len() as u64)?;
-    let start = usize::try_from(head.content_start)
-        .map_err(|_| corrupt("content offset out of range"))?;
+    let start =
+        usize::try_from(head.content_start).map_err(|_| corrupt("content offset out of range"))?;
     let len =
         usize::try_from(head.content_len).map_err(|_| corrupt("content length out of range"))?;
     let end = start.checked_add(len).ok_or_else(|| corrupt("content length out of range"))?;

@@ -259,8 +259,7 @@ impl Queue {
         let src = self.path(from, id);
         let dir = self.dir(State::Corrupt);
         for n in 0..1000u32 {
-            let name =
-                if n == 0 { id.as_str().to_owned() } else { format!("{}.{n}", id.as_str()) };
+            let name = if n == 0 { id.as_str().to_owned() } else { format!("{}.{n}", id.as_str()) };
             let dst = dir.join(name);
             match rename_noreplace(&src, &dst) {
                 Ok(()) => return Ok(dst),
@@ -268,10 +267,7 @@ impl Queue {
                 Err(e) => return Err(Error::Io { path: src, source: e }),
             }
         }
-        Err(Error::Io {
-            path: src,
-            source: std::io::Error::other("no free name in corrupt/"),
-        })
+        Err(Error::Io { path: src, source: std::io::Error::other("no free name in corrupt/") })
     }
 
     /// Removes a message that is finished: its queue file, then its status
@@ -484,7 +480,10 @@ mod tests {
         for s in [State::Active, State::Deferred] {
             fs::write(q.path(s, &id), b"other message").unwrap();
             let e = q.move_to(&id, State::Incoming, s).unwrap_err();
-            assert!(matches!(&e, Error::Io { source, .. } if source.kind() == ErrorKind::AlreadyExists), "{e}");
+            assert!(
+                matches!(&e, Error::Io { source, .. } if source.kind() == ErrorKind::AlreadyExists),
+                "{e}"
+            );
             assert_eq!(fs::read(q.path(s, &id)).unwrap(), b"other message");
             assert_eq!(q.read(State::Incoming, &id).unwrap().content, b"mine\n");
         }
@@ -526,7 +525,7 @@ mod tests {
             outcome: crate::Outcome::Delivered { dsn: "2.0.0".into(), text: "old".into() },
             time: 1,
         };
-        q.append_status(&id, &[rec.clone()]).unwrap();
+        q.append_status(&id, std::slice::from_ref(&rec)).unwrap();
         assert!(p.commit(&env(), b"new\n").is_err());
         assert!(!q.path(State::Incoming, &id).exists());
         assert_eq!(q.read_status(&id).unwrap(), vec![rec]);

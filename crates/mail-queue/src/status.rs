@@ -7,6 +7,9 @@
 //! after a crash a recipient is re-delivered only if the crash fell
 //! between its delivery and this append (the documented duplicate window).
 //! A torn last frame (crash during the append) is ignored on read.
+//! A log that keeps growing (a message deferred round after round) is
+//! compacted to one record per recipient rather than allowed to reach
+//! the size a reader refuses; final results always survive compaction.
 
 use crate::{Error, Queue};
 use mail_types::QueueId;

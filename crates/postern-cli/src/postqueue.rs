@@ -626,7 +626,10 @@ mod tests {
             .expect("postqueue blocked on a FIFO");
         let ids: Vec<&QueueId> = entries.iter().map(|e| &e.id).collect();
         assert_eq!(ids, [&queued]);
-        assert!(warn.contains(active_fifo.as_str()) && warn.contains("not a regular file"), "{warn}");
+        assert!(
+            warn.contains(active_fifo.as_str()) && warn.contains("not a regular file"),
+            "{warn}"
+        );
         assert!(!warn.contains("secret"), "{warn}");
     }
 

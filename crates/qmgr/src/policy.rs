@@ -89,7 +89,9 @@ pub(crate) fn retry_at(now: SystemTime, after: Duration) -> SystemTime {
 /// queue id's time if it has one, else the envelope's arrival, else the
 /// epoch. Never panics, whatever the file said.
 pub(crate) fn delay_origin(id_created: Option<SystemTime>, arrival: u64) -> SystemTime {
-    id_created.or_else(|| UNIX_EPOCH.checked_add(Duration::from_secs(arrival))).unwrap_or(UNIX_EPOCH)
+    id_created
+        .or_else(|| UNIX_EPOCH.checked_add(Duration::from_secs(arrival)))
+        .unwrap_or(UNIX_EPOCH)
 }
 
 #[cfg(test)]
