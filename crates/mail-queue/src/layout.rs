@@ -251,6 +251,15 @@ impl Queue {
         })
     }
 
+    /// Sets when a file in `deferred/` is due: its modification time.
+    /// Opened like every queue file, so a link or FIFO put in its place
+    /// is refused rather than followed or waited on.
+    pub fn set_retry_time(&self, id: &QueueId, when: std::time::SystemTime) -> Result<(), Error> {
+        let path = self.path(State::Deferred, id);
+        let (f, _) = open_regular(&path)?;
+        f.set_modified(when).map_err(Error::io(path))
+    }
+
     /// Moves an unreadable file to `corrupt/` (never deletes it), with its
     /// status log left in place for the operator. If `corrupt/ID` exists
     /// already, the file becomes `corrupt/ID.1` (`.2`, ...): neither is

@@ -40,6 +40,7 @@
 //!   delivery agents. Delivery results are logged by the agents.
 
 mod bounce;
+mod ledger;
 mod policy;
 mod schedule;
 

@@ -5,11 +5,10 @@
 //! message, and the loop goes on.
 
 use crate::bounce;
+use crate::ledger;
 use crate::policy::{self, Transport};
 use mail_daemon::{Daemon, Listener, Stop};
-use mail_ipc::delivery::{
-    DeliveryRecipient, DeliveryReply, DeliveryRequest, RecipientResult, ResultKind,
-};
+use mail_ipc::delivery::{DeliveryRecipient, DeliveryReply, DeliveryRequest};
 use mail_ipc::trigger::Trigger;
 use mail_queue::{Envelope, Error as QueueError, Outcome, Queue, State, StatusRecord};
 use mail_types::QueueId;
@@ -268,9 +267,7 @@ impl Qmgr {
             Err(e) => return tracing::warn!("{id}: {e}"),
         };
         let done_before: HashSet<u32> = match self.queue.read_status(&id) {
-            Ok(records) => {
-                records.iter().filter(|r| r.outcome.is_final()).map(|r| r.recipient).collect()
-            }
+            Ok(records) => ledger::finals(&records),
             Err(e) => {
                 // Without the log qmgr cannot tell who has their mail
                 // already; sending to everyone again would duplicate
@@ -368,29 +365,18 @@ impl Qmgr {
     fn on_done(&mut self, id: QueueId, asked: Vec<u32>, reply: Result<DeliveryReply, String>) {
         let Some(msg) = self.active.get_mut(&id) else { return };
         let t = now();
-        let mut answered = HashSet::new();
-        let mut fresh = Vec::new();
-        let failure = match reply {
+        let (mut fresh, missing, failure) = match reply {
             Ok(r) => {
-                for res in r.results {
-                    // Ignore answers about recipients we did not ask for.
-                    if asked.contains(&res.index) && answered.insert(res.index) {
-                        fresh.push(StatusRecord {
-                            recipient: res.index,
-                            outcome: outcome(&res),
-                            time: t,
-                        });
-                    }
-                }
-                "delivery agent returned no result for this recipient".to_string()
+                let (records, missing) = ledger::answers(&asked, r.results, t);
+                (records, missing, "delivery agent returned no result for this recipient".into())
             }
-            Err(text) => text,
+            Err(text) => (Vec::new(), asked, text),
         };
-        for i in asked.iter().filter(|i| !answered.contains(i)) {
+        for i in missing {
             let outcome = Outcome::Deferred { dsn: "4.3.0".into(), text: failure.clone() };
             // The agent did not log these; qmgr does, in the agents' format.
-            log_result(&id, &msg.envelope, *i, &outcome, "none");
-            fresh.push(StatusRecord { recipient: *i, outcome, time: t });
+            log_result(&id, &msg.envelope, i, &outcome, "none");
+            fresh.push(StatusRecord { recipient: i, outcome, time: t });
         }
         msg.round.extend(fresh);
         msg.outstanding = msg.outstanding.saturating_sub(1);
@@ -401,8 +387,7 @@ impl Qmgr {
         // recipients): record what is final now rather than after the
         // slowest agent, so a crash meanwhile re-delivers nothing done.
         // Bounces wait for finish(), which queues the report first.
-        let (keep, record): (Vec<StatusRecord>, Vec<StatusRecord>) =
-            msg.round.drain(..).partition(|r| matches!(r.outcome, Outcome::Bounced { .. }));
+        let (keep, record) = ledger::recordable_now(std::mem::take(&mut msg.round));
         msg.round = keep;
         if record.is_empty() {
             return;
@@ -410,8 +395,7 @@ impl Qmgr {
         match self.queue.append_status(&id, &record) {
             Ok(()) => {
                 msg.recorded = true;
-                msg.done_before
-                    .extend(record.iter().filter(|r| r.outcome.is_final()).map(|r| r.recipient));
+                msg.done_before.extend(ledger::finals(&record));
             }
             Err(e) => {
                 tracing::warn!("{id}: cannot record delivery status: {e}; will retry");
@@ -432,20 +416,12 @@ impl Qmgr {
             self.s.max_lifetime
         };
         if policy::expired(age, lifetime) {
-            for r in &mut msg.round {
-                if let Outcome::Deferred { text, .. } = &r.outcome {
-                    let text = format!(
-                        "message expired after {} days in the queue; last error: {text}",
-                        age.as_secs() / 86400
-                    );
-                    r.outcome = Outcome::Bounced { dsn: "4.4.7".into(), text };
-                    log_result(&id, &msg.envelope, r.recipient, &r.outcome, "none");
-                }
+            let expired: HashSet<u32> = ledger::expire(&mut msg.round, age).into_iter().collect();
+            for r in msg.round.iter().filter(|r| expired.contains(&r.recipient)) {
+                log_result(&id, &msg.envelope, r.recipient, &r.outcome, "none");
             }
         }
-        let mut final_now: HashSet<u32> = msg.done_before.clone();
-        final_now.extend(msg.round.iter().filter(|r| r.outcome.is_final()).map(|r| r.recipient));
-        let all_final = (0..total).all(|i| final_now.contains(&i));
+        let all_final = ledger::all_final(total, &msg.done_before, &msg.round);
         let bounced: Vec<&StatusRecord> =
             msg.round.iter().filter(|r| matches!(r.outcome, Outcome::Bounced { .. })).collect();
 
@@ -520,9 +496,8 @@ impl Qmgr {
         if let Err(e) = self.queue.move_to(id, State::Active, State::Deferred) {
             return tracing::warn!("{id}: cannot move to deferred/: {e}");
         }
-        let path = self.queue.path(State::Deferred, id);
         let when = policy::retry_at(SystemTime::now(), after);
-        if let Err(e) = std::fs::File::open(&path).and_then(|f| f.set_modified(when)) {
+        if let Err(e) = self.queue.set_retry_time(id, when) {
             tracing::warn!("{id}: cannot set the retry time: {e}");
         }
     }
@@ -549,15 +524,6 @@ fn log_result(id: &QueueId, envelope: &Envelope, index: u32, outcome: &Outcome, 
         "{id}: to=<{}>{orig}, relay={relay}, delay={delay:.2}, dsn={dsn}, status={word} ({text})",
         rcpt.address
     );
-}
-
-fn outcome(r: &RecipientResult) -> Outcome {
-    let (dsn, text) = (r.dsn.clone(), r.text.clone());
-    match r.kind {
-        ResultKind::Sent => Outcome::Delivered { dsn, text },
-        ResultKind::Deferred => Outcome::Deferred { dsn, text },
-        ResultKind::Bounced => Outcome::Bounced { dsn, text },
-    }
 }
 
 /// One request to a delivery agent. Errors are texts for the defer
