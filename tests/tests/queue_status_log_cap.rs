@@ -11,6 +11,18 @@ use std::io::Write;
 use std::time::Duration;
 use tests::{Instance, Options, fake_queue_id, header, wait_until};
 
+/// A queue file in format version 1 (no checksums).
+fn v1_queue_file(envelope: &Envelope, content: &[u8]) -> Vec<u8> {
+    let env = stdx::codec::encode(envelope).unwrap();
+    let mut out = b"POSTERNQ\x00\x01".to_vec();
+    out.extend_from_slice(&(env.len() as u32).to_be_bytes());
+    out.extend_from_slice(&env);
+    out.extend_from_slice(&(content.len() as u64).to_be_bytes());
+    out.extend_from_slice(content);
+    out.extend_from_slice(b"END\n");
+    out
+}
+
 #[test]
 fn a_huge_status_log_redelivers_nobody() {
     let inst = Instance::start_with(Options {
@@ -59,7 +71,9 @@ fn a_huge_status_log_redelivers_nobody() {
     }
     log.into_inner().unwrap().sync_all().unwrap();
 
-    let bytes = mail_queue::format::encode(&envelope, b"Subject: retried\n\nonce only\n").unwrap();
+    // Format version 1, which the code before and after the fix reads
+    // (a message that has been deferred that long predates version 2).
+    let bytes = v1_queue_file(&envelope, b"Subject: retried\n\nonce only\n");
     let tmp = inst.queue().join("tmp").join(format!("{id}.test"));
     std::fs::write(&tmp, &bytes).unwrap();
     std::fs::rename(&tmp, inst.queue().join("incoming").join(&id)).unwrap();
