@@ -174,6 +174,8 @@ pub static PARAMS: &[Param] = &[
     p("qmgr_message_active_limit", int(1), "20000", "The most messages in the active queue at once."),
     p("default_destination_concurrency_limit", int(1), "20", "The most parallel deliveries to one destination."),
     p("local_destination_concurrency_limit", int(1), "2", "Not yet implemented (default_destination_concurrency_limit applies to local delivery too): the most parallel local deliveries to one recipient."),
+    p("default_destination_recipient_limit", int(1), "50", "The most recipients qmgr puts in one delivery request; a message with more is split into several requests."),
+    p("local_destination_recipient_limit", int(1), "50", "The most recipients in one request to local delivery (Postfix's default is 1: its local(8) runs a process per request; Postern's batches)."),
     p("delay_warning_time", HOURS, "0h", "Not yet implemented (no delay warnings are sent): send the sender a delay warning after a message is delayed this long; 0 disables warnings."),
     // local delivery.
     p("home_mailbox", Kind::Str, "", "The mailbox path relative to the user's home; ending in / means Maildir (Maildir/); empty means mail_spool_directory."),

@@ -313,6 +313,10 @@ pub struct Qmgr {
     pub qmgr_message_active_limit: usize,
     /// Parallel deliveries per destination (at least 1).
     pub default_destination_concurrency_limit: usize,
+    /// Recipients per request to local delivery (at least 1).
+    pub local_destination_recipient_limit: usize,
+    /// Recipients per request to other agents (at least 1).
+    pub default_destination_recipient_limit: usize,
 }
 
 impl Qmgr {
@@ -331,6 +335,10 @@ impl Qmgr {
             qmgr_message_active_limit: r.usize("qmgr_message_active_limit").max(1),
             default_destination_concurrency_limit: r
                 .usize("default_destination_concurrency_limit")
+                .max(1),
+            local_destination_recipient_limit: r.usize("local_destination_recipient_limit").max(1),
+            default_destination_recipient_limit: r
+                .usize("default_destination_recipient_limit")
                 .max(1),
         }
     }

@@ -1,21 +1,28 @@
-//! The queue-file format, version 1 (described in docs/queue-format.md).
+//! The queue-file format, version 2 (described in docs/queue-format.md).
 //!
 //! ```text
 //! offset  size  field
 //! 0       8     magic "POSTERNQ"
-//! 8       2     format version, big-endian (1)
+//! 8       2     format version, big-endian (2)
 //! 10      4     envelope length E, big-endian
 //! 14      E     envelope (stdx::codec of `Envelope`)
 //! 14+E    8     content length C, big-endian
-//! 22+E    C     content: the message as cleanup left it, LF line endings
-//! 22+E+C  4     trailer "END\n"
+//! 22+E    4     CRC-32 of bytes 0 .. 22+E (header, envelope, C), big-endian
+//! 26+E    C     content: the message as cleanup left it, LF line endings
+//! 26+E+C  4     CRC-32 of the content, big-endian
+//! 30+E+C  4     trailer "END\n"
 //! ```
 //! The lengths and the trailer make truncation detectable without
-//! reading the content, which is what qmgr does at every scan. A reader
-//! accepts exactly this layout and nothing else: any deviation is
+//! reading the content, which is what qmgr does at every scan; the first
+//! checksum lets an envelope be trusted after reading only the head, the
+//! second covers the content for readers that read it anyway. Version 1
+//! files (the same without the two checksums) are still read. A reader
+//! accepts exactly this layout and an envelope whose every field is
+//! within bounds ([`validate`]), and nothing else: any deviation is
 //! `Error::Corrupt`, and the caller quarantines the file.
 
 use crate::Error;
+use crate::layout::open_regular;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -23,14 +30,25 @@ use std::path::Path;
 
 /// First bytes of every queue file.
 pub const MAGIC: &[u8; 8] = b"POSTERNQ";
-/// The format version this code writes and reads.
-pub const VERSION: u16 = 1;
+/// The format version this code writes.
+pub const VERSION: u16 = 2;
+/// The older version this code still reads: no checksums.
+pub const VERSION_1: u16 = 1;
 /// Last bytes of every complete queue file.
 pub const TRAILER: &[u8; 4] = b"END\n";
 /// Largest envelope a reader accepts (about 100,000 recipients).
 pub const MAX_ENVELOPE: u32 = 32 << 20;
 /// Largest content a reader accepts; message_size_limit is far below it.
 pub const MAX_CONTENT: u64 = 1 << 31;
+/// Latest arrival time a reader accepts: 9999-12-31T23:59:59Z. Anything
+/// later is nonsense that would overflow time arithmetic downstream.
+pub const MAX_ARRIVAL: u64 = 253_402_300_799;
+/// Longest address (sender, recipient, original recipient) accepted.
+pub const MAX_ADDRESS: usize = 4096;
+/// Longest other text field (client, origin, attribute name or value).
+pub const MAX_FIELD: usize = 4096;
+/// Most named attributes an envelope may carry.
+pub const MAX_ATTRS: usize = 64;
 
 const HEADER: u64 = 8 + 2 + 4;
 
@@ -71,75 +89,237 @@ pub struct QueueFile {
     pub content: Vec<u8>,
 }
 
-/// Encodes a complete queue file.
+/// CRC-32 (IEEE 802.3, as zlib and gzip compute it), table driven. A
+/// checksum against damage (bad sectors, a truncated copy, stray
+/// writes), not against someone who may write the queue anyway.
+#[derive(Debug, Clone, Copy)]
+pub struct Crc32(u32);
+
+const CRC_TABLE: [u32; 256] = {
+    let mut t = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            k += 1;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+};
+
+impl Default for Crc32 {
+    fn default() -> Crc32 {
+        Crc32(0xFFFF_FFFF)
+    }
+}
+
+impl Crc32 {
+    /// Feeds bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        let mut c = self.0;
+        for &b in bytes {
+            c = CRC_TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
+        }
+        self.0 = c;
+    }
+
+    /// The checksum of everything fed so far.
+    pub fn finish(self) -> u32 {
+        !self.0
+    }
+
+    /// The checksum of `bytes`.
+    pub fn of(bytes: &[u8]) -> u32 {
+        let mut c = Crc32::default();
+        c.update(bytes);
+        c.finish()
+    }
+}
+
+/// Checks every field of an envelope against its bounds: texts that are
+/// too long or carry NUL, CR or LF (they end up in log lines and
+/// headers), too many attributes, an arrival time past [`MAX_ARRIVAL`].
+/// Writers check before writing, readers after decoding.
+pub fn validate(e: &Envelope) -> Result<(), String> {
+    fn text(what: &str, s: &str, max: usize) -> Result<(), String> {
+        if s.len() > max {
+            return Err(format!("{what} longer than {max} bytes"));
+        }
+        if s.bytes().any(|b| matches!(b, 0 | b'\r' | b'\n')) {
+            return Err(format!("{what} contains NUL, CR or LF"));
+        }
+        Ok(())
+    }
+    text("sender", &e.sender, MAX_ADDRESS)?;
+    for (i, r) in e.recipients.iter().enumerate() {
+        if r.address.is_empty() {
+            return Err(format!("recipient {i} is empty"));
+        }
+        text("recipient", &r.address, MAX_ADDRESS)?;
+        text("original recipient", &r.original, MAX_ADDRESS)?;
+    }
+    if e.arrival > MAX_ARRIVAL {
+        return Err(format!("arrival time {} out of range", e.arrival));
+    }
+    text("client", &e.client, MAX_FIELD)?;
+    text("origin", &e.origin, MAX_FIELD)?;
+    if e.attrs.len() > MAX_ATTRS {
+        return Err(format!("more than {MAX_ATTRS} attributes"));
+    }
+    for (name, value) in &e.attrs {
+        if name.is_empty() {
+            return Err("empty attribute name".into());
+        }
+        text("attribute name", name, MAX_FIELD)?;
+        text("attribute value", value, MAX_FIELD)?;
+    }
+    Ok(())
+}
+
+/// Encodes a complete queue file (version 2).
 pub fn encode(envelope: &Envelope, content: &[u8]) -> Result<Vec<u8>, Error> {
+    validate(envelope).map_err(Error::Encode)?;
     let env = stdx::codec::encode(envelope).map_err(|e| Error::Encode(e.to_string()))?;
     let env_len = u32::try_from(env.len())
         .ok()
         .filter(|l| *l <= MAX_ENVELOPE)
         .ok_or_else(|| Error::Encode("envelope too large".into()))?;
-    let mut out = Vec::with_capacity(HEADER as usize + env.len() + 8 + content.len() + 4);
+    if content.len() as u64 > MAX_CONTENT {
+        return Err(Error::Encode("content too large".into()));
+    }
+    let mut out = Vec::with_capacity(HEADER as usize + env.len() + 12 + content.len() + 8);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_be_bytes());
     out.extend_from_slice(&env_len.to_be_bytes());
     out.extend_from_slice(&env);
     out.extend_from_slice(&(content.len() as u64).to_be_bytes());
+    let head_crc = Crc32::of(&out);
+    out.extend_from_slice(&head_crc.to_be_bytes());
     out.extend_from_slice(content);
+    out.extend_from_slice(&Crc32::of(content).to_be_bytes());
     out.extend_from_slice(TRAILER);
     Ok(out)
+}
+
+/// Where things are in a file, from its head.
+struct Head {
+    envelope: Envelope,
+    version: u16,
+    content_start: u64,
+    content_len: u64,
+}
+
+impl Head {
+    /// Bytes after the content: the content checksum (version 2) and
+    /// the trailer.
+    fn tail_len(&self) -> u64 {
+        tail_len(self.version)
+    }
+}
+
+fn tail_len(version: u16) -> u64 {
+    if version == VERSION_1 { 4 } else { 8 }
+}
+
+/// Bytes of the head (everything before the content) of a file with
+/// this version and envelope length.
+fn head_len(version: u16, env_len: u64) -> u64 {
+    HEADER + env_len + 8 + if version == VERSION_1 { 0 } else { 4 }
 }
 
 /// Decodes a complete queue file held in memory.
 pub fn decode(path: &Path, bytes: &[u8]) -> Result<QueueFile, Error> {
     let corrupt =
         |reason: &str| Error::Corrupt { path: path.to_owned(), reason: reason.to_owned() };
-    let (envelope, content_start) = decode_head(path, bytes, bytes.len() as u64)?;
+    let head = decode_head(path, bytes, bytes.len() as u64)?;
     let start =
-        usize::try_from(content_start).map_err(|_| corrupt("content offset out of range"))?;
-    let content_len = read_u64(bytes, start - 8).ok_or_else(|| corrupt("truncated"))?;
-    let end = start
-        .checked_add(
-            usize::try_from(content_len).map_err(|_| corrupt("content length out of range"))?,
-        )
-        .ok_or_else(|| corrupt("content length out of range"))?;
-    let content = bytes.get(start..end).ok_or_else(|| corrupt("truncated content"))?.to_vec();
-    Ok(QueueFile { envelope, content })
+        usize::try_from(head.content_start).map_err(|_| corrupt("content offset out of range"))?;
+    let len =
+        usize::try_from(head.content_len).map_err(|_| corrupt("content length out of range"))?;
+    let end = start.checked_add(len).ok_or_else(|| corrupt("content length out of range"))?;
+    let content = bytes.get(start..end).ok_or_else(|| corrupt("truncated content"))?;
+    if head.version != VERSION_1 {
+        let stored = bytes.get(end..end + 4).ok_or_else(|| corrupt("truncated"))?;
+        if Crc32::of(content).to_be_bytes() != stored {
+            return Err(corrupt("content checksum mismatch"));
+        }
+    }
+    if bytes.get(end + head.tail_len() as usize - 4..) != Some(TRAILER.as_slice()) {
+        return Err(corrupt("missing trailer"));
+    }
+    Ok(QueueFile { envelope: head.envelope, content: content.to_vec() })
 }
 
-/// Reads only the envelope of a file, checking that the file is complete.
+/// Reads only the envelope of a file, checking that the file is complete
+/// and the head's checksum; the content is not read.
 pub fn read_envelope(path: &Path) -> Result<Envelope, Error> {
-    let mut f = File::open(path).map_err(Error::io(path))?;
-    let file_len = f.metadata().map_err(Error::io(path))?.len();
+    read_envelope_inner(path, false)
+}
+
+/// Reads the envelope of a file and checks the whole file, streaming
+/// the content through its checksum without keeping it.
+pub fn read_envelope_verified(path: &Path) -> Result<Envelope, Error> {
+    read_envelope_inner(path, true)
+}
+
+fn read_envelope_inner(path: &Path, verify_content: bool) -> Result<Envelope, Error> {
+    let corrupt =
+        |reason: &str| Error::Corrupt { path: path.to_owned(), reason: reason.to_owned() };
+    let (mut f, meta) = open_regular(path)?;
+    let file_len = meta.len();
     let mut head = vec![0u8; HEADER as usize];
     read_exact_or_corrupt(&mut f, path, &mut head)?;
+    let version = check_magic(path, &head)?;
     let env_len = u64::from(u32::from_be_bytes([head[10], head[11], head[12], head[13]]));
-    if env_len > u64::from(MAX_ENVELOPE) || HEADER + env_len + 8 > file_len {
-        check_magic(path, &head)?;
-        return Err(Error::Corrupt { path: path.to_owned(), reason: "truncated envelope".into() });
+    let want = head_len(version, env_len);
+    if env_len > u64::from(MAX_ENVELOPE) || want + tail_len(version) > file_len {
+        return Err(corrupt("truncated envelope"));
     }
-    let mut rest = vec![0u8; (env_len + 8) as usize];
+    let mut rest = vec![0u8; (want - HEADER) as usize];
     read_exact_or_corrupt(&mut f, path, &mut rest)?;
     head.extend_from_slice(&rest);
-    let (envelope, _) = decode_head(path, &head, file_len)?;
+    let parsed = decode_head(path, &head, file_len)?;
+    if verify_content && parsed.version != VERSION_1 {
+        let mut crc = Crc32::default();
+        let mut left = parsed.content_len;
+        let mut buf = vec![0u8; 64 << 10];
+        while left > 0 {
+            let n = left.min(buf.len() as u64) as usize;
+            read_exact_or_corrupt(&mut f, path, &mut buf[..n])?;
+            crc.update(&buf[..n]);
+            left -= n as u64;
+        }
+        let mut stored = [0u8; 4];
+        read_exact_or_corrupt(&mut f, path, &mut stored)?;
+        if crc.finish().to_be_bytes() != stored {
+            return Err(corrupt("content checksum mismatch"));
+        }
+    }
     // The trailer proves the writer finished; reading 4 bytes is cheap.
     f.seek(SeekFrom::End(-4)).map_err(Error::io(path))?;
     let mut trailer = [0u8; 4];
     read_exact_or_corrupt(&mut f, path, &mut trailer)?;
     if &trailer != TRAILER {
-        return Err(Error::Corrupt { path: path.to_owned(), reason: "missing trailer".into() });
+        return Err(corrupt("missing trailer"));
     }
-    Ok(envelope)
+    Ok(parsed.envelope)
 }
 
 /// Reads and decodes a whole queue file.
 pub fn read(path: &Path) -> Result<QueueFile, Error> {
-    let mut f = File::open(path).map_err(Error::io(path))?;
-    let len = f.metadata().map_err(Error::io(path))?.len();
-    if len > MAX_CONTENT + u64::from(MAX_ENVELOPE) + 64 {
+    let (f, meta) = open_regular(path)?;
+    let len = meta.len();
+    let max = MAX_CONTENT + u64::from(MAX_ENVELOPE) + 64;
+    if len > max {
         return Err(Error::Corrupt { path: path.to_owned(), reason: "file too large".into() });
     }
     let mut bytes = Vec::with_capacity(len as usize);
-    f.read_to_end(&mut bytes).map_err(Error::io(path))?;
+    // Bounded even if the file grows while we read it.
+    f.take(max + 1).read_to_end(&mut bytes).map_err(Error::io(path))?;
     decode(path, &bytes)
 }
 
@@ -153,28 +333,32 @@ fn read_exact_or_corrupt(f: &mut File, path: &Path, buf: &mut [u8]) -> Result<()
     })
 }
 
-fn check_magic(path: &Path, head: &[u8]) -> Result<(), Error> {
+/// Checks the magic and returns the version, which must be one we read.
+fn check_magic(path: &Path, head: &[u8]) -> Result<u16, Error> {
     let corrupt = |reason: String| Error::Corrupt { path: path.to_owned(), reason };
     if head.get(..8) != Some(MAGIC.as_slice()) {
         return Err(corrupt("bad magic".into()));
     }
-    let version = u16::from_be_bytes([head[8], head[9]]);
-    if version != VERSION {
+    let version = match head.get(8..10) {
+        Some([a, b]) => u16::from_be_bytes([*a, *b]),
+        _ => return Err(corrupt("truncated header".into())),
+    };
+    if version != VERSION && version != VERSION_1 {
         return Err(corrupt(format!("unsupported format version {version}")));
     }
-    Ok(())
+    Ok(version)
 }
 
-/// Decodes magic, version and envelope from `bytes` (which holds at least
-/// the header, the envelope and the content length); checks the lengths
-/// against `file_len`. Returns the envelope and the content offset.
-fn decode_head(path: &Path, bytes: &[u8], file_len: u64) -> Result<(Envelope, u64), Error> {
+/// Decodes magic, version, envelope and content length from `bytes`
+/// (which holds at least the whole head); checks the lengths against
+/// `file_len`, the head checksum (version 2) and every envelope field.
+fn decode_head(path: &Path, bytes: &[u8], file_len: u64) -> Result<Head, Error> {
     let corrupt =
         |reason: &str| Error::Corrupt { path: path.to_owned(), reason: reason.to_owned() };
     if bytes.len() < HEADER as usize {
         return Err(corrupt("truncated header"));
     }
-    check_magic(path, bytes)?;
+    let version = check_magic(path, bytes)?;
     let env_len = u32::from_be_bytes([bytes[10], bytes[11], bytes[12], bytes[13]]);
     if env_len > MAX_ENVELOPE {
         return Err(corrupt("envelope length out of range"));
@@ -186,13 +370,20 @@ fn decode_head(path: &Path, bytes: &[u8], file_len: u64) -> Result<(Envelope, u6
     if content_len > MAX_CONTENT {
         return Err(corrupt("content length out of range"));
     }
-    let content_start = env_end as u64 + 8;
-    if content_start + content_len + TRAILER.len() as u64 != file_len {
+    let content_start = head_len(version, u64::from(env_len));
+    if content_start + content_len + tail_len(version) != file_len {
         return Err(corrupt("length mismatch (truncated or padded)"));
+    }
+    if version != VERSION_1 {
+        let stored = bytes.get(env_end + 8..env_end + 12).ok_or_else(|| corrupt("truncated"))?;
+        if Crc32::of(&bytes[..env_end + 8]).to_be_bytes() != stored {
+            return Err(corrupt("header checksum mismatch"));
+        }
     }
     let envelope: Envelope =
         stdx::codec::decode(env_bytes).map_err(|e| corrupt(&format!("envelope: {e}")))?;
-    Ok((envelope, content_start))
+    validate(&envelope).map_err(|e| corrupt(&format!("envelope: {e}")))?;
+    Ok(Head { envelope, version, content_start, content_len })
 }
 
 fn read_u64(bytes: &[u8], at: usize) -> Option<u64> {
@@ -245,6 +436,101 @@ mod tests {
         let p = d.path().join("whole");
         std::fs::write(&p, &bytes).unwrap();
         assert_eq!(read_envelope(&p).unwrap(), sample());
+    }
+
+    /// A version 1 file as the previous code wrote it.
+    fn encode_v1(envelope: &Envelope, content: &[u8]) -> Vec<u8> {
+        let env = stdx::codec::encode(envelope).unwrap();
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&VERSION_1.to_be_bytes());
+        out.extend_from_slice(&(env.len() as u32).to_be_bytes());
+        out.extend_from_slice(&env);
+        out.extend_from_slice(&(content.len() as u64).to_be_bytes());
+        out.extend_from_slice(content);
+        out.extend_from_slice(TRAILER);
+        out
+    }
+
+    #[test]
+    fn crc32_is_the_ieee_one() {
+        assert_eq!(Crc32::of(b"123456789"), 0xCBF4_3926);
+        assert_eq!(Crc32::of(b""), 0);
+    }
+
+    #[test]
+    fn version_1_files_are_still_read() {
+        let bytes = encode_v1(&sample(), b"old\n");
+        let qf = decode(Path::new("q"), &bytes).unwrap();
+        assert_eq!((qf.envelope, qf.content), (sample(), b"old\n".to_vec()));
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("v1");
+        std::fs::write(&p, &bytes).unwrap();
+        assert_eq!(read_envelope_verified(&p).unwrap(), sample());
+        assert_eq!(read(&p).unwrap().content, b"old\n");
+    }
+
+    #[test]
+    fn every_flipped_bit_is_detected() {
+        let content = b"Subject: x\n\nbody\n";
+        let bytes = encode(&sample(), content).unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("q");
+        for at in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[at] ^= 0x10;
+            assert!(
+                matches!(decode(Path::new("q"), &bad), Err(Error::Corrupt { .. })),
+                "flip at {at} not detected"
+            );
+            std::fs::write(&p, &bad).unwrap();
+            assert!(
+                matches!(read_envelope_verified(&p), Err(Error::Corrupt { .. })),
+                "flip at {at} not detected by the streaming check"
+            );
+        }
+    }
+
+    #[test]
+    fn nonsense_fields_are_corrupt_and_never_written() {
+        let mut huge = sample();
+        huge.arrival = 1 << 63;
+        assert!(matches!(encode(&huge, b"x"), Err(Error::Encode(_))));
+        let forged = encode_v1(&huge, b"x");
+        match decode(Path::new("q"), &forged) {
+            Err(Error::Corrupt { reason, .. }) => assert!(reason.contains("arrival"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        let mut crlf = sample();
+        crlf.recipients[0].address = "a@b\r\nX-Injected: 1".into();
+        assert!(decode(Path::new("q"), &encode_v1(&crlf, b"x")).is_err());
+        let mut empty = sample();
+        empty.recipients[0].address.clear();
+        assert!(decode(Path::new("q"), &encode_v1(&empty, b"x")).is_err());
+        let mut long = sample();
+        long.sender = "a".repeat(MAX_ADDRESS + 1);
+        assert!(decode(Path::new("q"), &encode_v1(&long, b"x")).is_err());
+        let mut attrs = sample();
+        attrs.attrs = (0..=MAX_ATTRS).map(|i| (format!("a{i}"), String::new())).collect();
+        assert!(decode(Path::new("q"), &encode_v1(&attrs, b"x")).is_err());
+    }
+
+    #[test]
+    fn fifos_and_symlinks_are_corrupt_without_blocking() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        // Without O_NONBLOCK these opens would wait for a writer forever.
+        assert!(matches!(read_envelope(&fifo), Err(Error::Corrupt { .. })));
+        assert!(matches!(read(&fifo), Err(Error::Corrupt { .. })));
+        let real = d.path().join("real");
+        std::fs::write(&real, encode(&sample(), b"x").unwrap()).unwrap();
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        match read_envelope(&link) {
+            Err(Error::Corrupt { reason, .. }) => assert_eq!(reason, "symbolic link"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(read_envelope(&real).unwrap(), sample());
     }
 
     proptest! {

@@ -5,7 +5,7 @@ use crate::format::{self, Envelope, QueueFile};
 use mail_types::QueueId;
 use std::fs;
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 /// A queue state: one directory under `queue_directory` (Postfix
@@ -140,21 +140,54 @@ impl Queue {
     /// Reserves a new queue id by creating its temporary file. The id is
     /// known before the content is written, so cleanup can put it in the
     /// `Received:` header.
+    ///
+    /// The file is created under a scratch name, and its inode becomes
+    /// part of the id ([`QueueId::for_inode`]): no other live queue file
+    /// can have it. An id that is in use anyway (a file copied in by
+    /// hand, a status log left behind) is never taken over: a new one is
+    /// drawn.
     pub fn reserve(&self) -> Result<Pending, Error> {
         let tmp_dir = self.root.join(TMP);
-        for _ in 0..100 {
-            let id = QueueId::generate();
+        let (scratch, file) = loop_create_new(&tmp_dir)?;
+        let ino = match file.metadata() {
+            Ok(m) => m.ino(),
+            Err(e) => {
+                let _ = fs::remove_file(&scratch);
+                return Err(Error::Io { path: scratch, source: e });
+            }
+        };
+        for _ in 0..1000 {
+            let id = QueueId::for_inode(ino);
+            if self.id_in_use(&id) {
+                continue;
+            }
             let path = tmp_dir.join(id.as_str());
-            match stdx::fs::create_new(&path, 0o600) {
-                Ok(file) => return Ok(Pending { queue: self.clone(), id, path, file: Some(file) }),
+            match rename_noreplace(&scratch, &path) {
+                Ok(()) => return Ok(Pending { queue: self.clone(), id, path, file: Some(file) }),
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(Error::Io { path, source: e }),
+                Err(e) => {
+                    let _ = fs::remove_file(&scratch);
+                    return Err(Error::Io { path, source: e });
+                }
             }
         }
+        let _ = fs::remove_file(&scratch);
         Err(Error::Io {
             path: tmp_dir,
             source: std::io::Error::other("cannot find a free queue id"),
         })
+    }
+
+    /// Whether a file named `id` exists in any state a queue file can
+    /// be in, or a status log of that name: such an id must not be
+    /// given to a new message, which would replace the file or inherit
+    /// the log's results.
+    fn id_in_use(&self, id: &QueueId) -> bool {
+        [State::Incoming, State::Active, State::Deferred, State::Hold, State::Corrupt]
+            .into_iter()
+            .map(|s| self.path(s, id))
+            .chain([self.status_path(id)])
+            .any(|p| !matches!(fs::symlink_metadata(&p), Err(e) if e.kind() == ErrorKind::NotFound))
     }
 
     /// Lists the queue ids in a state, oldest first. Names that are not
@@ -177,28 +210,73 @@ impl Queue {
         State::ALL.into_iter().find(|s| self.path(*s, id).exists())
     }
 
-    /// Reads a whole queue file.
+    /// Reads a whole queue file, checking both checksums.
     pub fn read(&self, state: State, id: &QueueId) -> Result<QueueFile, Error> {
         format::read(&self.path(state, id))
     }
 
-    /// Reads only a file's envelope (checking it is complete).
+    /// Reads only a file's envelope (checking it is complete and that the
+    /// header and envelope checksum matches).
     pub fn read_envelope(&self, state: State, id: &QueueId) -> Result<Envelope, Error> {
         format::read_envelope(&self.path(state, id))
     }
 
+    /// Reads a file's envelope and checks the whole file, content
+    /// checksum included, without holding the content in memory: what
+    /// qmgr does before it hands a message to delivery agents.
+    pub fn read_envelope_verified(&self, state: State, id: &QueueId) -> Result<Envelope, Error> {
+        format::read_envelope_verified(&self.path(state, id))
+    }
+
     /// Moves a file between states. Only qmgr and postsuper do this.
     /// The rename is not fsynced: after a crash the file is in one state
-    /// or the other, and both are scanned.
+    /// or the other, and both are scanned. It never replaces a file that
+    /// is already there (an `AlreadyExists` error instead): that file is
+    /// another message's.
     pub fn move_to(&self, id: &QueueId, from: State, to: State) -> Result<(), Error> {
         let src = self.path(from, id);
-        fs::rename(&src, self.path(to, id)).map_err(Error::io(src))
+        let dst = self.path(to, id);
+        rename_noreplace(&src, &dst).map_err(|e| {
+            if e.kind() == ErrorKind::AlreadyExists {
+                Error::Io {
+                    path: dst,
+                    source: std::io::Error::new(
+                        ErrorKind::AlreadyExists,
+                        format!("{} exists already; not replacing it", to.dir_name()),
+                    ),
+                }
+            } else {
+                Error::Io { path: src, source: e }
+            }
+        })
+    }
+
+    /// Sets when a file in `deferred/` is due: its modification time.
+    /// Opened like every queue file, so a link or FIFO put in its place
+    /// is refused rather than followed or waited on.
+    pub fn set_retry_time(&self, id: &QueueId, when: std::time::SystemTime) -> Result<(), Error> {
+        let path = self.path(State::Deferred, id);
+        let (f, _) = open_regular(&path)?;
+        f.set_modified(when).map_err(Error::io(path))
     }
 
     /// Moves an unreadable file to `corrupt/` (never deletes it), with its
-    /// status log left in place for the operator.
-    pub fn quarantine(&self, id: &QueueId, from: State) -> Result<(), Error> {
-        self.move_to(id, from, State::Corrupt)
+    /// status log left in place for the operator. If `corrupt/ID` exists
+    /// already, the file becomes `corrupt/ID.1` (`.2`, ...): neither is
+    /// replaced. Returns where the file went.
+    pub fn quarantine(&self, id: &QueueId, from: State) -> Result<PathBuf, Error> {
+        let src = self.path(from, id);
+        let dir = self.dir(State::Corrupt);
+        for n in 0..1000u32 {
+            let name = if n == 0 { id.as_str().to_owned() } else { format!("{}.{n}", id.as_str()) };
+            let dst = dir.join(name);
+            match rename_noreplace(&src, &dst) {
+                Ok(()) => return Ok(dst),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(Error::Io { path: src, source: e }),
+            }
+        }
+        Err(Error::Io { path: src, source: std::io::Error::other("no free name in corrupt/") })
     }
 
     /// Removes a message that is finished: its queue file, then its status
@@ -236,6 +314,64 @@ impl Queue {
     }
 }
 
+/// Creates a scratch file in `dir` with `O_EXCL` under a name no other
+/// process uses (`.` and a [`QueueId::generate`] id, which has the full
+/// pid), retrying on the rare clash.
+fn loop_create_new(dir: &Path) -> Result<(PathBuf, fs::File), Error> {
+    for _ in 0..100 {
+        let path = dir.join(format!(".{}", QueueId::generate()));
+        match stdx::fs::create_new(&path, 0o600) {
+            Ok(file) => return Ok((path, file)),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::Io { path, source: e }),
+        }
+    }
+    Err(Error::Io {
+        path: dir.to_owned(),
+        source: std::io::Error::other("cannot create a temporary file"),
+    })
+}
+
+/// `rename` that fails with `AlreadyExists` instead of replacing `to`:
+/// `renameat2(RENAME_NOREPLACE)`, or, on a file system without it,
+/// `link` (which never replaces) then `unlink`.
+pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use nix::fcntl::{RenameFlags, renameat2};
+        match renameat2(None, from, None, to, RenameFlags::RENAME_NOREPLACE) {
+            Ok(()) => return Ok(()),
+            Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOSYS) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    fs::hard_link(from, to)?;
+    fs::remove_file(from)
+}
+
+/// Opens a queue file for reading without following a symbolic link and
+/// without blocking on a FIFO or device that someone left in its place,
+/// and requires a regular file: anything else is `Corrupt`, so the
+/// caller quarantines it instead of hanging.
+pub(crate) fn open_regular(path: &Path) -> Result<(fs::File, fs::Metadata), Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let corrupt = |reason: &str| Error::Corrupt { path: path.to_owned(), reason: reason.into() };
+    let f = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(corrupt("symbolic link")),
+        Err(e) => return Err(Error::Io { path: path.to_owned(), source: e }),
+    };
+    let meta = f.metadata().map_err(Error::io(path))?;
+    if !meta.is_file() {
+        return Err(corrupt("not a regular file"));
+    }
+    Ok((f, meta))
+}
+
 /// A queue file being written. Dropping it without [`Pending::commit`]
 /// removes the temporary file, so an aborted transaction (client gone in
 /// the middle of DATA, disk full) leaves nothing behind.
@@ -258,9 +394,35 @@ impl Pending {
     /// returns may the client be told 250.
     pub fn commit(mut self, envelope: &Envelope, content: &[u8]) -> Result<QueueId, Error> {
         self.write_durably(envelope, content)?;
+        self.publish()
+    }
+
+    /// The open tmp file, for [`crate::spool::Spool`], which writes it in
+    /// pieces; `None` once published.
+    pub(crate) fn file(&mut self) -> Result<(&mut fs::File, &Path), Error> {
+        match self.file.as_mut() {
+            Some(f) => Ok((f, &self.path)),
+            None => Err(Error::Encode("pending file already committed".into())),
+        }
+    }
+
+    /// Moves the complete, synced tmp file into `incoming/` without
+    /// replacing anything, then syncs the directory.
+    pub(crate) fn publish(mut self) -> Result<QueueId, Error> {
         let incoming = self.queue.dir(State::Incoming);
         let dest = incoming.join(self.id.as_str());
-        fs::rename(&self.path, &dest).map_err(Error::io(&dest))?;
+        // reserve() checked this too; a file or stale log that appeared
+        // since is still not ours to replace or inherit.
+        if self.queue.id_in_use(&self.id) {
+            return Err(Error::Io {
+                path: dest,
+                source: std::io::Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!("queue id {} is in use; not replacing its files", self.id),
+                ),
+            });
+        }
+        rename_noreplace(&self.path, &dest).map_err(Error::io(&dest))?;
         // From here the file is in incoming/; Drop must not remove it.
         self.file = None;
         self.path = dest;
@@ -330,6 +492,115 @@ mod tests {
         assert!(d.path().join(TMP).join(p.id().as_str()).exists());
         assert_eq!(q.clean_tmp(std::time::Duration::ZERO).unwrap(), 1);
         drop(p);
+    }
+
+    #[test]
+    fn no_move_replaces_a_file_of_the_same_name() {
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::new(d.path());
+        q.create_layout().unwrap();
+        let id = q.reserve().unwrap().commit(&env(), b"mine\n").unwrap();
+        // Another message of the same name waits in active/ and deferred/.
+        for s in [State::Active, State::Deferred] {
+            fs::write(q.path(s, &id), b"other message").unwrap();
+            let e = q.move_to(&id, State::Incoming, s).unwrap_err();
+            assert!(
+                matches!(&e, Error::Io { source, .. } if source.kind() == ErrorKind::AlreadyExists),
+                "{e}"
+            );
+            assert_eq!(fs::read(q.path(s, &id)).unwrap(), b"other message");
+            assert_eq!(q.read(State::Incoming, &id).unwrap().content, b"mine\n");
+        }
+        fs::remove_file(q.path(State::Active, &id)).unwrap();
+        q.move_to(&id, State::Incoming, State::Active).unwrap();
+        fs::write(q.path(State::Incoming, &id), b"third").unwrap();
+        assert!(q.move_to(&id, State::Active, State::Incoming).is_err());
+        assert_eq!(fs::read(q.path(State::Incoming, &id)).unwrap(), b"third");
+        assert_eq!(q.read(State::Active, &id).unwrap().content, b"mine\n");
+    }
+
+    #[test]
+    fn commit_never_replaces_or_inherits() {
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::new(d.path());
+        q.create_layout().unwrap();
+        // A file of the would-be name in incoming/.
+        let p = q.reserve().unwrap();
+        let id = p.id().clone();
+        fs::write(q.path(State::Incoming, &id), b"live mail").unwrap();
+        assert!(p.commit(&env(), b"new\n").is_err());
+        assert_eq!(fs::read(q.path(State::Incoming, &id)).unwrap(), b"live mail");
+        assert_eq!(fs::read_dir(d.path().join(TMP)).unwrap().count(), 0);
+        // ... in active/ or deferred/ (where a plain rename into
+        // incoming/ would not even notice it).
+        for s in [State::Active, State::Deferred, State::Hold] {
+            let p = q.reserve().unwrap();
+            let id = p.id().clone();
+            fs::write(q.path(s, &id), b"live mail").unwrap();
+            assert!(p.commit(&env(), b"new\n").is_err());
+            assert_eq!(fs::read(q.path(s, &id)).unwrap(), b"live mail");
+            assert!(!q.path(State::Incoming, &id).exists());
+        }
+        // A stale status log: the new message would inherit its results.
+        let p = q.reserve().unwrap();
+        let id = p.id().clone();
+        let rec = crate::StatusRecord {
+            recipient: 0,
+            outcome: crate::Outcome::Delivered { dsn: "2.0.0".into(), text: "old".into() },
+            time: 1,
+        };
+        q.append_status(&id, std::slice::from_ref(&rec)).unwrap();
+        assert!(p.commit(&env(), b"new\n").is_err());
+        assert!(!q.path(State::Incoming, &id).exists());
+        assert_eq!(q.read_status(&id).unwrap(), vec![rec]);
+        // Without any of that, ids are new and distinct.
+        let a = q.reserve().unwrap().commit(&env(), b"a\n").unwrap();
+        let b = q.reserve().unwrap().commit(&env(), b"b\n").unwrap();
+        assert_ne!(a, b);
+        assert_eq!(q.read(State::Incoming, &a).unwrap().content, b"a\n");
+    }
+
+    #[test]
+    fn reserve_skips_ids_in_use() {
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::new(d.path());
+        q.create_layout().unwrap();
+        let id = QueueId::for_inode(7);
+        assert!(!q.id_in_use(&id));
+        fs::write(q.status_path(&id), b"").unwrap();
+        assert!(q.id_in_use(&id));
+        fs::remove_file(q.status_path(&id)).unwrap();
+        std::os::unix::fs::symlink("/nonexistent", q.path(State::Deferred, &id)).unwrap();
+        assert!(q.id_in_use(&id), "a dangling link still holds the name");
+    }
+
+    #[test]
+    fn quarantine_keeps_an_earlier_corrupt_file() {
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::new(d.path());
+        q.create_layout().unwrap();
+        let id = q.reserve().unwrap().commit(&env(), b"x\n").unwrap();
+        fs::write(q.path(State::Corrupt, &id), b"earlier").unwrap();
+        fs::write(q.dir(State::Corrupt).join(format!("{id}.1")), b"earlier 2").unwrap();
+        let went = q.quarantine(&id, State::Incoming).unwrap();
+        assert_eq!(went, q.dir(State::Corrupt).join(format!("{id}.2")));
+        assert_eq!(fs::read(q.path(State::Corrupt, &id)).unwrap(), b"earlier");
+        assert!(q.read(State::Corrupt, &id).is_err(), "the earlier file is still the earlier one");
+        assert!(fs::read(&went).unwrap().starts_with(format::MAGIC));
+    }
+
+    #[test]
+    fn rename_noreplace_never_replaces() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a"), d.path().join("b"));
+        fs::write(&a, b"a").unwrap();
+        fs::write(&b, b"b").unwrap();
+        assert_eq!(rename_noreplace(&a, &b).unwrap_err().kind(), ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&b).unwrap(), b"b");
+        fs::remove_file(&b).unwrap();
+        rename_noreplace(&a, &b).unwrap();
+        assert!(!a.exists());
+        assert_eq!(fs::read(&b).unwrap(), b"a");
     }
 
     #[test]

@@ -101,7 +101,9 @@ impl Queue {
     }
 
     /// Reads a maildrop file of at most `max_size` bytes. Returns the
-    /// content and the uid that owns the file.
+    /// content and the uid that owns the file. A symbolic link, a FIFO
+    /// or anything else but a regular file is `Corrupt`, found out
+    /// without following or blocking on it.
     pub fn read_maildrop(&self, id: &QueueId, max_size: u64) -> Result<(Maildrop, u32), Error> {
         let path = self.path(State::Maildrop, id);
         read_maildrop_file(&path, max_size)
@@ -111,11 +113,9 @@ impl Queue {
 fn read_maildrop_file(path: &Path, max_size: u64) -> Result<(Maildrop, u32), Error> {
     let corrupt =
         |reason: &str| Error::Corrupt { path: path.to_owned(), reason: reason.to_owned() };
-    let f = fs::File::open(path).map_err(Error::io(path))?;
-    let meta = f.metadata().map_err(Error::io(path))?;
-    if !meta.is_file() {
-        return Err(corrupt("not a regular file"));
-    }
+    // Any local user can put a symbolic link or a FIFO here; the reader
+    // may be root (`mailq`), so follow no link and never wait for a writer.
+    let (f, meta) = crate::layout::open_regular(path)?;
     if meta.len() > max_size {
         return Err(corrupt("larger than the size limit"));
     }
@@ -176,6 +176,25 @@ mod tests {
         let (back, _uid) = q.read_maildrop(&id, 1 << 20).unwrap();
         assert_eq!(back, m);
         assert!(matches!(q.read_maildrop(&id, 10), Err(Error::Corrupt { .. })));
+    }
+
+    #[test]
+    fn fifo_and_symlink_are_refused_without_blocking() {
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::new(d.path());
+        q.create_layout().unwrap();
+        let fifo = QueueId::generate();
+        nix::unistd::mkfifo(
+            &q.path(State::Maildrop, &fifo),
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
+        assert!(matches!(q.read_maildrop(&fifo, 1 << 20), Err(Error::Corrupt { .. })));
+        let secret = d.path().join("secret");
+        fs::write(&secret, b"not yours").unwrap();
+        let link = QueueId::generate();
+        std::os::unix::fs::symlink(&secret, q.path(State::Maildrop, &link)).unwrap();
+        assert!(matches!(q.read_maildrop(&link, 1 << 20), Err(Error::Corrupt { .. })));
     }
 
     #[test]

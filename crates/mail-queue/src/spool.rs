@@ -13,30 +13,29 @@
 //!
 //! [`Pending::commit`]: crate::Pending::commit
 
-use std::fs::{self, File};
-use std::io::{ErrorKind, Seek, SeekFrom, Write};
-use std::path::PathBuf;
+use std::io::{Seek, SeekFrom, Write};
 
 use mail_types::QueueId;
 
-use crate::format::{self, Envelope, MAX_CONTENT, TRAILER};
-use crate::layout::TMP;
-use crate::{Error, Queue, State};
+use crate::format::{self, Crc32, Envelope, MAX_CONTENT, TRAILER};
+use crate::{Error, Pending, Queue};
 
 /// Bytes of `format::encode(envelope, &[])` after the envelope: the
-/// content length (8) and the trailer.
-const TAIL: usize = 8 + TRAILER.len();
+/// content length (8), the head checksum (4), the content checksum (4)
+/// and the trailer.
+const TAIL: usize = 8 + 4 + 4 + TRAILER.len();
 
 /// A queue file being written in pieces (see the module documentation).
 #[derive(Debug)]
 pub struct Spool {
-    queue: Queue,
-    id: QueueId,
-    path: PathBuf,
-    /// `None` once committed: Drop must not remove the file then.
-    file: Option<File>,
+    /// The reserved tmp file: its id, its exclusive creation, its removal
+    /// on drop and the move into `incoming/` are `Pending`'s.
+    pending: Pending,
     /// Where the content length goes, filled in at commit.
     length_at: u64,
+    /// Checksum of the header and envelope; the length is added at commit.
+    head_crc: Crc32,
+    content_crc: Crc32,
     content_len: u64,
 }
 
@@ -46,42 +45,23 @@ impl Queue {
     pub fn spool(&self, envelope: &Envelope) -> Result<Spool, Error> {
         let mut head = format::encode(envelope, &[])?;
         head.truncate(head.len() - TAIL);
+        let mut head_crc = Crc32::default();
+        head_crc.update(&head);
         let length_at = head.len() as u64;
-        // The length is filled in at commit; until then the file is
-        // visibly incomplete to any reader.
-        head.extend_from_slice(&[0; 8]);
-        let tmp_dir = self.root().join(TMP);
-        for _ in 0..100 {
-            let id = QueueId::generate();
-            let path = tmp_dir.join(id.as_str());
-            match stdx::fs::create_new(&path, 0o600) {
-                Ok(file) => {
-                    let mut spool = Spool {
-                        queue: self.clone(),
-                        id,
-                        path,
-                        file: Some(file),
-                        length_at,
-                        content_len: 0,
-                    };
-                    spool.put(&head)?;
-                    return Ok(spool);
-                }
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(Error::Io { path, source: e }),
-            }
-        }
-        Err(Error::Io {
-            path: tmp_dir,
-            source: std::io::Error::other("cannot find a free queue id"),
-        })
+        // The length and its checksum are filled in at commit; until then
+        // the file is visibly incomplete to any reader.
+        head.extend_from_slice(&[0; 12]);
+        let mut pending = self.reserve()?;
+        let (file, path) = pending.file()?;
+        file.write_all(&head).map_err(Error::io(path))?;
+        Ok(Spool { pending, length_at, head_crc, content_crc: Crc32::default(), content_len: 0 })
     }
 }
 
 impl Spool {
     /// The queue id this file will have.
     pub fn id(&self) -> &QueueId {
-        &self.id
+        self.pending.id()
     }
 
     /// Content bytes written so far.
@@ -95,7 +75,9 @@ impl Spool {
         if len > MAX_CONTENT {
             return Err(Error::Encode("content too large".into()));
         }
-        self.put(content)?;
+        let (file, path) = self.pending.file()?;
+        file.write_all(content).map_err(Error::io(path))?;
+        self.content_crc.update(content);
         self.content_len = len;
         Ok(())
     }
@@ -104,57 +86,40 @@ impl Spool {
     /// `tmp/` untouched for a while, and a slow client may send nothing
     /// that is ready to write for longer than that.
     pub fn touch(&mut self) -> Result<(), Error> {
-        let file = self
-            .file
-            .as_mut()
-            .ok_or_else(|| Error::Encode("spool file already committed".into()))?;
-        file.set_modified(std::time::SystemTime::now()).map_err(Error::io(&self.path))
+        let (file, path) = self.pending.file()?;
+        file.set_modified(std::time::SystemTime::now()).map_err(Error::io(path))
     }
 
-    fn put(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        let file = self
-            .file
-            .as_mut()
-            .ok_or_else(|| Error::Encode("spool file already committed".into()))?;
-        file.write_all(bytes).map_err(Error::io(&self.path))
-    }
-
-    /// Finishes the file and moves it into `incoming/`: trailer, content
-    /// length, fsync, rename, fsync of `incoming/`. Only after this
-    /// returns may the client be told 250.
+    /// Finishes the file and moves it into `incoming/`: content checksum,
+    /// trailer, content length and head checksum, fsync, rename (never
+    /// over another file), fsync of `incoming/`. Only after this returns
+    /// may the client be told 250.
     pub fn commit(mut self) -> Result<QueueId, Error> {
-        self.put(TRAILER)?;
-        let (length_at, len) = (self.length_at, self.content_len);
-        let file = self
-            .file
-            .as_mut()
-            .ok_or_else(|| Error::Encode("spool file already committed".into()))?;
-        file.seek(SeekFrom::Start(length_at))
-            .and_then(|_| file.write_all(&len.to_be_bytes()))
+        let len = self.content_len.to_be_bytes();
+        let mut head_crc = self.head_crc;
+        head_crc.update(&len);
+        let mut fixup = len.to_vec();
+        fixup.extend_from_slice(&head_crc.finish().to_be_bytes());
+        let mut tail = self.content_crc.finish().to_be_bytes().to_vec();
+        tail.extend_from_slice(TRAILER);
+        let length_at = self.length_at;
+        let (file, path) = self.pending.file()?;
+        file.write_all(&tail)
+            .and_then(|()| file.seek(SeekFrom::Start(length_at)))
+            .and_then(|_| file.write_all(&fixup))
             .and_then(|()| file.sync_all())
-            .map_err(Error::io(&self.path))?;
-        let incoming = self.queue.dir(State::Incoming);
-        let dest = incoming.join(self.id.as_str());
-        fs::rename(&self.path, &dest).map_err(Error::io(&dest))?;
-        self.file = None;
-        self.path = dest;
-        stdx::fs::fsync_dir(&incoming).map_err(Error::io(&incoming))?;
-        Ok(self.id.clone())
-    }
-}
-
-impl Drop for Spool {
-    fn drop(&mut self) {
-        if self.file.is_some() {
-            let _ = fs::remove_file(&self.path);
-        }
+            .map_err(Error::io(path))?;
+        self.pending.publish()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::State;
     use crate::format::Recipient;
+    use crate::layout::TMP;
+    use std::fs::{self, File};
 
     fn env() -> Envelope {
         Envelope {

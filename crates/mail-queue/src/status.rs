@@ -7,19 +7,30 @@
 //! after a crash a recipient is re-delivered only if the crash fell
 //! between its delivery and this append (the documented duplicate window).
 //! A torn last frame (crash during the append) is ignored on read.
+//! A log that keeps growing (a message deferred round after round) is
+//! compacted to one record per recipient rather than allowed to reach
+//! the size a reader refuses; final results always survive compaction.
 
 use crate::{Error, Queue};
 use mail_types::QueueId;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 /// Largest single status record a reader accepts.
 const MAX_RECORD: u32 = 64 << 10;
-/// Largest status log a reader reads.
-const MAX_LOG: u64 = 64 << 20;
+/// Longest outcome text kept in a record (longer agent texts are cut),
+/// so that every record stays far below [`MAX_RECORD`].
+pub const MAX_TEXT: usize = 1000;
+/// Longest enhanced status code kept in a record.
+const MAX_DSN: usize = 32;
+/// Largest status log a reader reads. Compaction keeps a log far below
+/// it: at most one record per recipient of a bounded envelope.
+const MAX_LOG: u64 = 128 << 20;
+/// A log that would grow past this is considered for compaction.
+const COMPACT_AT: u64 = 1 << 20;
 
 /// What happened to one recipient in one attempt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,35 +87,59 @@ impl Queue {
     /// A torn tail left by an earlier failed append (crash, full disk) is
     /// cut off first: records after it would otherwise never be read. A
     /// new log's directory entry is synced too, so the log survives a
-    /// crash together with its contents.
+    /// crash together with its contents. Texts are cut to [`MAX_TEXT`].
+    ///
+    /// A log that has grown large (a message deferred round after round)
+    /// is rewritten compacted instead ([`compact`]): one record per
+    /// recipient, final results always kept, written to a new file and
+    /// renamed over the old one, so a crash leaves the old log or the new
+    /// one, both complete. The log therefore never reaches the size a
+    /// reader refuses, and no final result is ever dropped to make room.
     pub fn append_status(&self, id: &QueueId, records: &[StatusRecord]) -> Result<(), Error> {
         let path = self.status_path(id);
-        let mut buf = Vec::new();
-        for r in records {
-            let bytes = stdx::codec::encode(r).map_err(|e| Error::Encode(e.to_string()))?;
-            buf.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-            buf.extend_from_slice(&bytes);
-        }
+        let records: Vec<StatusRecord> = records.iter().map(bounded).collect();
+        let buf = encode_frames(&records)?;
         let mut f = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(&path)
             .map_err(Error::io(&path))?;
-        let len = f.metadata().map_err(Error::io(&path))?.len();
+        let meta = f.metadata().map_err(Error::io(&path))?;
+        if !meta.is_file() {
+            return Err(Error::Corrupt { path, reason: "status log is not a regular file".into() });
+        }
+        let len = meta.len();
         if len > MAX_LOG {
             return Err(Error::Corrupt { path, reason: "status log too large".into() });
         }
         let created = len == 0;
+        let mut good = 0u64;
         if len > 0 {
             let mut old = Vec::with_capacity(len as usize);
-            std::io::Read::read_to_end(&mut f, &mut old).map_err(Error::io(&path))?;
-            let good = valid_prefix(&old) as u64;
+            std::io::Read::read_to_end(&mut (&f).take(MAX_LOG), &mut old)
+                .map_err(Error::io(&path))?;
+            good = valid_prefix(&old) as u64;
+            if good + buf.len() as u64 > COMPACT_AT {
+                let mut all = parse_log(&old);
+                all.extend(records.iter().cloned());
+                let compacted = encode_frames(&compact(all))?;
+                // Worth a rewrite when it at least halves the log; else
+                // the log is mostly final results already.
+                if (compacted.len() as u64) < (good + buf.len() as u64) / 2
+                    || good + buf.len() as u64 > MAX_LOG
+                {
+                    return self.replace_status(id, &compacted);
+                }
+            }
             if good < len {
                 f.set_len(good).map_err(Error::io(&path))?;
             }
+        }
+        if good + buf.len() as u64 > MAX_LOG {
+            return Err(Error::Corrupt { path, reason: "status log full".into() });
         }
         f.write_all(&buf).map_err(Error::io(&path))?;
         f.sync_data().map_err(Error::io(&path))?;
@@ -115,18 +150,42 @@ impl Queue {
         Ok(())
     }
 
+    /// Replaces a status log with `bytes` atomically and durably.
+    fn replace_status(&self, id: &QueueId, bytes: &[u8]) -> Result<(), Error> {
+        let dir = self.root().join(crate::layout::STATUS);
+        let path = self.status_path(id);
+        if bytes.len() as u64 > MAX_LOG {
+            return Err(Error::Corrupt { path, reason: "status log full even compacted".into() });
+        }
+        let tmp = dir.join(format!(".{id}.compact"));
+        let _ = fs::remove_file(&tmp);
+        let written = stdx::fs::create_new(&tmp, 0o600).and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.sync_all()
+        });
+        // Replacing is the point here: the old log's results are all in
+        // the new one.
+        if let Err(e) = written.and_then(|()| fs::rename(&tmp, &path)) {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::Io { path, source: e });
+        }
+        stdx::fs::fsync_dir(&dir).map_err(Error::io(&dir))
+    }
+
     /// Reads a message's status log; a missing log is an empty one. A torn
     /// or undecodable tail is ignored: those records were never confirmed.
     pub fn read_status(&self, id: &QueueId) -> Result<Vec<StatusRecord>, Error> {
         let path = self.status_path(id);
-        let bytes = match fs::metadata(&path) {
-            Ok(m) if m.len() > MAX_LOG => {
-                return Err(Error::Corrupt { path, reason: "status log too large".into() });
-            }
-            Ok(_) => fs::read(&path).map_err(Error::io(&path))?,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::Io { path, source: e }),
+        let (f, meta) = match crate::layout::open_regular(&path) {
+            Ok(x) => x,
+            Err(e) if e.is_not_found() => return Ok(Vec::new()),
+            Err(e) => return Err(e),
         };
+        if meta.len() > MAX_LOG {
+            return Err(Error::Corrupt { path, reason: "status log too large".into() });
+        }
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        f.take(MAX_LOG).read_to_end(&mut bytes).map_err(Error::io(&path))?;
         Ok(parse_log(&bytes))
     }
 
@@ -146,6 +205,65 @@ impl Queue {
         }
         Ok(n)
     }
+}
+
+/// One record per recipient, in recipient order: its first final result
+/// if it has one (a final result is never given up, whatever came
+/// after), else its latest deferral. Final records lose their texts
+/// (nothing shows them again: `postqueue` lists pending recipients only,
+/// and a bounce is reported in the round that recorded it), which bounds
+/// a compacted log by the number of recipients.
+pub fn compact(records: Vec<StatusRecord>) -> Vec<StatusRecord> {
+    let mut by_rcpt: std::collections::BTreeMap<u32, StatusRecord> = Default::default();
+    for r in records {
+        match by_rcpt.get(&r.recipient) {
+            Some(kept) if kept.outcome.is_final() => {}
+            _ => {
+                by_rcpt.insert(r.recipient, r);
+            }
+        }
+    }
+    by_rcpt
+        .into_values()
+        .map(|mut r| {
+            match &mut r.outcome {
+                Outcome::Delivered { text, .. } | Outcome::Bounced { text, .. } => text.clear(),
+                Outcome::Deferred { .. } => {}
+            }
+            r
+        })
+        .collect()
+}
+
+/// A record with its texts cut to the bounds a log keeps.
+fn bounded(r: &StatusRecord) -> StatusRecord {
+    fn cut(s: &str, max: usize) -> String {
+        let mut end = s.len().min(max);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s[..end].to_owned()
+    }
+    let mut r = r.clone();
+    match &mut r.outcome {
+        Outcome::Delivered { dsn, text }
+        | Outcome::Bounced { dsn, text }
+        | Outcome::Deferred { dsn, text } => {
+            *dsn = cut(dsn, MAX_DSN);
+            *text = cut(text, MAX_TEXT);
+        }
+    }
+    r
+}
+
+fn encode_frames(records: &[StatusRecord]) -> Result<Vec<u8>, Error> {
+    let mut buf = Vec::new();
+    for r in records {
+        let bytes = stdx::codec::encode(r).map_err(|e| Error::Encode(e.to_string()))?;
+        buf.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&bytes);
+    }
+    Ok(buf)
 }
 
 /// Parses frames until the bytes run out or stop making sense. Public
@@ -216,6 +334,83 @@ mod tests {
         };
         q.append_status(&id, std::slice::from_ref(&r3)).unwrap();
         assert_eq!(q.read_status(&id).unwrap(), vec![r1, r3]);
+    }
+
+    #[test]
+    fn a_log_deferred_round_after_round_stays_bounded_and_keeps_finals() {
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::new(d.path());
+        q.create_layout().unwrap();
+        let id = QueueId::generate();
+        let delivered = StatusRecord {
+            recipient: 0,
+            outcome: Outcome::Delivered { dsn: "2.0.0".into(), text: "ok".into() },
+            time: 1,
+        };
+        q.append_status(&id, std::slice::from_ref(&delivered)).unwrap();
+        let reason = "x".repeat(900);
+        for round in 0..120u64 {
+            let records: Vec<StatusRecord> = (1..400)
+                .map(|i| StatusRecord {
+                    recipient: i,
+                    outcome: Outcome::Deferred { dsn: "4.3.0".into(), text: reason.clone() },
+                    time: round,
+                })
+                .collect();
+            q.append_status(&id, &records).unwrap();
+        }
+        // 120 rounds of 399 deferrals would be about 45 MB appended.
+        let len = fs::metadata(q.status_path(&id)).unwrap().len();
+        assert!(len < 3 * COMPACT_AT, "log grew to {len} bytes");
+        let back = q.read_status(&id).unwrap();
+        assert!(back.iter().any(|r| r.recipient == 0 && r.outcome.is_final()));
+        for i in 1..400 {
+            let latest = back.iter().rfind(|r| r.recipient == i).unwrap();
+            assert_eq!(latest.time, 119, "recipient {i}");
+        }
+    }
+
+    #[test]
+    fn compact_keeps_the_first_final_result() {
+        let rec = |recipient, outcome, time| StatusRecord { recipient, outcome, time };
+        let def = || Outcome::Deferred { dsn: "4.0.0".into(), text: "later".into() };
+        let sent = Outcome::Delivered { dsn: "2.0.0".into(), text: "ok".into() };
+        let out = compact(vec![
+            rec(1, def(), 1),
+            rec(0, sent.clone(), 2),
+            rec(0, def(), 3),
+            rec(1, def(), 4),
+        ]);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].recipient, 0);
+        assert!(out[0].outcome.is_final());
+        assert_eq!(out[1].time, 4);
+    }
+
+    #[test]
+    fn huge_texts_are_cut_so_later_records_stay_readable() {
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::new(d.path());
+        q.create_layout().unwrap();
+        let id = QueueId::generate();
+        let huge = StatusRecord {
+            recipient: 0,
+            outcome: Outcome::Deferred { dsn: "4.0.0".into(), text: "é".repeat(100_000) },
+            time: 1,
+        };
+        let after = StatusRecord {
+            recipient: 1,
+            outcome: Outcome::Delivered { dsn: "2.0.0".into(), text: "ok".into() },
+            time: 2,
+        };
+        q.append_status(&id, &[huge, after.clone()]).unwrap();
+        let back = q.read_status(&id).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(back[1], after);
+        match &back[0].outcome {
+            Outcome::Deferred { text, .. } => assert!(text.len() <= MAX_TEXT),
+            o => panic!("{o:?}"),
+        }
     }
 
     proptest! {

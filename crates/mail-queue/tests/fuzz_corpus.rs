@@ -23,7 +23,7 @@ fn queue_file_corpus() {
     for (name, bytes) in corpus("queue_file") {
         let r = format::decode(Path::new(&name), &bytes);
         match name.as_str() {
-            "tutorial" => {
+            "tutorial" | "tutorial_v2" => {
                 assert_eq!(r.unwrap().envelope.recipients[0].address, "suporte@fiap.edu.br")
             }
             "null_sender_two_rcpts" => assert_eq!(r.unwrap().envelope.sender, ""),

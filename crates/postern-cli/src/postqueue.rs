@@ -122,7 +122,15 @@ fn maildrop_entries(queue: &Queue) -> Vec<Entry> {
     let limit = mail_queue::format::MAX_CONTENT + (64 << 10);
     let mut out = Vec::new();
     for id in ids {
-        let Ok(meta) = std::fs::metadata(queue.path(State::Maildrop, &id)) else { continue };
+        // Anyone may leave a symbolic link or a FIFO here, and mailq may
+        // run as root: look at the entry itself, and let read_maildrop
+        // open it without following links or waiting for a writer.
+        let Ok(meta) = std::fs::symlink_metadata(queue.path(State::Maildrop, &id)) else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
         let Ok((m, uid)) = queue.read_maildrop(&id, limit) else { continue };
         let given = m.sender.trim();
         let sender = match given.strip_prefix('<').and_then(|g| g.strip_suffix('>')) {
@@ -157,7 +165,7 @@ fn owner_name(uid: u32) -> String {
 }
 
 fn entry(queue: &Queue, state: State, id: QueueId) -> Result<Option<Entry>, mail_queue::Error> {
-    let size = match std::fs::metadata(queue.path(state, &id)) {
+    let size = match std::fs::symlink_metadata(queue.path(state, &id)) {
         Ok(m) => m.len(),
         // Delivered or moved since the scan: not an error.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -609,6 +617,57 @@ mod tests {
         let text = format_compat(&entries);
         assert!(text.contains(&format!("\n{given}  ")), "{text}");
         assert!(text.ends_with("in 3 Requests.\n"), "{text}");
+    }
+
+    #[test]
+    fn fifos_and_links_neither_block_nor_are_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::new(d.path());
+        q.create_layout().unwrap();
+        let fifo_mode = nix::sys::stat::Mode::from_bits_truncate(0o644);
+        let drop_fifo = QueueId::generate();
+        nix::unistd::mkfifo(&q.path(State::Maildrop, &drop_fifo), fifo_mode).unwrap();
+        let active_fifo = QueueId::generate();
+        nix::unistd::mkfifo(&q.path(State::Active, &active_fifo), fifo_mode).unwrap();
+        // A link to a maildrop file elsewhere (say, another user's file
+        // that root could read): not listed, not read.
+        let elsewhere = tempfile::tempdir().unwrap();
+        let other = Queue::new(elsewhere.path());
+        other.create_layout().unwrap();
+        let m = mail_queue::Maildrop {
+            sender: "<secret@example.org>".into(),
+            recipients: vec!["victim".into()],
+            extract_recipients: false,
+            full_name: String::new(),
+            user: "x".into(),
+            content: b"x\n".to_vec(),
+        };
+        let target = other.write_maildrop(&m).unwrap();
+        let link = QueueId::generate();
+        std::os::unix::fs::symlink(
+            other.path(State::Maildrop, &target),
+            q.path(State::Maildrop, &link),
+        )
+        .unwrap();
+        let queued = q.reserve().unwrap().commit(&envelope("a@b.c", &["d@e.f"]), b"z\n").unwrap();
+        // A blocking open would hang here; fail the test instead.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let qc = q.clone();
+        std::thread::spawn(move || {
+            let mut warn = Vec::new();
+            let entries = collect(&qc, &mut warn).unwrap();
+            let _ = tx.send((entries, String::from_utf8(warn).unwrap()));
+        });
+        let (entries, warn) = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("postqueue blocked on a FIFO");
+        let ids: Vec<&QueueId> = entries.iter().map(|e| &e.id).collect();
+        assert_eq!(ids, [&queued]);
+        assert!(
+            warn.contains(active_fifo.as_str()) && warn.contains("not a regular file"),
+            "{warn}"
+        );
+        assert!(!warn.contains("secret"), "{warn}");
     }
 
     #[test]

@@ -161,7 +161,9 @@ mod tests {
             bounce_lifetime: Duration::from_secs(5 * 86400),
             active_limit: 100,
             concurrency: 2,
-            local_domains: vec!["example.org".into()],
+            local_recipient_limit: 50,
+            default_recipient_limit: 50,
+            local_domains: mail_config::LocalDomains::new(["example.org"]),
             myhostname: "mail.example.org".into(),
             mail_name: "Postern".into(),
         };

@@ -30,6 +30,8 @@
 //!   queue_directory, mydestination, queue_run_delay, minimal_backoff_time,
 //!   maximal_backoff_time, maximal_queue_lifetime, bounce_queue_lifetime,
 //!   qmgr_message_active_limit, default_destination_concurrency_limit,
+//!   default_destination_recipient_limit, local_destination_recipient_limit
+//!   (a message's recipients go out in requests of at most that many),
 //!   myhostname, mail_name.
 //!
 //! DIAGNOSTICS
@@ -38,6 +40,8 @@
 //!   delivery agents. Delivery results are logged by the agents.
 
 mod bounce;
+mod ledger;
+mod policy;
 mod schedule;
 
 use std::process::ExitCode;

@@ -5,16 +5,16 @@
 //! message, and the loop goes on.
 
 use crate::bounce;
+use crate::ledger;
+use crate::policy::{self, Transport};
 use mail_daemon::{Daemon, Listener, Stop};
-use mail_ipc::delivery::{
-    DeliveryRecipient, DeliveryReply, DeliveryRequest, RecipientResult, ResultKind,
-};
+use mail_ipc::delivery::{DeliveryRecipient, DeliveryReply, DeliveryRequest};
 use mail_ipc::trigger::Trigger;
 use mail_queue::{Envelope, Error as QueueError, Outcome, Queue, State, StatusRecord};
-use mail_types::{Address, QueueId};
+use mail_types::QueueId;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 use tokio::sync::{Semaphore, mpsc};
 
 /// How often incoming/ is scanned even without a trigger.
@@ -34,7 +34,11 @@ pub(crate) struct Settings {
     pub(crate) bounce_lifetime: Duration,
     pub(crate) active_limit: usize,
     pub(crate) concurrency: usize,
-    pub(crate) local_domains: Vec<String>,
+    /// Most recipients per request to local delivery.
+    pub(crate) local_recipient_limit: usize,
+    /// Most recipients per request to any other agent.
+    pub(crate) default_recipient_limit: usize,
+    pub(crate) local_domains: mail_config::LocalDomains,
     pub(crate) myhostname: String,
     pub(crate) mail_name: String,
 }
@@ -51,27 +55,13 @@ impl Settings {
             bounce_lifetime: q.bounce_queue_lifetime,
             active_limit: q.qmgr_message_active_limit,
             concurrency: q.default_destination_concurrency_limit,
+            local_recipient_limit: q.local_destination_recipient_limit,
+            default_recipient_limit: q.default_destination_recipient_limit,
             // Normalised by mail_config::LocalDomains (lower case, no
             // trailing dot), the test smtpd and local delivery use too.
-            local_domains: common.mydestination.domains().to_vec(),
+            local_domains: common.mydestination,
             myhostname: common.myhostname,
             mail_name: common.mail_name,
-        }
-    }
-}
-
-/// Which agent handles a recipient.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Transport {
-    Local,
-    Smtp,
-}
-
-impl Transport {
-    fn socket(self) -> &'static str {
-        match self {
-            Transport::Local => mail_ipc::sockets::LOCAL,
-            Transport::Smtp => mail_ipc::sockets::SMTP,
         }
     }
 }
@@ -105,7 +95,7 @@ struct Qmgr {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    policy::now_secs(SystemTime::now())
 }
 
 pub(crate) async fn run(daemon: Daemon) -> anyhow::Result<()> {
@@ -255,29 +245,39 @@ impl Qmgr {
 
     /// Loads a message now in active/ and sends its recipients out.
     fn activate(&mut self, id: QueueId, from: State) {
-        let envelope = match self.queue.read_envelope(State::Active, &id) {
-            Ok(e) => e,
-            Err(e @ QueueError::Corrupt { .. }) => {
-                tracing::warn!("{id}: {e}; moving it to corrupt/");
-                if let Err(e) = self.queue.quarantine(&id, State::Active) {
-                    tracing::warn!("{id}: cannot move to corrupt/: {e}");
-                }
-                return;
+        // The whole file is checked (both checksums, every field) before
+        // anything is delivered; a FIFO, link or device in its place is
+        // found without opening it for blocking reads.
+        let envelope = match self.queue.read_envelope_verified(State::Active, &id) {
+            Ok(e) if !policy::arrival_is_sane(e.arrival, now()) => {
+                let reason = format!("arrival time {} is in the future", e.arrival);
+                return self.quarantine(&id, &reason);
             }
+            Ok(e) => e,
+            Err(QueueError::Corrupt { reason, .. }) => return self.quarantine(&id, &reason),
             Err(e) if e.is_not_found() => return,
             Err(e) => return tracing::warn!("{id}: {e}"),
         };
         let done_before: HashSet<u32> = match self.queue.read_status(&id) {
-            Ok(records) => {
-                records.iter().filter(|r| r.outcome.is_final()).map(|r| r.recipient).collect()
-            }
+            Ok(records) => ledger::finals(&records),
             Err(e) => {
-                tracing::warn!("{id}: status log: {e}; retrying every recipient");
-                HashSet::new()
+                // Without the log qmgr cannot tell who has their mail
+                // already; sending to everyone again would duplicate
+                // deliveries and bounces. The message waits instead.
+                tracing::warn!(
+                    "{id}: cannot read the status log: {e}; message deferred, nothing delivered"
+                );
+                let after = policy::backoff(
+                    policy::age(envelope.arrival, now()),
+                    self.s.min_backoff,
+                    self.s.max_backoff,
+                );
+                return self.defer(&id, after);
             }
         };
-        let size =
-            std::fs::metadata(self.queue.path(State::Active, &id)).map(|m| m.len()).unwrap_or(0);
+        let size = std::fs::symlink_metadata(self.queue.path(State::Active, &id))
+            .map(|m| m.len())
+            .unwrap_or(0);
         if from != State::Active {
             tracing::info!(
                 "{id}: from=<{}>, size={size}, nrcpt={} (queue active)",
@@ -285,13 +285,14 @@ impl Qmgr {
                 envelope.recipients.len()
             );
         }
-        let mut groups: HashMap<Transport, Vec<DeliveryRecipient>> = HashMap::new();
+        let mut groups: std::collections::BTreeMap<Transport, Vec<DeliveryRecipient>> =
+            Default::default();
         for (i, r) in envelope.recipients.iter().enumerate() {
             let index = i as u32;
             if done_before.contains(&index) {
                 continue;
             }
-            let t = self.transport_for(&r.address);
+            let t = policy::transport_for(&r.address, &self.s.local_domains);
             groups.entry(t).or_default().push(DeliveryRecipient {
                 index,
                 address: r.address.clone(),
@@ -300,7 +301,18 @@ impl Qmgr {
         }
         let mut msg =
             Active { envelope, done_before, round: Vec::new(), outstanding: 0, recorded: false };
-        for (t, recipients) in groups {
+        // One request per `*_destination_recipient_limit` recipients, so
+        // no request outgrows an IPC frame or an agent's patience.
+        let (local_limit, default_limit) =
+            (self.s.local_recipient_limit, self.s.default_recipient_limit);
+        let requests = groups.into_iter().flat_map(|(t, recipients)| {
+            let limit = match t {
+                Transport::Local => local_limit,
+                Transport::Smtp => default_limit,
+            };
+            policy::split(recipients, limit).into_iter().map(move |chunk| (t, chunk))
+        });
+        for (t, recipients) in requests {
             msg.outstanding += 1;
             let req = DeliveryRequest {
                 queue_id: id.to_string(),
@@ -330,40 +342,33 @@ impl Qmgr {
         }
     }
 
-    fn transport_for(&self, address: &str) -> Transport {
-        match Address::parse(address).ok().and_then(|a| a.domain().map(str::to_owned)) {
-            None => Transport::Local,
-            Some(d) if self.s.local_domains.contains(&d) => Transport::Local,
-            Some(_) => Transport::Smtp,
+    /// Moves a file qmgr cannot use to corrupt/, with a warning.
+    fn quarantine(&self, id: &QueueId, reason: &str) {
+        match self.queue.quarantine(id, State::Active) {
+            Ok(to) => {
+                tracing::warn!("{id}: corrupt queue file: {reason}; moved to {}", to.display())
+            }
+            Err(e) => tracing::warn!(
+                "{id}: corrupt queue file: {reason}; cannot move it to corrupt/: {e}"
+            ),
         }
     }
 
     fn on_done(&mut self, id: QueueId, asked: Vec<u32>, reply: Result<DeliveryReply, String>) {
         let Some(msg) = self.active.get_mut(&id) else { return };
         let t = now();
-        let mut answered = HashSet::new();
-        let mut fresh = Vec::new();
-        let failure = match reply {
+        let (mut fresh, missing, failure) = match reply {
             Ok(r) => {
-                for res in r.results {
-                    // Ignore answers about recipients we did not ask for.
-                    if asked.contains(&res.index) && answered.insert(res.index) {
-                        fresh.push(StatusRecord {
-                            recipient: res.index,
-                            outcome: outcome(&res),
-                            time: t,
-                        });
-                    }
-                }
-                "delivery agent returned no result for this recipient".to_string()
+                let (records, missing) = ledger::answers(&asked, r.results, t);
+                (records, missing, "delivery agent returned no result for this recipient".into())
             }
-            Err(text) => text,
+            Err(text) => (Vec::new(), asked, text),
         };
-        for i in asked.iter().filter(|i| !answered.contains(i)) {
+        for i in missing {
             let outcome = Outcome::Deferred { dsn: "4.3.0".into(), text: failure.clone() };
             // The agent did not log these; qmgr does, in the agents' format.
-            log_result(&id, &msg.envelope, *i, &outcome, "none");
-            fresh.push(StatusRecord { recipient: *i, outcome, time: t });
+            log_result(&id, &msg.envelope, i, &outcome, "none");
+            fresh.push(StatusRecord { recipient: i, outcome, time: t });
         }
         msg.round.extend(fresh);
         msg.outstanding = msg.outstanding.saturating_sub(1);
@@ -374,8 +379,7 @@ impl Qmgr {
         // recipients): record what is final now rather than after the
         // slowest agent, so a crash meanwhile re-delivers nothing done.
         // Bounces wait for finish(), which queues the report first.
-        let (keep, record): (Vec<StatusRecord>, Vec<StatusRecord>) =
-            msg.round.drain(..).partition(|r| matches!(r.outcome, Outcome::Bounced { .. }));
+        let (keep, record) = ledger::recordable_now(std::mem::take(&mut msg.round));
         msg.round = keep;
         if record.is_empty() {
             return;
@@ -383,8 +387,7 @@ impl Qmgr {
         match self.queue.append_status(&id, &record) {
             Ok(()) => {
                 msg.recorded = true;
-                msg.done_before
-                    .extend(record.iter().filter(|r| r.outcome.is_final()).map(|r| r.recipient));
+                msg.done_before.extend(ledger::finals(&record));
             }
             Err(e) => {
                 tracing::warn!("{id}: cannot record delivery status: {e}; will retry");
@@ -398,27 +401,19 @@ impl Qmgr {
     fn finish(&mut self, id: QueueId) {
         let Some(mut msg) = self.active.remove(&id) else { return };
         let total = msg.envelope.recipients.len() as u32;
-        let age = Duration::from_secs(now().saturating_sub(msg.envelope.arrival));
+        let age = policy::age(msg.envelope.arrival, now());
         let lifetime = if msg.envelope.sender.is_empty() {
             self.s.bounce_lifetime
         } else {
             self.s.max_lifetime
         };
-        if age > lifetime {
-            for r in &mut msg.round {
-                if let Outcome::Deferred { text, .. } = &r.outcome {
-                    let text = format!(
-                        "message expired after {} days in the queue; last error: {text}",
-                        age.as_secs() / 86400
-                    );
-                    r.outcome = Outcome::Bounced { dsn: "4.4.7".into(), text };
-                    log_result(&id, &msg.envelope, r.recipient, &r.outcome, "none");
-                }
+        if policy::expired(age, lifetime) {
+            let expired: HashSet<u32> = ledger::expire(&mut msg.round, age).into_iter().collect();
+            for r in msg.round.iter().filter(|r| expired.contains(&r.recipient)) {
+                log_result(&id, &msg.envelope, r.recipient, &r.outcome, "none");
             }
         }
-        let mut final_now: HashSet<u32> = msg.done_before.clone();
-        final_now.extend(msg.round.iter().filter(|r| r.outcome.is_final()).map(|r| r.recipient));
-        let all_final = (0..total).all(|i| final_now.contains(&i));
+        let all_final = ledger::all_final(total, &msg.done_before, &msg.round);
         let bounced: Vec<&StatusRecord> =
             msg.round.iter().filter(|r| matches!(r.outcome, Outcome::Bounced { .. })).collect();
 
@@ -465,8 +460,7 @@ impl Qmgr {
         if all_final {
             self.remove(&id);
         } else {
-            let backoff = age.clamp(self.s.min_backoff, self.s.max_backoff.max(self.s.min_backoff));
-            self.defer(&id, backoff);
+            self.defer(&id, policy::backoff(age, self.s.min_backoff, self.s.max_backoff));
         }
     }
 
@@ -494,9 +488,8 @@ impl Qmgr {
         if let Err(e) = self.queue.move_to(id, State::Active, State::Deferred) {
             return tracing::warn!("{id}: cannot move to deferred/: {e}");
         }
-        let path = self.queue.path(State::Deferred, id);
-        let when = SystemTime::now() + after;
-        if let Err(e) = std::fs::File::open(&path).and_then(|f| f.set_modified(when)) {
+        let when = policy::retry_at(SystemTime::now(), after);
+        if let Err(e) = self.queue.set_retry_time(id, when) {
             tracing::warn!("{id}: cannot set the retry time: {e}");
         }
     }
@@ -512,7 +505,7 @@ fn log_result(id: &QueueId, envelope: &Envelope, index: u32, outcome: &Outcome, 
         Outcome::Deferred { dsn, text } => ("deferred", dsn, text),
         Outcome::Bounced { dsn, text } => ("bounced", dsn, text),
     };
-    let since = id.created().unwrap_or(UNIX_EPOCH + Duration::from_secs(envelope.arrival));
+    let since = policy::delay_origin(id.created(), envelope.arrival);
     let delay = SystemTime::now().duration_since(since).map_or(0.0, |d| d.as_secs_f64());
     let orig = if rcpt.original != rcpt.address {
         format!(", orig_to=<{}>", rcpt.original)
@@ -523,15 +516,6 @@ fn log_result(id: &QueueId, envelope: &Envelope, index: u32, outcome: &Outcome, 
         "{id}: to=<{}>{orig}, relay={relay}, delay={delay:.2}, dsn={dsn}, status={word} ({text})",
         rcpt.address
     );
-}
-
-fn outcome(r: &RecipientResult) -> Outcome {
-    let (dsn, text) = (r.dsn.clone(), r.text.clone());
-    match r.kind {
-        ResultKind::Sent => Outcome::Delivered { dsn, text },
-        ResultKind::Deferred => Outcome::Deferred { dsn, text },
-        ResultKind::Bounced => Outcome::Bounced { dsn, text },
-    }
 }
 
 /// One request to a delivery agent. Errors are texts for the defer
