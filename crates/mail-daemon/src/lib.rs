@@ -74,7 +74,7 @@ pub fn init(program: &str) -> anyhow::Result<Daemon> {
         .with_context(|| format!("cannot load master.toml from {}", args.config_dir.display()))?;
     let listeners = listen_fds.into_iter().map(classify).collect::<anyhow::Result<Vec<_>>>()?;
     if args.unpriv && nix::unistd::geteuid().is_root() {
-        sys::drop_privileges(&config.str("mail_owner"))?;
+        sys::drop_privileges(&mail_config::settings::Common::new(&config).mail_owner)?;
         // The kernel clears the parent-death signal when the uid changes.
         sys::die_with_parent();
     }
@@ -117,7 +117,7 @@ impl Daemon {
 
     /// The queue directory.
     pub fn queue(&self) -> std::path::PathBuf {
-        self.config.path("queue_directory")
+        mail_config::settings::Common::new(&self.config).queue_directory
     }
 
     /// The socket of the unix service `name` (`qmgr`, `pickup`, `local`),

@@ -91,9 +91,11 @@ impl<S: Subscriber> Layer<S> for PostfixLayer {
 /// Installs the logger for `program` (the part after `postern/`).
 /// Safe to call more than once; only the first call takes effect.
 pub fn init(config: &Main, program: &str) {
-    let syslog_name = config.str("syslog_name");
-    let file = config.str("maillog_file");
-    init_with(&syslog_name, program, (!file.is_empty()).then_some(file.as_str()));
+    // The typed settings resolve a relative maillog_file against the
+    // configuration directory, as `postern start` does.
+    let common = mail_config::settings::Common::new(config);
+    let file = common.maillog_file.map(|p| p.display().to_string());
+    init_with(&common.syslog_name, program, file.as_deref());
 }
 
 /// Like [`init`] without a configuration (tools that must log before or

@@ -4,7 +4,7 @@
 //! no worker is accepting wait in the kernel's backlog.
 
 use anyhow::{Context as _, bail};
-use mail_config::{Main, ServiceDef, ServiceKind};
+use mail_config::{Main, ServiceDef, ServiceKind, settings};
 use socket2::{Domain, Socket, Type};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::OwnedFd;
@@ -37,7 +37,7 @@ fn port_by_name(name: &str) -> Option<u16> {
 /// The addresses `inet_interfaces` names.
 fn interfaces(main: &Main) -> anyhow::Result<Vec<IpAddr>> {
     let mut out = Vec::new();
-    for item in main.list("inet_interfaces") {
+    for item in settings::Master::new(main).inet_interfaces {
         match item.as_str() {
             "all" => out.extend([IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V6(Ipv6Addr::UNSPECIFIED)]),
             "loopback-only" | "localhost" => out.extend([IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)]),
@@ -129,7 +129,7 @@ pub(crate) fn bind(main: &Main, def: &ServiceDef) -> anyhow::Result<Vec<Bound>> 
             Ok(out)
         }
         ServiceKind::Unix => {
-            let path = unix_path(&main.path("queue_directory"), def);
+            let path = unix_path(&settings::Common::new(main).queue_directory, def);
             bind_unix(&path, def.private, mail_owner_ids(main))
                 .map(|fd| vec![Bound { display: path.display().to_string(), fd }])
         }
@@ -143,7 +143,8 @@ pub(crate) fn mail_owner_ids(main: &Main) -> Option<(u32, u32)> {
     if !nix::unistd::geteuid().is_root() {
         return None;
     }
-    let user = nix::unistd::User::from_name(&main.str("mail_owner")).ok().flatten()?;
+    let user =
+        nix::unistd::User::from_name(&settings::Common::new(main).mail_owner).ok().flatten()?;
     (!user.uid.is_root()).then(|| (user.uid.as_raw(), user.gid.as_raw()))
 }
 

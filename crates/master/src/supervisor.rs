@@ -13,7 +13,7 @@ mod status;
 
 use crate::listen::{self, Bound};
 use anyhow::Context as _;
-use mail_config::{Main, MasterFile, ServiceDef, ServiceKind};
+use mail_config::{Main, MasterFile, ServiceDef, ServiceKind, settings};
 use mail_ipc::control::{ControlReply, ControlRequest};
 use mail_ipc::sockets;
 use mail_ipc::status::{ChildState, ChildStatus};
@@ -97,7 +97,7 @@ fn load(dir: &Path) -> anyhow::Result<(Main, MasterFile)> {
 pub(crate) async fn run(dir: PathBuf, ready_json: bool) -> anyhow::Result<()> {
     let (main, mf) = load(&dir)?;
     mail_daemon::log::init(&main, "master");
-    let queue = Queue::new(main.path("queue_directory"));
+    let queue = Queue::new(settings::Common::new(&main).queue_directory);
     queue
         .create_layout()
         .with_context(|| format!("create queue directory {}", queue.root().display()))?;

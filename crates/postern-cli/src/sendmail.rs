@@ -382,8 +382,9 @@ pub(crate) enum Poke {
 pub(crate) fn poke(main: &Main, service: &str, trigger: Trigger) -> Result<(), Poke> {
     let master =
         mail_config::MasterFile::load(main.dir()).map_err(|e| Poke::NoService(e.to_string()))?;
-    let path =
-        master.socket_path(&main.path("queue_directory"), service).map_err(Poke::NoService)?;
+    let path = master
+        .socket_path(&settings::Common::new(main).queue_directory, service)
+        .map_err(Poke::NoService)?;
     mail_ipc::trigger::send(&path, trigger)
         .map_err(|e| Poke::Unreachable(format!("{}: {e}", path.display())))
 }

@@ -4,7 +4,7 @@
 
 use super::{Master, Service, load};
 use crate::listen::{self, Bound};
-use mail_config::ServiceKind;
+use mail_config::{ServiceKind, settings};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::collections::HashMap;
@@ -31,7 +31,8 @@ impl Master {
     pub(super) fn reload(&mut self) -> Result<String, String> {
         let fail = |e: String| format!("reload failed, keeping the running configuration: {e}");
         let (main, mf) = load(&self.dir).map_err(|e| fail(format!("{e:#}")))?;
-        let same_interfaces = main.list("inet_interfaces") == self.main.list("inet_interfaces");
+        let same_interfaces = settings::Master::new(&main).inet_interfaces
+            == settings::Master::new(&self.main).inet_interfaces;
         // Bind what is new before touching anything, so a failure leaves
         // the running system as it was.
         let mut fresh: HashMap<String, Vec<Bound>> = HashMap::new();

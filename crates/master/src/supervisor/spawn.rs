@@ -5,6 +5,7 @@
 use super::{Event, MAX_BACKOFF, Master, Worker};
 use crate::sys;
 use anyhow::Context as _;
+use mail_config::settings;
 use mail_ipc::status::ChildStatus;
 use std::os::fd::OwnedFd;
 use std::process::Stdio;
@@ -56,7 +57,7 @@ impl Master {
 
     pub(super) fn spawn(&mut self, name: &str) -> anyhow::Result<()> {
         let svc = self.service(name).context("no such service")?;
-        let program = self.main.path("daemon_directory").join(&svc.def.command);
+        let program = settings::Common::new(&self.main).daemon_directory.join(&svc.def.command);
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
         let args = mail_daemon::Args {
             config_dir: self.dir.clone(),
