@@ -27,7 +27,6 @@
 mod error;
 mod passwd_file;
 mod password;
-mod stamp;
 mod userdb;
 
 pub use error::Error;

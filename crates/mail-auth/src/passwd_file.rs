@@ -12,12 +12,12 @@
 //! with the file name and line number and skipped: one typo must not lock
 //! every other user out.
 
-use crate::stamp::Stamp;
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use stdx::stamp::Stamp;
 
 use crate::Error;
 use crate::userdb::User;

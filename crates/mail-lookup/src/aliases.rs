@@ -34,13 +34,13 @@
 //! oversized file is an [`Error`]; a missing file means "no aliases" and is
 //! logged once.
 
-use crate::stamp::Stamp;
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
+use stdx::stamp::Stamp;
 
 use crate::Error;
 

@@ -25,7 +25,6 @@ pub mod aliases;
 mod error;
 mod extension;
 mod recipients;
-mod stamp;
 
 pub use error::Error;
 pub use extension::split_extension;

@@ -1,5 +1,6 @@
 //! Helpers with no mail knowledge that could live in std: durable file
-//! writes, directory fsync, and the one serialization codec.
+//! writes, directory fsync, file-version stamps for caches, and the one
+//! serialization codec.
 //!
 //! Used by the queue, the IPC layer, the config editor and the maildir
 //! writer. Nothing here knows what a message is.
@@ -7,3 +8,4 @@
 
 pub mod codec;
 pub mod fs;
+pub mod stamp;
