@@ -760,3 +760,29 @@ pub fn fake_queue_id() -> String {
         .unwrap_or(0);
     format!("{micros:013X}FFFF01")
 }
+
+/// Points the instance in `dir` at a log file of its own, `dir/maillog`
+/// (for `Options::before_start`, when a test reads the daemons' log).
+pub fn log_to_file(dir: &Path) {
+    let out = Command::new(bin("postconf"))
+        .arg("-c")
+        .arg(dir)
+        .arg("-e")
+        .arg(format!("maillog_file = {}", dir.join("maillog").display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A queue file in format version 1 (no checksums), the way a file from
+/// before the checksums, damaged or forged, looks.
+pub fn v1_queue_file(envelope: &mail_queue::Envelope, content: &[u8]) -> Vec<u8> {
+    let env = stdx::codec::encode(envelope).unwrap();
+    let mut out = b"POSTERNQ\x00\x01".to_vec();
+    out.extend_from_slice(&(env.len() as u32).to_be_bytes());
+    out.extend_from_slice(&env);
+    out.extend_from_slice(&(content.len() as u64).to_be_bytes());
+    out.extend_from_slice(content);
+    out.extend_from_slice(b"END\n");
+    out
+}

@@ -10,23 +10,10 @@ use mail_queue::{Envelope, Recipient};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
-use tests::{Instance, fake_queue_id, init_dir, wait_until};
+use tests::{Instance, fake_queue_id, init_dir, v1_queue_file, wait_until};
 
 fn mkfifo(path: &Path) {
     nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-}
-
-/// A queue file in format version 1 (no checksums), the way a damaged
-/// or forged file from before the checksums would look.
-fn v1_queue_file(envelope: &Envelope, content: &[u8]) -> Vec<u8> {
-    let env = stdx::codec::encode(envelope).unwrap();
-    let mut out = b"POSTERNQ\x00\x01".to_vec();
-    out.extend_from_slice(&(env.len() as u32).to_be_bytes());
-    out.extend_from_slice(&env);
-    out.extend_from_slice(&(content.len() as u64).to_be_bytes());
-    out.extend_from_slice(content);
-    out.extend_from_slice(b"END\n");
-    out
 }
 
 fn wait_in_corrupt(inst: &Instance, id: &str) {

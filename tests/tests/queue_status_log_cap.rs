@@ -9,19 +9,7 @@
 use mail_queue::{Envelope, Outcome, Recipient, StatusRecord};
 use std::io::Write;
 use std::time::Duration;
-use tests::{Instance, Options, fake_queue_id, header, wait_until};
-
-/// A queue file in format version 1 (no checksums).
-fn v1_queue_file(envelope: &Envelope, content: &[u8]) -> Vec<u8> {
-    let env = stdx::codec::encode(envelope).unwrap();
-    let mut out = b"POSTERNQ\x00\x01".to_vec();
-    out.extend_from_slice(&(env.len() as u32).to_be_bytes());
-    out.extend_from_slice(&env);
-    out.extend_from_slice(&(content.len() as u64).to_be_bytes());
-    out.extend_from_slice(content);
-    out.extend_from_slice(b"END\n");
-    out
-}
+use tests::{Instance, Options, fake_queue_id, header, v1_queue_file, wait_until};
 
 #[test]
 fn a_huge_status_log_redelivers_nobody() {

@@ -94,19 +94,6 @@ fn pid_of(line: &str) -> u32 {
     rest.split(']').next().unwrap().parse().unwrap()
 }
 
-/// Sends the instance's log to `DIR/maillog` (an absolute path: the
-/// daemons run in the queue directory).
-fn use_maillog(dir: &Path) {
-    let out = std::process::Command::new(tests::bin("postconf"))
-        .arg("-c")
-        .arg(dir)
-        .arg("-e")
-        .arg(format!("maillog_file = {}", dir.join("maillog").display()))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-}
-
 fn options(extra: &[&str], before_start: fn(&Path)) -> Options {
     let mut postconf = vec![
         "mynetworks = 127.0.0.2/32".to_string(),
@@ -148,7 +135,7 @@ fn set_smtpd_maxproc(dir: &Path, n: u32) {
 #[test]
 fn count_limit_is_counted_across_smtpd_processes() {
     let inst = Instance::start_with(options(&[], |d| {
-        use_maillog(d);
+        tests::log_to_file(d);
         set_smtpd_maxproc(d, 2);
     }));
     let smtpds = inst.worker_pids("smtpd");
@@ -227,7 +214,7 @@ fn rate_limit_refuses_the_next_connection_in_the_window() {
     let inst = Instance::start_with(options(
         &["smtpd_client_connection_rate_limit = 3", "anvil_status_update_time = 1s"],
         |d| {
-            use_maillog(d);
+            tests::log_to_file(d);
             set_smtpd_maxproc(d, 2);
         },
     ));
@@ -258,7 +245,7 @@ fn rate_limit_refuses_the_next_connection_in_the_window() {
 #[test]
 fn anvil_killed_smtpd_keeps_serving_and_master_restarts_it() {
     let inst = Instance::start_with(options(&[], |d| {
-        use_maillog(d);
+        tests::log_to_file(d);
         set_smtpd_maxproc(d, 2);
     }));
     let old = inst.worker_pids("anvil");
@@ -304,7 +291,7 @@ fn limit_holds(inst: &Instance) -> bool {
 #[test]
 fn without_anvil_smtpd_fails_open_with_its_own_limit() {
     let inst = Instance::start_with(options(&[], |d| {
-        use_maillog(d);
+        tests::log_to_file(d);
         edit_services(d, |b| (!b.contains("name = \"anvil\"")).then(|| b.to_string()));
         set_smtpd_maxproc(d, 1);
     }));

@@ -13,20 +13,9 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use tests::{ChildGuard, Instance, Options, bin, init_dir};
+use tests::{ChildGuard, Instance, Options, bin, init_dir, log_to_file};
 
 const NOBODY: u32 = 65534;
-
-fn log_to_file(dir: &Path) {
-    let out = Command::new(bin("postconf"))
-        .arg("-c")
-        .arg(dir)
-        .arg("-e")
-        .arg(format!("maillog_file = {}", dir.join("maillog").display()))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
 
 fn log(inst: &Instance) -> String {
     std::fs::read_to_string(inst.dir.join("maillog")).unwrap_or_default()
