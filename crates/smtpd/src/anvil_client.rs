@@ -100,12 +100,10 @@ enum Request {
 }
 
 impl Anvil {
-    /// Reads queue_directory and smtpd_client_connection_rate_limit.
-    pub(crate) fn from_config(c: &mail_config::Main) -> Anvil {
+    /// Reads smtpd_client_connection_rate_limit; anvil listens at `path`.
+    pub(crate) fn from_config(c: &mail_config::Main, path: PathBuf) -> Anvil {
         Anvil {
-            path: mail_config::settings::Common::new(c)
-                .queue_directory
-                .join(mail_ipc::sockets::ANVIL),
+            path,
             rate_limit: mail_config::settings::Smtpd::new(c).smtpd_client_connection_rate_limit,
             link: OnceLock::new(),
         }

@@ -36,8 +36,12 @@ pub(crate) struct Context {
 
 impl Context {
     /// The state for a process configured by `config`, waking qmgr at
-    /// `qmgr_socket`.
-    pub(crate) fn from_config(config: &mail_config::Main, qmgr_socket: PathBuf) -> Context {
+    /// `qmgr_socket` and asking anvil at `anvil_socket`.
+    pub(crate) fn from_config(
+        config: &mail_config::Main,
+        qmgr_socket: PathBuf,
+        anvil_socket: PathBuf,
+    ) -> Context {
         let queue_dir = mail_config::settings::Common::new(config).queue_directory;
         Context {
             settings: Settings::from_config(config),
@@ -45,7 +49,7 @@ impl Context {
             wakeup: Arc::new(QmgrWakeup::new(qmgr_socket)),
             queue: Queue::new(queue_dir),
             counts: Arc::new(ConnectionCounts::default()),
-            anvil: Anvil::from_config(config),
+            anvil: Anvil::from_config(config, anvil_socket),
             open: AtomicUsize::new(0),
         }
     }
@@ -85,7 +89,13 @@ pub(crate) async fn run(mut daemon: Daemon) -> anyhow::Result<()> {
         anyhow::bail!("smtpd serves TCP only (type = \"inet\" in master.toml)");
     }
     let qmgr = daemon.socket_path("qmgr")?;
-    let ctx = Arc::new(Context::from_config(&daemon.config, qmgr));
+    // Without an anvil service in master.toml smtpd runs on its own
+    // per-process limit; the default path then fails, and says so, once a
+    // second at most (fail-open, as with an anvil that is down).
+    let anvil = daemon
+        .socket_path("anvil")
+        .unwrap_or_else(|_| daemon.queue().join(mail_ipc::sockets::ANVIL));
+    let ctx = Arc::new(Context::from_config(&daemon.config, qmgr, anvil));
     mail_daemon::run(&mut daemon, Arc::new(Smtpd(ctx))).await?;
     Ok(())
 }

@@ -450,7 +450,8 @@ mod tests {
             a = d.join("aliases").display(),
         );
         let main = mail_config::Main::from_str(&d.join("main.toml"), &text).unwrap();
-        let ctx = Context::from_config(&main, d.join("queue/public/qmgr"));
+        let ctx =
+            Context::from_config(&main, d.join("queue/public/qmgr"), d.join("queue/private/anvil"));
         ctx.queue.create_layout().unwrap();
         (dir, Arc::new(ctx))
     }
