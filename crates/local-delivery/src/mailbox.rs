@@ -652,4 +652,30 @@ mod tests {
         assert_eq!(qf.envelope.origin, "local");
         assert!(qf.content.starts_with(b"Delivered-To: root@example.org\nSubject: hi\n"));
     }
+
+    #[test]
+    fn forward_of_a_null_sender_and_an_unparsable_one() {
+        let _lock = crate::privs::test_lock();
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(dir.path(), "");
+        let queue = Queue::new(&s.queue_directory);
+        queue.create_layout().unwrap();
+        let null = Message { sender: "", ..MSG };
+        let st = forward(&s, &null, "friend@remote.example", "root@example.org");
+        assert!(matches!(st, DeliveryStatus::Sent { .. }), "{st:?}");
+        let ids = queue.scan(mail_queue::State::Incoming).unwrap();
+        let qf = queue.read(mail_queue::State::Incoming, &ids[0]).unwrap();
+        assert_eq!(qf.envelope.sender, "");
+        // A sender that does not parse is not replaced by another: the
+        // copy waits, and nothing is queued.
+        let bad = Message { sender: "a b@@", ..MSG };
+        let st = forward(&s, &bad, "friend@remote.example", "root@example.org");
+        assert_eq!(st.log_word(), "deferred", "{st:?}");
+        let text = st.text();
+        assert!(
+            text.starts_with("cannot forward to friend@remote.example: sender <a b@@>"),
+            "{text}"
+        );
+        assert_eq!(queue.scan(mail_queue::State::Incoming).unwrap().len(), 1);
+    }
 }

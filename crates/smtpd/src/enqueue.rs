@@ -220,4 +220,20 @@ mod tests {
         assert_eq!(r.to_string(), "451 4.3.0 Error: queue file write error");
         assert_eq!(disk_full_reply().to_string(), "452 4.3.1 Insufficient system storage");
     }
+
+    #[test]
+    fn errors_map_to_the_replies() {
+        let io = |errno| {
+            mail_submit::Error::Queue(mail_queue::Error::Io {
+                path: "/q/tmp/x".into(),
+                source: std::io::Error::from_raw_os_error(errno),
+            })
+        };
+        let r = |e: mail_submit::Error| submit_error_reply(&e).to_string();
+        assert_eq!(r(io(nix::libc::ENOSPC)), "452 4.3.1 Insufficient system storage");
+        assert_eq!(r(io(nix::libc::EDQUOT)), "452 4.3.1 Insufficient system storage");
+        assert_eq!(r(io(nix::libc::EIO)), "451 4.3.0 Error: queue file write error");
+        let big = mail_submit::Error::HeaderTooLarge { limit: 10 };
+        assert_eq!(r(big), "552 5.3.4 Message header size exceeds limit");
+    }
 }
