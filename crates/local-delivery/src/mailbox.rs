@@ -14,11 +14,12 @@ use std::fs::OpenOptions;
 use std::io::ErrorKind;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use mail_auth::User;
-use mail_queue::{Envelope, Queue, Recipient};
-use mail_types::{DeliveryStatus, EnhancedStatus};
+use mail_queue::{Queue, Recipient};
+use mail_submit::{Origin, Submission};
+use mail_types::{Address, DeliveryStatus, EnhancedStatus};
 
 use crate::command::{self, CommandSpec};
 use crate::privs::{self, AsUser};
@@ -184,13 +185,19 @@ pub(crate) fn forward(s: &Settings, m: &Message<'_>, address: &str, via: &str) -
     let queue = Queue::new(&s.queue_directory);
     let mut content = format!("Delivered-To: {via}\n").into_bytes();
     content.extend_from_slice(m.content);
-    let envelope = Envelope {
-        sender: m.sender.to_owned(),
+    // The stored sender was written from a parsed address, so it parses;
+    // should one not, the copy waits rather than go out under another.
+    let sender = match m.sender {
+        "" => None,
+        text => match Address::parse(text) {
+            Ok(a) => Some(a),
+            Err(e) => return defer(format!("cannot forward to {address}: sender <{text}>: {e}")),
+        },
+    };
+    let sub = Submission {
+        sender,
         recipients: vec![Recipient { address: address.to_owned(), original: address.to_owned() }],
-        arrival: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
-        client: "local".to_owned(),
-        origin: "local".to_owned(),
-        attrs: Vec::new(),
+        origin: Origin::Forward,
     };
     // The queue belongs to mail_owner; qmgr must be able to read the file.
     let owner = if privs::is_root() {
@@ -211,22 +218,15 @@ pub(crate) fn forward(s: &Settings, m: &Message<'_>, address: &str, via: &str) -
             Some((uid, gid)) => Some(AsUser::switch(uid, gid).map_err(|e| e.to_string())?),
             None => None,
         };
-        let pending = queue.reserve().map_err(|e| e.to_string())?;
-        pending.commit(&envelope, &content).map_err(|e| e.to_string())
+        mail_submit::submit(&queue, &sub, &content).map_err(|e| e.to_string())
     })();
     match written {
-        Ok(id) => {
-            wake_qmgr(&s.qmgr_socket);
-            DeliveryStatus::sent(format!("forwarded as {}", id.as_str()))
+        Ok(queued) => {
+            // As the daemon itself, not mail_owner: the guard is gone.
+            mail_submit::wake(&s.qmgr_socket);
+            DeliveryStatus::sent(format!("forwarded as {}", queued.id.as_str()))
         }
         Err(e) => defer(format!("cannot forward to {address}: {e}")),
-    }
-}
-
-/// Fire and forget: qmgr also scans incoming/ on its own timer.
-fn wake_qmgr(path: &Path) {
-    if let Err(e) = mail_ipc::trigger::send(path, mail_ipc::trigger::Trigger::Wakeup) {
-        tracing::warn!("cannot trigger qmgr at {}: {e}", path.display());
     }
 }
 
@@ -651,5 +651,31 @@ mod tests {
         assert_eq!(qf.envelope.recipients[0].address, "friend@remote.example");
         assert_eq!(qf.envelope.origin, "local");
         assert!(qf.content.starts_with(b"Delivered-To: root@example.org\nSubject: hi\n"));
+    }
+
+    #[test]
+    fn forward_of_a_null_sender_and_an_unparsable_one() {
+        let _lock = crate::privs::test_lock();
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(dir.path(), "");
+        let queue = Queue::new(&s.queue_directory);
+        queue.create_layout().unwrap();
+        let null = Message { sender: "", ..MSG };
+        let st = forward(&s, &null, "friend@remote.example", "root@example.org");
+        assert!(matches!(st, DeliveryStatus::Sent { .. }), "{st:?}");
+        let ids = queue.scan(mail_queue::State::Incoming).unwrap();
+        let qf = queue.read(mail_queue::State::Incoming, &ids[0]).unwrap();
+        assert_eq!(qf.envelope.sender, "");
+        // A sender that does not parse is not replaced by another: the
+        // copy waits, and nothing is queued.
+        let bad = Message { sender: "a b@@", ..MSG };
+        let st = forward(&s, &bad, "friend@remote.example", "root@example.org");
+        assert_eq!(st.log_word(), "deferred", "{st:?}");
+        let text = st.text();
+        assert!(
+            text.starts_with("cannot forward to friend@remote.example: sender <a b@@>"),
+            "{text}"
+        );
+        assert_eq!(queue.scan(mail_queue::State::Incoming).unwrap().len(), 1);
     }
 }

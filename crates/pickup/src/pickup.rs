@@ -1,5 +1,6 @@
-//! Picking up maildrop files: lock, read, qualify, cleanup, commit to
-//! `incoming/`, remove the maildrop file.
+//! Picking up maildrop files: lock, read, qualify, submit (cleanup and
+//! commit to `incoming/`, through `mail_submit`), remove the maildrop
+//! file.
 //!
 //! Ordering is what keeps accepted mail safe: the queue file is committed
 //! (fsync, rename, fsync `incoming/`) before the maildrop file is
@@ -18,8 +19,9 @@
 //! (Postfix bounces it instead). Queue write errors are returned to the
 //! caller, which leaves the file for the next scan.
 
-use mail_cleanup::{CleanupParams, Trace};
-use mail_queue::{Envelope, Error, Queue, Recipient, State};
+use mail_cleanup::CleanupParams;
+use mail_queue::{Error, Queue, Recipient, State};
+use mail_submit::Origin;
 use mail_types::{Address, QueueId};
 use nix::fcntl::{Flock, FlockArg};
 use std::collections::HashSet;
@@ -27,7 +29,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 /// Room for the maildrop framing and envelope on top of the message.
 const MAILDROP_OVERHEAD: u64 = 64 << 10;
@@ -79,10 +81,6 @@ pub(crate) enum Picked {
     Quarantined,
     /// No recipients: removed.
     Discarded,
-}
-
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// The login name of `uid`, if it has a passwd entry.
@@ -268,37 +266,24 @@ pub(crate) fn pickup_file(queue: &Queue, s: &Settings, id: &QueueId) -> Result<P
         content.splice(0..0, from.into_bytes());
     }
 
-    let pending = queue.reserve()?;
-    let qid = pending.id().clone();
-    let trace = Trace {
-        helo: None,
-        client_name: "localhost".into(),
-        client_addr: "127.0.0.1".into(),
-        protocol: "local".into(),
-        local_uid: Some(uid),
-        queue_id: qid.clone(),
-        single_recipient: (recipients.len() == 1).then(|| recipients[0].address.clone()),
-        time: chrono::Local::now(),
+    let sub = mail_submit::Submission {
+        sender,
+        recipients,
+        origin: Origin::Pickup { uid, cleanup: s.cleanup.clone() },
     };
-    let cleaned = match mail_cleanup::cleanup(&s.cleanup, &trace, sender.as_ref(), &content) {
-        Ok(c) => c,
-        // Dropping `pending` removes its temporary file.
+    let qid = match mail_submit::submit(queue, &sub, &content) {
+        Ok(queued) => {
+            let sender_text = sub.sender.as_ref().map(ToString::to_string).unwrap_or_default();
+            tracing::info!("{}: uid={uid} from=<{sender_text}>", queued.id);
+            if let Some(mid) = &queued.message_id {
+                tracing::info!("{}: message-id={mid}", queued.id);
+            }
+            queued.id
+        }
+        Err(mail_submit::Error::Queue(e)) => return Err(e),
+        // The content itself is refused (its header block is too large).
         Err(e) => return quarantine(queue, id, &e.to_string()),
     };
-    let sender_text = sender.as_ref().map(ToString::to_string).unwrap_or_default();
-    let envelope = Envelope {
-        sender: sender_text.clone(),
-        recipients,
-        arrival: now(),
-        client: "local".into(),
-        origin: "pickup".into(),
-        attrs: vec![("uid".into(), uid.to_string())],
-    };
-    pending.commit(&envelope, &cleaned)?;
-    tracing::info!("{qid}: uid={uid} from=<{sender_text}>");
-    if let Some(mid) = mail_cleanup::header_value(&cleaned, "Message-ID") {
-        tracing::info!("{qid}: message-id={mid}");
-    }
     // Only now, with the queue file durable, may the maildrop file go.
     if let Err(e) = remove_maildrop(queue, id) {
         tracing::error!(

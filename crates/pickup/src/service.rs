@@ -11,7 +11,7 @@
 
 use crate::pickup::{Scanner, Settings};
 use mail_daemon::{Connection, Daemon, Service, StopWatch};
-use mail_ipc::trigger::{Gate, Limits, Trigger};
+use mail_ipc::trigger::{Gate, Limits};
 use mail_queue::Queue;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -92,9 +92,7 @@ impl Service for Pickup {
             scanner = back;
             if queued > 0 {
                 // A failure only delays the mail: qmgr also scans on its own timer.
-                if let Err(e) = mail_ipc::trigger::send_async(&self.qmgr, Trigger::Wakeup).await {
-                    tracing::debug!("cannot trigger qmgr: {e}");
-                }
+                mail_submit::wake_async(&self.qmgr).await;
             }
             if stopping.load(Ordering::Relaxed) || stop.requested().is_some() {
                 return Ok(());

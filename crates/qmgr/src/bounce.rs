@@ -7,9 +7,9 @@
 
 use crate::schedule::Settings;
 use mail_queue::{Envelope, Outcome, Queue, Recipient, StatusRecord};
+use mail_submit::{Origin, Submission};
 use mail_types::QueueId;
 use std::fmt::Write as _;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Largest header block of the original message we attach.
 const MAX_ATTACHED_HEADERS: usize = 64 << 10;
@@ -120,7 +120,9 @@ pub(crate) fn build(
     out
 }
 
-/// Queues a notification to `envelope.sender` about `failed`.
+/// Queues a notification to `envelope.sender` about `failed`, from the
+/// null sender and as built (it needs no cleanup). qmgr finds it in
+/// `incoming/` at its next scan: there is no one to wake.
 pub(crate) fn enqueue(
     queue: &Queue,
     s: &Settings,
@@ -128,22 +130,19 @@ pub(crate) fn enqueue(
     envelope: &Envelope,
     content: &[u8],
     failed: &[&StatusRecord],
-) -> Result<QueueId, mail_queue::Error> {
-    let pending = queue.reserve()?;
-    let bounce_id = pending.id().clone();
-    let text = build(s, id, &bounce_id, envelope, content, failed);
-    let env = Envelope {
-        sender: String::new(),
+) -> Result<QueueId, mail_submit::Error> {
+    let sub = Submission {
+        sender: None,
         recipients: vec![Recipient {
             address: envelope.sender.clone(),
             original: envelope.sender.clone(),
         }],
-        arrival: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-        client: "local".into(),
-        origin: "bounce".into(),
-        attrs: Vec::new(),
+        origin: Origin::Bounce,
     };
-    pending.commit(&env, &text)
+    let queued = mail_submit::submit_built(queue, &sub, |bounce_id| {
+        build(s, id, bounce_id, envelope, content, failed)
+    })?;
+    Ok(queued.id)
 }
 
 #[cfg(test)]

@@ -427,9 +427,13 @@ impl Qmgr {
         // at all. If it cannot be queued, nothing is recorded as bounced
         // and the message is tried again later.
         if !bounced.is_empty() && !msg.envelope.sender.is_empty() {
-            let queued = self.queue.read(State::Active, &id).and_then(|qf| {
-                bounce::enqueue(&self.queue, &self.s, &id, &qf.envelope, &qf.content, &bounced)
-            });
+            let queued = self
+                .queue
+                .read(State::Active, &id)
+                .map_err(mail_submit::Error::from)
+                .and_then(|qf| {
+                    bounce::enqueue(&self.queue, &self.s, &id, &qf.envelope, &qf.content, &bounced)
+                });
             match queued {
                 Ok(bid) => tracing::info!("{id}: sender non-delivery notification: {bid}"),
                 Err(e) => {

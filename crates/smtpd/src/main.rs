@@ -90,7 +90,6 @@
 #![forbid(unsafe_code)]
 
 mod anvil_client;
-mod cleaner;
 mod counters;
 mod enqueue;
 mod policy;

@@ -10,7 +10,7 @@
 //!
 //! Bounds: the machine holds at most one read plus a partial command
 //! line; message content is taken from it as it arrives and streamed to
-//! the queue file (`enqueue::Incoming`), so only the header block
+//! the queue file (`enqueue::Incoming`, on `mail_submit::Stream`), so only the header block
 //! (`header_size_limit`) and one write's worth of body are in memory.
 //! Time: `smtpd_timeout` per read or write, `smtpd_data_deadline` for one
 //! DATA stream, `smtpd_session_deadline` for the whole connection; past
@@ -33,10 +33,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::counters::Counters;
-use crate::enqueue::{self, Incoming, Submission};
+use crate::enqueue::{self, Incoming};
 use crate::policy::{self, Verdict};
 use crate::serve::Context;
 use crate::settings::ERROR_SLEEP;
+use mail_submit::{Origin, Submission};
 
 /// Bytes asked for per read.
 const READ_CHUNK: usize = 16 * 1024;
@@ -228,10 +229,8 @@ impl Session {
         if self.incoming.is_none() {
             let ctx = Arc::clone(&self.ctx);
             let sub = self.submission();
-            let started = tokio::task::spawn_blocking(move || {
-                Incoming::start(&ctx.queue, &ctx.settings.cleanup, sub)
-            })
-            .await;
+            let started =
+                tokio::task::spawn_blocking(move || Incoming::start(&ctx.queue, &sub)).await;
             match started {
                 Ok(incoming) => self.incoming = Some(incoming),
                 Err(e) => {
@@ -384,11 +383,22 @@ impl Session {
     fn submission(&self) -> Submission {
         Submission {
             sender: self.txn.sender.clone().map(|s| self.ctx.policy.qualify(s)),
-            recipients: self.txn.recipients.clone(),
-            helo: self.server.helo_name().map(str::to_owned),
-            client_name: self.client.name.to_owned(),
-            client_addr: self.client.addr,
-            protocol: self.server.protocol(),
+            recipients: self
+                .txn
+                .recipients
+                .iter()
+                .map(|(address, original)| mail_queue::Recipient {
+                    address: address.to_string(),
+                    original: original.to_string(),
+                })
+                .collect(),
+            origin: Origin::Smtp {
+                helo: self.server.helo_name().map(str::to_owned),
+                client_name: self.client.name.to_owned(),
+                client_addr: self.client.addr,
+                protocol: self.server.protocol(),
+                cleanup: self.ctx.settings.cleanup.clone(),
+            },
         }
     }
 
@@ -403,7 +413,7 @@ impl Session {
             // The whole message came in one read: nothing was started.
             let incoming = match (incoming, sub) {
                 (Some(incoming), _) => incoming,
-                (None, Some(sub)) => Incoming::start(&ctx.queue, &ctx.settings.cleanup, sub),
+                (None, Some(sub)) => Incoming::start(&ctx.queue, &sub),
                 (None, None) => return Err(enqueue::write_error_reply()),
             };
             incoming.commit(&content)

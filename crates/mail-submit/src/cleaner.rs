@@ -60,7 +60,7 @@ pub(crate) struct Cleaner {
 
 /// The header buffer bound when `header_size_limit = 0` ("no limit"):
 /// a session's memory must stay bounded whatever the configuration.
-pub(crate) const HEADER_CAP: usize = 1 << 20;
+pub const HEADER_CAP: usize = 1 << 20;
 
 /// What the start of an unfinished line says about the header block.
 enum Partial {
@@ -103,6 +103,7 @@ impl Cleaner {
     }
 
     /// The queue id the message is cleaned for.
+    #[cfg(test)]
     pub(crate) fn queue_id(&self) -> &mail_types::QueueId {
         &self.trace.queue_id
     }

@@ -1,0 +1,325 @@
+//! Putting a new message into the queue: cleanup, reserve, commit, wake.
+//!
+//! Every program that creates mail goes through here: smtpd (a message
+//! streamed in during DATA, [`Stream`]), pickup (a maildrop file), the
+//! local delivery agent (a forwarded copy) and qmgr (a non-delivery
+//! notification), all with [`submit`] or [`submit_built`]. A
+//! [`Submission`] says who sent the message to whom and where it came
+//! from; the [`Origin`] decides the rest, so each kind of message gets
+//! the same envelope wherever it is written:
+//!
+//! - what the envelope's `client`, `origin` and `attrs` fields say;
+//! - whether cleanup(8)'s header work runs ([`Origin::cleanup`]):
+//!   mail from outside (SMTP, maildrop) is cleaned on the way in, with a
+//!   `Received:` header naming the queue id; forwarded copies were
+//!   cleaned when they first arrived, and bounces are built clean here, so
+//!   they are stored as they are.
+//!
+//! The queue file is written with `mail_queue`'s guarantees: the id is
+//! reserved by an exclusive create in `tmp/`, the file reaches
+//! `incoming/` only complete (fsync, rename, fsync of the directory), and
+//! a failure on the way leaves nothing in `tmp/` or `incoming/`. Only
+//! after [`submit`] returns may the sender be told the message is taken.
+//!
+//! Waking qmgr is fire and forget and bounded ([`wake`], [`QmgrWakeup`]):
+//! qmgr also scans `incoming/` on its own timer, so a lost wake-up delays
+//! mail and never loses it. The socket path is the caller's (from
+//! `master.toml`, `mail_daemon::Daemon::socket_path("qmgr")`); qmgr's own
+//! bounces need none.
+//!
+//! Not here: parsing addresses and deciding who may send (the callers'
+//! policy), the maildrop format (`mail_queue::maildrop`), and the text of
+//! the notifications (qmgr's `bounce`).
+
+mod cleaner;
+mod stream;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use mail_cleanup::{CleanupParams, Trace};
+use mail_ipc::trigger::Trigger;
+use mail_queue::{Envelope, Queue, Recipient};
+use mail_types::{Address, QueueId};
+
+pub use cleaner::HEADER_CAP;
+pub use stream::{Stream, WRITE_CHUNK};
+
+/// Where a message comes from: what its envelope records and whether it
+/// is cleaned on the way in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// An SMTP client (smtpd). Cleaned.
+    Smtp {
+        /// The HELO/EHLO argument.
+        helo: Option<String>,
+        /// `localhost` or `unknown` (smtpd's `policy::client_name`).
+        client_name: String,
+        /// The client's address.
+        client_addr: IpAddr,
+        /// `SMTP` or `ESMTP` (RFC 3848), for `Received:`.
+        protocol: &'static str,
+        /// How to clean the message.
+        cleanup: CleanupParams,
+    },
+    /// A local user through `sendmail` and maildrop/ (pickup). Cleaned.
+    Pickup {
+        /// The maildrop file owner's uid, the only trusted identity.
+        uid: u32,
+        /// How to clean the message.
+        cleanup: CleanupParams,
+    },
+    /// A copy forwarded by the local delivery agent (`.forward`, an
+    /// alias to a remote address). Already clean: it was cleaned when it
+    /// first arrived, and only `Delivered-To:` was added since.
+    Forward,
+    /// A non-delivery notification built by qmgr. Clean as built.
+    Bounce,
+}
+
+impl Origin {
+    /// How cleanup(8)'s header work is done on the content; `None` for
+    /// the origins whose content is already clean.
+    pub fn cleanup(&self) -> Option<&CleanupParams> {
+        match self {
+            Origin::Smtp { cleanup, .. } | Origin::Pickup { cleanup, .. } => Some(cleanup),
+            Origin::Forward | Origin::Bounce => None,
+        }
+    }
+
+    /// The envelope's `origin` field.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Origin::Smtp { .. } => "smtpd",
+            Origin::Pickup { .. } => "pickup",
+            Origin::Forward => "local",
+            Origin::Bounce => "bounce",
+        }
+    }
+
+    /// The envelope's `client` field: `name[addr]` for SMTP, as logs
+    /// show it; `local` otherwise.
+    pub fn client(&self) -> String {
+        match self {
+            Origin::Smtp { client_name, client_addr, .. } => {
+                format!("{client_name}[{client_addr}]")
+            }
+            _ => "local".to_owned(),
+        }
+    }
+
+    fn attrs(&self) -> Vec<(String, String)> {
+        match self {
+            Origin::Smtp { helo, protocol, .. } => {
+                let mut attrs = Vec::with_capacity(2);
+                if let Some(helo) = helo {
+                    attrs.push(("helo".to_owned(), helo.clone()));
+                }
+                attrs.push(("protocol".to_owned(), (*protocol).to_owned()));
+                attrs
+            }
+            Origin::Pickup { uid, .. } => vec![("uid".to_owned(), uid.to_string())],
+            Origin::Forward | Origin::Bounce => Vec::new(),
+        }
+    }
+}
+
+/// One message to queue, without its content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submission {
+    /// The envelope sender, qualified; `None` for the null sender `<>`.
+    pub sender: Option<Address>,
+    /// Each recipient as qualified and as originally given; at least one.
+    pub recipients: Vec<Recipient>,
+    /// Where the message comes from.
+    pub origin: Origin,
+}
+
+impl Submission {
+    /// The envelope as it goes into the queue file, arriving now.
+    pub fn envelope(&self) -> Envelope {
+        Envelope {
+            sender: self.sender.as_ref().map(ToString::to_string).unwrap_or_default(),
+            recipients: self.recipients.clone(),
+            arrival: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            client: self.origin.client(),
+            origin: self.origin.name().to_owned(),
+            attrs: self.origin.attrs(),
+        }
+    }
+
+    /// What cleanup needs for `Received:` and `Message-Id:`, for the
+    /// origins that are cleaned; `None` for the others.
+    pub fn trace(&self, queue_id: &QueueId) -> Option<Trace> {
+        let (helo, client_name, client_addr, protocol, local_uid) = match &self.origin {
+            Origin::Smtp { helo, client_name, client_addr, protocol, .. } => {
+                // Postfix writes IPv6 clients as [IPv6:addr] in Received:
+                // (RFC 5321 §4.1.3).
+                let addr = match client_addr {
+                    IpAddr::V4(a) => a.to_string(),
+                    IpAddr::V6(a) => format!("IPv6:{a}"),
+                };
+                (helo.clone(), client_name.clone(), addr, (*protocol).to_owned(), None)
+            }
+            Origin::Pickup { uid, .. } => {
+                (None, "localhost".into(), "127.0.0.1".into(), "local".into(), Some(*uid))
+            }
+            Origin::Forward | Origin::Bounce => return None,
+        };
+        Some(Trace {
+            helo,
+            client_name,
+            client_addr,
+            protocol,
+            local_uid,
+            queue_id: queue_id.clone(),
+            single_recipient: match self.recipients.as_slice() {
+                [one] => Some(one.address.clone()),
+                _ => None,
+            },
+            time: chrono::Local::now(),
+        })
+    }
+}
+
+/// Why a message was not queued. Nothing of it is left in the queue.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The queue file could not be written (see
+    /// [`Error::is_disk_full`]); worth retrying.
+    #[error(transparent)]
+    Queue(#[from] mail_queue::Error),
+    /// Cleanup refused the whole message (its header block is too large).
+    #[error(transparent)]
+    Cleanup(#[from] mail_cleanup::Error),
+    /// A streamed message's header block passed `header_size_limit`
+    /// (the stream stops looking before the whole header is read).
+    #[error("message header block exceeds header_size_limit = {limit}")]
+    HeaderTooLarge {
+        /// The configured limit.
+        limit: usize,
+    },
+}
+
+impl Error {
+    /// Whether the queue's file system is full (ENOSPC/EDQUOT): smtpd
+    /// answers 452 4.3.1 rather than 451 4.3.0.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, Error::Queue(e) if e.is_disk_full())
+    }
+
+    /// Whether the message itself was refused (retrying the same content
+    /// fails the same way), as opposed to the queue failing.
+    pub fn is_permanent(&self) -> bool {
+        !matches!(self, Error::Queue(_))
+    }
+}
+
+/// A message now on stable storage in `incoming/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    /// Its queue id.
+    pub id: QueueId,
+    /// The `Message-Id:` of a cleaned message, for the log.
+    pub message_id: Option<String>,
+}
+
+/// Queues `content` (LF line endings) for `sub`: cleanup where the origin
+/// needs it, then reserve and commit (blocking: it fsyncs). Does not wake
+/// qmgr; see [`submit_and_wake`].
+pub fn submit(queue: &Queue, sub: &Submission, content: &[u8]) -> Result<Queued, Error> {
+    submit_built(queue, sub, |_| content.to_vec())
+}
+
+/// [`submit`] for content that names its own queue id (a bounce's
+/// `Message-Id:` and MIME boundary): `build` gets the id once it is
+/// reserved.
+pub fn submit_built(
+    queue: &Queue,
+    sub: &Submission,
+    build: impl FnOnce(&QueueId) -> Vec<u8>,
+) -> Result<Queued, Error> {
+    let pending = queue.reserve()?;
+    let id = pending.id().clone();
+    let content = build(&id);
+    let (content, message_id) = match (sub.origin.cleanup(), sub.trace(&id)) {
+        (Some(params), Some(trace)) => {
+            // Dropping `pending` on the error removes its temporary file.
+            let cleaned = mail_cleanup::cleanup(params, &trace, sub.sender.as_ref(), &content)?;
+            let mid = mail_cleanup::header_value(&cleaned, "Message-ID");
+            (cleaned, mid)
+        }
+        _ => (content, None),
+    };
+    let id = pending.commit(&sub.envelope(), &content)?;
+    Ok(Queued { id, message_id })
+}
+
+/// [`submit`], then [`wake`] qmgr at `qmgr` (blocking, bounded).
+pub fn submit_and_wake(
+    queue: &Queue,
+    sub: &Submission,
+    content: &[u8],
+    qmgr: &Path,
+) -> Result<Queued, Error> {
+    let queued = submit(queue, sub, content)?;
+    wake(qmgr);
+    Ok(queued)
+}
+
+/// Wakes qmgr from a blocking caller: one `Trigger::Wakeup` to the socket
+/// at `qmgr`, given up after `mail_ipc::trigger::SEND_TIMEOUT`. A failure
+/// is a warning: qmgr also scans `incoming/` on its own timer.
+pub fn wake(qmgr: &Path) {
+    if let Err(e) = mail_ipc::trigger::send(qmgr, Trigger::Wakeup) {
+        tracing::warn!("cannot trigger qmgr at {}: {e}", qmgr.display());
+    }
+}
+
+/// [`wake`] for async callers, awaiting the (bounded) send. A failure is
+/// logged at debug level: for a daemon that queues often it is routine
+/// while qmgr restarts.
+pub async fn wake_async(qmgr: &Path) {
+    if let Err(e) = mail_ipc::trigger::send_async(qmgr, Trigger::Wakeup).await {
+        tracing::debug!("cannot trigger qmgr at {}: {e}", qmgr.display());
+    }
+}
+
+/// Wakes qmgr after a commit without holding up the caller: the trigger
+/// goes from a new task. Wake-ups that come while one is still on its way
+/// are folded into it (a busy smtpd sends one, not one per message).
+#[derive(Debug)]
+pub struct QmgrWakeup {
+    socket: PathBuf,
+    in_flight: AtomicBool,
+}
+
+impl QmgrWakeup {
+    /// A waker for the qmgr listening at `socket` (the path master.toml
+    /// gives the `qmgr` service).
+    pub fn new(socket: PathBuf) -> QmgrWakeup {
+        QmgrWakeup { socket, in_flight: AtomicBool::new(false) }
+    }
+
+    /// Sends a wake-up from a new task on the current tokio runtime;
+    /// returns at once.
+    pub fn wake(self: &Arc<Self>) {
+        if self.in_flight.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            // Cleared before the trigger is written: a commit that sees the
+            // flag set happened before this point, so qmgr's scan after
+            // reading the trigger will find its file.
+            me.in_flight.store(false, Ordering::Release);
+            wake_async(&me.socket).await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;
