@@ -242,12 +242,17 @@ pub(crate) fn pickup_file(queue: &Queue, s: &Settings, id: &QueueId) -> Result<P
     for r in raw {
         match Address::parse(bare(&r)) {
             Ok(a) => {
+                // The original as parsed, not as typed: the raw string may
+                // carry spaces or line breaks (a -t header folded over
+                // lines), which must not reach the DSN's Original-Recipient
+                // or the orig_to= of log lines.
+                let original = a.to_string();
                 let a = mail_cleanup::qualify(a, &s.cleanup).to_string();
                 if seen.insert(a.clone()) {
-                    recipients.push(Recipient { address: a, original: r });
+                    recipients.push(Recipient { address: a, original });
                 }
             }
-            Err(e) => tracing::warn!("{id}: bad recipient address <{r}>: {e}; skipped"),
+            Err(e) => tracing::warn!("{id}: bad recipient address {r:?}: {e}; skipped"),
         }
     }
     if recipients.is_empty() {
@@ -418,6 +423,18 @@ mod tests {
 
     fn me() -> String {
         user_name(nix::unistd::getuid().as_raw()).unwrap()
+    }
+
+    #[test]
+    fn original_recipients_are_kept_as_parsed_not_as_typed() {
+        let (_d, q) = setup();
+        let mut m = maildrop("x\n");
+        m.recipients = vec![" <suporte>\n".into(), "\tsuporte+a@postern.test ".into()];
+        let id = drop_file(&q, m);
+        let Picked::Queued(qid) = pickup_file(&q, &settings(), &id).unwrap() else { panic!() };
+        let f = q.read(State::Incoming, &qid).unwrap();
+        let originals: Vec<_> = f.envelope.recipients.iter().map(|r| r.original.as_str()).collect();
+        assert_eq!(originals, ["suporte", "suporte+a@postern.test"]);
     }
 
     #[test]
