@@ -367,7 +367,6 @@ fn create_spool_file(path: &Path, owner: Owner) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mail_types::Class;
     use std::path::Path;
 
     fn settings(dir: &Path, extra: &str) -> Settings {
@@ -457,7 +456,7 @@ mod tests {
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join("spool/suporte")).unwrap();
         let s = settings(dir.path(), "");
         let st = deliver_to_user(&s, &MSG, &me(dir.path()), "suporte@example.org", None);
-        assert!(matches!(st, DeliveryStatus::Failed { class: Class::Permanent, .. }), "{st:?}");
+        assert!(matches!(st, DeliveryStatus::Bounced { .. }), "{st:?}");
     }
 
     /// Root writes a spool mailbox for its user while someone who may
@@ -515,9 +514,7 @@ mod tests {
             let st = deliver_to_user(&s, &MSG, &user, "suporte@example.org", None);
             match &st {
                 DeliveryStatus::Sent { .. } => sent += 1,
-                DeliveryStatus::Failed { class: Class::Permanent, .. }
-                    if st.dsn() == EnhancedStatus(5, 2, 0) =>
-                {
+                DeliveryStatus::Bounced { .. } if st.dsn() == EnhancedStatus(5, 2, 0) => {
                     refused += 1
                 }
                 _ => panic!("{st:?}"),

@@ -546,7 +546,7 @@ mod tests {
         let id = p.id().clone();
         let rec = crate::StatusRecord {
             recipient: 0,
-            outcome: crate::Outcome::Delivered { dsn: "2.0.0".into(), text: "old".into() },
+            outcome: mail_types::DeliveryStatus::sent("old"),
             time: 1,
         };
         q.append_status(&id, std::slice::from_ref(&rec)).unwrap();

@@ -3,7 +3,8 @@
 //! seeds decode to what they were made from.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use mail_queue::{Outcome, format, maildrop, status};
+use mail_queue::{format, maildrop, status};
+use mail_types::DeliveryStatus;
 use std::path::{Path, PathBuf};
 
 fn corpus(name: &str) -> Vec<(String, Vec<u8>)> {
@@ -51,7 +52,7 @@ fn status_log_corpus() {
         match name.as_str() {
             "delivered_deferred" => {
                 assert_eq!(records.len(), 2);
-                assert!(matches!(records[1].outcome, Outcome::Deferred { .. }));
+                assert!(matches!(records[1].outcome, DeliveryStatus::Deferred { .. }));
             }
             "torn" => assert_eq!(records.len(), 1),
             _ => {}

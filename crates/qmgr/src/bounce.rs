@@ -6,8 +6,8 @@
 //! single header line.
 
 use crate::schedule::Settings;
-use mail_queue::{Envelope, Outcome, Queue, Recipient, StatusRecord};
-use mail_types::QueueId;
+use mail_queue::{Envelope, Queue, Recipient, StatusRecord};
+use mail_types::{DeliveryStatus, QueueId};
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -73,7 +73,7 @@ pub(crate) fn build(
     );
     for r in failed {
         let Some(rcpt) = envelope.recipients.get(r.recipient as usize) else { continue };
-        if let Outcome::Bounced { text, .. } = &r.outcome {
+        if let DeliveryStatus::Bounced { text, .. } = &r.outcome {
             let _ = writeln!(m, "<{}>: {}", rcpt.address, text);
         }
     }
@@ -95,7 +95,7 @@ pub(crate) fn build(
     );
     for r in failed {
         let Some(rcpt) = envelope.recipients.get(r.recipient as usize) else { continue };
-        if let Outcome::Bounced { dsn, text } = &r.outcome {
+        if let DeliveryStatus::Bounced { dsn, text } = &r.outcome {
             let _ = write!(m, "\nFinal-Recipient: rfc822; {}\n", rcpt.address);
             if rcpt.original != rcpt.address {
                 let _ = writeln!(m, "Original-Recipient: rfc822; {}", rcpt.original);
@@ -180,10 +180,10 @@ mod tests {
         };
         let rec = StatusRecord {
             recipient: 0,
-            outcome: Outcome::Bounced {
-                dsn: "5.1.1".into(),
-                text: "unknown user: \"nobody\"".into(),
-            },
+            outcome: DeliveryStatus::bounce(
+                mail_types::EnhancedStatus(5, 1, 1),
+                "unknown user: \"nobody\"",
+            ),
             time: 0,
         };
         let id = QueueId::generate();
