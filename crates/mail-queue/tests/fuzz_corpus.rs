@@ -55,6 +55,13 @@ fn status_log_corpus() {
                 assert!(matches!(records[1].outcome, DeliveryStatus::Deferred { .. }));
             }
             "torn" => assert_eq!(records.len(), 1),
+            "unparsable_dsn_then_final" => {
+                // A code older qmgr wrote unchecked does not end the log:
+                // the final result after it is still read.
+                assert_eq!(records.len(), 2);
+                assert_eq!(records[0].outcome.dsn(), mail_types::EnhancedStatus(4, 0, 0));
+                assert_eq!(records[1].outcome, DeliveryStatus::sent("ok"));
+            }
             _ => {}
         }
     }
