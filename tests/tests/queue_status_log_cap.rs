@@ -31,9 +31,9 @@ fn a_huge_status_log_redelivers_nobody() {
         ..Options::default()
     });
     let id = fake_queue_id();
-    let rcpt = |a: &str| Recipient { address: a.into(), original: a.into() };
+    let rcpt = |a: &str| Recipient { address: a.parse().unwrap(), original: a.into() };
     let envelope = Envelope {
-        sender: "root@postern.test".into(),
+        sender: Some("root@postern.test".parse().unwrap()),
         recipients: vec![rcpt("suporte+done@postern.test"), rcpt("suporte+new@postern.test")],
         arrival: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -58,7 +58,7 @@ impl Agent {
                     .recipients
                     .iter()
                     .map(|r| {
-                        self.log(req, &r.address, r, &status);
+                        self.log(req, &r.address.to_string(), r, &status);
                         RecipientResult { index: r.index, status: status.clone() }
                     })
                     .collect();
@@ -69,12 +69,14 @@ impl Agent {
             .into_iter()
             .map(|v| v.trim().to_ascii_lowercase())
             .collect();
-        let message = Message { sender: &req.sender, original: "", content: &file.content };
+        let sender = req.sender.as_ref().map(ToString::to_string).unwrap_or_default();
+        let message = Message { sender: &sender, original: "", content: &file.content };
         let results = req
             .recipients
             .iter()
             .map(|r| {
-                let original = if r.original.is_empty() { &r.address } else { &r.original };
+                let address = r.address.to_string();
+                let original = if r.original.is_empty() { &address } else { &r.original };
                 let m = Message { original, ..message };
                 let status = self.recipient(req, r, &m, &delivered_to);
                 RecipientResult { index: r.index, status }
@@ -92,14 +94,15 @@ impl Agent {
         delivered_to: &[String],
     ) -> DeliveryStatus {
         let is_loop = |address: &str| delivered_to.iter().any(|d| d.eq_ignore_ascii_case(address));
-        if is_loop(&r.address) {
-            let status = loop_bounce(&r.address);
-            self.log(req, &r.address, r, &status);
+        let address = r.address.to_string();
+        if is_loop(&address) {
+            let status = loop_bounce(&address);
+            self.log(req, &address, r, &status);
             return status;
         }
         let resolver =
             Resolver { settings: &self.settings, aliases: &self.aliases, users: &self.users };
-        let expansion = resolver.resolve(&r.address);
+        let expansion = resolver.resolve(&address);
         let mut statuses = Vec::new();
         for failure in &expansion.failures {
             self.log(req, &failure.address, r, &failure.status);
@@ -136,7 +139,8 @@ impl Agent {
     /// `QUEUEID: to=<ADDR>, orig_to=<ORIG>, relay=local, delay=0.12,
     /// dsn=2.0.0, status=sent (delivered to maildir)`.
     fn log(&self, req: &DeliveryRequest, to: &str, r: &DeliveryRecipient, status: &DeliveryStatus) {
-        let original = if r.original.is_empty() { &r.address } else { &r.original };
+        let address = r.address.to_string();
+        let original = if r.original.is_empty() { &address } else { &r.original };
         let line = DeliveryLine {
             queue_id: &req.queue_id,
             to,
@@ -223,10 +227,13 @@ mod tests {
     impl Fixture {
         fn enqueue(&self, content: &[u8], rcpts: &[&str]) -> DeliveryRequest {
             let env = mail_queue::Envelope {
-                sender: "ana@example.com".into(),
+                sender: Some("ana@example.com".parse().unwrap()),
                 recipients: rcpts
                     .iter()
-                    .map(|r| mail_queue::Recipient { address: (*r).into(), original: (*r).into() })
+                    .map(|r| mail_queue::Recipient {
+                        address: r.parse().unwrap(),
+                        original: (*r).into(),
+                    })
                     .collect(),
                 arrival: 0,
                 client: "test".into(),
@@ -244,7 +251,7 @@ mod tests {
                     .enumerate()
                     .map(|(i, r)| DeliveryRecipient {
                         index: i as u32,
-                        address: (*r).into(),
+                        address: r.parse().unwrap(),
                         original: (*r).into(),
                     })
                     .collect(),
@@ -310,11 +317,11 @@ mod tests {
         let f = fixture("");
         let req = DeliveryRequest {
             queue_id: QueueId::generate(),
-            sender: String::new(),
+            sender: None,
             arrival: 0,
             recipients: vec![DeliveryRecipient {
                 index: 7,
-                address: "suporte@example.org".into(),
+                address: "suporte@example.org".parse().unwrap(),
                 original: String::new(),
             }],
         };
@@ -341,11 +348,11 @@ mod tests {
         let f = fixture("");
         let req = DeliveryRequest {
             queue_id: untimed,
-            sender: String::new(),
+            sender: None,
             arrival: u64::MAX,
             recipients: vec![DeliveryRecipient {
                 index: 0,
-                address: "suporte@example.org".into(),
+                address: "suporte@example.org".parse().unwrap(),
                 original: String::new(),
             }],
         };

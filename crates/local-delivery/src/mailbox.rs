@@ -18,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use mail_auth::User;
 use mail_queue::{Envelope, Queue, Recipient};
-use mail_types::{DeliveryStatus, EnhancedStatus};
+use mail_types::{Address, DeliveryStatus, EnhancedStatus};
 
 use crate::command::{self, CommandSpec};
 use crate::privs::{self, AsUser};
@@ -184,9 +184,17 @@ pub(crate) fn forward(s: &Settings, m: &Message<'_>, address: &str, via: &str) -
     let queue = Queue::new(&s.queue_directory);
     let mut content = format!("Delivered-To: {via}\n").into_bytes();
     content.extend_from_slice(m.content);
+    let Ok(to) = Address::parse(address) else {
+        return DeliveryStatus::bounce(
+            EnhancedStatus(5, 1, 3),
+            format!("bad address syntax in forward destination <{address}>"),
+        );
+    };
+    // The sender came in a typed request, so it parses; empty is `<>`.
+    let sender = Address::parse(m.sender).ok();
     let envelope = Envelope {
-        sender: m.sender.to_owned(),
-        recipients: vec![Recipient { address: address.to_owned(), original: address.to_owned() }],
+        sender,
+        recipients: vec![Recipient { address: to, original: address.to_owned() }],
         arrival: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         client: "local".to_owned(),
         origin: "local".to_owned(),
@@ -644,7 +652,7 @@ mod tests {
         assert_eq!(ids.len(), 1);
         assert_eq!(text, &format!("forwarded as {}", ids[0].as_str()));
         let qf = queue.read(mail_queue::State::Incoming, &ids[0]).unwrap();
-        assert_eq!(qf.envelope.sender, "ana@example.com");
+        assert_eq!(qf.envelope.sender.unwrap(), "ana@example.com");
         assert_eq!(qf.envelope.recipients[0].address, "friend@remote.example");
         assert_eq!(qf.envelope.origin, "local");
         assert!(qf.content.starts_with(b"Delivered-To: root@example.org\nSubject: hi\n"));

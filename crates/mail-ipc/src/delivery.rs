@@ -4,18 +4,19 @@
 //! same disk), so requests stay small. It answers with one result per
 //! recipient, in any order, and qmgr records each durably.
 
-use mail_types::{DeliveryStatus, QueueId};
+use mail_types::{Address, DeliveryStatus, QueueId};
 use serde::{Deserialize, Serialize};
 
 /// One delivery request. The queue id decodes through
 /// [`QueueId::parse`], so a forged request cannot name a path outside
-/// `active/`.
+/// `active/`; the addresses through `Address::parse`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliveryRequest {
     /// The queue id; the file is in `active/`.
     pub queue_id: QueueId,
-    /// Envelope sender, empty for `<>`.
-    pub sender: String,
+    /// Envelope sender, `None` for `<>` (empty text on the wire).
+    #[serde(with = "mail_types::reverse_path")]
+    pub sender: Option<Address>,
     /// Arrival time (seconds since the epoch), for `delay=` in logs.
     pub arrival: u64,
     /// The recipients this agent should handle.
@@ -28,8 +29,8 @@ pub struct DeliveryRecipient {
     /// Index into the envelope's recipients.
     pub index: u32,
     /// Address to deliver to.
-    pub address: String,
-    /// Address as originally given.
+    pub address: Address,
+    /// Address as originally given: text, as in the envelope.
     pub original: String,
 }
 

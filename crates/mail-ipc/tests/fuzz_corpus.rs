@@ -32,7 +32,7 @@ fn ipc_frame_corpus() {
                 }
             ),
             "delivery_request" => {
-                assert_eq!(r.unwrap().unwrap().recipients[0].address, "suporte@x")
+                assert_eq!(r.unwrap().unwrap().recipients[0].address.to_string(), "suporte@x")
             }
             "huge_length" => {
                 assert!(matches!(r, Err(Error::TooLarge(_))));

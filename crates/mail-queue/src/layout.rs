@@ -456,8 +456,11 @@ mod tests {
 
     fn env() -> Envelope {
         Envelope {
-            sender: "a@b.c".into(),
-            recipients: vec![Recipient { address: "d@e.f".into(), original: "d@e.f".into() }],
+            sender: Some("a@b.c".parse().unwrap()),
+            recipients: vec![Recipient {
+                address: "d@e.f".parse().unwrap(),
+                original: "d@e.f".into(),
+            }],
             arrival: 1,
             client: "local".into(),
             origin: "pickup".into(),

@@ -27,7 +27,7 @@ fn queue_file_corpus() {
             "tutorial" | "tutorial_v2" => {
                 assert_eq!(r.unwrap().envelope.recipients[0].address, "suporte@fiap.edu.br")
             }
-            "null_sender_two_rcpts" => assert_eq!(r.unwrap().envelope.sender, ""),
+            "null_sender_two_rcpts" => assert_eq!(r.unwrap().envelope.sender, None),
             _ => assert!(r.is_err(), "{name} should be corrupt"),
         }
     }

@@ -189,7 +189,7 @@ fn entry(queue: &Queue, state: State, id: QueueId) -> Result<Option<Entry>, mail
             Some(DeliveryStatus::Deferred { text, .. }) => Some(text.clone()),
             _ => None,
         };
-        recipients.push((r.address.clone(), reason));
+        recipients.push((r.address.to_string(), reason));
     }
     // Group recipients under their reasons (first appearance order),
     // recipients not yet tried first.
@@ -205,7 +205,7 @@ fn entry(queue: &Queue, state: State, id: QueueId) -> Result<Option<Entry>, mail
         id,
         size,
         arrival: envelope.arrival,
-        sender: envelope.sender,
+        sender: envelope.sender.map(|a| a.to_string()).unwrap_or_default(),
         recipients,
     }))
 }
@@ -464,10 +464,10 @@ mod tests {
 
     fn envelope(sender: &str, rcpts: &[&str]) -> Envelope {
         Envelope {
-            sender: sender.into(),
+            sender: (!sender.is_empty()).then(|| sender.parse().unwrap()),
             recipients: rcpts
                 .iter()
-                .map(|r| Recipient { address: (*r).into(), original: (*r).into() })
+                .map(|r| Recipient { address: r.parse().unwrap(), original: (*r).into() })
                 .collect(),
             arrival: 1_795_870_954,
             client: "local".into(),

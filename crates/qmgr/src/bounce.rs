@@ -66,7 +66,7 @@ pub(crate) fn build(
          \n\
                             The {name} program\n\n",
         host = s.myhostname,
-        to = envelope.sender,
+        to = sender_text(envelope),
         date = rfc5322_date(now),
         stamp = now.format("%Y%m%d%H%M%S"),
         name = s.mail_name,
@@ -91,13 +91,13 @@ pub(crate) fn build(
          X-Postern-Sender: rfc822; {sender}\n\
          Arrival-Date: {arrival}\n",
         host = s.myhostname,
-        sender = envelope.sender,
+        sender = sender_text(envelope),
     );
     for r in failed {
         let Some(rcpt) = envelope.recipients.get(r.recipient as usize) else { continue };
         if let DeliveryStatus::Bounced { dsn, text } = &r.outcome {
             let _ = write!(m, "\nFinal-Recipient: rfc822; {}\n", rcpt.address);
-            if rcpt.original != rcpt.address {
+            if rcpt.original != rcpt.address.to_string() {
                 let _ = writeln!(m, "Original-Recipient: rfc822; {}", rcpt.original);
             }
             let _ = write!(
@@ -120,6 +120,11 @@ pub(crate) fn build(
     out
 }
 
+/// The envelope sender as text, empty for `<>`.
+fn sender_text(envelope: &Envelope) -> String {
+    envelope.sender.as_ref().map(ToString::to_string).unwrap_or_default()
+}
+
 /// Queues a notification to `envelope.sender` about `failed`.
 pub(crate) fn enqueue(
     queue: &Queue,
@@ -129,15 +134,16 @@ pub(crate) fn enqueue(
     content: &[u8],
     failed: &[&StatusRecord],
 ) -> Result<QueueId, mail_queue::Error> {
+    // Callers never bounce a bounce; refusing here keeps it so.
+    let Some(to) = envelope.sender.clone() else {
+        return Err(mail_queue::Error::Encode("no bounce to the null sender".into()));
+    };
     let pending = queue.reserve()?;
     let bounce_id = pending.id().clone();
     let text = build(s, id, &bounce_id, envelope, content, failed);
     let env = Envelope {
-        sender: String::new(),
-        recipients: vec![Recipient {
-            address: envelope.sender.clone(),
-            original: envelope.sender.clone(),
-        }],
+        sender: None,
+        recipients: vec![Recipient { original: to.to_string(), address: to }],
         arrival: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         client: "local".into(),
         origin: "bounce".into(),
@@ -168,9 +174,9 @@ mod tests {
             mail_name: "Postern".into(),
         };
         let env = Envelope {
-            sender: "root@example.org".into(),
+            sender: Some("root@example.org".parse().unwrap()),
             recipients: vec![Recipient {
-                address: "nobody@example.org".into(),
+                address: "nobody@example.org".parse().unwrap(),
                 original: "nobody@example.org".into(),
             }],
             arrival: 1_700_000_000,

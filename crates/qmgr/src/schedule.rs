@@ -282,7 +282,7 @@ impl Qmgr {
         if from != State::Active {
             tracing::info!(
                 "{id}: from=<{}>, size={size}, nrcpt={} (queue active)",
-                envelope.sender,
+                envelope.sender.as_ref().map(ToString::to_string).unwrap_or_default(),
                 envelope.recipients.len()
             );
         }
@@ -403,7 +403,7 @@ impl Qmgr {
         let Some(mut msg) = self.active.remove(&id) else { return };
         let total = msg.envelope.recipients.len() as u32;
         let age = policy::age(msg.envelope.arrival, now());
-        let lifetime = if msg.envelope.sender.is_empty() {
+        let lifetime = if msg.envelope.sender.is_none() {
             self.s.bounce_lifetime
         } else {
             self.s.max_lifetime
@@ -430,7 +430,7 @@ impl Qmgr {
         // recorded as final: a crash in between sends it twice, never not
         // at all. If it cannot be queued, nothing is recorded as bounced
         // and the message is tried again later.
-        if !bounced.is_empty() && !msg.envelope.sender.is_empty() {
+        if !bounced.is_empty() && msg.envelope.sender.is_some() {
             let queued = self.queue.read(State::Active, &id).and_then(|qf| {
                 bounce::enqueue(&self.queue, &self.s, &id, &qf.envelope, &qf.content, &bounced)
             });
@@ -514,7 +514,7 @@ fn log_result(
     let delay = SystemTime::now().duration_since(since).map_or(0.0, |d| d.as_secs_f64());
     let line = DeliveryLine {
         queue_id: id,
-        to: &rcpt.address,
+        to: &rcpt.address.to_string(),
         orig_to: &rcpt.original,
         relay,
         delay,

@@ -114,12 +114,12 @@ impl Incoming {
         }
         attrs.push(("protocol".to_owned(), sub.protocol.to_owned()));
         let envelope = Envelope {
-            sender: sub.sender.as_ref().map(ToString::to_string).unwrap_or_default(),
+            sender: sub.sender.clone(),
             recipients: sub
                 .recipients
                 .iter()
                 .map(|(address, original)| Recipient {
-                    address: address.to_string(),
+                    address: address.clone(),
                     original: original.to_string(),
                 })
                 .collect(),
@@ -340,10 +340,13 @@ mod tests {
         q.create_layout().unwrap();
         let id = enqueue(&q, &params(), submission(b"Subject: oi\n\nbody\n")).unwrap();
         let f = q.read(State::Incoming, &id).unwrap();
-        assert_eq!(f.envelope.sender, "root@fiap.edu.br");
+        assert_eq!(f.envelope.sender.unwrap(), "root@fiap.edu.br");
         assert_eq!(
             f.envelope.recipients,
-            vec![Recipient { address: "suporte@fiap.edu.br".into(), original: "suporte".into() }]
+            vec![Recipient {
+                address: "suporte@fiap.edu.br".parse().unwrap(),
+                original: "suporte".into()
+            }]
         );
         assert_eq!(f.envelope.client, "localhost[127.0.0.1]");
         assert_eq!(f.envelope.origin, "smtpd");
@@ -380,7 +383,7 @@ mod tests {
         sub.0.recipients.push((a.clone(), a));
         let id = enqueue(&q, &params(), sub).unwrap();
         let f = q.read(State::Incoming, &id).unwrap();
-        assert_eq!(f.envelope.sender, "");
+        assert_eq!(f.envelope.sender, None);
         assert_eq!(f.envelope.client, "localhost[::1]");
         let text = String::from_utf8(f.content).unwrap();
         assert!(text.contains("(localhost [IPv6:::1])"), "{text}");

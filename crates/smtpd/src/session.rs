@@ -502,7 +502,7 @@ mod tests {
         assert_eq!(lines[6..], ["221 2.0.0 Bye", ""]);
         assert_eq!(counters, "helo=1 mail=1 rcpt=1 data=1 quit=1 commands=5");
         let f = queued(dir.path(), &out);
-        assert_eq!(f.envelope.sender, "root@fiap.edu.br");
+        assert_eq!(f.envelope.sender.unwrap(), "root@fiap.edu.br");
         assert_eq!(f.envelope.recipients[0].address, "suporte@fiap.edu.br");
         assert_eq!(f.envelope.client, "localhost[127.0.0.1]");
         let text = String::from_utf8(f.content).unwrap();
