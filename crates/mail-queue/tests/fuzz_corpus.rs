@@ -27,6 +27,14 @@ fn queue_file_corpus() {
             "tutorial" | "tutorial_v2" => {
                 assert_eq!(r.unwrap().envelope.recipients[0].address, "suporte@fiap.edu.br")
             }
+            // Checksums right, layout right, but a recipient that is no
+            // address: refused at decode, so the file is quarantined.
+            "v2_bad_recipient_address" => match r {
+                Err(mail_queue::Error::Corrupt { reason, .. }) => {
+                    assert!(reason.contains("malformed local part"), "{reason}")
+                }
+                other => panic!("{other:?}"),
+            },
             "null_sender_two_rcpts" => assert_eq!(r.unwrap().envelope.sender, None),
             _ => assert!(r.is_err(), "{name} should be corrupt"),
         }
