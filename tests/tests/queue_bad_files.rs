@@ -69,16 +69,19 @@ fn absurd_arrival_time_is_corrupt_not_a_panic() {
     let qmgr = inst.worker_pids("qmgr");
     let id = fake_queue_id();
     let envelope = Envelope {
-        sender: "root@postern.test".into(),
+        sender: Some("root@postern.test".parse().unwrap()),
         // One local recipient, delivered first, and one for the smtp
         // agent, which this instance does not run: its failure made qmgr
         // compute the arrival as a time and panic.
         recipients: vec![
             Recipient {
-                address: "suporte@postern.test".into(),
+                address: "suporte@postern.test".parse().unwrap(),
                 original: "suporte@postern.test".into(),
             },
-            Recipient { address: "x@remote.example".into(), original: "x@remote.example".into() },
+            Recipient {
+                address: "x@remote.example".parse().unwrap(),
+                original: "x@remote.example".into(),
+            },
         ],
         arrival: 1 << 63,
         client: "local".into(),

@@ -6,7 +6,8 @@
 //! has it does not get it again and the other one gets it once.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-use mail_queue::{Envelope, Outcome, Recipient, StatusRecord};
+use mail_queue::{Envelope, Recipient, StatusRecord};
+use mail_types::{DeliveryStatus, EnhancedStatus};
 use std::io::Write;
 use std::time::Duration;
 use tests::{Instance, Options, fake_queue_id, header, v1_queue_file, wait_until};
@@ -18,9 +19,9 @@ fn a_huge_status_log_redelivers_nobody() {
         ..Options::default()
     });
     let id = fake_queue_id();
-    let rcpt = |a: &str| Recipient { address: a.into(), original: a.into() };
+    let rcpt = |a: &str| Recipient { address: a.parse().unwrap(), original: a.into() };
     let envelope = Envelope {
-        sender: "root@postern.test".into(),
+        sender: Some("root@postern.test".parse().unwrap()),
         recipients: vec![rcpt("suporte+done@postern.test"), rcpt("suporte+new@postern.test")],
         arrival: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -43,13 +44,13 @@ fn a_huge_status_log_redelivers_nobody() {
     );
     log.write_all(&frame(&StatusRecord {
         recipient: 0,
-        outcome: Outcome::Delivered { dsn: "2.0.0".into(), text: "delivered to maildir".into() },
+        outcome: DeliveryStatus::sent("delivered to maildir"),
         time: 1,
     }))
     .unwrap();
     let deferred = frame(&StatusRecord {
         recipient: 1,
-        outcome: Outcome::Deferred { dsn: "4.3.0".into(), text: "x".repeat(1000) },
+        outcome: DeliveryStatus::defer(EnhancedStatus(4, 3, 0), "x".repeat(1000)),
         time: 2,
     });
     let mut written = 0;

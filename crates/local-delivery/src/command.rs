@@ -349,10 +349,7 @@ mod tests {
     }
 
     fn class(s: &DeliveryStatus) -> Option<Class> {
-        match s {
-            DeliveryStatus::Sent { .. } => None,
-            DeliveryStatus::Failed { class, .. } => Some(*class),
-        }
+        s.class()
     }
 
     #[test]

@@ -13,6 +13,7 @@ use mail_auth::UserDb;
 use mail_ipc::delivery::{DeliveryRecipient, DeliveryReply, DeliveryRequest, RecipientResult};
 use mail_lookup::aliases::Aliases;
 use mail_queue::{Queue, State};
+use mail_types::logline::DeliveryLine;
 use mail_types::{Class, DeliveryStatus, EnhancedStatus, QueueId};
 
 use crate::mailbox::{self, Message};
@@ -40,13 +41,11 @@ impl Agent {
 
     /// Handles one request; always answers every recipient.
     pub(crate) fn handle(&self, req: &DeliveryRequest) -> DeliveryReply {
-        let content = QueueId::parse(&req.queue_id)
-            .map_err(|_| format!("bad queue id {:?}", req.queue_id))
-            .and_then(|id| {
-                Queue::new(&self.settings.queue_directory)
-                    .read(State::Active, &id)
-                    .map_err(|e| e.to_string())
-            });
+        // The id decoded through QueueId::parse, so it names a file in
+        // active/ and nothing else.
+        let content = Queue::new(&self.settings.queue_directory)
+            .read(State::Active, &req.queue_id)
+            .map_err(|e| e.to_string());
         let file = match content {
             Ok(file) => file,
             Err(e) => {
@@ -59,8 +58,8 @@ impl Agent {
                     .recipients
                     .iter()
                     .map(|r| {
-                        self.log(req, &r.address, r, &status);
-                        RecipientResult::new(r.index, &status)
+                        self.log(req, &r.address.to_string(), r, &status);
+                        RecipientResult { index: r.index, status: status.clone() }
                     })
                     .collect();
                 return DeliveryReply { results };
@@ -70,15 +69,17 @@ impl Agent {
             .into_iter()
             .map(|v| v.trim().to_ascii_lowercase())
             .collect();
-        let message = Message { sender: &req.sender, original: "", content: &file.content };
+        let sender = req.sender.as_ref().map(ToString::to_string).unwrap_or_default();
+        let message = Message { sender: &sender, original: "", content: &file.content };
         let results = req
             .recipients
             .iter()
             .map(|r| {
-                let original = if r.original.is_empty() { &r.address } else { &r.original };
+                let address = r.address.to_string();
+                let original = if r.original.is_empty() { &address } else { &r.original };
                 let m = Message { original, ..message };
                 let status = self.recipient(req, r, &m, &delivered_to);
-                RecipientResult::new(r.index, &status)
+                RecipientResult { index: r.index, status }
             })
             .collect();
         DeliveryReply { results }
@@ -93,14 +94,15 @@ impl Agent {
         delivered_to: &[String],
     ) -> DeliveryStatus {
         let is_loop = |address: &str| delivered_to.iter().any(|d| d.eq_ignore_ascii_case(address));
-        if is_loop(&r.address) {
-            let status = loop_bounce(&r.address);
-            self.log(req, &r.address, r, &status);
+        let address = r.address.to_string();
+        if is_loop(&address) {
+            let status = loop_bounce(&address);
+            self.log(req, &address, r, &status);
             return status;
         }
         let resolver =
             Resolver { settings: &self.settings, aliases: &self.aliases, users: &self.users };
-        let expansion = resolver.resolve(&r.address);
+        let expansion = resolver.resolve(&address);
         let mut statuses = Vec::new();
         for failure in &expansion.failures {
             self.log(req, &failure.address, r, &failure.status);
@@ -137,20 +139,18 @@ impl Agent {
     /// `QUEUEID: to=<ADDR>, orig_to=<ORIG>, relay=local, delay=0.12,
     /// dsn=2.0.0, status=sent (delivered to maildir)`.
     fn log(&self, req: &DeliveryRequest, to: &str, r: &DeliveryRecipient, status: &DeliveryStatus) {
-        let original = if r.original.is_empty() { &r.address } else { &r.original };
-        let orig = if original.eq_ignore_ascii_case(to) {
-            String::new()
-        } else {
-            format!(", orig_to=<{original}>")
+        let address = r.address.to_string();
+        let original = if r.original.is_empty() { &address } else { &r.original };
+        let line = DeliveryLine {
+            queue_id: &req.queue_id,
+            to,
+            orig_to: original,
+            relay: "local",
+            delay: log_delay(&req.queue_id, req.arrival),
+            delays: None,
+            status,
         };
-        let delay = log_delay(&req.queue_id, req.arrival);
-        tracing::info!(
-            "{}: to=<{to}>{orig}, relay=local, delay={delay:.2}, dsn={}, status={} ({})",
-            req.queue_id,
-            status.dsn(),
-            status.log_word(),
-            status.text()
-        );
+        tracing::info!("{}", line.format());
     }
 }
 
@@ -161,12 +161,7 @@ fn loop_bounce(address: &str) -> DeliveryStatus {
 /// One status for the recipient from those of its branches: deferred if
 /// any branch must be retried, else bounced if any bounced, else sent.
 pub(crate) fn combine(statuses: Vec<DeliveryStatus>) -> DeliveryStatus {
-    let pick = |class: Class| {
-        statuses
-            .iter()
-            .find(|s| matches!(s, DeliveryStatus::Failed { class: c, .. } if *c == class))
-            .cloned()
-    };
+    let pick = |class: Class| statuses.iter().find(|s| s.class() == Some(class)).cloned();
     if let Some(s) = pick(Class::Transient).or_else(|| pick(Class::Permanent)) {
         return s;
     }
@@ -185,10 +180,9 @@ pub(crate) fn combine(statuses: Vec<DeliveryStatus>) -> DeliveryStatus {
 /// whole-second arrival time. Both come from qmgr's request, which read
 /// them from disk: a time that does not fit a `SystemTime` (or lies in
 /// the future) gives a delay of 0 rather than a panic.
-fn log_delay(queue_id: &str, arrival: u64) -> f64 {
-    let since = mail_types::QueueId::parse(queue_id)
-        .ok()
-        .and_then(|id| id.created())
+fn log_delay(queue_id: &QueueId, arrival: u64) -> f64 {
+    let since = queue_id
+        .created()
         .or_else(|| UNIX_EPOCH.checked_add(std::time::Duration::from_secs(arrival)));
     since.and_then(|t| SystemTime::now().duration_since(t).ok()).map_or(0.0, |d| d.as_secs_f64())
 }
@@ -196,7 +190,6 @@ fn log_delay(queue_id: &str, arrival: u64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mail_ipc::delivery::ResultKind;
     use std::io::Write;
     use std::path::Path;
 
@@ -234,10 +227,13 @@ mod tests {
     impl Fixture {
         fn enqueue(&self, content: &[u8], rcpts: &[&str]) -> DeliveryRequest {
             let env = mail_queue::Envelope {
-                sender: "ana@example.com".into(),
+                sender: Some("ana@example.com".parse().unwrap()),
                 recipients: rcpts
                     .iter()
-                    .map(|r| mail_queue::Recipient { address: (*r).into(), original: (*r).into() })
+                    .map(|r| mail_queue::Recipient {
+                        address: r.parse().unwrap(),
+                        original: (*r).into(),
+                    })
                     .collect(),
                 arrival: 0,
                 client: "test".into(),
@@ -247,7 +243,7 @@ mod tests {
             let id = self.queue.reserve().unwrap().commit(&env, content).unwrap();
             self.queue.move_to(&id, State::Incoming, State::Active).unwrap();
             DeliveryRequest {
-                queue_id: id.as_str().into(),
+                queue_id: id.clone(),
                 sender: env.sender.clone(),
                 arrival: 0,
                 recipients: rcpts
@@ -255,7 +251,7 @@ mod tests {
                     .enumerate()
                     .map(|(i, r)| DeliveryRecipient {
                         index: i as u32,
-                        address: (*r).into(),
+                        address: r.parse().unwrap(),
                         original: (*r).into(),
                     })
                     .collect(),
@@ -286,16 +282,17 @@ mod tests {
         let kinds: Vec<_> = reply
             .results
             .iter()
-            .map(|r| (r.index, r.kind, r.dsn.as_str(), r.text.as_str()))
+            .map(|r| (r.index, r.status.log_word(), r.status.dsn().to_string(), r.status.text()))
             .collect();
-        assert_eq!(kinds[0], (0, ResultKind::Sent, "2.0.0", "delivered to maildir"));
-        assert_eq!(kinds[1], (1, ResultKind::Sent, "2.0.0", "delivered to maildir"));
-        assert_eq!(kinds[2], (2, ResultKind::Bounced, "5.1.1", "unknown user: \"ghost\""));
+        let k = |i, w, d: &str, t| (i, w, d.to_owned(), t);
+        assert_eq!(kinds[0], k(0, "sent", "2.0.0", "delivered to maildir"));
+        assert_eq!(kinds[1], k(1, "sent", "2.0.0", "delivered to maildir"));
+        assert_eq!(kinds[2], k(2, "bounced", "5.1.1", "unknown user: \"ghost\""));
         assert_eq!(
             kinds[3],
-            (3, ResultKind::Bounced, "5.4.6", "mail forwarding loop for looped@example.org")
+            k(3, "bounced", "5.4.6", "mail forwarding loop for looped@example.org")
         );
-        assert_eq!(kinds[4].1, ResultKind::Sent);
+        assert_eq!(kinds[4].1, "sent");
         assert!(kinds[4].3.starts_with("forwarded as "), "{kinds:?}");
         // suporte twice (directly and via root): two requests' recipients,
         // two copies.
@@ -310,8 +307,8 @@ mod tests {
         let req =
             f.enqueue(b"Delivered-To: suporte@mail.example.org\n\nhi\n", &["suporte@example.org"]);
         let reply = f.agent.handle(&req);
-        assert_eq!(reply.results[0].kind, ResultKind::Bounced);
-        assert_eq!(reply.results[0].dsn, "5.4.6");
+        assert_eq!(reply.results[0].status.log_word(), "bounced");
+        assert_eq!(reply.results[0].status.dsn(), EnhancedStatus(5, 4, 6));
     }
 
     #[test]
@@ -319,19 +316,20 @@ mod tests {
         let _lock = crate::privs::test_lock();
         let f = fixture("");
         let req = DeliveryRequest {
-            queue_id: "../etc".into(),
-            sender: String::new(),
+            queue_id: QueueId::generate(),
+            sender: None,
             arrival: 0,
             recipients: vec![DeliveryRecipient {
                 index: 7,
-                address: "suporte@example.org".into(),
+                address: "suporte@example.org".parse().unwrap(),
                 original: String::new(),
             }],
         };
         let reply = f.agent.handle(&req);
         assert_eq!(reply.results.len(), 1);
-        assert_eq!((reply.results[0].index, reply.results[0].kind), (7, ResultKind::Deferred));
-        assert_eq!(reply.results[0].dsn, "4.3.0");
+        assert_eq!(reply.results[0].index, 7);
+        assert_eq!(reply.results[0].status.log_word(), "deferred");
+        assert_eq!(reply.results[0].status.dsn(), EnhancedStatus(4, 3, 0));
         let _ = Path::new("");
     }
 
@@ -340,25 +338,26 @@ mod tests {
         let _lock = crate::privs::test_lock();
         // No queue id time stamp: the envelope's arrival is used, and one
         // past what SystemTime holds (>= 2^63 s) used to panic here.
-        assert_eq!(log_delay("../etc", u64::MAX), 0.0);
-        assert_eq!(log_delay("../etc", 1 << 63), 0.0);
+        let untimed = QueueId::parse("ZZZZZZZZZZZZZZ").unwrap();
+        assert_eq!(log_delay(&untimed, u64::MAX), 0.0);
+        assert_eq!(log_delay(&untimed, 1 << 63), 0.0);
         // In the future: no negative delay either.
-        assert_eq!(log_delay("../etc", 4_000_000_000), 0.0);
-        assert!(log_delay("../etc", 0) > 1_000_000_000.0);
+        assert_eq!(log_delay(&untimed, 4_000_000_000), 0.0);
+        assert!(log_delay(&untimed, 0) > 1_000_000_000.0);
         // Through a whole request, whose every result is logged.
         let f = fixture("");
         let req = DeliveryRequest {
-            queue_id: "../etc".into(),
-            sender: String::new(),
+            queue_id: untimed,
+            sender: None,
             arrival: u64::MAX,
             recipients: vec![DeliveryRecipient {
                 index: 0,
-                address: "suporte@example.org".into(),
+                address: "suporte@example.org".parse().unwrap(),
                 original: String::new(),
             }],
         };
         let reply = f.agent.handle(&req);
-        assert_eq!(reply.results[0].kind, ResultKind::Deferred);
+        assert_eq!(reply.results[0].status.log_word(), "deferred");
     }
 
     #[test]

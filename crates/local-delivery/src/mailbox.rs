@@ -185,6 +185,12 @@ pub(crate) fn forward(s: &Settings, m: &Message<'_>, address: &str, via: &str) -
     let queue = Queue::new(&s.queue_directory);
     let mut content = format!("Delivered-To: {via}\n").into_bytes();
     content.extend_from_slice(m.content);
+    let Ok(to) = Address::parse(address) else {
+        return DeliveryStatus::bounce(
+            EnhancedStatus(5, 1, 3),
+            format!("bad address syntax in forward destination <{address}>"),
+        );
+    };
     // The stored sender was written from a parsed address, so it parses;
     // should one not, the copy waits rather than go out under another.
     let sender = match m.sender {
@@ -196,7 +202,7 @@ pub(crate) fn forward(s: &Settings, m: &Message<'_>, address: &str, via: &str) -
     };
     let sub = Submission {
         sender,
-        recipients: vec![Recipient { address: address.to_owned(), original: address.to_owned() }],
+        recipients: vec![Recipient { address: to, original: address.to_owned() }],
         origin: Origin::Forward,
     };
     // The queue belongs to mail_owner; qmgr must be able to read the file.
@@ -367,7 +373,6 @@ fn create_spool_file(path: &Path, owner: Owner) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mail_types::Class;
     use std::path::Path;
 
     fn settings(dir: &Path, extra: &str) -> Settings {
@@ -457,7 +462,7 @@ mod tests {
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join("spool/suporte")).unwrap();
         let s = settings(dir.path(), "");
         let st = deliver_to_user(&s, &MSG, &me(dir.path()), "suporte@example.org", None);
-        assert!(matches!(st, DeliveryStatus::Failed { class: Class::Permanent, .. }), "{st:?}");
+        assert!(matches!(st, DeliveryStatus::Bounced { .. }), "{st:?}");
     }
 
     /// Root writes a spool mailbox for its user while someone who may
@@ -515,9 +520,7 @@ mod tests {
             let st = deliver_to_user(&s, &MSG, &user, "suporte@example.org", None);
             match &st {
                 DeliveryStatus::Sent { .. } => sent += 1,
-                DeliveryStatus::Failed { class: Class::Permanent, .. }
-                    if st.dsn() == EnhancedStatus(5, 2, 0) =>
-                {
+                DeliveryStatus::Bounced { .. } if st.dsn() == EnhancedStatus(5, 2, 0) => {
                     refused += 1
                 }
                 _ => panic!("{st:?}"),
@@ -647,7 +650,7 @@ mod tests {
         assert_eq!(ids.len(), 1);
         assert_eq!(text, &format!("forwarded as {}", ids[0].as_str()));
         let qf = queue.read(mail_queue::State::Incoming, &ids[0]).unwrap();
-        assert_eq!(qf.envelope.sender, "ana@example.com");
+        assert_eq!(qf.envelope.sender.unwrap(), "ana@example.com");
         assert_eq!(qf.envelope.recipients[0].address, "friend@remote.example");
         assert_eq!(qf.envelope.origin, "local");
         assert!(qf.content.starts_with(b"Delivered-To: root@example.org\nSubject: hi\n"));
@@ -665,7 +668,7 @@ mod tests {
         assert!(matches!(st, DeliveryStatus::Sent { .. }), "{st:?}");
         let ids = queue.scan(mail_queue::State::Incoming).unwrap();
         let qf = queue.read(mail_queue::State::Incoming, &ids[0]).unwrap();
-        assert_eq!(qf.envelope.sender, "");
+        assert_eq!(qf.envelope.sender, None);
         // A sender that does not parse is not replaced by another: the
         // copy waits, and nothing is queued.
         let bad = Message { sender: "a b@@", ..MSG };

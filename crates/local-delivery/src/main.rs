@@ -172,7 +172,7 @@ fn serve_connection(mut stream: UnixStream, agent: &Agent) {
                 results: request
                     .recipients
                     .iter()
-                    .map(|r| RecipientResult::new(r.index, &status))
+                    .map(|r| RecipientResult { index: r.index, status: status.clone() })
                     .collect(),
             }
         }

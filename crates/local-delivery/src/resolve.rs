@@ -533,7 +533,6 @@ impl Resolver<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mail_types::Class;
     use std::io::Write;
 
     struct Fixture {
@@ -701,10 +700,7 @@ mod tests {
         let e = f.resolve("log@example.org");
         assert!(e.destinations.is_empty());
         assert_eq!(e.failures[0].status.dsn(), EnhancedStatus(5, 7, 1));
-        assert!(matches!(
-            e.failures[0].status,
-            DeliveryStatus::Failed { class: Class::Permanent, .. }
-        ));
+        assert!(matches!(e.failures[0].status, DeliveryStatus::Bounced { .. }));
         // Include: a user, a remote address, and a command that "include"
         // does not allow.
         let e = f.resolve("team@example.org");
@@ -745,10 +741,7 @@ mod tests {
         assert_eq!(e.failures.len(), 1, "{:?}", e.failures);
         assert_eq!(e.failures[0].address, "huge@example.org");
         assert_eq!(e.failures[0].status.dsn(), EnhancedStatus(5, 2, 4));
-        assert!(matches!(
-            e.failures[0].status,
-            DeliveryStatus::Failed { class: Class::Permanent, .. }
-        ));
+        assert!(matches!(e.failures[0].status, DeliveryStatus::Bounced { .. }));
         assert!(
             e.failures[0].status.text().contains("exceeds 20000 destinations"),
             "{:?}",

@@ -4,16 +4,19 @@
 //! same disk), so requests stay small. It answers with one result per
 //! recipient, in any order, and qmgr records each durably.
 
-use mail_types::{Class, DeliveryStatus, EnhancedStatus};
+use mail_types::{Address, DeliveryStatus, QueueId};
 use serde::{Deserialize, Serialize};
 
-/// One delivery request.
+/// One delivery request. The queue id decodes through
+/// [`QueueId::parse`], so a forged request cannot name a path outside
+/// `active/`; the addresses through `Address::parse`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliveryRequest {
     /// The queue id; the file is in `active/`.
-    pub queue_id: String,
-    /// Envelope sender, empty for `<>`.
-    pub sender: String,
+    pub queue_id: QueueId,
+    /// Envelope sender, `None` for `<>` (empty text on the wire).
+    #[serde(with = "mail_types::reverse_path")]
+    pub sender: Option<Address>,
     /// Arrival time (seconds since the epoch), for `delay=` in logs.
     pub arrival: u64,
     /// The recipients this agent should handle.
@@ -26,8 +29,8 @@ pub struct DeliveryRecipient {
     /// Index into the envelope's recipients.
     pub index: u32,
     /// Address to deliver to.
-    pub address: String,
-    /// Address as originally given.
+    pub address: Address,
+    /// Address as originally given: text, as in the envelope.
     pub original: String,
 }
 
@@ -38,61 +41,82 @@ pub struct DeliveryReply {
     pub results: Vec<RecipientResult>,
 }
 
-/// What happened to one recipient.
+/// What happened to one recipient. On the wire: the index, then the
+/// status's variant (`Sent`, `Deferred`, `Bounced`), code as text and
+/// text, the bytes of the older `kind`/`dsn`/`text` fields; a code that
+/// is not one fails the decode of the whole reply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecipientResult {
     /// Index into the envelope's recipients.
     pub index: u32,
-    /// Outcome kind.
-    pub kind: ResultKind,
-    /// Enhanced status code as text, `x.y.z`.
-    pub dsn: String,
-    /// Human-readable detail, as in Postfix's `status=sent (...)`.
-    pub text: String,
+    /// What happened.
+    pub status: DeliveryStatus,
 }
 
-/// Outcome kinds on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ResultKind {
-    /// Delivered.
-    Sent,
-    /// Try again later.
-    Deferred,
-    /// Permanent failure.
-    Bounced,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mail_types::EnhancedStatus;
 
-impl RecipientResult {
-    /// Wire form of a delivery status.
-    pub fn new(index: u32, status: &DeliveryStatus) -> RecipientResult {
-        let kind = match status {
-            DeliveryStatus::Sent { .. } => ResultKind::Sent,
-            DeliveryStatus::Failed { class: Class::Transient, .. } => ResultKind::Deferred,
-            DeliveryStatus::Failed { class: Class::Permanent, .. } => ResultKind::Bounced,
-        };
-        RecipientResult {
-            index,
-            kind,
-            dsn: status.dsn().to_string(),
-            text: status.text().to_owned(),
-        }
+    /// The layout of these messages before they carried typed values.
+    #[derive(Serialize)]
+    struct OldRequest {
+        queue_id: String,
+        sender: String,
+        arrival: u64,
+        recipients: Vec<(u32, String, String)>,
     }
 
-    /// Back to a delivery status. An unparsable code from the peer becomes
-    /// the generic code of its kind rather than an error.
-    pub fn status(&self) -> DeliveryStatus {
-        let parsed = EnhancedStatus::parse(&self.dsn);
-        match self.kind {
-            ResultKind::Sent => DeliveryStatus::Sent {
-                dsn: parsed.unwrap_or(EnhancedStatus(2, 0, 0)),
-                text: self.text.clone(),
-            },
-            ResultKind::Deferred => {
-                DeliveryStatus::defer(parsed.unwrap_or(EnhancedStatus(4, 0, 0)), self.text.clone())
-            }
-            ResultKind::Bounced => {
-                DeliveryStatus::bounce(parsed.unwrap_or(EnhancedStatus(5, 0, 0)), self.text.clone())
-            }
-        }
+    #[derive(Serialize)]
+    enum OldKind {
+        #[allow(dead_code)]
+        Sent,
+        Deferred,
+        #[allow(dead_code)]
+        Bounced,
+    }
+
+    #[derive(Serialize)]
+    struct OldResult {
+        index: u32,
+        kind: OldKind,
+        dsn: String,
+        text: String,
+    }
+
+    fn old_request(id: &str) -> Vec<u8> {
+        let r = OldRequest {
+            queue_id: id.into(),
+            sender: String::new(),
+            arrival: 1,
+            recipients: vec![(0, "a@x.org".into(), "a@x.org".into())],
+        };
+        stdx::codec::encode(&r).unwrap()
+    }
+
+    #[test]
+    fn requests_keep_their_bytes_and_refuse_forged_ids() {
+        let bytes = old_request("19BCA3F2E1C0A7D2B01");
+        let req: DeliveryRequest = stdx::codec::decode(&bytes).unwrap();
+        assert_eq!(req.queue_id.as_str(), "19BCA3F2E1C0A7D2B01");
+        assert_eq!(stdx::codec::encode(&req).unwrap(), bytes);
+        assert!(stdx::codec::decode::<DeliveryRequest>(&old_request("../../etc/passwd")).is_err());
+    }
+
+    #[test]
+    fn results_keep_their_bytes_and_refuse_bad_codes() {
+        let old = |dsn: &str| {
+            let r = OldResult {
+                index: 2,
+                kind: OldKind::Deferred,
+                dsn: dsn.into(),
+                text: "later".into(),
+            };
+            stdx::codec::encode(&r).unwrap()
+        };
+        let r: RecipientResult = stdx::codec::decode(&old("4.4.1")).unwrap();
+        assert_eq!(r.status, DeliveryStatus::defer(EnhancedStatus(4, 4, 1), "later"));
+        assert_eq!(stdx::codec::encode(&r).unwrap(), old("4.4.1"));
+        assert!(stdx::codec::decode::<RecipientResult>(&old("9.9.9")).is_err());
     }
 }

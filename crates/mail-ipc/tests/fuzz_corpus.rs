@@ -2,8 +2,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use mail_ipc::anvil::{self, AnvilRequest};
-use mail_ipc::delivery::DeliveryRequest;
+use mail_ipc::delivery::{DeliveryReply, DeliveryRequest};
 use mail_ipc::frame::{Error, decode_frame};
+use mail_types::DeliveryStatus;
 use std::path::PathBuf;
 
 #[test]
@@ -31,11 +32,23 @@ fn ipc_frame_corpus() {
                 }
             ),
             "delivery_request" => {
-                assert_eq!(r.unwrap().unwrap().recipients[0].address, "suporte@x")
+                assert_eq!(r.unwrap().unwrap().recipients[0].address.to_string(), "suporte@x")
             }
             "huge_length" => {
                 assert!(matches!(r, Err(Error::TooLarge(_))));
                 assert!(matches!(a, Err(Error::TooLarge(_))));
+            }
+            "delivery_reply" => {
+                let reply = decode_frame::<DeliveryReply>(&bytes, 1 << 20).unwrap().unwrap();
+                assert_eq!(reply.results[0].status, DeliveryStatus::sent("delivered to maildir"));
+                assert_eq!(reply.results[1].status.log_word(), "bounced");
+                assert_eq!(reply.results[1].status.dsn().to_string(), "5.1.1");
+            }
+            "delivery_reply_bad_dsn" => {
+                assert!(matches!(
+                    decode_frame::<DeliveryReply>(&bytes, 1 << 20),
+                    Err(Error::Decode(_))
+                ))
             }
             "wrong_version" => assert!(matches!(r, Err(Error::Version(7)))),
             _ => {}

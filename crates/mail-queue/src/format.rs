@@ -23,6 +23,7 @@
 
 use crate::Error;
 use crate::layout::open_regular;
+use mail_types::Address;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -55,8 +56,10 @@ const HEADER: u64 = 8 + 2 + 4;
 /// The envelope of a queued message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
-    /// Envelope sender; empty for the null sender `<>` (bounces).
-    pub sender: String,
+    /// Envelope sender; `None` for the null sender `<>` (bounces),
+    /// written as the empty string as format 2 always has.
+    #[serde(with = "mail_types::reverse_path")]
+    pub sender: Option<Address>,
     /// Envelope recipients, in the order received. Their index in this
     /// vector is how status records refer to them.
     pub recipients: Vec<Recipient>,
@@ -75,8 +78,10 @@ pub struct Envelope {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recipient {
     /// The address to deliver to, already qualified.
-    pub address: String,
+    pub address: Address,
     /// The address as the client gave it (DSN ORCPT, `orig_to=` in logs).
+    /// Text, not an [`Address`]: it is only ever shown, and what a client
+    /// or a sendmail command line gave need not parse as one.
     pub original: String,
 }
 
@@ -154,12 +159,9 @@ pub fn validate(e: &Envelope) -> Result<(), String> {
         }
         Ok(())
     }
-    text("sender", &e.sender, MAX_ADDRESS)?;
-    for (i, r) in e.recipients.iter().enumerate() {
-        if r.address.is_empty() {
-            return Err(format!("recipient {i} is empty"));
-        }
-        text("recipient", &r.address, MAX_ADDRESS)?;
+    // Sender and recipient addresses were checked by Address::parse at
+    // decode: never empty, no control characters, bounded lengths.
+    for r in &e.recipients {
         text("original recipient", &r.original, MAX_ADDRESS)?;
     }
     if e.arrival > MAX_ARRIVAL {
@@ -398,9 +400,9 @@ mod tests {
 
     pub(crate) fn sample() -> Envelope {
         Envelope {
-            sender: "root@example.org".into(),
+            sender: Some("root@example.org".parse().unwrap()),
             recipients: vec![Recipient {
-                address: "suporte@example.org".into(),
+                address: "suporte@example.org".parse().unwrap(),
                 original: "suporte@example.org".into(),
             }],
             arrival: 1_700_000_000,
@@ -439,7 +441,7 @@ mod tests {
     }
 
     /// A version 1 file as the previous code wrote it.
-    fn encode_v1(envelope: &Envelope, content: &[u8]) -> Vec<u8> {
+    fn encode_v1<E: Serialize>(envelope: &E, content: &[u8]) -> Vec<u8> {
         let env = stdx::codec::encode(envelope).unwrap();
         let mut out = MAGIC.to_vec();
         out.extend_from_slice(&VERSION_1.to_be_bytes());
@@ -500,15 +502,37 @@ mod tests {
             Err(Error::Corrupt { reason, .. }) => assert!(reason.contains("arrival"), "{reason}"),
             other => panic!("{other:?}"),
         }
-        let mut crlf = sample();
-        crlf.recipients[0].address = "a@b\r\nX-Injected: 1".into();
-        assert!(decode(Path::new("q"), &encode_v1(&crlf, b"x")).is_err());
-        let mut empty = sample();
-        empty.recipients[0].address.clear();
-        assert!(decode(Path::new("q"), &encode_v1(&empty, b"x")).is_err());
-        let mut long = sample();
-        long.sender = "a".repeat(MAX_ADDRESS + 1);
-        assert!(decode(Path::new("q"), &encode_v1(&long, b"x")).is_err());
+        // The envelope's layout with every address as text, as a forger
+        // (or a bad sector) could write it.
+        #[derive(Serialize)]
+        struct TextEnvelope {
+            sender: String,
+            recipients: Vec<(String, String)>,
+            arrival: u64,
+            client: String,
+            origin: String,
+            attrs: Vec<(String, String)>,
+        }
+        let text = |sender: &str, rcpt: &str| TextEnvelope {
+            sender: sender.into(),
+            recipients: vec![(rcpt.into(), rcpt.into())],
+            arrival: 1,
+            client: "local".into(),
+            origin: "pickup".into(),
+            attrs: vec![],
+        };
+        let good = text("root@example.org", "suporte@example.org");
+        assert!(decode(Path::new("q"), &encode_v1(&good, b"x")).is_ok());
+        for (sender, rcpt) in [
+            ("", "a@b\r\nX-Injected: 1"),
+            ("", ""),
+            ("", "a..b@example.org"),
+            (&*"a".repeat(MAX_ADDRESS + 1), "suporte@example.org"),
+            ("a b@example.org", "suporte@example.org"),
+        ] {
+            let forged = encode_v1(&text(sender, rcpt), b"x");
+            assert!(matches!(decode(Path::new("q"), &forged), Err(Error::Corrupt { .. })));
+        }
         let mut attrs = sample();
         attrs.attrs = (0..=MAX_ATTRS).map(|i| (format!("a{i}"), String::new())).collect();
         assert!(decode(Path::new("q"), &encode_v1(&attrs, b"x")).is_err());

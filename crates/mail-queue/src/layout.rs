@@ -456,8 +456,11 @@ mod tests {
 
     fn env() -> Envelope {
         Envelope {
-            sender: "a@b.c".into(),
-            recipients: vec![Recipient { address: "d@e.f".into(), original: "d@e.f".into() }],
+            sender: Some("a@b.c".parse().unwrap()),
+            recipients: vec![Recipient {
+                address: "d@e.f".parse().unwrap(),
+                original: "d@e.f".into(),
+            }],
             arrival: 1,
             client: "local".into(),
             origin: "pickup".into(),
@@ -546,7 +549,7 @@ mod tests {
         let id = p.id().clone();
         let rec = crate::StatusRecord {
             recipient: 0,
-            outcome: crate::Outcome::Delivered { dsn: "2.0.0".into(), text: "old".into() },
+            outcome: mail_types::DeliveryStatus::sent("old"),
             time: 1,
         };
         q.append_status(&id, std::slice::from_ref(&rec)).unwrap();

@@ -24,4 +24,4 @@ pub use error::Error;
 pub use format::{Envelope, QueueFile, Recipient};
 pub use layout::{PID, PRIVATE, PUBLIC, Pending, Queue, State};
 pub use maildrop::Maildrop;
-pub use status::{Outcome, StatusRecord};
+pub use status::StatusRecord;

@@ -123,8 +123,8 @@ mod tests {
 
     fn env() -> Envelope {
         Envelope {
-            sender: "a@b.c".into(),
-            recipients: vec![Recipient { address: "d@e.f".into(), original: "d".into() }],
+            sender: Some("a@b.c".parse().unwrap()),
+            recipients: vec![Recipient { address: "d@e.f".parse().unwrap(), original: "d".into() }],
             arrival: 7,
             client: "localhost[127.0.0.1]".into(),
             origin: "smtpd".into(),

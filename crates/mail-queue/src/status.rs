@@ -12,7 +12,7 @@
 //! the size a reader refuses; final results always survive compaction.
 
 use crate::{Error, Queue};
-use mail_types::QueueId;
+use mail_types::{DeliveryStatus, EnhancedStatus, QueueId};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
@@ -24,57 +24,78 @@ const MAX_RECORD: u32 = 64 << 10;
 /// Longest outcome text kept in a record (longer agent texts are cut),
 /// so that every record stays far below [`MAX_RECORD`].
 pub const MAX_TEXT: usize = 1000;
-/// Longest enhanced status code kept in a record.
-const MAX_DSN: usize = 32;
 /// Largest status log a reader reads. Compaction keeps a log far below
 /// it: at most one record per recipient of a bounded envelope.
 const MAX_LOG: u64 = 128 << 20;
 /// A log that would grow past this is considered for compaction.
 const COMPACT_AT: u64 = 1 << 20;
 
-/// What happened to one recipient in one attempt.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Outcome {
-    /// Delivered: final.
-    Delivered {
-        /// Enhanced status code, e.g. `2.0.0`.
-        dsn: String,
-        /// Where it went, e.g. `delivered to maildir`.
-        text: String,
-    },
-    /// Failed permanently: final, a bounce is owed to the sender.
-    Bounced {
-        /// Enhanced status code, e.g. `5.1.1`.
-        dsn: String,
-        /// Why.
-        text: String,
-    },
-    /// Failed this time; will be retried. The latest one is the reason
-    /// `postqueue -p` shows.
-    Deferred {
-        /// Enhanced status code, e.g. `4.4.1`.
-        dsn: String,
-        /// Why.
-        text: String,
-    },
-}
-
-impl Outcome {
-    /// Whether the recipient needs no more attempts.
-    pub fn is_final(&self) -> bool {
-        !matches!(self, Outcome::Deferred { .. })
-    }
-}
-
 /// One line of a status log.
+///
+/// On disk a record is a [`WireRecord`]: the outcome's variants there
+/// are in the order of the type this one replaced (delivered, bounced,
+/// deferred) and the code is text, so logs written before stay readable
+/// and new ones read the same as before.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "WireRecord", into = "WireRecord")]
 pub struct StatusRecord {
     /// Index into the envelope's recipients.
     pub recipient: u32,
     /// What happened.
-    pub outcome: Outcome,
+    pub outcome: DeliveryStatus,
     /// When, seconds since the epoch.
     pub time: u64,
+}
+
+/// The on-disk form of a [`StatusRecord`]; nothing outside this module
+/// sees it.
+#[derive(Serialize, Deserialize)]
+struct WireRecord {
+    recipient: u32,
+    outcome: WireOutcome,
+    time: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+enum WireOutcome {
+    Delivered { dsn: String, text: String },
+    Bounced { dsn: String, text: String },
+    Deferred { dsn: String, text: String },
+}
+
+impl From<StatusRecord> for WireRecord {
+    fn from(r: StatusRecord) -> WireRecord {
+        let dsn = r.outcome.dsn().to_string();
+        let outcome = match r.outcome {
+            DeliveryStatus::Sent { text, .. } => WireOutcome::Delivered { dsn, text },
+            DeliveryStatus::Bounced { text, .. } => WireOutcome::Bounced { dsn, text },
+            DeliveryStatus::Deferred { text, .. } => WireOutcome::Deferred { dsn, text },
+        };
+        WireRecord { recipient: r.recipient, outcome, time: r.time }
+    }
+}
+
+impl From<WireRecord> for StatusRecord {
+    /// A code that does not parse (older qmgr copied an agent's code
+    /// unchecked) becomes the generic code of its outcome instead of
+    /// failing the frame: a frame that fails to decode ends the log for
+    /// the reader, and the final results after it would be lost, which
+    /// means duplicate deliveries. The outcome itself is never guessed.
+    fn from(w: WireRecord) -> StatusRecord {
+        let code = |dsn: &str, generic| EnhancedStatus::parse(dsn).unwrap_or(generic);
+        let outcome = match w.outcome {
+            WireOutcome::Delivered { dsn, text } => {
+                DeliveryStatus::Sent { dsn: code(&dsn, EnhancedStatus(2, 0, 0)), text }
+            }
+            WireOutcome::Bounced { dsn, text } => {
+                DeliveryStatus::bounce(code(&dsn, EnhancedStatus(5, 0, 0)), text)
+            }
+            WireOutcome::Deferred { dsn, text } => {
+                DeliveryStatus::defer(code(&dsn, EnhancedStatus(4, 0, 0)), text)
+            }
+        };
+        StatusRecord { recipient: w.recipient, outcome, time: w.time }
+    }
 }
 
 impl Queue {
@@ -226,9 +247,8 @@ pub fn compact(records: Vec<StatusRecord>) -> Vec<StatusRecord> {
     by_rcpt
         .into_values()
         .map(|mut r| {
-            match &mut r.outcome {
-                Outcome::Delivered { text, .. } | Outcome::Bounced { text, .. } => text.clear(),
-                Outcome::Deferred { .. } => {}
+            if r.outcome.is_final() {
+                r.outcome.text_mut().clear();
             }
             r
         })
@@ -245,14 +265,8 @@ fn bounded(r: &StatusRecord) -> StatusRecord {
         s[..end].to_owned()
     }
     let mut r = r.clone();
-    match &mut r.outcome {
-        Outcome::Delivered { dsn, text }
-        | Outcome::Bounced { dsn, text }
-        | Outcome::Deferred { dsn, text } => {
-            *dsn = cut(dsn, MAX_DSN);
-            *text = cut(text, MAX_TEXT);
-        }
-    }
+    let text = r.outcome.text_mut();
+    *text = cut(text, MAX_TEXT);
     r
 }
 
@@ -299,6 +313,49 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn es(s: &str) -> EnhancedStatus {
+        EnhancedStatus::parse(s).unwrap()
+    }
+
+    #[test]
+    fn records_keep_the_bytes_of_the_older_format() {
+        // The layout before DeliveryStatus: variants delivered, bounced,
+        // deferred; code and text as strings.
+        #[derive(Serialize)]
+        enum OldOutcome {
+            #[allow(dead_code)]
+            Delivered {
+                dsn: String,
+                text: String,
+            },
+            Bounced {
+                dsn: String,
+                text: String,
+            },
+            Deferred {
+                dsn: String,
+                text: String,
+            },
+        }
+        #[derive(Serialize)]
+        struct OldRecord {
+            recipient: u32,
+            outcome: OldOutcome,
+            time: u64,
+        }
+        let old =
+            |outcome| stdx::codec::encode(&OldRecord { recipient: 3, outcome, time: 9 }).unwrap();
+        let bounced = old(OldOutcome::Bounced { dsn: "5.1.1".into(), text: "no".into() });
+        let r: StatusRecord = stdx::codec::decode(&bounced).unwrap();
+        assert_eq!(r.outcome, DeliveryStatus::bounce(es("5.1.1"), "no"));
+        assert_eq!(stdx::codec::encode(&r).unwrap(), bounced);
+        // A code older qmgr copied unchecked from an agent: the record
+        // (and the log after it) stays readable, with the generic code.
+        let odd = old(OldOutcome::Deferred { dsn: "x".into(), text: "t".into() });
+        let r: StatusRecord = stdx::codec::decode(&odd).unwrap();
+        assert_eq!(r.outcome, DeliveryStatus::defer(es("4.0.0"), "t"));
+    }
+
     #[test]
     fn append_read_and_torn_tail() {
         let d = tempfile::tempdir().unwrap();
@@ -308,12 +365,12 @@ mod tests {
         assert!(q.read_status(&id).unwrap().is_empty());
         let r1 = StatusRecord {
             recipient: 0,
-            outcome: Outcome::Delivered { dsn: "2.0.0".into(), text: "ok".into() },
+            outcome: DeliveryStatus::Sent { dsn: es("2.0.0"), text: "ok".into() },
             time: 5,
         };
         let r2 = StatusRecord {
             recipient: 1,
-            outcome: Outcome::Deferred { dsn: "4.4.1".into(), text: "later".into() },
+            outcome: DeliveryStatus::Deferred { dsn: es("4.4.1"), text: "later".into() },
             time: 6,
         };
         q.append_status(&id, std::slice::from_ref(&r1)).unwrap();
@@ -329,7 +386,7 @@ mod tests {
         // cut before appending.
         let r3 = StatusRecord {
             recipient: 2,
-            outcome: Outcome::Bounced { dsn: "5.1.1".into(), text: "no".into() },
+            outcome: DeliveryStatus::Bounced { dsn: es("5.1.1"), text: "no".into() },
             time: 7,
         };
         q.append_status(&id, std::slice::from_ref(&r3)).unwrap();
@@ -344,7 +401,7 @@ mod tests {
         let id = QueueId::generate();
         let delivered = StatusRecord {
             recipient: 0,
-            outcome: Outcome::Delivered { dsn: "2.0.0".into(), text: "ok".into() },
+            outcome: DeliveryStatus::Sent { dsn: es("2.0.0"), text: "ok".into() },
             time: 1,
         };
         q.append_status(&id, std::slice::from_ref(&delivered)).unwrap();
@@ -353,7 +410,7 @@ mod tests {
             let records: Vec<StatusRecord> = (1..400)
                 .map(|i| StatusRecord {
                     recipient: i,
-                    outcome: Outcome::Deferred { dsn: "4.3.0".into(), text: reason.clone() },
+                    outcome: DeliveryStatus::Deferred { dsn: es("4.3.0"), text: reason.clone() },
                     time: round,
                 })
                 .collect();
@@ -373,8 +430,8 @@ mod tests {
     #[test]
     fn compact_keeps_the_first_final_result() {
         let rec = |recipient, outcome, time| StatusRecord { recipient, outcome, time };
-        let def = || Outcome::Deferred { dsn: "4.0.0".into(), text: "later".into() };
-        let sent = Outcome::Delivered { dsn: "2.0.0".into(), text: "ok".into() };
+        let def = || DeliveryStatus::Deferred { dsn: es("4.0.0"), text: "later".into() };
+        let sent = DeliveryStatus::Sent { dsn: es("2.0.0"), text: "ok".into() };
         let out = compact(vec![
             rec(1, def(), 1),
             rec(0, sent.clone(), 2),
@@ -395,12 +452,12 @@ mod tests {
         let id = QueueId::generate();
         let huge = StatusRecord {
             recipient: 0,
-            outcome: Outcome::Deferred { dsn: "4.0.0".into(), text: "é".repeat(100_000) },
+            outcome: DeliveryStatus::Deferred { dsn: es("4.0.0"), text: "é".repeat(100_000) },
             time: 1,
         };
         let after = StatusRecord {
             recipient: 1,
-            outcome: Outcome::Delivered { dsn: "2.0.0".into(), text: "ok".into() },
+            outcome: DeliveryStatus::Sent { dsn: es("2.0.0"), text: "ok".into() },
             time: 2,
         };
         q.append_status(&id, &[huge, after.clone()]).unwrap();
@@ -408,7 +465,7 @@ mod tests {
         assert_eq!(back.len(), 2);
         assert_eq!(back[1], after);
         match &back[0].outcome {
-            Outcome::Deferred { text, .. } => assert!(text.len() <= MAX_TEXT),
+            DeliveryStatus::Deferred { text, .. } => assert!(text.len() <= MAX_TEXT),
             o => panic!("{o:?}"),
         }
     }

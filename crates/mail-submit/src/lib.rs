@@ -142,7 +142,7 @@ impl Submission {
     /// The envelope as it goes into the queue file, arriving now.
     pub fn envelope(&self) -> Envelope {
         Envelope {
-            sender: self.sender.as_ref().map(ToString::to_string).unwrap_or_default(),
+            sender: self.sender.clone(),
             recipients: self.recipients.clone(),
             arrival: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
             client: self.origin.client(),
@@ -177,7 +177,7 @@ impl Submission {
             local_uid,
             queue_id: queue_id.clone(),
             single_recipient: match self.recipients.as_slice() {
-                [one] => Some(one.address.clone()),
+                [one] => Some(one.address.to_string()),
                 _ => None,
             },
             time: chrono::Local::now(),

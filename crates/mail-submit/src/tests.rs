@@ -21,7 +21,7 @@ fn setup() -> (tempfile::TempDir, Queue) {
 }
 
 fn rcpt(address: &str, original: &str) -> Recipient {
-    Recipient { address: address.into(), original: original.into() }
+    Recipient { address: address.parse().unwrap(), original: original.into() }
 }
 
 fn smtp() -> Submission {
@@ -59,7 +59,7 @@ fn streamed_smtp_message_lands_complete_and_cleaned() {
     let id = queued.id;
     assert_eq!(q.scan(State::Incoming).unwrap(), vec![id.clone()]);
     let f = q.read(State::Incoming, &id).unwrap();
-    assert_eq!(f.envelope.sender, "root@fiap.edu.br");
+    assert_eq!(f.envelope.sender.unwrap().to_string(), "root@fiap.edu.br");
     assert_eq!(f.envelope.recipients, vec![rcpt("suporte@fiap.edu.br", "suporte")]);
     assert_eq!(f.envelope.client, "localhost[127.0.0.1]");
     assert_eq!(f.envelope.origin, "smtpd");
@@ -147,7 +147,7 @@ fn forwarded_and_bounce_content_is_stored_as_given() {
     };
     let queued = submit_built(&q, &sub, |id| format!("X-Id: {id}\n\nx\n").into_bytes()).unwrap();
     let f = q.read(State::Incoming, &queued.id).unwrap();
-    assert_eq!(f.envelope.sender, "");
+    assert_eq!(f.envelope.sender, None);
     assert_eq!(f.envelope.origin, "bounce");
     assert_eq!(f.content, format!("X-Id: {}\n\nx\n", queued.id).into_bytes());
 }
@@ -204,7 +204,7 @@ fn ipv6_clients_and_the_null_sender() {
     };
     let queued = stream(&q, &sub, b"x\n").unwrap();
     let f = q.read(State::Incoming, &queued.id).unwrap();
-    assert_eq!(f.envelope.sender, "");
+    assert_eq!(f.envelope.sender, None);
     assert_eq!(f.envelope.client, "unknown[::1]");
     assert_eq!(f.envelope.attrs, vec![("protocol".to_owned(), "SMTP".to_owned())]);
     let text = String::from_utf8(f.content).unwrap();

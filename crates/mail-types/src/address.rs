@@ -173,6 +173,27 @@ fn check_domain(domain: &str) -> Result<String, AddressError> {
     Ok(domain.to_lowercase())
 }
 
+/// Compares with the text form, for tests and checks against literals.
+impl PartialEq<&str> for Address {
+    fn eq(&self, other: &&str) -> bool {
+        match &self.domain {
+            Some(d) => other
+                .strip_suffix(d.as_str())
+                .and_then(|o| o.strip_suffix('@'))
+                .is_some_and(|l| l == self.local),
+            None => *other == self.local,
+        }
+    }
+}
+
+impl std::str::FromStr for Address {
+    type Err = AddressError;
+
+    fn from_str(s: &str) -> Result<Address, AddressError> {
+        Address::parse(s)
+    }
+}
+
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.domain {
@@ -196,8 +217,10 @@ mod tests {
     fn parses_common_forms() {
         let a = Address::parse("root@Fiap.EDU.br").unwrap();
         assert_eq!((a.local(), a.domain()), ("root", Some("fiap.edu.br")));
+        assert!(a == "root@fiap.edu.br" && a != "root@fiap.edu" && a != "root");
         let a = Address::parse("suporte").unwrap();
         assert_eq!(a.domain(), None);
+        assert!(a == "suporte" && a != "suporte@x.org");
         assert_eq!(a.qualified("example.org").to_string(), "suporte@example.org");
         assert_eq!(Address::parse("\"a@b c\"@x.org").unwrap().local(), "\"a@b c\"");
         assert!(Address::parse("u@[127.0.0.1]").is_ok());

@@ -1,5 +1,6 @@
 //! Delivery outcomes and RFC 3463 enhanced status codes.
 
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Whether a failure may succeed later.
@@ -11,8 +12,9 @@ pub enum Class {
     Permanent,
 }
 
-/// An RFC 3463 enhanced status code such as `5.1.1`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An RFC 3463 enhanced status code such as `5.1.1`. Decoding one
+/// (serde) goes through [`EnhancedStatus::parse`] and its range checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EnhancedStatus(pub u8, pub u16, pub u16);
 
 impl EnhancedStatus {
@@ -35,13 +37,37 @@ impl fmt::Display for EnhancedStatus {
     }
 }
 
-/// What happened to one recipient of one delivery attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What happened to one recipient of one delivery attempt: the one
+/// outcome type of Postern, from the delivery agent's reply through the
+/// status log to the log line.
+///
+/// Serde writes it as the variant index, then the code as text, then the
+/// text: the bytes of the IPC reply it replaced (`Sent`, `Deferred`,
+/// `Bounced` in that order). The status log, whose older records order
+/// the variants differently, converts at its edge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DeliveryStatus {
-    /// Delivered; the text says where (`delivered to maildir`).
-    Sent { dsn: EnhancedStatus, text: String },
-    /// Not delivered this time.
-    Failed { class: Class, dsn: EnhancedStatus, text: String },
+    /// Delivered: final. The text says where (`delivered to maildir`).
+    Sent {
+        /// Usually `2.0.0`.
+        dsn: EnhancedStatus,
+        /// Where it went.
+        text: String,
+    },
+    /// Not delivered this time; will be retried.
+    Deferred {
+        /// A `4.x.x` code, as a rule.
+        dsn: EnhancedStatus,
+        /// Why.
+        text: String,
+    },
+    /// Failed permanently: final, a bounce is owed to the sender.
+    Bounced {
+        /// A `5.x.x` code, or `4.4.7` for a message that expired.
+        dsn: EnhancedStatus,
+        /// Why.
+        text: String,
+    },
 }
 
 impl DeliveryStatus {
@@ -52,25 +78,60 @@ impl DeliveryStatus {
 
     /// A transient failure.
     pub fn defer(dsn: EnhancedStatus, text: impl Into<String>) -> DeliveryStatus {
-        DeliveryStatus::Failed { class: Class::Transient, dsn, text: text.into() }
+        DeliveryStatus::Deferred { dsn, text: text.into() }
     }
 
     /// A permanent failure.
     pub fn bounce(dsn: EnhancedStatus, text: impl Into<String>) -> DeliveryStatus {
-        DeliveryStatus::Failed { class: Class::Permanent, dsn, text: text.into() }
+        DeliveryStatus::Bounced { dsn, text: text.into() }
+    }
+
+    /// A failure of the given class.
+    pub fn failed(class: Class, dsn: EnhancedStatus, text: impl Into<String>) -> DeliveryStatus {
+        match class {
+            Class::Transient => DeliveryStatus::defer(dsn, text),
+            Class::Permanent => DeliveryStatus::bounce(dsn, text),
+        }
+    }
+
+    /// The class of a failure; `None` for a delivery.
+    pub fn class(&self) -> Option<Class> {
+        match self {
+            DeliveryStatus::Sent { .. } => None,
+            DeliveryStatus::Deferred { .. } => Some(Class::Transient),
+            DeliveryStatus::Bounced { .. } => Some(Class::Permanent),
+        }
+    }
+
+    /// Whether the recipient needs no more attempts.
+    pub fn is_final(&self) -> bool {
+        !matches!(self, DeliveryStatus::Deferred { .. })
     }
 
     /// The enhanced status code.
     pub fn dsn(&self) -> EnhancedStatus {
         match self {
-            DeliveryStatus::Sent { dsn, .. } | DeliveryStatus::Failed { dsn, .. } => *dsn,
+            DeliveryStatus::Sent { dsn, .. }
+            | DeliveryStatus::Deferred { dsn, .. }
+            | DeliveryStatus::Bounced { dsn, .. } => *dsn,
         }
     }
 
     /// The human-readable text.
     pub fn text(&self) -> &str {
         match self {
-            DeliveryStatus::Sent { text, .. } | DeliveryStatus::Failed { text, .. } => text,
+            DeliveryStatus::Sent { text, .. }
+            | DeliveryStatus::Deferred { text, .. }
+            | DeliveryStatus::Bounced { text, .. } => text,
+        }
+    }
+
+    /// The text, for changing it in place (cutting it to a bound).
+    pub fn text_mut(&mut self) -> &mut String {
+        match self {
+            DeliveryStatus::Sent { text, .. }
+            | DeliveryStatus::Deferred { text, .. }
+            | DeliveryStatus::Bounced { text, .. } => text,
         }
     }
 
@@ -78,8 +139,8 @@ impl DeliveryStatus {
     pub fn log_word(&self) -> &'static str {
         match self {
             DeliveryStatus::Sent { .. } => "sent",
-            DeliveryStatus::Failed { class: Class::Transient, .. } => "deferred",
-            DeliveryStatus::Failed { class: Class::Permanent, .. } => "bounced",
+            DeliveryStatus::Deferred { .. } => "deferred",
+            DeliveryStatus::Bounced { .. } => "bounced",
         }
     }
 }

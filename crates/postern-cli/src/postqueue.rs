@@ -24,7 +24,8 @@
 
 use mail_config::{Main, settings};
 use mail_ipc::trigger::Trigger;
-use mail_queue::{Outcome, Queue, State};
+use mail_queue::{Queue, State};
+use mail_types::DeliveryStatus;
 use mail_types::QueueId;
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -177,7 +178,7 @@ fn entry(queue: &Queue, state: State, id: QueueId) -> Result<Option<Entry>, mail
         Err(e) => return Err(e),
     };
     // Latest outcome per recipient index; records are in append order.
-    let mut latest: HashMap<u32, Outcome> = HashMap::new();
+    let mut latest: HashMap<u32, DeliveryStatus> = HashMap::new();
     for r in queue.read_status(&id)? {
         latest.insert(r.recipient, r.outcome);
     }
@@ -185,10 +186,10 @@ fn entry(queue: &Queue, state: State, id: QueueId) -> Result<Option<Entry>, mail
     for (i, r) in envelope.recipients.iter().enumerate() {
         let reason = match latest.get(&(i as u32)) {
             Some(o) if o.is_final() => continue,
-            Some(Outcome::Deferred { text, .. }) => Some(text.clone()),
+            Some(DeliveryStatus::Deferred { text, .. }) => Some(text.clone()),
             _ => None,
         };
-        recipients.push((r.address.clone(), reason));
+        recipients.push((r.address.to_string(), reason));
     }
     // Group recipients under their reasons (first appearance order),
     // recipients not yet tried first.
@@ -204,7 +205,7 @@ fn entry(queue: &Queue, state: State, id: QueueId) -> Result<Option<Entry>, mail
         id,
         size,
         arrival: envelope.arrival,
-        sender: envelope.sender,
+        sender: envelope.sender.map(|a| a.to_string()).unwrap_or_default(),
         recipients,
     }))
 }
@@ -463,10 +464,10 @@ mod tests {
 
     fn envelope(sender: &str, rcpts: &[&str]) -> Envelope {
         Envelope {
-            sender: sender.into(),
+            sender: (!sender.is_empty()).then(|| sender.parse().unwrap()),
             recipients: rcpts
                 .iter()
-                .map(|r| Recipient { address: (*r).into(), original: (*r).into() })
+                .map(|r| Recipient { address: r.parse().unwrap(), original: (*r).into() })
                 .collect(),
             arrival: 1_795_870_954,
             client: "local".into(),
@@ -519,10 +520,10 @@ mod tests {
         q.append_status(
             &b,
             &[
-                rec(0, Outcome::Delivered { dsn: "2.0.0".into(), text: "ok".into() }),
-                rec(1, Outcome::Deferred { dsn: "4.4.1".into(), text: "old".into() }),
-                rec(1, Outcome::Deferred { dsn: "4.4.1".into(), text: why.into() }),
-                rec(2, Outcome::Deferred { dsn: "4.4.1".into(), text: why.into() }),
+                rec(0, DeliveryStatus::sent("ok")),
+                rec(1, DeliveryStatus::defer(mail_types::EnhancedStatus(4, 4, 1), "old")),
+                rec(1, DeliveryStatus::defer(mail_types::EnhancedStatus(4, 4, 1), why)),
+                rec(2, DeliveryStatus::defer(mail_types::EnhancedStatus(4, 4, 1), why)),
             ],
         )
         .unwrap();

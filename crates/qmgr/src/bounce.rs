@@ -6,9 +6,9 @@
 //! single header line.
 
 use crate::schedule::Settings;
-use mail_queue::{Envelope, Outcome, Queue, Recipient, StatusRecord};
+use mail_queue::{Envelope, Queue, Recipient, StatusRecord};
 use mail_submit::{Origin, Submission};
-use mail_types::QueueId;
+use mail_types::{DeliveryStatus, QueueId};
 use std::fmt::Write as _;
 
 /// Largest header block of the original message we attach.
@@ -66,14 +66,14 @@ pub(crate) fn build(
          \n\
                             The {name} program\n\n",
         host = s.myhostname,
-        to = envelope.sender,
+        to = sender_text(envelope),
         date = rfc5322_date(now),
         stamp = now.format("%Y%m%d%H%M%S"),
         name = s.mail_name,
     );
     for r in failed {
         let Some(rcpt) = envelope.recipients.get(r.recipient as usize) else { continue };
-        if let Outcome::Bounced { text, .. } = &r.outcome {
+        if let DeliveryStatus::Bounced { text, .. } = &r.outcome {
             let _ = writeln!(m, "<{}>: {}", rcpt.address, text);
         }
     }
@@ -91,13 +91,13 @@ pub(crate) fn build(
          X-Postern-Sender: rfc822; {sender}\n\
          Arrival-Date: {arrival}\n",
         host = s.myhostname,
-        sender = envelope.sender,
+        sender = sender_text(envelope),
     );
     for r in failed {
         let Some(rcpt) = envelope.recipients.get(r.recipient as usize) else { continue };
-        if let Outcome::Bounced { dsn, text } = &r.outcome {
+        if let DeliveryStatus::Bounced { dsn, text } = &r.outcome {
             let _ = write!(m, "\nFinal-Recipient: rfc822; {}\n", rcpt.address);
-            if rcpt.original != rcpt.address {
+            if rcpt.original != rcpt.address.to_string() {
                 let _ = writeln!(m, "Original-Recipient: rfc822; {}", rcpt.original);
             }
             let _ = write!(
@@ -120,6 +120,11 @@ pub(crate) fn build(
     out
 }
 
+/// The envelope sender as text, empty for `<>`.
+fn sender_text(envelope: &Envelope) -> String {
+    envelope.sender.as_ref().map(ToString::to_string).unwrap_or_default()
+}
+
 /// Queues a notification to `envelope.sender` about `failed`, from the
 /// null sender and as built (it needs no cleanup). qmgr finds it in
 /// `incoming/` at its next scan: there is no one to wake.
@@ -131,12 +136,13 @@ pub(crate) fn enqueue(
     content: &[u8],
     failed: &[&StatusRecord],
 ) -> Result<QueueId, mail_submit::Error> {
+    // Callers never bounce a bounce; refusing here keeps it so.
+    let Some(to) = envelope.sender.clone() else {
+        return Err(mail_queue::Error::Encode("no bounce to the null sender".into()).into());
+    };
     let sub = Submission {
         sender: None,
-        recipients: vec![Recipient {
-            address: envelope.sender.clone(),
-            original: envelope.sender.clone(),
-        }],
+        recipients: vec![Recipient { original: to.to_string(), address: to }],
         origin: Origin::Bounce,
     };
     let queued = mail_submit::submit_built(queue, &sub, |bounce_id| {
@@ -167,9 +173,9 @@ mod tests {
             mail_name: "Postern".into(),
         };
         let env = Envelope {
-            sender: "root@example.org".into(),
+            sender: Some("root@example.org".parse().unwrap()),
             recipients: vec![Recipient {
-                address: "nobody@example.org".into(),
+                address: "nobody@example.org".parse().unwrap(),
                 original: "nobody@example.org".into(),
             }],
             arrival: 1_700_000_000,
@@ -179,10 +185,10 @@ mod tests {
         };
         let rec = StatusRecord {
             recipient: 0,
-            outcome: Outcome::Bounced {
-                dsn: "5.1.1".into(),
-                text: "unknown user: \"nobody\"".into(),
-            },
+            outcome: DeliveryStatus::bounce(
+                mail_types::EnhancedStatus(5, 1, 1),
+                "unknown user: \"nobody\"",
+            ),
             time: 0,
         };
         let id = QueueId::generate();

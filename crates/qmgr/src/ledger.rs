@@ -4,8 +4,9 @@
 //! and what expiry turns deferrals into. `schedule.rs` writes what these
 //! decide to the status log.
 
-use mail_ipc::delivery::{RecipientResult, ResultKind};
-use mail_queue::{Outcome, StatusRecord};
+use mail_ipc::delivery::RecipientResult;
+use mail_queue::StatusRecord;
+use mail_types::{DeliveryStatus, EnhancedStatus};
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -28,21 +29,11 @@ pub(crate) fn answers(
     let mut records = Vec::new();
     for res in results {
         if wanted.contains(&res.index) && answered.insert(res.index) {
-            records.push(StatusRecord { recipient: res.index, outcome: outcome(&res), time: t });
+            records.push(StatusRecord { recipient: res.index, outcome: res.status, time: t });
         }
     }
     let missing = asked.iter().copied().filter(|i| !answered.contains(i)).collect();
     (records, missing)
-}
-
-/// The status-log outcome of an agent's result.
-pub(crate) fn outcome(r: &RecipientResult) -> Outcome {
-    let (dsn, text) = (r.dsn.clone(), r.text.clone());
-    match r.kind {
-        ResultKind::Sent => Outcome::Delivered { dsn, text },
-        ResultKind::Deferred => Outcome::Deferred { dsn, text },
-        ResultKind::Bounced => Outcome::Bounced { dsn, text },
-    }
 }
 
 /// Splits a round's results while other requests are still out: bounces
@@ -51,7 +42,7 @@ pub(crate) fn outcome(r: &RecipientResult) -> Outcome {
 /// crash meanwhile re-delivers nothing already done. Returns (wait,
 /// record now).
 pub(crate) fn recordable_now(round: Vec<StatusRecord>) -> (Vec<StatusRecord>, Vec<StatusRecord>) {
-    round.into_iter().partition(|r| matches!(r.outcome, Outcome::Bounced { .. }))
+    round.into_iter().partition(|r| matches!(r.outcome, DeliveryStatus::Bounced { .. }))
 }
 
 /// Whether every one of `total` recipients is final, counting what the
@@ -67,12 +58,12 @@ pub(crate) fn all_final(total: u32, done_before: &HashSet<u32>, round: &[StatusR
 pub(crate) fn expire(round: &mut [StatusRecord], age: Duration) -> Vec<u32> {
     let mut changed = Vec::new();
     for r in round {
-        if let Outcome::Deferred { text, .. } = &r.outcome {
+        if let DeliveryStatus::Deferred { text, .. } = &r.outcome {
             let text = format!(
                 "message expired after {} days in the queue; last error: {text}",
                 age.as_secs() / 86400
             );
-            r.outcome = Outcome::Bounced { dsn: "4.4.7".into(), text };
+            r.outcome = DeliveryStatus::bounce(EnhancedStatus(4, 4, 7), text);
             changed.push(r.recipient);
         }
     }
@@ -83,19 +74,26 @@ pub(crate) fn expire(round: &mut [StatusRecord], age: Duration) -> Vec<u32> {
 mod tests {
     use super::*;
 
-    fn res(index: u32, kind: ResultKind) -> RecipientResult {
-        RecipientResult { index, kind, dsn: "x".into(), text: "t".into() }
+    fn res(index: u32, status: DeliveryStatus) -> RecipientResult {
+        RecipientResult { index, status }
+    }
+    fn sent() -> DeliveryStatus {
+        DeliveryStatus::sent("t")
     }
 
     #[test]
     fn answers_ignore_strangers_and_repeats() {
         let (records, missing) = answers(
             &[1, 2, 3],
-            vec![res(1, ResultKind::Sent), res(9, ResultKind::Sent), res(1, ResultKind::Bounced)],
+            vec![
+                res(1, sent()),
+                res(9, sent()),
+                res(1, DeliveryStatus::bounce(EnhancedStatus(5, 0, 0), "t")),
+            ],
             7,
         );
         assert_eq!(records.len(), 1);
-        assert!(matches!(records[0].outcome, Outcome::Delivered { .. }));
+        assert!(matches!(records[0].outcome, DeliveryStatus::Sent { .. }));
         assert_eq!(missing, vec![2, 3]);
     }
 
@@ -103,9 +101,9 @@ mod tests {
     fn bounces_wait_for_the_end_of_the_round() {
         let rec = |recipient, outcome| StatusRecord { recipient, outcome, time: 0 };
         let round = vec![
-            rec(0, Outcome::Delivered { dsn: "2.0.0".into(), text: String::new() }),
-            rec(1, Outcome::Bounced { dsn: "5.1.1".into(), text: String::new() }),
-            rec(2, Outcome::Deferred { dsn: "4.0.0".into(), text: String::new() }),
+            rec(0, DeliveryStatus::sent("")),
+            rec(1, DeliveryStatus::bounce(EnhancedStatus(5, 1, 1), "")),
+            rec(2, DeliveryStatus::defer(EnhancedStatus(4, 0, 0), "")),
         ];
         let (wait, now) = recordable_now(round.clone());
         assert_eq!(wait.iter().map(|r| r.recipient).collect::<Vec<_>>(), vec![1]);

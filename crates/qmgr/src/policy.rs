@@ -31,10 +31,10 @@ impl Transport {
 
 /// `local` for an address without a domain or in `mydestination` (the
 /// test smtpd and local delivery use too), `smtp` for the rest.
-pub(crate) fn transport_for(address: &str, local_domains: &LocalDomains) -> Transport {
-    match Address::parse(address).ok().and_then(|a| a.domain().map(str::to_owned)) {
+pub(crate) fn transport_for(address: &Address, local_domains: &LocalDomains) -> Transport {
+    match address.domain() {
         None => Transport::Local,
-        Some(d) if local_domains.contains(&d) => Transport::Local,
+        Some(d) if local_domains.contains(d) => Transport::Local,
         Some(_) => Transport::Smtp,
     }
 }
@@ -102,10 +102,16 @@ mod tests {
     #[test]
     fn routing() {
         let local = LocalDomains::new(["postern.test"]);
-        assert_eq!(transport_for("suporte@postern.test", &local), Transport::Local);
-        assert_eq!(transport_for("suporte@POSTERN.test", &local), Transport::Local);
-        assert_eq!(transport_for("suporte", &local), Transport::Local);
-        assert_eq!(transport_for("a@example.org", &local), Transport::Smtp);
+        assert_eq!(
+            transport_for(&"suporte@postern.test".parse().unwrap(), &local),
+            Transport::Local
+        );
+        assert_eq!(
+            transport_for(&"suporte@POSTERN.test".parse().unwrap(), &local),
+            Transport::Local
+        );
+        assert_eq!(transport_for(&"suporte".parse().unwrap(), &local), Transport::Local);
+        assert_eq!(transport_for(&"a@example.org".parse().unwrap(), &local), Transport::Smtp);
     }
 
     #[test]

@@ -10,8 +10,9 @@ use crate::policy::{self, Transport};
 use mail_daemon::{Daemon, Listener, Stop};
 use mail_ipc::delivery::{DeliveryRecipient, DeliveryReply, DeliveryRequest};
 use mail_ipc::trigger::Trigger;
-use mail_queue::{Envelope, Error as QueueError, Outcome, Queue, State, StatusRecord};
-use mail_types::QueueId;
+use mail_queue::{Envelope, Error as QueueError, Queue, State, StatusRecord};
+use mail_types::logline::DeliveryLine;
+use mail_types::{DeliveryStatus, EnhancedStatus, QueueId};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -281,7 +282,7 @@ impl Qmgr {
         if from != State::Active {
             tracing::info!(
                 "{id}: from=<{}>, size={size}, nrcpt={} (queue active)",
-                envelope.sender,
+                envelope.sender.as_ref().map(ToString::to_string).unwrap_or_default(),
                 envelope.recipients.len()
             );
         }
@@ -315,7 +316,7 @@ impl Qmgr {
         for (t, recipients) in requests {
             msg.outstanding += 1;
             let req = DeliveryRequest {
-                queue_id: id.to_string(),
+                queue_id: id.clone(),
                 sender: msg.envelope.sender.clone(),
                 arrival: msg.envelope.arrival,
                 recipients,
@@ -365,7 +366,7 @@ impl Qmgr {
             Err(text) => (Vec::new(), asked, text),
         };
         for i in missing {
-            let outcome = Outcome::Deferred { dsn: "4.3.0".into(), text: failure.clone() };
+            let outcome = DeliveryStatus::defer(EnhancedStatus(4, 3, 0), failure.clone());
             // The agent did not log these; qmgr does, in the agents' format.
             log_result(&id, &msg.envelope, i, &outcome, "none");
             fresh.push(StatusRecord { recipient: i, outcome, time: t });
@@ -402,7 +403,7 @@ impl Qmgr {
         let Some(mut msg) = self.active.remove(&id) else { return };
         let total = msg.envelope.recipients.len() as u32;
         let age = policy::age(msg.envelope.arrival, now());
-        let lifetime = if msg.envelope.sender.is_empty() {
+        let lifetime = if msg.envelope.sender.is_none() {
             self.s.bounce_lifetime
         } else {
             self.s.max_lifetime
@@ -414,8 +415,11 @@ impl Qmgr {
             }
         }
         let all_final = ledger::all_final(total, &msg.done_before, &msg.round);
-        let bounced: Vec<&StatusRecord> =
-            msg.round.iter().filter(|r| matches!(r.outcome, Outcome::Bounced { .. })).collect();
+        let bounced: Vec<&StatusRecord> = msg
+            .round
+            .iter()
+            .filter(|r| matches!(r.outcome, DeliveryStatus::Bounced { .. }))
+            .collect();
 
         // Fast path: everything delivered in one go. Removing the file is
         // the record; no status log write needed.
@@ -426,7 +430,7 @@ impl Qmgr {
         // recorded as final: a crash in between sends it twice, never not
         // at all. If it cannot be queued, nothing is recorded as bounced
         // and the message is tried again later.
-        if !bounced.is_empty() && !msg.envelope.sender.is_empty() {
+        if !bounced.is_empty() && msg.envelope.sender.is_some() {
             let queued = self
                 .queue
                 .read(State::Active, &id)
@@ -443,7 +447,7 @@ impl Qmgr {
                     let keep: Vec<StatusRecord> = msg
                         .round
                         .iter()
-                        .filter(|r| !matches!(r.outcome, Outcome::Bounced { .. }))
+                        .filter(|r| !matches!(r.outcome, DeliveryStatus::Bounced { .. }))
                         .cloned()
                         .collect();
                     if !keep.is_empty()
@@ -502,24 +506,26 @@ impl Qmgr {
 /// Logs a result qmgr decided itself, in the delivery agents' line format
 /// (`to=<...>, relay=none, delay=..., dsn=..., status=deferred (...)`), so
 /// log tools count it like any other.
-fn log_result(id: &QueueId, envelope: &Envelope, index: u32, outcome: &Outcome, relay: &str) {
+fn log_result(
+    id: &QueueId,
+    envelope: &Envelope,
+    index: u32,
+    outcome: &DeliveryStatus,
+    relay: &str,
+) {
     let Some(rcpt) = envelope.recipients.get(index as usize) else { return };
-    let (word, dsn, text) = match outcome {
-        Outcome::Delivered { dsn, text } => ("sent", dsn, text),
-        Outcome::Deferred { dsn, text } => ("deferred", dsn, text),
-        Outcome::Bounced { dsn, text } => ("bounced", dsn, text),
-    };
     let since = policy::delay_origin(id.created(), envelope.arrival);
     let delay = SystemTime::now().duration_since(since).map_or(0.0, |d| d.as_secs_f64());
-    let orig = if rcpt.original != rcpt.address {
-        format!(", orig_to=<{}>", rcpt.original)
-    } else {
-        String::new()
+    let line = DeliveryLine {
+        queue_id: id,
+        to: &rcpt.address.to_string(),
+        orig_to: &rcpt.original,
+        relay,
+        delay,
+        delays: None,
+        status: outcome,
     };
-    tracing::info!(
-        "{id}: to=<{}>{orig}, relay={relay}, delay={delay:.2}, dsn={dsn}, status={word} ({text})",
-        rcpt.address
-    );
+    tracing::info!("{}", line.format());
 }
 
 /// One request to a delivery agent. Errors are texts for the defer

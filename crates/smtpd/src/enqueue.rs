@@ -129,7 +129,7 @@ mod tests {
         let sub = Submission {
             sender: Some(a("root@fiap.edu.br")),
             recipients: vec![Recipient {
-                address: "suporte@fiap.edu.br".into(),
+                address: "suporte@fiap.edu.br".parse().unwrap(),
                 original: "suporte".into(),
             }],
             origin: Origin::Smtp {
@@ -150,10 +150,13 @@ mod tests {
         q.create_layout().unwrap();
         let id = enqueue(&q, submission(b"Subject: oi\n\nbody\n")).unwrap();
         let f = q.read(State::Incoming, &id).unwrap();
-        assert_eq!(f.envelope.sender, "root@fiap.edu.br");
+        assert_eq!(f.envelope.sender.unwrap(), "root@fiap.edu.br");
         assert_eq!(
             f.envelope.recipients,
-            vec![Recipient { address: "suporte@fiap.edu.br".into(), original: "suporte".into() }]
+            vec![Recipient {
+                address: "suporte@fiap.edu.br".parse().unwrap(),
+                original: "suporte".into()
+            }]
         );
         assert_eq!(f.envelope.client, "localhost[127.0.0.1]");
         assert_eq!(f.envelope.origin, "smtpd");
@@ -188,10 +191,12 @@ mod tests {
         if let Origin::Smtp { client_addr, .. } = &mut sub.0.origin {
             *client_addr = "::1".parse().unwrap();
         }
-        sub.0.recipients.push(Recipient { address: "b@x.org".into(), original: "b@x.org".into() });
+        sub.0
+            .recipients
+            .push(Recipient { address: "b@x.org".parse().unwrap(), original: "b@x.org".into() });
         let id = enqueue(&q, sub).unwrap();
         let f = q.read(State::Incoming, &id).unwrap();
-        assert_eq!(f.envelope.sender, "");
+        assert_eq!(f.envelope.sender, None);
         assert_eq!(f.envelope.client, "localhost[::1]");
         let text = String::from_utf8(f.content).unwrap();
         assert!(text.contains("(localhost [IPv6:::1])"), "{text}");

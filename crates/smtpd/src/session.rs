@@ -388,7 +388,7 @@ impl Session {
                 .recipients
                 .iter()
                 .map(|(address, original)| mail_queue::Recipient {
-                    address: address.to_string(),
+                    address: address.clone(),
                     original: original.to_string(),
                 })
                 .collect(),
@@ -513,7 +513,7 @@ mod tests {
         assert_eq!(lines[6..], ["221 2.0.0 Bye", ""]);
         assert_eq!(counters, "helo=1 mail=1 rcpt=1 data=1 quit=1 commands=5");
         let f = queued(dir.path(), &out);
-        assert_eq!(f.envelope.sender, "root@fiap.edu.br");
+        assert_eq!(f.envelope.sender.unwrap(), "root@fiap.edu.br");
         assert_eq!(f.envelope.recipients[0].address, "suporte@fiap.edu.br");
         assert_eq!(f.envelope.client, "localhost[127.0.0.1]");
         let text = String::from_utf8(f.content).unwrap();
