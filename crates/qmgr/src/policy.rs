@@ -21,10 +21,11 @@ pub(crate) enum Transport {
 }
 
 impl Transport {
-    pub(crate) fn socket(self) -> &'static str {
+    /// The master.toml service that delivers for this transport.
+    pub(crate) fn service(self) -> &'static str {
         match self {
-            Transport::Local => mail_ipc::sockets::LOCAL,
-            Transport::Smtp => mail_ipc::sockets::SMTP,
+            Transport::Local => "local",
+            Transport::Smtp => "smtp",
         }
     }
 }

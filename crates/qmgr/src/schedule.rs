@@ -91,6 +91,8 @@ struct Qmgr {
     s: Settings,
     active: HashMap<QueueId, Active>,
     agents: HashMap<Transport, Arc<Semaphore>>,
+    /// Each agent's socket, from master.toml.
+    sockets: HashMap<Transport, std::path::PathBuf>,
     events: mpsc::UnboundedSender<Ev>,
     draining: bool,
 }
@@ -116,8 +118,30 @@ pub(crate) async fn run(daemon: Daemon) -> anyhow::Result<()> {
         .into_iter()
         .map(|t| (t, Arc::new(Semaphore::new(s.concurrency))))
         .collect();
-    let mut q =
-        Qmgr { queue, s, active: HashMap::new(), agents, events: tx.clone(), draining: false };
+    // Agents are reached at the paths master.toml gives their services.
+    // There is no smtp service until the SMTP client exists: its default
+    // path then fails like an agent that is down, and remote mail waits.
+    let sockets = [Transport::Local, Transport::Smtp]
+        .into_iter()
+        .map(|t| {
+            let path = daemon.socket_path(t.service()).unwrap_or_else(|_| {
+                queue.root().join(match t {
+                    Transport::Local => mail_ipc::sockets::LOCAL,
+                    Transport::Smtp => mail_ipc::sockets::SMTP,
+                })
+            });
+            (t, path)
+        })
+        .collect();
+    let mut q = Qmgr {
+        queue,
+        s,
+        active: HashMap::new(),
+        agents,
+        sockets,
+        events: tx.clone(),
+        draining: false,
+    };
     tokio::spawn(accept_triggers(listener, tx.clone()));
     let stop_tx = tx.clone();
     tokio::spawn(async move {
@@ -322,7 +346,7 @@ impl Qmgr {
                 recipients,
             };
             let sem = self.agents[&t].clone();
-            let socket = self.queue.root().join(t.socket());
+            let socket = self.sockets[&t].clone();
             let tx = self.events.clone();
             let id = id.clone();
             tokio::spawn(async move {
