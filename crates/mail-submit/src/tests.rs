@@ -202,6 +202,7 @@ fn ipv6_clients_and_the_null_sender() {
         protocol: "SMTP",
         cleanup: params(),
     };
+    sub.recipients.push(rcpt("b@x.org", "b@x.org"));
     let queued = stream(&q, &sub, b"x\n").unwrap();
     let f = q.read(State::Incoming, &queued.id).unwrap();
     assert_eq!(f.envelope.sender, None);
@@ -209,6 +210,8 @@ fn ipv6_clients_and_the_null_sender() {
     assert_eq!(f.envelope.attrs, vec![("protocol".to_owned(), "SMTP".to_owned())]);
     let text = String::from_utf8(f.content).unwrap();
     assert!(text.contains("(unknown [IPv6:::1])"), "{text}");
+    // Two recipients: no FOR clause.
+    assert!(!text.contains("\tfor <"), "{text}");
     assert!(text.contains("\nFrom: MAILER-DAEMON\n"), "{text}");
 }
 
