@@ -125,6 +125,14 @@ impl Daemon {
     pub fn socket_path(&self, name: &str) -> anyhow::Result<std::path::PathBuf> {
         self.master.socket_path(&self.queue(), name).map_err(anyhow::Error::msg)
     }
+
+    /// Like [`Daemon::socket_path`] for a service an instance may lack
+    /// (anvil, the SMTP client): without it in master.toml, `default`
+    /// under the queue directory, where a client then finds nobody and
+    /// does what it does when that service is down.
+    pub fn socket_path_or(&self, name: &str, default: &str) -> std::path::PathBuf {
+        self.socket_path(name).unwrap_or_else(|_| self.queue().join(default))
+    }
 }
 
 /// Asks again for SIGTERM when master exits. A process that changes its

@@ -28,6 +28,14 @@ impl Transport {
             Transport::Smtp => "smtp",
         }
     }
+
+    /// Where its socket is when master.toml has no such service.
+    pub(crate) fn default_socket(self) -> &'static str {
+        match self {
+            Transport::Local => mail_ipc::sockets::LOCAL,
+            Transport::Smtp => mail_ipc::sockets::SMTP,
+        }
+    }
 }
 
 /// `local` for an address without a domain or in `mydestination` (the

@@ -123,15 +123,7 @@ pub(crate) async fn run(daemon: Daemon) -> anyhow::Result<()> {
     // path then fails like an agent that is down, and remote mail waits.
     let sockets = [Transport::Local, Transport::Smtp]
         .into_iter()
-        .map(|t| {
-            let path = daemon.socket_path(t.service()).unwrap_or_else(|_| {
-                queue.root().join(match t {
-                    Transport::Local => mail_ipc::sockets::LOCAL,
-                    Transport::Smtp => mail_ipc::sockets::SMTP,
-                })
-            });
-            (t, path)
-        })
+        .map(|t| (t, daemon.socket_path_or(t.service(), t.default_socket())))
         .collect();
     let mut q = Qmgr {
         queue,

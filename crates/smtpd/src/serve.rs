@@ -92,9 +92,7 @@ pub(crate) async fn run(mut daemon: Daemon) -> anyhow::Result<()> {
     // Without an anvil service in master.toml smtpd runs on its own
     // per-process limit; the default path then fails, and says so, once a
     // second at most (fail-open, as with an anvil that is down).
-    let anvil = daemon
-        .socket_path("anvil")
-        .unwrap_or_else(|_| daemon.queue().join(mail_ipc::sockets::ANVIL));
+    let anvil = daemon.socket_path_or("anvil", mail_ipc::sockets::ANVIL);
     let ctx = Arc::new(Context::from_config(&daemon.config, qmgr, anvil));
     mail_daemon::run(&mut daemon, Arc::new(Smtpd(ctx))).await?;
     Ok(())
