@@ -131,6 +131,21 @@ fn swaks_to_an_unknown_user_is_refused() {
     assert!(inst.new_mail("suporte").is_empty());
 }
 
+/// Uploads the tutorial message with curl to `rcpt`; curl's exit status
+/// and its `--verbose` transcript.
+fn curl_upload(inst: &Instance, rcpt: &str) -> (std::process::Output, String) {
+    let file = inst.dir.join("tutorial.eml");
+    std::fs::write(&file, tutorial_message()).unwrap();
+    // The URL's path is the name curl says in EHLO.
+    let url = format!("smtp://{}/mail.fiap.edu.br", inst.addr("smtpd"));
+    let (out, _, transcript) = run(Command::new("curl")
+        .args(["--silent", "--show-error", "--verbose", &url])
+        .args(["--mail-from", "root@postern.test", "--mail-rcpt", rcpt])
+        .arg("--upload-file")
+        .arg(&file));
+    (out, transcript)
+}
+
 #[test]
 fn curl_uploads_the_tutorial_message() {
     if !have_tool("curl") {
@@ -138,15 +153,7 @@ fn curl_uploads_the_tutorial_message() {
         return;
     }
     let inst = Instance::start();
-    let file = inst.dir.join("tutorial.eml");
-    std::fs::write(&file, tutorial_message()).unwrap();
-    // The URL's path is the name curl says in EHLO.
-    let url = format!("smtp://{}/mail.fiap.edu.br", inst.addr("smtpd"));
-    let (out, _, transcript) = run(Command::new("curl")
-        .args(["--silent", "--show-error", "--verbose", &url])
-        .args(["--mail-from", "root@postern.test", "--mail-rcpt", "suporte@postern.test"])
-        .arg("--upload-file")
-        .arg(&file));
+    let (out, transcript) = curl_upload(&inst, "suporte@postern.test");
     assert!(out.status.success(), "curl exited {:?}", out.status);
     // curl -v marks what it received with "<" and what it sent with ">".
     let mail_from = format!("> MAIL FROM:<root@postern.test> SIZE={}", tutorial_message().len());
@@ -187,14 +194,7 @@ fn curl_to_an_unknown_user_fails() {
         return;
     }
     let inst = Instance::start();
-    let file = inst.dir.join("tutorial.eml");
-    std::fs::write(&file, tutorial_message()).unwrap();
-    let url = format!("smtp://{}/mail.fiap.edu.br", inst.addr("smtpd"));
-    let (out, _, transcript) = run(Command::new("curl")
-        .args(["--silent", "--show-error", "--verbose", &url])
-        .args(["--mail-from", "root@postern.test", "--mail-rcpt", "ninguem@postern.test"])
-        .arg("--upload-file")
-        .arg(&file));
+    let (out, transcript) = curl_upload(&inst, "ninguem@postern.test");
     // curl: exit 55 is "failed sending network data", its code for a
     // refused RCPT.
     assert_eq!(out.status.code(), Some(55), "curl exit status");
