@@ -1,10 +1,14 @@
 //! Durable file operations: the write-fsync-rename-fsync sequence that every
-//! "250 Ok" and every config edit rests on.
+//! "250 Ok" and every config edit rests on, files that get their name only
+//! once complete ([`create_unnamed`], [`link_unnamed`]), and directory
+//! fsyncs shared by the threads that wait for them ([`DirSync`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, PoisonError};
 
 /// Flushes a directory's entries (new names, renames) to stable storage.
 pub fn fsync_dir(dir: &Path) -> io::Result<()> {
@@ -19,6 +23,131 @@ pub fn create_new(path: &Path, mode: u32) -> io::Result<File> {
         .mode(mode)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
+}
+
+/// Creates a file without a name in `dir` (`O_TMPFILE`), open for
+/// reading and writing with `mode`. It has an inode at once, and it
+/// vanishes with its last descriptor: a writer that dies or gives up
+/// leaves nothing to clean up. [`link_unnamed`] names it once complete.
+///
+/// Fails with [`is_unsupported`] errors on file systems and kernels
+/// without `O_TMPFILE`; callers fall back to a named temporary file.
+pub fn create_unnamed(dir: &Path, mode: u32) -> io::Result<File> {
+    OpenOptions::new().read(true).write(true).mode(mode).custom_flags(libc::O_TMPFILE).open(dir)
+}
+
+/// Whether `e` from [`create_unnamed`] or [`link_unnamed`] means "not
+/// available here" rather than a real failure (disk full, permissions).
+pub fn is_unsupported(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL | libc::ENOSYS)
+    )
+}
+
+/// Gives a file from [`create_unnamed`] the name `to`, never replacing
+/// anything there (`AlreadyExists`): `linkat` through `/proc/self/fd`,
+/// which any process may do to its own descriptors, or, without `/proc`,
+/// `AT_EMPTY_PATH` (which needs `CAP_DAC_READ_SEARCH`).
+pub fn link_unnamed(file: &File, to: &Path) -> io::Result<()> {
+    use nix::fcntl::AtFlags;
+    let fd = file.as_raw_fd();
+    let proc_path = PathBuf::from(format!("/proc/self/fd/{fd}"));
+    match nix::unistd::linkat(None, proc_path.as_path(), None, to, AtFlags::AT_SYMLINK_FOLLOW) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::ENOENT) if !Path::new("/proc/self/fd").exists() => {
+            nix::unistd::linkat(Some(fd), Path::new(""), None, to, AtFlags::AT_EMPTY_PATH)
+                .map_err(io::Error::from)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One directory's fsync, shared by the threads of a process that need
+/// it (group commit): a thread that has put a name into the directory
+/// calls [`DirSync::sync`], which returns once an fsync that started after
+/// the call has finished. While one fsync runs, every thread that arrives
+/// waits for the next, which one of them then runs for all: n sessions
+/// finishing together cost two fsyncs, not n, and none returns before its
+/// own entry is on disk.
+///
+/// A failed fsync fails every caller it was run for, and also those
+/// waiting on any fsync up to the next success (Linux may report a
+/// write-back error only once, so a later success does not prove an
+/// earlier entry reached the disk).
+#[derive(Debug)]
+pub struct DirSync {
+    dir: PathBuf,
+    state: Mutex<SyncState>,
+    finished: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct SyncState {
+    /// fsyncs begun and finished, counted from 1.
+    started: u64,
+    completed: u64,
+    running: bool,
+    /// The last fsync that failed, and how.
+    failed: u64,
+    failure: Option<(io::ErrorKind, String)>,
+    /// The directory, kept open between fsyncs.
+    handle: Option<File>,
+}
+
+impl DirSync {
+    /// Shares fsyncs of `dir`; nothing is opened until the first sync.
+    pub fn new(dir: impl Into<PathBuf>) -> DirSync {
+        DirSync { dir: dir.into(), state: Mutex::default(), finished: Condvar::new() }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Returns once the directory's entries as they are now are on
+    /// stable storage (see the type's documentation). Blocks.
+    pub fn sync(&self) -> io::Result<()> {
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        // One that is running now may have started before this caller's
+        // entry was made: only the next one counts.
+        let needed = st.started + 1;
+        loop {
+            if st.completed >= needed {
+                return match &st.failure {
+                    Some((kind, text)) if st.failed >= needed => {
+                        Err(io::Error::new(*kind, text.clone()))
+                    }
+                    _ => Ok(()),
+                };
+            }
+            if st.running {
+                st = self.finished.wait(st).unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            st.running = true;
+            st.started += 1;
+            let this = st.started;
+            let handle = st.handle.take();
+            drop(st);
+            let result = match handle {
+                Some(h) => h.sync_all().map(|()| h),
+                None => File::open(&self.dir).and_then(|h| h.sync_all().map(|()| h)),
+            };
+            st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            st.running = false;
+            st.completed = this;
+            match result {
+                Ok(h) => st.handle = Some(h),
+                Err(e) => {
+                    st.failed = this;
+                    st.failure = Some((e.kind(), format!("fsync {}: {e}", self.dir.display())));
+                }
+            }
+            self.finished.notify_all();
+        }
+    }
 }
 
 /// Replaces `path` with `contents` so that a crash leaves either the old or
@@ -61,6 +190,55 @@ mod tests {
         atomic_write(&p, b"two", 0o644).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn unnamed_file_is_invisible_until_linked_and_never_replaces() {
+        let d = tempfile::tempdir().unwrap();
+        let mut f = match create_unnamed(d.path(), 0o600) {
+            Ok(f) => f,
+            Err(e) if is_unsupported(&e) => {
+                eprintln!("skipped: no O_TMPFILE on {}: {e}", d.path().display());
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        f.write_all(b"body").unwrap();
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 0);
+        fs::write(d.path().join("taken"), b"other").unwrap();
+        let e = link_unnamed(&f, &d.path().join("taken")).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(d.path().join("taken")).unwrap(), b"other");
+        link_unnamed(&f, &d.path().join("mine")).unwrap();
+        assert_eq!(fs::read(d.path().join("mine")).unwrap(), b"body");
+        // Dropped without a link: nothing stays behind.
+        drop(create_unnamed(d.path(), 0o600).unwrap());
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn dir_sync_shares_fsyncs_and_reports_failures() {
+        let d = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(DirSync::new(d.path()));
+        s.sync().unwrap();
+        let threads: Vec<_> = (0..16)
+            .map(|_| {
+                let s = std::sync::Arc::clone(&s);
+                std::thread::spawn(move || s.sync())
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap().unwrap();
+        }
+        let st = s.state.lock().unwrap();
+        // At least one fsync per caller's arrival window, never more than
+        // one per caller.
+        assert!(st.completed >= 2 && st.completed <= 17, "{}", st.completed);
+        drop(st);
+        // A directory that is gone fails its caller with the path named.
+        let gone = DirSync::new(d.path().join("none"));
+        let e = gone.sync().unwrap_err();
+        assert!(e.to_string().contains("none"), "{e}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Helpers with no mail knowledge that could live in std: durable file
-//! writes, directory fsync, file-version stamps for caches, and the one
+//! writes, files named only once complete, directory fsyncs shared by
+//! threads (group commit), file-version stamps for caches, and the one
 //! serialization codec.
 //!
 //! Used by the queue, the IPC layer, the config editor and the maildir
