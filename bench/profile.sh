@@ -109,8 +109,10 @@ new=$inst/home/bench/Maildir/new
 flags=(-s "$SESSIONS")
 [[ $MODE == keep ]] && flags+=(-d)
 log "smtp-source ${flags[*]} -m $MESSAGES -l $SIZE -> 127.0.0.1:$port ($TOOL)"
+t0=$EPOCHREALTIME
 smtp-source "${flags[@]}" -m "$MESSAGES" -l "$SIZE" -f sender@bench.test -t bench@bench.test \
     "127.0.0.1:$port" > "$OUT/source.out" 2>&1 || die "smtp-source failed: $(tail -n 3 "$OUT/source.out")"
+t1=$EPOCHREALTIME
 for ((i = 0; i < 6000; i++)); do
     n=$(find "$new" -type f 2> /dev/null | wc -l)
     ((n >= MESSAGES)) && break
@@ -118,7 +120,11 @@ for ((i = 0; i < 6000; i++)); do
 done
 ((n >= MESSAGES)) || die "only $n of $MESSAGES delivered"
 sleep 1
+t2=$EPOCHREALTIME
 log "all $MESSAGES delivered"
+# Timed under the tool, so only a rough figure (meaningful for TOOL=cpu).
+awk -v a="$t0" -v b="$t1" -v c="$t2" -v n="$MESSAGES" 'BEGIN {
+    printf "accepted in %.2f s (%.0f msg/s), all in Maildir/new after %.2f s\n", b - a, n / (b - a), c - a }'
 
 if [[ $TOOL == cpu ]]; then
     cpu_snapshot > "$OUT/cpu1"

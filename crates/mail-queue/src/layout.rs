@@ -7,6 +7,9 @@ use std::fs;
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use stdx::fs::DirSync;
 
 /// A queue state: one directory under `queue_directory` (Postfix
 /// `mail_queue.h`).
@@ -61,16 +64,22 @@ pub const PUBLIC: &str = "public";
 /// master's pid file and control socket.
 pub const PID: &str = "pid";
 
-/// A queue rooted at `queue_directory`.
+/// A queue rooted at `queue_directory`. Clones share the fsyncs of
+/// `incoming/` (group commit, [`stdx::fs::DirSync`]): every thread of a
+/// process that commits through the same `Queue` (or a clone) waits for
+/// one shared fsync instead of running its own.
 #[derive(Debug, Clone)]
 pub struct Queue {
     root: PathBuf,
+    incoming_sync: Arc<DirSync>,
 }
 
 impl Queue {
     /// A queue at `root`; nothing is touched until used.
     pub fn new(root: impl Into<PathBuf>) -> Queue {
-        Queue { root: root.into() }
+        let root = root.into();
+        let incoming_sync = Arc::new(DirSync::new(root.join(State::Incoming.dir_name())));
+        Queue { root, incoming_sync }
     }
 
     /// The queue directory.
@@ -141,12 +150,45 @@ impl Queue {
     /// known before the content is written, so cleanup can put it in the
     /// `Received:` header.
     ///
-    /// The file is created under a scratch name, and its inode becomes
-    /// part of the id ([`QueueId::for_inode`]): no other live queue file
-    /// can have it. An id that is in use anyway (a file copied in by
-    /// hand, a status log left behind) is never taken over: a new one is
-    /// drawn.
+    /// The file's inode becomes part of the id ([`QueueId::for_inode`]):
+    /// no other live queue file can have it. The file is created without
+    /// a name (`O_TMPFILE` in `tmp/`), so a writer that dies leaves
+    /// nothing behind, and gets its only name in `incoming/` at commit;
+    /// where `O_TMPFILE` is missing it is `tmp/ID` until then. Whether the
+    /// id is in use anyway (a file copied in by hand, a status log left
+    /// behind, a clock set back) is checked at commit, where it counts.
     pub fn reserve(&self) -> Result<Pending, Error> {
+        let tmp_dir = self.root.join(TMP);
+        if !self.named_tmp_only() {
+            match stdx::fs::create_unnamed(&tmp_dir, 0o600) {
+                Ok(file) => {
+                    let ino = file.metadata().map_err(Error::io(&tmp_dir))?.ino();
+                    let id = QueueId::for_inode(ino);
+                    let path = tmp_dir.join(id.as_str());
+                    return Ok(Pending {
+                        queue: self.clone(),
+                        id,
+                        path,
+                        file: Some(file),
+                        named: false,
+                    });
+                }
+                Err(e) if stdx::fs::is_unsupported(&e) => NO_TMPFILE.store(true, Ordering::Relaxed),
+                Err(e) => return Err(Error::Io { path: tmp_dir, source: e }),
+            }
+        }
+        self.reserve_named()
+    }
+
+    /// Whether this process has found that `tmp/` cannot hold unnamed
+    /// files (then every file is created under a name).
+    fn named_tmp_only(&self) -> bool {
+        NO_TMPFILE.load(Ordering::Relaxed)
+    }
+
+    /// [`Queue::reserve`] for file systems without `O_TMPFILE`: a scratch
+    /// name, then the inode's id as the name in `tmp/`.
+    pub(crate) fn reserve_named(&self) -> Result<Pending, Error> {
         let tmp_dir = self.root.join(TMP);
         let (scratch, file) = loop_create_new(&tmp_dir)?;
         let ino = match file.metadata() {
@@ -158,12 +200,17 @@ impl Queue {
         };
         for _ in 0..1000 {
             let id = QueueId::for_inode(ino);
-            if self.id_in_use(&id) {
-                continue;
-            }
             let path = tmp_dir.join(id.as_str());
             match rename_noreplace(&scratch, &path) {
-                Ok(()) => return Ok(Pending { queue: self.clone(), id, path, file: Some(file) }),
+                Ok(()) => {
+                    return Ok(Pending {
+                        queue: self.clone(),
+                        id,
+                        path,
+                        file: Some(file),
+                        named: true,
+                    });
+                }
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
                 Err(e) => {
                     let _ = fs::remove_file(&scratch);
@@ -314,6 +361,10 @@ impl Queue {
     }
 }
 
+/// Set once `O_TMPFILE` has failed as unsupported in this process, so the
+/// rest of its files go the named way without trying again.
+static NO_TMPFILE: AtomicBool = AtomicBool::new(false);
+
 /// Creates a scratch file in `dir` with `O_EXCL` under a name no other
 /// process uses (`.` and a [`QueueId::generate`] id, which has the full
 /// pid), retrying on the rare clash.
@@ -379,8 +430,11 @@ pub(crate) fn open_regular(path: &Path) -> Result<(fs::File, fs::Metadata), Erro
 pub struct Pending {
     queue: Queue,
     id: QueueId,
+    /// `tmp/ID`: the file's name if `named`, else only what errors show.
     path: PathBuf,
     file: Option<fs::File>,
+    /// Whether the file has a name in `tmp/` (no `O_TMPFILE`).
+    named: bool,
 }
 
 impl Pending {
@@ -389,11 +443,12 @@ impl Pending {
         &self.id
     }
 
-    /// Writes the file, makes it durable and moves it into `incoming/`:
-    /// write, fsync the file, rename, fsync `incoming/`. Only after this
-    /// returns may the client be told 250.
+    /// Writes the file, moves it into `incoming/` and makes both durable:
+    /// write, link (or rename) into `incoming/`, fsync the file, fsync
+    /// `incoming/` (shared). Only after this returns may the client be
+    /// told 250.
     pub fn commit(mut self, envelope: &Envelope, content: &[u8]) -> Result<QueueId, Error> {
-        self.write_durably(envelope, content)?;
+        self.write_all(envelope, content)?;
         self.publish()
     }
 
@@ -406,13 +461,21 @@ impl Pending {
         }
     }
 
-    /// Moves the complete, synced tmp file into `incoming/` without
-    /// replacing anything, then syncs the directory.
+    /// Whether the file has a name in `tmp/` that [`Queue::clean_tmp`]
+    /// could take for abandoned (an unnamed one has none).
+    pub(crate) fn is_named(&self) -> bool {
+        self.named
+    }
+
+    /// Moves the complete tmp file into `incoming/` without replacing
+    /// anything, fsyncs it, then waits for the shared fsync of the
+    /// directory.
     pub(crate) fn publish(mut self) -> Result<QueueId, Error> {
         let incoming = self.queue.dir(State::Incoming);
         let dest = incoming.join(self.id.as_str());
-        // reserve() checked this too; a file or stale log that appeared
-        // since is still not ours to replace or inherit.
+        // A file of this name in another state, or a stale log, is not
+        // ours to replace or inherit (the id's inode part rules out every
+        // live queue file; hand copies and clock steps remain).
         if self.queue.id_in_use(&self.id) {
             return Err(Error::Io {
                 path: dest,
@@ -422,28 +485,44 @@ impl Pending {
                 ),
             });
         }
-        rename_noreplace(&self.path, &dest).map_err(Error::io(&dest))?;
+        let Some(file) = self.file.as_ref() else {
+            return Err(Error::Encode("pending file already committed".into()));
+        };
+        if self.named {
+            rename_noreplace(&self.path, &dest)
+        } else {
+            stdx::fs::link_unnamed(file, &dest)
+        }
+        .map_err(Error::io(&dest))?;
         // From here the file is in incoming/; Drop must not remove it.
-        self.file = None;
+        let file = self.file.take();
         self.path = dest;
-        stdx::fs::fsync_dir(&incoming).map_err(Error::io(&incoming))?;
+        // Named first, synced second: one fsync then writes the content,
+        // the inode and its new directory entry in one journal commit
+        // (synced first, the link would need a second commit). The file
+        // is complete, so qmgr may see it already; what it may not yet
+        // be is durable, and the caller says 250 only after this returns.
+        if let Some(f) = file {
+            f.sync_all().map_err(Error::io(&self.path))?;
+        }
+        self.queue.incoming_sync.sync().map_err(Error::io(&incoming))?;
         Ok(self.id.clone())
     }
 
-    fn write_durably(&mut self, envelope: &Envelope, content: &[u8]) -> Result<(), Error> {
+    fn write_all(&mut self, envelope: &Envelope, content: &[u8]) -> Result<(), Error> {
         let bytes = format::encode(envelope, content)?;
         let file = self
             .file
             .as_mut()
             .ok_or_else(|| Error::Encode("pending file already committed".into()))?;
-        file.write_all(&bytes).map_err(Error::io(&self.path))?;
-        file.sync_all().map_err(Error::io(&self.path))
+        file.write_all(&bytes).map_err(Error::io(&self.path))
     }
 }
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        if self.file.is_some() {
+        // An unnamed file goes with its descriptor.
+        if self.file.is_some() && self.named {
             let _ = fs::remove_file(&self.path);
         }
     }
@@ -490,7 +569,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let q = Queue::new(d.path());
         q.create_layout().unwrap();
-        let p = q.reserve().unwrap();
+        let p = q.reserve_named().unwrap();
         assert_eq!(q.clean_tmp(std::time::Duration::from_secs(600)).unwrap(), 0);
         assert!(d.path().join(TMP).join(p.id().as_str()).exists());
         assert_eq!(q.clean_tmp(std::time::Duration::ZERO).unwrap(), 1);

@@ -8,9 +8,10 @@
 //! `postsuper`). Delivery agents only read files in `active/`.
 //! No networking, no scheduling policy: that is qmgr's.
 //!
-//! Invariants: a file in `incoming/` is always complete, because it only
-//! gets there by rename after an fsync; unreadable files are moved to
-//! `corrupt/`, never deleted.
+//! Invariants: a file in `incoming/` is always complete, because it gets
+//! its name there only once written (and is fsynced, with the directory,
+//! before the commit returns); unreadable files are moved to `corrupt/`,
+//! never deleted.
 #![forbid(unsafe_code)]
 
 mod error;

@@ -1,15 +1,15 @@
 //! A queue file written while the message arrives, for smtpd: the
 //! envelope first (it is known when DATA starts), then the content in
-//! pieces, and only at the end the content length, the trailer, the fsync
-//! and the rename into `incoming/`.
+//! pieces, and only at the end the content length, the trailer, the link
+//! into `incoming/` and the fsyncs.
 //!
 //! It gives the guarantees of [`Queue::reserve`] and [`Pending::commit`]
-//! (the id is reserved by an exclusive create in `tmp/`; a file reaches
-//! `incoming/` only complete, by rename after fsync, followed by an fsync
-//! of the directory; dropping an uncommitted [`Spool`] removes its
-//! temporary file), without holding the message in memory. The bytes on
-//! disk are exactly what [`crate::format::encode`] would produce, which
-//! the tests check against the reader.
+//! (the id is the inode's; a file reaches `incoming/` only complete, and
+//! the commit returns only after the file and the directory are synced;
+//! dropping an uncommitted [`Spool`] removes its temporary file), without
+//! holding the message in memory. The bytes on disk are exactly what
+//! [`crate::format::encode`] would produce, which the tests check against
+//! the reader.
 //!
 //! [`Pending::commit`]: crate::Pending::commit
 
@@ -43,19 +43,23 @@ impl Queue {
     /// Starts a queue file with `envelope`; the content follows with
     /// [`Spool::write`]. The id is known at once, for `Received:`.
     pub fn spool(&self, envelope: &Envelope) -> Result<Spool, Error> {
-        let mut head = format::encode(envelope, &[])?;
-        head.truncate(head.len() - TAIL);
-        let mut head_crc = Crc32::default();
-        head_crc.update(&head);
-        let length_at = head.len() as u64;
-        // The length and its checksum are filled in at commit; until then
-        // the file is visibly incomplete to any reader.
-        head.extend_from_slice(&[0; 12]);
-        let mut pending = self.reserve()?;
-        let (file, path) = pending.file()?;
-        file.write_all(&head).map_err(Error::io(path))?;
-        Ok(Spool { pending, length_at, head_crc, content_crc: Crc32::default(), content_len: 0 })
+        spool_into(self.reserve()?, envelope)
     }
+}
+
+/// Writes the head of `envelope`'s file into `pending`.
+fn spool_into(mut pending: Pending, envelope: &Envelope) -> Result<Spool, Error> {
+    let mut head = format::encode(envelope, &[])?;
+    head.truncate(head.len() - TAIL);
+    let mut head_crc = Crc32::default();
+    head_crc.update(&head);
+    let length_at = head.len() as u64;
+    // The length and its checksum are filled in at commit; until then
+    // the file is visibly incomplete to any reader.
+    head.extend_from_slice(&[0; 12]);
+    let (file, path) = pending.file()?;
+    file.write_all(&head).map_err(Error::io(path))?;
+    Ok(Spool { pending, length_at, head_crc, content_crc: Crc32::default(), content_len: 0 })
 }
 
 impl Spool {
@@ -84,15 +88,19 @@ impl Spool {
 
     /// Marks the file as in use: `Queue::clean_tmp` removes files in
     /// `tmp/` untouched for a while, and a slow client may send nothing
-    /// that is ready to write for longer than that.
+    /// that is ready to write for longer than that. Nothing to do for a
+    /// file without a name there.
     pub fn touch(&mut self) -> Result<(), Error> {
+        if !self.pending.is_named() {
+            return Ok(());
+        }
         let (file, path) = self.pending.file()?;
         file.set_modified(std::time::SystemTime::now()).map_err(Error::io(path))
     }
 
     /// Finishes the file and moves it into `incoming/`: content checksum,
-    /// trailer, content length and head checksum, fsync, rename (never
-    /// over another file), fsync of `incoming/`. Only after this returns
+    /// trailer, content length and head checksum, link into `incoming/`
+    /// (never over another file), fsync, fsync of `incoming/`. Only after this returns
     /// may the client be told 250.
     pub fn commit(mut self) -> Result<QueueId, Error> {
         let len = self.content_len.to_be_bytes();
@@ -107,7 +115,6 @@ impl Spool {
         file.write_all(&tail)
             .and_then(|()| file.seek(SeekFrom::Start(length_at)))
             .and_then(|_| file.write_all(&fixup))
-            .and_then(|()| file.sync_all())
             .map_err(Error::io(path))?;
         self.pending.publish()
     }
@@ -142,7 +149,9 @@ mod tests {
     #[test]
     fn spooled_file_is_what_encode_writes() {
         let (d, q) = queue();
-        let mut s = q.spool(&env()).unwrap();
+        // Named in tmp/ (no O_TMPFILE), so the unfinished file can be
+        // looked at; the unnamed kind is the same bytes (below).
+        let mut s = spool_into(q.reserve_named().unwrap(), &env()).unwrap();
         let id = s.id().clone();
         // Not in incoming/ until committed, and visibly incomplete.
         assert!(q.scan(State::Incoming).unwrap().is_empty());

@@ -93,6 +93,14 @@ impl Policy {
     ///   mailbox address).
     /// - Other domains: only clients in `mynetworks` may relay, else
     ///   554 5.7.1, so Postern is never an open relay.
+    /// Whether a RCPT check may wait on something other than local
+    /// files: system users come through NSS (LDAP, sssd, ...), which can
+    /// take as long as a network. File tables are cached in memory and
+    /// re-read only when they change.
+    pub(crate) fn rcpt_check_may_block(&self) -> bool {
+        matches!(self.users, UserDb::System)
+    }
+
     pub(crate) fn check_rcpt(&self, to: &Address, client: IpAddr) -> Verdict {
         let qualified = self.qualify(to.clone());
         let local = qualified.domain().is_none_or(|d| self.is_local(d));
