@@ -84,15 +84,6 @@ impl Policy {
         self.mydestination.contains(domain)
     }
 
-    /// Decides RCPT TO. Blocking: it may read the passwd-file, the
-    /// aliases files or the system user database.
-    ///
-    /// - Local domains (`mydestination`, or no domain at
-    ///   all when `append_at_myorigin = no`): the local part must be a
-    ///   user or an alias, else 550 5.1.1 (RFC 3463 §3.2: bad destination
-    ///   mailbox address).
-    /// - Other domains: only clients in `mynetworks` may relay, else
-    ///   554 5.7.1, so Postern is never an open relay.
     /// Whether a RCPT check may wait on something other than local
     /// files: system users come through NSS (LDAP, sssd, ...), which can
     /// take as long as a network. File tables are cached in memory and
@@ -101,6 +92,16 @@ impl Policy {
         matches!(self.users, UserDb::System)
     }
 
+    /// Decides RCPT TO. It may read the passwd-file and the aliases
+    /// files, or wait on the system user database (see
+    /// [`Policy::rcpt_check_may_block`]).
+    ///
+    /// - Local domains (`mydestination`, or no domain at
+    ///   all when `append_at_myorigin = no`): the local part must be a
+    ///   user or an alias, else 550 5.1.1 (RFC 3463 §3.2: bad destination
+    ///   mailbox address).
+    /// - Other domains: only clients in `mynetworks` may relay, else
+    ///   554 5.7.1, so Postern is never an open relay.
     pub(crate) fn check_rcpt(&self, to: &Address, client: IpAddr) -> Verdict {
         let qualified = self.qualify(to.clone());
         let local = qualified.domain().is_none_or(|d| self.is_local(d));
