@@ -53,6 +53,26 @@ fn queue_is_empty(inst: &Instance) -> bool {
     ["tmp", "incoming", "active", "deferred"].iter().all(|s| inst.queue_files(s).is_empty())
 }
 
+/// Files in the queue's tmp/ that an smtpd worker holds open, named or
+/// not (an unnamed one shows as `tmp/#INODE (deleted)`).
+fn open_tmp_files(inst: &Instance) -> Vec<String> {
+    let tmp = inst.queue().join("tmp");
+    let tmp = tmp.to_string_lossy();
+    let mut found = Vec::new();
+    for pid in inst.worker_pids("smtpd") {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
+        for fd in fds.flatten() {
+            if let Ok(target) = std::fs::read_link(fd.path()) {
+                let target = target.to_string_lossy().into_owned();
+                if target.starts_with(&*tmp) {
+                    found.push(target);
+                }
+            }
+        }
+    }
+    found
+}
+
 /// Raw bytes the server sends until it closes (bounded by the timeout).
 fn read_to_close(s: &mut TcpStream, timeout: Duration) -> String {
     s.set_read_timeout(Some(timeout)).unwrap();
@@ -293,17 +313,24 @@ fn refused_or_abandoned_messages_leave_nothing_in_the_queue() {
     c.cmd("DATA", 354);
     c.send_raw(b"Subject: cut\r\n\r\n");
     c.send_raw(&wire[..90_000]);
-    let spooled =
-        wait_until(Duration::from_secs(10), || (!inst.queue_files("tmp").is_empty()).then_some(()));
+    // The file has no name until it is complete (O_TMPFILE); smtpd's
+    // descriptor of it shows it, or its name in tmp/ where O_TMPFILE is
+    // missing.
+    let spooled = wait_until(Duration::from_secs(10), || {
+        (!inst.queue_files("tmp").is_empty() || !open_tmp_files(&inst).is_empty()).then_some(())
+    });
     assert!(spooled.is_some(), "no queue file in tmp/ while DATA arrives");
     drop(c);
     wait_log(&inst, "lost connection after DATA (");
-    let gone = wait_until(Duration::from_secs(10), || queue_is_empty(&inst).then_some(()));
+    let gone = wait_until(Duration::from_secs(10), || {
+        (queue_is_empty(&inst) && open_tmp_files(&inst).is_empty()).then_some(())
+    });
     assert!(
         gone.is_some(),
-        "left behind: {:?} {:?}",
+        "left behind: {:?} {:?}, still open: {:?}",
         inst.queue_files("tmp"),
-        inst.queue_files("incoming")
+        inst.queue_files("incoming"),
+        open_tmp_files(&inst)
     );
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(inst.new_mail("suporte").len(), 1);
