@@ -101,13 +101,13 @@ struct Qmgr {
     sockets: HashMap<Transport, std::path::PathBuf>,
     events: mpsc::UnboundedSender<Ev>,
     draining: bool,
-    /// Ids announced by `Queued` while active/ was full, oldest first;
-    /// taken as room frees up. At most `WAITING_PER_ACTIVE` × the active
-    /// limit: past that it is dropped for `scan_needed`.
+    /// Ids announced by `Queued` (or found by a scan) while active/ was
+    /// full, oldest first; taken as room frees up. At most
+    /// `WAITING_PER_ACTIVE` × the active limit: past that, `scan_needed`.
     waiting: VecDeque<QueueId>,
-    /// incoming/ may hold files qmgr has not taken: a scan was skipped or
-    /// cut short for want of room, or `waiting` overflowed. The next tick
-    /// scans.
+    /// incoming/ may hold files qmgr has not taken and does not know of:
+    /// a scan was skipped for want of room or failed, or `waiting`
+    /// overflowed. The next tick scans.
     scan_needed: bool,
     /// The last scan found incoming/ empty: the directory's mtime just
     /// before it read the directory, and when.
@@ -257,13 +257,27 @@ impl Qmgr {
             _ => None,
         };
         self.scan_needed = false;
-        for id in ids {
-            if !self.has_room() {
-                self.scan_needed = true;
-                break;
-            }
+        let mut ids = ids.into_iter();
+        while self.has_room() {
+            let Some(id) = ids.next() else { return };
             self.take_incoming(id);
         }
+        // Out of room: what this read found waits with the announced ids,
+        // so a full active/ costs one read per batch, not one per message.
+        let cap = self.waiting_cap();
+        for id in ids {
+            if self.waiting.len() >= cap {
+                self.scan_needed = true;
+                return;
+            }
+            if !self.active.contains_key(&id) {
+                self.waiting.push_back(id);
+            }
+        }
+    }
+
+    fn waiting_cap(&self) -> usize {
+        self.s.active_limit.saturating_mul(WAITING_PER_ACTIVE)
     }
 
     /// The one-second tick: a real scan unless nothing can have arrived.
@@ -298,7 +312,7 @@ impl Qmgr {
     /// reading the directory. Those that find active/ full wait in
     /// `waiting` for [`Qmgr::take_waiting`].
     fn take_queued(&mut self, ids: Vec<QueueId>) {
-        let cap = self.s.active_limit.saturating_mul(WAITING_PER_ACTIVE);
+        let cap = self.waiting_cap();
         // Older announcements first, should room have come meanwhile.
         self.take_waiting();
         for id in ids {
