@@ -19,8 +19,8 @@
 
 use crate::accept::AcceptBackoff;
 use crate::frame::Error;
-use serde::{Deserialize, Serialize};
 use mail_types::QueueId;
+use serde::{Deserialize, Serialize};
 use std::io;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -94,7 +94,10 @@ fn bounded_ids<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<QueueId>, D
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             write!(f, "at most {MAX_QUEUED_IDS} queue ids")
         }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
             let too_many = |n| serde::de::Error::invalid_length(n, &self);
             if let Some(n) = seq.size_hint().filter(|n| *n > MAX_QUEUED_IDS) {
                 return Err(too_many(n));

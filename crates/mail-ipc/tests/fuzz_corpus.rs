@@ -5,8 +5,8 @@ use mail_ipc::anvil::{self, AnvilRequest};
 use mail_ipc::delivery::{DeliveryReply, DeliveryRequest};
 use mail_ipc::frame::{Error, decode_frame};
 use mail_ipc::trigger::{self, Trigger};
-use mail_types::QueueId;
 use mail_types::DeliveryStatus;
+use mail_types::QueueId;
 use std::path::PathBuf;
 
 #[test]
@@ -60,10 +60,9 @@ fn ipc_frame_corpus() {
                 ])
             ),
             // 513 ids: over MAX_QUEUED_IDS, refused even with a roomy frame limit.
-            "trigger_queued_too_many" => assert!(matches!(
-                decode_frame::<Trigger>(&bytes, 1 << 20),
-                Err(Error::Decode(_))
-            )),
+            "trigger_queued_too_many" => {
+                assert!(matches!(decode_frame::<Trigger>(&bytes, 1 << 20), Err(Error::Decode(_))))
+            }
             "trigger_queued_bad_id" => assert!(matches!(
                 decode_frame::<Trigger>(&bytes, trigger::MAX_FRAME),
                 Err(Error::Decode(_))

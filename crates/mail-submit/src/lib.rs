@@ -21,9 +21,11 @@
 //! a failure on the way leaves nothing in `tmp/` or `incoming/`. Only
 //! after [`submit`] returns may the sender be told the message is taken.
 //!
-//! Waking qmgr is fire and forget and bounded ([`wake`], [`QmgrWakeup`]):
-//! qmgr also scans `incoming/` on its own timer, so a lost wake-up delays
-//! mail and never loses it. The socket path is the caller's (from
+//! Waking qmgr is fire and forget and bounded ([`wake_queued`],
+//! [`QmgrWakeup`], which name the new queue ids so qmgr need not read
+//! `incoming/`; [`wake`] for callers without ids): qmgr also scans
+//! `incoming/` on its own timer, so a lost wake-up delays mail and never
+//! loses it. The socket path is the caller's (from
 //! `master.toml`, `mail_daemon::Daemon::socket_path("qmgr")`); qmgr's own
 //! bounces need none.
 //!

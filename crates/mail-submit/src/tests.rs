@@ -1,8 +1,8 @@
 //! Tests of the submission paths against a real queue directory.
 
 use super::*;
-use mail_queue::State;
 use mail_ipc::trigger::MAX_FRAME;
+use mail_queue::State;
 
 fn params() -> CleanupParams {
     CleanupParams {
