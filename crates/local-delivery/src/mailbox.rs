@@ -229,7 +229,7 @@ pub(crate) fn forward(s: &Settings, m: &Message<'_>, address: &str, via: &str) -
     match written {
         Ok(queued) => {
             // As the daemon itself, not mail_owner: the guard is gone.
-            mail_submit::wake(&s.qmgr_socket);
+            mail_submit::wake_queued(&s.qmgr_socket, std::slice::from_ref(&queued.id));
             DeliveryStatus::sent(format!("forwarded as {}", queued.id.as_str()))
         }
         Err(e) => defer(format!("cannot forward to {address}: {e}")),

@@ -10,9 +10,16 @@
 //! unprivileged peer is rate-limited. Peers are told apart by their
 //! SO_PEERCRED uid: root and the listener's own uid (mail_owner, or the
 //! invoking user in a development instance) are privileged.
+//!
+//! `Queued` names the files a writer just committed to `incoming/`, so
+//! qmgr can take them by name instead of reading the whole directory.
+//! Anyone may send it, privileged or not, under the same connection caps:
+//! a queue id parses only as a file name, and qmgr merely moves files that
+//! already are in `incoming/` a little sooner than its own scan would.
 
 use crate::accept::AcceptBackoff;
 use crate::frame::Error;
+use mail_types::QueueId;
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::os::unix::net::UnixStream;
@@ -22,16 +29,91 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A wake-up request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `Queued` was appended after the other variants, so `Wakeup` and
+/// `Flush` keep their bytes and the protocol version stays: a qmgr from
+/// before it refuses a `Queued` frame as garbage, and its one-second scan
+/// finds the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Trigger {
     /// New mail may be waiting (incoming/ for qmgr, maildrop/ for pickup).
     Wakeup,
     /// Retry deferred mail now (`postqueue -f`).
     Flush,
+    /// These messages were just committed to `incoming/` (for qmgr; pickup
+    /// takes it as a `Wakeup`). At most [`MAX_QUEUED_IDS`]: a longer list
+    /// fails to decode, and [`send`] sends a `Wakeup` in its place.
+    Queued(#[serde(deserialize_with = "bounded_ids")] Vec<QueueId>),
 }
 
-/// Largest trigger frame a listener reads.
-pub const MAX_FRAME: u32 = 64;
+impl Trigger {
+    /// The trigger that announces `ids`: `Queued` when there are between
+    /// one and [`MAX_QUEUED_IDS`], else a plain `Wakeup` (the receiver
+    /// then scans for them).
+    pub fn queued(ids: Vec<QueueId>) -> Trigger {
+        if ids.is_empty() || ids.len() > MAX_QUEUED_IDS {
+            Trigger::Wakeup
+        } else {
+            Trigger::Queued(ids)
+        }
+    }
+
+    /// What is put on the wire for `self`: an over-long `Queued` becomes a
+    /// `Wakeup`, which the listener would accept, instead of a frame it
+    /// would refuse.
+    fn sendable(&self) -> std::borrow::Cow<'_, Trigger> {
+        match self {
+            Trigger::Queued(ids) if ids.len() > MAX_QUEUED_IDS => {
+                std::borrow::Cow::Owned(Trigger::Wakeup)
+            }
+            t => std::borrow::Cow::Borrowed(t),
+        }
+    }
+}
+
+/// Most queue ids in one `Queued` trigger. A busy smtpd folds the commits
+/// of one trigger's round trip into one frame; 512 covers a burst and
+/// keeps the frame (and each open connection's buffer) near 20 KiB.
+pub const MAX_QUEUED_IDS: usize = 512;
+
+/// Longest queue id text `QueueId::parse` accepts (a test below keeps
+/// the two in step).
+const LONGEST_ID: u32 = 32;
+
+/// Largest trigger frame a listener reads: the version, the variant tag,
+/// the list's length and [`MAX_QUEUED_IDS`] of the longest ids, each a
+/// length and its text (fixed-width integers, `stdx::codec`).
+pub const MAX_FRAME: u32 = 2 + 4 + 8 + MAX_QUEUED_IDS as u32 * (8 + LONGEST_ID);
+
+/// Decodes a `Queued` list, refusing more than [`MAX_QUEUED_IDS`] as soon
+/// as the count says so, before reading (or allocating for) the ids.
+fn bounded_ids<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<QueueId>, D::Error> {
+    struct Ids;
+    impl<'de> serde::de::Visitor<'de> for Ids {
+        type Value = Vec<QueueId>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "at most {MAX_QUEUED_IDS} queue ids")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let too_many = |n| serde::de::Error::invalid_length(n, &self);
+            if let Some(n) = seq.size_hint().filter(|n| *n > MAX_QUEUED_IDS) {
+                return Err(too_many(n));
+            }
+            let mut ids = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+            while let Some(id) = seq.next_element::<QueueId>()? {
+                if ids.len() == MAX_QUEUED_IDS {
+                    return Err(too_many(ids.len() + 1));
+                }
+                ids.push(id);
+            }
+            Ok(ids)
+        }
+    }
+    d.deserialize_seq(Ids)
+}
 /// How long a sender tries (connect while the backlog is full, write).
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -76,7 +158,7 @@ pub fn send(path: &Path, trigger: Trigger) -> Result<(), Error> {
     stream.set_write_timeout(Some(
         deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(10)),
     ))?;
-    crate::write_frame(&mut stream, &trigger)
+    crate::write_frame(&mut stream, &*trigger.sendable())
 }
 
 /// [`send`] for async callers (smtpd, pickup, master).
@@ -92,7 +174,9 @@ pub async fn send_async(path: &Path, trigger: Trigger) -> Result<(), Error> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let mut stream = tokio::net::UnixStream::from_std(stream)?;
-    match tokio::time::timeout_at(deadline, crate::write_frame_async(&mut stream, &trigger)).await {
+    let trigger = trigger.sendable();
+    let frame = crate::write_frame_async(&mut stream, &*trigger);
+    match tokio::time::timeout_at(deadline, frame).await {
         Ok(r) => r,
         Err(_) => Err(timed_out(path)),
     }
@@ -428,5 +512,86 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(next(&mut rx2).await, Some(Trigger::Flush));
         }
+    }
+
+    fn ids(n: usize) -> Vec<QueueId> {
+        (0..n).map(|i| QueueId::parse(&format!("{:032}", i)).unwrap()).collect()
+    }
+
+    #[test]
+    fn queued_round_trips_up_to_the_limit_and_longer_lists_are_refused() {
+        // The longest ids QueueId::parse takes, as many as allowed: the
+        // frame fits MAX_FRAME exactly.
+        assert!(QueueId::parse(&"A".repeat(LONGEST_ID as usize)).is_ok());
+        assert!(QueueId::parse(&"A".repeat(LONGEST_ID as usize + 1)).is_err());
+        let full = Trigger::Queued(ids(MAX_QUEUED_IDS));
+        let mut buf = Vec::new();
+        crate::write_frame(&mut buf, &full).unwrap();
+        assert_eq!(buf.len() as u32, 4 + MAX_FRAME);
+        assert_eq!(crate::frame::decode_frame::<Trigger>(&buf, MAX_FRAME).unwrap(), Some(full));
+
+        // One id more: refused at decode, even with room in the frame.
+        let mut over = Vec::new();
+        crate::write_frame(&mut over, &Trigger::Queued(ids(MAX_QUEUED_IDS + 1))).unwrap();
+        match crate::frame::decode_frame::<Trigger>(&over, 1 << 20) {
+            Err(Error::Decode(e)) => assert!(e.contains("at most 512 queue ids"), "{e}"),
+            other => panic!("an over-long list decoded: {other:?}"),
+        }
+        // A count that claims more than the limit is refused before any id
+        // is read: tag 2 (Queued), then a u64 count of 513 and no ids.
+        let mut claim = vec![0, 0, 0, 0, 0, 1, 2, 0, 0, 0];
+        claim.extend_from_slice(&513u64.to_le_bytes());
+        claim[3] = (claim.len() - 4) as u8;
+        assert!(matches!(
+            crate::frame::decode_frame::<Trigger>(&claim, MAX_FRAME),
+            Err(Error::Decode(_))
+        ));
+        // An id that is not a queue id (it could name another file) fails too.
+        let mut bad = Vec::new();
+        crate::write_frame(&mut bad, &Trigger::Queued(ids(1))).unwrap();
+        let n = bad.len();
+        bad[n - 1] = b'/';
+        assert!(matches!(
+            crate::frame::decode_frame::<Trigger>(&bad, MAX_FRAME),
+            Err(Error::Decode(_))
+        ));
+    }
+
+    #[test]
+    fn queued_constructor_falls_back_to_wakeup() {
+        assert_eq!(Trigger::queued(vec![]), Trigger::Wakeup);
+        assert_eq!(Trigger::queued(ids(3)), Trigger::Queued(ids(3)));
+        assert_eq!(Trigger::queued(ids(MAX_QUEUED_IDS + 1)), Trigger::Wakeup);
+    }
+
+    #[tokio::test]
+    async fn queued_reaches_the_listener_and_over_long_is_sent_as_wakeup() {
+        // Unprivileged peers may announce ids too.
+        let (_d, path, mut rx) = start(Gate::with_trusted("public/qmgr", limits(), vec![]));
+        send_async(&path, Trigger::Queued(ids(MAX_QUEUED_IDS))).await.unwrap();
+        assert_eq!(next(&mut rx).await, Some(Trigger::Queued(ids(MAX_QUEUED_IDS))));
+        let p = path.clone();
+        tokio::task::spawn_blocking(move || send(&p, Trigger::Queued(ids(2))))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(next(&mut rx).await, Some(Trigger::Queued(ids(2))));
+        // A sender with too many ids asks for a scan instead.
+        send_async(&path, Trigger::Queued(ids(MAX_QUEUED_IDS + 7))).await.unwrap();
+        assert_eq!(next(&mut rx).await, Some(Trigger::Wakeup));
+    }
+
+    #[tokio::test]
+    async fn a_refused_queued_frame_is_logged_and_the_listener_goes_on() {
+        let (_d, path, mut rx) = start(Gate::new("public/qmgr", limits()));
+        let mut over = Vec::new();
+        crate::write_frame(&mut over, &Trigger::Queued(ids(MAX_QUEUED_IDS + 1))).unwrap();
+        let mut s = UnixStream::connect(&path).unwrap();
+        // Longer than MAX_FRAME: closed without a trigger.
+        let _ = std::io::Write::write_all(&mut s, &over);
+        closed_after(s).await;
+        assert!(tokio::time::timeout(Duration::from_millis(300), rx.recv()).await.is_err());
+        send_async(&path, Trigger::Wakeup).await.unwrap();
+        assert_eq!(next(&mut rx).await, Some(Trigger::Wakeup));
     }
 }

@@ -4,7 +4,9 @@
 use mail_ipc::anvil::{self, AnvilRequest};
 use mail_ipc::delivery::{DeliveryReply, DeliveryRequest};
 use mail_ipc::frame::{Error, decode_frame};
+use mail_ipc::trigger::{self, Trigger};
 use mail_types::DeliveryStatus;
+use mail_types::QueueId;
 use std::path::PathBuf;
 
 #[test]
@@ -50,6 +52,21 @@ fn ipc_frame_corpus() {
                     Err(Error::Decode(_))
                 ))
             }
+            "trigger_queued" => assert_eq!(
+                decode_frame::<Trigger>(&bytes, trigger::MAX_FRAME).unwrap().unwrap(),
+                Trigger::Queued(vec![
+                    QueueId::parse("66191D810290C05ZM2V").unwrap(),
+                    QueueId::parse("66191D80FCECC05ZM2W").unwrap(),
+                ])
+            ),
+            // 513 ids: over MAX_QUEUED_IDS, refused even with a roomy frame limit.
+            "trigger_queued_too_many" => {
+                assert!(matches!(decode_frame::<Trigger>(&bytes, 1 << 20), Err(Error::Decode(_))))
+            }
+            "trigger_queued_bad_id" => assert!(matches!(
+                decode_frame::<Trigger>(&bytes, trigger::MAX_FRAME),
+                Err(Error::Decode(_))
+            )),
             "wrong_version" => assert!(matches!(r, Err(Error::Version(7)))),
             _ => {}
         }

@@ -21,9 +21,11 @@
 //! a failure on the way leaves nothing in `tmp/` or `incoming/`. Only
 //! after [`submit`] returns may the sender be told the message is taken.
 //!
-//! Waking qmgr is fire and forget and bounded ([`wake`], [`QmgrWakeup`]):
-//! qmgr also scans `incoming/` on its own timer, so a lost wake-up delays
-//! mail and never loses it. The socket path is the caller's (from
+//! Waking qmgr is fire and forget and bounded ([`wake_queued`],
+//! [`QmgrWakeup`], which name the new queue ids so qmgr need not read
+//! `incoming/`; [`wake`] for callers without ids): qmgr also scans
+//! `incoming/` on its own timer, so a lost wake-up delays mail and never
+//! loses it. The socket path is the caller's (from
 //! `master.toml`, `mail_daemon::Daemon::socket_path("qmgr")`); qmgr's own
 //! bounces need none.
 //!
@@ -36,8 +38,7 @@ mod stream;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use mail_cleanup::{CleanupParams, Trace};
@@ -258,7 +259,8 @@ pub fn submit_built(
     Ok(Queued { id, message_id })
 }
 
-/// [`submit`], then [`wake`] qmgr at `qmgr` (blocking, bounded).
+/// [`submit`], then [`wake_queued`] qmgr at `qmgr` with the new id
+/// (blocking, bounded).
 pub fn submit_and_wake(
     queue: &Queue,
     sub: &Submission,
@@ -266,15 +268,27 @@ pub fn submit_and_wake(
     qmgr: &Path,
 ) -> Result<Queued, Error> {
     let queued = submit(queue, sub, content)?;
-    wake(qmgr);
+    wake_queued(qmgr, std::slice::from_ref(&queued.id));
     Ok(queued)
 }
 
 /// Wakes qmgr from a blocking caller: one `Trigger::Wakeup` to the socket
 /// at `qmgr`, given up after `mail_ipc::trigger::SEND_TIMEOUT`. A failure
-/// is a warning: qmgr also scans `incoming/` on its own timer.
+/// is a warning: qmgr also scans `incoming/` on its own timer. For callers
+/// that do not know what they queued; qmgr answers it with a scan.
 pub fn wake(qmgr: &Path) {
-    if let Err(e) = mail_ipc::trigger::send(qmgr, Trigger::Wakeup) {
+    send_blocking(qmgr, Trigger::Wakeup);
+}
+
+/// [`wake`], naming the messages just committed to `incoming/`, so qmgr
+/// takes them without reading the directory. More than
+/// `mail_ipc::trigger::MAX_QUEUED_IDS` (or none) becomes a plain wake-up.
+pub fn wake_queued(qmgr: &Path, ids: &[QueueId]) {
+    send_blocking(qmgr, Trigger::queued(ids.to_vec()));
+}
+
+fn send_blocking(qmgr: &Path, trigger: Trigger) {
+    if let Err(e) = mail_ipc::trigger::send(qmgr, trigger) {
         tracing::warn!("cannot trigger qmgr at {}: {e}", qmgr.display());
     }
 }
@@ -283,40 +297,102 @@ pub fn wake(qmgr: &Path) {
 /// logged at debug level: for a daemon that queues often it is routine
 /// while qmgr restarts.
 pub async fn wake_async(qmgr: &Path) {
-    if let Err(e) = mail_ipc::trigger::send_async(qmgr, Trigger::Wakeup).await {
+    send_async(qmgr, Trigger::Wakeup).await;
+}
+
+/// [`wake_queued`] for async callers.
+pub async fn wake_queued_async(qmgr: &Path, ids: &[QueueId]) {
+    send_async(qmgr, Trigger::queued(ids.to_vec())).await;
+}
+
+async fn send_async(qmgr: &Path, trigger: Trigger) {
+    if let Err(e) = mail_ipc::trigger::send_async(qmgr, trigger).await {
         tracing::debug!("cannot trigger qmgr at {}: {e}", qmgr.display());
     }
 }
 
-/// Wakes qmgr after a commit without holding up the caller: the trigger
-/// goes from a new task. Wake-ups that come while one is still on its way
-/// are folded into it (a busy smtpd sends one, not one per message).
+/// Wakes qmgr after a commit without holding up the caller: the trigger,
+/// naming the new messages, goes from a new task. Ids committed while one
+/// trigger is on its way are sent together by the next (a busy smtpd
+/// sends one frame per round trip to qmgr, not one per message).
 #[derive(Debug)]
 pub struct QmgrWakeup {
     socket: PathBuf,
-    in_flight: AtomicBool,
+    pending: Mutex<Pending>,
+}
+
+/// What the next trigger says, and whether a task is sending.
+#[derive(Debug, Default)]
+struct Pending {
+    ids: Vec<QueueId>,
+    /// More than `MAX_QUEUED_IDS` piled up: the next trigger is a plain
+    /// `Wakeup` and qmgr scans for all of them.
+    overflow: bool,
+    /// A task owns the sending; `wake` only adds to the list.
+    in_flight: bool,
 }
 
 impl QmgrWakeup {
     /// A waker for the qmgr listening at `socket` (the path master.toml
     /// gives the `qmgr` service).
     pub fn new(socket: PathBuf) -> QmgrWakeup {
-        QmgrWakeup { socket, in_flight: AtomicBool::new(false) }
+        QmgrWakeup { socket, pending: Mutex::new(Pending::default()) }
     }
 
-    /// Sends a wake-up from a new task on the current tokio runtime;
-    /// returns at once.
-    pub fn wake(self: &Arc<Self>) {
-        if self.in_flight.swap(true, Ordering::AcqRel) {
-            return;
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        // A list and two flags, each change a single step: a panic
+        // elsewhere cannot leave them half-made.
+        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Announces `id`, just committed to `incoming/`, from a task on the
+    /// current tokio runtime; returns at once.
+    ///
+    /// Nothing is lost: `wake` adds the id under the lock and, if no task
+    /// is sending, marks one as sending and spawns it. The task takes the
+    /// whole list under the same lock, sends it, and looks again; it gives
+    /// up `in_flight` only under the lock and only when it found the list
+    /// empty. So an id added while a send is on its way is either taken by
+    /// that task's next look or, if the task already let go, starts a new
+    /// task: every id committed is in some trigger sent after its commit.
+    /// (A trigger that does not arrive only delays the mail: qmgr's own
+    /// scans find the file.) Past `MAX_QUEUED_IDS` waiting ids the list is
+    /// dropped for one plain `Wakeup`, so memory stays bounded while qmgr
+    /// does not answer, and nothing is logged per message.
+    pub fn wake(self: &Arc<Self>, id: QueueId) {
+        {
+            let mut p = self.pending();
+            if !p.overflow {
+                if p.ids.len() < mail_ipc::trigger::MAX_QUEUED_IDS {
+                    p.ids.push(id);
+                } else {
+                    p.ids = Vec::new();
+                    p.overflow = true;
+                }
+            }
+            if p.in_flight {
+                return;
+            }
+            p.in_flight = true;
         }
         let me = Arc::clone(self);
         tokio::spawn(async move {
-            // Cleared before the trigger is written: a commit that sees the
-            // flag set happened before this point, so qmgr's scan after
-            // reading the trigger will find its file.
-            me.in_flight.store(false, Ordering::Release);
-            wake_async(&me.socket).await;
+            loop {
+                let trigger = {
+                    let mut p = me.pending();
+                    if p.overflow {
+                        p.overflow = false;
+                        p.ids.clear();
+                        Trigger::Wakeup
+                    } else if p.ids.is_empty() {
+                        p.in_flight = false;
+                        return;
+                    } else {
+                        Trigger::Queued(std::mem::take(&mut p.ids))
+                    }
+                };
+                send_async(&me.socket, trigger).await;
+            }
         });
     }
 }

@@ -1,6 +1,7 @@
 //! Tests of the submission paths against a real queue directory.
 
 use super::*;
+use mail_ipc::trigger::MAX_FRAME;
 use mail_queue::State;
 
 fn params() -> CleanupParams {
@@ -222,9 +223,13 @@ fn blocking_wake_reaches_a_listener() {
     let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
     let sub = Submission { origin: Origin::Forward, ..smtp() };
     let queued = submit_and_wake(&q, &sub, b"x\n\nbody\n", &path).unwrap();
-    assert_eq!(q.scan(State::Incoming).unwrap(), vec![queued.id]);
+    assert_eq!(q.scan(State::Incoming).unwrap(), vec![queued.id.clone()]);
     let (mut s, _) = listener.accept().unwrap();
-    let t: Option<Trigger> = mail_ipc::read_frame(&mut s, 64).unwrap();
+    let t: Option<Trigger> = mail_ipc::read_frame(&mut s, MAX_FRAME).unwrap();
+    assert_eq!(t, Some(Trigger::Queued(vec![queued.id])));
+    wake(&path);
+    let (mut s, _) = listener.accept().unwrap();
+    let t: Option<Trigger> = mail_ipc::read_frame(&mut s, MAX_FRAME).unwrap();
     assert_eq!(t, Some(Trigger::Wakeup));
     // Without a listener, waking is harmless and bounded.
     let started = std::time::Instant::now();
@@ -232,21 +237,82 @@ fn blocking_wake_reaches_a_listener() {
     assert!(started.elapsed() <= mail_ipc::trigger::SEND_TIMEOUT * 2);
 }
 
+/// The next trigger frame on `listener`.
+async fn next_trigger(listener: &tokio::net::UnixListener) -> Trigger {
+    let accept = tokio::time::timeout(std::time::Duration::from_secs(5), listener.accept());
+    let (mut s, _) = accept.await.expect("no trigger within 5 s").unwrap();
+    mail_ipc::read_frame_async(&mut s, MAX_FRAME).await.unwrap().unwrap()
+}
+
+fn some_ids(n: usize) -> Vec<QueueId> {
+    (0..n).map(|_| QueueId::generate()).collect()
+}
+
 #[tokio::test]
-async fn async_wakeup_reaches_a_listener() {
+async fn async_wakeup_names_the_queued_ids() {
     let d = tempfile::tempdir().unwrap();
     let listener = tokio::net::UnixListener::bind(d.path().join("qmgr")).unwrap();
     let w = Arc::new(QmgrWakeup::new(d.path().join("qmgr")));
-    w.wake();
-    let (mut s, _) = listener.accept().await.unwrap();
-    let t: Option<Trigger> = mail_ipc::read_frame_async(&mut s, 64).await.unwrap();
-    assert_eq!(t, Some(Trigger::Wakeup));
+    let id = QueueId::generate();
+    w.wake(id.clone());
+    assert_eq!(next_trigger(&listener).await, Trigger::Queued(vec![id]));
     wake_async(&d.path().join("qmgr")).await;
-    let (mut s, _) = listener.accept().await.unwrap();
-    let t: Option<Trigger> = mail_ipc::read_frame_async(&mut s, 64).await.unwrap();
-    assert_eq!(t, Some(Trigger::Wakeup));
+    assert_eq!(next_trigger(&listener).await, Trigger::Wakeup);
+    let two = some_ids(2);
+    wake_queued_async(&d.path().join("qmgr"), &two).await;
+    assert_eq!(next_trigger(&listener).await, Trigger::Queued(two));
     // Without a listener, waking is harmless.
     let w = Arc::new(QmgrWakeup::new(d.path().join("none")));
-    w.wake();
+    w.wake(QueueId::generate());
     tokio::task::yield_now().await;
+}
+
+#[tokio::test]
+async fn ids_committed_during_a_send_go_in_the_next_frame() {
+    // The test runtime has one thread: the sending task runs only when
+    // this one yields, so everything woken before that is "in flight".
+    let d = tempfile::tempdir().unwrap();
+    let listener = tokio::net::UnixListener::bind(d.path().join("qmgr")).unwrap();
+    let w = Arc::new(QmgrWakeup::new(d.path().join("qmgr")));
+    let first = some_ids(100);
+    for id in &first {
+        w.wake(id.clone());
+    }
+    assert_eq!(next_trigger(&listener).await, Trigger::Queued(first));
+    // Woken while the task is between its send and its next look: sent by
+    // that same task, or by a new one, but sent.
+    let mut all = Vec::new();
+    for round in 0..20 {
+        let ids = some_ids(round % 5 + 1);
+        for id in &ids {
+            w.wake(id.clone());
+        }
+        all.extend(ids);
+        tokio::task::yield_now().await;
+    }
+    let mut got = Vec::new();
+    while got.len() < all.len() {
+        match next_trigger(&listener).await {
+            Trigger::Queued(ids) => got.extend(ids),
+            other => panic!("expected ids, got {other:?}"),
+        }
+    }
+    assert_eq!(got, all);
+}
+
+#[tokio::test]
+async fn too_many_pending_ids_become_one_plain_wakeup() {
+    let d = tempfile::tempdir().unwrap();
+    let listener = tokio::net::UnixListener::bind(d.path().join("qmgr")).unwrap();
+    let w = Arc::new(QmgrWakeup::new(d.path().join("qmgr")));
+    for id in some_ids(mail_ipc::trigger::MAX_QUEUED_IDS + 1) {
+        w.wake(id);
+    }
+    assert_eq!(next_trigger(&listener).await, Trigger::Wakeup);
+    // Then back to ids.
+    let id = QueueId::generate();
+    w.wake(id.clone());
+    assert_eq!(next_trigger(&listener).await, Trigger::Queued(vec![id]));
+    let extra = tokio::time::timeout(std::time::Duration::from_millis(200), listener.accept());
+    assert!(extra.await.is_err(), "one trigger per batch");
 }

@@ -72,8 +72,8 @@ impl Settings {
 pub(crate) enum Picked {
     /// Queued under this id and removed from maildrop/.
     Queued(QueueId),
-    /// Queued, but the maildrop file could not be removed: skip it from
-    /// now on, or it would be queued again at every scan.
+    /// Queued under this id, but the maildrop file could not be removed:
+    /// skip it from now on, or it would be queued again at every scan.
     QueuedNotRemoved(QueueId),
     /// Another pickup holds the lock, or already finished the file.
     Skipped,
@@ -294,7 +294,7 @@ pub(crate) fn pickup_file(queue: &Queue, s: &Settings, id: &QueueId) -> Result<P
         tracing::error!(
             "{qid}: cannot remove maildrop file {id}: {e}; it will not be picked up again by this process"
         );
-        return Ok(Picked::QueuedNotRemoved(id.clone()));
+        return Ok(Picked::QueuedNotRemoved(qid));
     }
     Ok(Picked::Queued(qid))
 }
@@ -344,17 +344,18 @@ pub(crate) struct Scanner {
 
 impl Scanner {
     /// Picks up every file in maildrop/, stopping early (after the current
-    /// file) when `stop` is set. Returns how many messages were queued.
-    pub(crate) fn scan(&mut self, queue: &Queue, s: &Settings, stop: &AtomicBool) -> usize {
+    /// file) when `stop` is set. Returns the queue ids of the messages
+    /// queued (for qmgr's trigger).
+    pub(crate) fn scan(&mut self, queue: &Queue, s: &Settings, stop: &AtomicBool) -> Vec<QueueId> {
         remove_stale_temps(queue, SystemTime::now());
         let ids = match queue.scan(State::Maildrop) {
             Ok(ids) => ids,
             Err(e) => {
                 tracing::warn!("cannot scan maildrop: {e}");
-                return 0;
+                return Vec::new();
             }
         };
-        let mut queued = 0;
+        let mut queued = Vec::new();
         for id in ids {
             if stop.load(Ordering::Relaxed) {
                 break;
@@ -363,9 +364,9 @@ impl Scanner {
                 continue;
             }
             match pickup_file(queue, s, &id) {
-                Ok(Picked::Queued(_)) => queued += 1,
-                Ok(Picked::QueuedNotRemoved(_)) => {
-                    queued += 1;
+                Ok(Picked::Queued(qid)) => queued.push(qid),
+                Ok(Picked::QueuedNotRemoved(qid)) => {
+                    queued.push(qid);
                     self.skip.insert(id);
                 }
                 Ok(Picked::Skipped | Picked::Quarantined | Picked::Discarded) => {}
@@ -594,10 +595,12 @@ mod tests {
         assert_eq!(remove_stale_temps(&q, later), 1);
 
         let stop = AtomicBool::new(true);
-        assert_eq!(Scanner::default().scan(&q, &settings(), &stop), 0);
+        assert_eq!(Scanner::default().scan(&q, &settings(), &stop), vec![]);
         stop.store(false, Ordering::Relaxed);
-        assert_eq!(Scanner::default().scan(&q, &settings(), &stop), 2);
-        assert_eq!(q.scan(State::Incoming).unwrap().len(), 2);
+        let mut queued = Scanner::default().scan(&q, &settings(), &stop);
+        queued.sort();
+        assert_eq!(q.scan(State::Incoming).unwrap(), queued);
+        assert_eq!(queued.len(), 2);
     }
 
     #[test]

@@ -52,7 +52,7 @@ pub(crate) async fn run(mut daemon: Daemon) -> anyhow::Result<()> {
 impl Service for Pickup {
     async fn connection(self: Arc<Self>, conn: Connection) {
         let Connection::Unix(stream) = conn else { return };
-        // Wakeup and Flush both mean "look at maildrop/".
+        // Every trigger means "look at maildrop/".
         if self.gate.receive(stream).await.is_some() {
             let _ = self.wakeups.send(());
         }
@@ -90,9 +90,9 @@ impl Service for Pickup {
                 }
             };
             scanner = back;
-            if queued > 0 {
+            if !queued.is_empty() {
                 // A failure only delays the mail: qmgr also scans on its own timer.
-                mail_submit::wake_async(&self.qmgr).await;
+                mail_submit::wake_queued_async(&self.qmgr, &queued).await;
             }
             if stopping.load(Ordering::Relaxed) || stop.requested().is_some() {
                 return Ok(());

@@ -19,8 +19,13 @@
 //!   `corrupt/`, never away.
 //!
 //! TRIGGERS
+//!   `Queued(ids)` (from smtpd, pickup and local-delivery after each
+//!   commit) takes those files from incoming/ by name, without reading the
+//!   directory; while active/ is full they wait in a bounded list.
 //!   `Wakeup` scans incoming/; `Flush` (postqueue -f) also retries every
-//!   deferred message now.
+//!   deferred message now. A one-second timer scans for mail whose
+//!   trigger was lost, skipping the read while incoming/ was empty at the
+//!   last scan and its mtime has not moved (a real scan every 10 s).
 //!
 //! SECURITY
 //!   Runs as mail_owner. Reads only queue files, which only Postern

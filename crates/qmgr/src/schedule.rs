@@ -13,13 +13,19 @@ use mail_ipc::trigger::Trigger;
 use mail_queue::{Envelope, Error as QueueError, Queue, State, StatusRecord};
 use mail_types::logline::DeliveryLine;
 use mail_types::{DeliveryStatus, EnhancedStatus, QueueId};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{Semaphore, mpsc};
 
-/// How often incoming/ is scanned even without a trigger.
+/// How often incoming/ is looked at even without a trigger (the safety
+/// net for a lost one; see [`Qmgr::incoming_tick`] for what it costs).
 const INCOMING_POLL: Duration = Duration::from_secs(1);
+/// The tick reads incoming/ at least this often, whatever its mtime says.
+const INCOMING_FULL_SCAN: Duration = Duration::from_secs(10);
+/// How many announced ids wait for room in active/, per message
+/// `qmgr_message_active_limit` allows.
+const WAITING_PER_ACTIVE: usize = 4;
 /// A file in tmp/ untouched this long was abandoned by its writer.
 const ABANDONED_AFTER: Duration = Duration::from_secs(600);
 /// Longest a delivery agent may take for one request.
@@ -95,6 +101,17 @@ struct Qmgr {
     sockets: HashMap<Transport, std::path::PathBuf>,
     events: mpsc::UnboundedSender<Ev>,
     draining: bool,
+    /// Ids announced by `Queued` (or found by a scan) while active/ was
+    /// full, oldest first; taken as room frees up. At most
+    /// `WAITING_PER_ACTIVE` × the active limit: past that, `scan_needed`.
+    waiting: VecDeque<QueueId>,
+    /// incoming/ may hold files qmgr has not taken and does not know of:
+    /// a scan was skipped for want of room or failed, or `waiting`
+    /// overflowed. The next tick scans.
+    scan_needed: bool,
+    /// The last scan found incoming/ empty: the directory's mtime just
+    /// before it read the directory, and when.
+    incoming_empty: Option<(SystemTime, Instant)>,
 }
 
 fn now() -> u64 {
@@ -133,6 +150,9 @@ pub(crate) async fn run(daemon: Daemon) -> anyhow::Result<()> {
         sockets,
         events: tx.clone(),
         draining: false,
+        waiting: VecDeque::new(),
+        scan_needed: false,
+        incoming_empty: None,
     };
     tokio::spawn(accept_triggers(listener, tx.clone()));
     let stop_tx = tx.clone();
@@ -158,18 +178,22 @@ pub(crate) async fn run(daemon: Daemon) -> anyhow::Result<()> {
         tokio::select! {
             ev = rx.recv() => match ev {
                 Some(Ev::Trigger(Trigger::Wakeup)) => q.scan_incoming(),
+                Some(Ev::Trigger(Trigger::Queued(ids))) => q.take_queued(ids),
                 Some(Ev::Trigger(Trigger::Flush)) => {
                     q.scan_incoming();
                     q.scan_deferred(true);
                 }
-                Some(Ev::Done { id, asked, reply }) => q.on_done(id, asked, reply),
+                Some(Ev::Done { id, asked, reply }) => {
+                    q.on_done(id, asked, reply);
+                    q.take_waiting();
+                }
                 Some(Ev::Stop(Stop::Now)) | None => return Ok(()),
                 Some(Ev::Stop(Stop::Drain)) => {
                     daemon.draining();
                     q.draining = true;
                 }
             },
-            _ = incoming_tick.tick() => q.scan_incoming(),
+            _ = incoming_tick.tick() => q.incoming_tick(),
             _ = deferred_tick.tick() => {
                 if let Err(e) = q.rescan_active() {
                     tracing::warn!("scan active: {e}");
@@ -210,26 +234,127 @@ impl Qmgr {
         !self.draining && self.active.len() < self.s.active_limit
     }
 
+    /// Reads incoming/ and takes what it finds, as far as there is room:
+    /// at start-up, for `Wakeup` and `Flush` (lost or over-long `Queued`
+    /// triggers, master's timer) and from [`Qmgr::incoming_tick`].
     fn scan_incoming(&mut self) {
         if !self.has_room() {
+            self.scan_needed = true;
             return;
         }
+        // Before the read: a file renamed in after this stat changes the
+        // mtime again, whether or not the read below saw it.
+        let mtime = self.incoming_mtime();
         let ids = match self.queue.scan(State::Incoming) {
             Ok(ids) => ids,
-            Err(e) => return tracing::warn!("scan incoming: {e}"),
-        };
-        for id in ids {
-            if !self.has_room() {
-                break;
+            Err(e) => {
+                self.scan_needed = true;
+                return tracing::warn!("scan incoming: {e}");
             }
+        };
+        self.incoming_empty = match mtime {
+            Some(m) if ids.is_empty() => Some((m, Instant::now())),
+            _ => None,
+        };
+        self.scan_needed = false;
+        let mut ids = ids.into_iter();
+        while self.has_room() {
+            let Some(id) = ids.next() else { return };
+            self.take_incoming(id);
+        }
+        // Out of room: what this read found waits with the announced ids,
+        // so a full active/ costs one read per batch, not one per message.
+        let cap = self.waiting_cap();
+        for id in ids {
+            if self.waiting.len() >= cap {
+                self.scan_needed = true;
+                return;
+            }
+            if !self.active.contains_key(&id) {
+                self.waiting.push_back(id);
+            }
+        }
+    }
+
+    fn waiting_cap(&self) -> usize {
+        self.s.active_limit.saturating_mul(WAITING_PER_ACTIVE)
+    }
+
+    /// The one-second tick: a real scan unless nothing can have arrived.
+    ///
+    /// New mail is announced by `Queued` triggers, so all this tick is for
+    /// is mail whose trigger was lost. It skips the read when the last
+    /// scan found incoming/ empty and the directory's mtime is the one
+    /// seen just before that scan: every rename into (or out of) a
+    /// directory sets its mtime, so an unchanged mtime means no file came
+    /// in. Where that could miss one: mtimes come from the kernel's coarse
+    /// clock (a few ms; whole seconds on some file systems), so a file
+    /// renamed in during the same clock step as the change the scan saw
+    /// leaves the mtime as it was. Hence a real scan at least every
+    /// [`INCOMING_FULL_SCAN`], and for every `Wakeup` (master's, every
+    /// 300 s). A failed stat scans.
+    fn incoming_tick(&mut self) {
+        if !self.scan_needed
+            && let Some((seen, at)) = self.incoming_empty
+            && at.elapsed() < INCOMING_FULL_SCAN
+            && self.incoming_mtime() == Some(seen)
+        {
+            return;
+        }
+        self.scan_incoming();
+    }
+
+    fn incoming_mtime(&self) -> Option<SystemTime> {
+        std::fs::metadata(self.queue.dir(State::Incoming)).and_then(|m| m.modified()).ok()
+    }
+
+    /// A `Queued` trigger: takes the named messages from incoming/ without
+    /// reading the directory. Those that find active/ full wait in
+    /// `waiting` for [`Qmgr::take_waiting`].
+    fn take_queued(&mut self, ids: Vec<QueueId>) {
+        let cap = self.waiting_cap();
+        // Older announcements first, should room have come meanwhile.
+        self.take_waiting();
+        for id in ids {
             if self.active.contains_key(&id) {
                 continue;
             }
-            match self.queue.move_to(&id, State::Incoming, State::Active) {
-                Ok(()) => self.activate(id, State::Incoming),
-                Err(e) if e.is_not_found() => {}
-                Err(e) => tracing::warn!("{id}: cannot activate: {e}"),
+            if self.has_room() && self.waiting.is_empty() {
+                self.take_incoming(id);
+            } else if self.waiting.len() < cap {
+                self.waiting.push_back(id);
+            } else {
+                // Bounded memory: forget the list; the files are still in
+                // incoming/, and the next tick reads the directory.
+                self.waiting = VecDeque::new();
+                self.scan_needed = true;
+                return;
             }
+        }
+    }
+
+    /// Room in active/ again (a message finished): announced ids first,
+    /// oldest first; the tick scans for the rest if `scan_needed`.
+    fn take_waiting(&mut self) {
+        while self.has_room() {
+            let Some(id) = self.waiting.pop_front() else { return };
+            if !self.active.contains_key(&id) {
+                self.take_incoming(id);
+            }
+        }
+    }
+
+    /// Moves one message from incoming/ to active/ and starts it. Not
+    /// found is no error: a scan took it first, or the announcement was
+    /// wrong (anyone may send one).
+    fn take_incoming(&mut self, id: QueueId) {
+        if self.active.contains_key(&id) {
+            return;
+        }
+        match self.queue.move_to(&id, State::Incoming, State::Active) {
+            Ok(()) => self.activate(id, State::Incoming),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => tracing::warn!("{id}: cannot activate: {e}"),
         }
     }
 

@@ -418,7 +418,7 @@ impl Session {
             Ok(Ok(id)) => {
                 self.server.message_queued(id.as_str());
                 // A spawned task: the 250 is not held up by it.
-                self.ctx.wakeup.wake();
+                self.ctx.wakeup.wake(id);
             }
             Ok(Err(reply)) => self.server.reject(reply),
             Err(e) => {
