@@ -773,9 +773,8 @@ target() {
         accept) v=$(ratio "$wl" accept "$side" postfix); t=$TARGET_ACCEPT; op=ge ;;
         deliv) v=$(ratio "$wl" deliv "$side" postfix); t=$TARGET_DELIV; op=ge ;;
         # Postern's CPU per message as a fraction of Postfix's, as the
-        # target is stated (the cpu ratio column is the inverse).
-        cpu) v=$(ratio "$wl" cpu "$side" postfix)
-             [[ $v == null ]] || v=$(fdiv 1 "$v"); t=$TARGET_CPU; op=le ;;
+        # target is stated: the cpu ratio with the sides swapped.
+        cpu) v=$(ratio "$wl" cpu postfix "$side"); t=$TARGET_CPU; op=le ;;
         pss) v=${MED["$wl|$side|pss"]:-null}; t=$TARGET_PSS_MB; op=le
              ((${wl%%:*} <= TARGET_PSS_SESSIONS)) || { echo "$v $t null"; return; } ;;
     esac
