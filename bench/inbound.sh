@@ -21,6 +21,10 @@
 # Each workload runs every side RUNS times, rotating who goes first; medians
 # are reported per workload, with ratios (> 1 means the first-named side is
 # better), and written as JSON to RESULTS_FILE. See bench/README.md.
+# After the timed runs of a workload every side gets FSYNC_RUNS more,
+# untimed, runs under strace -c attached to its whole process tree: they
+# count the fsync-like system calls per message (tracing slows the server,
+# so none of the timed figures come from them).
 #
 # Runs as root. Only loopback traffic. Everything it starts is stopped by
 # the EXIT trap, also on failure or Ctrl-C.
@@ -37,7 +41,16 @@ SKIP_BUILD=${SKIP_BUILD:-0}                 # 1: use existing target/release bin
 KEEP_TMP=${KEEP_TMP:-0}                     # 1: keep the scratch directory for inspection
 BENCH_TMPDIR=${BENCH_TMPDIR:-${TMPDIR:-/tmp}}  # where instances live (its filesystem matters: fsync)
 POSTFIX_PORT=${POSTFIX_PORT:-26025}         # first port tried for the Postfix instance
+FSYNC_RUNS=${FSYNC_RUNS:-1}                 # untimed strace runs per side and workload (0: none)
 RSS_TARGET_MB=64
+# Issue 6's targets for Postern against Postfix, on every workload.
+TARGET_ACCEPT=2.0       # accept rate >= 2.0x Postfix's
+TARGET_DELIV=1.8        # end to end (time until all are in Maildir/new) >= 1.8x as fast
+TARGET_CPU=0.5          # CPU per message <= 0.5x Postfix's
+TARGET_PSS_MB=32        # peak PSS <= 32 MB, stated for 50 sessions: checked up to 50
+TARGET_PSS_SESSIONS=50
+# The calls that force data to stable storage, counted per message.
+FSYNC_CALLS=(fsync fdatasync sync_file_range syncfs sync)
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$BENCH_DIR/.." && pwd)
@@ -59,6 +72,7 @@ die() { log "ERROR: $*"; exit 1; }
 for v in MESSAGES SIZE RUNS DELIVERY_TIMEOUT POSTFIX_PORT; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
 done
+[[ $FSYNC_RUNS =~ ^[0-9]+$ ]] || die "FSYNC_RUNS must be 0 or a positive integer (got '$FSYNC_RUNS')"
 WL_LIST=()
 for w in $WORKLOADS; do
     [[ $w =~ ^[1-9][0-9]*:(conn|keep)$ ]] || die "WORKLOADS entries are SESSIONS:conn or SESSIONS:keep (got '$w')"
@@ -173,7 +187,7 @@ cleanup() {
     local rc=$? d p f
     trap - EXIT INT TERM
     for f in "${SRC_PIDFILES[@]}"; do
-        [[ -r $f ]] && read -r p < "$f" && is_proc "$p" smtp-source && kill "$p" 2>/dev/null || true
+        if [[ -r $f ]] && read -r p < "$f" && is_proc "$p" smtp-source; then kill "$p" 2>/dev/null || true; fi
     done
     for p in "${OUR_PIDS[@]}"; do
         kill "$p" 2>/dev/null || true
@@ -190,7 +204,7 @@ cleanup() {
         p=$(pf_master_pid "$d")
         if [[ -n $p ]]; then
             postfix -c "$d" stop >/dev/null 2>&1 || true
-            is_proc "$p" master && kill -9 "$p" 2>/dev/null || true
+            if is_proc "$p" master; then kill -9 "$p" 2>/dev/null || true; fi
         fi
     done
     # Anything still alive from the trees we started (e.g. a Postern
@@ -230,6 +244,19 @@ if ((${#need_pkgs[@]})); then
         || { apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y "${need_pkgs[@]}" >&2; }
     ((created_policy)) && rm -f /usr/sbin/policy-rc.d
 fi
+# strace only feeds the fsync column; without it the benchmark still runs
+# and says why that column is n/a.
+FSYNC_SKIP=""       # why fsyncs are not counted ("" = they are)
+if ((FSYNC_RUNS == 0)); then
+    FSYNC_SKIP="FSYNC_RUNS=0"
+elif ! command -v strace >/dev/null; then
+    log "installing strace from Debian packages (counts fsyncs)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y strace >&2 \
+        || { apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y strace >&2; } \
+        || true
+    command -v strace >/dev/null || FSYNC_SKIP="strace is not installed and apt-get install strace failed"
+fi
+[[ -z $FSYNC_SKIP ]] || log "skipped: fsync counting ($FSYNC_SKIP); the fsync column is n/a"
 PF_UID=$(id -u postfix) || die "no postfix user after installing postfix"
 PF_GID=$(id -g postfix)
 CLK_TCK=$(getconf CLK_TCK)
@@ -269,6 +296,9 @@ median() {
 }
 port_free() { ! ss -Hltn "sport = :$1" | grep -q .; }
 count_files() { # dir -> number of entries (0 if missing)
+    # ls -U: unsorted, so cheap on a directory of thousands; names are ours
+    # (Maildir names hold no newline), so counting lines is exact.
+    # shellcheck disable=SC2012
     if [[ -d $1 ]]; then ls -U -- "$1" | wc -l; else echo 0; fi
 }
 
@@ -313,6 +343,69 @@ rss_sampler() {
     done
 }
 
+# ------------------------------------------------------------ fsync counts
+# fsync_trace_start ROOT_PID OUT_FILE: attaches strace -f -c to ROOT_PID and
+# every process below it (all their threads; -f then follows every process
+# and thread they start, such as workers Postfix's master spawns on demand)
+# and waits until every thread of the tree has strace as its tracer, so no
+# message of the load that follows goes uncounted. Sets TRACER_PID. Fails
+# (with TRACE_ERR set) if strace cannot attach.
+TRACER_PID=""
+TRACE_ERR=""
+fsync_trace_start() {
+    local root=$1 out=$2 p t k tp i all ok calls
+    local -a args=() tree=()
+    mapfile -t tree < <(tree_pids "$root")
+    for p in "${tree[@]}"; do args+=(-p "$p"); done
+    calls=$(IFS=,; echo "${FSYNC_CALLS[*]}")
+    strace -f -qq -c -e "trace=$calls" -o "$out" "${args[@]}" 2> "$out.err" &
+    TRACER_PID=$!
+    OUR_PIDS+=("$TRACER_PID")
+    for ((i = 0; i < 200; i++)); do
+        if ! kill -0 "$TRACER_PID" 2>/dev/null; then
+            TRACE_ERR="strace exited: $(tail -n 3 "$out.err")"
+            fsync_trace_reap
+            return 1
+        fi
+        # Re-read the tree: whatever was forked meanwhile must be traced too.
+        all=1
+        while read -r p; do
+            for t in /proc/"$p"/task/[0-9]*; do
+                ok=0
+                while read -r k tp; do
+                    if [[ $k == TracerPid: ]]; then [[ $tp == "$TRACER_PID" ]] && ok=1; break; fi
+                done < "$t/status" 2>/dev/null || ok=1   # gone meanwhile
+                ((ok)) || { all=0; break 2; }
+            done
+        done < <(tree_pids "$root")
+        ((all)) && return 0
+        sleep 0.05
+    done
+    TRACE_ERR="strace did not attach to every process of the tree within 10 s"
+    kill "$TRACER_PID" 2>/dev/null || true
+    fsync_trace_reap
+    return 1
+}
+fsync_trace_reap() {
+    wait "$TRACER_PID" 2>/dev/null || true
+    forget OUR_PIDS "$TRACER_PID"
+    TRACER_PID=""
+}
+# fsync_trace_stop OUT_FILE: detaches strace (SIGINT makes it write its
+# summary) and writes "CALL COUNT" for every name in FSYNC_CALLS to
+# OUT_FILE.counts. A call strace never saw is absent from its summary (an
+# empty file if none was). Not to be run in a subshell: only this shell can
+# wait for strace to finish writing.
+fsync_trace_stop() {
+    local out=$1 c
+    kill -INT "$TRACER_PID" 2>/dev/null || true
+    fsync_trace_reap
+    for c in "${FSYNC_CALLS[@]}"; do
+        # Summary rows: % time, seconds, usecs/call, calls, [errors,] syscall.
+        awk -v c="$c" '$NF == c && $4 ~ /^[0-9]+$/ { n = $4 } END { print c, n + 0 }' "$out"
+    done > "$out.counts"
+}
+
 # Per-run figures: VALS["WORKLOAD|SIDE|METRIC"] = "run1 run2 ...".
 declare -A VALS=()
 add_val() { VALS["$1|$2|$3"]+="${VALS["$1|$2|$3"]:+ }$4"; }
@@ -320,15 +413,27 @@ vals() { echo "${VALS["$1|$2|$3"]:-}"; }
 
 # run_load SIDE WORKLOAD PORT MAILDIR_NEW RUN_DIR ROOT_PID: runs smtp-source
 # for WORKLOAD, waits until MAILDIR_NEW holds MESSAGES files, and records
-# accept rate, delivery time and CPU per message of ROOT_PID's tree.
+# accept rate, delivery time and CPU per message of ROOT_PID's tree; or,
+# if TRACING=1, only the fsync-like calls per message of that tree.
+TRACING=0
+FSYNC_NOTES=()      # why some fsync counts are missing
 run_load() {
     local side=$1 wl=$2 port=$3 new=$4 dir=$5 root=$6 t0 n rc t_end deadline done_file="$5/source.done"
-    local sessions=${wl%%:*} mode=${wl#*:} cpu0 cpu1
+    local sessions=${wl%%:*} mode=${wl#*:} cpu0 cpu1 timeout=$DELIVERY_TIMEOUT
     local -a flags=(-s "$sessions")
     # Without -d smtp-source opens a new connection for every message; with
     # -d each session sends its share of the messages over one connection.
     [[ $mode == keep ]] && flags+=(-d)
     log "$side $wl: smtp-source ${flags[*]} -m $MESSAGES -l $SIZE -> 127.0.0.1:$port"
+    if ((TRACING)); then
+        if ! fsync_trace_start "$root" "$dir/strace.out"; then
+            log "$side $wl: skipped: fsync count ($TRACE_ERR)"
+            FSYNC_NOTES+=("$side $wl: $TRACE_ERR")
+            return 0
+        fi
+        # Every syscall of the tree now stops in strace: slower, not stuck.
+        timeout=$((DELIVERY_TIMEOUT * 3))
+    fi
     SRC_PIDFILES+=("$dir/source.pid")
     cpu0=$(tree_cpu_ticks "$root")
     t0=$(now)
@@ -343,14 +448,14 @@ run_load() {
     ) &
     local sub_pid=$!
     OUR_PIDS+=("$sub_pid")
-    deadline=$(awk -v a="$t0" -v b="$DELIVERY_TIMEOUT" 'BEGIN { printf "%d", a + b }')
+    deadline=$(awk -v a="$t0" -v b="$timeout" 'BEGIN { printf "%d", a + b }')
     local t_deliv=""
     while :; do
         n=$(count_files "$new")
         if ((n >= MESSAGES)) && [[ -z $t_deliv ]]; then t_deliv=$(now); fi
         [[ -n $t_deliv && -e $done_file ]] && break
         if ((${EPOCHREALTIME%.*} > deadline)); then
-            die "$side $wl: timeout after ${DELIVERY_TIMEOUT}s: $n of $MESSAGES in $new; see $dir"
+            die "$side $wl: timeout after ${timeout}s: $n of $MESSAGES in $new; see $dir"
         fi
         if [[ -e $done_file ]]; then
             read -r rc t_end < "$done_file"
@@ -372,6 +477,19 @@ run_load() {
     sleep 0.5   # late duplicates would show up here
     n=$(count_files "$new")
     ((n == MESSAGES)) || die "$side $wl: $n files in $new, expected exactly $MESSAGES"
+    if ((TRACING)); then
+        # Work a delivery leaves behind (e.g. a status log written after the
+        # Maildir file) belongs to the message too.
+        sleep 1
+        local c k total=0
+        fsync_trace_stop "$dir/strace.out"
+        while read -r c k; do
+            add_val "$wl" "$side" "sc_$c" "$(fdiv "$k" "$MESSAGES")"
+            total=$((total + k))
+        done < "$dir/strace.out.counts"
+        add_val "$wl" "$side" fsync "$(fdiv "$total" "$MESSAGES")"
+        return 0
+    fi
     # Read while the server idles (every message delivered, smtp-source
     # gone), so no worker is between exiting and being reaped.
     cpu1=$(tree_cpu_ticks "$root")
@@ -396,6 +514,28 @@ last_val() { local -a a; read -ra a <<< "$(vals "$@")"; echo "${a[-1]}"; }
 log_run() { # SIDE WORKLOAD RUN
     log "$1 $2 run $3: $(last_val "$2" "$1" accept) msg/s accepted, $(last_val "$2" "$1" deliv) s to deliver," \
         "$(last_val "$2" "$1" cpu) ms CPU/msg, peak RSS $(last_val "$2" "$1" rss) MB (PSS $(last_val "$2" "$1" pss) MB)"
+}
+
+# measure SIDE WORKLOAD RUN PORT MAILDIR_NEW RUN_DIR ROOT_PID: one run's load
+# on a started instance: timed, with memory sampling; or, if TRACING=1, the
+# untimed fsync count.
+measure() {
+    local side=$1 wl=$2 run=$3 port=$4 new=$5 dir=$6 root=$7
+    if ((TRACING)); then
+        local before c by=""
+        before=$(vals "$wl" "$side" fsync)
+        run_load "$side" "$wl" "$port" "$new" "$dir" "$root"
+        [[ $(vals "$wl" "$side" fsync) != "$before" ]] || return 0   # not counted (logged why)
+        for c in "${FSYNC_CALLS[@]}"; do by+="${by:+, }$c $(last_val "$wl" "$side" "sc_$c")"; done
+        log "$side $wl run $run: $(last_val "$wl" "$side" fsync) fsync-like calls per message ($by)"
+        return 0
+    fi
+    start_sampler "$root" "$dir/rss"
+    run_load "$side" "$wl" "$port" "$new" "$dir" "$root"
+    stop_sampler
+    add_val "$wl" "$side" rss "$(kb_to_mb "$(cat "$dir/rss")")"
+    add_val "$wl" "$side" pss "$(kb_to_mb "$(cat "$dir/rss.pss")")"
+    log_run "$side" "$wl" "$run"
 }
 
 # ----------------------------------------------------------- Postfix side
@@ -479,17 +619,12 @@ EOF
     [[ -n $master ]] || die "postfix master did not start; see $base"
     ! port_free "$port" || die "postfix smtpd is not listening on $port; see $base"
     sleep 1   # let qmgr and friends settle, as for Postern
-    start_sampler "$master" "$base/rss"
-    run_load postfix "$wl" "$port" "$base/vmail/bench/Maildir/new" "$base" "$master"
-    stop_sampler
-    add_val "$wl" postfix rss "$(kb_to_mb "$(cat "$base/rss")")"
-    add_val "$wl" postfix pss "$(kb_to_mb "$(cat "$base/rss.pss")")"
-    log_run postfix "$wl" "$run"
+    measure postfix "$wl" "$run" "$port" "$base/vmail/bench/Maildir/new" "$base" "$master"
     postfix -c "$etc" stop > /dev/null 2>&1 || true
     master=$(pf_master_pid "$etc")
     if [[ -n $master ]]; then
         sleep 2
-        is_proc "$master" master && kill -9 "$master" 2>/dev/null || true
+        if is_proc "$master" master; then kill -9 "$master" 2>/dev/null || true; fi
     fi
     forget PF_DIRS "$etc"
     [[ $KEEP_TMP == 1 ]] || rm -rf -- "$base"
@@ -523,12 +658,7 @@ run_postern_side() { # SIDE WORKLOAD RUN
     local port=${listen##*:}
     log "$side $wl run $run: smtpd on $listen (master pid $fg)"
     sleep 1
-    start_sampler "$fg" "$base/rss"
-    run_load "$side" "$wl" "$port" "$inst/home/bench/Maildir/new" "$base" "$fg"
-    stop_sampler
-    add_val "$wl" "$side" rss "$(kb_to_mb "$(cat "$base/rss")")"
-    add_val "$wl" "$side" pss "$(kb_to_mb "$(cat "$base/rss.pss")")"
-    log_run "$side" "$wl" "$run"
+    measure "$side" "$wl" "$run" "$port" "$inst/home/bench/Maildir/new" "$base" "$fg"
     local -a tree
     mapfile -t tree < <(tree_pids "$fg")
     timeout 25 "$bin/postern" -c "$inst" stop > "$base/stop.log" 2>&1 \
@@ -557,11 +687,24 @@ for wl in "${WL_LIST[@]}"; do
             if [[ $side == postfix ]]; then run_postfix "$wl" "$r"; else run_postern_side "$side" "$wl" "$r"; fi
         done
     done
+    # Untimed: strace stops the tree at every system call.
+    if [[ -z $FSYNC_SKIP ]]; then
+        TRACING=1
+        for ((r = 1; r <= FSYNC_RUNS; r++)); do
+            for ((k = 0; k < nsides; k++)); do
+                side=${SIDE_LIST[$(((r - 1 + k) % nsides))]}
+                log "$side $wl: untimed run $r of $FSYNC_RUNS under strace (fsync count)"
+                if [[ $side == postfix ]]; then run_postfix "$wl" "strace$r"; else run_postern_side "$side" "$wl" "strace$r"; fi
+            done
+        done
+        TRACING=0
+    fi
 done
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------- report
-METRICS=(accept deliv cpu rss pss)
+METRICS=(accept deliv cpu rss pss fsync)
+for c in "${FSYNC_CALLS[@]}"; do METRICS+=("sc_$c"); done
 declare -A MED=()
 for wl in "${WL_LIST[@]}"; do
     for side in "${SIDE_LIST[@]}"; do
@@ -575,7 +718,7 @@ for wl in "${WL_LIST[@]}"; do
     done
 done
 # ratio WORKLOAD METRIC A B: > 1 means side A is better than side B
-# (more msg/s; fewer seconds or CPU ms).
+# (more msg/s; fewer seconds, CPU ms or fsyncs).
 ratio() {
     local x=${MED["$1|$3|$2"]:-null} y=${MED["$1|$4|$2"]:-null}
     if [[ $x == null || $y == null ]]; then echo null
@@ -608,17 +751,42 @@ pn_rev=$(bin_rev "$POSTERN_BIN")
 pnb_rev=""
 [[ -z $POSTERN_BIN_B ]] || pnb_rev=$(bin_rev "$POSTERN_BIN_B")
 
-show() { [[ $1 == null || -z $1 ]] && echo "-" || echo "$1"; }
+show() { [[ $1 == null || -z $1 ]] && echo "${2:--}" || echo "$1"; }
 row() { # LABEL METRIC WITH_RATIOS
-    local line p s
+    local line p s none=-
+    [[ $2 == fsync ]] && none=n/a
     line=$(printf '%-30s' "$1")
-    for s in "${SIDE_LIST[@]}"; do line+=$(printf ' %10s' "$(show "${MED["$wl|$s|$2"]}")"); done
+    for s in "${SIDE_LIST[@]}"; do line+=$(printf ' %10s' "$(show "${MED["$wl|$s|$2"]}" "$none")"); done
     for p in "${PAIRS[@]}"; do
         # shellcheck disable=SC2086
         if (($3)); then line+=$(printf ' %10s' "$(show "$(ratio "$wl" "$2" $p)")"); else line+=$(printf ' %10s' ""); fi
     done
     echo "$line"
 }
+# target WORKLOAD SIDE WHAT: "VALUE TARGET MET" for one of issue 6's targets
+# (WHAT: accept, deliv, cpu, pss) of Postern side SIDE against Postfix;
+# VALUE is null if a figure is missing, MET is true, false or null (not
+# measured, or the target does not apply).
+target() {
+    local wl=$1 side=$2 v t op
+    case $3 in
+        accept) v=$(ratio "$wl" accept "$side" postfix); t=$TARGET_ACCEPT; op=ge ;;
+        deliv) v=$(ratio "$wl" deliv "$side" postfix); t=$TARGET_DELIV; op=ge ;;
+        # Postern's CPU per message as a fraction of Postfix's, as the
+        # target is stated: the cpu ratio with the sides swapped.
+        cpu) v=$(ratio "$wl" cpu postfix "$side"); t=$TARGET_CPU; op=le ;;
+        pss) v=${MED["$wl|$side|pss"]:-null}; t=$TARGET_PSS_MB; op=le
+             ((${wl%%:*} <= TARGET_PSS_SESSIONS)) || { echo "$v $t null"; return; } ;;
+    esac
+    [[ $v == null ]] && { echo "null $t null"; return; }
+    echo "$v $t $(awk -v v="$v" -v t="$t" -v op="$op" \
+        'BEGIN { print ((op == "ge" ? v >= t : v <= t) ? "true" : "false") }')"
+}
+met_word() { case $1 in true) echo met ;; false) echo "NOT met" ;; *) echo "n/a" ;; esac; }
+TARGET_SIDES=()     # Postern sides compared with Postfix against the targets
+if has_side postfix; then
+    for s in postern postern-b; do has_side "$s" && TARGET_SIDES+=("$s"); done
+fi
 {
     for wl in "${WL_LIST[@]}"; do
         sessions=${wl%%:*}
@@ -634,9 +802,35 @@ row() { # LABEL METRIC WITH_RATIOS
         row "CPU per message, ms" cpu 1
         row "peak RSS, all processes, MB" rss 0
         row "peak PSS, all processes, MB" pss 0
+        row "fsyncs per message (strace)" fsync 1
         for s in "${SIDE_LIST[@]}"; do
-            printf 'per run %-9s a=[%s] b=[%s] cpu=[%s] rss=[%s] pss=[%s]\n' "$s:" "$(vals "$wl" "$s" accept)" \
-                "$(vals "$wl" "$s" deliv)" "$(vals "$wl" "$s" cpu)" "$(vals "$wl" "$s" rss)" "$(vals "$wl" "$s" pss)"
+            printf 'per run %-9s a=[%s] b=[%s] cpu=[%s] rss=[%s] pss=[%s] fsync=[%s]\n' "$s:" "$(vals "$wl" "$s" accept)" \
+                "$(vals "$wl" "$s" deliv)" "$(vals "$wl" "$s" cpu)" "$(vals "$wl" "$s" rss)" "$(vals "$wl" "$s" pss)" \
+                "$(vals "$wl" "$s" fsync)"
+        done
+        for s in "${SIDE_LIST[@]}"; do
+            [[ ${MED["$wl|$s|fsync"]} == null ]] && continue
+            line=""
+            for c in "${FSYNC_CALLS[@]}"; do
+                v=${MED["$wl|$s|sc_$c"]}
+                [[ $v == null || $v == 0.000 ]] || line+=" $c $v,"
+            done
+            echo "fsyncs per message, $s:${line:- none}" | sed 's/,$//'
+        done
+        for s in "${TARGET_SIDES[@]}"; do
+            echo "targets (issue 6), $(side_label "$s") against Postfix:"
+            read -r v t m <<< "$(target "$wl" "$s" accept)"
+            printf '  %-18s %-22s target >= %sx   %s\n' "accept rate" "$(show "$v" n/a)x Postfix's" "$t" "$(met_word "$m")"
+            read -r v t m <<< "$(target "$wl" "$s" deliv)"
+            printf '  %-18s %-22s target >= %sx   %s\n' "end to end" "$(show "$v" n/a)x as fast" "$t" "$(met_word "$m")"
+            read -r v t m <<< "$(target "$wl" "$s" cpu)"
+            printf '  %-18s %-22s target <= %sx   %s\n' "CPU per message" "$(show "$v" n/a)x Postfix's" "$t" "$(met_word "$m")"
+            read -r v t m <<< "$(target "$wl" "$s" pss)"
+            if ((sessions <= TARGET_PSS_SESSIONS)); then
+                printf '  %-18s %-22s target <= %s MB  %s\n' "peak PSS" "$(show "$v" n/a) MB" "$t" "$(met_word "$m")"
+            else
+                printf '  %-18s %-22s target <= %s MB is for <= %s sessions\n' "peak PSS" "$(show "$v" n/a) MB" "$t" "$TARGET_PSS_SESSIONS"
+            fi
         done
         for s in postern postern-b; do
             has_side "$s" || continue
@@ -649,8 +843,15 @@ row() { # LABEL METRIC WITH_RATIOS
     if ((${#PAIRS[@]})); then
         legend="Pf Postfix, Pn Postern"
         has_side postern-b && legend+=", PnB Postern-B"
-        echo "ratios X/Y: (a) X msg/s / Y msg/s, (b) and CPU: Y / X; > 1 means X is better ($legend)"
+        echo "ratios X/Y: (a) X msg/s / Y msg/s, (b), CPU and fsyncs: Y / X; > 1 means X is better ($legend)"
     fi
+    if [[ -n $FSYNC_SKIP ]]; then
+        echo "fsyncs per message: n/a, skipped: $FSYNC_SKIP"
+    else
+        echo "fsyncs per message: $FSYNC_RUNS untimed run(s) per side and workload under" \
+            "strace -f -c -e trace=$(IFS=,; echo "${FSYNC_CALLS[*]}"), all calls summed"
+    fi
+    for n in "${FSYNC_NOTES[@]}"; do echo "fsync count missing: $n"; done
     echo "machine: $(nproc) CPU(s) $cpu_model, ${mem_mb} MB RAM, kernel $(uname -r), $BENCH_TMPDIR on $fs_type"
     echo "load average at start $LOAD_START, at end $LOAD_END; Postfix $pf_version, Postern $pn_rev ($POSTERN_BIN)"
     [[ -z $POSTERN_BIN_B ]] || echo "Postern-B $pnb_rev ($POSTERN_BIN_B)"
@@ -662,17 +863,28 @@ json_arr() { # space-separated numbers -> JSON array
     if ((${#a[@]})); then printf '[%s]' "$(IFS=,; echo "${a[*]}")"; else echo '[]'; fi
 }
 side_json() { # WORKLOAD SIDE
-    jq -n --argjson a "${MED["$1|$2|accept"]}" --argjson d "${MED["$1|$2|deliv"]}" \
+    local c calls='{}'
+    for c in "${FSYNC_CALLS[@]}"; do
+        calls=$(jq --arg k "$c" --argjson v "${MED["$1|$2|sc_$c"]}" '. + { ($k): $v }' <<< "$calls")
+    done
+    jq -n --argjson f "${MED["$1|$2|fsync"]}" --argjson fr "$(json_arr "$(vals "$1" "$2" fsync)")" \
+        --argjson calls "$calls" --argjson a "${MED["$1|$2|accept"]}" --argjson d "${MED["$1|$2|deliv"]}" \
         --argjson c "${MED["$1|$2|cpu"]}" --argjson r "${MED["$1|$2|rss"]}" --argjson p "${MED["$1|$2|pss"]}" \
         --argjson ar "$(json_arr "$(vals "$1" "$2" accept)")" --argjson dr "$(json_arr "$(vals "$1" "$2" deliv)")" \
         --argjson cr "$(json_arr "$(vals "$1" "$2" cpu)")" --argjson rr "$(json_arr "$(vals "$1" "$2" rss)")" \
         --argjson pr "$(json_arr "$(vals "$1" "$2" pss)")" \
         '{ accepted_msgs_per_s: $a, delivered_s: $d, cpu_ms_per_msg: $c, peak_rss_mb: $r, peak_pss_mb: $p,
+           fsyncs_per_msg: $f, fsync_calls_per_msg: $calls,
            runs: { accepted_msgs_per_s: $ar, delivered_s: $dr, cpu_ms_per_msg: $cr,
-                   peak_rss_mb: $rr, peak_pss_mb: $pr } }'
+                   peak_rss_mb: $rr, peak_pss_mb: $pr, fsyncs_per_msg: $fr } }'
+}
+target_json() { # WORKLOAD SIDE WHAT -> { value, target, met }
+    local v t m
+    read -r v t m <<< "$(target "$1" "$2" "$3")"
+    jq -n --argjson v "$v" --argjson t "$t" --argjson m "$m" '{ value: $v, target: $t, met: $m }'
 }
 workload_json() { # WORKLOAD
-    local s p a b sides='{}' ratios='{}'
+    local s p a b sides='{}' ratios='{}' targets='{}'
     for s in "${SIDE_LIST[@]}"; do
         sides=$(jq --arg k "$s" --argjson v "$(side_json "$1" "$s")" '. + { ($k): $v }' <<< "$sides")
     done
@@ -680,13 +892,20 @@ workload_json() { # WORKLOAD
         read -r a b <<< "$p"
         ratios=$(jq --arg k "${a//-/_}_vs_${b//-/_}" --argjson ra "$(ratio "$1" accept "$a" "$b")" \
             --argjson rd "$(ratio "$1" deliv "$a" "$b")" --argjson rc "$(ratio "$1" cpu "$a" "$b")" \
-            '. + { ($k): { accepted: $ra, delivery_time: $rd, cpu_per_msg: $rc } }' <<< "$ratios")
+            --argjson rf "$(ratio "$1" fsync "$a" "$b")" \
+            '. + { ($k): { accepted: $ra, delivery_time: $rd, cpu_per_msg: $rc, fsyncs_per_msg: $rf } }' <<< "$ratios")
+    done
+    for s in "${TARGET_SIDES[@]}"; do
+        targets=$(jq --arg k "${s//-/_}_vs_postfix" --argjson a "$(target_json "$1" "$s" accept)" \
+            --argjson d "$(target_json "$1" "$s" deliv)" --argjson c "$(target_json "$1" "$s" cpu)" \
+            --argjson p "$(target_json "$1" "$s" pss)" \
+            '. + { ($k): { accepted: $a, end_to_end: $d, cpu_fraction_of_postfix: $c, peak_pss_mb: $p } }' <<< "$targets")
     done
     jq -n --arg name "$1" --argjson sessions "${1%%:*}" --arg mode "${1#*:}" \
-        --argjson sides "$sides" --argjson ratios "$ratios" \
+        --argjson sides "$sides" --argjson ratios "$ratios" --argjson targets "$targets" \
         '{ name: $name, sessions: $sessions,
            mode: (if $mode == "conn" then "one message per connection" else "one connection per session (smtp-source -d)" end),
-           sides: $sides, ratios: $ratios }'
+           sides: $sides, ratios: $ratios, targets: $targets }'
 }
 wls='[]'
 for wl in "${WL_LIST[@]}"; do
@@ -703,6 +922,10 @@ jq -n \
     --arg pnb_rev "$pnb_rev" \
     --arg pnb_bin "$POSTERN_BIN_B" --argjson workloads "$wls" --argjson rss_target "$RSS_TARGET_MB" \
     --arg sides "${SIDE_LIST[*]}" \
+    --argjson fsync_runs "$FSYNC_RUNS" --arg fsync_skip "$FSYNC_SKIP" --arg fsync_calls "${FSYNC_CALLS[*]}" \
+    --argjson fsync_notes "$(printf '%s\n' "${FSYNC_NOTES[@]}" | jq -R . | jq -s 'map(select(. != ""))')" \
+    --argjson t_accept "$TARGET_ACCEPT" --argjson t_deliv "$TARGET_DELIV" --argjson t_cpu "$TARGET_CPU" \
+    --argjson t_pss "$TARGET_PSS_MB" --argjson t_pss_sessions "$TARGET_PSS_SESSIONS" \
     '{
       benchmark: "inbound", date: $date,
       params: { messages: $messages, size: $size, runs: $runs, sides: ($sides | split(" ")),
@@ -713,6 +936,11 @@ jq -n \
                   postern_b: (if $pnb_rev == "" then null else $pnb_rev end), postern_b_bin: (if $pnb_bin == "" then null else $pnb_bin end) },
       ratios_note: "X_vs_Y: accepted = X/Y msg/s, delivery_time and cpu_per_msg = Y/X; > 1 means X is better",
       postern_rss_target_mb: $rss_target,
+      fsync_counting: { untimed_runs: $fsync_runs, calls: ($fsync_calls | split(" ")),
+                        skipped: (if $fsync_skip == "" then null else $fsync_skip end), missing: $fsync_notes },
+      targets_note: { accepted: { min_ratio: $t_accept }, end_to_end: { min_ratio: $t_deliv },
+                      cpu_fraction_of_postfix: { max: $t_cpu },
+                      peak_pss_mb: { max: $t_pss, up_to_sessions: $t_pss_sessions } },
       workloads: $workloads
     }' > "$RESULTS_FILE.tmp"
 mv "$RESULTS_FILE.tmp" "$RESULTS_FILE"

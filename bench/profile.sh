@@ -5,12 +5,18 @@
 # bytes with smtp-source over SESSIONS sessions (MODE keep: one connection
 # per session, smtp-source -d; conn: one message per connection) to one
 # Maildir user, waits until all are in Maildir/new, and prints per daemon
-# (smtpd, qmgr, local-delivery, anvil, master) what each message cost:
+# (smtpd, qmgr, local-delivery, anvil, pickup, master) what each message
+# cost:
 #
-#   TOOL=strace     syscalls per message, by name (strace -f -ff on the
-#                   running master and every worker it starts)
+#   TOOL=strace     syscalls per message, by name (strace -f -ff attached
+#                   to master and every process under it, following every
+#                   process and thread they start). A thread counts for the
+#                   process it belongs to (its thread group), so smtpd's
+#                   tokio-rt-worker threads count for smtpd.
 #   TOOL=cpu        user and system CPU ms per message, from /proc of
-#                   every worker (they outlive the run), no tracing
+#                   master and every process under it, no tracing. Workers
+#                   that exit during the run show up as "exited workers"
+#                   (master reaps them: their CPU moves into its cutime).
 #   TOOL=callgrind  instructions per message (every worker started under
 #                   valgrind --tool=callgrind through a wrapper directory;
 #                   counts are repeatable on a noisy machine). The
@@ -28,9 +34,13 @@ SESSIONS=${SESSIONS:-10}
 MODE=${MODE:-keep}
 POSTERN_BIN=$(realpath -m "${POSTERN_BIN:-$(dirname "${BASH_SOURCE[0]}")/../target/release}")
 OUT=$(realpath -m "${OUT:-/tmp/postern-profile}")
+MARKER=.postern-profile     # OUT is emptied at start only if it holds this (or is empty)
 
 log() { printf '[profile %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+die() {
+    log "ERROR: $*"
+    exit 1
+}
 
 [[ $TOOL == strace || $TOOL == callgrind || $TOOL == cpu ]] || die "TOOL is strace, cpu or callgrind (got '$TOOL')"
 [[ $MODE == keep || $MODE == conn ]] || die "MODE is keep or conn (got '$MODE')"
@@ -38,11 +48,22 @@ for v in MESSAGES SIZE SESSIONS; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
 done
 command -v smtp-source > /dev/null || die "smtp-source not found (Debian package postfix)"
-case $TOOL in strace) command -v strace ;; callgrind) command -v valgrind ;; esac > /dev/null || die "$TOOL not found"
+command -v jq > /dev/null || die "jq not found (Debian package jq)"
+case $TOOL in
+    strace) command -v strace > /dev/null || die "strace not found (Debian package strace)"
+        command -v python3 > /dev/null || die "python3 not found (strace mode sums the traces with it)" ;;
+    callgrind) command -v valgrind > /dev/null || die "valgrind not found (Debian package valgrind)" ;;
+esac
 [[ -x $POSTERN_BIN/postern ]] || die "no postern binary in $POSTERN_BIN (cargo build --release)"
 
-rm -rf -- "$OUT"
+# OUT is removed and recreated: refuse anything this script did not make.
+if [[ -e $OUT ]]; then
+    [[ -d $OUT && ( -e $OUT/$MARKER || -z $(ls -A -- "$OUT") ) ]] \
+        || die "OUT=$OUT exists and was not made by profile.sh; choose another OUT"
+    rm -rf -- "$OUT"
+fi
 mkdir -p "$OUT"
+: > "$OUT/$MARKER"
 inst=$OUT/inst
 bindir=$POSTERN_BIN
 if [[ $TOOL == callgrind ]]; then
@@ -65,44 +86,120 @@ fi
 
 "$bindir/postern" init --dev "$inst" --user bench:bench --hostname mail.bench.test --any-port \
     > "$OUT/init.log" 2>&1 || die "postern init failed: $(tail -n 5 "$OUT/init.log")"
-pids=()
+pids=()   # our background processes (strace), stopped first on exit
+fg=""     # postern start-fg, which is the master
 cleanup() {
+    local p
     for p in "${pids[@]}"; do kill "$p" 2> /dev/null || true; done
-    [[ -n ${fg:-} ]] && { timeout 60 "$bindir/postern" -c "$inst" stop > /dev/null 2>&1 || kill "$fg" 2> /dev/null || true; }
+    if [[ -n $fg ]]; then
+        timeout 60 "$bindir/postern" -c "$inst" stop > /dev/null 2>&1 || kill "$fg" 2> /dev/null || true
+    fi
     wait 2> /dev/null || true
 }
 trap cleanup EXIT
 
 "$bindir/postern" -c "$inst" start-fg --ready-json > "$OUT/ready.json" 2> "$OUT/postern.log" &
 fg=$!
+ready=""
 for ((i = 0; i < 600; i++)); do
-    grep -q '^{' "$OUT/ready.json" 2> /dev/null && break
+    ready=$(grep -m1 '^{' "$OUT/ready.json" 2> /dev/null || true)
+    [[ -n $ready ]] && break
     kill -0 "$fg" 2> /dev/null || die "postern exited: $(tail -n 5 "$OUT/postern.log")"
     sleep 0.1
 done
-listen=$(jq -r '[.services[] | select(.name == "smtpd") | .listen[]] | first' < <(grep -m1 '^{' "$OUT/ready.json"))
+[[ -n $ready ]] || die "postern printed no ready line within 60 s: $(tail -n 5 "$OUT/postern.log")"
+listen=$(jq -r '[.services[] | select(.name == "smtpd") | .listen[]] | first // empty' <<< "$ready") \
+    || die "cannot parse ready line: $ready"
 port=${listen##*:}
-[[ $port =~ ^[0-9]+$ ]] || die "no smtpd port in ready line"
+[[ $port =~ ^[0-9]+$ ]] || die "no smtpd port in ready line: $ready"
 
-cpu_snapshot() { # prints "NAME UTIME STIME" (clock ticks) per worker of master
-    local p
-    for p in $(pgrep -P "$fg"); do
-        [[ -r /proc/$p/stat ]] || continue
-        # Fields after the ")" that ends comm: utime is the 12th, stime the 13th.
-        printf '%s %s\n' "$(cat "/proc/$p/comm")" "$(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12, $13}')"
+tree_pids() { # master and every process under it, master first
+    local f line rest pid p
+    local -a fields queue=("$fg")
+    local -A kids=()
+    for f in /proc/[0-9]*/stat; do
+        { read -r line < "$f"; } 2> /dev/null || continue
+        rest=${line##*) } # comm may contain spaces or ')'
+        read -ra fields <<< "$rest"
+        pid=${f#/proc/}
+        kids[${fields[1]}]+=" ${pid%/stat}"
+    done
+    while ((${#queue[@]})); do
+        p=${queue[0]}
+        queue=("${queue[@]:1}")
+        echo "$p"
+        # shellcheck disable=SC2206
+        [[ -n ${kids[$p]:-} ]] && queue+=(${kids[$p]})
+    done
+    return 0
+}
+# cpu_snapshot: "PID NAME UTIME STIME CUTIME CSTIME" (clock ticks) for
+# master and every process under it. start-fg's process is the master
+# whatever its comm says, so it is named "master".
+cpu_snapshot() {
+    local p name line
+    local -a f
+    while read -r p; do
+        { read -r line < "/proc/$p/stat"; } 2> /dev/null || continue
+        read -ra f <<< "${line##*) }" # f[0] is field 3 (state), so utime (field 14) is f[11]
+        if [[ $p == "$fg" ]]; then
+            name=master
+        else
+            { read -r name < "/proc/$p/comm"; } 2> /dev/null || continue
+        fi
+        printf '%s %s %s %s %s %s\n' "$p" "${name// /_}" "${f[11]}" "${f[12]}" "${f[13]}" "${f[14]}"
+    done < <(tree_pids)
+}
+# thread_names TID...: "TID TGID NAME" per thread that still exists: its
+# thread group from /proc/TID/status and that group's name from
+# /proc/TGID/comm (a thread's own comm is the thread's name, e.g.
+# tokio-rt-worker, not the daemon's).
+thread_names() {
+    local t tgid name
+    for t in "$@"; do
+        tgid=$(awk '/^Tgid:/ { print $2 }' "/proc/$t/status" 2> /dev/null) || continue
+        [[ -n $tgid ]] || continue
+        if [[ $tgid == "$fg" ]]; then
+            name=master
+        else
+            { read -r name < "/proc/$tgid/comm"; } 2> /dev/null || continue
+        fi
+        printf '%s %s %s\n' "$t" "$tgid" "${name// /_}"
     done
 }
-[[ $TOOL == cpu ]] && cpu_snapshot > "$OUT/cpu0"
-if [[ $TOOL == strace ]]; then
-    # Attach to the workers that run now and follow what they start.
+tracer=""
+if [[ $TOOL == cpu ]]; then
+    cpu_snapshot > "$OUT/cpu0"
+elif [[ $TOOL == strace ]]; then
+    # Attach to master and every process under it (-p with -f takes every
+    # thread of each) and follow whatever they start from now on: workers
+    # master spawns on demand, threads the runtimes add.
     mkdir -p "$OUT/st"
-    mapfile -t workers < <(pgrep -P "$fg")
-    ((${#workers[@]})) || die "no workers under master"
+    mapfile -t procs < <(tree_pids)
+    ((${#procs[@]} > 1)) || die "no workers under master"
     args=()
-    for w in "${workers[@]}"; do args+=(-p "$w"); done
+    for w in "${procs[@]}"; do args+=(-p "$w"); done
     strace -f -ff -qq -o "$OUT/st/trace" "${args[@]}" 2> "$OUT/strace.err" &
-    pids+=($!)
-    sleep 2
+    tracer=$!
+    pids+=("$tracer")
+    # The load starts only once every thread has strace as its tracer; a
+    # fixed sleep may start it early on a busy machine.
+    attached=0
+    for ((i = 0; i < 200 && !attached; i++)); do
+        kill -0 "$tracer" 2> /dev/null || die "strace exited: $(tail -n 3 "$OUT/strace.err")"
+        attached=1
+        while read -r w; do
+            for t in /proc/"$w"/task/[0-9]*; do
+                tp=$(awk '/^TracerPid:/ { print $2 }' "$t/status" 2> /dev/null) || continue
+                [[ -z $tp || $tp == "$tracer" ]] || { attached=0; break 2; }
+            done
+        done < <(tree_pids)
+        ((attached)) || sleep 0.05
+    done
+    ((attached)) || die "strace did not attach to every thread within 10 s"
+    # Threads that end during the run are gone from /proc by the end.
+    mapfile -t tids < <(for w in $(tree_pids); do ls /proc/"$w"/task 2> /dev/null; done)
+    thread_names "${tids[@]}" > "$OUT/st/names.start"
 fi
 
 new=$inst/home/bench/Maildir/new
@@ -113,6 +210,7 @@ t0=$EPOCHREALTIME
 smtp-source "${flags[@]}" -m "$MESSAGES" -l "$SIZE" -f sender@bench.test -t bench@bench.test \
     "127.0.0.1:$port" > "$OUT/source.out" 2>&1 || die "smtp-source failed: $(tail -n 3 "$OUT/source.out")"
 t1=$EPOCHREALTIME
+n=0
 for ((i = 0; i < 6000; i++)); do
     n=$(find "$new" -type f 2> /dev/null | wc -l)
     ((n >= MESSAGES)) && break
@@ -128,76 +226,103 @@ awk -v a="$t0" -v b="$t1" -v c="$t2" -v n="$MESSAGES" 'BEGIN {
 
 if [[ $TOOL == cpu ]]; then
     cpu_snapshot > "$OUT/cpu1"
+    # Per pid: growth of its own utime/stime (a process started during the
+    # run counts whole). One that exited during the run is missing from the
+    # second snapshot; its CPU is in the cutime/cstime of whoever reaped it,
+    # whose growth is the "exited workers" line.
     awk -v n="$MESSAGES" -v hz="$(getconf CLK_TCK)" '
-        FNR == NR { u0[$1] += $2; s0[$1] += $3; next }
-        { u1[$1] += $2; s1[$1] += $3 }
+        FNR == NR { u0[$1] = $3; s0[$1] = $4; cu0[$1] = $5; cs0[$1] = $6; next }
+        {
+            u[$2] += $3 - u0[$1]; s[$2] += $4 - s0[$1]
+            xu += $5 - cu0[$1]; xs += $6 - cs0[$1]
+        }
         END {
-            for (d in u1) {
-                u = (u1[d] - u0[d]) * 1000 / hz / n; s = (s1[d] - s0[d]) * 1000 / hz / n
-                tu += u; ts += s
-                printf "%s: user %.3f ms, system %.3f ms per message\n", d, u, s
+            k = 1000 / hz / n
+            for (d in u) {
+                tu += u[d]; ts += s[d]
+                printf "%s: user %.3f ms, system %.3f ms per message\n", d, u[d] * k, s[d] * k | "sort"
             }
-            printf "all workers: user %.3f ms, system %.3f ms per message\n", tu, ts
-        }' "$OUT/cpu0" "$OUT/cpu1" | sort
+            close("sort")
+            if (xu + xs > 0) printf "exited workers: user %.3f ms, system %.3f ms per message\n", xu * k, xs * k
+            printf "all processes: user %.3f ms, system %.3f ms per message\n", (tu + xu) * k, (ts + xs) * k
+        }' "$OUT/cpu0" "$OUT/cpu1"
 elif [[ $TOOL == strace ]]; then
-    kill "${pids[0]}" 2> /dev/null || true
-    wait "${pids[0]}" 2> /dev/null || true
+    # Name every traced thread by its thread group while the instance
+    # still runs (before strace lets go, so none has been reaped meanwhile).
+    mapfile -t tids < <(for f in "$OUT"/st/trace.*; do echo "${f##*.}"; done)
+    thread_names "${tids[@]}" > "$OUT/st/names.end"
+    kill "$tracer" 2> /dev/null || true
+    wait "$tracer" 2> /dev/null || true
     pids=()
-    # Name every trace by the process it is (threads share their
-    # process's name through /proc, gone by now, so use the exec'd path
-    # recorded in master's log... simpler: the comm of each pid's first
-    # line is not in the trace, so group by the thread group via -ff
-    # files and ps snapshots taken while running is racy). Workers were
-    # attached by pid; map pid -> name from the ready snapshot.
-    for f in "$OUT"/st/trace.*; do
-        p=${f##*.}
-        name=$(cat "/proc/$p/comm" 2> /dev/null || echo "?")
-        printf '%s %s\n' "$p" "$name"
-    done > "$OUT/st/names"
     python3 - "$OUT/st" "$MESSAGES" << 'EOF'
 import collections, os, re, sys
+
 d, n = sys.argv[1], int(sys.argv[2])
-names = dict(l.split(None, 1) for l in open(os.path.join(d, "names")).read().splitlines())
-# A thread's name is its process's; threads that are gone show "?" and are
-# attributed to the process that cloned them.
-parent = {}
+# tid -> name of its thread group, for every thread alive when tracing
+# started or when it ended (the later wins: a process may exec meanwhile).
+names = {}
+for f in ("names.start", "names.end"):
+    for line in open(os.path.join(d, f)):
+        tid, _tgid, name = line.split()
+        names[tid] = name
+# A thread or process started during the run and gone by its end: one that
+# ran execve is named after the program it ran; any other after the
+# thread that cloned it (a thread belongs to its creator's group; a fork
+# without exec runs its parent's code).
+parent, execd = {}, {}
 per = collections.defaultdict(collections.Counter)
 pat = re.compile(r"^(?:\d+:\d+:\d+\.\d+ )?([a-z_0-9]+)\(")
-files = sorted(f for f in os.listdir(d) if f.startswith("trace."))
-for f in files:
-    pid = f.split(".")[1]
+ret = re.compile(r"\)\s+=\s+(-?\d+)")
+for f in sorted(f for f in os.listdir(d) if f.startswith("trace.")):
+    tid = f.split(".", 1)[1]
     for line in open(os.path.join(d, f), errors="replace"):
         m = pat.match(line)
         if not m:
             continue
         sc = m.group(1)
-        per[pid][sc] += 1
-        if sc in ("clone", "clone3"):
-            r = line.rsplit("=", 1)[-1].strip().split()[0]
-            if r.isdigit():
-                parent[r] = pid
-def name(pid):
+        per[tid][sc] += 1
+        r = ret.search(line)
+        if sc in ("clone", "clone3", "fork", "vfork") and r and int(r.group(1)) > 0:
+            parent[r.group(1)] = tid
+        elif sc == "execve" and r and r.group(1) == "0" and line.count('"') >= 2:
+            execd[tid] = os.path.basename(line.split('"', 2)[1])
+
+
+def name(tid):
     seen = set()
-    while names.get(pid, "?").strip() == "?" and pid in parent and pid not in seen:
-        seen.add(pid); pid = parent[pid]
-    return names.get(pid, "?").strip()
+    while tid not in seen:
+        seen.add(tid)
+        if tid in names:
+            return names[tid]
+        if tid in execd:
+            return execd[tid]
+        if tid not in parent:
+            break
+        tid = parent[tid]
+    return "?"
+
+
 bydaemon = collections.defaultdict(collections.Counter)
-for pid, c in per.items():
-    bydaemon[name(pid)].update(c)
+threads = collections.Counter()
+for tid, c in per.items():
+    dn = name(tid)
+    bydaemon[dn].update(c)
+    threads[dn] += 1
 for dn in sorted(bydaemon):
     c = bydaemon[dn]
     tot = sum(c.values())
-    print(f"{dn}: {tot / n:.1f} syscalls per message")
-    print("   " + ", ".join(f"{k} {v / n:.2f}" for k, v in c.most_common() if v / n >= 0.05))
+    print(f"{dn}: {tot / n:.1f} syscalls per message ({threads[dn]} threads traced)")
+    top = [f"{k} {v / n:.2f}" for k, v in c.most_common() if v / n >= 0.05]
+    print("   " + (", ".join(top) if top else "(no call 0.05 times per message or more)"))
 EOF
 else
     timeout 120 "$bindir/postern" -c "$inst" stop > /dev/null 2>&1 || true
     wait "$fg" 2> /dev/null || true
-    fg=
+    fg=""
     for f in "$OUT"/cg/*; do
         [[ -s $f ]] || continue
-        total=$(grep -m1 '^summary:' "$f" | awk '{print $2}')
-        [[ -n $total ]] || total=$(grep -m1 '^totals:' "$f" | awk '{print $2}')
+        total=$(grep -m1 '^summary:' "$f" | awk '{print $2}' || true)
+        [[ -n $total ]] || total=$(grep -m1 '^totals:' "$f" | awk '{print $2}' || true)
         printf '%s %s\n' "$(basename "${f%.*}")" "${total:-0}"
     done | awk -v n="$MESSAGES" '{s[$1] += $2} END {for (d in s) printf "%s: %.0f instructions per message\n", d, s[d] / n}' | sort
     log "callgrind files in $OUT/cg (callgrind_annotate FILE)"
