@@ -34,5 +34,5 @@ mod mbox;
 pub use error::Error;
 pub use layout::{make, make_folder, validate_folder_name};
 pub use list::{Entry, MaildirName, list_new_and_cur, parse_file_name};
-pub use maildir::{Delivered, Unsynced, deliver, deliver_unsynced, unique_name};
+pub use maildir::{Delivered, Unsynced, deliver, deliver_unsynced, discard, unique_name};
 pub use mbox::{deliver_mbox, deliver_mbox_owned_by};

@@ -92,14 +92,20 @@ impl Unsynced {
     /// Removes the message from `new/` (after its directory's fsync
     /// failed); needs the identity that delivered it.
     pub fn discard(&self) -> io::Result<()> {
-        use std::os::fd::AsRawFd;
-        nix::unistd::unlinkat(
-            Some(self.new_dir.as_raw_fd()),
-            self.delivered.name.as_str(),
-            nix::unistd::UnlinkatFlags::NoRemoveDir,
-        )
-        .map_err(io::Error::from)
+        discard(&self.new_dir, &self.delivered.name)
     }
+}
+
+/// Removes the message `name` from `new_dir` (an [`Unsynced::new_dir`]
+/// kept for several messages), as [`Unsynced::discard`] does.
+pub fn discard(new_dir: &File, name: &str) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    nix::unistd::unlinkat(
+        Some(new_dir.as_raw_fd()),
+        name,
+        nix::unistd::UnlinkatFlags::NoRemoveDir,
+    )
+    .map_err(io::Error::from)
 }
 
 /// [`deliver`] without the final fsync of `new/`, which the caller owes
