@@ -459,6 +459,46 @@ mod tests {
         );
     }
 
+    /// As root, a delivery for an ordinary user switches to the user and
+    /// still makes its file without a tmp/ name: linking an O_TMPFILE
+    /// file through /proc/self/fd works after the effective uid switch.
+    #[test]
+    fn maildir_as_another_user_uses_an_unnamed_file() {
+        let _lock = crate::privs::test_lock();
+        if !privs::is_root() {
+            eprintln!("skipped: maildir_as_another_user_uses_an_unnamed_file: needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        open_up(dir.path());
+        let nobody = privs::default_privs_account("nobody").unwrap();
+        let user = User { uid: nobody.uid, gid: nobody.gid, ..me(dir.path()) };
+        std::fs::create_dir(&user.home).unwrap();
+        std::os::unix::fs::chown(&user.home, Some(nobody.uid), Some(nobody.gid)).unwrap();
+        let s = settings(dir.path(), "home_mailbox = \"Maildir/\"\n");
+        let st = user_now(&s, &MSG, &user, "suporte@example.org", None);
+        assert_eq!(st, DeliveryStatus::sent("delivered to maildir"));
+        let md = user.home.join("Maildir");
+        let files: Vec<_> =
+            std::fs::read_dir(md.join("new")).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(files.len(), 1);
+        assert_eq!(std::fs::metadata(&files[0]).unwrap().uid(), nobody.uid);
+        assert_eq!(std::fs::read_dir(md.join("tmp")).unwrap().count(), 0);
+        // The same write, looked at closely: no tmp/ name was used.
+        let u = {
+            let _as = AsUser::switch(nobody.uid, nobody.gid).unwrap();
+            assert_eq!(nix::unistd::geteuid().as_raw(), nobody.uid);
+            mail_maildir::deliver_unsynced(&md, b"", b"x\n", "h").unwrap()
+        };
+        if !u.unnamed {
+            eprintln!("skipped: no O_TMPFILE under {}: the tmp/ fallback ran", md.display());
+            return;
+        }
+        let owner = std::fs::metadata(&u.delivered.path).unwrap().uid();
+        assert_eq!(owner, nobody.uid);
+        u.sync().unwrap();
+    }
+
     #[test]
     fn mbox_in_home_and_size_limit() {
         let _lock = crate::privs::test_lock();
