@@ -62,6 +62,8 @@ impl Agent {
     /// `dirs` for their `new/` fsync, and nothing is logged or answered
     /// before [`Agent::finish`].
     pub(crate) fn begin(&self, req: &DeliveryRequest, dirs: &mut NewDirs) -> Started {
+        // The queue file is mail_owner's: read as root.
+        crate::privs::root();
         // The id decoded through QueueId::parse, so it names a file in
         // active/ and nothing else.
         let content = Queue::new(&self.settings.queue_directory)
@@ -164,6 +166,12 @@ impl Agent {
 
     fn deliver(&self, m: &Message<'_>, d: &Destination, dirs: &mut NewDirs) -> Outcome {
         let s = &self.settings;
+        // Only a mailbox delivery may start under a kept identity (its
+        // Maildir switch to the same user takes it over); the others
+        // start as root.
+        if !matches!(d, Destination::Mailbox { .. }) {
+            crate::privs::root();
+        }
         match d {
             Destination::Mailbox { user, address, extension } => {
                 mailbox::deliver_to_user(s, m, user, address, extension.as_deref(), dirs)

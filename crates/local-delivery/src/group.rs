@@ -100,6 +100,9 @@ impl NewDirs {
 
     /// [`NewDirs::sync`] with the fsync given (tests make it fail).
     pub(crate) fn sync_with(&mut self, mut fsync: impl FnMut(&File) -> io::Result<()>) {
+        // The deliveries are over: no user's identity stays for what
+        // follows (the replies, the next batch).
+        crate::privs::root();
         for d in self.dirs.iter_mut().filter(|d| d.result.is_none()) {
             let result = fsync(&d.file);
             d.result = Some(match result {

@@ -70,6 +70,12 @@ pub(crate) fn deliver_to_user(
     dirs: &mut NewDirs,
 ) -> Outcome {
     let prefix = m.prefix(address);
+    let maildir = s.mailbox_command.is_empty() && s.home_mailbox.ends_with('/');
+    if !maildir {
+        // Commands and mbox files need root to start or to lock; only a
+        // Maildir write takes over a kept identity of the user.
+        privs::root();
+    }
     if !s.mailbox_command.is_empty() {
         let (local, domain) = address.rsplit_once('@').unwrap_or((address, ""));
         let mut env = user_env(&user.name, &user.home);
@@ -429,7 +435,13 @@ mod tests {
         dirs.resolve(o)
     }
 
-    fn file_now(s: &Settings, m: &Message<'_>, path: &Path, owner: Owner, via: &str) -> DeliveryStatus {
+    fn file_now(
+        s: &Settings,
+        m: &Message<'_>,
+        path: &Path,
+        owner: Owner,
+        via: &str,
+    ) -> DeliveryStatus {
         let mut dirs = NewDirs::default();
         let o = deliver_to_file(s, m, path, owner, via, &mut dirs);
         dirs.sync();
@@ -632,8 +644,7 @@ mod tests {
         let mut s = settings(dir.path(), &format!("mailbox_command = '{cmd}'\n"));
         // A system install (mail_owner is not root), whatever runs the test.
         s.root_instance = false;
-        let st =
-            user_now(&s, &MSG, &me(dir.path()), "suporte+news@example.org", Some("news"));
+        let st = user_now(&s, &MSG, &me(dir.path()), "suporte+news@example.org", Some("news"));
         assert_eq!(st, DeliveryStatus::sent(format!("delivered to command: {cmd}")));
         let text = std::fs::read_to_string(&out).unwrap();
         assert!(text.starts_with(

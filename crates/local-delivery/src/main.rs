@@ -34,8 +34,10 @@
 //!   master.toml), like Postfix's local, because it must write as many
 //!   different users. It never writes into a user's directory as root: for
 //!   each delivery it switches its effective uid, gid and groups to the
-//!   recipient and switches back afterwards; commands are started with the
-//!   recipient's real uid. `|command` and `/file` destinations from an
+//!   recipient and switches back afterwards (a user without a `.forward`
+//!   keeps the user's ids from the `.forward` lookup to the Maildir write,
+//!   with nothing done in between that needs root); commands are started
+//!   with the recipient's real uid. `|command` and `/file` destinations from an
 //!   aliases or `:include:` file run as that file's owner, those of a
 //!   `.forward` as its user; a `.forward` is read with the user's ids,
 //!   never through a symlink, and only if it is a regular file of at most
@@ -190,6 +192,8 @@ fn serve_batch(streams: Vec<UnixStream>, agent: &Agent, sync: &mut dyn FnMut(&mu
         }));
         started.push((stream, request, result.ok()));
     }
+    // The replies and the next batch are root's business.
+    crate::privs::root();
     sync(&mut dirs);
     for (mut stream, request, begun) in started {
         let reply = match begun {
@@ -284,8 +288,11 @@ mod tests {
         let _lock = crate::privs::test_lock();
         let f = fixture("");
         // An mbox beside the Maildir: its delivery does not wait on new/.
-        std::fs::write(f.dir.path().join("aliases"), format!("box: {}/box\n", f.dir.path().display()))
-            .unwrap();
+        std::fs::write(
+            f.dir.path().join("aliases"),
+            format!("box: {}/box\n", f.dir.path().display()),
+        )
+        .unwrap();
         let a = f.enqueue(b"Subject: a\n\na\n", &["suporte@example.org"]);
         let b = f.enqueue(b"Subject: b\n\nb\n", &["suporte@example.org", "box@example.org"]);
         let (mut qa, sa) = connect(&a);

@@ -100,12 +100,8 @@ impl Unsynced {
 /// kept for several messages), as [`Unsynced::discard`] does.
 pub fn discard(new_dir: &File, name: &str) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    nix::unistd::unlinkat(
-        Some(new_dir.as_raw_fd()),
-        name,
-        nix::unistd::UnlinkatFlags::NoRemoveDir,
-    )
-    .map_err(io::Error::from)
+    nix::unistd::unlinkat(Some(new_dir.as_raw_fd()), name, nix::unistd::UnlinkatFlags::NoRemoveDir)
+        .map_err(io::Error::from)
 }
 
 /// [`deliver`] without the final fsync of `new/`, which the caller owes
@@ -173,9 +169,7 @@ fn write_unnamed(tmp_dir: &Path, new: &Path, prefix: &[u8], content: &[u8]) -> R
     match stdx::fs::link_unnamed(&file, new) {
         Ok(()) => Ok(true),
         Err(e) if stdx::fs::is_unsupported(&e) || no_hard_links(&e) => Ok(false),
-        Err(source) => {
-            Err(Error::Link { from: tmp_dir.to_owned(), to: new.to_owned(), source })
-        }
+        Err(source) => Err(Error::Link { from: tmp_dir.to_owned(), to: new.to_owned(), source }),
     }
 }
 
@@ -261,7 +255,12 @@ fn write_tmp(tmp: &Path, prefix: &[u8], content: &[u8]) -> Result<(), Error> {
 }
 
 /// `path` names the file in errors (for an unnamed one, its directory).
-fn write_and_sync(file: &mut File, path: &Path, prefix: &[u8], content: &[u8]) -> Result<(), Error> {
+fn write_and_sync(
+    file: &mut File,
+    path: &Path,
+    prefix: &[u8],
+    content: &[u8],
+) -> Result<(), Error> {
     let write = |file: &mut File| -> io::Result<()> {
         file.write_all(prefix)?;
         file.write_all(content)

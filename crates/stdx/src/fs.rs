@@ -39,10 +39,7 @@ pub fn create_unnamed(dir: &Path, mode: u32) -> io::Result<File> {
 /// Whether `e` from [`create_unnamed`] or [`link_unnamed`] means "not
 /// available here" rather than a real failure (disk full, permissions).
 pub fn is_unsupported(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL | libc::ENOSYS)
-    )
+    matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL | libc::ENOSYS))
 }
 
 /// Gives a file from [`create_unnamed`] the name `to`, never replacing
