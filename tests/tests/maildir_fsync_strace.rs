@@ -170,3 +170,101 @@ fn first_delivery_fsyncs_the_new_maildir_and_its_parents() {
         assert!(made.contains(&dir), "{} was not made by the delivery: {calls:?}", dir.display());
     }
 }
+
+/// Lets a stopped worker go on even when the test fails, so that the
+/// instance can shut down.
+struct Continue(String);
+
+impl Drop for Continue {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-CONT", &self.0]).status();
+    }
+}
+
+/// One local-delivery worker, so that qmgr's parallel requests wait in
+/// its backlog and come to it as batches.
+fn one_local_worker(dir: &Path) {
+    let path = dir.join("master.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let at = text.find("command = \"local-delivery\"").expect("local service in master.toml");
+    let start = text[..at].rfind("[[service]]").unwrap();
+    let block: String = text[start..at]
+        .lines()
+        .map(|l| if l.starts_with("maxproc") { "maxproc = 1" } else { l })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(block.contains("maxproc = 1\n"), "{block}");
+    std::fs::write(&path, format!("{}{block}{}", &text[..start], &text[at..])).unwrap();
+}
+
+/// A burst of N messages to one user is made durable with fewer than N
+/// fsyncs of its `new/`: the deliveries of one batch share one (group
+/// commit), and every message still arrives. (One fsync per message, as
+/// before batches, fails this.)
+#[test]
+fn a_burst_to_one_maildir_shares_new_fsyncs() {
+    const N: usize = 30;
+    let inst = tests::Instance::start_with(tests::Options {
+        before_start: Some(one_local_worker),
+        ..tests::Options::default()
+    });
+    let workers = inst.wait_service_ready("local", &[]);
+    assert_eq!(workers.len(), 1, "{workers:?}");
+    let log = inst.dir.join("strace.log");
+    let strace = Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=open,openat,fsync,fdatasync,setresuid", "-o"])
+        .arg(&log)
+        .args(["-p", &workers[0].to_string()])
+        .stdin(std::process::Stdio::null())
+        .spawn();
+    let mut strace = match strace {
+        Ok(child) => tests::ChildGuard(child),
+        Err(e) => {
+            eprintln!("skipped: cannot run strace: {e}");
+            return;
+        }
+    };
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    if let Ok(Some(status)) = strace.0.try_wait() {
+        eprintln!("skipped: strace cannot attach here ({status})");
+        return;
+    }
+    // The worker is held while the messages arrive, so that qmgr's
+    // parallel requests for them wait in its backlog and come as batches
+    // whatever the machine's speed.
+    let worker = workers[0].to_string();
+    assert!(Command::new("kill").args(["-STOP", &worker]).status().unwrap().success());
+    let _cont = Continue(worker.clone());
+    let senders: Vec<_> = (0..3)
+        .map(|s| {
+            let mut c = inst.smtp();
+            std::thread::spawn(move || {
+                for i in 0..N / 3 {
+                    let id = format!("burst-{s}-{i}@postern.test");
+                    let text = tests::numbered_message(&id, "suporte@postern.test");
+                    c.send_mail("load@postern.test", &["suporte@postern.test"], &text);
+                }
+                c.cmd("QUIT", 221);
+            })
+        })
+        .collect();
+    for s in senders {
+        s.join().unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(Command::new("kill").args(["-CONT", &worker]).status().unwrap().success());
+    inst.wait_for_mail("suporte", N, std::time::Duration::from_secs(120));
+    let _ = Command::new("kill").args(["-INT", &strace.0.id().to_string()]).status();
+    let _ = strace.0.wait();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let new = inst.maildir("suporte").join("new");
+    let fsyncs = parse(&text).iter().filter(|c| matches!(c, Call::Fsync(p) if *p == new)).count();
+    assert!(fsyncs >= 1, "new/ never fsynced:\n{text}");
+    assert!(fsyncs < N, "{fsyncs} fsyncs of {} for {N} messages", new.display());
+    // A user without a .forward keeps one identity from its .forward
+    // lookup to its Maildir write: one switch and one return per message
+    // (there were two of each).
+    let switches = text.lines().filter(|l| l.contains("setresuid(")).count();
+    assert!(switches <= 2 * N, "{switches} setresuid calls for {N} messages");
+    eprintln!("{fsyncs} fsyncs of new/ and {switches} setresuid calls for {N} messages");
+}

@@ -1,6 +1,7 @@
 //! One delivery request: read the queue file, resolve and deliver each
-//! recipient, log each result Postfix-style, and build the reply
-//! (Postfix `local/local.c` `local_deliver()`).
+//! recipient ([`Agent::begin`]), then, once the batch's Maildir
+//! directories are on disk, log each result Postfix-style and build the
+//! reply ([`Agent::finish`]) (Postfix `local/local.c` `local_deliver()`).
 //!
 //! Diagnostics: per-recipient results are info lines
 //! (`QUEUEID: to=<...>, relay=local, delay=..., dsn=..., status=...`);
@@ -16,9 +17,17 @@ use mail_queue::{Queue, State};
 use mail_types::logline::DeliveryLine;
 use mail_types::{Class, DeliveryStatus, EnhancedStatus, QueueId};
 
+use crate::group::{NewDirs, Outcome};
 use crate::mailbox::{self, Message};
 use crate::resolve::{Destination, Resolver};
 use crate::settings::Settings;
+
+/// A request delivered but not yet answered: per recipient (in the
+/// request's order), each destination's log address and outcome.
+#[derive(Debug)]
+pub(crate) struct Started {
+    results: Vec<Vec<(String, Outcome)>>,
+}
 
 /// Long-lived state of one worker process.
 #[derive(Debug)]
@@ -39,8 +48,22 @@ impl Agent {
         Agent { settings, aliases, users }
     }
 
-    /// Handles one request; always answers every recipient.
+    /// Handles one request on its own (a batch of one); always answers
+    /// every recipient.
+    #[cfg(test)]
     pub(crate) fn handle(&self, req: &DeliveryRequest) -> DeliveryReply {
+        let mut dirs = NewDirs::default();
+        let started = self.begin(req, &mut dirs);
+        dirs.sync();
+        self.finish(req, started, &dirs)
+    }
+
+    /// Delivers every recipient of `req`; Maildir deliveries wait in
+    /// `dirs` for their `new/` fsync, and nothing is logged or answered
+    /// before [`Agent::finish`].
+    pub(crate) fn begin(&self, req: &DeliveryRequest, dirs: &mut NewDirs) -> Started {
+        // The queue file is mail_owner's: read as root.
+        crate::privs::root();
         // The id decoded through QueueId::parse, so it names a file in
         // active/ and nothing else.
         let content = Queue::new(&self.settings.queue_directory)
@@ -57,12 +80,9 @@ impl Agent {
                 let results = req
                     .recipients
                     .iter()
-                    .map(|r| {
-                        self.log(req, &r.address.to_string(), r, &status);
-                        RecipientResult { index: r.index, status: status.clone() }
-                    })
+                    .map(|r| vec![(r.address.to_string(), Outcome::Done(status.clone()))])
                     .collect();
-                return DeliveryReply { results };
+                return Started { results };
             }
         };
         let delivered_to: Vec<String> = mail_cleanup::header_values(&file.content, "Delivered-To")
@@ -78,61 +98,93 @@ impl Agent {
                 let address = r.address.to_string();
                 let original = if r.original.is_empty() { &address } else { &r.original };
                 let m = Message { original, ..message };
-                let status = self.recipient(req, r, &m, &delivered_to);
-                RecipientResult { index: r.index, status }
+                self.recipient(r, &m, &delivered_to, dirs)
+            })
+            .collect();
+        Started { results }
+    }
+
+    /// After `dirs` is synced: logs every destination's final result and
+    /// builds the reply, one combined status per recipient.
+    pub(crate) fn finish(
+        &self,
+        req: &DeliveryRequest,
+        started: Started,
+        dirs: &NewDirs,
+    ) -> DeliveryReply {
+        let results = req
+            .recipients
+            .iter()
+            .zip(started.results)
+            .map(|(r, outcomes)| {
+                let statuses = outcomes
+                    .into_iter()
+                    .map(|(to, o)| {
+                        let status = dirs.resolve(o);
+                        self.log(req, &to, r, &status);
+                        status
+                    })
+                    .collect();
+                RecipientResult { index: r.index, status: combine(statuses) }
             })
             .collect();
         DeliveryReply { results }
     }
 
-    /// Resolves and delivers one recipient; returns its combined status.
+    /// Resolves and delivers one recipient; returns each destination's
+    /// outcome with the address to log it under.
     fn recipient(
         &self,
-        req: &DeliveryRequest,
         r: &DeliveryRecipient,
         m: &Message<'_>,
         delivered_to: &[String],
-    ) -> DeliveryStatus {
+        dirs: &mut NewDirs,
+    ) -> Vec<(String, Outcome)> {
         let is_loop = |address: &str| delivered_to.iter().any(|d| d.eq_ignore_ascii_case(address));
         let address = r.address.to_string();
         if is_loop(&address) {
             let status = loop_bounce(&address);
-            self.log(req, &address, r, &status);
-            return status;
+            return vec![(address, Outcome::Done(status))];
         }
         let resolver =
             Resolver { settings: &self.settings, aliases: &self.aliases, users: &self.users };
         let expansion = resolver.resolve(&address);
-        let mut statuses = Vec::new();
+        let mut outcomes = Vec::new();
         for failure in &expansion.failures {
-            self.log(req, &failure.address, r, &failure.status);
-            statuses.push(failure.status.clone());
+            outcomes.push((failure.address.clone(), Outcome::Done(failure.status.clone())));
         }
         for destination in &expansion.destinations {
-            let status = if is_loop(destination.loop_address()) {
-                loop_bounce(destination.loop_address())
+            let outcome = if is_loop(destination.loop_address()) {
+                Outcome::Done(loop_bounce(destination.loop_address()))
             } else {
-                self.deliver(m, destination)
+                self.deliver(m, destination, dirs)
             };
-            self.log(req, destination.log_address(), r, &status);
-            statuses.push(status);
+            outcomes.push((destination.log_address().to_owned(), outcome));
         }
-        combine(statuses)
+        outcomes
     }
 
-    fn deliver(&self, m: &Message<'_>, d: &Destination) -> DeliveryStatus {
+    fn deliver(&self, m: &Message<'_>, d: &Destination, dirs: &mut NewDirs) -> Outcome {
         let s = &self.settings;
+        // Only a mailbox delivery may start under a kept identity (its
+        // Maildir switch to the same user takes it over); the others
+        // start as root.
+        if !matches!(d, Destination::Mailbox { .. }) {
+            crate::privs::root();
+        }
         match d {
             Destination::Mailbox { user, address, extension } => {
-                mailbox::deliver_to_user(s, m, user, address, extension.as_deref())
+                mailbox::deliver_to_user(s, m, user, address, extension.as_deref(), dirs)
             }
-            Destination::Forward { address, via } => mailbox::forward(s, m, address, via),
+            Destination::Forward { address, via } => {
+                Outcome::Done(mailbox::forward(s, m, address, via))
+            }
             Destination::File { path, owner, via } => {
-                mailbox::deliver_to_file(s, m, path, *owner, via)
+                mailbox::deliver_to_file(s, m, path, *owner, via, dirs)
             }
-            Destination::Command { command, owner, via, home, user } => {
-                mailbox::deliver_to_command(s, m, command, *owner, via, home, user.as_deref())
-            }
+            Destination::Command { command, owner, via, home, user } => Outcome::Done(
+                mailbox::deliver_to_command(s, m, command, *owner, via, home, user.as_deref()),
+            ),
         }
     }
 
@@ -188,18 +240,18 @@ fn log_delay(queue_id: &QueueId, arrival: u64) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Write;
     use std::path::Path;
 
-    struct Fixture {
-        dir: tempfile::TempDir,
-        agent: Agent,
+    pub(crate) struct Fixture {
+        pub(crate) dir: tempfile::TempDir,
+        pub(crate) agent: Agent,
         queue: Queue,
     }
 
-    fn fixture(aliases: &str) -> Fixture {
+    pub(crate) fn fixture(aliases: &str) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let uid = nix::unistd::geteuid().as_raw();
@@ -225,7 +277,7 @@ mod tests {
     }
 
     impl Fixture {
-        fn enqueue(&self, content: &[u8], rcpts: &[&str]) -> DeliveryRequest {
+        pub(crate) fn enqueue(&self, content: &[u8], rcpts: &[&str]) -> DeliveryRequest {
             let env = mail_queue::Envelope {
                 sender: Some("ana@example.com".parse().unwrap()),
                 recipients: rcpts
@@ -258,7 +310,7 @@ mod tests {
             }
         }
 
-        fn maildir_count(&self) -> usize {
+        pub(crate) fn maildir_count(&self) -> usize {
             std::fs::read_dir(self.dir.path().join("home/suporte/Maildir/new"))
                 .map_or(0, |d| d.count())
         }

@@ -168,7 +168,7 @@ pub(crate) fn find(paths: &[PathBuf], user: &User) -> Result<Option<Found>, Stri
     }
     // Opened as the user: the file must be one the user may read, and a
     // path through a directory the user cannot enter finds nothing.
-    let _guard = AsUser::switch(user.uid, user.gid)
+    let guard = AsUser::switch(user.uid, user.gid)
         .map_err(|e| format!("cannot switch to uid {}: {e}", user.uid))?;
     for path in paths {
         match read_one(path, user.uid) {
@@ -181,6 +181,9 @@ pub(crate) fn find(paths: &[PathBuf], user: &User) -> Result<Option<Found>, Stri
             Err(Skip::Defer(e)) => return Err(e),
         }
     }
+    // No .forward: the user's mailbox is next, written as the user, so
+    // the identity stays for that switch (see privs::keep).
+    crate::privs::keep(user.uid, user.gid, guard);
     Ok(None)
 }
 

@@ -22,6 +22,7 @@ use mail_submit::{Origin, Submission};
 use mail_types::{Address, DeliveryStatus, EnhancedStatus};
 
 use crate::command::{self, CommandSpec};
+use crate::group::{NewDirs, Outcome};
 use crate::privs::{self, AsUser};
 use crate::resolve::Owner;
 use crate::settings::Settings;
@@ -58,15 +59,23 @@ fn storage_error(e: &mail_maildir::Error) -> DeliveryStatus {
     }
 }
 
-/// Delivers to a local user's mailbox.
+/// Delivers to a local user's mailbox; a Maildir delivery waits in
+/// `dirs` for its `new/` fsync.
 pub(crate) fn deliver_to_user(
     s: &Settings,
     m: &Message<'_>,
     user: &User,
     address: &str,
     extension: Option<&str>,
-) -> DeliveryStatus {
+    dirs: &mut NewDirs,
+) -> Outcome {
     let prefix = m.prefix(address);
+    let maildir = s.mailbox_command.is_empty() && s.home_mailbox.ends_with('/');
+    if !maildir {
+        // Commands and mbox files need root to start or to lock; only a
+        // Maildir write takes over a kept identity of the user.
+        privs::root();
+    }
     if !s.mailbox_command.is_empty() {
         let (local, domain) = address.rsplit_once('@').unwrap_or((address, ""));
         let mut env = user_env(&user.name, &user.home);
@@ -81,7 +90,7 @@ pub(crate) fn deliver_to_user(
         let ids = Owner { uid: user.uid, gid: user.gid };
         let runs_as = match privs::unprivileged(ids, &s.default_privs, s.privileged()) {
             Ok(o) => o,
-            Err(e) => return config_error(e),
+            Err(e) => return Outcome::Done(config_error(e)),
         };
         // default_privs (root's mail) may not be able to enter root's home.
         let cwd = if runs_as == ids { usable_dir(&user.home) } else { PathBuf::from("/") };
@@ -93,44 +102,45 @@ pub(crate) fn deliver_to_user(
             time_limit: s.command_time_limit,
         };
         let success = format!("delivered to command: {}", s.mailbox_command);
-        return command::run(&spec, &prefix, m.content, &success);
+        return Outcome::Done(command::run(&spec, &prefix, m.content, &success));
     }
     let owner = Owner { uid: user.uid, gid: user.gid };
     if !s.home_mailbox.is_empty() {
         let path = user.home.join(&s.home_mailbox);
         return if s.home_mailbox.ends_with('/') {
-            write_maildir(s, m, &prefix, &path, owner, &user.name)
+            write_maildir(s, m, &prefix, &path, owner, &user.name, dirs)
         } else {
-            write_mbox(s, m, &prefix, &path, owner, &user.name, false)
+            Outcome::Done(write_mbox(s, m, &prefix, &path, owner, &user.name, false))
         };
     }
     let path = s.mail_spool_directory.join(&user.name);
-    write_mbox(s, m, &prefix, &path, owner, &user.name, true)
+    Outcome::Done(write_mbox(s, m, &prefix, &path, owner, &user.name, true))
 }
 
-/// Delivers to an alias's `/file` (a Maildir when it ends in `/`) as the
-/// alias owner.
+/// Delivers to an alias's `/file` (a Maildir when it ends in `/`, which
+/// waits in `dirs` for its `new/` fsync) as the alias owner.
 pub(crate) fn deliver_to_file(
     s: &Settings,
     m: &Message<'_>,
     path: &Path,
     owner: Owner,
     via: &str,
-) -> DeliveryStatus {
+    dirs: &mut NewDirs,
+) -> Outcome {
     let owner = match privs::unprivileged(owner, &s.default_privs, s.privileged()) {
         Ok(o) => o,
-        Err(e) => return config_error(e),
+        Err(e) => return Outcome::Done(config_error(e)),
     };
     let prefix = m.prefix(via);
     let who = format!("uid {}", owner.uid);
     if path.as_os_str().as_encoded_bytes().ends_with(b"/") {
-        return write_maildir(s, m, &prefix, path, owner, &who);
+        return write_maildir(s, m, &prefix, path, owner, &who, dirs);
     }
     let mut status = write_mbox(s, m, &prefix, path, owner, &who, false);
     if let DeliveryStatus::Sent { text, .. } = &mut status {
         *text = format!("delivered to file: {}", path.display());
     }
-    status
+    Outcome::Done(status)
 }
 
 /// Pipes the message to an alias's or a `.forward`'s `|command` as the
@@ -272,6 +282,8 @@ fn size_bounce(path: &Path, who: &str) -> DeliveryStatus {
     )
 }
 
+/// Writes the message into the Maildir as `owner`; `new/` (opened as
+/// `owner`) is fsynced later, once for the batch ([`NewDirs::sync`]).
 fn write_maildir(
     s: &Settings,
     m: &Message<'_>,
@@ -279,17 +291,23 @@ fn write_maildir(
     path: &Path,
     owner: Owner,
     who: &str,
-) -> DeliveryStatus {
+    dirs: &mut NewDirs,
+) -> Outcome {
     if too_big(s, (prefix.len() + m.content.len()) as u64) {
-        return size_bounce(path, who);
+        return Outcome::Done(size_bounce(path, who));
     }
-    let _guard = match AsUser::switch(owner.uid, owner.gid) {
-        Ok(g) => g,
-        Err(e) => return defer(format!("cannot switch to uid {}: {e}", owner.uid)),
+    let written = {
+        let _guard = match AsUser::switch(owner.uid, owner.gid) {
+            Ok(g) => g,
+            Err(e) => {
+                return Outcome::Done(defer(format!("cannot switch to uid {}: {e}", owner.uid)));
+            }
+        };
+        mail_maildir::deliver_unsynced(path, prefix, m.content, &s.myhostname)
     };
-    match mail_maildir::deliver(path, prefix, m.content, &s.myhostname) {
-        Ok(_) => DeliveryStatus::sent("delivered to maildir"),
-        Err(e) => storage_error(&e),
+    match written {
+        Ok(u) => dirs.add(u, owner, DeliveryStatus::sent("delivered to maildir")),
+        Err(e) => Outcome::Done(storage_error(&e)),
     }
 }
 
@@ -403,6 +421,33 @@ mod tests {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     }
 
+    /// One delivery as a batch of one: its new/ fsync included.
+    fn user_now(
+        s: &Settings,
+        m: &Message<'_>,
+        user: &User,
+        address: &str,
+        extension: Option<&str>,
+    ) -> DeliveryStatus {
+        let mut dirs = NewDirs::default();
+        let o = deliver_to_user(s, m, user, address, extension, &mut dirs);
+        dirs.sync();
+        dirs.resolve(o)
+    }
+
+    fn file_now(
+        s: &Settings,
+        m: &Message<'_>,
+        path: &Path,
+        owner: Owner,
+        via: &str,
+    ) -> DeliveryStatus {
+        let mut dirs = NewDirs::default();
+        let o = deliver_to_file(s, m, path, owner, via, &mut dirs);
+        dirs.sync();
+        dirs.resolve(o)
+    }
+
     const MSG: Message<'static> = Message {
         sender: "ana@example.com",
         original: "suporte@example.org",
@@ -414,7 +459,7 @@ mod tests {
         let _lock = crate::privs::test_lock();
         let dir = tempfile::tempdir().unwrap();
         let s = settings(dir.path(), "home_mailbox = \"Maildir/\"\n");
-        let st = deliver_to_user(&s, &MSG, &me(dir.path()), "suporte@example.org", None);
+        let st = user_now(&s, &MSG, &me(dir.path()), "suporte@example.org", None);
         assert_eq!(st, DeliveryStatus::sent("delivered to maildir"));
         let new = dir.path().join("home/Maildir/new");
         let files: Vec<_> = std::fs::read_dir(&new).unwrap().collect();
@@ -426,19 +471,59 @@ mod tests {
         );
     }
 
+    /// As root, a delivery for an ordinary user switches to the user and
+    /// still makes its file without a tmp/ name: linking an O_TMPFILE
+    /// file through /proc/self/fd works after the effective uid switch.
+    #[test]
+    fn maildir_as_another_user_uses_an_unnamed_file() {
+        let _lock = crate::privs::test_lock();
+        if !privs::is_root() {
+            eprintln!("skipped: maildir_as_another_user_uses_an_unnamed_file: needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        open_up(dir.path());
+        let nobody = privs::default_privs_account("nobody").unwrap();
+        let user = User { uid: nobody.uid, gid: nobody.gid, ..me(dir.path()) };
+        std::fs::create_dir(&user.home).unwrap();
+        std::os::unix::fs::chown(&user.home, Some(nobody.uid), Some(nobody.gid)).unwrap();
+        let s = settings(dir.path(), "home_mailbox = \"Maildir/\"\n");
+        let st = user_now(&s, &MSG, &user, "suporte@example.org", None);
+        assert_eq!(st, DeliveryStatus::sent("delivered to maildir"));
+        let md = user.home.join("Maildir");
+        let files: Vec<_> =
+            std::fs::read_dir(md.join("new")).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(files.len(), 1);
+        assert_eq!(std::fs::metadata(&files[0]).unwrap().uid(), nobody.uid);
+        assert_eq!(std::fs::read_dir(md.join("tmp")).unwrap().count(), 0);
+        // The same write, looked at closely: no tmp/ name was used.
+        let u = {
+            let _as = AsUser::switch(nobody.uid, nobody.gid).unwrap();
+            assert_eq!(nix::unistd::geteuid().as_raw(), nobody.uid);
+            mail_maildir::deliver_unsynced(&md, b"", b"x\n", "h").unwrap()
+        };
+        if !u.unnamed {
+            eprintln!("skipped: no O_TMPFILE under {}: the tmp/ fallback ran", md.display());
+            return;
+        }
+        let owner = std::fs::metadata(&u.delivered.path).unwrap().uid();
+        assert_eq!(owner, nobody.uid);
+        u.sync().unwrap();
+    }
+
     #[test]
     fn mbox_in_home_and_size_limit() {
         let _lock = crate::privs::test_lock();
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("home")).unwrap();
         let s = settings(dir.path(), "home_mailbox = \"mbox\"\nmailbox_size_limit = 200\n");
-        let st = deliver_to_user(&s, &MSG, &me(dir.path()), "suporte@example.org", None);
+        let st = user_now(&s, &MSG, &me(dir.path()), "suporte@example.org", None);
         assert!(matches!(st, DeliveryStatus::Sent { .. }), "{st:?}");
         let text = std::fs::read_to_string(dir.path().join("home/mbox")).unwrap();
         assert!(text.starts_with("From ana@example.com "), "{text}");
         assert!(text.contains("Delivered-To: suporte@example.org\n"));
         // The second copy would pass 200 bytes.
-        let st = deliver_to_user(&s, &MSG, &me(dir.path()), "suporte@example.org", None);
+        let st = user_now(&s, &MSG, &me(dir.path()), "suporte@example.org", None);
         assert_eq!(st.dsn(), EnhancedStatus(5, 2, 2));
         assert!(st.text().contains("exceeds size limit"), "{st:?}");
     }
@@ -449,7 +534,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("spool")).unwrap();
         let s = settings(dir.path(), "");
-        let st = deliver_to_user(&s, &MSG, &me(dir.path()), "suporte@example.org", None);
+        let st = user_now(&s, &MSG, &me(dir.path()), "suporte@example.org", None);
         assert_eq!(st, DeliveryStatus::sent("delivered to mailbox"));
         assert!(dir.path().join("spool/suporte").is_file());
     }
@@ -461,7 +546,7 @@ mod tests {
         std::fs::create_dir(dir.path().join("spool")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join("spool/suporte")).unwrap();
         let s = settings(dir.path(), "");
-        let st = deliver_to_user(&s, &MSG, &me(dir.path()), "suporte@example.org", None);
+        let st = user_now(&s, &MSG, &me(dir.path()), "suporte@example.org", None);
         assert!(matches!(st, DeliveryStatus::Bounced { .. }), "{st:?}");
     }
 
@@ -517,7 +602,7 @@ mod tests {
         let started = std::time::Instant::now();
         while (sent < 20 || refused < 20) && started.elapsed() < std::time::Duration::from_secs(20)
         {
-            let st = deliver_to_user(&s, &MSG, &user, "suporte@example.org", None);
+            let st = user_now(&s, &MSG, &user, "suporte@example.org", None);
             match &st {
                 DeliveryStatus::Sent { .. } => sent += 1,
                 DeliveryStatus::Bounced { .. } if st.dsn() == EnhancedStatus(5, 2, 0) => {
@@ -559,8 +644,7 @@ mod tests {
         let mut s = settings(dir.path(), &format!("mailbox_command = '{cmd}'\n"));
         // A system install (mail_owner is not root), whatever runs the test.
         s.root_instance = false;
-        let st =
-            deliver_to_user(&s, &MSG, &me(dir.path()), "suporte+news@example.org", Some("news"));
+        let st = user_now(&s, &MSG, &me(dir.path()), "suporte+news@example.org", Some("news"));
         assert_eq!(st, DeliveryStatus::sent(format!("delivered to command: {cmd}")));
         let text = std::fs::read_to_string(&out).unwrap();
         assert!(text.starts_with(
@@ -579,7 +663,7 @@ mod tests {
             "{text}"
         );
         let s = settings(dir.path(), "mailbox_command = 'exit 75'\n");
-        let st = deliver_to_user(&s, &MSG, &me(dir.path()), "suporte@example.org", None);
+        let st = user_now(&s, &MSG, &me(dir.path()), "suporte@example.org", None);
         assert_eq!(st.dsn(), EnhancedStatus(4, 3, 0));
     }
 
@@ -595,7 +679,7 @@ mod tests {
             open_up(dir.path());
         }
         let file = dir.path().join("copy");
-        let st = deliver_to_file(&s, &MSG, &file, owner, "log@example.org");
+        let st = file_now(&s, &MSG, &file, owner, "log@example.org");
         assert_eq!(st, DeliveryStatus::sent(format!("delivered to file: {}", file.display())));
         if privs::is_root() {
             // Root's file delivery is done as default_privs.
@@ -606,7 +690,7 @@ mod tests {
             std::fs::read_to_string(&file).unwrap().contains("Delivered-To: log@example.org\n")
         );
         let md = PathBuf::from(format!("{}/md/", dir.path().display()));
-        let st = deliver_to_file(&s, &MSG, &md, owner, "log@example.org");
+        let st = file_now(&s, &MSG, &md, owner, "log@example.org");
         assert_eq!(st, DeliveryStatus::sent("delivered to maildir"));
         let st = deliver_to_command(
             &s,
@@ -631,7 +715,7 @@ mod tests {
         // run as that user (root included), as before default_privs.
         s.root_instance = privs::is_root();
         assert!(!s.privileged());
-        let st = deliver_to_user(&s, &MSG, &me(dir.path()), "suporte@example.org", None);
+        let st = user_now(&s, &MSG, &me(dir.path()), "suporte@example.org", None);
         assert!(matches!(st, DeliveryStatus::Sent { .. }), "{st:?}");
         let uid = std::fs::read_to_string(&out).unwrap();
         assert_eq!(uid.trim(), nix::unistd::geteuid().as_raw().to_string());

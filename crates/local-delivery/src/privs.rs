@@ -17,8 +17,38 @@ use nix::unistd::{Gid, Uid, getegid, geteuid, getgroups, setegid, seteuid, setgr
 use crate::resolve::Owner;
 
 /// Is this process privileged (so that it must switch for deliveries)?
+/// Returns to root first if a user's identity was kept ([`keep`]).
 pub(crate) fn is_root() -> bool {
+    root();
     geteuid().is_root()
+}
+
+std::thread_local! {
+    /// A user's identity left in place by [`keep`] for the next switch to
+    /// the same user.
+    static KEPT: std::cell::RefCell<Option<(u32, u32, AsUser)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Keeps the identity of `guard` (switched to `uid`/`gid`) after the
+/// caller is done with it, instead of returning to root, so that the
+/// next [`AsUser::switch`] to the same user costs no system call: the
+/// `.forward` lookup of a user without one, followed by the delivery into
+/// that user's Maildir. Any other switch, [`root`] and [`is_root`] return
+/// to root first; everything between the two that needs root (user and
+/// alias lookups, queue files, commands, replies) calls [`root`].
+pub(crate) fn keep(uid: u32, gid: u32, guard: AsUser) {
+    if guard.saved.is_none() {
+        return;
+    }
+    let old = KEPT.with(|k| k.borrow_mut().replace((uid, gid, guard)));
+    drop(old);
+}
+
+/// Returns to root if a user's identity was kept; a no-op otherwise.
+pub(crate) fn root() {
+    let kept = KEPT.with(|k| k.borrow_mut().take());
+    drop(kept);
 }
 
 /// Must a command or file delivery as `owner` run as `default_privs`
@@ -85,6 +115,12 @@ impl AsUser {
     /// Switches to `uid`/`gid` (with `gid` as the only supplementary
     /// group) when root; otherwise does nothing.
     pub(crate) fn switch(uid: u32, gid: u32) -> Result<AsUser, nix::Error> {
+        let kept = KEPT.with(|k| k.borrow_mut().take());
+        match kept {
+            Some((u, g, guard)) if (u, g) == (uid, gid) => return Ok(guard),
+            // Back to root before switching to someone else.
+            other => drop(other),
+        }
         if !is_root() {
             return Ok(AsUser { saved: None });
         }

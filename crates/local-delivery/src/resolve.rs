@@ -235,6 +235,8 @@ impl Resolver<'_> {
     }
 
     fn expand(&self, address: &str, depth: usize, stack: &mut Vec<String>, out: &mut Expansion) {
+        // Alias and user lookups read root's files.
+        crate::privs::root();
         if out.overflow {
             return;
         }
@@ -504,12 +506,14 @@ impl Resolver<'_> {
     /// Commands and files of a root-owned aliases file run as
     /// `default_privs`, never as root.
     fn owner_of(&self, uid: u32, gid: u32) -> Result<Owner, DeliveryStatus> {
+        crate::privs::root();
         let s = self.settings;
         crate::privs::unprivileged(Owner { uid, gid }, &s.default_privs, s.privileged())
             .map_err(|e| DeliveryStatus::defer(EnhancedStatus(4, 3, 5), e))
     }
 
     fn home_of(&self, uid: u32) -> PathBuf {
+        crate::privs::root();
         match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
             Ok(Some(u)) => u.dir,
             _ => PathBuf::from("/"),

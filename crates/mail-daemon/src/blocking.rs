@@ -6,8 +6,13 @@
 //! the stop signals are caught by a handler that writes to a pipe the
 //! accept loop polls (see `sys::install_stop_handlers`).
 //!
-//! Both stop requests mean the same here: finish the connection in hand,
-//! then return. A drain is reported to master as `Draining`.
+//! [`run_blocking_batch`] hands over every connection already waiting
+//! (up to a maximum) at once, so that an agent can share work among them
+//! (local-delivery's one fsync per Maildir `new/` for a whole batch).
+//!
+//! Both stop requests mean the same here: finish the connection (or
+//! batch) in hand, then return. A drain is reported to master as
+//! `Draining`.
 
 use crate::{Daemon, Listener, Stop};
 use anyhow::Context as _;
@@ -30,7 +35,20 @@ pub enum BlockingConnection {
 /// `panic:` line and the loop goes on.
 pub fn run_blocking(
     daemon: &mut Daemon,
-    handler: impl FnMut(BlockingConnection),
+    mut handler: impl FnMut(BlockingConnection),
+) -> anyhow::Result<Stop> {
+    run_blocking_batch(daemon, 1, |batch| batch.into_iter().for_each(&mut handler))
+}
+
+/// [`run_blocking`], but each time a listener is readable every
+/// connection waiting on it is accepted, without blocking, up to `max`,
+/// and `handler` gets them together (at least one, in the order they
+/// were accepted). A panic in `handler` is logged with the first peer
+/// and the loop goes on; a stop finishes the batch in hand.
+pub fn run_blocking_batch(
+    daemon: &mut Daemon,
+    max: usize,
+    handler: impl FnMut(Vec<BlockingConnection>),
 ) -> anyhow::Result<Stop> {
     let listeners = std::mem::take(&mut daemon.listeners);
     if listeners.is_empty() {
@@ -43,7 +61,7 @@ pub fn run_blocking(
     // The handler writes to wake_tx for the whole life of the process.
     std::mem::forget(wake_tx);
     daemon.ready();
-    let how = serve_blocking(&listeners, &wake_rx, crate::sys::stop_seen, handler)?;
+    let how = serve_blocking(&listeners, &wake_rx, crate::sys::stop_seen, max, handler)?;
     if how == Stop::Drain {
         daemon.draining();
     }
@@ -53,14 +71,17 @@ pub fn run_blocking(
 /// How often the loop looks at the stop flag even without a wake-up.
 const POLL_MS: u16 = 1000;
 
-/// The loop of [`run_blocking`] with the stop source given, for tests.
+/// The loop of [`run_blocking_batch`] with the stop source given, for
+/// tests.
 pub(crate) fn serve_blocking(
     listeners: &[Listener],
     wake: &OwnedFd,
     stop: impl Fn() -> Option<Stop>,
-    mut handler: impl FnMut(BlockingConnection),
+    max: usize,
+    mut handler: impl FnMut(Vec<BlockingConnection>),
 ) -> anyhow::Result<Stop> {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let max = max.max(1);
     for l in listeners {
         // Several workers share a socket: the one that loses the race for
         // a connection must not block in accept().
@@ -100,29 +121,10 @@ pub(crate) fn serve_blocking(
             continue;
         }
         for (l, _) in listeners.iter().zip(&readable).filter(|(_, r)| **r) {
-            let accepted = match l {
-                Listener::Tcp(l) => l.accept().map(|(s, a)| BlockingConnection::Tcp(s, a)),
-                Listener::Unix(l) => l.accept().map(|(s, _)| BlockingConnection::Unix(s)),
-            };
-            let conn = match accepted {
-                Ok(c) => c,
-                // Another worker took it.
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                Err(e) => {
-                    std::thread::sleep(backoff.failed(&listener_name(l), &e));
-                    continue;
-                }
-            };
-            backoff.succeeded();
-            let conn = match blocking_mode(conn) {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!("cannot set up a connection: {e}");
-                    continue;
-                }
-            };
-            let peer = peer_label(&conn);
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(conn)));
+            let batch = accept_batch(l, max, &mut backoff);
+            let Some(first) = batch.first() else { continue };
+            let peer = peer_label(first);
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(batch)));
             if let Err(p) = result {
                 tracing::error!(
                     "panic: connection from {peer} aborted: {}",
@@ -134,6 +136,33 @@ pub(crate) fn serve_blocking(
             }
         }
     }
+}
+
+/// Accepts what is waiting on `l`, up to `max` connections, each put in
+/// blocking mode; stops at the first `WouldBlock` (nothing more, or
+/// another worker took it) or error (backed off as before).
+fn accept_batch(l: &Listener, max: usize, backoff: &mut AcceptBackoff) -> Vec<BlockingConnection> {
+    let mut batch = Vec::new();
+    while batch.len() < max {
+        let accepted = match l {
+            Listener::Tcp(l) => l.accept().map(|(s, a)| BlockingConnection::Tcp(s, a)),
+            Listener::Unix(l) => l.accept().map(|(s, _)| BlockingConnection::Unix(s)),
+        };
+        let conn = match accepted {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => {
+                std::thread::sleep(backoff.failed(&listener_name(l), &e));
+                break;
+            }
+        };
+        backoff.succeeded();
+        match blocking_mode(conn) {
+            Ok(c) => batch.push(c),
+            Err(e) => tracing::warn!("cannot set up a connection: {e}"),
+        }
+    }
+    batch
 }
 
 fn blocking_mode(c: BlockingConnection) -> std::io::Result<BlockingConnection> {
@@ -215,8 +244,10 @@ mod tests {
             out
         });
         let stop = || (flag.load(Ordering::SeqCst) == 1).then_some(Stop::Drain);
-        let how = serve_blocking(&[Listener::Unix(l)], &wake_rx, stop, |c| {
-            let BlockingConnection::Unix(mut s) = c else { return };
+        let how = serve_blocking(&[Listener::Unix(l)], &wake_rx, stop, 1, |batch| {
+            let [BlockingConnection::Unix(mut s)] = <[_; 1]>::try_from(batch).unwrap() else {
+                return;
+            };
             let mut buf = [0u8; 16];
             let n = s.read(&mut buf).unwrap();
             if &buf[..n] == b"boom" {
@@ -236,5 +267,66 @@ mod tests {
                 && l.ends_with("aborted: agent exploded")),
             "{lines:?}"
         );
+    }
+
+    #[test]
+    fn waiting_connections_come_as_one_batch_each_answered_on_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("local");
+        let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let (wake_rx, wake_tx) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+                .unwrap();
+        // Five clients wait in the backlog before the loop starts; with a
+        // maximum of 3 they come as a batch of 3, then one of 2. A sixth
+        // arrives alone later.
+        let mut clients: Vec<_> = (0..5u8)
+            .map(|i| {
+                let mut s = std::os::unix::net::UnixStream::connect(&path).unwrap();
+                s.write_all(&[b'a' + i]).unwrap();
+                s
+            })
+            .collect();
+        let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let flag = Arc::new(AtomicU8::new(0));
+        let (f, p) = (Arc::clone(&flag), path.clone());
+        let late = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            let mut s = std::os::unix::net::UnixStream::connect(&p).unwrap();
+            s.write_all(b"z").unwrap();
+            let mut out = Vec::new();
+            s.read_to_end(&mut out).unwrap();
+            f.store(1, Ordering::SeqCst);
+            nix::unistd::write(&wake_tx, b"x").unwrap();
+            out
+        });
+        let stop = || (flag.load(Ordering::SeqCst) == 1).then_some(Stop::Drain);
+        let seen = Arc::clone(&sizes);
+        let how = serve_blocking(&[Listener::Unix(l)], &wake_rx, stop, 3, |batch| {
+            seen.lock().unwrap().push(batch.len());
+            // Read every request first, then answer each: the replies
+            // must reach their own clients.
+            let mut streams: Vec<_> = batch
+                .into_iter()
+                .map(|c| {
+                    let BlockingConnection::Unix(mut s) = c else { panic!("not unix") };
+                    let mut b = [0u8; 1];
+                    s.read_exact(&mut b).unwrap();
+                    (s, b[0])
+                })
+                .collect();
+            for (s, b) in &mut streams {
+                s.write_all(&[b.to_ascii_uppercase()]).unwrap();
+            }
+        })
+        .unwrap();
+        assert_eq!(how, Stop::Drain);
+        assert_eq!(late.join().unwrap(), b"Z");
+        for (i, c) in clients.iter_mut().enumerate() {
+            let mut out = Vec::new();
+            c.read_to_end(&mut out).unwrap();
+            assert_eq!(out, [b'A' + i as u8]);
+        }
+        assert_eq!(*sizes.lock().unwrap(), [3, 2, 1]);
     }
 }

@@ -8,7 +8,8 @@
 //! privileges are dropped; then it hands a [`Service`] to [`run`] (async:
 //! accept loops, a task per connection, panics caught, drain and stop) or
 //! a handler to [`run_blocking`] (single-threaded agents, one connection
-//! at a time). Both report `Ready`/`Draining` to master. Daemons that
+//! at a time) or [`run_blocking_batch`] (the same, with every waiting
+//! connection at once). Both report `Ready`/`Draining` to master. Daemons that
 //! only receive triggers beside their own loop (qmgr) use
 //! `mail_ipc::trigger::serve` with [`stop_signal`] and [`Daemon::ready`].
 //! master is the only caller of these processes; nothing here listens or
@@ -22,7 +23,7 @@ mod serve;
 mod sys;
 
 pub use args::Args;
-pub use blocking::{BlockingConnection, run_blocking};
+pub use blocking::{BlockingConnection, run_blocking, run_blocking_batch};
 pub use serve::{Connection, Service, StopWatch, run};
 
 use anyhow::Context as _;

@@ -4,7 +4,9 @@
 //! - [`deliver`] writes one message into a Maildir the qmail way
 //!   (`tmp/` → `new/`, <https://cr.yp.to/proto/maildir.html>) with names that
 //!   Dovecot and Courier read (`,S=size`), creating the Maildir if missing as
-//!   Postfix's `local/maildir.c` does;
+//!   Postfix's `local/maildir.c` does, and [`deliver_unsynced`] does all
+//!   but the last fsync of `new/`, which a caller delivering a batch then
+//!   makes once per directory ([`Unsynced`]);
 //! - [`make`] and [`make_folder`] create a Maildir and a Maildir++ folder
 //!   (what Courier's `maildirmake` does);
 //! - [`list_new_and_cur`] lists the messages of a Maildir with their flags and
@@ -32,5 +34,5 @@ mod mbox;
 pub use error::Error;
 pub use layout::{make, make_folder, validate_folder_name};
 pub use list::{Entry, MaildirName, list_new_and_cur, parse_file_name};
-pub use maildir::{Delivered, deliver, unique_name};
+pub use maildir::{Delivered, Unsynced, deliver, deliver_unsynced, discard, unique_name};
 pub use mbox::{deliver_mbox, deliver_mbox_owned_by};

@@ -1,4 +1,6 @@
-//! Maildir delivery: write to `tmp/`, fsync, link into `new/`, fsync `new/`.
+//! Maildir delivery: write an unnamed file in `tmp/` (or a named one where
+//! the file system has no `O_TMPFILE`), fsync, link into `new/`, fsync
+//! `new/` (at once, or shared by a batch of deliveries: [`Unsynced`]).
 //!
 //! The protocol is qmail's (<https://cr.yp.to/proto/maildir.html>) as Postfix
 //! implements it in `local/maildir.c`; the unique names follow the modern
@@ -34,11 +36,10 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// and `Return-Path:` headers, then the queued message) into `maildir`.
 ///
 /// The Maildir (with its parents) and its `tmp/ new/ cur/` are created
-/// (mode 0700) when missing. The file is created in `tmp/` with
-/// `O_CREAT|O_EXCL|O_NOFOLLOW`, mode 0600, written, fsynced, hard-linked into
-/// `new/` (renamed on file systems without hard links) and `new/` is
-/// fsynced, so that a success means the message is on stable storage. On any
-/// error nothing stays behind in `tmp/` or `new/`.
+/// (mode 0700) when missing. The file is written, fsynced and given its
+/// name in `new/` (see [`deliver_unsynced`]), and `new/` is fsynced, so
+/// that a success means the message is on stable storage. On any error
+/// nothing stays behind in `tmp/` or `new/`.
 ///
 /// `hostname` goes into the file name, with `/` and `:` escaped as the
 /// Maildir specification asks.
@@ -48,35 +49,156 @@ pub fn deliver(
     content: &[u8],
     hostname: &str,
 ) -> Result<Delivered, Error> {
+    deliver_unsynced(maildir, content_prefix, content, hostname)?.sync()
+}
+
+/// A message whose file is on stable storage and named in `new/`, but
+/// whose directory entry is not yet: it counts as delivered only once
+/// [`Unsynced::sync`] (or an fsync of [`Unsynced::new_dir`] made after
+/// it, shared with other deliveries into the same `new/`) has succeeded.
+#[derive(Debug)]
+pub struct Unsynced {
+    /// Where the message is.
+    pub delivered: Delivered,
+    /// `new/`, opened (without following a symlink) by whoever delivered,
+    /// so that it can be fsynced later under any identity.
+    pub new_dir: File,
+    /// Whether the file was made without a name in `tmp/` (`O_TMPFILE`).
+    pub unnamed: bool,
+}
+
+impl Unsynced {
+    /// Identifies `new/` (device and inode), so that deliveries into the
+    /// same directory share one fsync.
+    pub fn dir_id(&self) -> io::Result<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = self.new_dir.metadata()?;
+        Ok((meta.dev(), meta.ino()))
+    }
+
+    /// fsyncs `new/`; on failure removes the message again (it will be
+    /// delivered anew, so keeping it would only make a duplicate).
+    pub fn sync(self) -> Result<Delivered, Error> {
+        match self.new_dir.sync_all() {
+            Ok(()) => Ok(self.delivered),
+            Err(source) => {
+                let _ = self.discard();
+                let path = self.delivered.path.parent().map(Path::to_owned).unwrap_or_default();
+                Err(Error::Sync { path, source })
+            }
+        }
+    }
+
+    /// Removes the message from `new/` (after its directory's fsync
+    /// failed); needs the identity that delivered it.
+    pub fn discard(&self) -> io::Result<()> {
+        discard(&self.new_dir, &self.delivered.name)
+    }
+}
+
+/// Removes the message `name` from `new_dir` (an [`Unsynced::new_dir`]
+/// kept for several messages), as [`Unsynced::discard`] does.
+pub fn discard(new_dir: &File, name: &str) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    nix::unistd::unlinkat(Some(new_dir.as_raw_fd()), name, nix::unistd::UnlinkatFlags::NoRemoveDir)
+        .map_err(io::Error::from)
+}
+
+/// [`deliver`] without the final fsync of `new/`, which the caller owes
+/// (once for all the messages it delivered into that directory) before
+/// it reports any of them delivered.
+///
+/// The file is created without a name in `tmp/` (`O_TMPFILE`, mode 0600),
+/// written, fsynced and linked into `new/`: no `tmp/` entry is made or
+/// removed. Where the file system has no `O_TMPFILE`, it is created in
+/// `tmp/` with `O_CREAT|O_EXCL|O_NOFOLLOW`, written, fsynced, hard-linked
+/// into `new/` (renamed on file systems without hard links) and its
+/// `tmp/` name removed, as qmail does.
+pub fn deliver_unsynced(
+    maildir: &Path,
+    content_prefix: &[u8],
+    content: &[u8],
+    hostname: &str,
+) -> Result<Unsynced, Error> {
+    deliver_with(maildir, content_prefix, content, hostname, true)
+}
+
+/// [`deliver_unsynced`]; `unnamed` false forces the `tmp/` name (tests
+/// of the fallback on file systems that do have `O_TMPFILE`).
+pub(crate) fn deliver_with(
+    maildir: &Path,
+    content_prefix: &[u8],
+    content: &[u8],
+    hostname: &str,
+    unnamed: bool,
+) -> Result<Unsynced, Error> {
     let maildir = layout::normalize(maildir);
     layout::prepare(&maildir)?;
     let size = content_prefix.len() as u64 + content.len() as u64;
     let name = unique_name(hostname, size);
-    let tmp = maildir.join("tmp").join(&name);
+    let tmp_dir = maildir.join("tmp");
     let new_dir = maildir.join("new");
     let new = new_dir.join(&name);
+    let unnamed = unnamed && write_unnamed(&tmp_dir, &new, content_prefix, content)?;
+    if !unnamed {
+        write_named(&tmp_dir.join(&name), &new, content_prefix, content)?;
+    }
+    let dir = match open_dir(&new_dir) {
+        Ok(d) => d,
+        Err(source) => {
+            // Without it new/ cannot be fsynced: the delivery fails, so
+            // the copy must go.
+            let _ = fs::remove_file(&new);
+            return Err(Error::Create { path: new_dir, source });
+        }
+    };
+    Ok(Unsynced { delivered: Delivered { path: new, name }, new_dir: dir, unnamed })
+}
 
-    if let Err(e) = write_tmp(&tmp, content_prefix, content) {
+/// Writes the message into an unnamed file in `tmp_dir` and links it to
+/// `new`; `Ok(false)` when this file system cannot do that (nothing was
+/// left behind then), so the caller uses a `tmp/` name instead.
+fn write_unnamed(tmp_dir: &Path, new: &Path, prefix: &[u8], content: &[u8]) -> Result<bool, Error> {
+    let mut file = match stdx::fs::create_unnamed(tmp_dir, 0o600) {
+        Ok(f) => f,
+        Err(e) if stdx::fs::is_unsupported(&e) => return Ok(false),
+        Err(source) => return Err(Error::Create { path: tmp_dir.to_owned(), source }),
+    };
+    // A failure from here on drops the file, and with it every trace.
+    write_and_sync(&mut file, tmp_dir, prefix, content)?;
+    match stdx::fs::link_unnamed(&file, new) {
+        Ok(()) => Ok(true),
+        Err(e) if stdx::fs::is_unsupported(&e) || no_hard_links(&e) => Ok(false),
+        Err(source) => Err(Error::Link { from: tmp_dir.to_owned(), to: new.to_owned(), source }),
+    }
+}
+
+/// The qmail way: `tmp/NAME`, then a link to `new/NAME`, then the `tmp/`
+/// name removed.
+fn write_named(tmp: &Path, new: &Path, prefix: &[u8], content: &[u8]) -> Result<(), Error> {
+    if let Err(e) = write_tmp(tmp, prefix, content) {
         // The file may exist half-written; a failed unlink leaves it for the
         // usual 36-hour tmp/ cleanup of Maildir readers.
-        let _ = fs::remove_file(&tmp);
+        let _ = fs::remove_file(tmp);
         return Err(e);
     }
-    if let Err(e) = link_or_rename(&tmp, &new) {
-        let _ = fs::remove_file(&tmp);
+    if let Err(e) = link_or_rename(tmp, new) {
+        let _ = fs::remove_file(tmp);
         return Err(e);
     }
     // The message is in new/ now. A failure to remove the tmp/ name only
     // leaves a second link that tmp/ cleanup removes; it is not a delivery
     // failure (Postfix only logs it).
-    let _ = fs::remove_file(&tmp);
-    if let Err(source) = sync_dir(&new_dir) {
-        // We are about to report a failure, so the message will be delivered
-        // again later: take this copy back to avoid a duplicate.
-        let _ = fs::remove_file(&new);
-        return Err(Error::Sync { path: new_dir, source });
-    }
-    Ok(Delivered { path: new, name })
+    let _ = fs::remove_file(tmp);
+    Ok(())
+}
+
+/// A directory for fsyncs, never through a symlink.
+fn open_dir(dir: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir)
 }
 
 /// Returns a new unique Maildir file name for a message of `size` bytes,
@@ -129,12 +251,22 @@ fn write_tmp(tmp: &Path, prefix: &[u8], content: &[u8]) -> Result<(), Error> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(tmp)
         .map_err(|source| Error::Create { path: tmp.to_owned(), source })?;
+    write_and_sync(&mut file, tmp, prefix, content)
+}
+
+/// `path` names the file in errors (for an unnamed one, its directory).
+fn write_and_sync(
+    file: &mut File,
+    path: &Path,
+    prefix: &[u8],
+    content: &[u8],
+) -> Result<(), Error> {
     let write = |file: &mut File| -> io::Result<()> {
         file.write_all(prefix)?;
         file.write_all(content)
     };
-    write(&mut file).map_err(|source| Error::Write { path: tmp.to_owned(), source })?;
-    file.sync_all().map_err(|source| Error::Sync { path: tmp.to_owned(), source })
+    write(file).map_err(|source| Error::Write { path: path.to_owned(), source })?;
+    file.sync_all().map_err(|source| Error::Sync { path: path.to_owned(), source })
 }
 
 /// `link()` refuses to replace an existing name, which `rename()` would do
@@ -164,7 +296,7 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
     use std::collections::HashSet;
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt};
 
     fn names(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(dir)
@@ -205,6 +337,44 @@ mod tests {
         assert!(names(&md.join("tmp")).is_empty());
         assert!(names(&md.join("cur")).is_empty());
         assert_eq!(names(&md.join("new")), vec![d.name.clone()]);
+    }
+
+    #[test]
+    fn unnamed_and_named_files_land_alike_and_leave_tmp_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = dir.path().join("Maildir");
+        for unnamed in [true, false] {
+            let u = deliver_with(&md, b"P: 1\n", b"\nbody\n", "h", unnamed).unwrap();
+            if unnamed && !u.unnamed {
+                eprintln!("skipped: no O_TMPFILE on {}: the fallback ran", md.display());
+            }
+            if !unnamed {
+                assert!(!u.unnamed, "the tmp/ name was forced");
+            }
+            let d = u.sync().unwrap();
+            assert_eq!(fs::read(&d.path).unwrap(), b"P: 1\n\nbody\n");
+            assert_eq!(fs::metadata(&d.path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(fs::metadata(&d.path).unwrap().nlink(), 1);
+            assert!(names(&md.join("tmp")).is_empty());
+        }
+        assert_eq!(names(&md.join("new")).len(), 2);
+    }
+
+    #[test]
+    fn unsynced_deliveries_name_their_directory_and_can_be_taken_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let one = deliver_unsynced(&a, b"", b"1", "h").unwrap();
+        let two = deliver_unsynced(&a, b"", b"2", "h").unwrap();
+        let other = deliver_unsynced(&b, b"", b"3", "h").unwrap();
+        assert_eq!(one.dir_id().unwrap(), two.dir_id().unwrap());
+        assert_ne!(one.dir_id().unwrap(), other.dir_id().unwrap());
+        // Visible at once (only its durability waits for the fsync).
+        assert_eq!(names(&a.join("new")).len(), 2);
+        two.discard().unwrap();
+        assert_eq!(names(&a.join("new")), vec![one.delivered.name.clone()]);
+        one.sync().unwrap();
+        other.sync().unwrap();
     }
 
     #[test]
