@@ -627,7 +627,10 @@ EOF
         if is_proc "$master" master; then kill -9 "$master" 2>/dev/null || true; fi
     fi
     forget PF_DIRS "$etc"
-    [[ $KEEP_TMP == 1 ]] || rm -rf -- "$base"
+    # The run's files stay until the end (the EXIT trap removes SCRATCH):
+    # ext4 skips inodes freed in the last 60-300 s when it allocates new
+    # ones (recently_deleted), so deleting thousands of Maildir files here
+    # would slow down whichever side runs next.
 }
 
 # ----------------------------------------------------------- Postern sides
@@ -672,7 +675,10 @@ run_postern_side() { # SIDE WORKLOAD RUN
     forget OUR_PIDS "$fg"
     forget PN_MASTERS "$fg"
     unset 'PN_DIRS[$inst]'
-    [[ $KEEP_TMP == 1 ]] || rm -rf -- "$base"
+    # The run's files stay until the end (the EXIT trap removes SCRATCH):
+    # ext4 skips inodes freed in the last 60-300 s when it allocates new
+    # ones (recently_deleted), so deleting thousands of Maildir files here
+    # would slow down whichever side runs next.
 }
 
 # ------------------------------------------------------------------- runs
