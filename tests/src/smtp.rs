@@ -171,7 +171,7 @@ impl Conn {
         // suffix of the data (the dot with it) never reached the socket.
         self.writer
             .write_all(data.as_bytes())
-            .map_err(|e| TxFailure::BeforeEnd(format!("{DATA_CUT}: {e}")))?;
+            .map_err(|e| TxFailure::BeforeEnd(format!("writing the message: {e}")))?;
         let last = self.reply().map_err(TxFailure::Unanswered)?;
         if !last.starts_with("250") {
             return Err(TxFailure::Refused(format!("expected 250, got {last:?}")));
@@ -187,10 +187,6 @@ impl Conn {
         Ok(())
     }
 }
-
-/// How a [`TxFailure::BeforeEnd`] says that the connection failed while
-/// the message itself was being written (after the 354).
-pub const DATA_CUT: &str = "writing the message";
 
 /// How a transaction failed, by what the server can have done with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
