@@ -571,17 +571,57 @@ pub fn numbered_message(msgid: &str, to: &str) -> String {
 pub struct StreamResult {
     /// Message-IDs (without <>) that got 250 after DATA.
     pub accepted: Vec<String>,
+    /// The same messages with the queue id each 250 named, in the order
+    /// the replies arrived.
+    pub queued: Vec<(String, String)>,
     /// Transactions that failed (each was retried with a new Message-ID).
     pub failures: Vec<String>,
+    /// Failed attempts the server cannot have queued: the end of data
+    /// never went out, or the server refused it.
+    pub refused: Vec<FailedAttempt>,
+    /// Failed attempts whose end of data went out and got no reply: the
+    /// server may have queued them without telling.
+    pub unanswered: Vec<FailedAttempt>,
     /// Messages given up on after too many failed attempts.
     pub abandoned: usize,
 }
 
-/// A stream of `total` messages to `rcpt` over `sessions` parallel SMTP
-/// sessions; each session reuses its connection and reconnects after a
-/// failure. Every attempt carries its own Message-ID
-/// (`N.ATTEMPT.TAG@postern.test`) so an attempt that was queued but not
-/// acknowledged shows up as an extra, not as a duplicate.
+/// One failed transaction of a [`Stream`].
+#[derive(Debug, Clone)]
+pub struct FailedAttempt {
+    /// Its Message-ID, without <>.
+    pub msgid: String,
+    /// When the client saw it fail.
+    pub at: Instant,
+    /// What went wrong.
+    pub error: String,
+}
+
+/// How a [`Stream`] sends, for [`Stream::start_with`].
+#[derive(Debug, Clone)]
+pub struct StreamOptions {
+    /// Parallel SMTP sessions.
+    pub sessions: usize,
+    /// How many of those sessions open a new connection for every message
+    /// (the others keep theirs until it fails).
+    pub one_per_connection: usize,
+    /// Builds the message text of one attempt from its Message-ID
+    /// (without <>) and the recipient.
+    pub message: fn(&str, &str) -> String,
+}
+
+impl StreamOptions {
+    /// `sessions` keep-alive sessions sending [`numbered_message`]s.
+    pub fn keep_alive(sessions: usize) -> StreamOptions {
+        StreamOptions { sessions, one_per_connection: 0, message: numbered_message }
+    }
+}
+
+/// A stream of `total` messages to `rcpt` over parallel SMTP sessions;
+/// a session reconnects after a failure, and those told to in
+/// [`StreamOptions`] for every message. Every attempt carries its own
+/// Message-ID (`N.ATTEMPT.TAG@postern.test`) so an attempt that was
+/// queued but not acknowledged shows up as an extra, not as a duplicate.
 #[derive(Debug)]
 pub struct Stream {
     /// Messages acknowledged so far.
@@ -592,17 +632,30 @@ pub struct Stream {
 }
 
 impl Stream {
-    /// Starts the sender threads.
+    /// Starts `sessions` keep-alive sender threads.
     pub fn start(addr: &str, rcpt: &str, total: usize, sessions: usize, tag: &str) -> Stream {
+        Stream::start_with(addr, rcpt, total, tag, StreamOptions::keep_alive(sessions))
+    }
+
+    /// Starts the sender threads as `opts` says.
+    pub fn start_with(
+        addr: &str,
+        rcpt: &str,
+        total: usize,
+        tag: &str,
+        opts: StreamOptions,
+    ) -> Stream {
         let done = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let result = Arc::new(Mutex::new(StreamResult::default()));
         let next = Arc::new(AtomicUsize::new(0));
-        let threads = (0..sessions)
-            .map(|_| {
+        let threads = (0..opts.sessions)
+            .map(|session| {
                 let (addr, rcpt, tag) = (addr.to_string(), rcpt.to_string(), tag.to_string());
                 let (done, stop, result, next) =
                     (done.clone(), stop.clone(), result.clone(), next.clone());
+                let reconnect = session < opts.one_per_connection;
+                let message = opts.message;
                 std::thread::spawn(move || {
                     let mut conn: Option<smtp::Conn> = None;
                     loop {
@@ -613,25 +666,48 @@ impl Stream {
                         let mut ok = false;
                         for attempt in 0..20 {
                             let msgid = format!("{n}.{attempt}.{tag}@postern.test");
-                            let body = numbered_message(&msgid, &rcpt);
-                            let c = match conn.take() {
-                                Some(c) => Ok(c),
-                                None => smtp::Conn::open(&addr),
+                            let body = message(&msgid, &rcpt);
+                            let mut c = match conn.take() {
+                                Some(c) => c,
+                                None => match smtp::Conn::open(&addr) {
+                                    Ok(c) => c,
+                                    Err(e) => {
+                                        let error = format!("connect: {e}");
+                                        let mut r = result.lock().unwrap();
+                                        r.failures.push(format!("{msgid}: {error}"));
+                                        r.refused.push(FailedAttempt {
+                                            msgid,
+                                            at: Instant::now(),
+                                            error,
+                                        });
+                                        continue;
+                                    }
+                                },
                             };
-                            let r = c.and_then(|mut c| {
-                                let id = c.transaction("load@postern.test", &[&rcpt], &body)?;
-                                Ok((c, id))
-                            });
-                            match r {
-                                Ok((c, _id)) => {
-                                    conn = Some(c);
-                                    result.lock().unwrap().accepted.push(msgid);
+                            match c.transaction_outcome("load@postern.test", &[&rcpt], &body) {
+                                Ok(id) => {
+                                    if reconnect {
+                                        // The message is ours once 250 arrived.
+                                        let _ = c.quit();
+                                    } else {
+                                        conn = Some(c);
+                                    }
+                                    let mut r = result.lock().unwrap();
+                                    r.accepted.push(msgid.clone());
+                                    r.queued.push((msgid, id));
                                     done.fetch_add(1, Ordering::SeqCst);
                                     ok = true;
                                     break;
                                 }
                                 Err(e) => {
-                                    result.lock().unwrap().failures.push(format!("{msgid}: {e}"))
+                                    let error = e.to_string();
+                                    let mut r = result.lock().unwrap();
+                                    r.failures.push(format!("{msgid}: {error}"));
+                                    let f = FailedAttempt { msgid, at: Instant::now(), error };
+                                    match e {
+                                        smtp::TxFailure::Unanswered(_) => r.unanswered.push(f),
+                                        _ => r.refused.push(f),
+                                    }
                                 }
                             }
                         }

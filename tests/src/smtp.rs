@@ -142,17 +142,40 @@ impl Conn {
     /// One transaction; `Ok` carries the queue id from the 250 after DATA,
     /// the moment the server took responsibility for the message.
     pub fn transaction(&mut self, from: &str, to: &[&str], body: &str) -> Result<String, TryError> {
-        self.step(Some(format!("MAIL FROM:<{from}>\r\n").as_bytes()), "250")?;
+        self.transaction_outcome(from, to, body).map_err(|e| e.to_string())
+    }
+
+    /// [`Conn::transaction`], telling a failure the server may have
+    /// committed (the end of data went out, no reply came back) from one
+    /// it cannot have (the end of data never went out, or the server
+    /// answered it with something other than 250). A crash test needs the
+    /// difference: only the first kind may show up delivered.
+    pub fn transaction_outcome(
+        &mut self,
+        from: &str,
+        to: &[&str],
+        body: &str,
+    ) -> Result<String, TxFailure> {
+        let before = TxFailure::BeforeEnd;
+        self.step(Some(format!("MAIL FROM:<{from}>\r\n").as_bytes()), "250").map_err(before)?;
         for t in to {
-            self.step(Some(format!("RCPT TO:<{t}>\r\n").as_bytes()), "250")?;
+            self.step(Some(format!("RCPT TO:<{t}>\r\n").as_bytes()), "250").map_err(before)?;
         }
-        self.step(Some(b"DATA\r\n"), "354")?;
+        self.step(Some(b"DATA\r\n"), "354").map_err(before)?;
         let mut data = body.replace("\r\n", "\n").replace('\n', "\r\n");
         if !data.ends_with("\r\n") {
             data.push_str("\r\n");
         }
         data.push_str(".\r\n");
-        let last = self.step(Some(data.as_bytes()), "250")?;
+        // The dot is the last byte written: if write_all fails, some
+        // suffix of the data (the dot with it) never reached the socket.
+        self.writer
+            .write_all(data.as_bytes())
+            .map_err(|e| TxFailure::BeforeEnd(format!("writing the message: {e}")))?;
+        let last = self.reply().map_err(TxFailure::Unanswered)?;
+        if !last.starts_with("250") {
+            return Err(TxFailure::Refused(format!("expected 250, got {last:?}")));
+        }
         Ok(last.rsplit(' ').next().unwrap_or_default().to_string())
     }
 
@@ -162,6 +185,30 @@ impl Conn {
         let mut rest = Vec::new();
         let _ = self.reader.read_to_end(&mut rest);
         Ok(())
+    }
+}
+
+/// How a transaction failed, by what the server can have done with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxFailure {
+    /// The connection failed (or a command was refused) before the end of
+    /// data was written: the server cannot have a complete message.
+    BeforeEnd(TryError),
+    /// The end of data was written and the server answered with a code
+    /// other than 250: it says the message is not queued.
+    Refused(TryError),
+    /// The end of data was written and no reply came (the connection
+    /// dropped or timed out): the server may have queued the message.
+    Unanswered(TryError),
+}
+
+impl fmt::Display for TxFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TxFailure::BeforeEnd(e) => write!(f, "before the end of data: {e}"),
+            TxFailure::Refused(e) => write!(f, "end of data refused: {e}"),
+            TxFailure::Unanswered(e) => write!(f, "end of data unanswered: {e}"),
+        }
     }
 }
 
