@@ -4,11 +4,12 @@ use crate::Error;
 use crate::format::{self, Envelope, QueueFile};
 use mail_types::QueueId;
 use std::fs;
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 use stdx::fs::DirSync;
 
 /// A queue state: one directory under `queue_directory` (Postfix
@@ -55,6 +56,16 @@ impl State {
 
 /// Where files are written before they are complete.
 pub(crate) const TMP: &str = "tmp";
+/// Finished queue files kept for reuse (see [`Queue::retire`]).
+pub(crate) const FREE: &str = "free";
+/// Most files kept in `free/`, and the largest one kept: at most 32 MiB
+/// of disk held for reuse.
+const POOL_MAX_FILES: usize = 512;
+const POOL_MAX_SIZE: u64 = 64 * 1024;
+/// How often a process re-reads `free/` when it found it empty, and
+/// recounts it when adding to it.
+const POOL_LOOK_EVERY: Duration = Duration::from_millis(20);
+const POOL_COUNT_EVERY: Duration = Duration::from_secs(10);
 /// Per-message status logs (see `status.rs`).
 pub(crate) const STATUS: &str = "status";
 /// Unix sockets of services other processes may use only as mail_owner.
@@ -72,6 +83,17 @@ pub const PID: &str = "pid";
 pub struct Queue {
     root: PathBuf,
     incoming_sync: Arc<DirSync>,
+    pool: Arc<Mutex<Pool>>,
+}
+
+/// What this process knows of `free/`: names it may try to claim, and
+/// an estimate of how many files are there.
+#[derive(Debug, Default)]
+struct Pool {
+    names: Vec<String>,
+    looked: Option<Instant>,
+    count: usize,
+    counted: Option<Instant>,
 }
 
 impl Queue {
@@ -79,7 +101,7 @@ impl Queue {
     pub fn new(root: impl Into<PathBuf>) -> Queue {
         let root = root.into();
         let incoming_sync = Arc::new(DirSync::new(root.join(State::Incoming.dir_name())));
-        Queue { root, incoming_sync }
+        Queue { root, incoming_sync, pool: Arc::default() }
     }
 
     /// The queue directory.
@@ -110,6 +132,7 @@ impl Queue {
             State::ALL.iter().map(|s| (s.dir_name().to_owned(), 0o700)).collect();
         dirs.extend([
             (TMP.into(), 0o700),
+            (FREE.into(), 0o700),
             (STATUS.into(), 0o700),
             (PRIVATE.into(), 0o700),
             (PUBLIC.into(), 0o711),
@@ -137,7 +160,7 @@ impl Queue {
     /// smtpd, pickup and qmgr run as mail_owner. `pid/` stays root's.
     pub fn chown_layout(&self, owner: (u32, u32)) -> Result<(), Error> {
         let mut names: Vec<&str> = State::ALL.iter().map(|s| s.dir_name()).collect();
-        names.extend([TMP, STATUS, PRIVATE, PUBLIC]);
+        names.extend([TMP, FREE, STATUS, PRIVATE, PUBLIC]);
         for name in names {
             let path = self.root.join(name);
             std::os::unix::fs::chown(&path, Some(owner.0), Some(owner.1))
@@ -150,6 +173,9 @@ impl Queue {
     /// known before the content is written, so cleanup can put it in the
     /// `Received:` header.
     ///
+    /// A finished file from `free/` is taken first when there is one
+    /// ([`Queue::retire`]): it is overwritten and cut to its new length,
+    /// so the file system allocates and frees no inode for the message.
     /// The file's inode becomes part of the id ([`QueueId::for_inode`]):
     /// no other live queue file can have it. The file is created without
     /// a name (`O_TMPFILE` in `tmp/`), so a writer that dies leaves
@@ -158,6 +184,9 @@ impl Queue {
     /// id is in use anyway (a file copied in by hand, a status log left
     /// behind, a clock set back) is checked at commit, where it counts.
     pub fn reserve(&self) -> Result<Pending, Error> {
+        if let Some(p) = self.reserve_recycled() {
+            return Ok(p);
+        }
         let tmp_dir = self.root.join(TMP);
         if !self.named_tmp_only() {
             match stdx::fs::create_unnamed(&tmp_dir, 0o600) {
@@ -171,6 +200,7 @@ impl Queue {
                         path,
                         file: Some(file),
                         named: false,
+                        recycled: false,
                     });
                 }
                 Err(e) if stdx::fs::is_unsupported(&e) => NO_TMPFILE.store(true, Ordering::Relaxed),
@@ -178,6 +208,125 @@ impl Queue {
             }
         }
         self.reserve_named()
+    }
+
+    /// Takes a file from `free/` by renaming it into `tmp/` (under its
+    /// old name, which no live message has any more), so that of several
+    /// processes trying the same one exactly one gets it. `None` when
+    /// there is none to take, or on any doubt about it (then the caller
+    /// creates a new file): a file that is not a plain file of this
+    /// process's user with one link is removed, never written.
+    fn reserve_recycled(&self) -> Option<Pending> {
+        let tmp_dir = self.root.join(TMP);
+        let free = self.root.join(FREE);
+        for _ in 0..8 {
+            let name = self.pool_next()?;
+            let path = tmp_dir.join(&name);
+            match rename_noreplace(&free.join(&name), &path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(_) => return None,
+            }
+            use std::os::unix::fs::OpenOptionsExt;
+            let opened = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                .open(&path)
+                .and_then(|f| f.metadata().map(|m| (f, m)));
+            let Ok((file, meta)) = opened else {
+                let _ = fs::remove_file(&path);
+                continue;
+            };
+            let mine = meta.is_file()
+                && meta.nlink() == 1
+                && meta.uid() == nix::unistd::geteuid().as_raw()
+                && meta.mode() & 0o077 == 0;
+            // A fresh mtime, or qmgr's clean_tmp could take the file
+            // for abandoned before its first write.
+            if !mine || file.set_modified(std::time::SystemTime::now()).is_err() {
+                let _ = fs::remove_file(&path);
+                continue;
+            }
+            let id = QueueId::for_inode(meta.ino());
+            return Some(Pending {
+                queue: self.clone(),
+                id,
+                path,
+                file: Some(file),
+                named: true,
+                recycled: true,
+            });
+        }
+        None
+    }
+
+    /// The next name in `free/` to try, re-reading the directory when the
+    /// ones known are used up (at most every [`POOL_LOOK_EVERY`] while it
+    /// is empty). Each process starts at a different place in the list,
+    /// so two smtpd processes seldom race for the same file.
+    fn pool_next(&self) -> Option<String> {
+        let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        if pool.names.is_empty() {
+            if pool.looked.is_some_and(|t| t.elapsed() < POOL_LOOK_EVERY) {
+                return None;
+            }
+            pool.looked = Some(Instant::now());
+            let mut names: Vec<String> = fs::read_dir(self.root.join(FREE))
+                .ok()?
+                .flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| QueueId::parse(n).is_ok())
+                .take(POOL_MAX_FILES)
+                .collect();
+            if !names.is_empty() {
+                let k = std::process::id() as usize % names.len();
+                names.rotate_left(k);
+            }
+            pool.names = names;
+        }
+        pool.names.pop()
+    }
+
+    /// Ends a delivered message like [`Queue::remove`], but keeps a small
+    /// file for reuse by the next message ([`Queue::reserve`]) instead of
+    /// deleting it: in `free/`, at most [`POOL_MAX_FILES`] of at most
+    /// [`POOL_MAX_SIZE`] bytes. Creating and deleting an inode per
+    /// message is most of the kernel's work for a small message (on ext4
+    /// without a journal, every new inode is searched for past the ones
+    /// freed in the last minutes). Only qmgr calls this, for files it has
+    /// finished; what it keeps is never read again, only overwritten.
+    pub fn retire(&self, id: &QueueId, state: State) -> Result<(), Error> {
+        let path = self.path(state, id);
+        let small =
+            fs::symlink_metadata(&path).is_ok_and(|m| m.is_file() && m.len() <= POOL_MAX_SIZE);
+        if small && self.pool_has_room() {
+            // Failing that (no free/ in an older layout, a name taken),
+            // the file is deleted as before.
+            if rename_noreplace(&path, &self.root.join(FREE).join(id.as_str())).is_ok() {
+                return self.remove_status(id);
+            }
+        }
+        self.remove(id, state)
+    }
+
+    /// Whether `free/` may take one more file (counted again every
+    /// [`POOL_COUNT_EVERY`], or [`POOL_LOOK_EVERY`] while it seems full;
+    /// in between, every file added counts).
+    fn pool_has_room(&self) -> bool {
+        let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        // Others take files without telling: an estimate at the cap is
+        // checked again soon, one below it now and then.
+        let every = if pool.count >= POOL_MAX_FILES { POOL_LOOK_EVERY } else { POOL_COUNT_EVERY };
+        if pool.counted.is_none_or(|t| t.elapsed() >= every) {
+            pool.counted = Some(Instant::now());
+            pool.count = fs::read_dir(self.root.join(FREE)).map_or(POOL_MAX_FILES, |d| d.count());
+        }
+        if pool.count >= POOL_MAX_FILES {
+            return false;
+        }
+        pool.count += 1;
+        true
     }
 
     /// Whether this process has found that `tmp/` cannot hold unnamed
@@ -209,6 +358,7 @@ impl Queue {
                         path,
                         file: Some(file),
                         named: true,
+                        recycled: false,
                     });
                 }
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
@@ -332,6 +482,10 @@ impl Queue {
     pub fn remove(&self, id: &QueueId, state: State) -> Result<(), Error> {
         let path = self.path(state, id);
         fs::remove_file(&path).map_err(Error::io(path))?;
+        self.remove_status(id)
+    }
+
+    fn remove_status(&self, id: &QueueId) -> Result<(), Error> {
         let log = self.status_path(id);
         match fs::remove_file(&log) {
             Err(e) if e.kind() != ErrorKind::NotFound => Err(Error::Io { path: log, source: e }),
@@ -433,8 +587,12 @@ pub struct Pending {
     /// `tmp/ID`: the file's name if `named`, else only what errors show.
     path: PathBuf,
     file: Option<fs::File>,
-    /// Whether the file has a name in `tmp/` (no `O_TMPFILE`).
+    /// Whether the file has a name in `tmp/` (no `O_TMPFILE`, or taken
+    /// from `free/`).
     named: bool,
+    /// Taken from `free/`: old content past what is written now must be
+    /// cut off before the file is published.
+    recycled: bool,
 }
 
 impl Pending {
@@ -515,7 +673,20 @@ impl Pending {
             .file
             .as_mut()
             .ok_or_else(|| Error::Encode("pending file already committed".into()))?;
-        file.write_all(&bytes).map_err(Error::io(&self.path))
+        file.write_all(&bytes).map_err(Error::io(&self.path))?;
+        self.cut_here()
+    }
+
+    /// Ends the file at the current write position: a file taken from
+    /// `free/` still holds the old message past it. Writers call this
+    /// once the last byte is written, before they seek back to patch.
+    pub(crate) fn cut_here(&mut self) -> Result<(), Error> {
+        if !self.recycled {
+            return Ok(());
+        }
+        let (file, path) = self.file()?;
+        let path = path.to_owned();
+        file.stream_position().and_then(|end| file.set_len(end)).map_err(Error::io(path))
     }
 }
 
@@ -654,6 +825,87 @@ mod tests {
         fs::remove_file(q.status_path(&id)).unwrap();
         std::os::unix::fs::symlink("/nonexistent", q.path(State::Deferred, &id)).unwrap();
         assert!(q.id_in_use(&id), "a dangling link still holds the name");
+    }
+
+    #[test]
+    fn retired_files_are_reused_cut_to_the_new_message() {
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::new(d.path());
+        q.create_layout().unwrap();
+        let long = vec![b'x'; 5000];
+        let id = q.reserve().unwrap().commit(&env(), &long).unwrap();
+        let ino = fs::metadata(q.path(State::Incoming, &id)).unwrap().ino();
+        q.move_to(&id, State::Incoming, State::Active).unwrap();
+        q.append_status(&id, &[]).unwrap();
+        q.retire(&id, State::Active).unwrap();
+        assert!(!q.path(State::Active, &id).exists());
+        assert!(!q.status_path(&id).exists(), "the log goes as with remove");
+        assert!(d.path().join(FREE).join(id.as_str()).exists());
+        // The next message takes that inode, under a new id, and holds
+        // exactly its own bytes; the spooled kind is cut the same way. (A
+        // new Queue: this one looked at free/ a moment ago, found it empty
+        // and waits POOL_LOOK_EVERY before looking again.)
+        let q = Queue::new(d.path());
+        let p = q.reserve().unwrap();
+        assert_ne!(p.id(), &id);
+        let new = p.commit(&env(), b"short\n").unwrap();
+        let path = q.path(State::Incoming, &new);
+        assert_eq!(fs::metadata(&path).unwrap().ino(), ino);
+        assert_eq!(fs::read(&path).unwrap(), format::encode(&env(), b"short\n").unwrap());
+        q.retire(&new, State::Incoming).unwrap();
+        let q = Queue::new(d.path());
+        let mut sp = q.spool(&env()).unwrap();
+        sp.write(b"tiny\n").unwrap();
+        let third = sp.commit().unwrap();
+        let path = q.path(State::Incoming, &third);
+        assert_eq!(fs::metadata(&path).unwrap().ino(), ino);
+        assert_eq!(fs::read(&path).unwrap(), format::encode(&env(), b"tiny\n").unwrap());
+        assert_eq!(fs::read_dir(d.path().join(FREE)).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(d.path().join(TMP)).unwrap().count(), 0);
+        // An abandoned one leaves nothing in tmp/.
+        q.retire(&third, State::Incoming).unwrap();
+        drop(Queue::new(d.path()).reserve().unwrap());
+        assert_eq!(fs::read_dir(d.path().join(TMP)).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn big_files_and_a_full_pool_are_deleted_and_strange_files_never_used() {
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::new(d.path());
+        q.create_layout().unwrap();
+        let free = d.path().join(FREE);
+        let big = q.reserve().unwrap().commit(&env(), &vec![b'x'; 70_000]).unwrap();
+        q.retire(&big, State::Incoming).unwrap();
+        assert_eq!(fs::read_dir(&free).unwrap().count(), 0);
+        // A link, a file others may read, and a FIFO in free/: removed
+        // when met, and the message gets a new file.
+        let other = d.path().join("elsewhere");
+        fs::write(&other, b"not mail").unwrap();
+        std::os::unix::fs::symlink(&other, free.join(QueueId::for_inode(1).as_str())).unwrap();
+        let open = free.join(QueueId::for_inode(2).as_str());
+        fs::write(&open, b"x").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o644)).unwrap();
+        nix::unistd::mkfifo(
+            &free.join(QueueId::for_inode(3).as_str()),
+            nix::sys::stat::Mode::S_IRWXU,
+        )
+        .unwrap();
+        let q = Queue::new(d.path());
+        let id = q.reserve().unwrap().commit(&env(), b"m\n").unwrap();
+        assert_eq!(q.read(State::Incoming, &id).unwrap().content, b"m\n");
+        assert_eq!(fs::read(&other).unwrap(), b"not mail");
+        assert_eq!(fs::read_dir(&free).unwrap().count(), 0, "strange files are removed");
+        assert_eq!(fs::read_dir(d.path().join(TMP)).unwrap().count(), 0);
+        // A full pool: the file is deleted.
+        let q = Queue::new(d.path());
+        for n in 0..POOL_MAX_FILES as u64 {
+            fs::write(free.join(QueueId::for_inode(100 + n).as_str()), b"").unwrap();
+        }
+        q.retire(&id, State::Incoming).unwrap();
+        assert!(!q.path(State::Incoming, &id).exists());
+        assert!(!free.join(id.as_str()).exists());
+        assert_eq!(fs::read_dir(&free).unwrap().count(), POOL_MAX_FILES);
     }
 
     #[test]

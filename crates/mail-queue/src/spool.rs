@@ -112,8 +112,10 @@ impl Spool {
         tail.extend_from_slice(TRAILER);
         let length_at = self.length_at;
         let (file, path) = self.pending.file()?;
-        file.write_all(&tail)
-            .and_then(|()| file.seek(SeekFrom::Start(length_at)))
+        file.write_all(&tail).map_err(Error::io(path))?;
+        self.pending.cut_here()?;
+        let (file, path) = self.pending.file()?;
+        file.seek(SeekFrom::Start(length_at))
             .and_then(|_| file.write_all(&fixup))
             .map_err(Error::io(path))?;
         self.pending.publish()

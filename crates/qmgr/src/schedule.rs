@@ -627,7 +627,7 @@ impl Qmgr {
     }
 
     fn remove(&self, id: &QueueId) {
-        match self.queue.remove(id, State::Active) {
+        match self.queue.retire(id, State::Active) {
             Ok(()) => tracing::info!("{id}: removed"),
             Err(e) => tracing::warn!("{id}: cannot remove: {e}"),
         }
