@@ -210,8 +210,8 @@ impl Queue {
         self.reserve_named()
     }
 
-    /// Takes a file from `free/` by renaming it into `tmp/` (under its
-    /// old name, which no live message has any more), so that of several
+    /// Takes a file from `free/` by renaming it into `tmp/` (as
+    /// `OLDID.reuse`: no live message has the old id), so that of several
     /// processes trying the same one exactly one gets it. `None` when
     /// there is none to take, or on any doubt about it (then the caller
     /// creates a new file): a file that is not a plain file of this
@@ -221,7 +221,9 @@ impl Queue {
         let free = self.root.join(FREE);
         for _ in 0..8 {
             let name = self.pool_next()?;
-            let path = tmp_dir.join(&name);
+            // Not a queue id: an abandoned one must not look like the
+            // old message's file.
+            let path = tmp_dir.join(format!("{name}.reuse"));
             match rename_noreplace(&free.join(&name), &path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,
