@@ -384,6 +384,14 @@ pub fn service_pids(r: &StatusReport, service: &str) -> Vec<u32> {
         .unwrap_or_default()
 }
 
+/// How many deliveries a `kill -9` of one local-delivery worker may
+/// duplicate: docs/ARCHITECTURE.md's "Duplicate window". local-delivery
+/// serves requests in batches behind one fsync of new/ and answers after
+/// it, so the whole batch in hand may be delivered without its results
+/// reaching qmgr, which retries them: at most `BATCH_MAX` (32, in
+/// crates/local-delivery/src/main.rs) requests.
+pub const DUPLICATES_PER_LOCAL_KILL: usize = 32;
+
 /// `kill -9 PID`.
 pub fn kill9(pid: u32) {
     use nix::sys::signal::{Signal, kill};

@@ -34,16 +34,11 @@ const ONE_PER_CONNECTION: usize = 6;
 const KILLS_EACH: usize = 6;
 /// The longest random pause before a kill.
 const MAX_GAP_MS: u64 = 300;
-/// A delivery cut by a kill of local-delivery may have reached the Maildir
-/// without its result reaching qmgr, which retries it: docs/ARCHITECTURE.md's
-/// "Duplicate window". local-delivery serves requests in batches behind one
-/// fsync of new/ and answers after it, so one kill may duplicate every
-/// request of the batch in hand: at most 32 (`BATCH_MAX` in
-/// crates/local-delivery/src/main.rs, the bound that section documents),
-/// each request here being one message to one recipient. smtpd kills never
-/// duplicate (an attempt queued but not acknowledged has its own Message-ID
-/// and counts as unanswered, not as a duplicate).
-const DUPLICATES_PER_LOCAL_KILL: usize = 32;
+// A local-delivery kill may duplicate up to tests::DUPLICATES_PER_LOCAL_KILL
+// deliveries, each request here being one message to one recipient. smtpd
+// kills never duplicate (an attempt queued but not acknowledged has its own
+// Message-ID and counts as unanswered, not as a duplicate).
+use tests::DUPLICATES_PER_LOCAL_KILL;
 /// A failed transaction must come this soon after an smtpd kill: nothing
 /// else in this test has any reason to fail one.
 const BLAME_WINDOW: Duration = Duration::from_secs(5);

@@ -2,7 +2,8 @@
 //! while smtpd, then qmgr, then local-delivery workers are killed with
 //! SIGKILL. Every message that got 250 must be delivered; a duplicate is
 //! allowed only in the window between a delivery and its record: at most
-//! one per kill of a local-delivery worker (the delivery it was making),
+//! one batch per kill of a local-delivery worker (the deliveries it was
+//! making, `tests::DUPLICATES_PER_LOCAL_KILL`),
 //! and per kill of qmgr at most one per request qmgr may have outstanding
 //! (default_destination_concurrency_limit): each may have been delivered
 //! with a result the dead qmgr never recorded.
@@ -30,7 +31,7 @@ fn kill9_workers_under_stream_loses_nothing() {
         kill9(pids[0]);
         window += match service {
             "qmgr" => in_flight,
-            "local" => 1,
+            "local" => tests::DUPLICATES_PER_LOCAL_KILL,
             _ => 0,
         };
         inst.wait_service_ready(service, &pids[..1]);
