@@ -19,6 +19,12 @@ use mail_types::{DeliveryStatus, EnhancedStatus};
 use crate::privs::AsUser;
 use crate::resolve::Owner;
 
+/// Most `new/` directories held open while they wait: past this (an
+/// alias list of 1,500 users is 1,500 Maildirs) the waiting ones are
+/// synced at once and their descriptors closed, so a batch never runs
+/// the process out of file descriptors.
+const MAX_OPEN: usize = 64;
+
 /// What a delivery to one destination gave.
 #[derive(Debug)]
 pub(crate) enum Outcome {
@@ -38,7 +44,8 @@ pub(crate) struct NewDirs {
 struct Dir {
     /// (st_dev, st_ino): the same directory reached by two paths is one.
     id: (u64, u64),
-    file: File,
+    /// Open while its fsync is due; closed once it is done.
+    file: Option<File>,
     path: PathBuf,
     /// The messages waiting on it, with who wrote them.
     messages: Vec<(Owner, String)>,
@@ -67,12 +74,20 @@ impl NewDirs {
         };
         let name = u.delivered.name;
         let dir = match self.dirs.iter().position(|d| d.id == id) {
-            Some(i) => i,
+            Some(i) => {
+                if self.dirs[i].file.is_none() {
+                    self.dirs[i].file = Some(u.new_dir);
+                }
+                i
+            }
             None => {
+                if self.dirs.iter().filter(|d| d.file.is_some()).count() >= MAX_OPEN {
+                    self.sync();
+                }
                 let path = u.delivered.path.parent().map(PathBuf::from).unwrap_or_default();
                 self.dirs.push(Dir {
                     id,
-                    file: u.new_dir,
+                    file: Some(u.new_dir),
                     path,
                     messages: Vec::new(),
                     result: None,
@@ -104,13 +119,17 @@ impl NewDirs {
         // follows (the replies, the next batch).
         crate::privs::root();
         for d in self.dirs.iter_mut().filter(|d| d.result.is_none()) {
-            let result = fsync(&d.file);
+            let Some(file) = d.file.take() else {
+                d.result = Some(Err(format!("{} is no longer open", d.path.display())));
+                continue;
+            };
+            let result = fsync(&file);
             d.result = Some(match result {
                 Ok(()) => Ok(()),
                 Err(e) => {
                     let text = format!("cannot fsync {}: {e}", d.path.display());
                     tracing::warn!("{text}");
-                    discard_all(d);
+                    discard_all(d, &file);
                     Err(text)
                 }
             });
@@ -140,11 +159,11 @@ pub(crate) fn defer_4_3_0(text: String) -> DeliveryStatus {
 /// Takes the messages of a directory whose fsync failed back out, each
 /// as the user who wrote it (nothing is written into a user's directory
 /// as root); a failure leaves a possible duplicate, never a loss.
-fn discard_all(d: &Dir) {
+fn discard_all(d: &Dir, dir: &File) {
     for (owner, name) in &d.messages {
         let removed = AsUser::switch(owner.uid, owner.gid)
             .map_err(io::Error::from)
-            .and_then(|_guard| mail_maildir::discard(&d.file, name));
+            .and_then(|_guard| mail_maildir::discard(dir, name));
         if let Err(e) = removed {
             tracing::warn!("cannot remove {}/{name}: {e}", d.path.display());
         }
