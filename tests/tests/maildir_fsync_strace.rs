@@ -268,3 +268,64 @@ fn a_burst_to_one_maildir_shares_new_fsyncs() {
     assert!(switches <= 2 * N, "{switches} setresuid calls for {N} messages");
     eprintln!("{fsyncs} fsyncs of new/ and {switches} setresuid calls for {N} messages");
 }
+
+/// qmgr's status logs are group-committed too: deferrals that come in
+/// together share one fsync of `status/` for their new logs, and every
+/// message is still deferred with its log. Remote mail waits here (no
+/// smtp service), so each message gets a new status log; qmgr is held
+/// while the messages arrive so that their results come as one burst
+/// whatever the machine's speed. (One fsync of `status/` per new log, as
+/// before, fails this.)
+#[test]
+fn deferrals_in_one_burst_share_status_fsyncs() {
+    const N: usize = 30;
+    let inst = tests::Instance::start();
+    let qmgr = inst.wait_service_ready("qmgr", &[]);
+    let log = inst.dir.join("strace-qmgr.log");
+    let strace = Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=open,openat,fsync,fdatasync", "-o"])
+        .arg(&log)
+        .args(["-p", &qmgr[0].to_string()])
+        .stdin(std::process::Stdio::null())
+        .spawn();
+    let mut strace = match strace {
+        Ok(child) => tests::ChildGuard(child),
+        Err(e) => {
+            eprintln!("skipped: cannot run strace: {e}");
+            return;
+        }
+    };
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    if let Ok(Some(status)) = strace.0.try_wait() {
+        eprintln!("skipped: strace cannot attach here ({status})");
+        return;
+    }
+    let pid = qmgr[0].to_string();
+    assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    let cont = Continue(pid.clone());
+    let mut c = inst.smtp();
+    for i in 0..N {
+        let id = format!("far-{i}@postern.test");
+        let text = tests::numbered_message(&id, "far@remote.example");
+        c.send_mail("load@postern.test", &["far@remote.example"], &text);
+    }
+    c.cmd("QUIT", 221);
+    drop(cont);
+    let status = inst.queue().join("status");
+    let deferred = inst.queue().join("deferred");
+    let count = |d: &Path| std::fs::read_dir(d).map(|r| r.count()).unwrap_or(0);
+    let t0 = std::time::Instant::now();
+    while (count(&status) < N || count(&deferred) < N) && t0.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!((count(&status), count(&deferred)), (N, N), "every message deferred with its log");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let _ = Command::new("kill").args(["-INT", &strace.0.id().to_string()]).status();
+    let _ = strace.0.wait();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let fsyncs =
+        parse(&text).iter().filter(|c| matches!(c, Call::Fsync(p) if *p == status)).count();
+    assert!(fsyncs >= 1, "status/ never fsynced:\n{text}");
+    assert!(fsyncs < N, "{fsyncs} fsyncs of {} for {N} new status logs", status.display());
+    eprintln!("{fsyncs} fsyncs of status/ for {N} new status logs");
+}

@@ -117,6 +117,21 @@ impl Queue {
     /// one, both complete. The log therefore never reaches the size a
     /// reader refuses, and no final result is ever dropped to make room.
     pub fn append_status(&self, id: &QueueId, records: &[StatusRecord]) -> Result<(), Error> {
+        if self.append_status_dir_later(id, records)? {
+            self.sync_status_dir()?;
+        }
+        Ok(())
+    }
+
+    /// [`Queue::append_status`] for callers that record several logs and
+    /// make `status/` durable once for all of them (qmgr's group commit):
+    /// the records are synced, and `true` says a new log's directory
+    /// entry is not yet, until [`Queue::sync_status_dir`] returns.
+    pub fn append_status_dir_later(
+        &self,
+        id: &QueueId,
+        records: &[StatusRecord],
+    ) -> Result<bool, Error> {
         let path = self.status_path(id);
         let records: Vec<StatusRecord> = records.iter().map(bounded).collect();
         let buf = encode_frames(&records)?;
@@ -152,7 +167,7 @@ impl Queue {
                 if (compacted.len() as u64) < (good + buf.len() as u64) / 2
                     || good + buf.len() as u64 > MAX_LOG
                 {
-                    return self.replace_status(id, &compacted);
+                    return self.replace_status(id, &compacted).map(|()| false);
                 }
             }
             if good < len {
@@ -164,11 +179,13 @@ impl Queue {
         }
         f.write_all(&buf).map_err(Error::io(&path))?;
         f.sync_data().map_err(Error::io(&path))?;
-        if created {
-            let dir = self.root().join(crate::layout::STATUS);
-            stdx::fs::fsync_dir(&dir).map_err(Error::io(&dir))?;
-        }
-        Ok(())
+        Ok(created)
+    }
+
+    /// Makes the directory entries of new status logs durable.
+    pub fn sync_status_dir(&self) -> Result<(), Error> {
+        let dir = self.root().join(crate::layout::STATUS);
+        stdx::fs::fsync_dir(&dir).map_err(Error::io(&dir))
     }
 
     /// Replaces a status log with `bytes` atomically and durably.

@@ -112,7 +112,24 @@ struct Qmgr {
     /// The last scan found incoming/ empty: the directory's mtime just
     /// before it read the directory, and when.
     incoming_empty: Option<(SystemTime, Instant)>,
+    /// Messages whose results are recorded in new status logs whose
+    /// directory entries are not yet durable, and what to do with each
+    /// once they are ([`Qmgr::sync_status`]: one fsync of status/ for
+    /// every message finished in the same turn of the loop).
+    after_sync: Vec<(QueueId, AfterRecord)>,
 }
+
+/// What [`Qmgr::finish`] does with a message once its results are
+/// durable.
+#[derive(Debug, Clone, Copy)]
+enum AfterRecord {
+    Remove,
+    Defer(Duration),
+}
+
+/// Most delivery results taken from the channel in one turn of the loop,
+/// sharing one fsync of status/.
+const RESULTS_PER_TURN: usize = 256;
 
 fn now() -> u64 {
     policy::now_secs(SystemTime::now())
@@ -153,6 +170,7 @@ pub(crate) async fn run(daemon: Daemon) -> anyhow::Result<()> {
         waiting: VecDeque::new(),
         scan_needed: false,
         incoming_empty: None,
+        after_sync: Vec::new(),
     };
     tokio::spawn(accept_triggers(listener, tx.clone()));
     let stop_tx = tx.clone();
@@ -185,9 +203,29 @@ pub(crate) async fn run(daemon: Daemon) -> anyhow::Result<()> {
                 }
                 Some(Ev::Done { id, asked, reply }) => {
                     q.on_done(id, asked, reply);
+                    // Results that came in meanwhile (while the last
+                    // fsync ran) are recorded in this turn too and share
+                    // its status/ fsync (group commit).
+                    for _ in 1..RESULTS_PER_TURN {
+                        match rx.try_recv() {
+                            Ok(Ev::Done { id, asked, reply }) => q.on_done(id, asked, reply),
+                            Ok(other) => {
+                                // Not a result: back to the end of the
+                                // queue (the loop's own sender cannot
+                                // fail while the loop runs).
+                                let _ = q.events.send(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    q.sync_status();
                     q.take_waiting();
                 }
-                Some(Ev::Stop(Stop::Now)) | None => return Ok(()),
+                Some(Ev::Stop(Stop::Now)) | None => {
+                    q.sync_status();
+                    return Ok(());
+                }
                 Some(Ev::Stop(Stop::Drain)) => {
                     daemon.draining();
                     q.draining = true;
@@ -202,6 +240,9 @@ pub(crate) async fn run(daemon: Daemon) -> anyhow::Result<()> {
                 clean_tmp(&q.queue);
             }
         }
+        // Whatever finished outside a batch of results (activate finds
+        // every recipient final already) is made durable here.
+        q.sync_status();
         if q.draining && q.active.is_empty() {
             return Ok(());
         }
@@ -600,16 +641,48 @@ impl Qmgr {
                 }
             }
         }
-        if let Err(e) = self.queue.append_status(&id, &msg.round) {
-            // Without the record the recipients are retried later, which
-            // is safe (a duplicate at worst); carrying on is not.
-            tracing::warn!("{id}: cannot record delivery status: {e}; will retry");
-            return self.defer(&id, Duration::from_secs(60));
-        }
-        if all_final {
-            self.remove(&id);
+        let then = if all_final {
+            AfterRecord::Remove
         } else {
-            self.defer(&id, policy::backoff(age, self.s.min_backoff, self.s.max_backoff));
+            AfterRecord::Defer(policy::backoff(age, self.s.min_backoff, self.s.max_backoff))
+        };
+        match self.queue.append_status_dir_later(&id, &msg.round) {
+            Ok(true) => self.after_sync.push((id, then)),
+            Ok(false) => self.act(&id, then),
+            Err(e) => {
+                // Without the record the recipients are retried later,
+                // which is safe (a duplicate at worst); carrying on is not.
+                tracing::warn!("{id}: cannot record delivery status: {e}; will retry");
+                self.defer(&id, Duration::from_secs(60));
+            }
+        }
+    }
+
+    fn act(&self, id: &QueueId, then: AfterRecord) {
+        match then {
+            AfterRecord::Remove => self.remove(id),
+            AfterRecord::Defer(after) => self.defer(id, after),
+        }
+    }
+
+    /// One fsync of status/ for every new log written since the last,
+    /// then what each of those messages waited for. If it fails, the
+    /// messages stay in active/ untouched: the records are in their
+    /// logs (synced), and the next rescan of active/ reads them and goes
+    /// on from there.
+    fn sync_status(&mut self) {
+        if self.after_sync.is_empty() {
+            return;
+        }
+        let done = std::mem::take(&mut self.after_sync);
+        if let Err(e) = self.queue.sync_status_dir() {
+            return tracing::warn!(
+                "cannot make {} new status log(s) durable: {e}; those messages are retried",
+                done.len()
+            );
+        }
+        for (id, then) in done {
+            self.act(&id, then);
         }
     }
 
