@@ -57,9 +57,12 @@ fn every_member_of_a_1500_member_list_gets_the_message() {
 
     // The agent answers qmgr once every member is written; then the queue
     // file goes away (all sent) or stays (deferred).
+    // Looked at in the order a file moves (incoming/ → active/ →
+    // deferred/), so a file moving meanwhile is seen in its next state and
+    // never missed in both.
     let gone = wait_until(Duration::from_secs(600), || {
-        (inst.queue_files("active").is_empty()
-            && inst.queue_files("incoming").is_empty()
+        (inst.queue_files("incoming").is_empty()
+            && inst.queue_files("active").is_empty()
             && inst.queue_files("deferred").is_empty())
         .then_some(())
     });

@@ -142,9 +142,10 @@ fn alias_to_remote_address_is_forwarded_and_waits_for_the_smtp_client() {
     // The forwarded copy is a new message for the remote address; until
     // the SMTP client exists it stays deferred, never bounced.
     let q = tests::wait_until(WAIT, || {
-        // The directories first: a listing taken before them could still
-        // show the original, removed just after.
-        let idle = inst.queue_files("active").is_empty() && inst.queue_files("incoming").is_empty();
+        // The directories first (a listing taken before them could still
+        // show the original, removed just after), in the order a file
+        // moves, so one moving meanwhile is not missed in both.
+        let idle = inst.queue_files("incoming").is_empty() && inst.queue_files("active").is_empty();
         let q = inst.mailq();
         let settled = idle && q.contains("someone@remote.example") && q.contains("private/smtp");
         settled.then_some(q)
