@@ -450,6 +450,59 @@ impl Drop for ChildGuard {
     }
 }
 
+/// `strace -f -qq -e trace=CALLS -o LOG -p PID...` attached to running
+/// workers: with `--seccomp-bpf` where this strace has it (the worker then
+/// stops only at the traced calls and runs at speed), without it
+/// otherwise. `None`, with a printed skip reason, when strace cannot run
+/// or attach here. [`Strace::finish`] detaches and returns the log.
+#[derive(Debug)]
+pub struct Strace {
+    child: ChildGuard,
+    log: PathBuf,
+}
+
+impl Strace {
+    pub fn attach(pids: &[u32], calls: &str, log: &Path) -> Option<Strace> {
+        let spawn = |seccomp: bool| {
+            let mut cmd = Command::new("strace");
+            cmd.args(["-f", "-qq"]);
+            if seccomp {
+                cmd.arg("--seccomp-bpf");
+            }
+            cmd.args(["-e", &format!("trace={calls}"), "-o"]).arg(log);
+            for pid in pids {
+                cmd.args(["-p", &pid.to_string()]);
+            }
+            cmd.stdin(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn()
+        };
+        let mut last = None;
+        for seccomp in [true, false] {
+            let mut child = match spawn(seccomp) {
+                Ok(child) => ChildGuard(child),
+                Err(e) => {
+                    skip(&format!("cannot run strace: {e}"));
+                    return None;
+                }
+            };
+            std::thread::sleep(Duration::from_secs(2));
+            match child.0.try_wait() {
+                Ok(Some(status)) => last = Some(status),
+                _ => return Some(Strace { child, log: log.to_owned() }),
+            }
+        }
+        let status = last.map(|s| s.to_string()).unwrap_or_default();
+        skip(&format!("strace cannot attach here ({status})"));
+        None
+    }
+
+    /// Detaches (SIGINT, so strace flushes its log) and returns the log.
+    pub fn finish(mut self) -> String {
+        let _ = Command::new("kill").args(["-INT", &self.child.0.id().to_string()]).status();
+        let _ = self.child.0.wait();
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
 /// Polls `f` every 20 ms until it returns `Some` or `timeout` passes.
 /// (Waiting for a file to appear has no event to block on.)
 pub fn wait_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {

@@ -132,35 +132,13 @@ fn first_delivery_fsyncs_the_new_maildir_and_its_parents() {
     });
     let workers = inst.wait_service_ready("local", &[]);
     let log = inst.dir.join("strace.log");
-    let mut cmd = Command::new("strace");
-    cmd.args(["-f", "-qq", "-e", "trace=mkdir,mkdirat,open,openat,fsync,fdatasync", "-o"])
-        .arg(&log);
-    for pid in &workers {
-        cmd.args(["-p", &pid.to_string()]);
-    }
-    let strace = match cmd.stdin(std::process::Stdio::null()).spawn() {
-        Ok(child) => tests::ChildGuard(child),
-        Err(e) => {
-            eprintln!("skipped: cannot run strace: {e}");
-            return;
-        }
-    };
-    // strace writes nothing until a traced call; give it time to attach
-    // (its "attached" lines are silenced by -qq), then check it still runs.
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    let mut strace = strace;
-    if let Ok(Some(status)) = strace.0.try_wait() {
-        eprintln!("skipped: strace cannot attach here ({status})");
-        return;
-    }
+    let calls = "mkdir,mkdirat,open,openat,fsync,fdatasync";
+    let Some(strace) = tests::Strace::attach(&workers, calls, &log) else { return };
     let mut c = inst.smtp();
     c.send_mail("suporte@postern.test", &["nova@postern.test"], "Subject: hi\r\n\r\nnew\r\n");
     c.cmd("QUIT", 221);
     inst.wait_for_mail("nova", 1, std::time::Duration::from_secs(60));
-    // SIGINT detaches strace cleanly and flushes its log.
-    let _ = Command::new("kill").args(["-INT", &strace.0.id().to_string()]).status();
-    let _ = strace.0.wait();
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let text = strace.finish();
     let calls = parse(&text);
     let made = check(&calls);
     let md = inst.dir.join("home/nova/Maildir");
@@ -211,24 +189,11 @@ fn a_burst_to_one_maildir_shares_new_fsyncs() {
     let workers = inst.wait_service_ready("local", &[]);
     assert_eq!(workers.len(), 1, "{workers:?}");
     let log = inst.dir.join("strace.log");
-    let strace = Command::new("strace")
-        .args(["-f", "-qq", "-e", "trace=open,openat,fsync,fdatasync,setresuid", "-o"])
-        .arg(&log)
-        .args(["-p", &workers[0].to_string()])
-        .stdin(std::process::Stdio::null())
-        .spawn();
-    let mut strace = match strace {
-        Ok(child) => tests::ChildGuard(child),
-        Err(e) => {
-            eprintln!("skipped: cannot run strace: {e}");
-            return;
-        }
-    };
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    if let Ok(Some(status)) = strace.0.try_wait() {
-        eprintln!("skipped: strace cannot attach here ({status})");
+    let Some(strace) =
+        tests::Strace::attach(&workers[..1], "open,openat,fsync,fdatasync,setresuid", &log)
+    else {
         return;
-    }
+    };
     // The worker is held while the messages arrive, so that qmgr's
     // parallel requests for them wait in its backlog and come as batches
     // whatever the machine's speed.
@@ -254,9 +219,7 @@ fn a_burst_to_one_maildir_shares_new_fsyncs() {
     std::thread::sleep(std::time::Duration::from_secs(2));
     assert!(Command::new("kill").args(["-CONT", &worker]).status().unwrap().success());
     inst.wait_for_mail("suporte", N, std::time::Duration::from_secs(120));
-    let _ = Command::new("kill").args(["-INT", &strace.0.id().to_string()]).status();
-    let _ = strace.0.wait();
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let text = strace.finish();
     let new = inst.maildir("suporte").join("new");
     let fsyncs = parse(&text).iter().filter(|c| matches!(c, Call::Fsync(p) if *p == new)).count();
     assert!(fsyncs >= 1, "new/ never fsynced:\n{text}");
@@ -282,24 +245,10 @@ fn deferrals_in_one_burst_share_status_fsyncs() {
     let inst = tests::Instance::start();
     let qmgr = inst.wait_service_ready("qmgr", &[]);
     let log = inst.dir.join("strace-qmgr.log");
-    let strace = Command::new("strace")
-        .args(["-f", "-qq", "-e", "trace=open,openat,fsync,fdatasync", "-o"])
-        .arg(&log)
-        .args(["-p", &qmgr[0].to_string()])
-        .stdin(std::process::Stdio::null())
-        .spawn();
-    let mut strace = match strace {
-        Ok(child) => tests::ChildGuard(child),
-        Err(e) => {
-            eprintln!("skipped: cannot run strace: {e}");
-            return;
-        }
-    };
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    if let Ok(Some(status)) = strace.0.try_wait() {
-        eprintln!("skipped: strace cannot attach here ({status})");
+    let Some(strace) = tests::Strace::attach(&qmgr[..1], "open,openat,fsync,fdatasync", &log)
+    else {
         return;
-    }
+    };
     let pid = qmgr[0].to_string();
     assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
     let cont = Continue(pid.clone());
@@ -320,9 +269,7 @@ fn deferrals_in_one_burst_share_status_fsyncs() {
     }
     assert_eq!((count(&status), count(&deferred)), (N, N), "every message deferred with its log");
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let _ = Command::new("kill").args(["-INT", &strace.0.id().to_string()]).status();
-    let _ = strace.0.wait();
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let text = strace.finish();
     let fsyncs =
         parse(&text).iter().filter(|c| matches!(c, Call::Fsync(p) if *p == status)).count();
     assert!(fsyncs >= 1, "status/ never fsynced:\n{text}");

@@ -11,9 +11,8 @@
 use mail_queue::{Envelope, Recipient};
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
-use tests::{ChildGuard, Instance, Stream, fake_queue_id, v1_queue_file, wait_delivered};
+use tests::{Instance, Stream, fake_queue_id, v1_queue_file, wait_delivered};
 
 const MESSAGES: usize = 200;
 
@@ -50,37 +49,9 @@ fn announced_mail_is_delivered_without_reading_incoming_per_message() {
     let qmgr = inst.worker_pids("qmgr");
     let [qmgr] = qmgr.as_slice() else { panic!("one qmgr expected: {qmgr:?}") };
     let log = inst.dir.join("strace.log");
-    let spawn = |seccomp: bool| {
-        let mut cmd = Command::new("strace");
-        cmd.args(["-f", "-qq"]);
-        if seccomp {
-            // Stops qmgr only at the traced calls, so it runs at speed.
-            cmd.arg("--seccomp-bpf");
-        }
-        cmd.args(["-e", "trace=openat,getdents64", "-o"])
-            .arg(&log)
-            .args(["-p", &qmgr.to_string()])
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
+    let Some(strace) = tests::Strace::attach(&[*qmgr], "openat,getdents64", &log) else {
+        return;
     };
-    let mut strace = match spawn(true) {
-        Ok(child) => ChildGuard(child),
-        Err(e) => {
-            tests::skip(&format!("cannot run strace: {e}"));
-            return;
-        }
-    };
-    std::thread::sleep(Duration::from_secs(2));
-    if let Ok(Some(_)) = strace.0.try_wait() {
-        // An strace without --seccomp-bpf, or one that cannot attach.
-        strace = ChildGuard(spawn(false).unwrap());
-        std::thread::sleep(Duration::from_secs(2));
-        if let Ok(Some(status)) = strace.0.try_wait() {
-            tests::skip(&format!("strace cannot attach here ({status})"));
-            return;
-        }
-    }
     let started = Instant::now();
     let stream = Stream::start(&inst.addr("smtpd"), "suporte@postern.test", MESSAGES, 10, "ids");
     stream.wait_done(MESSAGES, Duration::from_secs(120));
@@ -88,10 +59,7 @@ fn announced_mail_is_delivered_without_reading_incoming_per_message() {
     assert_eq!(result.accepted.len(), MESSAGES, "{:?}", result.failures);
     wait_delivered(&inst, "suporte", &result.accepted, Duration::from_secs(120));
     let took = started.elapsed();
-    // SIGINT detaches strace cleanly and flushes its log.
-    let _ = Command::new("kill").args(["-INT", &strace.0.id().to_string()]).status();
-    let _ = strace.0.wait();
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let text = strace.finish();
     // qmgr opens every message in active/: the trace is complete enough.
     let active = format!("\"{}/", inst.queue().join("active").display());
     let opened = text.lines().filter(|l| l.contains("openat(") && l.contains(&active)).count();
