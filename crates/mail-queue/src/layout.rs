@@ -188,7 +188,8 @@ impl Queue {
             return Ok(p);
         }
         let tmp_dir = self.root.join(TMP);
-        if !self.named_tmp_only() {
+        // Once O_TMPFILE has failed as unsupported, the rest go named.
+        if !NO_TMPFILE.load(Ordering::Relaxed) {
             match stdx::fs::create_unnamed(&tmp_dir, 0o600) {
                 Ok(file) => {
                     let ino = file.metadata().map_err(Error::io(&tmp_dir))?.ino();
@@ -329,12 +330,6 @@ impl Queue {
         }
         pool.count += 1;
         true
-    }
-
-    /// Whether this process has found that `tmp/` cannot hold unnamed
-    /// files (then every file is created under a name).
-    fn named_tmp_only(&self) -> bool {
-        NO_TMPFILE.load(Ordering::Relaxed)
     }
 
     /// [`Queue::reserve`] for file systems without `O_TMPFILE`: a scratch
