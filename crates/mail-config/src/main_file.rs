@@ -267,7 +267,8 @@ impl Main {
             };
             match self.expand_param(p.name, &mut Vec::new(), true) {
                 Ok(v) => {
-                    if matches!(p.kind, Kind::List | Kind::MapList)
+                    if (matches!(p.kind, Kind::List | Kind::MapList)
+                        || params::WORD_PARAMS.contains(&p.name))
                         && let Err(message) = params::check_elements(p.name, &value::split_list(&v))
                     {
                         errors.push(bad(message));

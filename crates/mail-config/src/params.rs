@@ -188,6 +188,18 @@ pub static PARAMS: &[Param] = &[
     p("default_privs", Kind::Str, "nobody", "The account local delivery uses for commands and files when the recipient or the alias owner is root."),
     p("command_time_limit", SECONDS, "1000s", "How long local delivery lets a mailbox_command or an alias |command run before killing it."),
     p("biff", Kind::Bool, "no", "Accepted for compatibility with Postfix and ignored: Postern never notifies comsat."),
+    // TLS (mail-tls): the server's certificate and protocols, and the client's level.
+    p("smtpd_tls_cert_file", Kind::Path, "", "The server certificate file (PEM, the server certificate first, then any intermediate certificates); empty means no certificate."),
+    p("smtpd_tls_key_file", Kind::Path, "$smtpd_tls_cert_file", "The server private key file (PEM: PKCS#8, RSA or SEC1 EC); it may be the same file as smtpd_tls_cert_file."),
+    p("smtpd_tls_chain_files", Kind::List, "", "Files that each hold a private key followed by its certificate chain (PEM); when set, smtpd_tls_cert_file and smtpd_tls_key_file are ignored. Several files give several key types (RSA and ECDSA)."),
+    p("smtpd_tls_security_level", Kind::Str, "", "SMTP server TLS: none (or empty) offers no STARTTLS, may offers it, encrypt requires it before MAIL FROM."),
+    p("smtpd_tls_protocols", Kind::List, ">=TLSv1.2", "The TLS versions offered when TLS is optional, in Postfix syntax (>=TLSv1.2, or !SSLv2, !SSLv3, !TLSv1, !TLSv1.1); Postern offers only TLSv1.2 and TLSv1.3 and refuses a value that enables anything older (Postfix's default is >=TLSv1)."),
+    p("smtpd_tls_mandatory_protocols", Kind::List, ">=TLSv1.2", "The TLS versions offered when smtpd_tls_security_level = encrypt, in the syntax of smtpd_tls_protocols (Postfix's default is >=TLSv1)."),
+    p("smtpd_tls_wrappermode", Kind::Bool, "no", "Speak TLS from the first byte (implicit TLS, port 465), as the smtps service sets with an override; no means plain SMTP with STARTTLS."),
+    p("smtpd_tls_auth_only", Kind::Bool, "yes", "Offer and accept AUTH only over TLS. Postern's default is yes (Postfix's is no), so that passwords never cross the network in clear unless configured so."),
+    p("smtpd_tls_loglevel", Kind::Int { min: 0, max: 4 }, "0", "SMTP server TLS logging: 0 logs only failures, 1 also a summary line per handshake, 2 and more are accepted as 1."),
+    p("smtp_tls_security_level", Kind::Str, "", "Not yet implemented (there is no SMTP client yet): SMTP client TLS: none (or empty), may and encrypt (no certificate check, Postfix's opportunistic semantics), verify and secure (the certificate must verify against smtp_tls_CAfile or the system roots)."),
+    p("smtp_tls_CAfile", Kind::Path, "", "Not yet implemented (there is no SMTP client yet): the trusted CA certificates (PEM) for smtp_tls_security_level verify and secure; empty means the system's certificates (/etc/ssl/certs)."),
     // smtp client.
     p("relayhost", Kind::Str, "", "Not yet implemented (there is no SMTP client yet): the host all non-local mail is sent to ([host]:port skips the MX lookup); empty means direct delivery."),
     p("smtp_helo_name", Kind::Str, "$myhostname", "Not yet implemented (there is no SMTP client yet): the name the SMTP client sends in HELO/EHLO."),
@@ -216,6 +228,15 @@ pub(crate) fn check_elements(name: &str, items: &[String]) -> Result<(), String>
     match name {
         "mynetworks" => crate::Networks::parse(items).map(|_| ()),
         "inet_protocols" => one_of(&["all", "ipv4", "ipv6"]),
+        "smtpd_tls_security_level" => one_word(items, &["none", "may", "encrypt"], &[]),
+        "smtp_tls_security_level" => one_word(
+            items,
+            &["none", "may", "encrypt", "verify", "secure"],
+            &["dane", "dane-only", "fingerprint", "half-dane"],
+        ),
+        "smtpd_tls_protocols" | "smtpd_tls_mandatory_protocols" => {
+            crate::settings::TlsProtocols::parse(items).map(|_| ())
+        }
         "allow_mail_to_commands" | "allow_mail_to_files" => {
             one_of(&["alias", "forward", "include"])
         }
@@ -259,6 +280,32 @@ pub(crate) fn check_elements(name: &str, items: &[String]) -> Result<(), String>
     }
 }
 
+/// Parameters of kind [`Kind::Str`] whose value is one word from a fixed
+/// vocabulary, checked by [`check_elements`] like list elements.
+pub(crate) const WORD_PARAMS: &[&str] = &["smtpd_tls_security_level", "smtp_tls_security_level"];
+
+/// At most one word, from `allowed`; `unsupported` are Postfix's words
+/// that Postern does not implement, refused with that reason.
+fn one_word(items: &[String], allowed: &[&str], unsupported: &[&str]) -> Result<(), String> {
+    match items {
+        [] => Ok(()),
+        [one] => {
+            let w = one.to_ascii_lowercase();
+            if allowed.contains(&w.as_str()) {
+                Ok(())
+            } else if unsupported.contains(&w.as_str()) {
+                Err(format!(
+                    "\"{one}\" is not supported by Postern; use one of {}",
+                    allowed.join(", ")
+                ))
+            } else {
+                Err(format!("expected one of {}, found \"{one}\"", allowed.join(", ")))
+            }
+        }
+        _ => Err(format!("expected one word (one of {}), found {}", allowed.join(", "), items.join(" "))),
+    }
+}
+
 /// Splits `type:path` into its parts; a plain path (or a Windows-free path
 /// with a colon after a slash) has no type.
 pub(crate) fn split_map_type(s: &str) -> Option<(&str, &str)> {
@@ -295,7 +342,8 @@ mod tests {
         for p in PARAMS {
             assert!(!p.doc.is_empty(), "{} has no doc", p.name);
             assert!(
-                p.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                // Postfix spells a few names with capitals (smtp_tls_CAfile).
+                p.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
                 "{}",
                 p.name
             );
@@ -335,5 +383,14 @@ mod tests {
         assert!(check_elements("alias_maps", &v(&["mysql:/etc/x.cf"])).is_err());
         assert!(check_elements("allow_mail_to_files", &v(&["alias", "include"])).is_ok());
         assert!(check_elements("allow_mail_to_files", &v(&["everywhere"])).is_err());
+        assert!(check_elements("smtpd_tls_security_level", &v(&[])).is_ok());
+        assert!(check_elements("smtpd_tls_security_level", &v(&["May"])).is_ok());
+        assert!(check_elements("smtpd_tls_security_level", &v(&["verify"])).is_err());
+        assert!(check_elements("smtpd_tls_security_level", &v(&["may", "encrypt"])).is_err());
+        assert!(check_elements("smtp_tls_security_level", &v(&["secure"])).is_ok());
+        let dane = check_elements("smtp_tls_security_level", &v(&["dane"])).unwrap_err();
+        assert!(dane.contains("not supported by Postern"), "{dane}");
+        assert!(check_elements("smtpd_tls_protocols", &v(&[">=TLSv1.2"])).is_ok());
+        assert!(check_elements("smtpd_tls_protocols", &v(&["!SSLv2", "!SSLv3"])).is_err());
     }
 }

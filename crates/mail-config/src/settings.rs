@@ -13,7 +13,7 @@
 //! ([`Main::lookup_text`] and friends return errors).
 //!
 //! The split follows the rule that a daemon sees only its own
-//! section plus [`Common`]: [`Smtpd`], [`Qmgr`], [`Local`], [`Master`]
+//! section plus [`Common`]: [`Smtpd`] (and [`SmtpdTls`]), [`Qmgr`], [`Local`], [`Master`]
 //! and [`Sendmail`]; pickup needs only [`Common`]. A parameter that no
 //! struct reads must say so in its doc in `params.rs` (see
 //! [`UNIMPLEMENTED_PREFIX`]); a unit test below keeps the two in step.
@@ -271,6 +271,159 @@ impl Smtpd {
     }
 }
 
+/// `smtpd_tls_security_level`: whether the SMTP server offers or requires
+/// TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsLevel {
+    /// `none` or empty: no STARTTLS.
+    None,
+    /// `may`: STARTTLS offered, plain SMTP allowed.
+    May,
+    /// `encrypt`: STARTTLS required before mail is accepted.
+    Encrypt,
+}
+
+impl TlsLevel {
+    fn from_word(w: &str) -> TlsLevel {
+        match w.trim().to_ascii_lowercase().as_str() {
+            "may" => TlsLevel::May,
+            "encrypt" => TlsLevel::Encrypt,
+            // Anything else was refused at load; empty is Postfix's "none".
+            _ => TlsLevel::None,
+        }
+    }
+}
+
+/// The TLS versions a `*_tls_protocols` value enables. Postern offers
+/// only TLS 1.2 and 1.3, so a value that would enable anything older is
+/// refused when `main.toml` loads rather than quietly narrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlsProtocols {
+    /// TLSv1.2 is enabled.
+    pub tls12: bool,
+    /// TLSv1.3 is enabled.
+    pub tls13: bool,
+}
+
+/// Postfix's protocol names, oldest first; the index is the order `>=`
+/// and `<=` compare in.
+const TLS_PROTOCOL_NAMES: [&str; 6] = ["SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"];
+const TLS12: usize = 4;
+
+impl TlsProtocols {
+    /// Parses a value in Postfix's syntax (`tls_protocol_mask`): names to
+    /// include (`TLSv1.3`), names to exclude (`!TLSv1`), and bounds
+    /// (`>=TLSv1.2`, `<=TLSv1.3`, also with a space after the operator).
+    /// No include means every protocol before the exclusions and bounds
+    /// apply, as in Postfix; an empty value means every protocol Postern
+    /// offers. `Err` is a message for a configuration error.
+    pub fn parse(items: &[String]) -> Result<TlsProtocols, String> {
+        if items.is_empty() {
+            return Ok(TlsProtocols { tls12: true, tls13: true });
+        }
+        let index = |name: &str| {
+            TLS_PROTOCOL_NAMES.iter().position(|n| n.eq_ignore_ascii_case(name)).ok_or_else(|| {
+                format!(
+                    "unknown TLS protocol \"{name}\"; expected one of {}",
+                    TLS_PROTOCOL_NAMES.join(", ")
+                )
+            })
+        };
+        let (mut include, mut exclude) = ([false; 6], [false; 6]);
+        let (mut min, mut max) = (0, TLS_PROTOCOL_NAMES.len() - 1);
+        let mut it = items.iter().map(String::as_str);
+        while let Some(item) = it.next() {
+            let bound = if let Some(rest) = item.strip_prefix(">=") {
+                Some((true, rest))
+            } else {
+                item.strip_prefix("<=").map(|rest| (false, rest))
+            };
+            match bound {
+                Some((is_min, rest)) => {
+                    let name = if rest.is_empty() {
+                        it.next().ok_or_else(|| format!("\"{item}\" needs a protocol name"))?
+                    } else {
+                        rest
+                    };
+                    let i = index(name)?;
+                    if is_min { min = min.max(i) } else { max = max.min(i) }
+                }
+                None => match item.strip_prefix('!') {
+                    Some(name) => exclude[index(name)?] = true,
+                    None => include[index(item)?] = true,
+                },
+            }
+        }
+        let any_include = include.iter().any(|&b| b);
+        let on = |i: usize| (!any_include || include[i]) && !exclude[i] && (min..=max).contains(&i);
+        let old: Vec<&str> = (0..TLS12).filter(|&i| on(i)).map(|i| TLS_PROTOCOL_NAMES[i]).collect();
+        if !old.is_empty() {
+            return Err(format!(
+                "enables {}, older than TLSv1.2, which Postern does not offer; \
+                 write \">=TLSv1.2\" (or exclude them: \"!SSLv2, !SSLv3, !TLSv1, !TLSv1.1\")",
+                old.join(", ")
+            ));
+        }
+        let p = TlsProtocols { tls12: on(TLS12), tls13: on(TLS12 + 1) };
+        if !p.tls12 && !p.tls13 {
+            return Err("enables no protocol; Postern offers TLSv1.2 and TLSv1.3".into());
+        }
+        Ok(p)
+    }
+}
+
+/// The SMTP server's TLS parameters, read by `mail_tls` (certificates,
+/// protocols) and by smtpd (level, wrapper mode, AUTH only over TLS).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SmtpdTls {
+    /// Whether STARTTLS is offered or required.
+    pub smtpd_tls_security_level: TlsLevel,
+    /// The certificate file (PEM, leaf first); `None` when not set.
+    pub smtpd_tls_cert_file: Option<PathBuf>,
+    /// The key file (PEM); defaults to the certificate file.
+    pub smtpd_tls_key_file: Option<PathBuf>,
+    /// Files of a key followed by its chain; when not empty, they replace
+    /// the two above.
+    pub smtpd_tls_chain_files: Vec<PathBuf>,
+    /// The versions offered at level `may`.
+    pub smtpd_tls_protocols: TlsProtocols,
+    /// The versions offered at level `encrypt`.
+    pub smtpd_tls_mandatory_protocols: TlsProtocols,
+    /// TLS from the first byte (smtps, port 465).
+    pub smtpd_tls_wrappermode: bool,
+    /// AUTH only after TLS.
+    pub smtpd_tls_auth_only: bool,
+    /// 0 logs TLS failures only, 1 and more a summary per handshake too.
+    pub smtpd_tls_loglevel: u32,
+}
+
+impl SmtpdTls {
+    /// Reads the SMTP server's TLS parameters.
+    pub fn new(main: &Main) -> SmtpdTls {
+        SmtpdTls::read(&Reader::new(main))
+    }
+
+    fn read(r: &Reader<'_>) -> SmtpdTls {
+        // Both lists were checked at load, so parsing cannot fail here.
+        let protocols = |name| {
+            TlsProtocols::parse(&r.list(name))
+                .unwrap_or(TlsProtocols { tls12: true, tls13: true })
+        };
+        SmtpdTls {
+            smtpd_tls_security_level: TlsLevel::from_word(&r.str("smtpd_tls_security_level")),
+            smtpd_tls_cert_file: r.opt_path("smtpd_tls_cert_file"),
+            smtpd_tls_key_file: r.opt_path("smtpd_tls_key_file"),
+            smtpd_tls_chain_files: r.paths("smtpd_tls_chain_files"),
+            smtpd_tls_protocols: protocols("smtpd_tls_protocols"),
+            smtpd_tls_mandatory_protocols: protocols("smtpd_tls_mandatory_protocols"),
+            smtpd_tls_wrappermode: r.bool("smtpd_tls_wrappermode"),
+            smtpd_tls_auth_only: r.bool("smtpd_tls_auth_only"),
+            smtpd_tls_loglevel: r.u32("smtpd_tls_loglevel"),
+        }
+    }
+}
+
 /// anvil's parameters.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -454,6 +607,7 @@ fn typed_names(main: &Main) -> BTreeSet<&'static str> {
     let r = Reader::new(main);
     let _ = Common::read(&r);
     let _ = Smtpd::read(&r);
+    let _ = SmtpdTls::read(&r);
     let _ = Anvil::read(&r);
     let _ = Qmgr::read(&r);
     let _ = Local::read(&r);
@@ -515,6 +669,8 @@ mod tests {
                 "relayhost",
                 "setgid_group",
                 "smtp_helo_name",
+                "smtp_tls_CAfile",
+                "smtp_tls_security_level",
                 "strict_rfc821_envelopes",
             ]
         );
@@ -568,6 +724,73 @@ mod tests {
         assert_eq!(l.command_time_limit, Duration::from_secs(1000));
         assert_eq!(Master::new(&m).inet_interfaces, ["all"]);
         assert_eq!(Sendmail::new(&m).alias_database, [PathBuf::from("/etc/aliases")]);
+    }
+
+    #[test]
+    fn smtpd_tls_defaults_and_values() {
+        let t = SmtpdTls::new(&load(""));
+        assert_eq!(t.smtpd_tls_security_level, TlsLevel::None);
+        assert_eq!(t.smtpd_tls_cert_file, None);
+        assert_eq!(t.smtpd_tls_key_file, None);
+        assert!(t.smtpd_tls_chain_files.is_empty());
+        assert_eq!(t.smtpd_tls_protocols, TlsProtocols { tls12: true, tls13: true });
+        assert!(!t.smtpd_tls_wrappermode);
+        assert!(t.smtpd_tls_auth_only, "Postern's default: AUTH only over TLS");
+        assert_eq!(t.smtpd_tls_loglevel, 0);
+        let t = SmtpdTls::new(&load(
+            r#"
+            smtpd_tls_cert_file = "tls/cert.pem"
+            smtpd_tls_security_level = "encrypt"
+            smtpd_tls_mandatory_protocols = "TLSv1.3"
+            smtpd_tls_chain_files = "rsa.pem, /etc/ec.pem"
+            smtpd_tls_loglevel = 1
+            "#,
+        ));
+        assert_eq!(t.smtpd_tls_security_level, TlsLevel::Encrypt);
+        assert_eq!(t.smtpd_tls_cert_file, Some(PathBuf::from("/etc/postern/tls/cert.pem")));
+        assert_eq!(t.smtpd_tls_key_file, t.smtpd_tls_cert_file, "defaults to the cert file");
+        assert_eq!(
+            t.smtpd_tls_chain_files,
+            [PathBuf::from("/etc/postern/rsa.pem"), PathBuf::from("/etc/ec.pem")]
+        );
+        assert_eq!(t.smtpd_tls_mandatory_protocols, TlsProtocols { tls12: false, tls13: true });
+        assert_eq!(t.smtpd_tls_loglevel, 1);
+    }
+
+    #[test]
+    fn tls_protocols_follow_postfix_syntax_and_refuse_old_versions() {
+        let parse = |s: &str| TlsProtocols::parse(&crate::value::split_list(s));
+        let both = TlsProtocols { tls12: true, tls13: true };
+        assert_eq!(parse(""), Ok(both));
+        assert_eq!(parse(">=TLSv1.2"), Ok(both));
+        assert_eq!(parse(">= TLSv1.2"), Ok(both));
+        assert_eq!(parse("!SSLv2, !SSLv3, !TLSv1, !TLSv1.1"), Ok(both));
+        assert_eq!(parse("!sslv2 !sslv3 !tlsv1 !tlsv1.1 !TLSv1.3"), Ok(TlsProtocols { tls12: true, tls13: false }));
+        assert_eq!(parse("TLSv1.3"), Ok(TlsProtocols { tls12: false, tls13: true }));
+        assert_eq!(parse(">=TLSv1.2 <=TLSv1.2"), Ok(TlsProtocols { tls12: true, tls13: false }));
+        let e = parse("!SSLv2, !SSLv3").unwrap_err();
+        assert!(e.starts_with("enables TLSv1, TLSv1.1, older than TLSv1.2"), "{e}");
+        assert!(e.contains(">=TLSv1.2"), "{e}");
+        assert!(parse(">=TLSv1").unwrap_err().contains("enables TLSv1, TLSv1.1"));
+        assert!(parse("TLSv1.2 TLSv1.1").is_err());
+        assert!(parse("TLSv1.4").unwrap_err().contains("unknown TLS protocol \"TLSv1.4\""));
+        assert!(parse(">=").unwrap_err().contains("needs a protocol name"));
+        assert!(parse(">=TLSv1.3 <=TLSv1.2").unwrap_err().contains("enables no protocol"));
+        // At load, with the file, line and parameter.
+        let e = Main::from_str(
+            Path::new("/etc/postern/main.toml"),
+            "myhostname = \"h.example\"\nsmtpd_tls_protocols = \"!SSLv2, !SSLv3\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("main.toml:2") && e.contains("smtpd_tls_protocols"), "{e}");
+        let e = Main::from_str(
+            Path::new("/etc/postern/main.toml"),
+            "smtpd_tls_security_level = \"verify\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("smtpd_tls_security_level") && e.contains("expected one of none, may, encrypt"), "{e}");
     }
 
     #[test]
