@@ -10,6 +10,9 @@
 //!   [`delivery::DeliveryRequest`], answered by one [`delivery::DeliveryReply`].
 //! - smtpd → anvil (`private/anvil`), one persistent link per smtpd process:
 //!   [`anvil::AnvilRequest`], a `Connect` answered by one [`anvil::ConnectReply`].
+//! - smtpd, pop3d, imapd → authd (`private/authd`), connections kept for
+//!   many requests, one at a time: [`auth::AuthRequest`] answered by one
+//!   [`auth::AuthReply`] ([`auth::Client`] is the client side).
 //!
 //! Each frame carries [`frame::PROTOCOL_VERSION`]; a peer speaking another
 //! version is refused at its first frame. Types here are the wire types;
@@ -18,6 +21,7 @@
 
 pub mod accept;
 pub mod anvil;
+pub mod auth;
 pub mod control;
 pub mod delivery;
 pub mod frame;
@@ -40,6 +44,8 @@ pub mod sockets {
     pub const LOCAL: &str = "private/local";
     /// anvil, the per-client connection counter smtpd asks.
     pub const ANVIL: &str = "private/anvil";
+    /// authd, the one process that checks passwords.
+    pub const AUTHD: &str = "private/authd";
     /// The SMTP client delivery agent.
     pub const SMTP: &str = "private/smtp";
     /// master's control socket.
