@@ -13,24 +13,91 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-/// One SMTP connection.
-#[derive(Debug)]
+/// What a [`Client`] talks over: the socket, or TLS on it.
+trait Transport: Read + Write + Send {}
+impl<T: Read + Write + Send> Transport for T {}
+
+/// One SMTP connection, plain or (after [`Client::starttls`], or from
+/// [`Client::connect_tls`]) inside TLS.
 pub struct Client {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+    reader: BufReader<Box<dyn Transport>>,
+    /// The socket itself, for timeouts and for starting TLS on it.
+    tcp: TcpStream,
+    /// The protocol version and cipher suite, once TLS is up.
+    tls: Option<String>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client").field("tcp", &self.tcp).field("tls", &self.tls).finish()
+    }
 }
 
 impl Client {
     /// Connects and returns the client with the greeting unread.
     pub fn connect(addr: &str) -> Client {
         let s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        Client::over(s)
+    }
+
+    /// A client on a connected socket, the greeting unread.
+    pub fn over(s: TcpStream) -> Client {
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        Client { reader: BufReader::new(s.try_clone().unwrap()), writer: s }
+        let tcp = s.try_clone().unwrap();
+        Client { reader: BufReader::new(Box::new(s)), tcp, tls: None }
+    }
+
+    /// Connects with implicit TLS (smtps), verifying the server's
+    /// certificate for `name` against exactly `cert_pem`; the greeting
+    /// comes next.
+    pub fn connect_tls(addr: &str, cert_pem: &str, name: &str) -> Result<Client, String> {
+        let s = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+        let mut c = Client::over(s);
+        c.start_tls(cert_pem, name)?;
+        Ok(c)
+    }
+
+    /// Sends STARTTLS, expects 220, and runs the handshake, verifying the
+    /// certificate as [`Client::connect_tls`] does.
+    pub fn starttls(&mut self, cert_pem: &str, name: &str) -> Result<(), String> {
+        self.send("STARTTLS");
+        let r = self.reply();
+        if r != ["220 2.0.0 Ready to start TLS"] {
+            return Err(format!("STARTTLS answered {r:?}"));
+        }
+        self.start_tls(cert_pem, name)
+    }
+
+    fn start_tls(&mut self, cert_pem: &str, name: &str) -> Result<(), String> {
+        // Bytes the server sent after its 220 and before the handshake
+        // would be a server bug (and would be lost here).
+        assert!(self.reader.buffer().is_empty(), "data after the 220: {:?}", self.reader.buffer());
+        let config =
+            mail_tls::client_config_trusting(cert_pem.as_bytes()).map_err(|e| e.to_string())?;
+        let server_name = mail_tls::rustls::pki_types::ServerName::try_from(name.to_owned())
+            .map_err(|e| format!("{name}: {e}"))?;
+        let conn = mail_tls::rustls::ClientConnection::new(config, server_name)
+            .map_err(|e| e.to_string())?;
+        let sock = self.tcp.try_clone().map_err(|e| e.to_string())?;
+        let mut tls = mail_tls::rustls::StreamOwned::new(conn, sock);
+        while tls.conn.is_handshaking() {
+            tls.conn.complete_io(&mut tls.sock).map_err(|e| format!("TLS handshake: {e}"))?;
+        }
+        self.tls = mail_tls::summary(&tls.conn).map(|s| s.to_string());
+        self.reader = BufReader::new(Box::new(tls));
+        Ok(())
+    }
+
+    /// The TLS summary (`TLSv1.3 with cipher ...`), once TLS is up.
+    pub fn tls(&self) -> Option<&str> {
+        self.tls.as_deref()
     }
 
     /// Sends raw bytes.
     pub fn send_raw(&mut self, bytes: &[u8]) {
-        self.writer.write_all(bytes).unwrap();
+        let w = self.reader.get_mut();
+        w.write_all(bytes).unwrap();
+        w.flush().unwrap();
     }
 
     /// Sends one line with CRLF.
@@ -92,7 +159,7 @@ impl Client {
 
     /// Changes the read timeout (how long `reply` waits).
     pub fn set_timeout(&mut self, t: Duration) {
-        self.writer.set_read_timeout(Some(t)).unwrap();
+        self.tcp.set_read_timeout(Some(t)).unwrap();
     }
 
     /// Reads until the server closes the connection; true if it did.

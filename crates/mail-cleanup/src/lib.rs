@@ -39,6 +39,8 @@ pub struct CleanupParams {
 /// Where a message came from, for its `Received:` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Trace {
+    /// The TLS session, as the lines of Postfix's `(using ...)` comment.
+    pub tls: Option<Vec<String>>,
     /// The HELO/EHLO argument, if the client gave one.
     pub helo: Option<String>,
     /// The client's verified host name, or `unknown`.
@@ -107,12 +109,14 @@ fn received(p: &CleanupParams, t: &Trace) -> String {
     }
     let client = clean(&t.client_name);
     let helo = t.helo.as_deref().map_or_else(|| client.clone(), clean);
-    let mut h = format!(
-        "Received: from {helo} ({client} [{}])\n\tby {host} ({name}) with {} id {}",
-        clean(&t.client_addr),
-        clean(&t.protocol),
-        t.queue_id
-    );
+    let mut h = format!("Received: from {helo} ({client} [{}])\n", clean(&t.client_addr));
+    // Postfix puts the TLS comment on its own folded lines after FROM.
+    for line in t.tls.iter().flatten() {
+        h.push('\t');
+        h.push_str(&clean(line));
+        h.push('\n');
+    }
+    h.push_str(&format!("\tby {host} ({name}) with {} id {}", clean(&t.protocol), t.queue_id));
     // RFC 5321 §4.4: the FOR clause names the recipient only when there is
     // exactly one, so the header does not reveal Bcc recipients.
     match &t.single_recipient {
@@ -230,6 +234,7 @@ mod tests {
 
     fn smtp_trace() -> Trace {
         Trace {
+            tls: None,
             helo: Some("mail.fiap.edu.br".into()),
             client_name: "localhost".into(),
             client_addr: "127.0.0.1".into(),

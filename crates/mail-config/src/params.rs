@@ -162,6 +162,9 @@ pub static PARAMS: &[Param] = &[
     p("line_length_limit", Kind::Int { min: 512, max: INT_MAX }, "2048", "Accepted for compatibility with main.cf; Postern keeps long message lines whole (message_size_limit bounds the total)."),
     p("strict_rfc821_envelopes", Kind::Bool, "no", "Not yet implemented (smtpd always accepts addresses without <>): require MAIL FROM and RCPT TO addresses in <>, as RFC 821 demands."),
     p("queue_minfree", Kind::Size, "0", "The free space the queue file system must keep before smtpd accepts mail; 0 means 1.5 x message_size_limit."),
+    // smtpd SASL (authd checks the passwords).
+    p("smtpd_sasl_auth_enable", Kind::Bool, "no", "Offer SMTP AUTH (PLAIN, LOGIN), checked by the authd service; the submission and smtps services turn it on with an override."),
+    p("smtpd_starttls_timeout", SECONDS, "300s", "The longest a TLS handshake (after STARTTLS, or at connect on smtps) may take; then the connection is closed."),
     // anvil.
     p("anvil_rate_time_unit", SECONDS, "60s", "The time unit over which anvil counts client connection rates."),
     p("anvil_status_update_time", SECONDS, "600s", "How often anvil logs its statistics (max connection rate and count); 0 logs them only at exit."),
@@ -302,7 +305,11 @@ fn one_word(items: &[String], allowed: &[&str], unsupported: &[&str]) -> Result<
                 Err(format!("expected one of {}, found \"{one}\"", allowed.join(", ")))
             }
         }
-        _ => Err(format!("expected one word (one of {}), found {}", allowed.join(", "), items.join(" "))),
+        _ => Err(format!(
+            "expected one word (one of {}), found {}",
+            allowed.join(", "),
+            items.join(" ")
+        )),
     }
 }
 

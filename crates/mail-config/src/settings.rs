@@ -236,6 +236,10 @@ pub struct Smtpd {
     pub smtpd_helo_required: bool,
     /// VRFY is refused.
     pub disable_vrfy_command: bool,
+    /// AUTH is offered.
+    pub smtpd_sasl_auth_enable: bool,
+    /// The longest TLS handshake.
+    pub smtpd_starttls_timeout: Duration,
     /// Bytes the queue file system must keep free; 0 means 1.5 ×
     /// `message_size_limit` (the daemon applies that rule).
     pub queue_minfree: u64,
@@ -264,6 +268,8 @@ impl Smtpd {
             smtpd_junk_command_limit: r.u32("smtpd_junk_command_limit"),
             smtpd_helo_required: r.bool("smtpd_helo_required"),
             disable_vrfy_command: r.bool("disable_vrfy_command"),
+            smtpd_sasl_auth_enable: r.bool("smtpd_sasl_auth_enable"),
+            smtpd_starttls_timeout: r.duration("smtpd_starttls_timeout"),
             queue_minfree: r.u64("queue_minfree"),
             // Checked element by element at load, so this cannot fail.
             mynetworks: Networks::parse(&r.list("mynetworks")).unwrap_or_default(),
@@ -407,8 +413,7 @@ impl SmtpdTls {
     fn read(r: &Reader<'_>) -> SmtpdTls {
         // Both lists were checked at load, so parsing cannot fail here.
         let protocols = |name| {
-            TlsProtocols::parse(&r.list(name))
-                .unwrap_or(TlsProtocols { tls12: true, tls13: true })
+            TlsProtocols::parse(&r.list(name)).unwrap_or(TlsProtocols { tls12: true, tls13: true })
         };
         SmtpdTls {
             smtpd_tls_security_level: TlsLevel::from_word(&r.str("smtpd_tls_security_level")),
@@ -765,7 +770,10 @@ mod tests {
         assert_eq!(parse(">=TLSv1.2"), Ok(both));
         assert_eq!(parse(">= TLSv1.2"), Ok(both));
         assert_eq!(parse("!SSLv2, !SSLv3, !TLSv1, !TLSv1.1"), Ok(both));
-        assert_eq!(parse("!sslv2 !sslv3 !tlsv1 !tlsv1.1 !TLSv1.3"), Ok(TlsProtocols { tls12: true, tls13: false }));
+        assert_eq!(
+            parse("!sslv2 !sslv3 !tlsv1 !tlsv1.1 !TLSv1.3"),
+            Ok(TlsProtocols { tls12: true, tls13: false })
+        );
         assert_eq!(parse("TLSv1.3"), Ok(TlsProtocols { tls12: false, tls13: true }));
         assert_eq!(parse(">=TLSv1.2 <=TLSv1.2"), Ok(TlsProtocols { tls12: true, tls13: false }));
         let e = parse("!SSLv2, !SSLv3").unwrap_err();
@@ -790,7 +798,11 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("smtpd_tls_security_level") && e.contains("expected one of none, may, encrypt"), "{e}");
+        assert!(
+            e.contains("smtpd_tls_security_level")
+                && e.contains("expected one of none, may, encrypt"),
+            "{e}"
+        );
     }
 
     #[test]

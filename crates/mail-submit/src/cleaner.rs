@@ -244,6 +244,7 @@ mod tests {
 
     fn trace() -> Trace {
         Trace {
+            tls: None,
             helo: Some("c.example".into()),
             client_name: "localhost".into(),
             client_addr: "127.0.0.1".into(),

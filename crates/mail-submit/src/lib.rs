@@ -63,6 +63,11 @@ pub enum Origin {
         client_addr: IpAddr,
         /// `SMTP` or `ESMTP` (RFC 3848), for `Received:`.
         protocol: &'static str,
+        /// The TLS session's `(using ...)` comment lines for `Received:`
+        /// (`mail_tls::TlsSummary::received_comment`); `None` in plain text.
+        tls: Option<Vec<String>>,
+        /// The SASL mechanism and user name after AUTH, for the log.
+        sasl: Option<(&'static str, String)>,
         /// How to clean the message.
         cleanup: CleanupParams,
     },
@@ -112,6 +117,17 @@ impl Origin {
         }
     }
 
+    /// What follows `QUEUEID: client=NAME[ADDR]` in Postfix's log line:
+    /// `, sasl_method=PLAIN, sasl_username=USER` after AUTH.
+    pub fn client_log_suffix(&self) -> String {
+        match self {
+            Origin::Smtp { sasl: Some((method, user)), .. } => {
+                format!(", sasl_method={method}, sasl_username={user}")
+            }
+            _ => String::new(),
+        }
+    }
+
     fn attrs(&self) -> Vec<(String, String)> {
         match self {
             Origin::Smtp { helo, protocol, .. } => {
@@ -155,6 +171,10 @@ impl Submission {
     /// What cleanup needs for `Received:` and `Message-Id:`, for the
     /// origins that are cleaned; `None` for the others.
     pub fn trace(&self, queue_id: &QueueId) -> Option<Trace> {
+        let tls = match &self.origin {
+            Origin::Smtp { tls, .. } => tls.clone(),
+            _ => None,
+        };
         let (helo, client_name, client_addr, protocol, local_uid) = match &self.origin {
             Origin::Smtp { helo, client_name, client_addr, protocol, .. } => {
                 // Postfix writes IPv6 clients as [IPv6:addr] in Received:
@@ -171,6 +191,7 @@ impl Submission {
             Origin::Forward | Origin::Bounce => return None,
         };
         Some(Trace {
+            tls,
             helo,
             client_name,
             client_addr,

@@ -66,7 +66,11 @@ impl Stream {
         // The id only matters for Received: when there is a file.
         let queue_id = spool.as_ref().map_or_else(QueueId::generate, |s| s.id().clone());
         if spool.is_some() {
-            tracing::info!("{queue_id}: client={}", sub.origin.client());
+            tracing::info!(
+                "{queue_id}: client={}{}",
+                sub.origin.client(),
+                sub.origin.client_log_suffix()
+            );
         }
         let cleaner = match (sub.origin.cleanup(), sub.trace(&queue_id)) {
             (Some(params), Some(trace)) => {

@@ -34,6 +34,8 @@ fn smtp() -> Submission {
             client_name: "localhost".into(),
             client_addr: "127.0.0.1".parse().unwrap(),
             protocol: "ESMTP",
+            tls: None,
+            sasl: None,
             cleanup: params(),
         },
     }
@@ -201,6 +203,8 @@ fn ipv6_clients_and_the_null_sender() {
         client_name: "unknown".into(),
         client_addr: "::1".parse().unwrap(),
         protocol: "SMTP",
+        tls: None,
+        sasl: None,
         cleanup: params(),
     };
     sub.recipients.push(rcpt("b@x.org", "b@x.org"));

@@ -292,6 +292,17 @@ impl Server {
         self.junk_limit = Some(limit);
     }
 
+    /// Whether STARTTLS was accepted and the driver owes the handshake
+    /// (then [`Server::tls_started`]); nothing more is read until then.
+    pub fn awaiting_tls(&self) -> bool {
+        self.awaiting_tls
+    }
+
+    /// Whether TLS is active (after [`Server::tls_started`]).
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
     /// Whether a decision (accept/reject/...) is owed.
     pub fn awaiting_decision(&self) -> bool {
         self.pending.is_some()

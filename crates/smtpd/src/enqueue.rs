@@ -137,6 +137,8 @@ mod tests {
                 client_name: "localhost".into(),
                 client_addr: "127.0.0.1".parse().unwrap(),
                 protocol: "ESMTP",
+                tls: None,
+                sasl: None,
                 cleanup: params(),
             },
         };

@@ -90,6 +90,7 @@
 #![forbid(unsafe_code)]
 
 mod anvil_client;
+mod conn;
 mod counters;
 mod enqueue;
 mod policy;

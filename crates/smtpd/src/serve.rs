@@ -15,6 +15,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::anvil_client::{Anvil, Refused};
+use crate::conn::Conn;
 use crate::enqueue::QmgrWakeup;
 use crate::policy::{ConnectionCounts, Policy};
 use crate::session::{self, Client};
@@ -30,6 +31,10 @@ pub(crate) struct Context {
     pub(crate) wakeup: Arc<QmgrWakeup>,
     pub(crate) counts: Arc<ConnectionCounts>,
     pub(crate) anvil: Anvil,
+    /// The TLS configuration, when a certificate is configured and loads.
+    pub(crate) tls: Option<mail_tls::ServerTls>,
+    /// authd's socket, when master.toml has an authd service.
+    pub(crate) authd: Option<PathBuf>,
     /// Sessions open in this process, for `smtpd_process_connection_limit`.
     open: AtomicUsize,
 }
@@ -41,16 +46,47 @@ impl Context {
         config: &mail_config::Main,
         qmgr_socket: PathBuf,
         anvil_socket: PathBuf,
+        authd_socket: Option<PathBuf>,
     ) -> Context {
         let queue_dir = mail_config::settings::Common::new(config).queue_directory;
+        let mut settings = Settings::from_config(config);
+        let tls = load_tls(&settings);
+        if tls.is_none() {
+            settings.server.starttls_offered = false;
+        }
+        if settings.sasl_enabled && authd_socket.is_none() {
+            tracing::warn!(
+                "smtpd_sasl_auth_enable = yes, but master.toml has no authd service: \
+                 AUTH is not offered; add the authd service to master.toml"
+            );
+        }
         Context {
-            settings: Settings::from_config(config),
+            settings,
+            tls,
+            authd: authd_socket,
             policy: Policy::from_config(config),
             wakeup: Arc::new(QmgrWakeup::new(qmgr_socket)),
             queue: Queue::new(queue_dir),
             counts: Arc::new(ConnectionCounts::default()),
             anvil: Anvil::from_config(config, anvil_socket),
             open: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// The certificate, when TLS is asked for. A certificate that does not
+/// load is logged and TLS stays off, as Postfix does: STARTTLS is not
+/// offered (a level of encrypt then refuses mail with 530) and smtps
+/// closes connections, rather than the service not starting at all.
+fn load_tls(s: &Settings) -> Option<mail_tls::ServerTls> {
+    if s.tls_level == crate::settings::TlsLevel::None && !s.wrappermode {
+        return None;
+    }
+    match mail_tls::ServerTls::load(&s.tls_files) {
+        Ok(tls) => Some(tls),
+        Err(e) => {
+            tracing::error!("TLS is off: {e}");
+            None
         }
     }
 }
@@ -93,7 +129,8 @@ pub(crate) async fn run(mut daemon: Daemon) -> anyhow::Result<()> {
     // per-process limit; the default path then fails, and says so, once a
     // second at most (fail-open, as with an anvil that is down).
     let anvil = daemon.socket_path_or("anvil", mail_ipc::sockets::ANVIL);
-    let ctx = Arc::new(Context::from_config(&daemon.config, qmgr, anvil));
+    let authd = daemon.socket_path("authd").ok();
+    let ctx = Arc::new(Context::from_config(&daemon.config, qmgr, anvil, authd));
     mail_daemon::run(&mut daemon, Arc::new(Smtpd(ctx))).await?;
     Ok(())
 }
@@ -142,10 +179,51 @@ async fn connection(mut stream: TcpStream, client: Client, ctx: Arc<Context>) {
             }
         }
     };
-    let counters = session::run(&mut stream, client.clone(), ctx).await;
+    let mut conn = Conn::Plain(stream);
+    if ctx.settings.wrappermode {
+        conn = match wrapper_handshake(conn, &client, &ctx).await {
+            Some(tls) => tls,
+            None => {
+                if let Some(admitted) = admitted {
+                    admitted.release().await;
+                }
+                tracing::info!("disconnect from {client} commands=0");
+                return;
+            }
+        };
+    }
+    let counters = session::run(&mut conn, client.clone(), ctx).await;
     if let Some(admitted) = admitted {
         admitted.release().await;
     }
-    let _ = stream.shutdown().await;
+    let _ = conn.shutdown().await;
     tracing::info!("disconnect from {client} {counters}");
+}
+
+/// smtps (`smtpd_tls_wrappermode = yes`): the handshake comes before
+/// the greeting. `None` when it fails (logged as Postfix does).
+async fn wrapper_handshake(
+    mut conn: Conn<TcpStream>,
+    client: &Client,
+    ctx: &Context,
+) -> Option<Conn<TcpStream>> {
+    let Some(tls) = ctx.tls.as_ref() else {
+        tracing::warn!(
+            "smtpd_tls_wrappermode = yes but no usable certificate \
+             (smtpd_tls_cert_file); closing the connection from {client}"
+        );
+        return None;
+    };
+    let plain = conn.take_plain()?;
+    match tls.accept(plain, ctx.settings.starttls_timeout).await {
+        Ok(t) => {
+            session::log_tls(client, &t);
+            Some(Conn::Tls(Box::new(t)))
+        }
+        Err(e) => {
+            tracing::warn!("SSL_accept error from {client}: {e}");
+            tracing::info!("lost connection after CONNECT from {client}");
+            None
+        }
+    }
 }

@@ -27,16 +27,19 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use mail_auth::sasl::{ErrorKind as SaslError, Mechanism, Sasl, Step};
+use mail_ipc::auth;
 use mail_types::{Address, EnhancedStatus};
 use smtp_proto::{Answered, Event, MailParams, Reply, Server, Verb};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
+use crate::conn::Conn;
 use crate::counters::Counters;
 use crate::enqueue::{self, Incoming};
 use crate::policy::{self, Verdict};
 use crate::serve::Context;
-use crate::settings::ERROR_SLEEP;
+use crate::settings::{ERROR_SLEEP, TlsLevel};
 use mail_submit::{Origin, Submission};
 
 /// Bytes asked for per read.
@@ -76,12 +79,16 @@ struct Transaction {
 
 /// Serves one connection until QUIT, an error, a timeout or a 421.
 /// Returns the command counters for the disconnect line.
-pub(crate) async fn run<S>(stream: &mut S, client: Client, ctx: Arc<Context>) -> Counters
+pub(crate) async fn run<S>(stream: &mut Conn<S>, client: Client, ctx: Arc<Context>) -> Counters
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut server = Server::new(ctx.settings.server.clone());
     server.set_junk_command_limit(ctx.settings.junk_command_limit);
+    if stream.tls().is_some() {
+        // smtps: the handshake came before the greeting.
+        server.tls_started();
+    }
     let session_deadline = deadline(ctx.settings.session_deadline);
     let mut s = Session {
         server,
@@ -90,13 +97,33 @@ where
         counters: Counters::default(),
         txn: Transaction::default(),
         incoming: None,
+        sasl: Sasl::new(),
+        sasl_method: None,
+        sasl_user: None,
+        authd: None,
+        tls_comment: stream.tls().and_then(tls_comment),
         session_deadline,
         data_deadline: None,
         out: Vec::new(),
     };
+    s.offer_auth();
     s.out.extend(s.server.greeting().to_bytes());
     s.serve(stream).await;
     s.counters
+}
+
+/// Postfix's line for a completed handshake.
+pub(crate) fn log_tls<S>(client: &Client, t: &mail_tls::ServerStream<S>) {
+    if let Some(summary) = mail_tls::summary(t.get_ref().1) {
+        tracing::info!("Anonymous TLS connection established from {client}: {summary}");
+    }
+}
+
+/// Postfix's `Received:` comment lines for a TLS session.
+fn tls_comment<S>(t: &mail_tls::ServerStream<S>) -> Option<Vec<String>> {
+    let mut lines = mail_tls::summary(t.get_ref().1)?.received_comment();
+    lines.push("(No client certificate requested)".to_owned());
+    Some(lines)
 }
 
 /// `now + d`, or `None` for a zero (disabled) or absurd limit.
@@ -112,6 +139,16 @@ struct Session {
     txn: Transaction,
     /// The message being received, from the 354 to its final reply.
     incoming: Option<Incoming>,
+    /// The SASL exchange of an AUTH command.
+    sasl: Sasl,
+    /// Its mechanism, for the log.
+    sasl_method: Option<Mechanism>,
+    /// The user AUTH proved (as authd spells the name).
+    sasl_user: Option<String>,
+    /// The connection to authd, opened by the first AUTH.
+    authd: Option<auth::Client>,
+    /// The `Received:` comment of the TLS session, once there is one.
+    tls_comment: Option<Vec<String>>,
     /// `smtpd_session_deadline` from the connection's start.
     session_deadline: Option<Instant>,
     /// `smtpd_data_deadline` from the 354, while in DATA.
@@ -121,7 +158,7 @@ struct Session {
 }
 
 impl Session {
-    async fn serve<S: AsyncRead + AsyncWrite + Unpin>(&mut self, stream: &mut S) {
+    async fn serve<S: AsyncRead + AsyncWrite + Unpin>(&mut self, stream: &mut Conn<S>) {
         let mut buf = vec![0u8; READ_CHUNK];
         loop {
             self.drain_events().await;
@@ -136,6 +173,14 @@ impl Session {
                     tracing::info!("too many errors after {} from {}", self.state(), self.client);
                 }
                 return;
+            }
+            if self.server.awaiting_tls() {
+                // The 220 is out; whatever the client sent after STARTTLS
+                // is dropped by `tls_started`, never run inside TLS.
+                if !self.start_tls(stream).await {
+                    return;
+                }
+                continue;
             }
             let read = tokio::time::timeout_at(self.read_deadline(), stream.read(&mut buf)).await;
             match read {
@@ -152,6 +197,33 @@ impl Session {
                     return;
                 }
                 Ok(Ok(n)) => self.server.feed(&buf[..n]),
+            }
+        }
+    }
+
+    /// The STARTTLS handshake, bounded by `smtpd_starttls_timeout` (and
+    /// the session deadline). False when the session is over.
+    async fn start_tls<S: AsyncRead + AsyncWrite + Unpin>(&mut self, stream: &mut Conn<S>) -> bool {
+        let (Some(tls), Some(plain)) = (self.ctx.tls.as_ref(), stream.take_plain()) else {
+            return false;
+        };
+        let mut limit = self.ctx.settings.starttls_timeout;
+        if let Some(d) = self.session_deadline {
+            limit = limit.min(d.saturating_duration_since(Instant::now()));
+        }
+        match tls.accept(plain, limit).await {
+            Ok(t) => {
+                log_tls(&self.client, &t);
+                self.tls_comment = tls_comment(&t);
+                *stream = Conn::Tls(Box::new(t));
+                self.server.tls_started();
+                self.offer_auth();
+                true
+            }
+            Err(e) => {
+                tracing::warn!("SSL_accept error from {}: {e}", self.client);
+                tracing::info!("lost connection after STARTTLS from {}", self.client);
+                false
             }
         }
     }
@@ -187,16 +259,117 @@ impl Session {
                 Event::Rcpt { to, .. } => self.cmd_rcpt(to).await,
                 Event::Vrfy { address } => self.cmd_vrfy(address).await,
                 Event::Message { content } => self.cmd_data(content).await,
-                // Not advertised; a client that tries anyway is told so.
-                Event::StartTls | Event::Auth { .. } | Event::AuthResponse { .. } => {
-                    self.server.reject(Reply::with_status(
-                        502,
-                        EnhancedStatus(5, 5, 1),
-                        "Error: command not implemented",
-                    ))
+                // The machine asks only when STARTTLS is offered.
+                Event::StartTls if self.ctx.tls.is_some() => self.server.accept(),
+                Event::StartTls => self.server.reject(Reply::with_status(
+                    454,
+                    EnhancedStatus(4, 7, 0),
+                    "TLS not available due to local problem",
+                )),
+                Event::Auth { mechanism, initial } => {
+                    let step = self.sasl.start(&mechanism, initial.as_deref());
+                    self.sasl_method = Mechanism::parse(&mechanism);
+                    self.auth_step(step).await;
+                }
+                Event::AuthResponse { response } => {
+                    let step = self.sasl.step(&response);
+                    self.auth_step(step).await;
                 }
             }
         }
+    }
+
+    /// What AUTH is offered from now on: the mechanisms when
+    /// `smtpd_sasl_auth_enable` is on, authd is configured, and the
+    /// session is encrypted or `smtpd_tls_auth_only` is off (RFC 4954
+    /// §4: no plain-text passwords over an open channel by default).
+    fn offer_auth(&mut self) {
+        let s = &self.ctx.settings;
+        let on = s.sasl_enabled
+            && self.ctx.authd.is_some()
+            && self.sasl_user.is_none()
+            && (self.server.is_tls() || !s.tls_auth_only);
+        let mechanisms = if on {
+            mail_auth::sasl::MECHANISMS.iter().map(|m| m.name().to_owned()).collect()
+        } else {
+            Vec::new()
+        };
+        self.server.set_auth_mechanisms(mechanisms);
+    }
+
+    /// One step of a SASL exchange: a challenge for the client, a
+    /// protocol error, or credentials for authd to check.
+    async fn auth_step(&mut self, step: Step) {
+        let method = self.sasl_method.map_or("?", Mechanism::name);
+        let e = |code, st: (u8, u16, u16), text: &str| {
+            Reply::with_status(code, EnhancedStatus(st.0, st.1, st.2), text)
+        };
+        let creds = match step {
+            Step::Challenge(c) => return self.server.auth_challenge(&c),
+            Step::Done(creds) => creds,
+            Step::Error(kind) => {
+                let reply = match kind {
+                    SaslError::InvalidBase64 | SaslError::Malformed => {
+                        e(501, (5, 5, 2), "Cannot decode response")
+                    }
+                    SaslError::UnsupportedMechanism => {
+                        e(504, (5, 5, 4), "Unrecognized authentication type")
+                    }
+                    SaslError::TooLong => {
+                        e(500, (5, 5, 6), "Authentication exchange line is too long")
+                    }
+                    SaslError::AuthzidMismatch | SaslError::NotInProgress => {
+                        self.auth_failed(method);
+                        e(535, (5, 7, 8), "Error: authentication failed: authentication failure")
+                    }
+                };
+                return self.server.reject(reply);
+            }
+        };
+        let Some(path) = self.ctx.authd.clone() else {
+            return self.server.reject(e(454, (4, 7, 0), "Temporary authentication failure"));
+        };
+        let authd = self.authd.get_or_insert_with(|| auth::Client::new(path));
+        let request = auth::AuthRequest {
+            service: auth::Service::Smtp,
+            user: creds.user,
+            password: creds.password,
+            client: self.client.addr,
+            tls: self.server.is_tls(),
+        };
+        match authd.authenticate(&request).await {
+            Ok(auth::AuthReply::Ok(user)) => {
+                self.sasl_user = Some(user.user);
+                self.server.accept();
+                // RFC 4954 §4: AUTH is not offered twice.
+                self.offer_auth();
+            }
+            Ok(auth::AuthReply::Fail) => {
+                self.auth_failed(method);
+                self.server.reject(e(
+                    535,
+                    (5, 7, 8),
+                    "Error: authentication failed: authentication failure",
+                ));
+            }
+            Ok(auth::AuthReply::TempFail(why)) => {
+                tracing::warn!("{}: SASL {method} authentication aborted: {why}", self.client);
+                self.server.reject(e(454, (4, 7, 0), "Temporary authentication failure"));
+            }
+            Err(err) => {
+                tracing::error!("{}: SASL {method} authentication not checked: {err}", self.client);
+                self.server.reject(e(454, (4, 7, 0), "Temporary authentication failure"));
+            }
+        }
+    }
+
+    /// Postfix's line, which fail2ban's postfix-sasl filter matches (the
+    /// text after "failed:" must stay letters and spaces).
+    fn auth_failed(&self, method: &str) {
+        tracing::warn!(
+            "{}: SASL {method} authentication failed: authentication failure",
+            self.client
+        );
     }
 
     fn push_reply(&mut self, reply: &Reply) {
@@ -276,8 +449,12 @@ impl Session {
         if soft > 0 && self.server.error_count() > soft && !self.server.is_closed() {
             tokio::time::sleep(ERROR_SLEEP).await;
         }
-        let written =
-            tokio::time::timeout(self.ctx.settings.timeout, stream.write_all(&self.out)).await;
+        // The flush pushes TLS records out; on a plain socket it is free.
+        let write = async {
+            stream.write_all(&self.out).await?;
+            stream.flush().await
+        };
+        let written = tokio::time::timeout(self.ctx.settings.timeout, write).await;
         self.out.clear();
         matches!(written, Ok(Ok(())))
     }
@@ -296,6 +473,14 @@ impl Session {
     /// MAIL FROM: any sender is accepted if the queue has room for the
     /// message (Postfix's `queue_minfree` check, with RFC 1870 SIZE).
     fn cmd_mail(&mut self, from: Option<Address>, params: &MailParams) {
+        if self.ctx.settings.tls_level == TlsLevel::Encrypt && !self.server.is_tls() {
+            // Postfix's smtpd_tls_security_level = encrypt (submission).
+            return self.server.reject(Reply::with_status(
+                530,
+                EnhancedStatus(5, 7, 0),
+                "Must issue a STARTTLS command first",
+            ));
+        }
         let minfree = self.ctx.settings.minfree;
         if let Some(free) = policy::queue_free_space(self.ctx.queue.root())
             && !policy::enough_space(free, minfree, params.size)
@@ -392,6 +577,11 @@ impl Session {
                 client_name: self.client.name.to_owned(),
                 client_addr: self.client.addr,
                 protocol: self.server.protocol(),
+                tls: self.tls_comment.clone(),
+                sasl: self
+                    .sasl_user
+                    .as_ref()
+                    .map(|u| (self.sasl_method.map_or("?", Mechanism::name), u.clone())),
                 cleanup: self.ctx.settings.cleanup.clone(),
             },
         }
@@ -455,8 +645,12 @@ mod tests {
             a = d.join("aliases").display(),
         );
         let main = mail_config::Main::from_str(&d.join("main.toml"), &text).unwrap();
-        let ctx =
-            Context::from_config(&main, d.join("queue/public/qmgr"), d.join("queue/private/anvil"));
+        let ctx = Context::from_config(
+            &main,
+            d.join("queue/public/qmgr"),
+            d.join("queue/private/anvil"),
+            None,
+        );
         ctx.queue.create_layout().unwrap();
         (dir, Arc::new(ctx))
     }
@@ -467,7 +661,10 @@ mod tests {
         let (mut client, mut server) = tokio::io::duplex(1 << 20);
         let ctx = Arc::clone(ctx);
         let peer = Client::new(addr.parse().unwrap());
-        let task = tokio::spawn(async move { run(&mut server, peer, ctx).await.to_string() });
+        let task =
+            tokio::spawn(
+                async move { run(&mut Conn::Plain(&mut server), peer, ctx).await.to_string() },
+            );
         client.write_all(input.as_bytes()).await.unwrap();
         let mut out = Vec::new();
         client.read_to_end(&mut out).await.unwrap();
@@ -540,6 +737,80 @@ mod tests {
         assert_eq!(f.envelope.attrs[1], ("protocol".to_owned(), "ESMTP".to_owned()));
     }
 
+    /// A context whose smtpd offers STARTTLS with a fresh self-signed
+    /// certificate; also returns the certificate, for the client.
+    fn tls_context(level: &str) -> (tempfile::TempDir, Arc<Context>, String) {
+        let cert = mail_tls::self_signed(&["mail.fiap.edu.br"]).unwrap();
+        let certs = tempfile::tempdir().unwrap();
+        std::fs::write(certs.path().join("cert.pem"), &cert.cert_pem).unwrap();
+        std::fs::write(certs.path().join("key.pem"), &cert.key_pem).unwrap();
+        let (dir, ctx) = context(&format!(
+            "smtpd_tls_security_level = \"{level}\"\nsmtpd_tls_cert_file = \"{}\"\n\
+             smtpd_tls_key_file = \"{}\"\n",
+            certs.path().join("cert.pem").display(),
+            certs.path().join("key.pem").display(),
+        ));
+        std::fs::rename(certs.path(), dir.path().join("certs")).ok();
+        (dir, ctx, cert.cert_pem)
+    }
+
+    /// Reads from `r` until a line that starts with `prefix` has arrived.
+    async fn read_until<R: AsyncReadExt + Unpin>(r: &mut R, prefix: &str) -> String {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let text = String::from_utf8_lossy(&out).into_owned();
+            if text.split("\r\n").any(|l| l.starts_with(prefix)) {
+                return text;
+            }
+            let n = r.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before {prefix:?}: {text}");
+            out.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    #[tokio::test]
+    async fn starttls_discards_pipelined_commands_and_resets_the_session() {
+        let (_dir, ctx, cert) = tls_context("may");
+        let (mut client, mut server) = tokio::io::duplex(1 << 16);
+        let peer = Client::new("192.0.2.1".parse().unwrap());
+        let task =
+            tokio::spawn(
+                async move { run(&mut Conn::Plain(&mut server), peer, ctx).await.to_string() },
+            );
+        let hello = read_until(&mut client, "220 ").await;
+        assert!(hello.starts_with("220 Bem Vindo"), "{hello}");
+        client.write_all(b"EHLO c.example\r\n").await.unwrap();
+        let ehlo = read_until(&mut client, "250 ").await;
+        assert!(ehlo.contains("250-STARTTLS\r\n"), "{ehlo}");
+        // RFC 3207 §6 / CVE-2011-0411: what follows STARTTLS in the same
+        // write must never run inside the TLS session.
+        client.write_all(b"STARTTLS\r\nMAIL FROM:<evil@example.org>\r\n").await.unwrap();
+        let ready = read_until(&mut client, "220 ").await;
+        assert_eq!(ready, "220 2.0.0 Ready to start TLS\r\n");
+        let config = mail_tls::client_config_trusting(cert.as_bytes()).unwrap();
+        let name = mail_tls::rustls::pki_types::ServerName::try_from("mail.fiap.edu.br").unwrap();
+        let mut tls = mail_tls::TlsConnector::from(config).connect(name, client).await.unwrap();
+        // The session starts over: MAIL needs no "nested MAIL" error, and
+        // EHLO no longer lists STARTTLS.
+        tls.write_all(b"EHLO c.example\r\n").await.unwrap();
+        let ehlo = read_until(&mut tls, "250 ").await;
+        assert!(!ehlo.contains("STARTTLS"), "{ehlo}");
+        tls.write_all(b"MAIL FROM:<a@example.org>\r\nQUIT\r\n").await.unwrap();
+        let rest = read_until(&mut tls, "221 ").await;
+        assert_eq!(rest, "250 2.1.0 Ok\r\n221 2.0.0 Bye\r\n");
+        drop(tls);
+        assert_eq!(task.await.unwrap(), "ehlo=2 starttls=1 mail=1 quit=1 commands=5");
+    }
+
+    #[tokio::test]
+    async fn encrypt_level_refuses_mail_before_starttls() {
+        let (_dir, ctx, _) = tls_context("encrypt");
+        let (out, _) =
+            talk(&ctx, "192.0.2.1", "EHLO c\r\nMAIL FROM:<a@example.org>\r\nQUIT\r\n").await;
+        assert!(out.contains("\r\n530 5.7.0 Must issue a STARTTLS command first\r\n"), "{out}");
+    }
+
     #[tokio::test]
     async fn tls_and_auth_are_not_offered() {
         let (_dir, ctx) = context("");
@@ -558,7 +829,10 @@ mod tests {
         let (mut client, mut server) = tokio::io::duplex(4096);
         let peer = Client::new("127.0.0.1".parse().unwrap());
         let c = Arc::clone(&ctx);
-        let task = tokio::spawn(async move { run(&mut server, peer, c).await.to_string() });
+        let task =
+            tokio::spawn(
+                async move { run(&mut Conn::Plain(&mut server), peer, c).await.to_string() },
+            );
         let mut buf = [0u8; 512];
         let n = client.read(&mut buf).await.unwrap();
         assert!(buf[..n].starts_with(b"220 "));
@@ -575,7 +849,10 @@ mod tests {
         let (_dir, ctx) = context("smtpd_timeout = \"1s\"\n");
         let (mut client, mut server) = tokio::io::duplex(4096);
         let peer = Client::new("127.0.0.1".parse().unwrap());
-        let task = tokio::spawn(async move { run(&mut server, peer, ctx).await.to_string() });
+        let task =
+            tokio::spawn(
+                async move { run(&mut Conn::Plain(&mut server), peer, ctx).await.to_string() },
+            );
         let mut out = Vec::new();
         client.read_to_end(&mut out).await.unwrap();
         assert_eq!(

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use mail_cleanup::CleanupParams;
+pub(crate) use mail_config::settings::TlsLevel;
 use mail_config::{Main, settings};
 use smtp_proto::ServerParams;
 
@@ -31,6 +32,18 @@ pub(crate) struct Settings {
     pub(crate) soft_error_limit: u32,
     /// `queue_minfree`, or 1.5 × `message_size_limit` when that is 0.
     pub(crate) minfree: u64,
+    /// `smtpd_tls_security_level`.
+    pub(crate) tls_level: TlsLevel,
+    /// `smtpd_tls_wrappermode`: TLS from the first byte (smtps).
+    pub(crate) wrappermode: bool,
+    /// `smtpd_tls_auth_only`.
+    pub(crate) tls_auth_only: bool,
+    /// `smtpd_sasl_auth_enable`.
+    pub(crate) sasl_enabled: bool,
+    /// `smtpd_starttls_timeout`.
+    pub(crate) starttls_timeout: Duration,
+    /// What `mail_tls::ServerTls::load` reads.
+    pub(crate) tls_files: mail_tls::ServerSettings,
 }
 
 /// Postfix's `smtpd_error_sleep_time` default: the delay before replying
@@ -52,6 +65,7 @@ impl Settings {
     pub(crate) fn from_config(c: &Main) -> Settings {
         let common = settings::Common::new(c);
         let smtpd = settings::Smtpd::new(c);
+        let tls = settings::SmtpdTls::new(c);
         let message_size_limit = common.message_size_limit;
         let server = ServerParams {
             hostname: common.myhostname.clone(),
@@ -61,8 +75,11 @@ impl Settings {
             hard_error_limit: smtpd.smtpd_hard_error_limit,
             helo_required: smtpd.smtpd_helo_required,
             vrfy_enabled: !smtpd.disable_vrfy_command,
-            // TLS and AUTH are not offered yet: nothing advertised.
-            starttls_offered: false,
+            // Whether a certificate loads is known only to the process;
+            // `Context` turns this off when it does not.
+            starttls_offered: tls.smtpd_tls_security_level != TlsLevel::None
+                && !tls.smtpd_tls_wrappermode,
+            // The session decides (TLS state, authd).
             auth_mechanisms: Vec::new(),
             // RFC 5321 §4.1.1.4: only CRLF.CRLF ends DATA (no SMTP smuggling).
             bare_lf_ends_data: false,
@@ -93,6 +110,15 @@ impl Settings {
             junk_command_limit: smtpd.smtpd_junk_command_limit,
             soft_error_limit: smtpd.smtpd_soft_error_limit,
             minfree,
+            tls_level: tls.smtpd_tls_security_level,
+            wrappermode: tls.smtpd_tls_wrappermode,
+            tls_auth_only: tls.smtpd_tls_auth_only,
+            sasl_enabled: smtpd.smtpd_sasl_auth_enable,
+            starttls_timeout: match smtpd.smtpd_starttls_timeout {
+                Duration::ZERO => DEFAULT_TIMEOUT,
+                t => t,
+            },
+            tls_files: mail_tls::ServerSettings::from_config(&tls),
         }
     }
 }
