@@ -61,7 +61,9 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// The rustls versions a [`mail_config::settings::TlsProtocols`] enables,
 /// newest first.
-fn versions(p: mail_config::settings::TlsProtocols) -> Vec<&'static rustls::SupportedProtocolVersion> {
+fn versions(
+    p: mail_config::settings::TlsProtocols,
+) -> Vec<&'static rustls::SupportedProtocolVersion> {
     let mut v = Vec::with_capacity(2);
     if p.tls13 {
         v.push(&rustls::version::TLS13);
