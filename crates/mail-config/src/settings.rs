@@ -379,7 +379,7 @@ impl TlsProtocols {
 }
 
 /// The SMTP server's TLS parameters, read by `mail_tls` (certificates,
-/// protocols) and by smtpd (level, wrapper mode, AUTH only over TLS).
+/// protocols) and by smtpd (level, wrapper mode).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct SmtpdTls {
@@ -398,10 +398,6 @@ pub struct SmtpdTls {
     pub smtpd_tls_mandatory_protocols: TlsProtocols,
     /// TLS from the first byte (smtps, port 465).
     pub smtpd_tls_wrappermode: bool,
-    /// AUTH only after TLS.
-    pub smtpd_tls_auth_only: bool,
-    /// 0 logs TLS failures only, 1 and more a summary per handshake too.
-    pub smtpd_tls_loglevel: u32,
 }
 
 impl SmtpdTls {
@@ -423,8 +419,6 @@ impl SmtpdTls {
             smtpd_tls_protocols: protocols("smtpd_tls_protocols"),
             smtpd_tls_mandatory_protocols: protocols("smtpd_tls_mandatory_protocols"),
             smtpd_tls_wrappermode: r.bool("smtpd_tls_wrappermode"),
-            smtpd_tls_auth_only: r.bool("smtpd_tls_auth_only"),
-            smtpd_tls_loglevel: r.u32("smtpd_tls_loglevel"),
         }
     }
 }
@@ -676,6 +670,8 @@ mod tests {
                 "smtp_helo_name",
                 "smtp_tls_CAfile",
                 "smtp_tls_security_level",
+                "smtpd_tls_auth_only",
+                "smtpd_tls_loglevel",
                 "strict_rfc821_envelopes",
             ]
         );
@@ -740,15 +736,12 @@ mod tests {
         assert!(t.smtpd_tls_chain_files.is_empty());
         assert_eq!(t.smtpd_tls_protocols, TlsProtocols { tls12: true, tls13: true });
         assert!(!t.smtpd_tls_wrappermode);
-        assert!(t.smtpd_tls_auth_only, "Postern's default: AUTH only over TLS");
-        assert_eq!(t.smtpd_tls_loglevel, 0);
         let t = SmtpdTls::new(&load(
             r#"
             smtpd_tls_cert_file = "tls/cert.pem"
             smtpd_tls_security_level = "encrypt"
             smtpd_tls_mandatory_protocols = "TLSv1.3"
             smtpd_tls_chain_files = "rsa.pem, /etc/ec.pem"
-            smtpd_tls_loglevel = 1
             "#,
         ));
         assert_eq!(t.smtpd_tls_security_level, TlsLevel::Encrypt);
@@ -759,7 +752,6 @@ mod tests {
             [PathBuf::from("/etc/postern/rsa.pem"), PathBuf::from("/etc/ec.pem")]
         );
         assert_eq!(t.smtpd_tls_mandatory_protocols, TlsProtocols { tls12: false, tls13: true });
-        assert_eq!(t.smtpd_tls_loglevel, 1);
     }
 
     #[test]

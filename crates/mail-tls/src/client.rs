@@ -53,7 +53,10 @@ impl ClientLevel {
     }
 }
 
-const CA_FILE: &str = "smtp_tls_CAfile";
+/// How errors name the CA file and the client; the SMTP client's log
+/// line adds which parameter it came from.
+const CA_FILE: &str = "CA file";
+const CLIENT: &str = "TLS client";
 
 /// The client configuration for `level`; `None` for [`ClientLevel::None`].
 /// `ca_file` (`smtp_tls_CAfile`) is used by `verify` and `secure`; without
@@ -64,7 +67,7 @@ pub fn client_config(
 ) -> Result<Option<Arc<ClientConfig>>, LoadError> {
     let builder = ClientConfig::builder_with_provider(crate::provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| LoadError::new("smtp_tls_security_level", None, e.to_string()))?;
+        .map_err(|e| LoadError::new(CLIENT, None, e.to_string()))?;
     let config = match level {
         ClientLevel::None => return Ok(None),
         ClientLevel::May | ClientLevel::Encrypt => builder
@@ -89,14 +92,19 @@ pub fn client_config_trusting(cert_pem: &[u8]) -> Result<Arc<ClientConfig>, Load
     let mut roots = RootCertStore::empty();
     let mut n = 0;
     for c in <CertificateDer<'_> as rustls_pki_types::pem::PemObject>::pem_slice_iter(cert_pem) {
-        let c = c.map_err(|e| LoadError::new("trusted certificate", None, format!("bad PEM: {e}")))?;
+        let c =
+            c.map_err(|e| LoadError::new("trusted certificate", None, format!("bad PEM: {e}")))?;
         roots
             .add(c)
             .map_err(|e| LoadError::new("trusted certificate", None, format!("unusable: {e}")))?;
         n += 1;
     }
     if n == 0 {
-        return Err(LoadError::new("trusted certificate", None, format!("no certificate; {EXPECT_CERT}")));
+        return Err(LoadError::new(
+            "trusted certificate",
+            None,
+            format!("no certificate; {EXPECT_CERT}"),
+        ));
     }
     let config = ClientConfig::builder_with_provider(crate::provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -129,8 +137,8 @@ fn system_roots() -> Result<RootCertStore, LoadError> {
             CA_FILE,
             None,
             format!(
-                "empty, and no system CA certificates were found{why}; install ca-certificates \
-                 or set smtp_tls_CAfile"
+                "none given, and no system CA certificates were found{why}; install \
+                 ca-certificates or give a CA file"
             ),
         ));
     }

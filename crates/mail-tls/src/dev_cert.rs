@@ -30,8 +30,9 @@ impl std::fmt::Debug for SelfSigned {
 /// subject's common name.
 pub fn self_signed(names: &[&str]) -> Result<SelfSigned, String> {
     let first = names.first().ok_or("a certificate needs at least one name")?;
-    let mut params = CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
-        .map_err(|e| format!("cannot make a certificate for {}: {e}", names.join(", ")))?;
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
+            .map_err(|e| format!("cannot make a certificate for {}: {e}", names.join(", ")))?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, *first);
     params.distinguished_name = dn;

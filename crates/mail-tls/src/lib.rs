@@ -8,8 +8,8 @@
 //! provider returned by [`provider`], passed explicitly to
 //! `ServerConfig::builder_with_provider` / `ClientConfig::builder_with_provider`;
 //! nothing relies on a process-default provider. aws-lc-rs is rustls's
-//! default and what other crates in the graph (hickory, rcgen) pull, so
-//! the workspace carries one C crypto library; `aws-lc-sys` builds here
+//! default and the provider rcgen and hickory's TLS features use, so the
+//! workspace carries one C crypto library; `aws-lc-sys` builds here
 //! with the C compiler alone (no cmake, about a minute and a half once),
 //! and it is the faster provider for the handshakes a mail server does
 //! most (ECDHE, RSA and ECDSA signatures). Because the provider is always
@@ -61,7 +61,9 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// The rustls versions a [`mail_config::settings::TlsProtocols`] enables,
 /// newest first.
-fn versions(p: mail_config::settings::TlsProtocols) -> Vec<&'static rustls::SupportedProtocolVersion> {
+fn versions(
+    p: mail_config::settings::TlsProtocols,
+) -> Vec<&'static rustls::SupportedProtocolVersion> {
     let mut v = Vec::with_capacity(2);
     if p.tls13 {
         v.push(&rustls::version::TLS13);

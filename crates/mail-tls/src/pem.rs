@@ -28,7 +28,11 @@ pub struct LoadError {
 }
 
 impl LoadError {
-    pub(crate) fn new(param: &'static str, path: Option<&Path>, problem: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        param: &'static str,
+        path: Option<&Path>,
+        problem: impl Into<String>,
+    ) -> Self {
         LoadError { param, path: path.map(Path::to_owned), problem: problem.into() }
     }
 }
@@ -139,7 +143,10 @@ pub(crate) fn read_certs(
 }
 
 /// The first private key of `path`.
-pub(crate) fn read_key(param: &'static str, path: &Path) -> Result<PrivateKeyDer<'static>, LoadError> {
+pub(crate) fn read_key(
+    param: &'static str,
+    path: &Path,
+) -> Result<PrivateKeyDer<'static>, LoadError> {
     read_items(param, path)?
         .into_iter()
         .find_map(|i| match i {
@@ -147,6 +154,10 @@ pub(crate) fn read_key(param: &'static str, path: &Path) -> Result<PrivateKeyDer
             Item::Cert(_) => None,
         })
         .ok_or_else(|| {
-            LoadError::new(param, Some(path), format!("no private key found in the file; {EXPECT_KEY}"))
+            LoadError::new(
+                param,
+                Some(path),
+                format!("no private key found in the file; {EXPECT_KEY}"),
+            )
         })
 }

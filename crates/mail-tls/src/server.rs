@@ -48,8 +48,7 @@ impl ServerSettings {
     /// where TLS is mandatory too), `smtpd_tls_protocols` otherwise, as
     /// Postfix chooses.
     pub fn from_config(t: &SmtpdTls) -> ServerSettings {
-        let mandatory =
-            t.smtpd_tls_security_level == TlsLevel::Encrypt || t.smtpd_tls_wrappermode;
+        let mandatory = t.smtpd_tls_security_level == TlsLevel::Encrypt || t.smtpd_tls_wrappermode;
         ServerSettings {
             cert_file: t.smtpd_tls_cert_file.clone(),
             key_file: t.smtpd_tls_key_file.clone(),
@@ -248,7 +247,11 @@ fn load_chain_file(
         .into_iter()
         .enumerate()
         .map(|(i, (key, certs))| {
-            let which = if n == 1 { "the private key".to_owned() } else { format!("private key {}", i + 1) };
+            let which = if n == 1 {
+                "the private key".to_owned()
+            } else {
+                format!("private key {}", i + 1)
+            };
             if certs.is_empty() {
                 return Err(err(format!(
                     "no certificate follows {which}; {EXPECT_CERT} after each key"

@@ -1,7 +1,9 @@
 //! `postern init --dev DIR`: writes a complete unprivileged instance —
 //! main.toml, master.toml, a passwd-file with the tutorial's user
 //! `suporte`, aliases (`root: suporte`), Maildirs laid out as the
-//! tutorial's `maildirmake` commands make them, and the queue — with
+//! tutorial's `maildirmake` commands make them, a self-signed TLS
+//! certificate for the instance's names (`tls/cert.pem`, `tls/key.pem`),
+//! and the queue — with
 //! every path under DIR and high loopback ports, so an ordinary user can
 //! run a whole mail system.
 
@@ -9,6 +11,10 @@ use std::path::{Path, PathBuf};
 
 /// The folders the tutorial creates with maildirmake.
 const TUTORIAL_FOLDERS: [&str; 4] = ["Enviados", "Rascunhos", "Lixeira", "Spam"];
+
+/// The instance's certificate and key, relative to its directory.
+const TLS_CERT: &str = "tls/cert.pem";
+const TLS_KEY: &str = "tls/key.pem";
 
 /// Ports of a dev instance: base + the well-known port.
 const DEFAULT_PORT_BASE: u16 = 10000;
@@ -92,6 +98,11 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<Instance, String> {
             dir.display()
         ));
     }
+    // An existing key is never replaced: whoever trusts its certificate
+    // would be locked out, and the operator may have put a real one there.
+    if dir.join(TLS_KEY).exists() {
+        return Err(format!("{} already has {TLS_KEY}; choose an empty directory", dir.display()));
+    }
     let port = |well_known: u16| port_base.map(|b| b.saturating_add(well_known)).unwrap_or(0);
     let smtp = format!("127.0.0.1:{}", port(25));
     let domain = mail_config::domain_of(&hostname);
@@ -135,6 +146,13 @@ alias_maps = [{aliases}]
 alias_database = [{aliases}]
 # Users of this instance: Dovecot passwd-file layout (user:{{SCHEME}}hash:uid:gid::home::).
 passwd_file = {passwd}
+
+# TLS with the self-signed certificate init made for $myhostname,
+# localhost, 127.0.0.1 and ::1. Put a real certificate and key in these
+# files (or point the parameters elsewhere) and run `postern reload`.
+smtpd_tls_cert_file = {tls_cert}
+smtpd_tls_key_file = {tls_key}
+smtpd_tls_security_level = "may"
 "#,
         dir = dir.display(),
         hostname = toml_str(&hostname),
@@ -145,6 +163,8 @@ passwd_file = {passwd}
         spool = d("mail"),
         aliases = d("aliases"),
         passwd = d("passwd"),
+        tls_cert = d(TLS_CERT),
+        tls_key = d(TLS_KEY),
     );
     let master_toml = format!(
         r#"# master.toml of a Postern development instance: the service table
@@ -226,6 +246,10 @@ command = "local-delivery"
     write("master.toml", &master_toml, 0o644)?;
     write("aliases", &aliases, 0o644)?;
     write("passwd", &passwd, 0o600)?;
+    let cert = mail_tls::self_signed(&[&hostname, "localhost", "127.0.0.1", "::1"])?;
+    mkdir(&dir.join("tls"))?;
+    write(TLS_CERT, &cert.cert_pem, 0o644)?;
+    write(TLS_KEY, &cert.key_pem, 0o600)?;
     mail_config::check(&dir)
         .map_err(|e| format!("init wrote a configuration that does not load (a bug): {e}"))?;
     mail_queue::Queue::new(dir.join("queue")).create_layout().map_err(|e| e.to_string())?;
@@ -259,6 +283,60 @@ command = "local-delivery"
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn opts() -> InitOptions {
+        InitOptions {
+            users: Vec::new(),
+            hostname: "mail.postern.test".into(),
+            port_base: None,
+            any_port: true,
+        }
+    }
+
+    /// The certificate init writes verifies, for the names a client uses,
+    /// against the server built from the main.toml init wrote; the key is
+    /// private, and a second init does not replace it.
+    #[tokio::test]
+    async fn dev_instance_has_a_certificate_clients_can_verify() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("inst");
+        init(&dir, &opts()).expect("init");
+        let mode =
+            |p: &str| std::fs::metadata(dir.join(p)).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode(TLS_KEY), 0o600);
+        assert_eq!(mode(TLS_CERT) & 0o600, 0o600);
+
+        let main = mail_config::Main::load(&dir).expect("main.toml loads");
+        let t = mail_config::settings::SmtpdTls::new(&main);
+        assert_eq!(t.smtpd_tls_security_level, mail_config::settings::TlsLevel::May);
+        assert_eq!(t.smtpd_tls_cert_file, Some(dir.join(TLS_CERT)));
+        assert_eq!(t.smtpd_tls_key_file, Some(dir.join(TLS_KEY)));
+        let server = mail_tls::ServerTls::load(&mail_tls::ServerSettings::from_config(&t))
+            .expect("the server loads the files");
+        let pem = std::fs::read(dir.join(TLS_CERT)).expect("cert");
+        let client = mail_tls::TlsConnector::from(
+            mail_tls::client_config_trusting(&pem).expect("client config"),
+        );
+        for name in ["localhost", "127.0.0.1", "::1", "mail.postern.test"] {
+            let (c_io, s_io) = tokio::io::duplex(16 * 1024);
+            let sn = mail_tls::rustls::pki_types::ServerName::try_from(name).expect("name");
+            let (s, c) = tokio::join!(
+                server.accept(s_io, std::time::Duration::from_secs(10)),
+                client.connect(sn.to_owned(), c_io)
+            );
+            c.unwrap_or_else(|e| panic!("{name}: {e}"));
+            s.unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+
+        // A second init in the same place refuses, and the key is unchanged.
+        let key = std::fs::read(dir.join(TLS_KEY)).expect("key");
+        assert!(init(&dir, &opts()).unwrap_err().contains("already has a main.toml"));
+        std::fs::remove_file(dir.join("main.toml")).expect("rm");
+        let e = init(&dir, &opts()).unwrap_err();
+        assert!(e.contains("already has tls/key.pem"), "{e}");
+        assert_eq!(std::fs::read(dir.join(TLS_KEY)).expect("key"), key);
+    }
 
     #[test]
     fn user_specs() {
