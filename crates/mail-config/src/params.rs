@@ -199,8 +199,8 @@ pub static PARAMS: &[Param] = &[
     p("smtpd_tls_protocols", Kind::List, ">=TLSv1.2", "The TLS versions offered when TLS is optional, in Postfix syntax (>=TLSv1.2, or !SSLv2, !SSLv3, !TLSv1, !TLSv1.1); Postern offers only TLSv1.2 and TLSv1.3 and refuses a value that enables anything older (Postfix's default is >=TLSv1)."),
     p("smtpd_tls_mandatory_protocols", Kind::List, ">=TLSv1.2", "The TLS versions offered when smtpd_tls_security_level = encrypt, in the syntax of smtpd_tls_protocols (Postfix's default is >=TLSv1)."),
     p("smtpd_tls_wrappermode", Kind::Bool, "no", "Speak TLS from the first byte (implicit TLS, port 465), as the smtps service sets with an override; no means plain SMTP with STARTTLS."),
-    p("smtpd_tls_auth_only", Kind::Bool, "yes", "Not yet implemented (smtpd offers no AUTH yet): offer and accept AUTH only over TLS. Postern's default is yes (Postfix's is no), so that passwords never cross the network in clear unless configured so."),
-    p("smtpd_tls_loglevel", Kind::Int { min: 0, max: 4 }, "0", "Not yet implemented (smtpd does not log TLS sessions yet): SMTP server TLS logging: 0 logs only failures, 1 also a summary line per handshake, 2 and more are accepted as 1."),
+    p("smtpd_tls_auth_only", Kind::Bool, "yes", "Offer and accept AUTH only over TLS. Postern's default is yes (Postfix's is no), so that passwords never cross the network in clear unless configured so."),
+    p("smtpd_tls_loglevel", Kind::Int { min: 0, max: 4 }, "0", "SMTP server TLS logging: 0 logs only failures, 1 also a summary line per handshake, 2 and more are accepted as 1."),
     p("smtp_tls_security_level", Kind::Str, "", "Not yet implemented (there is no SMTP client yet): SMTP client TLS: none (or empty), may and encrypt (no certificate check, Postfix's opportunistic semantics), verify and secure (the certificate must verify against smtp_tls_CAfile or the system roots)."),
     p("smtp_tls_CAfile", Kind::Path, "", "Not yet implemented (there is no SMTP client yet): the trusted CA certificates (PEM) for smtp_tls_security_level verify and secure; empty means the system's certificates (/etc/ssl/certs)."),
     // smtp client.

@@ -398,6 +398,10 @@ pub struct SmtpdTls {
     pub smtpd_tls_mandatory_protocols: TlsProtocols,
     /// TLS from the first byte (smtps, port 465).
     pub smtpd_tls_wrappermode: bool,
+    /// AUTH only over TLS.
+    pub smtpd_tls_auth_only: bool,
+    /// 0 logs TLS failures only; 1 and more a summary line per handshake too.
+    pub smtpd_tls_loglevel: u32,
 }
 
 impl SmtpdTls {
@@ -419,6 +423,8 @@ impl SmtpdTls {
             smtpd_tls_protocols: protocols("smtpd_tls_protocols"),
             smtpd_tls_mandatory_protocols: protocols("smtpd_tls_mandatory_protocols"),
             smtpd_tls_wrappermode: r.bool("smtpd_tls_wrappermode"),
+            smtpd_tls_auth_only: r.bool("smtpd_tls_auth_only"),
+            smtpd_tls_loglevel: r.u32("smtpd_tls_loglevel"),
         }
     }
 }
@@ -670,8 +676,6 @@ mod tests {
                 "smtp_helo_name",
                 "smtp_tls_CAfile",
                 "smtp_tls_security_level",
-                "smtpd_tls_auth_only",
-                "smtpd_tls_loglevel",
                 "strict_rfc821_envelopes",
             ]
         );

@@ -217,7 +217,7 @@ async fn wrapper_handshake(
     let plain = conn.take_plain()?;
     match tls.accept(plain, ctx.settings.starttls_timeout).await {
         Ok(t) => {
-            session::log_tls(client, &t);
+            session::log_tls(client, &t, ctx.settings.tls_loglevel);
             Some(Conn::Tls(Box::new(t)))
         }
         Err(e) => {

@@ -113,7 +113,10 @@ where
 }
 
 /// Postfix's line for a completed handshake.
-pub(crate) fn log_tls<S>(client: &Client, t: &mail_tls::ServerStream<S>) {
+pub(crate) fn log_tls<S>(client: &Client, t: &mail_tls::ServerStream<S>, loglevel: u32) {
+    if loglevel == 0 {
+        return;
+    }
     if let Some(summary) = mail_tls::summary(t.get_ref().1) {
         tracing::info!("Anonymous TLS connection established from {client}: {summary}");
     }
@@ -213,7 +216,7 @@ impl Session {
         }
         match tls.accept(plain, limit).await {
             Ok(t) => {
-                log_tls(&self.client, &t);
+                log_tls(&self.client, &t, self.ctx.settings.tls_loglevel);
                 self.tls_comment = tls_comment(&t);
                 *stream = Conn::Tls(Box::new(t));
                 self.server.tls_started();

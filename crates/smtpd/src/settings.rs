@@ -38,6 +38,8 @@ pub(crate) struct Settings {
     pub(crate) wrappermode: bool,
     /// `smtpd_tls_auth_only`.
     pub(crate) tls_auth_only: bool,
+    /// `smtpd_tls_loglevel`: the handshake summary is logged from 1.
+    pub(crate) tls_loglevel: u32,
     /// `smtpd_sasl_auth_enable`.
     pub(crate) sasl_enabled: bool,
     /// `smtpd_starttls_timeout`.
@@ -113,6 +115,7 @@ impl Settings {
             tls_level: tls.smtpd_tls_security_level,
             wrappermode: tls.smtpd_tls_wrappermode,
             tls_auth_only: tls.smtpd_tls_auth_only,
+            tls_loglevel: tls.smtpd_tls_loglevel,
             sasl_enabled: smtpd.smtpd_sasl_auth_enable,
             starttls_timeout: match smtpd.smtpd_starttls_timeout {
                 Duration::ZERO => DEFAULT_TIMEOUT,
