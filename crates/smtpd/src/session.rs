@@ -42,8 +42,13 @@ use crate::serve::Context;
 use crate::settings::{ERROR_SLEEP, TlsLevel};
 use mail_submit::{Origin, Submission};
 
-/// Bytes asked for per read.
+/// Bytes asked for per read once the client sends in bulk (DATA).
 const READ_CHUNK: usize = 16 * 1024;
+
+/// The read buffer of a session that sends only commands: an idle
+/// connection costs this, not [`READ_CHUNK`] (5,000 idle sessions in
+/// one process are 10 MB of buffers instead of 80 MB).
+const READ_START: usize = 1024;
 
 /// The client as logs name it: `localhost[127.0.0.1]`.
 #[derive(Debug, Clone)]
@@ -162,7 +167,7 @@ struct Session {
 
 impl Session {
     async fn serve<S: AsyncRead + AsyncWrite + Unpin>(&mut self, stream: &mut Conn<S>) {
-        let mut buf = vec![0u8; READ_CHUNK];
+        let mut buf = vec![0u8; READ_START];
         loop {
             self.drain_events().await;
             self.stream_data().await;
@@ -199,7 +204,13 @@ impl Session {
                     tracing::info!("lost connection after {} from {}", self.state(), self.client);
                     return;
                 }
-                Ok(Ok(n)) => self.server.feed(&buf[..n]),
+                Ok(Ok(n)) => {
+                    self.server.feed(&buf[..n]);
+                    // A full buffer means more is waiting: read bigger.
+                    if n == buf.len() && buf.len() < READ_CHUNK {
+                        buf = vec![0u8; READ_CHUNK];
+                    }
+                }
             }
         }
     }
