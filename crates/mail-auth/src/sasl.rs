@@ -325,7 +325,10 @@ mod tests {
     #[test]
     fn plain_with_initial_response() {
         let mut s = Sasl::new();
-        assert_eq!(s.start("PLAIN", Some(&encode(b"\0suporte\0segredo"))), done("suporte", "segredo"));
+        assert_eq!(
+            s.start("PLAIN", Some(&encode(b"\0suporte\0segredo"))),
+            done("suporte", "segredo")
+        );
         assert!(!s.in_progress());
         // Lower-case mechanism names are the same mechanism.
         assert_eq!(s.start("plain", Some(&encode(b"\0a\0b"))), done("a", "b"));
@@ -374,11 +377,18 @@ mod tests {
             b"\0u\0p\0extra",
             b"\xff\0u\0p",
         ] {
-            assert_eq!(s.start("PLAIN", Some(&encode(bad))), Step::Error(ErrorKind::Malformed), "{bad:?}");
+            assert_eq!(
+                s.start("PLAIN", Some(&encode(bad))),
+                Step::Error(ErrorKind::Malformed),
+                "{bad:?}"
+            );
         }
         // A NUL in the user name cannot happen (it is the separator), but a
         // third NUL lands in the password and is refused.
-        assert_eq!(s.start("PLAIN", Some(&encode(b"\0a\0b\0c"))), Step::Error(ErrorKind::Malformed));
+        assert_eq!(
+            s.start("PLAIN", Some(&encode(b"\0a\0b\0c"))),
+            Step::Error(ErrorKind::Malformed)
+        );
         // An empty password parses; authd refuses it.
         assert_eq!(s.start("PLAIN", Some(&encode(b"\0a\0"))), done("a", ""));
     }
@@ -387,7 +397,11 @@ mod tests {
     fn invalid_base64() {
         let mut s = Sasl::new();
         for bad in ["!!!!", "AGE", "AGEAYg= =", "AGEAYg", " AGEAYg==", "AGEAYg==\r\n", "*"] {
-            assert_eq!(s.start("PLAIN", Some(bad)), Step::Error(ErrorKind::InvalidBase64), "{bad:?}");
+            assert_eq!(
+                s.start("PLAIN", Some(bad)),
+                Step::Error(ErrorKind::InvalidBase64),
+                "{bad:?}"
+            );
         }
         s.start("PLAIN", None);
         assert_eq!(s.step("%%%"), Step::Error(ErrorKind::InvalidBase64));
@@ -411,7 +425,10 @@ mod tests {
     #[test]
     fn login_with_initial_user_name() {
         let mut s = Sasl::new();
-        assert_eq!(s.start("LOGIN", Some(&encode(b"maria"))), Step::Challenge(LOGIN_PASSWORD_CHALLENGE.into()));
+        assert_eq!(
+            s.start("LOGIN", Some(&encode(b"maria"))),
+            Step::Challenge(LOGIN_PASSWORD_CHALLENGE.into())
+        );
         assert_eq!(s.step(&encode(b"p@ss")), done("maria", "p@ss"));
         assert_eq!(s.start("LOGIN", Some("=")), Step::Challenge(LOGIN_USERNAME_CHALLENGE.into()));
     }
@@ -467,7 +484,10 @@ mod tests {
         let longest = encode(format!("{ok_user}\0{ok_user}\0{ok_pass}").as_bytes());
         assert!(longest.len() <= MAX_RESPONSE);
         assert_eq!(s.start("PLAIN", Some(&longest)), done(&ok_user, &ok_pass));
-        assert_eq!(s.start("PLAIN", Some(&"A".repeat(MAX_RESPONSE + 4))), Step::Error(ErrorKind::TooLong));
+        assert_eq!(
+            s.start("PLAIN", Some(&"A".repeat(MAX_RESPONSE + 4))),
+            Step::Error(ErrorKind::TooLong)
+        );
         s.start("LOGIN", None);
         assert_eq!(s.step(&encode(long_user.as_bytes())), Step::Error(ErrorKind::TooLong));
     }

@@ -168,6 +168,9 @@ pub static PARAMS: &[Param] = &[
     // anvil.
     p("anvil_rate_time_unit", SECONDS, "60s", "The time unit over which anvil counts client connection rates."),
     p("anvil_status_update_time", SECONDS, "600s", "How often anvil logs its statistics (max connection rate and count); 0 logs them only at exit."),
+    // authd (users and passwords). Postfix has no such service; the names follow Dovecot's settings.
+    p("authd_pam_service", Kind::Str, "postern", "The PAM service name authd checks system users' passwords with (/etc/pam.d/NAME; without that file PAM uses /etc/pam.d/other)."),
+    p("authd_first_valid_uid", int(0), "1000", "The lowest uid of a system user authd lets log in (Dovecot's first_valid_uid); lower ones, root among them, are refused. passwd-file users log in with the uid their line gives."),
     // qmgr.
     p("queue_run_delay", SECONDS, "300s", "How often qmgr scans the deferred queue."),
     p("minimal_backoff_time", SECONDS, "300s", "The shortest time a deferred message waits before the next attempt."),

@@ -453,6 +453,30 @@ impl Anvil {
     }
 }
 
+/// authd's parameters (the passwd-file is [`Common::passwd_file`]).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Authd {
+    /// The PAM service name for system users.
+    pub authd_pam_service: String,
+    /// The lowest uid of a system user that may log in.
+    pub authd_first_valid_uid: u32,
+}
+
+impl Authd {
+    /// Reads authd's parameters.
+    pub fn new(main: &Main) -> Authd {
+        Authd::read(&Reader::new(main))
+    }
+
+    fn read(r: &Reader<'_>) -> Authd {
+        Authd {
+            authd_pam_service: r.str("authd_pam_service"),
+            authd_first_valid_uid: r.u32("authd_first_valid_uid"),
+        }
+    }
+}
+
 /// The queue manager's parameters.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -614,6 +638,7 @@ fn typed_names(main: &Main) -> BTreeSet<&'static str> {
     let _ = Smtpd::read(&r);
     let _ = SmtpdTls::read(&r);
     let _ = Anvil::read(&r);
+    let _ = Authd::read(&r);
     let _ = Qmgr::read(&r);
     let _ = Local::read(&r);
     let _ = Master::read(&r);

@@ -166,18 +166,15 @@ impl Client {
         let path = self.path.clone();
         let fail = |kind| ClientError { path: path.clone(), kind };
         if self.stream.is_none() {
-            let stream = match tokio::time::timeout(CONNECT_TIMEOUT, UnixStream::connect(&path))
-                .await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => return Err(fail(ClientErrorKind::Connect(e))),
-                Err(_) => return Err(fail(ClientErrorKind::ConnectTimeout)),
-            };
+            let stream =
+                match tokio::time::timeout(CONNECT_TIMEOUT, UnixStream::connect(&path)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => return Err(fail(ClientErrorKind::Connect(e))),
+                    Err(_) => return Err(fail(ClientErrorKind::ConnectTimeout)),
+                };
             self.stream = Some(stream);
         }
-        let Some(stream) = self.stream.as_mut() else {
-            unreachable!("the stream was just set")
-        };
+        let Some(stream) = self.stream.as_mut() else { unreachable!("the stream was just set") };
         let exchange = async {
             write_frame_async(stream, req).await?;
             read_frame_async::<AuthReply>(stream, MAX_FRAME).await

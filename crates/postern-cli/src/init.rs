@@ -187,6 +187,16 @@ type = "unix"
 maxproc = 1
 command = "anvil"
 
+# The one process that checks passwords (SASL for smtpd, later POP3 and
+# IMAP): passwd-file users, or system users through PAM. Here it runs as
+# you and checks the passwd-file of this instance. Exactly one.
+[[service]]
+name = "authd"
+type = "unix"
+unpriv = false
+maxproc = 1
+command = "authd"
+
 [[service]]
 name = "pickup"
 type = "unix"

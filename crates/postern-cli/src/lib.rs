@@ -14,6 +14,7 @@ pub mod maildirmake;
 pub mod postconf;
 pub mod postern;
 pub mod postqueue;
+pub mod pw;
 pub mod sendmail;
 
 use mail_config::Main;

@@ -1,7 +1,7 @@
 //! `postern`: the operator's command for the whole mail system
 //! (Postfix's `postfix` command): `init --dev`, `dev`, `start`,
 //! `start-fg`, `stop`, `reload`, `status [--json]`, `restart SERVICE`,
-//! `check` (parsed with clap; `postern --help` and `postern COMMAND
+//! `check`, `pw` (parsed with clap; `postern --help` and `postern COMMAND
 //! --help` list the options).
 //!
 //! It talks to master over `pid/master.ctl` under the queue directory;
@@ -74,6 +74,11 @@ enum Command {
     },
     /// Validate main.toml and master.toml.
     Check,
+    /// Print a password hash for the passwd-file (doveadm pw).
+    Pw {
+        #[command(flatten)]
+        opts: crate::pw::PwOptions,
+    },
 }
 
 /// Entry point of the `postern` binary.
@@ -110,6 +115,7 @@ pub fn main_with_args(args: Vec<String>) -> ExitCode {
         Command::Restart { service } => simple(&dir, ControlRequest::Restart { service }),
         Command::Status { json } => status(&dir, json),
         Command::Check => check(&dir),
+        Command::Pw { opts } => crate::pw::pw(&opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -361,6 +367,14 @@ mod tests {
         for (cmd, ok) in [("start", true), ("stop", true), ("reload", true), ("check", true)] {
             assert_eq!(parse(&[cmd]).is_ok(), ok, "{cmd}");
         }
+        let Command::Pw { opts } =
+            parse(&["pw", "-s", "SHA512-CRYPT", "-p", "x y", "-u", "ana"]).unwrap().command
+        else {
+            panic!("not pw")
+        };
+        assert_eq!(opts.scheme.as_deref(), Some("SHA512-CRYPT"));
+        assert_eq!((opts.password.as_deref(), opts.user.as_deref()), (Some("x y"), Some("ana")));
+        assert!(matches!(parse(&["pw"]).unwrap().command, Command::Pw { .. }));
         let Command::Init { dev, opts } = parse(&[
             "init",
             "--dev",
