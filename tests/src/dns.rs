@@ -117,7 +117,11 @@ fn bind_pair() -> (UdpSocket, TcpListener) {
 impl TestDns {
     fn start(zone: Zone) -> TestDns {
         let root = Name::root();
-        let mut handler = InMemoryZoneHandler::<TokioRuntimeProvider>::empty(root.clone(), ZoneType::Primary, AxfrPolicy::Deny);
+        let mut handler = InMemoryZoneHandler::<TokioRuntimeProvider>::empty(
+            root.clone(),
+            ZoneType::Primary,
+            AxfrPolicy::Deny,
+        );
         let soa = SOA::new(name("ns.test"), name("hostmaster.test"), 1, 3600, 600, 86_400, TTL);
         assert!(handler.upsert_mut(Record::from_rdata(root.clone(), TTL, RData::SOA(soa)), 1));
         for record in zone.records {
@@ -178,8 +182,8 @@ impl Drop for TestDns {
 /// TCP listener never accepts, so every query times out. Closed on drop.
 #[derive(Debug)]
 pub struct SilentDns {
-    _udp: UdpSocket,
-    _tcp: TcpListener,
+    udp: UdpSocket,
+    tcp: TcpListener,
     addr: SocketAddr,
 }
 
@@ -188,11 +192,27 @@ impl SilentDns {
     pub fn start() -> SilentDns {
         let (udp, tcp) = bind_pair();
         let addr = udp.local_addr().expect("UDP socket address");
-        SilentDns { _udp: udp, _tcp: tcp, addr }
+        SilentDns { udp, tcp, addr }
     }
 
     /// Where it does not answer.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The queries that arrived since the last call (UDP datagrams and
+    /// TCP connections), taken out of the sockets' queues.
+    pub fn take_queries(&self) -> usize {
+        let mut n = 0;
+        self.udp.set_nonblocking(true).expect("non-blocking UDP socket");
+        self.tcp.set_nonblocking(true).expect("non-blocking TCP listener");
+        let mut buf = [0u8; 4096];
+        while self.udp.recv(&mut buf).is_ok() {
+            n += 1;
+        }
+        while self.tcp.accept().is_ok() {
+            n += 1;
+        }
+        n
     }
 }

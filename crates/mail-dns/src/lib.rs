@@ -32,17 +32,19 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
 };
-use futures_util::StreamExt;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::xfer::{DnsHandle, RetryDnsHandle};
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::{DnsRequestOptions, Query, ResponseCode};
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use hickory_resolver::system_conf::read_system_conf;
-use hickory_resolver::{NameServerPool, PoolContext, Resolver as Hickory, TlsConfig, TokioResolver};
+use hickory_resolver::{
+    NameServerPool, PoolContext, Resolver as Hickory, TlsConfig, TokioResolver,
+};
 use tokio::time::Instant;
 
 /// The most PTR names of one address that are checked (Postfix looks at

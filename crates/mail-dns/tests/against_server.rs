@@ -83,12 +83,15 @@ async fn reverse_lookups() {
         r.reverse_confirmed(ip("127.0.0.8"), LIMIT).await,
         ClientName::unknown(NameStatus::Permanent)
     );
-    assert_eq!(r.reverse_confirmed(ip("127.0.0.7"), LIMIT).await, ClientName {
-        name: "second.example.test".into(),
-        name_status: NameStatus::Ok,
-        reverse_name: "first.example.test".into(),
-        reverse_name_status: NameStatus::Ok,
-    });
+    assert_eq!(
+        r.reverse_confirmed(ip("127.0.0.7"), LIMIT).await,
+        ClientName {
+            name: "second.example.test".into(),
+            name_status: NameStatus::Ok,
+            reverse_name: "first.example.test".into(),
+            reverse_name_status: NameStatus::Ok,
+        }
+    );
 }
 
 #[tokio::test]
@@ -141,8 +144,10 @@ async fn address_lookups() {
 #[tokio::test]
 async fn a_silent_server_is_a_temporary_failure_within_the_limit() {
     let silent = SilentDns::start();
-    let params =
-        Params { timeout: Duration::from_millis(300), ..Params::with_nameservers(vec![silent.addr()]) };
+    let params = Params {
+        timeout: Duration::from_millis(300),
+        ..Params::with_nameservers(vec![silent.addr()])
+    };
     let r = Resolver::new(&params).unwrap();
     let start = Instant::now();
     assert!(matches!(r.mx("example.test").await, Err(Error::Temporary(_))));

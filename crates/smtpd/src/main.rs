@@ -92,6 +92,7 @@
 mod anvil_client;
 mod counters;
 mod enqueue;
+mod peer;
 mod policy;
 mod serve;
 mod session;
