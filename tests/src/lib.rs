@@ -10,6 +10,7 @@
 //! requires every process to be gone within 5 seconds.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
+pub mod dns;
 pub mod smtp;
 
 use mail_ipc::control::StatusReport;

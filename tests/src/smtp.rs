@@ -93,6 +93,21 @@ impl Client {
         self.tls.as_deref()
     }
 
+    /// Connects from the local address `source` (another loopback
+    /// address than 127.0.0.1, say) and returns the client with the
+    /// greeting unread.
+    pub fn connect_from(addr: &str, source: std::net::IpAddr) -> Client {
+        use socket2::{Domain, Socket, Type};
+        let to: std::net::SocketAddr = addr.parse().unwrap_or_else(|e| panic!("{addr}: {e}"));
+        let s = Socket::new(Domain::for_address(to), Type::STREAM, None).unwrap();
+        s.bind(&std::net::SocketAddr::new(source, 0).into())
+            .unwrap_or_else(|e| panic!("bind {source}: {e}"));
+        s.connect(&to.into()).unwrap_or_else(|e| panic!("connect {addr} from {source}: {e}"));
+        let s = TcpStream::from(s);
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        Client { reader: BufReader::new(s.try_clone().unwrap()), writer: s }
+    }
+
     /// Sends raw bytes.
     pub fn send_raw(&mut self, bytes: &[u8]) {
         let w = self.reader.get_mut();

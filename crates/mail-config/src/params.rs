@@ -206,6 +206,13 @@ pub static PARAMS: &[Param] = &[
     p("smtpd_tls_loglevel", Kind::Int { min: 0, max: 4 }, "0", "SMTP server TLS logging: 0 logs only failures, 1 also a summary line per handshake, 2 and more are accepted as 1."),
     p("smtp_tls_security_level", Kind::Str, "", "Not yet implemented (there is no SMTP client yet): SMTP client TLS: none (or empty), may and encrypt (no certificate check, Postfix's opportunistic semantics), verify and secure (the certificate must verify against smtp_tls_CAfile or the system roots)."),
     p("smtp_tls_CAfile", Kind::Path, "", "Not yet implemented (there is no SMTP client yet): the trusted CA certificates (PEM) for smtp_tls_security_level verify and secure; empty means the system's certificates (/etc/ssl/certs)."),
+    // DNS (issue 7, dns): the shared resolver of crates/mail-dns, and smtpd's client name lookup.
+    p("disable_dns_lookups", Kind::Bool, "no", "Turn off every DNS lookup Postern makes (smtpd's client name lookups; the SMTP client's MX lookups once it exists): nothing is sent to any nameserver. Postfix's name, which Postfix deprecated for smtp_dns_support_level (its SMTP client only); Postern keeps it as the one switch for all daemons. postern init --dev sets it to yes."),
+    p("dns_resolver_addresses", Kind::List, "", "The nameservers Postern asks, in order, as IP, IP:port or [IPv6]:port (port 53 by default), over UDP and TCP; empty means the nameservers of /etc/resolv.conf, with /etc/hosts read first as libc does. Postern's own (Postfix always uses the system resolver)."),
+    p("dns_resolver_timeout", SECONDS, "5s", "How long the resolver waits for one answer from one nameserver (resolv.conf's timeout option, which this overrides)."),
+    p("dns_resolver_attempts", Kind::Int { min: 1, max: 10 }, "2", "How many times the resolver asks before a lookup fails (resolv.conf's attempts option, which this overrides)."),
+    p("smtpd_peername_lookup", Kind::Bool, "yes", "Look up the client's name before the greeting (PTR, then the name's addresses, which must include the client's), for logs, Received headers and restrictions; no, or disable_dns_lookups = yes, names every client unknown (localhost on loopback) without a lookup."),
+    p("smtpd_peername_lookup_timeout", SECONDS, "10s", "The longest smtpd's client name lookup may take for one connection, all queries together (Postern's own: Postfix relies on the resolver's timeouts); past it the client is unknown and the session goes on."),
     // smtp client.
     p("relayhost", Kind::Str, "", "Not yet implemented (there is no SMTP client yet): the host all non-local mail is sent to ([host]:port skips the MX lookup); empty means direct delivery."),
     p("smtp_helo_name", Kind::Str, "$myhostname", "Not yet implemented (there is no SMTP client yet): the name the SMTP client sends in HELO/EHLO."),
@@ -233,6 +240,14 @@ pub(crate) fn check_elements(name: &str, items: &[String]) -> Result<(), String>
     };
     match name {
         "mynetworks" => crate::Networks::parse(items).map(|_| ()),
+        "dns_resolver_addresses" => {
+            for it in items {
+                if crate::settings::nameserver_address(it).is_none() {
+                    return Err(format!("expected IP, IP:port or [IPv6]:port, found \"{it}\""));
+                }
+            }
+            Ok(())
+        }
         "inet_protocols" => one_of(&["all", "ipv4", "ipv6"]),
         "smtpd_tls_security_level" => one_word(items, &["none", "may", "encrypt"], &[]),
         "smtp_tls_security_level" => one_word(

@@ -630,6 +630,60 @@ impl Sendmail {
     }
 }
 
+/// DNS: the resolver every daemon that looks names up shares
+/// (mail-dns), and smtpd's client name lookup.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Dns {
+    /// No lookups at all.
+    pub disable_dns_lookups: bool,
+    /// The nameservers; empty means those of `/etc/resolv.conf`.
+    pub dns_resolver_addresses: Vec<std::net::SocketAddr>,
+    /// One query to one nameserver.
+    pub dns_resolver_timeout: Duration,
+    /// Queries per lookup.
+    pub dns_resolver_attempts: usize,
+    /// smtpd looks its clients' names up.
+    pub smtpd_peername_lookup: bool,
+    /// The longest one client's name lookup may take.
+    pub smtpd_peername_lookup_timeout: Duration,
+}
+
+impl Dns {
+    /// Reads the DNS parameters.
+    pub fn new(main: &Main) -> Dns {
+        Dns::read(&Reader::new(main))
+    }
+
+    fn read(r: &Reader<'_>) -> Dns {
+        Dns {
+            disable_dns_lookups: r.bool("disable_dns_lookups"),
+            // Checked element by element at load, so nothing is dropped.
+            dns_resolver_addresses: r
+                .list("dns_resolver_addresses")
+                .iter()
+                .filter_map(|a| nameserver_address(a))
+                .collect(),
+            dns_resolver_timeout: r.duration("dns_resolver_timeout"),
+            dns_resolver_attempts: r.usize("dns_resolver_attempts"),
+            smtpd_peername_lookup: r.bool("smtpd_peername_lookup"),
+            smtpd_peername_lookup_timeout: r.duration("smtpd_peername_lookup_timeout"),
+        }
+    }
+}
+
+/// A `dns_resolver_addresses` element: `IP` (port 53), `IPv4:port` or
+/// `[IPv6]:port`; a bare IPv6 address has no port.
+pub fn nameserver_address(s: &str) -> Option<std::net::SocketAddr> {
+    if let Ok(ip) = s.parse::<std::net::IpAddr>() {
+        return Some(std::net::SocketAddr::new(ip, 53));
+    }
+    if let Some(ip) = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        return Some(std::net::SocketAddr::new(ip.parse().ok()?, 53));
+    }
+    s.parse().ok().filter(|a: &std::net::SocketAddr| a.port() != 0)
+}
+
 /// Every parameter some typed struct reads.
 #[cfg(test)]
 fn typed_names(main: &Main) -> BTreeSet<&'static str> {
@@ -643,6 +697,7 @@ fn typed_names(main: &Main) -> BTreeSet<&'static str> {
     let _ = Local::read(&r);
     let _ = Master::read(&r);
     let _ = Sendmail::read(&r);
+    let _ = Dns::read(&r);
     r.seen.into_inner()
 }
 
@@ -681,6 +736,29 @@ mod tests {
             }
         }
         assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn dns_parameters() {
+        let d = Dns::new(&load(""));
+        assert!(!d.disable_dns_lookups);
+        assert!(d.dns_resolver_addresses.is_empty());
+        assert_eq!(d.dns_resolver_timeout, Duration::from_secs(5));
+        assert_eq!(d.dns_resolver_attempts, 2);
+        assert!(d.smtpd_peername_lookup);
+        assert_eq!(d.smtpd_peername_lookup_timeout, Duration::from_secs(10));
+        let d = Dns::new(&load(
+            "disable_dns_lookups = true\nsmtpd_peername_lookup = \"no\"\n\
+             dns_resolver_addresses = \"127.0.0.1, 127.0.0.2:5353 [::1]:54 ::2 [::3]\"\n",
+        ));
+        assert!(d.disable_dns_lookups && !d.smtpd_peername_lookup);
+        let got: Vec<String> = d.dns_resolver_addresses.iter().map(|a| a.to_string()).collect();
+        assert_eq!(got, ["127.0.0.1:53", "127.0.0.2:5353", "[::1]:54", "[::2]:53", "[::3]:53"]);
+        for bad in ["ns.example", "127.0.0.1:0", "127.0.0.1:99999", "[::1", "1.2.3"] {
+            let text = format!("dns_resolver_addresses = [\"{bad}\"]\n");
+            let err = Main::from_str(Path::new("/etc/postern/main.toml"), &text).unwrap_err();
+            assert!(err.to_string().contains("dns_resolver_addresses"), "{bad}: {err}");
+        }
     }
 
     #[test]

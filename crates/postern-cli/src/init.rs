@@ -134,6 +134,14 @@ mynetworks = ["127.0.0.0/8", "[::1]/128"]
 inet_interfaces = ["loopback-only"]
 smtpd_banner = "$myhostname ESMTP $mail_name"
 
+# No DNS lookups at all: clients are named localhost (loopback) or unknown,
+# and nothing is sent to a nameserver. To look client names up as a server
+# on the Internet does (connect from host.example.org[192.0.2.1]):
+#   postconf -c {dir} -e "disable_dns_lookups = no"
+# which asks the nameservers of /etc/resolv.conf, or others given with
+#   postconf -c {dir} -e "dns_resolver_addresses = 192.0.2.53, [2001:db8::53]:5353"
+disable_dns_lookups = true
+
 # Deliver into ~/Maildir/ (the tutorial's home_mailbox = Maildir/).
 home_mailbox = "Maildir/"
 

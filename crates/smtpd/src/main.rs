@@ -38,6 +38,14 @@
 //!     `421 4.7.0 HOST Error: too many connections from ADDR`. Without
 //!     anvil smtpd fails open and applies the count limit per process.
 //!
+//!   - Before the greeting, with `smtpd_peername_lookup = yes` and
+//!     `disable_dns_lookups = no`: the client's name, as Postfix finds it
+//!     (PTR, then the name's addresses, which must include the client's;
+//!     else `unknown`), within `smtpd_peername_lookup_timeout`, from the
+//!     nameservers of `dns_resolver_addresses` (or /etc/resolv.conf). It
+//!     names the client in the log lines and the Received header. With
+//!     lookups off a client is `localhost` on loopback, else `unknown`.
+//!
 //!   On SIGUSR1 (reload, restart) smtpd stops accepting, lets the open
 //!   sessions finish and exits; on SIGTERM it exits at once. A message is
 //!   acknowledged only once it is on disk, so neither loses mail.
@@ -45,7 +53,8 @@
 //! SECURITY
 //!   smtpd talks to anyone on the network and runs as mail_owner, never as
 //!   root (master starts it unprivileged, or mail-daemon drops to
-//!   mail_owner). It does no DNS lookups. Every input is bounded: command
+//!   mail_owner). Its only DNS lookups are of the client's name (below).
+//!   Every input is bounded: command
 //!   lines, message size, recipients per message, errors (junk commands
 //!   included) per session, time per read or write, per DATA and per
 //!   session, connections per process and per client (an IPv4 address
@@ -62,7 +71,10 @@
 //!   smtpd_process_connection_limit, smtpd_client_connection_count_limit,
 //!   smtpd_client_connection_rate_limit, smtpd_helo_required,
 //!   disable_vrfy_command, message_size_limit, header_size_limit,
-//!   queue_minfree, queue_directory, mail_name, syslog_name, maillog_file.
+//!   queue_minfree, queue_directory, mail_name, syslog_name, maillog_file,
+//!   smtpd_peername_lookup, smtpd_peername_lookup_timeout,
+//!   disable_dns_lookups, dns_resolver_addresses, dns_resolver_timeout,
+//!   dns_resolver_attempts.
 //!
 //! DIAGNOSTICS
 //!   Postfix's log lines: `connect from NAME[ADDR]`,
@@ -80,7 +92,9 @@
 //!   `disconnect from NAME[ADDR] ehlo=1 mail=1 rcpt=1 data=1 quit=1
 //!   commands=5`, `warning: Connection concurrency limit exceeded: N from
 //!   NAME[ADDR] for service smtp` (and `Connection rate limit exceeded`),
-//!   `warning: cannot connect to anvil at PATH: ...`. Queue write errors are warnings naming the queue id and
+//!   `warning: cannot connect to anvil at PATH: ...`, `warning: hostname
+//!   NAME does not resolve to address ADDR` (the client is `unknown`),
+//!   `warning: ADDR: client name lookup timed out after Ns`. Queue write errors are warnings naming the queue id and
 //!   path; a session panic is logged as `panic:`. Start-up failures are
 //!   fatal: one line, exit status 1, and master restarts the process.
 //!
@@ -93,6 +107,7 @@ mod anvil_client;
 mod conn;
 mod counters;
 mod enqueue;
+mod peer;
 mod policy;
 mod serve;
 mod session;

@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 use crate::anvil_client::{Anvil, Refused};
 use crate::conn::Conn;
 use crate::enqueue::QmgrWakeup;
+use crate::peer::PeerLookup;
 use crate::policy::{ConnectionCounts, Policy};
 use crate::session::{self, Client};
 use crate::settings::Settings;
@@ -35,6 +36,8 @@ pub(crate) struct Context {
     pub(crate) tls: Option<mail_tls::ServerTls>,
     /// authd's socket, when master.toml has an authd service.
     pub(crate) authd: Option<PathBuf>,
+    /// The client name lookup; `None` when it is off.
+    pub(crate) peer_lookup: Option<PeerLookup>,
     /// Sessions open in this process, for `smtpd_process_connection_limit`.
     open: AtomicUsize,
 }
@@ -69,6 +72,7 @@ impl Context {
             queue: Queue::new(queue_dir),
             counts: Arc::new(ConnectionCounts::default()),
             anvil: Anvil::from_config(config, anvil_socket),
+            peer_lookup: PeerLookup::from_config(config),
             open: AtomicUsize::new(0),
         }
     }
@@ -155,6 +159,12 @@ fn refuse(stream: &TcpStream, client: &Client, ctx: &Context, open: usize) {
 /// One connection: the client limits (asked of anvil), the session, the
 /// log lines around it.
 async fn connection(mut stream: TcpStream, client: Client, ctx: Arc<Context>) {
+    // Before the greeting, as Postfix does, bounded by
+    // smtpd_peername_lookup_timeout; other sessions go on meanwhile.
+    let client = match &ctx.peer_lookup {
+        Some(lookup) => lookup.client(client.addr).await,
+        None => client,
+    };
     tracing::info!("connect from {client}");
     // Replies are written whole, one batch per write; Nagle would only
     // delay them.

@@ -53,17 +53,27 @@ const READ_START: usize = 1024;
 /// The client as logs name it: `localhost[127.0.0.1]`.
 #[derive(Debug, Clone)]
 pub(crate) struct Client {
-    /// `localhost` or `unknown` (no DNS lookups).
-    pub(crate) name: &'static str,
+    /// The confirmed DNS name, or without lookups `localhost` or
+    /// `unknown`; a valid host name or `unknown`, safe in logs and headers.
+    pub(crate) name: String,
     /// The address, IPv4-mapped addresses unmapped.
     pub(crate) addr: IpAddr,
+    /// What the lookup found (the unconfirmed reverse name and the
+    /// statuses, for restrictions); `None` without a lookup.
+    #[allow(dead_code)] // for the restrictions that will read it
+    pub(crate) names: Option<mail_dns::ClientName>,
 }
 
 impl Client {
-    /// The client at `addr`.
+    /// The client at `addr`, named without a DNS lookup.
     pub(crate) fn new(addr: IpAddr) -> Client {
         let addr = policy::canonical(addr);
-        Client { name: policy::client_name(addr), addr }
+        Client { name: policy::client_name(addr).to_owned(), addr, names: None }
+    }
+
+    /// The client at `addr` as the DNS lookup named it.
+    pub(crate) fn named(addr: IpAddr, names: mail_dns::ClientName) -> Client {
+        Client { name: names.name.clone(), addr: policy::canonical(addr), names: Some(names) }
     }
 }
 
@@ -588,7 +598,7 @@ impl Session {
                 .collect(),
             origin: Origin::Smtp {
                 helo: self.server.helo_name().map(str::to_owned),
-                client_name: self.client.name.to_owned(),
+                client_name: self.client.name.clone(),
                 client_addr: self.client.addr,
                 protocol: self.server.protocol(),
                 tls: self.tls_comment.clone(),
