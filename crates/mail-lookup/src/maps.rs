@@ -87,7 +87,7 @@ pub fn parse_map(text: &[u8], path: &Path) -> Result<(HashMap<String, String>, V
     let mut entries = HashMap::new();
     let mut warnings = Vec::new();
     let mut logical: Option<(usize, Vec<u8>)> = None;
-    let mut finish = |line: Option<(usize, Vec<u8>)>,
+    let finish = |line: Option<(usize, Vec<u8>)>,
                       entries: &mut HashMap<String, String>,
                       warnings: &mut Vec<String>|
      -> Result<(), Error> {

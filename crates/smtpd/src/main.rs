@@ -93,6 +93,7 @@ mod anvil_client;
 mod counters;
 mod enqueue;
 mod policy;
+mod restrictions;
 mod serve;
 mod session;
 mod settings;
