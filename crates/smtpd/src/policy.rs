@@ -872,4 +872,334 @@ mod tests {
         assert!(c.enter(ip("192.0.2.2"), 1).is_ok());
         assert_eq!(client_key(ip("2001:db8::1:2:3:4")), ip("2001:db8::"));
     }
+
+    /// A RCPT TO with every field of the context given.
+    fn check_full(
+        p: &Policy,
+        client: &str,
+        helo: Option<&str>,
+        sasl: Option<&str>,
+        tls: bool,
+        sender: Option<&str>,
+        to: &str,
+    ) -> Verdict {
+        let ip: IpAddr = client.parse().unwrap();
+        p.check_rcpt(&CheckContext {
+            client_addr: ip,
+            client_name: client_name(ip).to_owned(),
+            helo: helo.map(str::to_owned),
+            sasl_username: sasl.map(str::to_owned),
+            tls,
+            sender: sender.map(addr),
+            recipient: addr(to),
+        })
+    }
+
+    fn accepted(v: Verdict) -> Vec<String> {
+        match v {
+            Verdict::Accept(a) => a.iter().map(ToString::to_string).collect(),
+            Verdict::Reject(r) => panic!("rejected: {r}"),
+        }
+    }
+
+    /// The open-relay battery from a client outside mynetworks: none
+    /// relays; each is refused or accepted as a local recipient.
+    #[test]
+    fn relay_battery_from_outside() {
+        let (_d, p) = policy("");
+        let denied = |to: &str| {
+            assert_eq!(
+                rejected(check(&p, &addr(to), OUTSIDE)),
+                format!("554 5.7.1 <{}>: Relay access denied", addr(to)),
+                "{to}"
+            )
+        };
+        denied("user%remote.example@fiap.edu.br");
+        denied("remote.example!user@fiap.edu.br");
+        denied("\"user@remote.example\"@fiap.edu.br");
+        denied("\"user%remote.example\"@fiap.edu.br");
+        denied("\"remote.example!user\"@fiap.edu.br");
+        denied("user%remote.example%fiap.edu.br@fiap.edu.br");
+        denied("user@[192.0.2.1]");
+        denied("user@[127.0.0.1]");
+        denied("user@[IPv6:::1]");
+        denied("x@remote.example.");
+        // The source route is dropped by the protocol machine: what
+        // reaches the policy is the final address, a remote one.
+        denied("user@remote.example");
+        // Case and a trailing dot: the same local domain.
+        assert_eq!(accepted(check(&p, &addr("SUPORTE@FIAP.EDU.BR."), OUTSIDE)), ["SUPORTE@fiap.edu.br"]);
+        // Routing that ends in one of our domains is a local recipient,
+        // stored as the address it resolves to.
+        assert_eq!(
+            accepted(check(&p, &addr("suporte%localhost@fiap.edu.br"), OUTSIDE)),
+            ["suporte@localhost"]
+        );
+        assert_eq!(
+            accepted(check(&p, &addr("\"suporte\"@fiap.edu.br"), OUTSIDE)),
+            ["suporte@fiap.edu.br"]
+        );
+        assert_eq!(
+            rejected(check(&p, &addr("ghost%localhost@fiap.edu.br"), OUTSIDE)),
+            "550 5.1.1 <ghost%localhost@fiap.edu.br>: Recipient address rejected: User unknown in local recipient table"
+        );
+        // From mynetworks the same routed address is relayed to where it
+        // really goes.
+        assert_eq!(
+            accepted(check(&p, &addr("user%remote.example@fiap.edu.br"), LOOPBACK)),
+            ["user@remote.example"]
+        );
+    }
+
+    #[test]
+    fn routing_switches_and_relay_domains() {
+        let (_d, p) = policy("allow_percent_hack = false\nswap_bangpath = false\n");
+        // Without the hacks `%` and `!` are plain local-part characters.
+        assert_eq!(
+            rejected(check(&p, &addr("user%remote.example@fiap.edu.br"), OUTSIDE)),
+            "550 5.1.1 <user%remote.example@fiap.edu.br>: Recipient address rejected: User unknown in local recipient table"
+        );
+        let (_d, p) = policy("relay_domains = [\"relay.example\"]\n");
+        assert_eq!(accepted(check(&p, &addr("a@relay.example"), OUTSIDE)), ["a@relay.example"]);
+        assert_eq!(accepted(check(&p, &addr("a@sub.relay.example"), OUTSIDE)), ["a@sub.relay.example"]);
+        assert!(matches!(check(&p, &addr("a@notrelay.example"), OUTSIDE), Verdict::Reject(_)));
+        // Routed to a relay domain: refused unless allow_untrusted_routing.
+        assert_eq!(
+            rejected(check(&p, &addr("a%relay.example@fiap.edu.br"), OUTSIDE)),
+            "554 5.7.1 <a%relay.example@fiap.edu.br>: Relay access denied"
+        );
+        let (_d, p) =
+            policy("relay_domains = [\"relay.example\"]\nallow_untrusted_routing = true\n");
+        assert_eq!(accepted(check(&p, &addr("a%relay.example@fiap.edu.br"), OUTSIDE)), ["a@relay.example"]);
+    }
+
+    #[test]
+    fn default_relay_restrictions_permit_sasl_clients() {
+        let (_d, p) = policy("");
+        let v = check_full(&p, "192.0.2.7", Some("c.example"), Some("suporte"), true, None, "x@remote.example");
+        assert_eq!(accepted(v), ["x@remote.example"]);
+        let v = check_full(&p, "192.0.2.7", Some("c.example"), None, true, None, "x@remote.example");
+        assert_eq!(rejected(v), "554 5.7.1 <x@remote.example>: Relay access denied");
+    }
+
+    /// The submission service's `smtpd_client_restrictions = permit_sasl_authenticated, reject`.
+    #[test]
+    fn client_restrictions() {
+        let (_d, p) = policy("smtpd_client_restrictions = \"permit_sasl_authenticated, reject\"\n");
+        let v = check_full(&p, "192.0.2.7", None, None, false, None, "suporte@fiap.edu.br");
+        assert_eq!(rejected(v), "554 5.7.1 <unknown[192.0.2.7]>: Client host rejected: Access denied");
+        let v = check_full(&p, "192.0.2.7", None, Some("suporte"), false, None, "suporte@fiap.edu.br");
+        assert_eq!(accepted(v), ["suporte@fiap.edu.br"]);
+        let (_d, p) = policy("smtpd_client_restrictions = \"permit_mynetworks, defer\"\n");
+        let v = check_full(&p, "192.0.2.7", None, None, false, None, "suporte@fiap.edu.br");
+        assert_eq!(rejected(v), "450 4.7.1 <unknown[192.0.2.7]>: Client host rejected: Try again later");
+        assert_eq!(accepted(check(&p, &addr("suporte@fiap.edu.br"), LOOPBACK)), ["suporte@fiap.edu.br"]);
+        let (_d, p) = policy("smtpd_client_restrictions = \"reject_plaintext_session\"\n");
+        let v = check_full(&p, "192.0.2.7", None, None, false, None, "suporte@fiap.edu.br");
+        assert_eq!(rejected(v), "450 4.7.1 Session encryption is required");
+        let v = check_full(&p, "192.0.2.7", None, None, true, None, "suporte@fiap.edu.br");
+        assert_eq!(accepted(v), ["suporte@fiap.edu.br"]);
+    }
+
+    #[test]
+    fn helo_restrictions() {
+        let (_d, p) = policy(
+            "smtpd_helo_restrictions = \"reject_invalid_helo_hostname, reject_non_fqdn_helo_hostname\"\n",
+        );
+        let to = "suporte@fiap.edu.br";
+        let h = |helo: &str| check_full(&p, "192.0.2.7", Some(helo), None, false, None, to);
+        assert_eq!(rejected(h("localhost")), "504 5.5.2 <localhost>: Helo command rejected: need fully-qualified hostname");
+        assert_eq!(rejected(h("bad_host!")), "501 5.5.2 <bad_host!>: Helo command rejected: Invalid name");
+        assert_eq!(accepted(h("mail.example.com")), [to]);
+        assert_eq!(accepted(h("[192.0.2.7]")), [to]);
+        // No HELO at all: nothing to check (smtpd_helo_required is the
+        // protocol machine's).
+        assert_eq!(accepted(check_full(&p, "192.0.2.7", None, None, false, None, to)), [to]);
+    }
+
+    #[test]
+    fn sender_restrictions() {
+        let (_d, p) = policy("smtpd_sender_restrictions = \"reject_non_fqdn_sender, reject_unlisted_sender\"\n");
+        let to = "suporte@fiap.edu.br";
+        let s = |from: Option<&str>| check_full(&p, "192.0.2.7", Some("c.example"), None, false, from, to);
+        assert_eq!(rejected(s(Some("joe"))), "504 5.5.2 <joe>: Sender address rejected: need fully-qualified address");
+        assert_eq!(
+            rejected(s(Some("ghost@fiap.edu.br"))),
+            "550 5.1.0 <ghost@fiap.edu.br>: Sender address rejected: User unknown in local recipient table"
+        );
+        assert_eq!(accepted(s(Some("suporte@fiap.edu.br"))), [to]);
+        assert_eq!(accepted(s(Some("anyone@remote.example"))), [to]);
+        assert_eq!(accepted(s(None)), [to]);
+        // The implicit check of smtpd_reject_unlisted_sender.
+        let (_d, p) = policy("smtpd_reject_unlisted_sender = true\n");
+        let v = check_full(&p, "192.0.2.7", None, None, false, Some("ghost@fiap.edu.br"), to);
+        assert!(rejected(v).starts_with("550 5.1.0 <ghost@fiap.edu.br>"));
+    }
+
+    #[test]
+    fn recipient_restrictions() {
+        let (_d, p) = policy(
+            "smtpd_relay_restrictions = []\n\
+             smtpd_recipient_restrictions = \"reject_non_fqdn_recipient, permit_mynetworks, reject_unlisted_recipient, reject_unauth_destination\"\n\
+             append_at_myorigin = false\n",
+        );
+        assert_eq!(
+            rejected(check(&p, &addr("suporte"), OUTSIDE)),
+            "504 5.5.2 <suporte>: Recipient address rejected: need fully-qualified address"
+        );
+        assert_eq!(
+            rejected(check(&p, &addr("x@example.org"), OUTSIDE)),
+            "554 5.7.1 <x@example.org>: Relay access denied"
+        );
+        assert_eq!(accepted(check(&p, &addr("x@example.org"), LOOPBACK)), ["x@example.org"]);
+        let (_d, p) = policy(
+            "smtpd_relay_restrictions = \"permit_mynetworks, defer_unauth_destination\"\n",
+        );
+        assert_eq!(
+            rejected(check(&p, &addr("x@example.org"), OUTSIDE)),
+            "450 4.7.1 <x@example.org>: Relay access denied"
+        );
+        let (_d, p) = policy(
+            "smtpd_relay_restrictions = \"permit_auth_destination, reject\"\n",
+        );
+        assert_eq!(accepted(check(&p, &addr("suporte@fiap.edu.br"), OUTSIDE)), ["suporte@fiap.edu.br"]);
+        assert_eq!(
+            rejected(check(&p, &addr("x@example.org"), LOOPBACK)),
+            "554 5.7.1 <x@example.org>: Recipient address rejected: Access denied"
+        );
+    }
+
+    #[test]
+    fn configuration_errors_name_the_parameter() {
+        let err = |extra: &str| {
+            let d = tempfile::tempdir().unwrap();
+            let main = Main::from_str(&d.path().join("main.toml"), extra).unwrap();
+            Policy::from_config(&main).unwrap_err()
+        };
+        assert_eq!(
+            err("smtpd_recipient_restrictions = \"permit_everything\"\n"),
+            "parameter \"smtpd_recipient_restrictions\": unknown smtpd restriction: \"permit_everything\""
+        );
+        assert!(err("smtpd_sender_restrictions = \"reject_unknown_sender_domain\"\n").contains("not supported"));
+        assert!(err("smtpd_relay_restrictions = \"permit_mynetworks\"\n").contains("reject_unauth_destination"));
+        assert!(err("smtpd_client_restrictions = \"check_client_access cidr:/x\"\n").contains("\"cidr:\""));
+    }
+
+    #[test]
+    fn access_tables_and_reload() {
+        let (d, _) = policy("");
+        let access = d.path().join("access");
+        std::fs::write(
+            &access,
+            "192.0.2.66 REJECT go away\nbad.example REJECT\nspam@remote.example 550 5.7.0 no spam\n\
+             blocked@fiap.edu.br DEFER try later\n.example.net OK\n",
+        )
+        .unwrap();
+        let extra = format!(
+            "smtpd_client_restrictions = \"check_client_access hash:{a}\"\n\
+             smtpd_helo_restrictions = \"check_helo_access texthash:{a}\"\n\
+             smtpd_sender_restrictions = \"check_sender_access lmdb:{a}\"\n\
+             smtpd_recipient_restrictions = \"check_recipient_access {a}\"\n",
+            a = access.display()
+        );
+        let (_d2, p) = policy(&extra);
+        let to = "suporte@fiap.edu.br";
+        let v = check_full(&p, "192.0.2.66", None, None, false, None, to);
+        assert_eq!(rejected(v), "554 5.7.1 <unknown[192.0.2.66]>: Client host rejected: go away");
+        let v = check_full(&p, "192.0.2.7", Some("bad.example"), None, false, None, to);
+        assert_eq!(rejected(v), "554 5.7.1 <bad.example>: Helo command rejected: Access denied");
+        let v = check_full(&p, "192.0.2.7", Some("ok.example"), None, false, Some("spam@remote.example"), to);
+        assert_eq!(rejected(v), "550 5.7.0 <spam@remote.example>: Sender address rejected: no spam");
+        let v = check_full(&p, "192.0.2.7", None, None, false, None, "blocked@fiap.edu.br");
+        assert_eq!(rejected(v), "450 4.7.1 <blocked@fiap.edu.br>: Recipient address rejected: try later");
+        // OK in the recipient list ends that list only: the implicit
+        // unlisted-recipient check still applies.
+        let v = check_full(&p, "192.0.2.7", None, None, false, None, "x@sub.example.net");
+        assert_eq!(rejected(v), "554 5.7.1 <x@sub.example.net>: Relay access denied");
+        assert_eq!(accepted(check_full(&p, "192.0.2.7", None, None, false, None, to)), [to]);
+        // A changed table takes effect at the next lookup.
+        std::fs::write(&access, "suporte@fiap.edu.br REJECT changed\n").unwrap();
+        let f = std::fs::File::options().write(true).open(&access).unwrap();
+        f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5)).unwrap();
+        let v = check_full(&p, "192.0.2.66", None, None, false, None, to);
+        assert_eq!(rejected(v), "554 5.7.1 <suporte@fiap.edu.br>: Recipient address rejected: changed");
+        // A table that disappears is a temporary failure, not an open door.
+        std::fs::remove_file(&access).unwrap();
+        let v = check_full(&p, "192.0.2.66", None, None, false, None, to);
+        assert_eq!(rejected(v), "451 4.3.0 <suporte@fiap.edu.br>: Temporary lookup failure");
+    }
+
+    #[test]
+    fn sender_login_mismatch() {
+        let (d, _) = policy("");
+        let logins = d.path().join("logins");
+        std::fs::write(&logins, "suporte@fiap.edu.br suporte\nshared@fiap.edu.br ana, suporte\n").unwrap();
+        let extra = |list: &str| {
+            format!(
+                "smtpd_sender_login_maps = [\"hash:{}\"]\nsmtpd_sender_restrictions = \"{list}\"\n",
+                logins.display()
+            )
+        };
+        let (_d2, p) = policy(&extra("reject_sender_login_mismatch"));
+        let to = "suporte@fiap.edu.br";
+        let s = |sasl: Option<&str>, from: &str| check_full(&p, "192.0.2.7", None, sasl, true, Some(from), to);
+        assert_eq!(accepted(s(Some("suporte"), "suporte@fiap.edu.br")), [to]);
+        assert_eq!(accepted(s(Some("suporte"), "shared@fiap.edu.br")), [to]);
+        assert_eq!(
+            rejected(s(Some("ana"), "suporte@fiap.edu.br")),
+            "553 5.7.1 <suporte@fiap.edu.br>: Sender address rejected: not owned by user ana"
+        );
+        assert_eq!(
+            rejected(s(Some("suporte"), "other@remote.example")),
+            "553 5.7.1 <other@remote.example>: Sender address rejected: not owned by user suporte"
+        );
+        assert_eq!(
+            rejected(s(None, "suporte@fiap.edu.br")),
+            "553 5.7.1 <suporte@fiap.edu.br>: Sender address rejected: not logged in"
+        );
+        assert_eq!(accepted(s(None, "other@remote.example")), [to]);
+        let (_d3, p) = policy(&extra("reject_authenticated_sender_login_mismatch"));
+        let v = check_full(&p, "192.0.2.7", None, None, true, Some("suporte@fiap.edu.br"), to);
+        assert_eq!(accepted(v), [to]);
+        let (_d4, p) = policy(&extra("reject_unauthenticated_sender_login_mismatch"));
+        let v = check_full(&p, "192.0.2.7", None, Some("ana"), true, Some("suporte@fiap.edu.br"), to);
+        assert_eq!(accepted(v), [to]);
+    }
+
+    #[test]
+    fn virtual_aliases_and_canonical_at_rcpt() {
+        let (d, _) = policy("");
+        let virt = d.path().join("virtual");
+        let canon = d.path().join("canonical");
+        std::fs::write(
+            &virt,
+            "vdomain.test anything\ninfo@vdomain.test suporte, root\nequipe@fiap.edu.br suporte@fiap.edu.br, ana@remote.example\n",
+        )
+        .unwrap();
+        std::fs::write(&canon, "root@fiap.edu.br admin@fiap.edu.br\nvelho@fiap.edu.br suporte@fiap.edu.br\n").unwrap();
+        let extra = format!(
+            "virtual_alias_maps = [\"hash:{}\"]\ncanonical_maps = [\"hash:{}\"]\n",
+            virt.display(),
+            canon.display()
+        );
+        let (_d2, p) = policy(&extra);
+        assert_eq!(
+            accepted(check(&p, &addr("info@vdomain.test"), OUTSIDE)),
+            ["suporte@fiap.edu.br", "root@fiap.edu.br"]
+        );
+        assert_eq!(
+            rejected(check(&p, &addr("nobody@vdomain.test"), OUTSIDE)),
+            "550 5.1.1 <nobody@vdomain.test>: Recipient address rejected: User unknown in virtual alias table"
+        );
+        // No local user "equipe": the virtual alias lists it, so it is
+        // accepted, and its expansion may leave this host.
+        assert_eq!(
+            accepted(check(&p, &addr("equipe@fiap.edu.br"), OUTSIDE)),
+            ["suporte@fiap.edu.br", "ana@remote.example"]
+        );
+        // Canonical: "velho" is no user, but the table lists it.
+        assert_eq!(accepted(check(&p, &addr("velho@fiap.edu.br"), OUTSIDE)), ["suporte@fiap.edu.br"]);
+        assert_eq!(p.envelope_sender(Some(&addr("root"))).unwrap().unwrap(), "admin@fiap.edu.br");
+        assert_eq!(p.envelope_sender(None).unwrap(), None);
+    }
 }
