@@ -38,7 +38,8 @@ impl Client {
         let sock = Socket::new(Domain::for_address(target), Type::STREAM, None).unwrap();
         sock.bind(&std::net::SocketAddr::new(source, 0).into())
             .unwrap_or_else(|e| panic!("bind {source}: {e}"));
-        sock.connect(&target.into()).unwrap_or_else(|e| panic!("connect {addr} from {source}: {e}"));
+        sock.connect(&target.into())
+            .unwrap_or_else(|e| panic!("connect {addr} from {source}: {e}"));
         let s: TcpStream = sock.into();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         Client { reader: BufReader::new(s.try_clone().unwrap()), writer: s }

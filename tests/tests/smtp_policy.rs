@@ -98,7 +98,12 @@ fn relay_battery_from_outside_mynetworks() {
     // Nothing is left behind: a remote recipient would wait in deferred/
     // (the instance has no SMTP client).
     let empty = wait_until(Duration::from_secs(20), || queue_is_empty(&inst).then_some(()));
-    assert!(empty.is_some(), "queue not empty: {:?} {:?}", inst.queue_files("deferred"), inst.mailq());
+    assert!(
+        empty.is_some(),
+        "queue not empty: {:?} {:?}",
+        inst.queue_files("deferred"),
+        inst.mailq()
+    );
     // From mynetworks the same server relays (the message waits in deferred/).
     let mut c = inst.smtp();
     c.cmd("MAIL FROM:<suporte@postern.test>", 250);

@@ -83,13 +83,16 @@ pub fn map_file(spec: &str, config_dir: &Path) -> Result<PathBuf, String> {
 /// Parses a table file. Returns the entries (keys lower-cased) and the
 /// warnings (`path:line: reason`) for lines that were skipped. Never
 /// panics; the bounds above are errors.
-pub fn parse_map(text: &[u8], path: &Path) -> Result<(HashMap<String, String>, Vec<String>), Error> {
+pub fn parse_map(
+    text: &[u8],
+    path: &Path,
+) -> Result<(HashMap<String, String>, Vec<String>), Error> {
     let mut entries = HashMap::new();
     let mut warnings = Vec::new();
     let mut logical: Option<(usize, Vec<u8>)> = None;
     let finish = |line: Option<(usize, Vec<u8>)>,
-                      entries: &mut HashMap<String, String>,
-                      warnings: &mut Vec<String>|
+                  entries: &mut HashMap<String, String>,
+                  warnings: &mut Vec<String>|
      -> Result<(), Error> {
         let Some((number, bytes)) = line else { return Ok(()) };
         let here = format!("{}:{number}", path.display());
@@ -581,16 +584,13 @@ mod tests {
     #[test]
     fn canonical_lookup_order() {
         let d = tempfile::tempdir().unwrap();
-        let p = table(
-            d.path(),
-            "virtual",
-            "ana+x@a.org 1\nana@a.org 2\nbia 3\nbia+y 4\n@a.org 5\n",
-        );
+        let p =
+            table(d.path(), "virtual", "ana+x@a.org 1\nana@a.org 2\nbia 3\nbia+y 4\n@a.org 5\n");
         let m = Maps::new(vec![p]);
         let l = |lp: &str, dom: &str, local: bool| {
-            address_lookup(&m, lp, dom, local, "+").unwrap().map(|x| {
-                (x.value, x.unmatched_extension, x.domain_only)
-            })
+            address_lookup(&m, lp, dom, local, "+")
+                .unwrap()
+                .map(|x| (x.value, x.unmatched_extension, x.domain_only))
         };
         assert_eq!(l("ana+x", "a.org", false), Some(("1".into(), None, false)));
         assert_eq!(l("ana+q", "a.org", false), Some(("2".into(), Some("q".into()), false)));

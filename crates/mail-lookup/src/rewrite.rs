@@ -194,7 +194,13 @@ impl Rewriter {
     }
 
     /// The address a table value names for `addr`.
-    fn result(&self, addr: &Address, m: &maps::AddressMatch, value: &str, table: &str) -> Result<Address, Error> {
+    fn result(
+        &self,
+        addr: &Address,
+        m: &maps::AddressMatch,
+        value: &str,
+        table: &str,
+    ) -> Result<Address, Error> {
         let value = value.trim();
         let value = value.strip_prefix('<').and_then(|v| v.strip_suffix('>')).unwrap_or(value);
         let bad = || Error::Rewrite(format!("{table}: bad address \"{value}\" for <{addr}>"));
@@ -202,7 +208,11 @@ impl Rewriter {
             Address::new(addr.local(), Some(domain)).map_err(|_| bad())?
         } else {
             let a = Address::parse(value).map_err(|_| bad())?;
-            if a.domain().is_none() && !self.myorigin.is_empty() { a.qualified(&self.myorigin) } else { a }
+            if a.domain().is_none() && !self.myorigin.is_empty() {
+                a.qualified(&self.myorigin)
+            } else {
+                a
+            }
         };
         if let Some(ext) = &m.unmatched_extension
             && !m.domain_only
@@ -303,7 +313,12 @@ mod tests {
         Address::parse(s).unwrap()
     }
 
-    fn rewriter(dir: &Path, canonical: &str, virt: &str, extra: impl FnOnce(&mut RewriteParams)) -> Rewriter {
+    fn rewriter(
+        dir: &Path,
+        canonical: &str,
+        virt: &str,
+        extra: impl FnOnce(&mut RewriteParams),
+    ) -> Rewriter {
         let c = dir.join("canonical");
         let v = dir.join("virtual");
         std::fs::write(&c, canonical).unwrap();
@@ -384,14 +399,23 @@ mod tests {
              loop2@postern.test   loop1@postern.test\n",
             |_| {},
         );
-        assert_eq!(texts(r.recipient(&addr("info@vdomain.test")).unwrap()), ["suporte@postern.test", "ana@postern.test"]);
+        assert_eq!(
+            texts(r.recipient(&addr("info@vdomain.test")).unwrap()),
+            ["suporte@postern.test", "ana@postern.test"]
+        );
         assert_eq!(
             texts(r.recipient(&addr("team@postern.test")).unwrap()),
             ["suporte@postern.test", "ana@postern.test", "bia@postern.test"]
         );
-        assert_eq!(texts(r.recipient(&addr("self@postern.test")).unwrap()), ["self@postern.test", "copy@postern.test"]);
+        assert_eq!(
+            texts(r.recipient(&addr("self@postern.test")).unwrap()),
+            ["self@postern.test", "copy@postern.test"]
+        );
         assert_eq!(texts(r.recipient(&addr("x@catch.test")).unwrap()), ["catchall@postern.test"]);
-        assert_eq!(texts(r.recipient(&addr("nobody@postern.test")).unwrap()), ["nobody@postern.test"]);
+        assert_eq!(
+            texts(r.recipient(&addr("nobody@postern.test")).unwrap()),
+            ["nobody@postern.test"]
+        );
         assert!(r.is_virtual_alias_domain("VDOMAIN.test.").unwrap());
         assert!(!r.is_virtual_alias_domain("postern.test").unwrap());
         assert!(r.has_virtual_alias(&addr("info@vdomain.test")).unwrap());

@@ -28,8 +28,8 @@ use nix::fcntl::{Flock, FlockArg};
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::Read;
-use std::sync::Arc;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -295,8 +295,10 @@ pub(crate) fn pickup_file(queue: &Queue, s: &Settings, id: &QueueId) -> Result<P
     // cleanup's rewriting (canonical, then virtual alias expansion). A
     // table that cannot be read leaves the file for the next scan, as a
     // queue write error does: nothing is lost, nothing half-rewritten.
-    let rewrite_error =
-        |e: mail_lookup::Error| Error::Io { path: path.clone(), source: std::io::Error::other(e.to_string()) };
+    let rewrite_error = |e: mail_lookup::Error| Error::Io {
+        path: path.clone(),
+        source: std::io::Error::other(e.to_string()),
+    };
     let sender = match sender {
         Some(a) => Some(s.rewriter.sender(&a).map_err(rewrite_error)?),
         None => None,
@@ -660,7 +662,8 @@ mod tests {
         let (d, q) = setup();
         let canon = d.path().join("canonical");
         let virt = d.path().join("virtual");
-        std::fs::write(&canon, format!("{}@postern.test  Equipe.Suporte@postern.test\n", me())).unwrap();
+        std::fs::write(&canon, format!("{}@postern.test  Equipe.Suporte@postern.test\n", me()))
+            .unwrap();
         std::fs::write(&virt, "equipe@postern.test  suporte, ana@postern.test\n").unwrap();
         let mut s = settings();
         s.rewriter = Arc::new(

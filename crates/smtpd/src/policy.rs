@@ -93,7 +93,8 @@ impl DomainList {
         let mut l = DomainList::default();
         for it in items {
             if it.contains('/') || it.contains(':') {
-                let file = maps::map_file(it, dir).map_err(|why| format!("parameter \"{param}\": {why}"))?;
+                let file = maps::map_file(it, dir)
+                    .map_err(|why| format!("parameter \"{param}\": {why}"))?;
                 l.tables.push(Maps::new(vec![file]));
             } else {
                 let n = it.trim().trim_end_matches('.').to_ascii_lowercase();
@@ -110,7 +111,11 @@ impl DomainList {
         if d.is_empty() || d.starts_with('[') {
             return Ok(false);
         }
-        if self.names.iter().any(|n| d == *n || d.strip_suffix(n.as_str()).is_some_and(|p| p.ends_with('.'))) {
+        if self
+            .names
+            .iter()
+            .any(|n| d == *n || d.strip_suffix(n.as_str()).is_some_and(|p| p.ends_with('.')))
+        {
             return Ok(true);
         }
         for t in &self.tables {
@@ -259,10 +264,10 @@ impl Policy {
                 Some((lp[..i].to_owned(), lp[i + 1..].to_owned()))
             } else if let Some(i) = lp.rfind('%').filter(|_| self.allow_percent_hack) {
                 Some((lp[..i].to_owned(), lp[i + 1..].to_owned()))
-            } else if let Some(i) = lp.find('!').filter(|_| self.swap_bangpath) {
-                Some((lp[i + 1..].to_owned(), lp[..i].to_owned()))
             } else {
-                None
+                lp.find('!')
+                    .filter(|_| self.swap_bangpath)
+                    .map(|i| (lp[i + 1..].to_owned(), lp[..i].to_owned()))
             };
             let Some((local_part, domain)) = split else {
                 // No routing; a quoted local part that needs no quotes is
@@ -331,7 +336,13 @@ impl Policy {
             && self.rewriter.is_virtual_alias_domain(d)?
             && !self.rewriter.has_virtual_alias(&res.address)?
         {
-            return Ok(Some(rejected(550, dsn, name, class, "User unknown in virtual alias table")));
+            return Ok(Some(rejected(
+                550,
+                dsn,
+                name,
+                class,
+                "User unknown in virtual alias table",
+            )));
         }
         Ok(None)
     }
@@ -438,13 +449,9 @@ impl Policy {
                 _ => Decision::Dunno,
             },
             Restriction::RejectInvalidHeloHostname => match &ctx.helo {
-                Some(h) if !restrictions::is_valid_helo(h) => Decision::Reject(rejected(
-                    501,
-                    (5, 5, 2),
-                    h,
-                    "Helo command",
-                    "Invalid name",
-                )),
+                Some(h) if !restrictions::is_valid_helo(h) => {
+                    Decision::Reject(rejected(501, (5, 5, 2), h, "Helo command", "Invalid name"))
+                }
                 _ => Decision::Dunno,
             },
             Restriction::RejectNonFqdnSender => match &ctx.sender {
@@ -496,7 +503,8 @@ impl Policy {
             Restriction::CheckSenderAccess(t) => match &ctx.sender {
                 Some(s) => {
                     let s = self.qualify(s.clone());
-                    match maps::access_address(t, s.local(), s.domain(), &self.recipient_delimiter)? {
+                    match maps::access_address(t, s.local(), s.domain(), &self.recipient_delimiter)?
+                    {
                         Some(v) => restrictions::access_action(
                             &v,
                             &addr_text(ctx.sender.as_ref()),
@@ -759,10 +767,7 @@ mod tests {
             "550 5.1.1 <ninguem@fiap.edu.br>: Recipient address rejected: User unknown in local recipient table"
         );
         // Without a delimiter, an extension is part of the name.
-        assert!(matches!(
-            check(&p, &addr("suporte+x@fiap.edu.br"), OUTSIDE),
-            Verdict::Reject(_)
-        ));
+        assert!(matches!(check(&p, &addr("suporte+x@fiap.edu.br"), OUTSIDE), Verdict::Reject(_)));
         let (_d, p) = policy("recipient_delimiter = \"+\"\n");
         assert_eq!(
             check(&p, &addr("suporte+x@fiap.edu.br"), OUTSIDE),
@@ -928,7 +933,10 @@ mod tests {
         // reaches the policy is the final address, a remote one.
         denied("user@remote.example");
         // Case and a trailing dot: the same local domain.
-        assert_eq!(accepted(check(&p, &addr("SUPORTE@FIAP.EDU.BR."), OUTSIDE)), ["SUPORTE@fiap.edu.br"]);
+        assert_eq!(
+            accepted(check(&p, &addr("SUPORTE@FIAP.EDU.BR."), OUTSIDE)),
+            ["SUPORTE@fiap.edu.br"]
+        );
         // Routing that ends in one of our domains is a local recipient,
         // stored as the address it resolves to.
         assert_eq!(
@@ -961,7 +969,10 @@ mod tests {
         );
         let (_d, p) = policy("relay_domains = [\"relay.example\"]\n");
         assert_eq!(accepted(check(&p, &addr("a@relay.example"), OUTSIDE)), ["a@relay.example"]);
-        assert_eq!(accepted(check(&p, &addr("a@sub.relay.example"), OUTSIDE)), ["a@sub.relay.example"]);
+        assert_eq!(
+            accepted(check(&p, &addr("a@sub.relay.example"), OUTSIDE)),
+            ["a@sub.relay.example"]
+        );
         assert!(matches!(check(&p, &addr("a@notrelay.example"), OUTSIDE), Verdict::Reject(_)));
         // Routed to a relay domain: refused unless allow_untrusted_routing.
         assert_eq!(
@@ -970,15 +981,27 @@ mod tests {
         );
         let (_d, p) =
             policy("relay_domains = [\"relay.example\"]\nallow_untrusted_routing = true\n");
-        assert_eq!(accepted(check(&p, &addr("a%relay.example@fiap.edu.br"), OUTSIDE)), ["a@relay.example"]);
+        assert_eq!(
+            accepted(check(&p, &addr("a%relay.example@fiap.edu.br"), OUTSIDE)),
+            ["a@relay.example"]
+        );
     }
 
     #[test]
     fn default_relay_restrictions_permit_sasl_clients() {
         let (_d, p) = policy("");
-        let v = check_full(&p, "192.0.2.7", Some("c.example"), Some("suporte"), true, None, "x@remote.example");
+        let v = check_full(
+            &p,
+            "192.0.2.7",
+            Some("c.example"),
+            Some("suporte"),
+            true,
+            None,
+            "x@remote.example",
+        );
         assert_eq!(accepted(v), ["x@remote.example"]);
-        let v = check_full(&p, "192.0.2.7", Some("c.example"), None, true, None, "x@remote.example");
+        let v =
+            check_full(&p, "192.0.2.7", Some("c.example"), None, true, None, "x@remote.example");
         assert_eq!(rejected(v), "554 5.7.1 <x@remote.example>: Relay access denied");
     }
 
@@ -987,13 +1010,23 @@ mod tests {
     fn client_restrictions() {
         let (_d, p) = policy("smtpd_client_restrictions = \"permit_sasl_authenticated, reject\"\n");
         let v = check_full(&p, "192.0.2.7", None, None, false, None, "suporte@fiap.edu.br");
-        assert_eq!(rejected(v), "554 5.7.1 <unknown[192.0.2.7]>: Client host rejected: Access denied");
-        let v = check_full(&p, "192.0.2.7", None, Some("suporte"), false, None, "suporte@fiap.edu.br");
+        assert_eq!(
+            rejected(v),
+            "554 5.7.1 <unknown[192.0.2.7]>: Client host rejected: Access denied"
+        );
+        let v =
+            check_full(&p, "192.0.2.7", None, Some("suporte"), false, None, "suporte@fiap.edu.br");
         assert_eq!(accepted(v), ["suporte@fiap.edu.br"]);
         let (_d, p) = policy("smtpd_client_restrictions = \"permit_mynetworks, defer\"\n");
         let v = check_full(&p, "192.0.2.7", None, None, false, None, "suporte@fiap.edu.br");
-        assert_eq!(rejected(v), "450 4.7.1 <unknown[192.0.2.7]>: Client host rejected: Try again later");
-        assert_eq!(accepted(check(&p, &addr("suporte@fiap.edu.br"), LOOPBACK)), ["suporte@fiap.edu.br"]);
+        assert_eq!(
+            rejected(v),
+            "450 4.7.1 <unknown[192.0.2.7]>: Client host rejected: Try again later"
+        );
+        assert_eq!(
+            accepted(check(&p, &addr("suporte@fiap.edu.br"), LOOPBACK)),
+            ["suporte@fiap.edu.br"]
+        );
         let (_d, p) = policy("smtpd_client_restrictions = \"reject_plaintext_session\"\n");
         let v = check_full(&p, "192.0.2.7", None, None, false, None, "suporte@fiap.edu.br");
         assert_eq!(rejected(v), "450 4.7.1 Session encryption is required");
@@ -1008,8 +1041,14 @@ mod tests {
         );
         let to = "suporte@fiap.edu.br";
         let h = |helo: &str| check_full(&p, "192.0.2.7", Some(helo), None, false, None, to);
-        assert_eq!(rejected(h("localhost")), "504 5.5.2 <localhost>: Helo command rejected: need fully-qualified hostname");
-        assert_eq!(rejected(h("bad_host!")), "501 5.5.2 <bad_host!>: Helo command rejected: Invalid name");
+        assert_eq!(
+            rejected(h("localhost")),
+            "504 5.5.2 <localhost>: Helo command rejected: need fully-qualified hostname"
+        );
+        assert_eq!(
+            rejected(h("bad_host!")),
+            "501 5.5.2 <bad_host!>: Helo command rejected: Invalid name"
+        );
         assert_eq!(accepted(h("mail.example.com")), [to]);
         assert_eq!(accepted(h("[192.0.2.7]")), [to]);
         // No HELO at all: nothing to check (smtpd_helo_required is the
@@ -1019,10 +1058,17 @@ mod tests {
 
     #[test]
     fn sender_restrictions() {
-        let (_d, p) = policy("smtpd_sender_restrictions = \"reject_non_fqdn_sender, reject_unlisted_sender\"\n");
+        let (_d, p) = policy(
+            "smtpd_sender_restrictions = \"reject_non_fqdn_sender, reject_unlisted_sender\"\n",
+        );
         let to = "suporte@fiap.edu.br";
-        let s = |from: Option<&str>| check_full(&p, "192.0.2.7", Some("c.example"), None, false, from, to);
-        assert_eq!(rejected(s(Some("joe"))), "504 5.5.2 <joe>: Sender address rejected: need fully-qualified address");
+        let s = |from: Option<&str>| {
+            check_full(&p, "192.0.2.7", Some("c.example"), None, false, from, to)
+        };
+        assert_eq!(
+            rejected(s(Some("joe"))),
+            "504 5.5.2 <joe>: Sender address rejected: need fully-qualified address"
+        );
         assert_eq!(
             rejected(s(Some("ghost@fiap.edu.br"))),
             "550 5.1.0 <ghost@fiap.edu.br>: Sender address rejected: User unknown in local recipient table"
@@ -1052,17 +1098,17 @@ mod tests {
             "554 5.7.1 <x@example.org>: Relay access denied"
         );
         assert_eq!(accepted(check(&p, &addr("x@example.org"), LOOPBACK)), ["x@example.org"]);
-        let (_d, p) = policy(
-            "smtpd_relay_restrictions = \"permit_mynetworks, defer_unauth_destination\"\n",
-        );
+        let (_d, p) =
+            policy("smtpd_relay_restrictions = \"permit_mynetworks, defer_unauth_destination\"\n");
         assert_eq!(
             rejected(check(&p, &addr("x@example.org"), OUTSIDE)),
             "450 4.7.1 <x@example.org>: Relay access denied"
         );
-        let (_d, p) = policy(
-            "smtpd_relay_restrictions = \"permit_auth_destination, reject\"\n",
+        let (_d, p) = policy("smtpd_relay_restrictions = \"permit_auth_destination, reject\"\n");
+        assert_eq!(
+            accepted(check(&p, &addr("suporte@fiap.edu.br"), OUTSIDE)),
+            ["suporte@fiap.edu.br"]
         );
-        assert_eq!(accepted(check(&p, &addr("suporte@fiap.edu.br"), OUTSIDE)), ["suporte@fiap.edu.br"]);
         assert_eq!(
             rejected(check(&p, &addr("x@example.org"), LOOPBACK)),
             "554 5.7.1 <x@example.org>: Recipient address rejected: Access denied"
@@ -1080,9 +1126,18 @@ mod tests {
             err("smtpd_recipient_restrictions = \"permit_everything\"\n"),
             "parameter \"smtpd_recipient_restrictions\": unknown smtpd restriction: \"permit_everything\""
         );
-        assert!(err("smtpd_sender_restrictions = \"reject_unknown_sender_domain\"\n").contains("not supported"));
-        assert!(err("smtpd_relay_restrictions = \"permit_mynetworks\"\n").contains("reject_unauth_destination"));
-        assert!(err("smtpd_client_restrictions = \"check_client_access cidr:/x\"\n").contains("\"cidr:\""));
+        assert!(
+            err("smtpd_sender_restrictions = \"reject_unknown_sender_domain\"\n")
+                .contains("not supported")
+        );
+        assert!(
+            err("smtpd_relay_restrictions = \"permit_mynetworks\"\n")
+                .contains("reject_unauth_destination")
+        );
+        assert!(
+            err("smtpd_client_restrictions = \"check_client_access cidr:/x\"\n")
+                .contains("\"cidr:\"")
+        );
     }
 
     #[test]
@@ -1108,10 +1163,24 @@ mod tests {
         assert_eq!(rejected(v), "554 5.7.1 <unknown[192.0.2.66]>: Client host rejected: go away");
         let v = check_full(&p, "192.0.2.7", Some("bad.example"), None, false, None, to);
         assert_eq!(rejected(v), "554 5.7.1 <bad.example>: Helo command rejected: Access denied");
-        let v = check_full(&p, "192.0.2.7", Some("ok.example"), None, false, Some("spam@remote.example"), to);
-        assert_eq!(rejected(v), "550 5.7.0 <spam@remote.example>: Sender address rejected: no spam");
+        let v = check_full(
+            &p,
+            "192.0.2.7",
+            Some("ok.example"),
+            None,
+            false,
+            Some("spam@remote.example"),
+            to,
+        );
+        assert_eq!(
+            rejected(v),
+            "550 5.7.0 <spam@remote.example>: Sender address rejected: no spam"
+        );
         let v = check_full(&p, "192.0.2.7", None, None, false, None, "blocked@fiap.edu.br");
-        assert_eq!(rejected(v), "450 4.7.1 <blocked@fiap.edu.br>: Recipient address rejected: try later");
+        assert_eq!(
+            rejected(v),
+            "450 4.7.1 <blocked@fiap.edu.br>: Recipient address rejected: try later"
+        );
         // OK in the recipient list ends that list only: the implicit
         // unlisted-recipient check still applies.
         let v = check_full(&p, "192.0.2.7", None, None, false, None, "x@sub.example.net");
@@ -1122,7 +1191,10 @@ mod tests {
         let f = std::fs::File::options().write(true).open(&access).unwrap();
         f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5)).unwrap();
         let v = check_full(&p, "192.0.2.66", None, None, false, None, to);
-        assert_eq!(rejected(v), "554 5.7.1 <suporte@fiap.edu.br>: Recipient address rejected: changed");
+        assert_eq!(
+            rejected(v),
+            "554 5.7.1 <suporte@fiap.edu.br>: Recipient address rejected: changed"
+        );
         // A table that disappears is a temporary failure, not an open door.
         std::fs::remove_file(&access).unwrap();
         let v = check_full(&p, "192.0.2.66", None, None, false, None, to);
@@ -1133,7 +1205,8 @@ mod tests {
     fn sender_login_mismatch() {
         let (d, _) = policy("");
         let logins = d.path().join("logins");
-        std::fs::write(&logins, "suporte@fiap.edu.br suporte\nshared@fiap.edu.br ana, suporte\n").unwrap();
+        std::fs::write(&logins, "suporte@fiap.edu.br suporte\nshared@fiap.edu.br ana, suporte\n")
+            .unwrap();
         let extra = |list: &str| {
             format!(
                 "smtpd_sender_login_maps = [\"hash:{}\"]\nsmtpd_sender_restrictions = \"{list}\"\n",
@@ -1142,7 +1215,9 @@ mod tests {
         };
         let (_d2, p) = policy(&extra("reject_sender_login_mismatch"));
         let to = "suporte@fiap.edu.br";
-        let s = |sasl: Option<&str>, from: &str| check_full(&p, "192.0.2.7", None, sasl, true, Some(from), to);
+        let s = |sasl: Option<&str>, from: &str| {
+            check_full(&p, "192.0.2.7", None, sasl, true, Some(from), to)
+        };
         assert_eq!(accepted(s(Some("suporte"), "suporte@fiap.edu.br")), [to]);
         assert_eq!(accepted(s(Some("suporte"), "shared@fiap.edu.br")), [to]);
         assert_eq!(
@@ -1162,7 +1237,8 @@ mod tests {
         let v = check_full(&p, "192.0.2.7", None, None, true, Some("suporte@fiap.edu.br"), to);
         assert_eq!(accepted(v), [to]);
         let (_d4, p) = policy(&extra("reject_unauthenticated_sender_login_mismatch"));
-        let v = check_full(&p, "192.0.2.7", None, Some("ana"), true, Some("suporte@fiap.edu.br"), to);
+        let v =
+            check_full(&p, "192.0.2.7", None, Some("ana"), true, Some("suporte@fiap.edu.br"), to);
         assert_eq!(accepted(v), [to]);
     }
 
@@ -1176,7 +1252,11 @@ mod tests {
             "vdomain.test anything\ninfo@vdomain.test suporte, root\nequipe@fiap.edu.br suporte@fiap.edu.br, ana@remote.example\n",
         )
         .unwrap();
-        std::fs::write(&canon, "root@fiap.edu.br admin@fiap.edu.br\nvelho@fiap.edu.br suporte@fiap.edu.br\n").unwrap();
+        std::fs::write(
+            &canon,
+            "root@fiap.edu.br admin@fiap.edu.br\nvelho@fiap.edu.br suporte@fiap.edu.br\n",
+        )
+        .unwrap();
         let extra = format!(
             "virtual_alias_maps = [\"hash:{}\"]\ncanonical_maps = [\"hash:{}\"]\n",
             virt.display(),
@@ -1198,7 +1278,10 @@ mod tests {
             ["suporte@fiap.edu.br", "ana@remote.example"]
         );
         // Canonical: "velho" is no user, but the table lists it.
-        assert_eq!(accepted(check(&p, &addr("velho@fiap.edu.br"), OUTSIDE)), ["suporte@fiap.edu.br"]);
+        assert_eq!(
+            accepted(check(&p, &addr("velho@fiap.edu.br"), OUTSIDE)),
+            ["suporte@fiap.edu.br"]
+        );
         assert_eq!(p.envelope_sender(Some(&addr("root"))).unwrap().unwrap(), "admin@fiap.edu.br");
         assert_eq!(p.envelope_sender(None).unwrap(), None);
     }

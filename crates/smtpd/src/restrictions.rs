@@ -185,7 +185,11 @@ impl Restrictions {
 }
 
 /// Parses one list (already split on commas and white space).
-pub(crate) fn parse(stage: Stage, items: &[String], dir: &Path) -> Result<Vec<Restriction>, String> {
+pub(crate) fn parse(
+    stage: Stage,
+    items: &[String],
+    dir: &Path,
+) -> Result<Vec<Restriction>, String> {
     let param = stage.param();
     let mut out = Vec::with_capacity(items.len());
     let mut it = items.iter();
@@ -225,10 +229,16 @@ pub(crate) fn parse(stage: Stage, items: &[String], dir: &Path) -> Result<Vec<Re
                 unauthenticated: true,
             },
             "reject_authenticated_sender_login_mismatch" => {
-                Restriction::RejectSenderLoginMismatch { authenticated: true, unauthenticated: false }
+                Restriction::RejectSenderLoginMismatch {
+                    authenticated: true,
+                    unauthenticated: false,
+                }
             }
             "reject_unauthenticated_sender_login_mismatch" => {
-                Restriction::RejectSenderLoginMismatch { authenticated: false, unauthenticated: true }
+                Restriction::RejectSenderLoginMismatch {
+                    authenticated: false,
+                    unauthenticated: true,
+                }
             }
             "reject_plaintext_session" => Restriction::RejectPlaintextSession,
             "check_client_access" => Restriction::CheckClientAccess(table(&lower)?),
@@ -242,7 +252,9 @@ pub(crate) fn parse(stage: Stage, items: &[String], dir: &Path) -> Result<Vec<Re
                          Postern ({why}); remove it"
                     ));
                 }
-                return Err(format!("parameter \"{param}\": unknown smtpd restriction: \"{name}\""));
+                return Err(format!(
+                    "parameter \"{param}\": unknown smtpd restriction: \"{name}\""
+                ));
             }
         };
         out.push(r);
@@ -267,7 +279,13 @@ fn status(code: u16, dsn: (u8, u16, u16), text: String) -> Reply {
 
 /// `CODE D.S.N <name>: Class rejected: text`, Postfix's shape for
 /// restriction replies.
-pub(crate) fn rejected(code: u16, dsn: (u8, u16, u16), name: &str, class: &str, text: &str) -> Reply {
+pub(crate) fn rejected(
+    code: u16,
+    dsn: (u8, u16, u16),
+    name: &str,
+    class: &str,
+    text: &str,
+) -> Reply {
     status(code, dsn, format!("<{name}>: {class} rejected: {text}"))
 }
 
@@ -298,7 +316,8 @@ pub(crate) fn access_action(value: &str, name: &str, class: &str, table: &Maps) 
         Some((w, r)) => (w, r.trim()),
         None => (value, ""),
     };
-    let text = |default: &'static str| if rest.is_empty() { default.to_owned() } else { rest.to_owned() };
+    let text =
+        |default: &'static str| if rest.is_empty() { default.to_owned() } else { rest.to_owned() };
     match word.to_ascii_uppercase().as_str() {
         "OK" | "PERMIT" => return Decision::Permit,
         "DUNNO" => return Decision::Dunno,
@@ -316,7 +335,9 @@ pub(crate) fn access_action(value: &str, name: &str, class: &str, table: &Maps) 
         }
         _ => {}
     }
-    if word.len() == 3 && word.bytes().all(|b| b.is_ascii_digit()) && matches!(word.as_bytes()[0], b'4' | b'5')
+    if word.len() == 3
+        && word.bytes().all(|b| b.is_ascii_digit())
+        && matches!(word.as_bytes()[0], b'4' | b'5')
         && let Ok(code) = word.parse::<u16>()
     {
         let class_digit = (code / 100) as u8;
@@ -393,7 +414,9 @@ fn is_address_literal(name: &str) -> bool {
         return false;
     };
     match inner.get(..5) {
-        Some(p) if p.eq_ignore_ascii_case("ipv6:") => inner[5..].parse::<std::net::Ipv6Addr>().is_ok(),
+        Some(p) if p.eq_ignore_ascii_case("ipv6:") => {
+            inner[5..].parse::<std::net::Ipv6Addr>().is_ok()
+        }
         _ => inner.parse::<std::net::Ipv4Addr>().is_ok(),
     }
 }
@@ -428,7 +451,10 @@ mod tests {
         assert_eq!(l.len(), 3);
         assert!(matches!(l[1], Restriction::CheckRecipientAccess(_)));
         let e = parse(Stage::Sender, &items("permit, frobnicate"), dir).unwrap_err();
-        assert_eq!(e, "parameter \"smtpd_sender_restrictions\": unknown smtpd restriction: \"frobnicate\"");
+        assert_eq!(
+            e,
+            "parameter \"smtpd_sender_restrictions\": unknown smtpd restriction: \"frobnicate\""
+        );
         let e = parse(Stage::Client, &items("reject_unknown_client_hostname"), dir).unwrap_err();
         assert!(e.contains("not supported") && e.contains("DNS"), "{e}");
         let e = parse(Stage::Helo, &items("check_helo_access"), dir).unwrap_err();
@@ -453,8 +479,14 @@ mod tests {
         assert_eq!(r("REJECT"), "554 5.7.1 <a@b>: Sender address rejected: Access denied");
         assert_eq!(r("REJECT go away"), "554 5.7.1 <a@b>: Sender address rejected: go away");
         assert_eq!(r("DEFER"), "450 4.7.1 <a@b>: Sender address rejected: Access denied");
-        assert_eq!(r("550 no such thing"), "550 5.7.1 <a@b>: Sender address rejected: no such thing");
-        assert_eq!(r("551 5.1.6 moved away"), "551 5.1.6 <a@b>: Sender address rejected: moved away");
+        assert_eq!(
+            r("550 no such thing"),
+            "550 5.7.1 <a@b>: Sender address rejected: no such thing"
+        );
+        assert_eq!(
+            r("551 5.1.6 moved away"),
+            "551 5.1.6 <a@b>: Sender address rejected: moved away"
+        );
         // A DSN of the wrong class is text.
         assert_eq!(r("451 5.1.1 x"), "451 4.7.1 <a@b>: Sender address rejected: 5.1.1 x");
         assert_eq!(r("HOLD"), "451 4.3.5 Server configuration error");
