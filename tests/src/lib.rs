@@ -340,6 +340,14 @@ impl Instance {
         c
     }
 
+    /// Like [`Instance::smtp`], connecting from the local address `source`.
+    pub fn smtp_from(&self, source: std::net::IpAddr, helo: &str) -> smtp::Client {
+        let mut c = smtp::Client::connect_from(&self.addr("smtpd"), source);
+        c.expect_code(220);
+        c.ehlo(helo);
+        c
+    }
+
     /// Every file name in a queue state directory (`incoming`, `active`,
     /// `deferred`, `corrupt`, `tmp`, `maildrop`, ...).
     pub fn queue_files(&self, state: &str) -> Vec<PathBuf> {

@@ -108,6 +108,23 @@ impl Client {
         Client { reader: BufReader::new(s.try_clone().unwrap()), writer: s }
     }
 
+    /// Connects from the local address `source` (a loopback address other
+    /// than 127.0.0.1 makes a client outside `mynetworks = 127.0.0.1/32`)
+    /// and returns the client with the greeting unread.
+    pub fn connect_from(addr: &str, source: std::net::IpAddr) -> Client {
+        use socket2::{Domain, Socket, Type};
+        let target: std::net::SocketAddr =
+            addr.parse().unwrap_or_else(|e| panic!("address {addr}: {e}"));
+        let sock = Socket::new(Domain::for_address(target), Type::STREAM, None).unwrap();
+        sock.bind(&std::net::SocketAddr::new(source, 0).into())
+            .unwrap_or_else(|e| panic!("bind {source}: {e}"));
+        sock.connect(&target.into())
+            .unwrap_or_else(|e| panic!("connect {addr} from {source}: {e}"));
+        let s: TcpStream = sock.into();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        Client { reader: BufReader::new(s.try_clone().unwrap()), writer: s }
+    }
+
     /// Sends raw bytes.
     pub fn send_raw(&mut self, bytes: &[u8]) {
         let w = self.reader.get_mut();

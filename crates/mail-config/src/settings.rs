@@ -176,6 +176,47 @@ pub struct Common {
     pub message_size_limit: u64,
     /// Bytes of headers a message may have.
     pub header_size_limit: usize,
+    /// Envelope address rewriting (smtpd and pickup).
+    pub rewrite: Rewrite,
+}
+
+/// cleanup's address rewriting tables (map type prefixes removed,
+/// relative paths resolved), shared by smtpd and pickup.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Rewrite {
+    /// Sender and recipient canonical tables.
+    pub canonical_maps: Vec<PathBuf>,
+    /// Sender canonical tables, before `canonical_maps`.
+    pub sender_canonical_maps: Vec<PathBuf>,
+    /// Recipient canonical tables, before `canonical_maps`.
+    pub recipient_canonical_maps: Vec<PathBuf>,
+    /// Virtual alias tables.
+    pub virtual_alias_maps: Vec<PathBuf>,
+    /// Domain names and `type:table` entries, as listed (expanded).
+    pub virtual_alias_domains: Vec<String>,
+    /// Deepest virtual alias nesting.
+    pub virtual_alias_recursion_limit: usize,
+    /// Most addresses one recipient expands to.
+    pub virtual_alias_expansion_limit: usize,
+    /// The configuration directory, for relative table names in
+    /// `virtual_alias_domains`.
+    pub config_directory: PathBuf,
+}
+
+impl Rewrite {
+    fn read(r: &Reader<'_>) -> Rewrite {
+        Rewrite {
+            canonical_maps: r.paths("canonical_maps"),
+            sender_canonical_maps: r.paths("sender_canonical_maps"),
+            recipient_canonical_maps: r.paths("recipient_canonical_maps"),
+            virtual_alias_maps: r.paths("virtual_alias_maps"),
+            virtual_alias_domains: r.list("virtual_alias_domains"),
+            virtual_alias_recursion_limit: r.usize("virtual_alias_recursion_limit"),
+            virtual_alias_expansion_limit: r.usize("virtual_alias_expansion_limit"),
+            config_directory: r.main.dir().to_owned(),
+        }
+    }
 }
 
 impl Common {
@@ -202,6 +243,7 @@ impl Common {
             passwd_file: r.opt_path("passwd_file"),
             message_size_limit: r.u64("message_size_limit"),
             header_size_limit: r.usize("header_size_limit"),
+            rewrite: Rewrite::read(r),
         }
     }
 }
@@ -245,6 +287,32 @@ pub struct Smtpd {
     pub queue_minfree: u64,
     /// The clients that may relay.
     pub mynetworks: Networks,
+    /// The restriction lists, as listed (expanded, split).
+    pub smtpd_client_restrictions: Vec<String>,
+    /// HELO restrictions.
+    pub smtpd_helo_restrictions: Vec<String>,
+    /// MAIL FROM restrictions.
+    pub smtpd_sender_restrictions: Vec<String>,
+    /// Relay control restrictions.
+    pub smtpd_relay_restrictions: Vec<String>,
+    /// RCPT TO restrictions.
+    pub smtpd_recipient_restrictions: Vec<String>,
+    /// Sender -> owner login tables.
+    pub smtpd_sender_login_maps: Vec<PathBuf>,
+    /// Implicit `reject_unlisted_recipient` at the end of RCPT checks.
+    pub smtpd_reject_unlisted_recipient: bool,
+    /// Implicit `reject_unlisted_sender`.
+    pub smtpd_reject_unlisted_sender: bool,
+    /// Domains relayed for anyone (names or `type:table` entries).
+    pub relay_domains: Vec<String>,
+    /// Relay routed addresses from untrusted clients.
+    pub allow_untrusted_routing: bool,
+    /// `user%domain` is `user@domain`.
+    pub allow_percent_hack: bool,
+    /// `site!user` is `user@site`.
+    pub swap_bangpath: bool,
+    /// For relative `type:table` names in restriction lists.
+    pub config_directory: PathBuf,
 }
 
 impl Smtpd {
@@ -273,6 +341,19 @@ impl Smtpd {
             queue_minfree: r.u64("queue_minfree"),
             // Checked element by element at load, so this cannot fail.
             mynetworks: Networks::parse(&r.list("mynetworks")).unwrap_or_default(),
+            smtpd_client_restrictions: r.list("smtpd_client_restrictions"),
+            smtpd_helo_restrictions: r.list("smtpd_helo_restrictions"),
+            smtpd_sender_restrictions: r.list("smtpd_sender_restrictions"),
+            smtpd_relay_restrictions: r.list("smtpd_relay_restrictions"),
+            smtpd_recipient_restrictions: r.list("smtpd_recipient_restrictions"),
+            smtpd_sender_login_maps: r.paths("smtpd_sender_login_maps"),
+            smtpd_reject_unlisted_recipient: r.bool("smtpd_reject_unlisted_recipient"),
+            smtpd_reject_unlisted_sender: r.bool("smtpd_reject_unlisted_sender"),
+            relay_domains: r.list("relay_domains"),
+            allow_untrusted_routing: r.bool("allow_untrusted_routing"),
+            allow_percent_hack: r.bool("allow_percent_hack"),
+            swap_bangpath: r.bool("swap_bangpath"),
+            config_directory: r.main.dir().to_owned(),
         }
     }
 }

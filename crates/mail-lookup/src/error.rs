@@ -27,6 +27,29 @@ pub enum Error {
         /// The limit in bytes.
         limit: u64,
     },
+    /// A lookup table file could not be opened, inspected or read (a
+    /// missing table is an error: see `maps`).
+    #[error("cannot read lookup table {path}: {source}")]
+    MapRead {
+        /// The table file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A lookup table file is over one of the bounds of `maps`.
+    #[error("{at}: {what}")]
+    MapLimit {
+        /// `path` or `path:line`.
+        at: String,
+        /// Which bound, and what to do.
+        what: String,
+    },
+    /// Address rewriting failed: a table value that is no address, or an
+    /// expansion past `virtual_alias_recursion_limit` or
+    /// `virtual_alias_expansion_limit`.
+    #[error("{0}")]
+    Rewrite(String),
     /// The user database failed (the recipient table asks it whether a
     /// name is a user).
     #[error(transparent)]

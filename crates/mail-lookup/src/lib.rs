@@ -8,6 +8,12 @@
 //! - [`local_recipient_exists`] answers smtpd's "is this a local recipient"
 //!   (an alias or a user, with the `recipient_delimiter` extension removed),
 //!   Postfix's `local_recipient_maps`;
+//! - [`maps`] reads Postfix key-value tables (`hash:`/`texthash:`/`lmdb:`
+//!   source files), cached and re-read on change, with the lookup orders of
+//!   access(5), canonical(5) and virtual(5);
+//! - [`rewrite`] is cleanup's address rewriting on those tables:
+//!   `canonical_maps`, `sender_canonical_maps`, `recipient_canonical_maps`,
+//!   `virtual_alias_maps` and `virtual_alias_domains`;
 //! - [`split_extension`] splits `user+ext` at the `recipient_delimiter`,
 //!   for the recipient table and local delivery alike.
 //!
@@ -24,7 +30,9 @@
 pub mod aliases;
 mod error;
 mod extension;
+pub mod maps;
 mod recipients;
+pub mod rewrite;
 
 pub use error::Error;
 pub use extension::split_extension;

@@ -1,4 +1,4 @@
-//! Replays the committed `aliases` fuzz corpus on
+//! Replays the committed `aliases` and `map_file` fuzz corpora on
 //! stable Rust and checks what the realistic seeds contain.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -24,6 +24,19 @@ fn aliases_corpus() {
             assert_eq!(entries["root"].len(), 3, "{entries:?}");
             assert!(entries.contains_key("mailer-daemon"));
             assert!(warnings.iter().any(|w| w.starts_with("debian:6:")), "{warnings:?}");
+        }
+    }
+}
+
+#[test]
+fn map_file_corpus() {
+    for (name, bytes) in corpus("map_file") {
+        let parsed = mail_lookup::maps::parse_map(&bytes, Path::new(&name));
+        if name == "virtual" {
+            let (entries, warnings) = parsed.unwrap();
+            assert_eq!(entries["list@postern.test"], "a@x.org, b@x.org c@x.org");
+            assert_eq!(entries["vdomain.test"], "anything");
+            assert!(warnings.is_empty(), "{warnings:?}");
         }
     }
 }

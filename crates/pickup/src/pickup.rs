@@ -20,6 +20,7 @@
 //! caller, which leaves the file for the next scan.
 
 use mail_cleanup::CleanupParams;
+use mail_lookup::rewrite::{RewriteParams, Rewriter};
 use mail_queue::{Error, Queue, Recipient, State};
 use mail_submit::Origin;
 use mail_types::{Address, QueueId};
@@ -28,6 +29,7 @@ use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -42,11 +44,29 @@ pub(crate) struct Settings {
     pub(crate) cleanup: CleanupParams,
     /// `message_size_limit`; 0 means no limit.
     pub(crate) message_size_limit: u64,
+    /// cleanup's canonical and virtual alias rewriting of the envelope.
+    pub(crate) rewriter: Arc<Rewriter>,
 }
 
 impl Settings {
-    pub(crate) fn from_config(c: &mail_config::Main) -> Settings {
-        Settings {
+    /// `Err` is a configuration error of the rewriting tables.
+    pub(crate) fn from_config(c: &mail_config::Main) -> Result<Settings, String> {
+        let common = mail_config::settings::Common::new(c);
+        let r = &common.rewrite;
+        let rewriter = Rewriter::new(RewriteParams {
+            canonical_maps: r.canonical_maps.clone(),
+            sender_canonical_maps: r.sender_canonical_maps.clone(),
+            recipient_canonical_maps: r.recipient_canonical_maps.clone(),
+            virtual_alias_maps: r.virtual_alias_maps.clone(),
+            virtual_alias_domains: r.virtual_alias_domains.clone(),
+            config_dir: r.config_directory.clone(),
+            virtual_alias_recursion_limit: r.virtual_alias_recursion_limit,
+            virtual_alias_expansion_limit: r.virtual_alias_expansion_limit,
+            recipient_delimiter: common.recipient_delimiter.clone(),
+            myorigin: common.myorigin.clone(),
+            mydestination: common.mydestination.domains().to_vec(),
+        })?;
+        Ok(Settings {
             cleanup: CleanupParams {
                 myhostname: c.str("myhostname"),
                 myorigin: c.str("myorigin"),
@@ -56,7 +76,8 @@ impl Settings {
                 mail_name: c.str("mail_name"),
             },
             message_size_limit: c.size("message_size_limit"),
-        }
+            rewriter: Arc::new(rewriter),
+        })
     }
 
     fn max_file(&self) -> u64 {
@@ -271,6 +292,27 @@ pub(crate) fn pickup_file(queue: &Queue, s: &Settings, id: &QueueId) -> Result<P
         content.splice(0..0, from.into_bytes());
     }
 
+    // cleanup's rewriting (canonical, then virtual alias expansion). A
+    // table that cannot be read leaves the file for the next scan, as a
+    // queue write error does: nothing is lost, nothing half-rewritten.
+    let rewrite_error = |e: mail_lookup::Error| Error::Io {
+        path: path.clone(),
+        source: std::io::Error::other(e.to_string()),
+    };
+    let sender = match sender {
+        Some(a) => Some(s.rewriter.sender(&a).map_err(rewrite_error)?),
+        None => None,
+    };
+    let mut rewritten: Vec<Recipient> = Vec::with_capacity(recipients.len());
+    let mut seen = HashSet::new();
+    for r in recipients {
+        for a in s.rewriter.recipient(&r.address).map_err(rewrite_error)? {
+            if seen.insert(a.to_string()) {
+                rewritten.push(Recipient { address: a, original: r.original.clone() });
+            }
+        }
+    }
+    let recipients = rewritten;
     let sub = mail_submit::Submission {
         sender,
         recipients,
@@ -401,6 +443,7 @@ mod tests {
                 mail_name: "Postern".into(),
             },
             message_size_limit: 10_240_000,
+            rewriter: Arc::new(Rewriter::new(RewriteParams::default()).unwrap()),
         }
     }
 
@@ -608,5 +651,55 @@ mod tests {
         assert_eq!(display_name("Ana Silva"), "Ana Silva");
         assert_eq!(display_name("Silva, Ana"), "\"Silva, Ana\"");
         assert_eq!(display_name("a\r\nBcc: x"), "\"a  Bcc: x\"");
+    }
+
+    /// cleanup's rewriting applies to mail from sendmail too: the
+    /// sender through canonical_maps, each recipient through
+    /// virtual_alias_maps (one to many); a table that cannot be read
+    /// leaves the maildrop file for the next scan.
+    #[test]
+    fn canonical_and_virtual_rewriting() {
+        let (d, q) = setup();
+        let canon = d.path().join("canonical");
+        let virt = d.path().join("virtual");
+        std::fs::write(&canon, format!("{}@postern.test  Equipe.Suporte@postern.test\n", me()))
+            .unwrap();
+        std::fs::write(&virt, "equipe@postern.test  suporte, ana@postern.test\n").unwrap();
+        let mut s = settings();
+        s.rewriter = Arc::new(
+            Rewriter::new(RewriteParams {
+                canonical_maps: vec![canon],
+                virtual_alias_maps: vec![virt.clone()],
+                myorigin: "postern.test".into(),
+                mydestination: vec!["postern.test".into()],
+                virtual_alias_recursion_limit: 1000,
+                virtual_alias_expansion_limit: 1000,
+                ..RewriteParams::default()
+            })
+            .unwrap(),
+        );
+        let mut m = maildrop("Subject: x\n\nx\n");
+        m.recipients = vec!["equipe".into(), "suporte@postern.test".into()];
+        let id = drop_file(&q, m);
+        let Picked::Queued(qid) = pickup_file(&q, &s, &id).unwrap() else { panic!() };
+        let f = q.read(State::Incoming, &qid).unwrap();
+        assert_eq!(sender_of(&f.envelope), "Equipe.Suporte@postern.test");
+        let to: Vec<(String, String)> = f
+            .envelope
+            .recipients
+            .iter()
+            .map(|r| (r.address.to_string(), r.original.clone()))
+            .collect();
+        assert_eq!(
+            to,
+            [
+                ("suporte@postern.test".to_owned(), "equipe".to_owned()),
+                ("ana@postern.test".to_owned(), "equipe".to_owned()),
+            ]
+        );
+        std::fs::remove_file(&virt).unwrap();
+        let id = drop_file(&q, maildrop("x\n"));
+        assert!(pickup_file(&q, &s, &id).is_err());
+        assert!(q.path(State::Maildrop, &id).exists(), "the maildrop file must stay");
     }
 }

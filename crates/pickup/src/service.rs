@@ -39,7 +39,10 @@ pub(crate) async fn run(mut daemon: Daemon) -> anyhow::Result<()> {
     let (tx, rx) = mpsc::unbounded_channel();
     let pickup = Arc::new(Pickup {
         queue: Queue::new(daemon.queue()),
-        settings: Arc::new(Settings::from_config(&daemon.config)),
+        settings: Arc::new(
+            Settings::from_config(&daemon.config)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", daemon.config.file().display()))?,
+        ),
         qmgr: daemon.socket_path("qmgr")?,
         gate: Gate::new("public/pickup", Limits::default()),
         wakeups: tx,

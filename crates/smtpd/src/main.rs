@@ -109,6 +109,7 @@ mod counters;
 mod enqueue;
 mod peer;
 mod policy;
+mod restrictions;
 mod serve;
 mod session;
 mod settings;

@@ -44,13 +44,15 @@ pub(crate) struct Context {
 
 impl Context {
     /// The state for a process configured by `config`, waking qmgr at
-    /// `qmgr_socket` and asking anvil at `anvil_socket`.
+    /// `qmgr_socket` and asking anvil at `anvil_socket`. `Err` is a
+    /// configuration error of the policy (an unknown restriction, a
+    /// table type Postern cannot read), which names the parameter.
     pub(crate) fn from_config(
         config: &mail_config::Main,
         qmgr_socket: PathBuf,
         anvil_socket: PathBuf,
         authd_socket: Option<PathBuf>,
-    ) -> Context {
+    ) -> Result<Context, String> {
         let queue_dir = mail_config::settings::Common::new(config).queue_directory;
         let mut settings = Settings::from_config(config);
         let tls = load_tls(&settings);
@@ -63,18 +65,18 @@ impl Context {
                  AUTH is not offered; add the authd service to master.toml"
             );
         }
-        Context {
+        Ok(Context {
             settings,
             tls,
             authd: authd_socket,
-            policy: Policy::from_config(config),
+            policy: Policy::from_config(config)?,
             wakeup: Arc::new(QmgrWakeup::new(qmgr_socket)),
             queue: Queue::new(queue_dir),
             counts: Arc::new(ConnectionCounts::default()),
             anvil: Anvil::from_config(config, anvil_socket),
             peer_lookup: PeerLookup::from_config(config),
             open: AtomicUsize::new(0),
-        }
+        })
     }
 }
 
@@ -134,7 +136,9 @@ pub(crate) async fn run(mut daemon: Daemon) -> anyhow::Result<()> {
     // second at most (fail-open, as with an anvil that is down).
     let anvil = daemon.socket_path_or("anvil", mail_ipc::sockets::ANVIL);
     let authd = daemon.socket_path("authd").ok();
-    let ctx = Arc::new(Context::from_config(&daemon.config, qmgr, anvil, authd));
+    let ctx = Context::from_config(&daemon.config, qmgr, anvil, authd)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", daemon.config.file().display()))?;
+    let ctx = Arc::new(ctx);
     mail_daemon::run(&mut daemon, Arc::new(Smtpd(ctx))).await?;
     Ok(())
 }

@@ -38,6 +38,7 @@ use crate::conn::Conn;
 use crate::counters::Counters;
 use crate::enqueue::{self, Incoming};
 use crate::policy::{self, Verdict};
+use crate::restrictions::CheckContext;
 use crate::serve::Context;
 use crate::settings::{ERROR_SLEEP, TlsLevel};
 use mail_submit::{Origin, Submission};
@@ -88,6 +89,9 @@ impl fmt::Display for Client {
 struct Transaction {
     /// The MAIL FROM address as given; `None` for `<>`.
     sender: Option<Address>,
+    /// The sender as the queue file gets it: qualified and rewritten
+    /// (`Policy::envelope_sender`).
+    envelope_sender: Option<Address>,
     /// Accepted recipients: (qualified, as given).
     recipients: Vec<(Address, Address)>,
 }
@@ -523,7 +527,21 @@ impl Session {
             self.server.reject(reply);
             return;
         }
-        self.txn = Transaction { sender: from, recipients: Vec::new() };
+        let envelope_sender = match self.ctx.policy.envelope_sender(from.as_ref()) {
+            Ok(s) => s,
+            Err(reply) => {
+                let sender = from.as_ref().map(ToString::to_string).unwrap_or_default();
+                tracing::info!(
+                    "NOQUEUE: reject: MAIL from {}: {reply}; from=<{sender}> proto={} helo=<{}>",
+                    self.client,
+                    self.server.protocol(),
+                    self.server.helo_name().unwrap_or("")
+                );
+                self.server.reject(reply);
+                return;
+            }
+        };
+        self.txn = Transaction { sender: from, envelope_sender, recipients: Vec::new() };
         self.server.accept();
     }
 
@@ -531,12 +549,20 @@ impl Session {
     /// the system user database (NSS); in place when every table is a
     /// cached file, which saves a thread handoff per recipient.
     async fn check_recipient(&self, to: &Address) -> Verdict {
+        let check = CheckContext {
+            client_addr: self.client.addr,
+            client_name: self.client.name.to_owned(),
+            helo: self.server.helo_name().map(str::to_owned),
+            sasl_username: self.sasl_user.clone(),
+            tls: self.server.is_tls(),
+            sender: self.txn.sender.clone(),
+            recipient: to.clone(),
+        };
         if !self.ctx.policy.rcpt_check_may_block() {
-            return self.ctx.policy.check_rcpt(to, self.client.addr);
+            return self.ctx.policy.check_rcpt(&check);
         }
         let ctx = Arc::clone(&self.ctx);
-        let (addr, ip) = (to.clone(), self.client.addr);
-        match tokio::task::spawn_blocking(move || ctx.policy.check_rcpt(&addr, ip)).await {
+        match tokio::task::spawn_blocking(move || ctx.policy.check_rcpt(&check)).await {
             Ok(v) => v,
             Err(e) => {
                 tracing::error!("recipient check for <{to}> failed: {e}");
@@ -568,8 +594,10 @@ impl Session {
     async fn cmd_rcpt(&mut self, to: Address) {
         let verdict = self.check_recipient(&to).await;
         match verdict {
-            Verdict::Accept(qualified) => {
-                self.txn.recipients.push((qualified, to));
+            Verdict::Accept(recipients) => {
+                for r in recipients {
+                    self.txn.recipients.push((r, to.clone()));
+                }
                 self.server.accept();
             }
             Verdict::Reject(reply) => {
@@ -586,7 +614,7 @@ impl Session {
     /// What the queue file needs to know about the open transaction.
     fn submission(&self) -> Submission {
         Submission {
-            sender: self.txn.sender.clone().map(|s| self.ctx.policy.qualify(s)),
+            sender: self.txn.envelope_sender.clone(),
             recipients: self
                 .txn
                 .recipients
@@ -674,7 +702,8 @@ mod tests {
             d.join("queue/public/qmgr"),
             d.join("queue/private/anvil"),
             None,
-        );
+        )
+        .unwrap();
         ctx.queue.create_layout().unwrap();
         (dir, Arc::new(ctx))
     }
