@@ -211,11 +211,10 @@ pub struct ClientError {
 impl ClientError {
     /// A connection that was fine once and is no more: worth one retry.
     fn is_broken(&self) -> bool {
-        match &self.kind {
-            ClientErrorKind::Closed => true,
-            ClientErrorKind::Ipc(Error::Io(_) | Error::Truncated) => true,
-            _ => false,
-        }
+        matches!(
+            &self.kind,
+            ClientErrorKind::Closed | ClientErrorKind::Ipc(Error::Io(_) | Error::Truncated)
+        )
     }
 }
 
