@@ -80,6 +80,10 @@ struct Opts {
     /// Seconds the idle connections are held before the NOOPs.
     #[arg(long, default_value_t = 10)]
     hold: u64,
+    /// After the hold, keep holding until this file exists (the caller's
+    /// measurement is done), then send the NOOPs.
+    #[arg(long)]
+    release_file: Option<std::path::PathBuf>,
     /// Print the EHLO keywords (and whether STARTTLS is offered) and exit.
     #[arg(long)]
     probe: bool,
@@ -599,7 +603,14 @@ async fn run_idle(opts: &Opts, n: usize) -> anyhow::Result<(serde_json::Value, b
         "{}",
         serde_json::json!({ "event": "holding", "connections": opened, "failures": sh.failures.load(Ordering::Relaxed), "hold_s": opts.hold })
     );
+    let held = Instant::now();
     tokio::time::sleep(Duration::from_secs(opts.hold)).await;
+    if let Some(f) = &opts.release_file {
+        while !f.exists() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let held_s = held.elapsed().as_secs_f64();
     let mut set = tokio::task::JoinSet::new();
     let t = sh.timeout;
     for mut s in sessions {
@@ -636,6 +647,7 @@ async fn run_idle(opts: &Opts, n: usize) -> anyhow::Result<(serde_json::Value, b
         "open_failures": open_failures,
         "open_s": (open_s * 1000.0).round() / 1000.0,
         "hold_s": opts.hold,
+        "held_s": (held_s * 10.0).round() / 10.0,
         "noop_ok": noop_ok,
         "noop_failed": noop_failed,
         "tls_handshakes": sh.handshakes.load(Ordering::Relaxed),
