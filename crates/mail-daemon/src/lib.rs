@@ -18,6 +18,7 @@
 
 mod args;
 mod blocking;
+pub mod limits;
 pub mod log;
 mod serve;
 mod sys;
@@ -70,6 +71,17 @@ pub fn init(program: &str) -> anyhow::Result<Daemon> {
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| format!("cannot load configuration from {}", args.config_dir.display()))?;
     log::init(&config, program);
+    // A smtpd serves thousands of clients in one process; the soft limit a
+    // shell or service manager hands down (often 1024) would refuse them.
+    match limits::raise_nofile_limit() {
+        Ok(limit) => {
+            if let Some(w) = limits::shortfall(&limit, limits::descriptors_needed(program, &config))
+            {
+                tracing::warn!("{w}");
+            }
+        }
+        Err(e) => tracing::warn!("cannot raise the descriptor limit (RLIMIT_NOFILE): {e}"),
+    }
     let master = MasterFile::load(&args.config_dir)
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| format!("cannot load master.toml from {}", args.config_dir.display()))?;
