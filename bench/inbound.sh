@@ -655,7 +655,7 @@ run_postern_side() { # SIDE WORKLOAD RUN
         sleep 0.1
     done
     [[ -n $line ]] || die "$side: postern did not print its ready line within 30s: $(tail -n 20 "$base/postern.log")"
-    listen=$(jq -r '[.services[] | select(.name == "smtpd") | .listen[]] | first // empty' <<< "$line") \
+    listen=$(jq -r '[.services[] | select(.name == "smtp") | .listen[]] | first // empty' <<< "$line") \
         || die "$side: cannot parse ready line: $line"
     [[ $listen == *:* ]] || die "$side: no smtpd listen address in ready line: $line"
     local port=${listen##*:}

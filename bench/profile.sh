@@ -108,7 +108,7 @@ for ((i = 0; i < 600; i++)); do
     sleep 0.1
 done
 [[ -n $ready ]] || die "postern printed no ready line within 60 s: $(tail -n 5 "$OUT/postern.log")"
-listen=$(jq -r '[.services[] | select(.name == "smtpd") | .listen[]] | first // empty' <<< "$ready") \
+listen=$(jq -r '[.services[] | select(.name == "smtp") | .listen[]] | first // empty' <<< "$ready") \
     || die "cannot parse ready line: $ready"
 port=${listen##*:}
 [[ $port =~ ^[0-9]+$ ]] || die "no smtpd port in ready line: $ready"

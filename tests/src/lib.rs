@@ -276,7 +276,7 @@ impl Instance {
     pub fn reload(&self) {
         let before = self.status();
         self.postern(&["reload"]);
-        self.wait_workers_replaced(&before, &["smtpd", "qmgr", "local", "pickup"]);
+        self.wait_workers_replaced(&before, &["smtp", "qmgr", "local", "pickup"]);
     }
 
     /// Waits (bounded, 20 s) until each named service has at least one
@@ -334,7 +334,7 @@ impl Instance {
 
     /// A connected SMTP client with the greeting read and `EHLO` done.
     pub fn smtp(&self) -> smtp::Client {
-        let mut c = smtp::Client::connect(&self.addr("smtpd"));
+        let mut c = smtp::Client::connect(&self.addr("smtp"));
         c.expect_code(220);
         c.ehlo("client.postern.test");
         c
@@ -342,7 +342,7 @@ impl Instance {
 
     /// Like [`Instance::smtp`], connecting from the local address `source`.
     pub fn smtp_from(&self, source: std::net::IpAddr, helo: &str) -> smtp::Client {
-        let mut c = smtp::Client::connect_from(&self.addr("smtpd"), source);
+        let mut c = smtp::Client::connect_from(&self.addr("smtp"), source);
         c.expect_code(220);
         c.ehlo(helo);
         c

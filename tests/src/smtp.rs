@@ -93,21 +93,6 @@ impl Client {
         self.tls.as_deref()
     }
 
-    /// Connects from the local address `source` (another loopback
-    /// address than 127.0.0.1, say) and returns the client with the
-    /// greeting unread.
-    pub fn connect_from(addr: &str, source: std::net::IpAddr) -> Client {
-        use socket2::{Domain, Socket, Type};
-        let to: std::net::SocketAddr = addr.parse().unwrap_or_else(|e| panic!("{addr}: {e}"));
-        let s = Socket::new(Domain::for_address(to), Type::STREAM, None).unwrap();
-        s.bind(&std::net::SocketAddr::new(source, 0).into())
-            .unwrap_or_else(|e| panic!("bind {source}: {e}"));
-        s.connect(&to.into()).unwrap_or_else(|e| panic!("connect {addr} from {source}: {e}"));
-        let s = TcpStream::from(s);
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        Client { reader: BufReader::new(s.try_clone().unwrap()), writer: s }
-    }
-
     /// Connects from the local address `source` (a loopback address other
     /// than 127.0.0.1 makes a client outside `mynetworks = 127.0.0.1/32`)
     /// and returns the client with the greeting unread.
@@ -120,9 +105,7 @@ impl Client {
             .unwrap_or_else(|e| panic!("bind {source}: {e}"));
         sock.connect(&target.into())
             .unwrap_or_else(|e| panic!("connect {addr} from {source}: {e}"));
-        let s: TcpStream = sock.into();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        Client { reader: BufReader::new(s.try_clone().unwrap()), writer: s }
+        Client::over(sock.into())
     }
 
     /// Sends raw bytes.

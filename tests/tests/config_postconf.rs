@@ -68,7 +68,7 @@ fn tutorial_settings_apply_on_reload_without_dropping_connections() {
     open.expect_code(250);
     open.cmd("QUIT", 221);
     // A new session sees the new config; 127.0.0.1/32 may still relay.
-    let mut c = Client::connect(&inst.addr("smtpd"));
+    let mut c = Client::connect(&inst.addr("smtp"));
     c.expect("220 Bem Vindo - mail.postern.test");
     c.cmd("EHLO mail.fiap.edu.br", 250);
     c.cmd("MAIL FROM:<root@postern.test>", 250);
@@ -102,7 +102,7 @@ fn reload_with_unknown_parameter_fails_and_keeps_old_config() {
     );
     assert!(err.contains("no_such_parameter"), "error does not name the parameter: {err}");
     // The running instance keeps its old config and still works.
-    let mut c = Client::connect(&inst.addr("smtpd"));
+    let mut c = Client::connect(&inst.addr("smtp"));
     c.expect("220 mail.postern.test ESMTP Postern");
     c.cmd("EHLO mail.fiap.edu.br", 250);
     c.send_mail(

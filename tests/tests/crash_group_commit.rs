@@ -183,7 +183,7 @@ fn kill9_smtpd_and_local_at_random_loses_no_acknowledged_message() {
         Instance::start_with(Options { before_start: Some(fast_retry), ..Options::default() });
     let tag = format!("s{seed}");
     let stream = Stream::start_with(
-        &inst.addr("smtpd"),
+        &inst.addr("smtp"),
         RCPT,
         1_000_000,
         &tag,
@@ -206,8 +206,8 @@ fn kill9_smtpd_and_local_at_random_loses_no_acknowledged_message() {
     let mut kills: Vec<Kill> = Vec::new();
     for target in plan {
         let (service, n) = match target {
-            Target::Smtpd => ("smtpd", 1),
-            Target::BothSmtpd => ("smtpd", 2),
+            Target::Smtpd => ("smtp", 1),
+            Target::BothSmtpd => ("smtp", 2),
             Target::Local => ("local", 1),
         };
         let pool = wait_until(Duration::from_secs(20), || {
@@ -246,7 +246,7 @@ fn kill9_smtpd_and_local_at_random_loses_no_acknowledged_message() {
     let local_kills = kills.iter().filter(|k| k.target == Target::Local).count();
 
     // Master replaced every killed worker.
-    inst.wait_service_ready("smtpd", &killed.iter().copied().collect::<Vec<_>>());
+    inst.wait_service_ready("smtp", &killed.iter().copied().collect::<Vec<_>>());
     inst.wait_service_ready("local", &killed.iter().copied().collect::<Vec<_>>());
 
     let ctx = format!("seed {seed} (CRASH_SEED={seed} replays it)");

@@ -18,11 +18,11 @@ fn kill9_workers_under_stream_loses_nothing() {
     // last kill so every kill lands in the middle of it.
     const TOTAL: usize = 300;
     let inst = Instance::start();
-    let stream = Stream::start(&inst.addr("smtpd"), "suporte@postern.test", 5000, 4, "k9");
+    let stream = Stream::start(&inst.addr("smtp"), "suporte@postern.test", 5000, 4, "k9");
     let in_flight: usize =
         inst.postconf(&["-h", "default_destination_concurrency_limit"]).trim().parse().unwrap();
     let mut window = 0;
-    for service in ["smtpd", "qmgr", "local", "local"] {
+    for service in ["smtp", "qmgr", "local", "local"] {
         let at = stream.done() + 40;
         stream.wait_done(at, Duration::from_secs(60));
         let pids = inst.worker_pids(service);

@@ -12,13 +12,13 @@ fn restart_smtpd_three_times_under_load_fails_nothing() {
     // a cap), so every restart happens under it.
     const CAP: usize = 5000;
     let inst = Instance::start();
-    let stream = Stream::start(&inst.addr("smtpd"), "suporte@postern.test", CAP, 4, "rs");
+    let stream = Stream::start(&inst.addr("smtp"), "suporte@postern.test", CAP, 4, "rs");
     for _ in 0..3 {
         let at = stream.done() + 30;
         stream.wait_done(at, Duration::from_secs(60));
         let before = inst.status();
-        inst.postern(&["restart", "smtpd"]);
-        inst.wait_workers_replaced(&before, &["smtpd"]);
+        inst.postern(&["restart", "smtp"]);
+        inst.wait_workers_replaced(&before, &["smtp"]);
         eprintln!("restarted smtpd after {} messages", stream.done());
     }
     let at = stream.done() + 30;

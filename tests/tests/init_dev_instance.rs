@@ -98,7 +98,7 @@ fn readme_demo_start_send_status_stop() {
     let addr = report
         .services
         .iter()
-        .find(|s| s.name == "smtpd")
+        .find(|s| s.name == "smtp")
         .and_then(|s| s.listen.first().cloned())
         .expect("smtpd listens");
     let master = report.master_pid;

@@ -57,7 +57,7 @@ fn swaks_sends_the_tutorial_message() {
     }
     let inst = Instance::start();
     let (out, transcript, _) = run(Command::new("swaks")
-        .args(["--server", &inst.addr("smtpd")])
+        .args(["--server", &inst.addr("smtp")])
         .args(["--helo", "mail.fiap.edu.br"])
         .args(["--from", "root@postern.test", "--to", "suporte@postern.test"])
         .args(["--header", "Subject: Teste de Comandos SMTP"])
@@ -120,7 +120,7 @@ fn swaks_to_an_unknown_user_is_refused() {
     }
     let inst = Instance::start();
     let (out, transcript, _) = run(Command::new("swaks")
-        .args(["--server", &inst.addr("smtpd")])
+        .args(["--server", &inst.addr("smtp")])
         .args(["--from", "root@postern.test", "--to", "ninguem@postern.test"]));
     // swaks: exit 24 is "the server rejected every recipient".
     assert_eq!(out.status.code(), Some(24), "swaks exit status");
@@ -137,7 +137,7 @@ fn curl_upload(inst: &Instance, rcpt: &str) -> (std::process::Output, String) {
     let file = inst.dir.join("tutorial.eml");
     std::fs::write(&file, tutorial_message()).unwrap();
     // The URL's path is the name curl says in EHLO.
-    let url = format!("smtp://{}/mail.fiap.edu.br", inst.addr("smtpd"));
+    let url = format!("smtp://{}/mail.fiap.edu.br", inst.addr("smtp"));
     let (out, _, transcript) = run(Command::new("curl")
         .args(["--silent", "--show-error", "--verbose", &url])
         .args(["--mail-from", "root@postern.test", "--mail-rcpt", rcpt])

@@ -7,7 +7,7 @@
 use std::time::Duration;
 use tests::{Instance, alive, children_of, kill9, service_pids, wait_until};
 
-const SERVICES: [&str; 4] = ["smtpd", "pickup", "qmgr", "local"];
+const SERVICES: [&str; 4] = ["smtp", "pickup", "qmgr", "local"];
 
 fn mail_flows(inst: &Instance, n: usize) {
     let mut c = inst.smtp();
@@ -35,7 +35,7 @@ fn status_lists_every_service() {
         assert!(!s.listen.is_empty(), "{name} lists no address: {s:?}");
         assert_eq!(s.restarts, 0, "{s:?}");
     }
-    let smtpd = r.services.iter().find(|s| s.name == "smtpd").unwrap();
+    let smtpd = r.services.iter().find(|s| s.name == "smtp").unwrap();
     assert!(smtpd.listen[0].starts_with("127.0.0.1:") && !smtpd.listen[0].ends_with(":0"));
     let text = inst.postern(&["status"]);
     for name in SERVICES {
@@ -69,7 +69,7 @@ fn kill9_worker_is_replaced(service: &str) {
 
 #[test]
 fn kill9_smtpd_worker_is_replaced() {
-    kill9_worker_is_replaced("smtpd");
+    kill9_worker_is_replaced("smtp");
 }
 
 #[test]
@@ -88,8 +88,8 @@ fn restart_smtpd_restarts_only_smtpd_and_serves_open_client() {
     let before = inst.status();
     let mut open = inst.smtp();
     open.cmd("MAIL FROM:<root@postern.test>", 250);
-    inst.postern(&["restart", "smtpd"]);
-    inst.wait_workers_replaced(&before, &["smtpd"]);
+    inst.postern(&["restart", "smtp"]);
+    inst.wait_workers_replaced(&before, &["smtp"]);
     let after = inst.status();
     for name in ["pickup", "qmgr", "local"] {
         assert_eq!(service_pids(&before, name), service_pids(&after, name), "{name} was restarted");

@@ -53,7 +53,7 @@ fn announced_mail_is_delivered_without_reading_incoming_per_message() {
         return;
     };
     let started = Instant::now();
-    let stream = Stream::start(&inst.addr("smtpd"), "suporte@postern.test", MESSAGES, 10, "ids");
+    let stream = Stream::start(&inst.addr("smtp"), "suporte@postern.test", MESSAGES, 10, "ids");
     stream.wait_done(MESSAGES, Duration::from_secs(120));
     let result = stream.finish();
     assert_eq!(result.accepted.len(), MESSAGES, "{:?}", result.failures);
@@ -134,7 +134,7 @@ fn announced_mail_waits_for_room_in_a_small_active_queue() {
         ..tests::Options::default()
     });
     let n = 80;
-    let stream = Stream::start(&inst.addr("smtpd"), "suporte@postern.test", n, 10, "room");
+    let stream = Stream::start(&inst.addr("smtp"), "suporte@postern.test", n, 10, "room");
     stream.wait_done(n, Duration::from_secs(120));
     let result = stream.finish();
     assert_eq!(result.accepted.len(), n, "{:?}", result.failures);

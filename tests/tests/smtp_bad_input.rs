@@ -37,7 +37,7 @@ fn protocol_errors_keep_the_session() {
 #[test]
 fn binary_garbage_session_then_server_still_up() {
     let inst = Instance::start();
-    let mut c = Client::connect(&inst.addr("smtpd"));
+    let mut c = Client::connect(&inst.addr("smtp"));
     c.expect_code(220);
     let junk: Vec<u8> = (0..2000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     c.send_raw(&junk);
@@ -97,7 +97,7 @@ fn recipient_limit() {
 fn idle_client_times_out() {
     let inst = Instance::start();
     inst.set_and_reload(&["smtpd_timeout=2s"]);
-    let mut c = Client::connect(&inst.addr("smtpd"));
+    let mut c = Client::connect(&inst.addr("smtp"));
     c.set_timeout(Duration::from_secs(15));
     c.expect_code(220);
     let t = Instant::now();

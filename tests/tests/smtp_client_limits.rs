@@ -25,7 +25,7 @@ struct Conn {
 impl Conn {
     fn open(inst: &Instance, from: Ipv4Addr) -> Conn {
         use socket2::{Domain, Socket, Type};
-        let to: SocketAddrV4 = inst.addr("smtpd").parse().unwrap();
+        let to: SocketAddrV4 = inst.addr("smtp").parse().unwrap();
         let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
         s.bind(&SocketAddrV4::new(from, 0).into()).unwrap();
         s.connect(&to.into()).unwrap();
@@ -138,7 +138,7 @@ fn count_limit_is_counted_across_smtpd_processes() {
         tests::log_to_file(d);
         set_smtpd_maxproc(d, 2);
     }));
-    let smtpds = inst.worker_pids("smtpd");
+    let smtpds = inst.worker_pids("smtp");
     assert_eq!(smtpds.len(), 2, "{:?}", inst.status());
 
     // The kernel hands each connection to either process. Repeat until

@@ -59,7 +59,7 @@ fn open_tmp_files(inst: &Instance) -> Vec<String> {
     let tmp = inst.queue().join("tmp");
     let tmp = tmp.to_string_lossy();
     let mut found = Vec::new();
-    for pid in inst.worker_pids("smtpd") {
+    for pid in inst.worker_pids("smtp") {
         let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
         for fd in fds.flatten() {
             if let Ok(target) = std::fs::read_link(fd.path()) {
@@ -88,7 +88,7 @@ fn connections_over_the_process_cap_get_421_and_are_closed() {
     let mut a = inst.smtp();
     let b = inst.smtp();
     // Both sessions are open in the one smtpd; a third is refused at once.
-    let mut c = TcpStream::connect(inst.addr("smtpd")).unwrap();
+    let mut c = TcpStream::connect(inst.addr("smtp")).unwrap();
     let got = read_to_close(&mut c, Duration::from_secs(10));
     assert_eq!(got, format!("421 4.7.0 {host} Error: too many connections\r\n"));
     let l = wait_log(&inst, "too many connections: 2 open in this process");
@@ -102,7 +102,7 @@ fn connections_over_the_process_cap_get_421_and_are_closed() {
     assert!(a.closed());
     drop(b);
     let mut d = wait_until(Duration::from_secs(10), || {
-        let mut d = Client::connect(&inst.addr("smtpd"));
+        let mut d = Client::connect(&inst.addr("smtp"));
         d.reply().first().is_some_and(|l| l.starts_with("220")).then_some(d)
     })
     .expect("no 220 after a slot was freed");
@@ -113,7 +113,7 @@ fn connections_over_the_process_cap_get_421_and_are_closed() {
 fn slow_drip_in_data_hits_the_data_deadline() {
     let inst = start(&["smtpd_data_deadline = 3s"]);
     let host = hostname(&inst);
-    let mut s = TcpStream::connect(inst.addr("smtpd")).unwrap();
+    let mut s = TcpStream::connect(inst.addr("smtp")).unwrap();
     s.write_all(
         b"EHLO c\r\nMAIL FROM:<root@postern.test>\r\nRCPT TO:<suporte@postern.test>\r\n\
           DATA\r\nSubject: drip\r\n\r\n",
@@ -185,7 +185,7 @@ fn junk_commands_past_the_limit_end_the_session() {
         "smtpd_soft_error_limit = 10",
     ]);
     let host = hostname(&inst);
-    let mut c = Client::connect(&inst.addr("smtpd"));
+    let mut c = Client::connect(&inst.addr("smtp"));
     c.expect_code(220);
     // EHLO is a junk command too; 6 are free (Postfix's `junk_cmds++ >
     // limit`), and the 7th, 8th and 9th are errors.
@@ -246,7 +246,7 @@ fn vm_hwm_kb(pid: u32) -> u64 {
 #[test]
 fn large_message_arrives_byte_exact_and_memory_does_not_grow_with_it() {
     let inst = start(&[]);
-    let pids = inst.worker_pids("smtpd");
+    let pids = inst.worker_pids("smtp");
     assert_eq!(pids.len(), 1, "{pids:?}");
     let pid = pids[0];
     // Warm up: a small message through the same code paths.

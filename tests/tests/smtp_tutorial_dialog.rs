@@ -8,7 +8,7 @@ use tests::{Instance, is_queue_id, smtp::Client, tutorial_message};
 #[test]
 fn tutorial_dialog_byte_for_byte() {
     let inst = Instance::start();
-    let mut c = Client::connect(&inst.addr("smtpd"));
+    let mut c = Client::connect(&inst.addr("smtp"));
     c.expect("220 mail.postern.test ESMTP Postern");
     c.send("HELO mail.fiap.edu.br");
     c.expect("250 mail.postern.test");
@@ -34,7 +34,7 @@ fn tutorial_dialog_byte_for_byte() {
 #[test]
 fn ehlo_lists_extensions() {
     let inst = Instance::start();
-    let mut c = Client::connect(&inst.addr("smtpd"));
+    let mut c = Client::connect(&inst.addr("smtp"));
     c.expect_code(220);
     let lines = c.ehlo("mail.fiap.edu.br");
     assert_eq!(lines[0], "250-mail.postern.test", "{lines:?}");
@@ -49,11 +49,11 @@ fn ehlo_lists_extensions() {
 #[test]
 fn banner_follows_postconf_and_reload() {
     let inst = Instance::start();
-    let mut before = Client::connect(&inst.addr("smtpd"));
+    let mut before = Client::connect(&inst.addr("smtp"));
     before.expect("220 mail.postern.test ESMTP Postern");
     // The shell turns the tutorial's \$myhostname into $myhostname.
     inst.set_and_reload(&["smtpd_banner = Bem Vindo - $myhostname"]);
-    let mut c = Client::connect(&inst.addr("smtpd"));
+    let mut c = Client::connect(&inst.addr("smtp"));
     c.expect("220 Bem Vindo - mail.postern.test");
     c.cmd("QUIT", 221);
     // The connection opened before the reload is still served.

@@ -48,7 +48,7 @@ fn wait_log(inst: &Instance, needle: &str) -> String {
 
 /// One message from `source`; returns the delivered text.
 fn deliver_from(inst: &Instance, source: &str, subject: &str) -> String {
-    let mut c = Client::connect_from(&inst.addr("smtpd"), ip(source));
+    let mut c = Client::connect_from(&inst.addr("smtp"), ip(source));
     c.expect_code(220);
     c.ehlo("helo.example.test");
     let body = format!("From: <root@localhost>\nSubject: {subject}\n\nhello\n");
@@ -111,7 +111,7 @@ fn a_silent_nameserver_costs_at_most_the_lookup_timeout() {
         &["smtpd_peername_lookup_timeout = 2s", "dns_resolver_timeout = 30s"],
     );
     let start = Instant::now();
-    let mut c = Client::connect_from(&inst.addr("smtpd"), ip("127.0.0.5"));
+    let mut c = Client::connect_from(&inst.addr("smtp"), ip("127.0.0.5"));
     c.expect_code(220);
     let waited = start.elapsed();
     // The greeting waits for the lookup, as in Postfix, but no longer
@@ -163,7 +163,7 @@ fn the_silent_server_sees_queries() {
     // The check above can fail: with lookups on, the queries arrive.
     let silent = SilentDns::start();
     let inst = instance(silent.addr(), &["smtpd_peername_lookup_timeout = 1s"]);
-    let mut c = Client::connect_from(&inst.addr("smtpd"), ip("127.0.0.2"));
+    let mut c = Client::connect_from(&inst.addr("smtp"), ip("127.0.0.2"));
     c.expect_code(220);
     c.cmd("QUIT", 221);
     assert!(silent.take_queries() > 0, "no query reached the server");

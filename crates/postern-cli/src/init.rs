@@ -105,6 +105,8 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<Instance, String> {
     }
     let port = |well_known: u16| port_base.map(|b| b.saturating_add(well_known)).unwrap_or(0);
     let smtp = format!("127.0.0.1:{}", port(25));
+    let submission = format!("127.0.0.1:{}", port(587));
+    let smtps = format!("127.0.0.1:{}", port(465));
     let domain = mail_config::domain_of(&hostname);
     let exe = std::env::current_exe().map_err(|e| format!("cannot find my own binary: {e}"))?;
     let daemon_dir = exe.parent().ok_or("binary has no directory")?.to_owned();
@@ -161,6 +163,7 @@ passwd_file = {passwd}
 smtpd_tls_cert_file = {tls_cert}
 smtpd_tls_key_file = {tls_key}
 smtpd_tls_security_level = "may"
+smtpd_tls_loglevel = 1
 "#,
         dir = dir.display(),
         hostname = toml_str(&hostname),
@@ -179,12 +182,40 @@ smtpd_tls_security_level = "may"
 # (Postfix's master.cf). maxproc is the number of worker processes that
 # share a service's listening socket; each serves many connections.
 
+# smtp (25) for mail from other servers; submission (587: STARTTLS and
+# AUTH required) and smtps (465: implicit TLS) for users' mail clients.
+# AUTH is checked by authd against the passwd file below.
 [[service]]
-name = "smtpd"
+name = "smtp"
 type = "inet"
 listen = [{smtp}]
 maxproc = 2
 command = "smtpd"
+
+[[service]]
+name = "submission"
+type = "inet"
+listen = [{submission}]
+maxproc = 1
+command = "smtpd"
+[service.options]
+syslog_name = "postern/submission"
+smtpd_tls_security_level = "encrypt"
+smtpd_sasl_auth_enable = "yes"
+smtpd_tls_auth_only = "yes"
+smtpd_client_restrictions = "permit_sasl_authenticated, reject"
+
+[[service]]
+name = "smtps"
+type = "inet"
+listen = [{smtps}]
+maxproc = 1
+command = "smtpd"
+[service.options]
+syslog_name = "postern/smtps"
+smtpd_tls_wrappermode = "yes"
+smtpd_sasl_auth_enable = "yes"
+smtpd_client_restrictions = "permit_sasl_authenticated, reject"
 
 # Counts each client's connections across every smtpd process
 # (Postfix's anvil): smtpd_client_connection_count_limit and
@@ -229,6 +260,8 @@ maxproc = 2
 command = "local-delivery"
 "#,
         smtp = toml_str(&smtp),
+        submission = toml_str(&submission),
+        smtps = toml_str(&smtps),
     );
     let aliases = "# Aliases of this instance (the format of /etc/aliases). After editing,\n\
                    # run newaliases, or just wait: local delivery rereads a changed file.\n\
@@ -281,6 +314,7 @@ command = "local-delivery"
         );
     } else {
         println!("  SMTP:    {smtp}");
+        println!("  submission (STARTTLS + AUTH): {submission}   smtps (TLS + AUTH): {smtps}");
     }
     for (n, p) in &users {
         println!(

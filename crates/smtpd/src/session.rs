@@ -315,7 +315,6 @@ impl Session {
         let s = &self.ctx.settings;
         let on = s.sasl_enabled
             && self.ctx.authd.is_some()
-            && self.sasl_user.is_none()
             && (self.server.is_tls() || !s.tls_auth_only);
         let mechanisms = if on {
             mail_auth::sasl::MECHANISMS.iter().map(|m| m.name().to_owned()).collect()
@@ -368,9 +367,8 @@ impl Session {
         match authd.authenticate(&request).await {
             Ok(auth::AuthReply::Ok(user)) => {
                 self.sasl_user = Some(user.user);
+                // The machine refuses a second AUTH (RFC 4954 §4).
                 self.server.accept();
-                // RFC 4954 §4: AUTH is not offered twice.
-                self.offer_auth();
             }
             Ok(auth::AuthReply::Fail) => {
                 self.auth_failed(method);
