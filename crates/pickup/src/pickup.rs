@@ -249,7 +249,7 @@ pub(crate) fn pickup_file(queue: &Queue, s: &Settings, id: &QueueId) -> Result<P
                 let original = a.to_string();
                 let a = mail_cleanup::qualify(a, &s.cleanup);
                 if seen.insert(a.to_string()) {
-                    recipients.push(Recipient { address: a, original });
+                    recipients.push(Recipient { address: a, original, esmtp: Default::default() });
                 }
             }
             Err(e) => tracing::warn!("{id}: bad recipient address {r:?}: {e}; skipped"),
@@ -272,6 +272,7 @@ pub(crate) fn pickup_file(queue: &Queue, s: &Settings, id: &QueueId) -> Result<P
     }
 
     let sub = mail_submit::Submission {
+        esmtp: Default::default(),
         sender,
         recipients,
         origin: Origin::Pickup { uid, cleanup: s.cleanup.clone() },

@@ -387,7 +387,8 @@ fn parse_mail(arg: &str) -> Result<Command, Reply> {
         if path.is_empty() { None } else { Some(Address::parse(path).map_err(|_| bad_sender())?) };
     let mut params = MailParams::default();
     let bad = |what: &str| Reply::new(501, status(5, 5, 4), format!("Bad {what} parameter syntax"));
-    let multiple = |what: &str| Reply::new(501, status(5, 5, 4), format!("Error: multiple {what} options"));
+    let multiple =
+        |what: &str| Reply::new(501, status(5, 5, 4), format!("Error: multiple {what} options"));
     for p in params_text.split([' ', '\t']).filter(|p| !p.is_empty()) {
         if let Some(v) = strip_keyword(p, "SIZE=") {
             // RFC 1870 §3: size-value is 1*20DIGIT.
@@ -532,12 +533,20 @@ mod tests {
             (
                 "MAIL FROM:<u@x.org> SIZE=1000 BODY=8bitmime",
                 Some("u@x.org"),
-                MailParams { size: Some(1000), body: Some(Body::EightBitMime), ..Default::default() },
+                MailParams {
+                    size: Some(1000),
+                    body: Some(Body::EightBitMime),
+                    ..Default::default()
+                },
             ),
             (
                 "MAIL FROM:<u@x.org> body=7BIT AUTH=<>",
                 Some("u@x.org"),
-                MailParams { body: Some(Body::SevenBit), auth: Some("<>".into()), ..Default::default() },
+                MailParams {
+                    body: Some(Body::SevenBit),
+                    auth: Some("<>".into()),
+                    ..Default::default()
+                },
             ),
             (
                 "MAIL FROM:<u@x.org> SIZE=99999999999999999999999",
@@ -676,8 +685,14 @@ mod tests {
             ("MAIL FROM:<a@x.org> ENVID=a ENVID=b", bad_envid),
             (&long_envid, bad_envid),
             ("MAIL FROM:<a@x.org> SMTPUTF8=yes", "555 5.5.4 Unsupported option: SMTPUTF8=yes\r\n"),
-            ("MAIL FROM:<a@x.org> SMTPUTF8 smtputf8", "501 5.5.4 Error: multiple SMTPUTF8 options\r\n"),
-            ("MAIL FROM:<a@x.org> BODY=7BIT BODY=7BIT", "501 5.5.4 Error: multiple BODY= options\r\n"),
+            (
+                "MAIL FROM:<a@x.org> SMTPUTF8 smtputf8",
+                "501 5.5.4 Error: multiple SMTPUTF8 options\r\n",
+            ),
+            (
+                "MAIL FROM:<a@x.org> BODY=7BIT BODY=7BIT",
+                "501 5.5.4 Error: multiple BODY= options\r\n",
+            ),
             ("MAIL FROM:<a@x.org> SIZE=1 SIZE=2", "501 5.5.4 Error: multiple SIZE= options\r\n"),
             ("MAIL FROM:<a@x.org> AUTH=<> AUTH=<>", "503 5.5.4 Error: multiple AUTH= options\r\n"),
             ("MAIL FROM:<a@x.org> NOTIFY=NEVER", "555 5.5.4 Unsupported option: NOTIFY=NEVER\r\n"),

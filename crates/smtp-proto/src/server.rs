@@ -754,9 +754,7 @@ impl Server {
                 (2, 0, 0),
                 "Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY STARTTLS AUTH",
             )),
-            Command::Unknown(_) => {
-                self.reply(ok(502, (5, 5, 2), "Error: command not recognized"))
-            }
+            Command::Unknown(_) => self.reply(ok(502, (5, 5, 2), "Error: command not recognized")),
             // Handled before parsing (see `command`).
             Command::Bdat { .. } => self.reply(bdat_syntax()),
             Command::StartTls => {
@@ -1867,7 +1865,8 @@ mod tests {
         );
         assert_eq!(messages, [b"c".to_vec()]);
         // After DATA the transaction is over: BDAT needs a new one.
-        let (out, _) = bdat_run(params(), format!("{TXN}DATA\r\nx\r\n.\r\nBDAT 1 LAST\r\ny").as_bytes(), 1000);
+        let (out, _) =
+            bdat_run(params(), format!("{TXN}DATA\r\nx\r\n.\r\nBDAT 1 LAST\r\ny").as_bytes(), 1000);
         assert_eq!(
             out,
             "354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Ok: queued as Q1\r\n\
@@ -1878,7 +1877,8 @@ mod tests {
     #[test]
     fn bad_bdat_size_closes_the_session() {
         for cmd in ["BDAT x", "BDAT 99999999999999999999 LAST", "BDAT", "BDAT 5 NOW"] {
-            let (out, messages) = bdat_run(params(), format!("{TXN}{cmd}\r\nNOOP\r\n").as_bytes(), 1000);
+            let (out, messages) =
+                bdat_run(params(), format!("{TXN}{cmd}\r\nNOOP\r\n").as_bytes(), 1000);
             assert_eq!(out, "521 5.5.4 Syntax: BDAT count [LAST]\r\n<close>", "{cmd}");
             assert!(messages.is_empty());
         }
@@ -1939,7 +1939,9 @@ mod tests {
     #[test]
     fn utf8_addresses_need_smtputf8() {
         let refused = "553 5.6.7 Must declare SMTPUTF8 to send unicode address\r\n";
-        let out = run("MAIL FROM:<üser@exämple.org>\r\nMAIL FROM:<a@x.org>\r\nRCPT TO:<bé@x.org>\r\nRCPT TO:<b@exämple.org>\r\nRCPT TO:<b@x.org>\r\n");
+        let out = run(
+            "MAIL FROM:<üser@exämple.org>\r\nMAIL FROM:<a@x.org>\r\nRCPT TO:<bé@x.org>\r\nRCPT TO:<b@exämple.org>\r\nRCPT TO:<b@x.org>\r\n",
+        );
         assert_eq!(out, format!("{refused}250 2.1.0 Ok\r\n{refused}{refused}250 2.1.5 Ok\r\n"));
         let mut s = Server::new(params());
         s.feed("MAIL FROM:<üser@exämple.org> SMTPUTF8\r\nRCPT TO:<bé@x.org>\r\n".as_bytes());
@@ -1971,14 +1973,20 @@ mod tests {
         let mut s = Server::new(params());
         s.feed(b"MAIL FROM:<a@x.org> RET=HDRS ENVID=abc+2Bd\r\nRCPT TO:<b@x.org> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;B@x.org\r\nRCPT TO:<c@x.org> NOTIFY=FOO\r\n");
         let Some(Event::Mail { params, .. }) = s.next_event() else { panic!() };
-        assert_eq!((params.ret, params.envid.as_deref()), (Some(mail_types::esmtp::Ret::Hdrs), Some("abc+d")));
+        assert_eq!(
+            (params.ret, params.envid.as_deref()),
+            (Some(mail_types::esmtp::Ret::Hdrs), Some("abc+d"))
+        );
         s.accept();
         let _ = s.next_event();
         let Some(Event::Rcpt { params, .. }) = s.next_event() else { panic!() };
         assert_eq!(params.notify.unwrap().to_string(), "SUCCESS,FAILURE");
         assert_eq!(params.orcpt.unwrap().to_string(), "rfc822;B@x.org");
         s.accept();
-        assert_eq!(drain(&mut s), "250 2.1.5 Ok\r\n501 5.5.4 Error: Bad NOTIFY parameter syntax\r\n");
+        assert_eq!(
+            drain(&mut s),
+            "250 2.1.5 Ok\r\n501 5.5.4 Error: Bad NOTIFY parameter syntax\r\n"
+        );
     }
 
     /// 10,000 recipients in one write: 250 up to the limit, then 452

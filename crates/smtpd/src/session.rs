@@ -28,7 +28,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use mail_types::{Address, EnhancedStatus};
-use smtp_proto::{Answered, Event, MailParams, Reply, Server, Verb};
+use smtp_proto::{Answered, Event, MailParams, RcptParams, Reply, Server, Verb};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
@@ -70,8 +70,10 @@ impl fmt::Display for Client {
 struct Transaction {
     /// The MAIL FROM address as given; `None` for `<>`.
     sender: Option<Address>,
-    /// Accepted recipients: (qualified, as given).
-    recipients: Vec<(Address, Address)>,
+    /// Accepted recipients: (qualified, as given, NOTIFY/ORCPT).
+    recipients: Vec<(Address, Address, RcptParams)>,
+    /// MAIL FROM's body type, SMTPUTF8, RET and ENVID.
+    esmtp: mail_types::esmtp::EnvelopeParams,
 }
 
 /// Serves one connection until QUIT, an error, a timeout or a 421.
@@ -184,7 +186,7 @@ impl Session {
                 Event::Reply(reply) => self.push_reply(&reply),
                 Event::Close => {}
                 Event::Mail { from, params } => self.cmd_mail(from, &params),
-                Event::Rcpt { to, .. } => self.cmd_rcpt(to).await,
+                Event::Rcpt { to, params } => self.cmd_rcpt(to, params).await,
                 Event::Vrfy { address } => self.cmd_vrfy(address).await,
                 Event::Message { content } => self.cmd_data(content).await,
                 // Not advertised; a client that tries anyway is told so.
@@ -224,6 +226,7 @@ impl Session {
     /// arrived from the machine to it.
     async fn stream_data(&mut self) {
         if !self.server.in_data() {
+            self.incoming = None;
             return;
         }
         if self.incoming.is_none() {
@@ -314,7 +317,9 @@ impl Session {
             self.server.reject(reply);
             return;
         }
-        self.txn = Transaction { sender: from, recipients: Vec::new() };
+        self.txn =
+            Transaction { sender: from, recipients: Vec::new(), esmtp: params.envelope_params() };
+        self.incoming = None;
         self.server.accept();
     }
 
@@ -356,11 +361,11 @@ impl Session {
         }
     }
 
-    async fn cmd_rcpt(&mut self, to: Address) {
+    async fn cmd_rcpt(&mut self, to: Address, params: RcptParams) {
         let verdict = self.check_recipient(&to).await;
         match verdict {
             Verdict::Accept(qualified) => {
-                self.txn.recipients.push((qualified, to));
+                self.txn.recipients.push((qualified, to, params));
                 self.server.accept();
             }
             Verdict::Reject(reply) => {
@@ -382,11 +387,13 @@ impl Session {
                 .txn
                 .recipients
                 .iter()
-                .map(|(address, original)| mail_queue::Recipient {
+                .map(|(address, original, esmtp)| mail_queue::Recipient {
                     address: address.clone(),
                     original: original.to_string(),
+                    esmtp: esmtp.clone(),
                 })
                 .collect(),
+            esmtp: self.txn.esmtp.clone(),
             origin: Origin::Smtp {
                 helo: self.server.helo_name().map(str::to_owned),
                 client_name: self.client.name.to_owned(),
