@@ -226,6 +226,8 @@ impl Session {
     /// arrived from the machine to it.
     async fn stream_data(&mut self) {
         if !self.server.in_data() {
+            // No message under way (one ended without Event::Message, a
+            // BDAT one by RSET): its unfinished file goes.
             self.incoming = None;
             return;
         }
@@ -319,6 +321,8 @@ impl Session {
         }
         self.txn =
             Transaction { sender: from, recipients: Vec::new(), esmtp: params.envelope_params() };
+        // A BDAT message given up (RSET) may have left its unfinished
+        // file; the new transaction must never write into it.
         self.incoming = None;
         self.server.accept();
     }
