@@ -4,7 +4,9 @@
 //! bounded, also when the driver streams DATA out with `take_data` (as
 //! smtpd does) and counts junk commands: the content taken plus the final
 //! message never exceeds the size limit, and every reply after a command
-//! is tagged with what it answers.
+//! is tagged with what it answers. BDAT chunks (RFC 3030) and the ESMTP
+//! parameters (DSN, SMTPUTF8, BODY) go through the same checks; the
+//! corpus has pipelined and split chunks.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -36,12 +38,15 @@ fuzz_target!(|data: &[u8]| {
             match ev {
                 Event::Reply(r) => {
                     let _ = r.to_bytes();
-                    if s.answered() == Some(Answered::Message) {
+                    // The end of a DATA message, or a message refused
+                    // for its size (a BDAT one is refused chunk by chunk).
+                    if s.answered() == Some(Answered::Message) || r.code == 552 {
                         taken = 0;
                     }
                 }
                 Event::Message { content } => {
                     assert!(taken + content.len() <= 4096);
+                    taken = 0;
                     s.message_queued("FUZZ000000");
                 }
                 Event::StartTls => {
@@ -49,7 +54,20 @@ fuzz_target!(|data: &[u8]| {
                     s.tls_started();
                 }
                 Event::Close => return,
-                Event::Mail { .. } | Event::Rcpt { .. } | Event::Vrfy { .. } | Event::Auth { .. } | Event::AuthResponse { .. } => s.accept(),
+                Event::Mail { params, .. } => {
+                    // A new transaction: whatever was taken before
+                    // belonged to a message given up (RSET in BDAT).
+                    taken = 0;
+                    let _ = params.envelope_params();
+                    s.accept()
+                }
+                Event::Rcpt { params, .. } => {
+                    if let Some(o) = &params.orcpt {
+                        assert!(!o.address.chars().any(char::is_control));
+                    }
+                    s.accept()
+                }
+                Event::Vrfy { .. } | Event::Auth { .. } | Event::AuthResponse { .. } => s.accept(),
             }
         }
         if streaming {

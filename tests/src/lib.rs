@@ -921,9 +921,23 @@ pub fn log_to_file(dir: &Path) {
 }
 
 /// A queue file in format version 1 (no checksums), the way a file from
-/// before the checksums, damaged or forged, looks.
+/// before the checksums, damaged or forged, looks. Its envelope has the
+/// fields of versions 1 and 2 (none of version 3's ESMTP facts), in
+/// their order: the codec is positional, so a tuple encodes as they did.
 pub fn v1_queue_file(envelope: &mail_queue::Envelope, content: &[u8]) -> Vec<u8> {
-    let env = stdx::codec::encode(envelope).unwrap();
+    let e = envelope;
+    let old = (
+        e.sender.as_ref().map(ToString::to_string).unwrap_or_default(),
+        e.recipients
+            .iter()
+            .map(|r| (r.address.to_string(), r.original.clone()))
+            .collect::<Vec<_>>(),
+        e.arrival,
+        &e.client,
+        &e.origin,
+        &e.attrs,
+    );
+    let env = stdx::codec::encode(&old).unwrap();
     let mut out = b"POSTERNQ\x00\x01".to_vec();
     out.extend_from_slice(&(env.len() as u32).to_be_bytes());
     out.extend_from_slice(&env);

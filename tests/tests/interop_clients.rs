@@ -161,7 +161,8 @@ fn curl_uploads_the_tutorial_message() {
     for want in [
         "< 220 mail.postern.test ESMTP Postern",
         "> EHLO mail.fiap.edu.br",
-        "< 250 8BITMIME",
+        "< 250-8BITMIME",
+        "< 250 CHUNKING",
         &mail_from,
         "< 250 2.1.0 Ok",
         "> RCPT TO:<suporte@postern.test>",

@@ -86,6 +86,7 @@ fn drop_untriggered(inst: &Instance, text: &str) {
         recipients: vec![Recipient {
             address: "suporte@postern.test".parse().unwrap(),
             original: "suporte@postern.test".into(),
+            esmtp: Default::default(),
         }],
         arrival: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -94,6 +95,7 @@ fn drop_untriggered(inst: &Instance, text: &str) {
         client: "local".into(),
         origin: "pickup".into(),
         attrs: vec![],
+        esmtp: Default::default(),
     };
     let content = format!("Subject: {text}\n\n{text}\n");
     let bytes = v1_queue_file(&envelope, content.as_bytes());

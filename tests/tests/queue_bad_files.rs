@@ -77,16 +77,19 @@ fn absurd_arrival_time_is_corrupt_not_a_panic() {
             Recipient {
                 address: "suporte@postern.test".parse().unwrap(),
                 original: "suporte@postern.test".into(),
+                esmtp: Default::default(),
             },
             Recipient {
                 address: "x@remote.example".parse().unwrap(),
                 original: "x@remote.example".into(),
+                esmtp: Default::default(),
             },
         ],
         arrival: 1 << 63,
         client: "local".into(),
         origin: "pickup".into(),
         attrs: vec![],
+        esmtp: Default::default(),
     };
     let bytes = v1_queue_file(&envelope, b"Subject: forged\n\nforged arrival\n");
     let tmp = inst.queue().join("tmp").join(format!("{id}.test"));

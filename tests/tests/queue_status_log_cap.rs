@@ -19,7 +19,11 @@ fn a_huge_status_log_redelivers_nobody() {
         ..Options::default()
     });
     let id = fake_queue_id();
-    let rcpt = |a: &str| Recipient { address: a.parse().unwrap(), original: a.into() };
+    let rcpt = |a: &str| Recipient {
+        address: a.parse().unwrap(),
+        original: a.into(),
+        esmtp: Default::default(),
+    };
     let envelope = Envelope {
         sender: Some("root@postern.test".parse().unwrap()),
         recipients: vec![rcpt("suporte+done@postern.test"), rcpt("suporte+new@postern.test")],
@@ -30,6 +34,7 @@ fn a_huge_status_log_redelivers_nobody() {
         client: "local".into(),
         origin: "pickup".into(),
         attrs: vec![],
+        esmtp: Default::default(),
     };
     // The status log: recipient 0 delivered in the first round, then
     // 70 MB of deferrals of recipient 1, as years of retries leave.

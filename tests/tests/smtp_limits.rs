@@ -183,6 +183,7 @@ fn junk_commands_past_the_limit_end_the_session() {
         "smtpd_junk_command_limit = 5",
         "smtpd_hard_error_limit = 3",
         "smtpd_soft_error_limit = 10",
+        "disable_vrfy_command = no",
     ]);
     let host = hostname(&inst);
     let mut c = Client::connect(&inst.addr("smtp"));

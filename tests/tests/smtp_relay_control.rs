@@ -53,7 +53,13 @@ fn unknown_local_user_rejected() {
     );
     // Aliases are local recipients too.
     c.cmd("RCPT TO:<root@postern.test>", 250);
-    // VRFY answers as RCPT decides, as Postfix does.
+    // VRFY is off by default (Postern's default differs from Postfix's).
+    c.send("VRFY suporte");
+    c.expect("502 5.5.1 VRFY command is disabled");
+    c.cmd("QUIT", 221);
+    inst.set_and_reload(&["disable_vrfy_command = no"]);
+    let mut c = inst.smtp();
+    // Once on, VRFY answers as RCPT decides, as Postfix does.
     c.send("VRFY suporte");
     c.expect("252 2.0.0 suporte");
     c.send("VRFY <nobody@postern.test>");

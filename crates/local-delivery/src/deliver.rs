@@ -285,12 +285,14 @@ pub(crate) mod tests {
                     .map(|r| mail_queue::Recipient {
                         address: r.parse().unwrap(),
                         original: (*r).into(),
+                        esmtp: Default::default(),
                     })
                     .collect(),
                 arrival: 0,
                 client: "test".into(),
                 origin: "smtpd".into(),
                 attrs: vec![],
+                esmtp: Default::default(),
             };
             let id = self.queue.reserve().unwrap().commit(&env, content).unwrap();
             self.queue.move_to(&id, State::Incoming, State::Active).unwrap();

@@ -211,8 +211,13 @@ pub(crate) fn forward(s: &Settings, m: &Message<'_>, address: &str, via: &str) -
         },
     };
     let sub = Submission {
+        esmtp: Default::default(),
         sender,
-        recipients: vec![Recipient { address: to, original: address.to_owned() }],
+        recipients: vec![Recipient {
+            address: to,
+            original: address.to_owned(),
+            esmtp: Default::default(),
+        }],
         origin: Origin::Forward,
     };
     // The queue belongs to mail_owner; qmgr must be able to read the file.

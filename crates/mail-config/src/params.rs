@@ -156,7 +156,7 @@ pub static PARAMS: &[Param] = &[
     p("smtpd_data_deadline", SECONDS, "1800s", "The longest one DATA transfer may take (Postern's own, in place of Postfix's smtpd_min_data_rate); then 421 4.4.2 and disconnect, nothing queued. 0 disables it."),
     p("smtpd_junk_command_limit", int(0), "100", "The number of junk commands (HELO, EHLO, RSET, NOOP, VRFY, ETRN) a client may send before each further one counts as an error towards smtpd_hard_error_limit, as in Postfix."),
     p("smtpd_helo_required", Kind::Bool, "no", "Require HELO or EHLO before MAIL FROM."),
-    p("disable_vrfy_command", Kind::Bool, "no", "Reject the VRFY command (it lets clients probe for user names)."),
+    p("disable_vrfy_command", Kind::Bool, "yes", "Reject the VRFY command (it lets clients probe for user names). Postern's default is yes, where Postfix's is no: for privacy, VRFY is off unless turned on."),
     p("message_size_limit", Kind::Size, "10240000", "The largest message accepted, in bytes, headers included; 0 means no limit."),
     p("header_size_limit", Kind::Size, "102400", "The largest header block a message may have; a larger one is refused (552 5.3.4)."),
     p("line_length_limit", Kind::Int { min: 512, max: INT_MAX }, "2048", "Accepted for compatibility with main.cf; Postern keeps long message lines whole (message_size_limit bounds the total)."),

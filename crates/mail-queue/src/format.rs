@@ -1,9 +1,9 @@
-//! The queue-file format, version 2 (described in docs/queue-format.md).
+//! The queue-file format, version 3 (described in docs/queue-format.md).
 //!
 //! ```text
 //! offset  size  field
 //! 0       8     magic "POSTERNQ"
-//! 8       2     format version, big-endian (2)
+//! 8       2     format version, big-endian (3)
 //! 10      4     envelope length E, big-endian
 //! 14      E     envelope (stdx::codec of `Envelope`)
 //! 14+E    8     content length C, big-endian
@@ -15,8 +15,11 @@
 //! The lengths and the trailer make truncation detectable without
 //! reading the content, which is what qmgr does at every scan; the first
 //! checksum lets an envelope be trusted after reading only the head, the
-//! second covers the content for readers that read it anyway. Version 1
-//! files (the same without the two checksums) are still read. A reader
+//! second covers the content for readers that read it anyway. Version 3
+//! added the ESMTP facts (body type, SMTPUTF8, DSN RET/ENVID, per
+//! recipient NOTIFY/ORCPT) to the envelope; version 2 files (the same
+//! layout, the envelope without them) and version 1 files (no checksums
+//! either) are still read, their messages having none. A reader
 //! accepts exactly this layout and an envelope whose every field is
 //! within bounds ([`validate`]), and nothing else: any deviation is
 //! `Error::Corrupt`, and the caller quarantines the file.
@@ -24,6 +27,7 @@
 use crate::Error;
 use crate::layout::open_regular;
 use mail_types::Address;
+use mail_types::esmtp::{EnvelopeParams, RecipientParams};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -32,9 +36,14 @@ use std::path::Path;
 /// First bytes of every queue file.
 pub const MAGIC: &[u8; 8] = b"POSTERNQ";
 /// The format version this code writes.
-pub const VERSION: u16 = 2;
-/// The older version this code still reads: no checksums.
+pub const VERSION: u16 = 3;
+/// An older version this code still reads: the envelope without
+/// [`Envelope::esmtp`] and [`Recipient::esmtp`].
+pub const VERSION_2: u16 = 2;
+/// The oldest version this code still reads: version 2 without checksums.
 pub const VERSION_1: u16 = 1;
+/// Longest DSN ENVID accepted (RFC 3461 §4.4).
+pub const MAX_ENVID: usize = 100;
 /// Last bytes of every complete queue file.
 pub const TRAILER: &[u8; 4] = b"END\n";
 /// Largest envelope a reader accepts (about 100,000 recipients).
@@ -72,6 +81,9 @@ pub struct Envelope {
     /// Named extra attributes (for example `sasl_username`), so fields can
     /// be added without a format version bump.
     pub attrs: Vec<(String, String)>,
+    /// What MAIL FROM declared: body type, SMTPUTF8, DSN RET and ENVID
+    /// (version 3; empty for older files and for mail not from SMTP).
+    pub esmtp: EnvelopeParams,
 }
 
 /// One envelope recipient.
@@ -81,8 +93,55 @@ pub struct Recipient {
     pub address: Address,
     /// The address as the client gave it (DSN ORCPT, `orig_to=` in logs).
     /// Text, not an [`Address`]: it is only ever shown, and what a client
-    /// or a sendmail command line gave need not parse as one.
+    /// or a sendmail command line gave need not parse as one. The DSN
+    /// ORCPT, when the client sent one, is kept apart in `esmtp.orcpt`:
+    /// it is what notifications must name, and may differ from this.
     pub original: String,
+    /// What RCPT TO declared: DSN NOTIFY and ORCPT (version 3).
+    pub esmtp: RecipientParams,
+}
+
+impl Recipient {
+    /// A recipient without ESMTP parameters.
+    pub fn new(address: Address, original: impl Into<String>) -> Recipient {
+        Recipient { address, original: original.into(), esmtp: RecipientParams::default() }
+    }
+}
+
+/// The envelope as versions 1 and 2 wrote it.
+#[derive(Debug, Serialize, Deserialize)]
+struct EnvelopeV2 {
+    #[serde(with = "mail_types::reverse_path")]
+    sender: Option<Address>,
+    recipients: Vec<RecipientV2>,
+    arrival: u64,
+    client: String,
+    origin: String,
+    attrs: Vec<(String, String)>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RecipientV2 {
+    address: Address,
+    original: String,
+}
+
+impl From<EnvelopeV2> for Envelope {
+    fn from(e: EnvelopeV2) -> Envelope {
+        Envelope {
+            sender: e.sender,
+            recipients: e
+                .recipients
+                .into_iter()
+                .map(|r| Recipient::new(r.address, r.original))
+                .collect(),
+            arrival: e.arrival,
+            client: e.client,
+            origin: e.origin,
+            attrs: e.attrs,
+            esmtp: EnvelopeParams::default(),
+        }
+    }
 }
 
 /// A queue file read from disk.
@@ -163,6 +222,24 @@ pub fn validate(e: &Envelope) -> Result<(), String> {
     // decode: never empty, no control characters, bounded lengths.
     for r in &e.recipients {
         text("original recipient", &r.original, MAX_ADDRESS)?;
+        if let Some(o) = &r.esmtp.orcpt {
+            if o.addr_type.is_empty()
+                || o.addr_type.len() > 64
+                || !o.addr_type.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            {
+                return Err("malformed ORCPT address type".into());
+            }
+            text("ORCPT", &o.address, MAX_ADDRESS)?;
+            if o.address.chars().any(char::is_control) {
+                return Err("ORCPT contains control characters".into());
+            }
+        }
+    }
+    if let Some(envid) = &e.esmtp.envid {
+        text("ENVID", envid, MAX_ENVID)?;
+        if !envid.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+            return Err("ENVID not printable ASCII".into());
+        }
     }
     if e.arrival > MAX_ARRIVAL {
         return Err(format!("arrival time {} out of range", e.arrival));
@@ -182,7 +259,7 @@ pub fn validate(e: &Envelope) -> Result<(), String> {
     Ok(())
 }
 
-/// Encodes a complete queue file (version 2).
+/// Encodes a complete queue file (version 3).
 pub fn encode(envelope: &Envelope, content: &[u8]) -> Result<Vec<u8>, Error> {
     validate(envelope).map_err(Error::Encode)?;
     let env = stdx::codec::encode(envelope).map_err(|e| Error::Encode(e.to_string()))?;
@@ -345,7 +422,7 @@ fn check_magic(path: &Path, head: &[u8]) -> Result<u16, Error> {
         Some([a, b]) => u16::from_be_bytes([*a, *b]),
         _ => return Err(corrupt("truncated header".into())),
     };
-    if version != VERSION && version != VERSION_1 {
+    if !matches!(version, VERSION | VERSION_2 | VERSION_1) {
         return Err(corrupt(format!("unsupported format version {version}")));
     }
     Ok(version)
@@ -382,8 +459,12 @@ fn decode_head(path: &Path, bytes: &[u8], file_len: u64) -> Result<Head, Error> 
             return Err(corrupt("header checksum mismatch"));
         }
     }
-    let envelope: Envelope =
-        stdx::codec::decode(env_bytes).map_err(|e| corrupt(&format!("envelope: {e}")))?;
+    let envelope: Envelope = if version == VERSION {
+        stdx::codec::decode(env_bytes)
+    } else {
+        stdx::codec::decode::<EnvelopeV2>(env_bytes).map(Envelope::from)
+    }
+    .map_err(|e| corrupt(&format!("envelope: {e}")))?;
     validate(&envelope).map_err(|e| corrupt(&format!("envelope: {e}")))?;
     Ok(Head { envelope, version, content_start, content_len })
 }
@@ -401,7 +482,88 @@ mod tests {
     pub(crate) fn sample() -> Envelope {
         Envelope {
             sender: Some("root@example.org".parse().unwrap()),
-            recipients: vec![Recipient {
+            recipients: vec![Recipient::new(
+                "suporte@example.org".parse().unwrap(),
+                "suporte@example.org",
+            )],
+            arrival: 1_700_000_000,
+            client: "localhost[127.0.0.1]".into(),
+            origin: "smtpd".into(),
+            attrs: vec![],
+            esmtp: EnvelopeParams::default(),
+        }
+    }
+
+    /// An envelope with every ESMTP field set, UTF-8 addresses included.
+    fn sample_esmtp() -> Envelope {
+        use mail_types::esmtp::{Body, Notify, Orcpt, Ret};
+        let mut e = sample();
+        e.sender = Some("üser@exämple.org".parse().unwrap());
+        e.recipients.push(Recipient {
+            address: "bé@example.org".parse().unwrap(),
+            original: "bé".into(),
+            esmtp: RecipientParams {
+                notify: Some(Notify { success: true, failure: true, delay: false }),
+                orcpt: Some(Orcpt {
+                    addr_type: "utf-8".into(), address: "bé@exämple.org".into()
+                }),
+            },
+        });
+        e.recipients[0].esmtp.notify = Some(Notify::NEVER);
+        e.esmtp = EnvelopeParams {
+            body: Some(Body::EightBitMime),
+            smtputf8: true,
+            ret: Some(Ret::Hdrs),
+            envid: Some("QQ314159".into()),
+        };
+        e
+    }
+
+    #[test]
+    fn esmtp_fields_round_trip() {
+        let bytes = encode(&sample_esmtp(), b"x\n").unwrap();
+        assert_eq!(&bytes[8..10], &[0, 3]);
+        let qf = decode(Path::new("q"), &bytes).unwrap();
+        assert_eq!(qf.envelope, sample_esmtp());
+        let mut bad = sample_esmtp();
+        bad.esmtp.envid = Some("e".repeat(MAX_ENVID + 1));
+        assert!(matches!(encode(&bad, b"x"), Err(Error::Encode(_))));
+        bad.esmtp.envid = Some("a\u{7}b".into());
+        assert!(matches!(encode(&bad, b"x"), Err(Error::Encode(_))));
+        let mut bad = sample_esmtp();
+        bad.recipients[1].esmtp.orcpt.as_mut().unwrap().address = "a\u{85}b".into();
+        assert!(matches!(encode(&bad, b"x"), Err(Error::Encode(_))));
+        bad.recipients[1].esmtp.orcpt.as_mut().unwrap().addr_type = "a;b".into();
+        assert!(matches!(encode(&bad, b"x"), Err(Error::Encode(_))));
+    }
+
+    /// A version 2 file as the previous code wrote it: the same layout
+    /// with the envelope of version 2 (no ESMTP fields).
+    fn encode_v2(envelope: &EnvelopeV2, content: &[u8]) -> Vec<u8> {
+        encode_checked(VERSION_2, envelope, content)
+    }
+
+    /// A file with checksums, of any version and envelope, unvalidated
+    /// (what a forger or a bad sector could leave).
+    fn encode_checked<E: Serialize>(version: u16, envelope: &E, content: &[u8]) -> Vec<u8> {
+        let env = stdx::codec::encode(envelope).unwrap();
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&version.to_be_bytes());
+        out.extend_from_slice(&(env.len() as u32).to_be_bytes());
+        out.extend_from_slice(&env);
+        out.extend_from_slice(&(content.len() as u64).to_be_bytes());
+        let crc = Crc32::of(&out);
+        out.extend_from_slice(&crc.to_be_bytes());
+        out.extend_from_slice(content);
+        out.extend_from_slice(&Crc32::of(content).to_be_bytes());
+        out.extend_from_slice(TRAILER);
+        out
+    }
+
+    fn sample_v2() -> EnvelopeV2 {
+        EnvelopeV2 {
+            sender: Some("root@example.org".parse().unwrap()),
+            recipients: vec![RecipientV2 {
                 address: "suporte@example.org".parse().unwrap(),
                 original: "suporte@example.org".into(),
             }],
@@ -410,6 +572,28 @@ mod tests {
             origin: "smtpd".into(),
             attrs: vec![],
         }
+    }
+
+    #[test]
+    fn version_2_files_are_still_read() {
+        let bytes = encode_v2(&sample_v2(), b"old\n");
+        let qf = decode(Path::new("q"), &bytes).unwrap();
+        assert_eq!((qf.envelope, qf.content), (sample(), b"old\n".to_vec()));
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("v2");
+        std::fs::write(&p, &bytes).unwrap();
+        assert_eq!(read_envelope_verified(&p).unwrap(), sample());
+        assert_eq!(read_envelope(&p).unwrap(), sample());
+        assert_eq!(read(&p).unwrap().content, b"old\n");
+        // The committed file below was written by the version 2 code.
+        let fixture =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v2.queue");
+        assert_eq!(std::fs::read(&fixture).unwrap(), bytes);
+        assert_eq!(read(&fixture).unwrap().envelope, sample());
+        // A version 3 envelope under a version 2 header does not decode.
+        let mut forged = encode(&sample_esmtp(), b"x").unwrap();
+        forged[9] = 2;
+        assert!(decode(Path::new("q"), &forged).is_err());
     }
 
     #[test]
@@ -461,7 +645,7 @@ mod tests {
 
     #[test]
     fn version_1_files_are_still_read() {
-        let bytes = encode_v1(&sample(), b"old\n");
+        let bytes = encode_v1(&sample_v2(), b"old\n");
         let qf = decode(Path::new("q"), &bytes).unwrap();
         assert_eq!((qf.envelope, qf.content), (sample(), b"old\n".to_vec()));
         let d = tempfile::tempdir().unwrap();
@@ -497,9 +681,20 @@ mod tests {
         let mut huge = sample();
         huge.arrival = 1 << 63;
         assert!(matches!(encode(&huge, b"x"), Err(Error::Encode(_))));
-        let forged = encode_v1(&huge, b"x");
-        match decode(Path::new("q"), &forged) {
-            Err(Error::Corrupt { reason, .. }) => assert!(reason.contains("arrival"), "{reason}"),
+        let mut huge_v2 = sample_v2();
+        huge_v2.arrival = 1 << 63;
+        for forged in [encode_v1(&huge_v2, b"x"), encode_checked(VERSION, &huge, b"x")] {
+            match decode(Path::new("q"), &forged) {
+                Err(Error::Corrupt { reason, .. }) => {
+                    assert!(reason.contains("arrival"), "{reason}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let mut bad_envid = sample();
+        bad_envid.esmtp.envid = Some("a\r\nb".into());
+        match decode(Path::new("q"), &encode_checked(VERSION, &bad_envid, b"x")) {
+            Err(Error::Corrupt { reason, .. }) => assert!(reason.contains("ENVID"), "{reason}"),
             other => panic!("{other:?}"),
         }
         // The envelope's layout with every address as text, as a forger
@@ -533,7 +728,7 @@ mod tests {
             let forged = encode_v1(&text(sender, rcpt), b"x");
             assert!(matches!(decode(Path::new("q"), &forged), Err(Error::Corrupt { .. })));
         }
-        let mut attrs = sample();
+        let mut attrs = sample_v2();
         attrs.attrs = (0..=MAX_ATTRS).map(|i| (format!("a{i}"), String::new())).collect();
         assert!(decode(Path::new("q"), &encode_v1(&attrs, b"x")).is_err());
     }

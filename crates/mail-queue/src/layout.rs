@@ -707,11 +707,13 @@ mod tests {
             recipients: vec![Recipient {
                 address: "d@e.f".parse().unwrap(),
                 original: "d@e.f".into(),
+                esmtp: Default::default(),
             }],
             arrival: 1,
             client: "local".into(),
             origin: "pickup".into(),
             attrs: vec![],
+            esmtp: Default::default(),
         }
     }
 

@@ -133,11 +133,16 @@ mod tests {
     fn env() -> Envelope {
         Envelope {
             sender: Some("a@b.c".parse().unwrap()),
-            recipients: vec![Recipient { address: "d@e.f".parse().unwrap(), original: "d".into() }],
+            recipients: vec![Recipient {
+                address: "d@e.f".parse().unwrap(),
+                original: "d".into(),
+                esmtp: Default::default(),
+            }],
             arrival: 7,
             client: "localhost[127.0.0.1]".into(),
             origin: "smtpd".into(),
             attrs: vec![("helo".into(), "x".into())],
+            esmtp: Default::default(),
         }
     }
 

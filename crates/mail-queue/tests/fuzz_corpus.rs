@@ -36,6 +36,15 @@ fn queue_file_corpus() {
                 other => panic!("{other:?}"),
             },
             "null_sender_two_rcpts" => assert_eq!(r.unwrap().envelope.sender, None),
+            // Version 3: the ESMTP facts and UTF-8 addresses.
+            "tutorial_v3_esmtp" => {
+                let e = r.unwrap().envelope;
+                assert_eq!(e.sender.unwrap(), "üser@exämple.org");
+                assert!(e.esmtp.smtputf8);
+                assert_eq!(e.esmtp.envid.as_deref(), Some("QQ314"));
+                let orcpt = e.recipients[0].esmtp.orcpt.clone().unwrap();
+                assert_eq!(orcpt.to_string(), "utf-8;josé@fiap.edu.br");
+            }
             _ => assert!(r.is_err(), "{name} should be corrupt"),
         }
     }

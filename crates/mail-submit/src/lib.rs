@@ -44,6 +44,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use mail_cleanup::{CleanupParams, Trace};
 use mail_ipc::trigger::Trigger;
 use mail_queue::{Envelope, Queue, Recipient};
+use mail_types::esmtp::EnvelopeParams;
 use mail_types::{Address, QueueId};
 
 pub use cleaner::HEADER_CAP;
@@ -149,10 +150,14 @@ impl Origin {
 pub struct Submission {
     /// The envelope sender, qualified; `None` for the null sender `<>`.
     pub sender: Option<Address>,
-    /// Each recipient as qualified and as originally given; at least one.
+    /// Each recipient as qualified and as originally given (with its
+    /// DSN NOTIFY and ORCPT, from SMTP); at least one.
     pub recipients: Vec<Recipient>,
     /// Where the message comes from.
     pub origin: Origin,
+    /// What SMTP's MAIL FROM declared (body type, SMTPUTF8, DSN RET and
+    /// ENVID); empty for the other origins.
+    pub esmtp: EnvelopeParams,
 }
 
 impl Submission {
@@ -165,6 +170,7 @@ impl Submission {
             client: self.origin.client(),
             origin: self.origin.name().to_owned(),
             attrs: self.origin.attrs(),
+            esmtp: self.esmtp.clone(),
         }
     }
 

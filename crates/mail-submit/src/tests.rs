@@ -22,11 +22,16 @@ fn setup() -> (tempfile::TempDir, Queue) {
 }
 
 fn rcpt(address: &str, original: &str) -> Recipient {
-    Recipient { address: address.parse().unwrap(), original: original.into() }
+    Recipient {
+        address: address.parse().unwrap(),
+        original: original.into(),
+        esmtp: Default::default(),
+    }
 }
 
 fn smtp() -> Submission {
     Submission {
+        esmtp: Default::default(),
         sender: Some(Address::parse("root@fiap.edu.br").unwrap()),
         recipients: vec![rcpt("suporte@fiap.edu.br", "suporte")],
         origin: Origin::Smtp {
@@ -108,6 +113,7 @@ fn whole_and_streamed_cleanup_agree_apart_from_ids_and_dates() {
 fn pickup_origin_is_cleaned_with_the_uid() {
     let (_d, q) = setup();
     let sub = Submission {
+        esmtp: Default::default(),
         sender: Some(Address::parse("ana@fiap.edu.br").unwrap()),
         recipients: vec![rcpt("suporte@fiap.edu.br", "suporte"), rcpt("b@x.org", "b@x.org")],
         origin: Origin::Pickup { uid: 1234, cleanup: params() },
@@ -132,6 +138,7 @@ fn forwarded_and_bounce_content_is_stored_as_given() {
     let (_d, q) = setup();
     let content = b"Delivered-To: root@fiap.edu.br\nSubject: hi\n\nbody\n";
     let sub = Submission {
+        esmtp: Default::default(),
         sender: Some(Address::parse("ana@example.com").unwrap()),
         recipients: vec![rcpt("friend@remote.example", "friend@remote.example")],
         origin: Origin::Forward,
@@ -144,6 +151,7 @@ fn forwarded_and_bounce_content_is_stored_as_given() {
     assert!(f.envelope.attrs.is_empty());
 
     let sub = Submission {
+        esmtp: Default::default(),
         sender: None,
         recipients: vec![rcpt("ana@example.com", "ana@example.com")],
         origin: Origin::Bounce,

@@ -79,6 +79,13 @@ impl Address {
         self.domain.as_deref()
     }
 
+    /// Whether the address holds anything but ASCII: such an address
+    /// may only be used in a transaction that declared `SMTPUTF8`
+    /// (RFC 6531 §3.4).
+    pub fn is_utf8(&self) -> bool {
+        !self.local.is_ascii() || self.domain.as_deref().is_some_and(|d| !d.is_ascii())
+    }
+
     /// Returns the address with `domain` appended if it had none
     /// (Postfix's `append_at_myorigin`).
     pub fn qualified(self, domain: &str) -> Address {
@@ -225,6 +232,15 @@ mod tests {
         assert_eq!(Address::parse("\"a@b c\"@x.org").unwrap().local(), "\"a@b c\"");
         assert!(Address::parse("u@[127.0.0.1]").is_ok());
         assert!(Address::parse("u+ext@x.org").is_ok());
+        // RFC 6531: UTF-8 local parts and domains; the domain lower-cased.
+        let a = Address::parse("üser@Exämple.ORG").unwrap();
+        assert_eq!((a.local(), a.domain()), ("üser", Some("exämple.org")));
+        assert!(a.is_utf8() && !Address::parse("u@x.org").unwrap().is_utf8());
+        assert!(Address::parse("u@exämple.org").unwrap().is_utf8());
+        // C1 controls are refused in UTF-8 as C0 ones are in ASCII.
+        assert!(Address::parse("a\u{85}b@x.org").is_err());
+        assert!(Address::parse("a@x\u{9f}.org").is_err());
+        assert!(Address::parse("a\u{7f}@x.org").is_err());
     }
 
     #[test]

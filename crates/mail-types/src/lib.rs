@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod address;
+pub mod esmtp;
 pub mod logline;
 mod queue_id;
 mod serde_text;

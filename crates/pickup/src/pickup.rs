@@ -270,7 +270,7 @@ pub(crate) fn pickup_file(queue: &Queue, s: &Settings, id: &QueueId) -> Result<P
                 let original = a.to_string();
                 let a = mail_cleanup::qualify(a, &s.cleanup);
                 if seen.insert(a.to_string()) {
-                    recipients.push(Recipient { address: a, original });
+                    recipients.push(Recipient { address: a, original, esmtp: Default::default() });
                 }
             }
             Err(e) => tracing::warn!("{id}: bad recipient address {r:?}: {e}; skipped"),
@@ -308,12 +308,17 @@ pub(crate) fn pickup_file(queue: &Queue, s: &Settings, id: &QueueId) -> Result<P
     for r in recipients {
         for a in s.rewriter.recipient(&r.address).map_err(rewrite_error)? {
             if seen.insert(a.to_string()) {
-                rewritten.push(Recipient { address: a, original: r.original.clone() });
+                rewritten.push(Recipient {
+                    address: a,
+                    original: r.original.clone(),
+                    esmtp: r.esmtp.clone(),
+                });
             }
         }
     }
     let recipients = rewritten;
     let sub = mail_submit::Submission {
+        esmtp: Default::default(),
         sender,
         recipients,
         origin: Origin::Pickup { uid, cleanup: s.cleanup.clone() },

@@ -467,12 +467,17 @@ mod tests {
             sender: (!sender.is_empty()).then(|| sender.parse().unwrap()),
             recipients: rcpts
                 .iter()
-                .map(|r| Recipient { address: r.parse().unwrap(), original: (*r).into() })
+                .map(|r| Recipient {
+                    address: r.parse().unwrap(),
+                    original: (*r).into(),
+                    esmtp: Default::default(),
+                })
                 .collect(),
             arrival: 1_795_870_954,
             client: "local".into(),
             origin: "pickup".into(),
             attrs: vec![],
+            esmtp: Default::default(),
         }
     }
 

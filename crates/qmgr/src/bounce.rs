@@ -141,8 +141,13 @@ pub(crate) fn enqueue(
         return Err(mail_queue::Error::Encode("no bounce to the null sender".into()).into());
     };
     let sub = Submission {
+        esmtp: Default::default(),
         sender: None,
-        recipients: vec![Recipient { original: to.to_string(), address: to }],
+        recipients: vec![Recipient {
+            original: to.to_string(),
+            address: to,
+            esmtp: Default::default(),
+        }],
         origin: Origin::Bounce,
     };
     let queued = mail_submit::submit_built(queue, &sub, |bounce_id| {
@@ -177,11 +182,13 @@ mod tests {
             recipients: vec![Recipient {
                 address: "nobody@example.org".parse().unwrap(),
                 original: "nobody@example.org".into(),
+                esmtp: Default::default(),
             }],
             arrival: 1_700_000_000,
             client: "local".into(),
             origin: "pickup".into(),
             attrs: vec![],
+            esmtp: Default::default(),
         };
         let rec = StatusRecord {
             recipient: 0,

@@ -1,10 +1,12 @@
 //! Parsing one SMTP command line into a [`Command`] (RFC 5321 §4.1),
 //! with the ESMTP parameters of MAIL (RFC 1870 SIZE, RFC 6152 BODY,
-//! RFC 4954 §5 AUTH=).
+//! RFC 4954 §5 AUTH=, RFC 3461 RET and ENVID, RFC 6531 SMTPUTF8) and
+//! RCPT (RFC 3461 NOTIFY and ORCPT), and BDAT (RFC 3030).
 //!
 //! Errors come back as the exact [`Reply`] Postfix's smtpd would send, so
 //! the server state machine only has to forward them.
 
+use mail_types::esmtp::{Notify, Orcpt, Ret};
 use mail_types::{Address, EnhancedStatus};
 
 use crate::reply::Reply;
@@ -13,6 +15,14 @@ use crate::reply::Reply;
 pub const MAX_COMMAND_LINE: usize = 512;
 /// Longest AUTH command or SASL response line, CRLF included (RFC 4954 §4).
 pub const MAX_AUTH_LINE: usize = 12288;
+/// Longest MAIL or RCPT line, CRLF included: RFC 3461 §5 adds 500
+/// octets for ORCPT and NOTIFY (and 100 for ENVID and RET on MAIL) to
+/// RFC 5321's 512.
+pub const MAX_PARAM_LINE: usize = MAX_COMMAND_LINE + 500;
+/// Longest decoded ENVID (RFC 3461 §4.4).
+pub const MAX_ENVID: usize = 100;
+/// Longest ORCPT value as sent (RFC 3461 §4.2).
+pub const MAX_ORCPT: usize = 500;
 
 /// One parsed client command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,18 +51,18 @@ pub enum Command {
     StartTls,
     /// `AUTH mechanism [initial-response]` (RFC 4954 §4); the mechanism is upper-cased.
     Auth { mechanism: String, initial: Option<String> },
+    /// `BDAT size [LAST]` (RFC 3030 §2): `size` octets of message data follow the line.
+    Bdat { size: u64, last: bool },
     /// Any other verb, as sent.
     Unknown(String),
 }
 
 /// The body type declared with `BODY=` (RFC 6152).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Body {
-    /// `BODY=7BIT`.
-    SevenBit,
-    /// `BODY=8BITMIME`.
-    EightBitMime,
-}
+pub use mail_types::esmtp::Body;
+
+/// ESMTP parameters of RCPT TO (RFC 3461 NOTIFY and ORCPT), as the
+/// queue file stores them.
+pub use mail_types::esmtp::RecipientParams as RcptParams;
 
 /// ESMTP parameters of MAIL FROM that we understand.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,13 +73,25 @@ pub struct MailParams {
     pub body: Option<Body>,
     /// `AUTH=` submitter identity, as xtext (RFC 4954 §5).
     pub auth: Option<String>,
+    /// `SMTPUTF8` (RFC 6531 §3.4): the transaction may use UTF-8 addresses.
+    pub smtputf8: bool,
+    /// DSN `RET=` (RFC 3461 §4.3).
+    pub ret: Option<Ret>,
+    /// DSN `ENVID=` (RFC 3461 §4.4), xtext-decoded.
+    pub envid: Option<String>,
 }
 
-/// ESMTP parameters of RCPT TO. None are supported yet (no DSN), so this
-/// is always empty; it exists so that adding NOTIFY/ORCPT is not a breaking change.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RcptParams {}
+impl MailParams {
+    /// What the queue file keeps of them (SIZE and AUTH= are not kept).
+    pub fn envelope_params(&self) -> mail_types::esmtp::EnvelopeParams {
+        mail_types::esmtp::EnvelopeParams {
+            body: self.body,
+            smtputf8: self.smtputf8,
+            ret: self.ret,
+            envid: self.envid.clone(),
+        }
+    }
+}
 
 fn status(class: u8, subject: u16, detail: u16) -> Option<EnhancedStatus> {
     Some(EnhancedStatus(class, subject, detail))
@@ -119,8 +141,7 @@ pub fn parse_command(line: &[u8]) -> Result<Command, Reply> {
         return Err(line_too_long());
     }
     let (verb, arg) = split_verb(line).ok_or_else(bad_syntax)?;
-    let is_auth = verb.eq_ignore_ascii_case("AUTH");
-    if !is_auth && content_len + 2 > MAX_COMMAND_LINE {
+    if content_len + 2 > line_limit(verb) {
         return Err(line_too_long());
     }
     let upper = verb.to_ascii_uppercase();
@@ -146,6 +167,7 @@ pub fn parse_command(line: &[u8]) -> Result<Command, Reply> {
         "HELP" => Ok(Command::Help),
         "STARTTLS" if arg.is_empty() => Ok(Command::StartTls),
         "STARTTLS" => Err(syntax("STARTTLS")),
+        "BDAT" => parse_bdat(arg),
         "AUTH" => {
             let mut words = arg.split([' ', '\t']).filter(|w| !w.is_empty());
             match (words.next(), words.next(), words.next()) {
@@ -158,6 +180,136 @@ pub fn parse_command(line: &[u8]) -> Result<Command, Reply> {
         }
         _ => Ok(Command::Unknown(verb.to_owned())),
     }
+}
+
+/// The longest line, CRLF included, for a command with this verb.
+pub(crate) fn line_limit(verb: &str) -> usize {
+    if verb.eq_ignore_ascii_case("AUTH") {
+        MAX_AUTH_LINE
+    } else if verb.eq_ignore_ascii_case("MAIL") || verb.eq_ignore_ascii_case("RCPT") {
+        MAX_PARAM_LINE
+    } else {
+        MAX_COMMAND_LINE
+    }
+}
+
+/// Postfix's reply to a BDAT line it cannot parse. 521, and the session
+/// ends: without a size nobody can tell where the chunk ends and the
+/// next command begins.
+pub(crate) fn bdat_syntax() -> Reply {
+    Reply::new(521, status(5, 5, 4), "Syntax: BDAT count [LAST]")
+}
+
+/// `BDAT size [LAST]`: the size is 1*DIGIT (RFC 3030 §2) and must fit
+/// in 64 bits.
+fn parse_bdat(arg: &str) -> Result<Command, Reply> {
+    let mut words = arg.split([' ', '\t']).filter(|w| !w.is_empty());
+    let (size, last) = match (words.next(), words.next(), words.next()) {
+        (Some(size), last, None) => (size, last),
+        _ => return Err(bdat_syntax()),
+    };
+    if size.is_empty() || !size.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bdat_syntax());
+    }
+    let size = size.parse::<u64>().map_err(|_| bdat_syntax())?;
+    match last {
+        None => Ok(Command::Bdat { size, last: false }),
+        Some(l) if l.eq_ignore_ascii_case("LAST") => Ok(Command::Bdat { size, last: true }),
+        Some(_) => Err(bdat_syntax()),
+    }
+}
+
+/// Decodes xtext (RFC 3461 §4): `+HH` (upper-case hex) stands for one
+/// octet, other characters are `!` to `~` except `+` and `=`. With
+/// `utf8`, RFC 6533's forms are taken too: `\x{HEX}` for a code point,
+/// and UTF-8 characters as themselves (unitext). The result must be
+/// printable: no controls, so it can go into log lines and headers.
+fn xtext_decode(s: &str, utf8: bool) -> Option<String> {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        let decoded = match c {
+            '+' => {
+                let hi = chars.next()?;
+                let lo = chars.next()?;
+                let hex = |c: char| c.to_digit(16).filter(|_| !c.is_ascii_lowercase());
+                let b = hex(hi)? * 16 + hex(lo)?;
+                char::from_u32(b).filter(char::is_ascii)?
+            }
+            '\\' if utf8 => {
+                if chars.next()? != 'x' || chars.next()? != '{' {
+                    return None;
+                }
+                let mut v = 0u32;
+                let mut n = 0;
+                loop {
+                    let d = chars.next()?;
+                    if d == '}' {
+                        break;
+                    }
+                    v = v.checked_mul(16)?.checked_add(d.to_digit(16)?)?;
+                    n += 1;
+                    if n > 6 {
+                        return None;
+                    }
+                }
+                if n == 0 {
+                    return None;
+                }
+                char::from_u32(v)?
+            }
+            '!'..='~' if c != '=' => c,
+            c if utf8 && !c.is_ascii() => c,
+            _ => return None,
+        };
+        if decoded.is_control() {
+            return None;
+        }
+        out.push(decoded);
+    }
+    Some(out)
+}
+
+fn parse_notify(v: &str) -> Option<Notify> {
+    if v.eq_ignore_ascii_case("NEVER") {
+        return Some(Notify::NEVER);
+    }
+    let mut n = Notify::NEVER;
+    for word in v.split(',') {
+        let flag = if word.eq_ignore_ascii_case("SUCCESS") {
+            &mut n.success
+        } else if word.eq_ignore_ascii_case("FAILURE") {
+            &mut n.failure
+        } else if word.eq_ignore_ascii_case("DELAY") {
+            &mut n.delay
+        } else {
+            // NEVER combined with anything, an empty word, an unknown one.
+            return None;
+        };
+        if *flag {
+            return None;
+        }
+        *flag = true;
+    }
+    Some(n)
+}
+
+/// `ORCPT=addr-type;xtext` (RFC 3461 §4.2). The type is an atom; `utf-8`
+/// (RFC 6533) also takes `\x{..}` escapes and raw UTF-8.
+fn parse_orcpt(v: &str) -> Option<Orcpt> {
+    if v.len() > MAX_ORCPT {
+        return None;
+    }
+    let (addr_type, coded) = v.split_once(';')?;
+    if addr_type.is_empty()
+        || !addr_type.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        || coded.is_empty()
+    {
+        return None;
+    }
+    let addr_type = addr_type.to_ascii_lowercase();
+    let address = xtext_decode(coded, addr_type == "utf-8")?;
+    Some(Orcpt { addr_type, address })
 }
 
 /// What went wrong with a reverse- or forward-path.
@@ -234,18 +386,60 @@ fn parse_mail(arg: &str) -> Result<Command, Reply> {
     let from =
         if path.is_empty() { None } else { Some(Address::parse(path).map_err(|_| bad_sender())?) };
     let mut params = MailParams::default();
+    let bad = |what: &str| Reply::new(501, status(5, 5, 4), format!("Bad {what} parameter syntax"));
+    let multiple =
+        |what: &str| Reply::new(501, status(5, 5, 4), format!("Error: multiple {what} options"));
     for p in params_text.split([' ', '\t']).filter(|p| !p.is_empty()) {
         if let Some(v) = strip_keyword(p, "SIZE=") {
             // RFC 1870 §3: size-value is 1*20DIGIT.
             if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(Reply::new(501, status(5, 5, 4), "Bad message size syntax"));
             }
+            if params.size.is_some() {
+                return Err(multiple("SIZE="));
+            }
             params.size = Some(v.parse().unwrap_or(u64::MAX));
-        } else if p.eq_ignore_ascii_case("BODY=7BIT") {
-            params.body = Some(Body::SevenBit);
-        } else if p.eq_ignore_ascii_case("BODY=8BITMIME") {
-            params.body = Some(Body::EightBitMime);
+        } else if let Some(v) = strip_keyword(p, "BODY=") {
+            // BINARYMIME needs BDAT-only transfer, which we do not
+            // promise: refused as Postfix does, as an unknown option.
+            let body = if v.eq_ignore_ascii_case("7BIT") {
+                Body::SevenBit
+            } else if v.eq_ignore_ascii_case("8BITMIME") {
+                Body::EightBitMime
+            } else {
+                return Err(unsupported(p));
+            };
+            if params.body.is_some() {
+                return Err(multiple("BODY="));
+            }
+            params.body = Some(body);
+        } else if p.eq_ignore_ascii_case("SMTPUTF8") {
+            if params.smtputf8 {
+                return Err(multiple("SMTPUTF8"));
+            }
+            params.smtputf8 = true;
+        } else if let Some(v) = strip_keyword(p, "RET=") {
+            let ret = if v.eq_ignore_ascii_case("FULL") {
+                Ret::Full
+            } else if v.eq_ignore_ascii_case("HDRS") {
+                Ret::Hdrs
+            } else {
+                return Err(bad("RET"));
+            };
+            // Postfix answers a repeated RET= as a malformed one.
+            if params.ret.is_some() {
+                return Err(bad("RET"));
+            }
+            params.ret = Some(ret);
+        } else if let Some(v) = strip_keyword(p, "ENVID=") {
+            let envid = xtext_decode(v, false)
+                .filter(|e| !e.is_empty() && e.len() <= MAX_ENVID && params.envid.is_none())
+                .ok_or_else(|| bad("ENVID"))?;
+            params.envid = Some(envid);
         } else if let Some(v) = strip_keyword(p, "AUTH=") {
+            if params.auth.is_some() {
+                return Err(Reply::new(503, status(5, 5, 4), "Error: multiple AUTH= options"));
+            }
             params.auth = Some(v.to_owned());
         } else {
             return Err(unsupported(p));
@@ -266,10 +460,24 @@ fn parse_rcpt(arg: &str) -> Result<Command, Reply> {
         return Err(bad_rcpt());
     }
     let to = Address::parse(path).map_err(|_| bad_rcpt())?;
-    if let Some(p) = params_text.split([' ', '\t']).find(|p| !p.is_empty()) {
-        return Err(unsupported(p));
+    let mut params = RcptParams::default();
+    let bad = |what: &str| {
+        Reply::new(501, status(5, 5, 4), format!("Error: Bad {what} parameter syntax"))
+    };
+    for p in params_text.split([' ', '\t']).filter(|p| !p.is_empty()) {
+        if let Some(v) = strip_keyword(p, "NOTIFY=") {
+            let notify =
+                parse_notify(v).filter(|_| params.notify.is_none()).ok_or_else(|| bad("NOTIFY"))?;
+            params.notify = Some(notify);
+        } else if let Some(v) = strip_keyword(p, "ORCPT=") {
+            let orcpt =
+                parse_orcpt(v).filter(|_| params.orcpt.is_none()).ok_or_else(|| bad("ORCPT"))?;
+            params.orcpt = Some(orcpt);
+        } else {
+            return Err(unsupported(p));
+        }
     }
-    Ok(Command::Rcpt { to, params: RcptParams::default() })
+    Ok(Command::Rcpt { to, params })
 }
 
 fn unsupported(param: &str) -> Reply {
@@ -325,17 +533,25 @@ mod tests {
             (
                 "MAIL FROM:<u@x.org> SIZE=1000 BODY=8bitmime",
                 Some("u@x.org"),
-                MailParams { size: Some(1000), body: Some(Body::EightBitMime), auth: None },
+                MailParams {
+                    size: Some(1000),
+                    body: Some(Body::EightBitMime),
+                    ..Default::default()
+                },
             ),
             (
                 "MAIL FROM:<u@x.org> body=7BIT AUTH=<>",
                 Some("u@x.org"),
-                MailParams { size: None, body: Some(Body::SevenBit), auth: Some("<>".into()) },
+                MailParams {
+                    body: Some(Body::SevenBit),
+                    auth: Some("<>".into()),
+                    ..Default::default()
+                },
             ),
             (
                 "MAIL FROM:<u@x.org> SIZE=99999999999999999999999",
                 Some("u@x.org"),
-                MailParams { size: Some(u64::MAX), body: None, auth: None },
+                MailParams { size: Some(u64::MAX), ..Default::default() },
             ),
             ("MAIL FROM:<\"a>b\"@x.org>", Some("\"a>b\"@x.org"), MailParams::default()),
         ];
@@ -381,7 +597,7 @@ mod tests {
             ("RCPT", "501 5.5.4 Syntax: RCPT TO:<address>\r\n"),
             ("RCPT TO:<>", "501 5.1.3 Bad recipient address syntax\r\n"),
             ("RCPT TO:<a b@x.org>", "501 5.1.3 Bad recipient address syntax\r\n"),
-            ("RCPT TO:<a@x.org> NOTIFY=NEVER", "555 5.5.4 Unsupported option: NOTIFY=NEVER\r\n"),
+            ("RCPT TO:<a@x.org> FOO=NEVER", "555 5.5.4 Unsupported option: FOO=NEVER\r\n"),
             ("DATA x", "501 5.5.4 Syntax: DATA\r\n"),
             ("RSET x", "501 5.5.4 Syntax: RSET\r\n"),
             ("VRFY", "501 5.5.4 Syntax: VRFY address\r\n"),
@@ -397,6 +613,134 @@ mod tests {
     }
 
     #[test]
+    fn parses_dsn_and_smtputf8_mail_parameters() {
+        let mail = |line: &str| match parse_command(line.as_bytes()) {
+            Ok(Command::Mail { params, .. }) => params,
+            other => panic!("{line}: {other:?}"),
+        };
+        let p = mail("MAIL FROM:<a@x.org> RET=hdrs ENVID=QQ+2B314+3D SMTPUTF8 BODY=8BITMIME");
+        assert_eq!(p.ret, Some(Ret::Hdrs));
+        assert_eq!(p.envid.as_deref(), Some("QQ+314="));
+        assert!(p.smtputf8);
+        assert_eq!(p.body, Some(Body::EightBitMime));
+        assert_eq!(
+            p.envelope_params(),
+            mail_types::esmtp::EnvelopeParams {
+                body: Some(Body::EightBitMime),
+                smtputf8: true,
+                ret: Some(Ret::Hdrs),
+                envid: Some("QQ+314=".into()),
+            }
+        );
+        assert_eq!(mail("MAIL FROM:<a@x.org> ret=FULL").ret, Some(Ret::Full));
+        let max = format!("MAIL FROM:<a@x.org> ENVID={}", "e".repeat(MAX_ENVID));
+        assert_eq!(mail(&max).envid.map(|e| e.len()), Some(MAX_ENVID));
+        // UTF-8 addresses parse; whether they are allowed is the session's call.
+        let Ok(Command::Mail { from: Some(from), .. }) =
+            parse_command("MAIL FROM:<üser@exämple.org> SMTPUTF8".as_bytes())
+        else {
+            panic!()
+        };
+        assert_eq!(from.to_string(), "üser@exämple.org");
+    }
+
+    #[test]
+    fn parses_dsn_rcpt_parameters() {
+        let rcpt = |line: &str| match parse_command(line.as_bytes()) {
+            Ok(Command::Rcpt { params, .. }) => params,
+            other => panic!("{line}: {other:?}"),
+        };
+        let p = rcpt("RCPT TO:<b@x.org> NOTIFY=success,DELAY ORCPT=rfc822;b+2Bx@x.org");
+        assert_eq!(p.notify, Some(Notify { success: true, failure: false, delay: true }));
+        let o = p.orcpt.unwrap();
+        assert_eq!((o.addr_type.as_str(), o.address.as_str()), ("rfc822", "b+x@x.org"));
+        assert_eq!(rcpt("RCPT TO:<b@x.org> NOTIFY=NEVER").notify, Some(Notify::NEVER));
+        let p = rcpt("RCPT TO:<b@x.org> NOTIFY=FAILURE,SUCCESS,DELAY");
+        assert_eq!(p.notify, Some(Notify { success: true, failure: true, delay: true }));
+        // RFC 6533 utf-8-addr-xtext and unitext.
+        let o = rcpt("RCPT TO:<b@x.org> ORCPT=UTF-8;\\x{FC}ser@ex\\x{E4}mple.org").orcpt.unwrap();
+        assert_eq!((o.addr_type.as_str(), o.address.as_str()), ("utf-8", "üser@exämple.org"));
+        let o = rcpt("RCPT TO:<b@x.org> ORCPT=utf-8;üser@x.org").orcpt.unwrap();
+        assert_eq!(o.address, "üser@x.org");
+        assert_eq!(rcpt("RCPT TO:<b@x.org>"), RcptParams::default());
+    }
+
+    #[test]
+    fn bad_esmtp_parameters_get_postfix_replies() {
+        let bad_orcpt = "501 5.5.4 Error: Bad ORCPT parameter syntax\r\n";
+        let bad_notify = "501 5.5.4 Error: Bad NOTIFY parameter syntax\r\n";
+        let bad_envid = "501 5.5.4 Bad ENVID parameter syntax\r\n";
+        let long_envid = format!("MAIL FROM:<a@x.org> ENVID={}", "e".repeat(MAX_ENVID + 1));
+        let long_orcpt = format!("RCPT TO:<a@x.org> ORCPT=rfc822;{}", "o".repeat(MAX_ORCPT));
+        let table: &[(&str, &str)] = &[
+            ("MAIL FROM:<a@x.org> RET=ALL", "501 5.5.4 Bad RET parameter syntax\r\n"),
+            ("MAIL FROM:<a@x.org> RET=", "501 5.5.4 Bad RET parameter syntax\r\n"),
+            ("MAIL FROM:<a@x.org> RET=FULL RET=HDRS", "501 5.5.4 Bad RET parameter syntax\r\n"),
+            ("MAIL FROM:<a@x.org> ENVID=", bad_envid),
+            ("MAIL FROM:<a@x.org> ENVID=a+0Db", bad_envid),
+            ("MAIL FROM:<a@x.org> ENVID=a+2b", bad_envid),
+            ("MAIL FROM:<a@x.org> ENVID=a+2", bad_envid),
+            ("MAIL FROM:<a@x.org> ENVID=a=b", bad_envid),
+            ("MAIL FROM:<a@x.org> ENVID=ü", bad_envid),
+            ("MAIL FROM:<a@x.org> ENVID=a ENVID=b", bad_envid),
+            (&long_envid, bad_envid),
+            ("MAIL FROM:<a@x.org> SMTPUTF8=yes", "555 5.5.4 Unsupported option: SMTPUTF8=yes\r\n"),
+            (
+                "MAIL FROM:<a@x.org> SMTPUTF8 smtputf8",
+                "501 5.5.4 Error: multiple SMTPUTF8 options\r\n",
+            ),
+            (
+                "MAIL FROM:<a@x.org> BODY=7BIT BODY=7BIT",
+                "501 5.5.4 Error: multiple BODY= options\r\n",
+            ),
+            ("MAIL FROM:<a@x.org> SIZE=1 SIZE=2", "501 5.5.4 Error: multiple SIZE= options\r\n"),
+            ("MAIL FROM:<a@x.org> AUTH=<> AUTH=<>", "503 5.5.4 Error: multiple AUTH= options\r\n"),
+            ("MAIL FROM:<a@x.org> NOTIFY=NEVER", "555 5.5.4 Unsupported option: NOTIFY=NEVER\r\n"),
+            ("RCPT TO:<a@x.org> NOTIFY=", bad_notify),
+            ("RCPT TO:<a@x.org> NOTIFY=NEVER,SUCCESS", bad_notify),
+            ("RCPT TO:<a@x.org> NOTIFY=SUCCESS,,DELAY", bad_notify),
+            ("RCPT TO:<a@x.org> NOTIFY=SUCCESS,SUCCESS", bad_notify),
+            ("RCPT TO:<a@x.org> NOTIFY=SOMETIMES", bad_notify),
+            ("RCPT TO:<a@x.org> NOTIFY=NEVER NOTIFY=NEVER", bad_notify),
+            ("RCPT TO:<a@x.org> ORCPT=a@x.org", bad_orcpt),
+            ("RCPT TO:<a@x.org> ORCPT=;a@x.org", bad_orcpt),
+            ("RCPT TO:<a@x.org> ORCPT=rfc822;", bad_orcpt),
+            ("RCPT TO:<a@x.org> ORCPT=rfc822;a+0Ab@x.org", bad_orcpt),
+            ("RCPT TO:<a@x.org> ORCPT=rfc822;üser@x.org", bad_orcpt),
+            ("RCPT TO:<a@x.org> ORCPT=utf-8;\\x{85}@x.org", bad_orcpt),
+            ("RCPT TO:<a@x.org> ORCPT=utf-8;\\x{}@x.org", bad_orcpt),
+            ("RCPT TO:<a@x.org> ORCPT=utf-8;\\x{1234567}@x.org", bad_orcpt),
+            ("RCPT TO:<a@x.org> ORCPT=utf-8;\\y{41}@x.org", bad_orcpt),
+            ("RCPT TO:<a@x.org> ORCPT=rfc 822;a@x.org", bad_orcpt),
+            ("RCPT TO:<a@x.org> ORCPT=rfc_822;a@x.org", bad_orcpt),
+            ("RCPT TO:<a@x.org> ORCPT=r;a ORCPT=r;b", bad_orcpt),
+            (&long_orcpt, bad_orcpt),
+            ("RCPT TO:<a@x.org> SMTPUTF8", "555 5.5.4 Unsupported option: SMTPUTF8\r\n"),
+            ("BDAT", "521 5.5.4 Syntax: BDAT count [LAST]\r\n"),
+            ("BDAT x", "521 5.5.4 Syntax: BDAT count [LAST]\r\n"),
+            ("BDAT -1", "521 5.5.4 Syntax: BDAT count [LAST]\r\n"),
+            ("BDAT 1 FIRST", "521 5.5.4 Syntax: BDAT count [LAST]\r\n"),
+            ("BDAT 1 LAST x", "521 5.5.4 Syntax: BDAT count [LAST]\r\n"),
+            ("BDAT 18446744073709551616", "521 5.5.4 Syntax: BDAT count [LAST]\r\n"),
+        ];
+        for (line, want) in table {
+            assert_eq!(err(line), *want, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn parses_bdat() {
+        for (line, size, last) in [
+            ("BDAT 0 LAST", 0, true),
+            ("bdat 10", 10, false),
+            ("BDAT 18446744073709551615 last", u64::MAX, true),
+            ("BDAT 007\r\n", 7, false),
+        ] {
+            assert_eq!(parse_command(line.as_bytes()), Ok(Command::Bdat { size, last }), "{line}");
+        }
+    }
+
+    #[test]
     fn enforces_line_limits() {
         let ok = format!("NOOP {}\r\n", "x".repeat(MAX_COMMAND_LINE - 7));
         assert_eq!(ok.len(), MAX_COMMAND_LINE);
@@ -407,6 +751,12 @@ mod tests {
         assert!(matches!(parse_command(auth.as_bytes()), Ok(Command::Auth { .. })));
         let auth = format!("AUTH PLAIN {}\r\n", "A".repeat(MAX_AUTH_LINE));
         assert_eq!(parse_command(auth.as_bytes()), Err(line_too_long()));
+        // MAIL and RCPT get RFC 3461's extra 500 octets, for their parameters.
+        let rcpt = format!("RCPT TO:<a@x.org> ORCPT=rfc822;{}\r\n", "o".repeat(480));
+        assert!(rcpt.len() > MAX_COMMAND_LINE && rcpt.len() <= MAX_PARAM_LINE);
+        assert!(matches!(parse_command(rcpt.as_bytes()), Ok(Command::Rcpt { .. })));
+        let rcpt = format!("RCPT TO:<a@x.org> X={}\r\n", "o".repeat(MAX_PARAM_LINE));
+        assert_eq!(parse_command(rcpt.as_bytes()), Err(line_too_long()));
     }
 
     /// The fuzz target `smtp_command`, replayed on the committed corpus.
@@ -430,7 +780,12 @@ mod tests {
         }
 
         #[test]
-        fn never_panics_on_command_like_text(s in "(MAIL FROM:|RCPT TO:|AUTH |VRFY |HELO )[<>\"\\\\@:,. a-zA-Z0-9=\t]{0,80}") {
+        fn never_panics_on_command_like_text(s in "(MAIL FROM:|RCPT TO:|AUTH |VRFY |HELO |BDAT )[<>\"\\\\@:,. a-zA-Z0-9=\t]{0,80}") {
+            let _ = parse_command(s.as_bytes());
+        }
+
+        #[test]
+        fn never_panics_on_esmtp_parameters(s in "(MAIL FROM:<a@b.c>|RCPT TO:<a@b.c>)( (RET|ENVID|NOTIFY|ORCPT|BODY|SMTPUTF8)=?[+\\\\x{};,a-zA-Z0-9ü\u{85}-]{0,30}){0,4}") {
             let _ = parse_command(s.as_bytes());
         }
     }

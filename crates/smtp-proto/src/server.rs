@@ -8,13 +8,19 @@
 //! driver answers with [`Server::accept`], [`Server::reject`],
 //! [`Server::message_queued`] or [`Server::auth_challenge`]. This keeps
 //! pipelined commands (RFC 2920) answered strictly in order.
+//!
+//! Message content comes either after DATA (dot-stuffed, ended by
+//! `CRLF . CRLF`) or in BDAT chunks (RFC 3030: exactly the announced
+//! octets, no stuffing, no end marker, LAST ends the message). Both end
+//! in the same [`Event::Message`], and both are normalized the same
+//! way: CRLF and bare LF become LF, a bare CR is kept.
 
 use std::collections::VecDeque;
 
 use mail_types::{Address, EnhancedStatus};
 
 use crate::command::{
-    Command, MAX_AUTH_LINE, MAX_COMMAND_LINE, MailParams, RcptParams, bad_syntax, line_too_long,
+    Command, MailParams, RcptParams, bad_syntax, bdat_syntax, line_limit, line_too_long,
     parse_command, split_verb,
 };
 use crate::reply::Reply;
@@ -78,7 +84,8 @@ pub enum Event {
     /// enabled. Answer with `accept()` (252 2.0.0 ADDRESS: we will try) or
     /// `reject(reply)` (550 5.1.1 for an unknown local user, as Postfix).
     Vrfy { address: Address },
-    /// A complete message: dot-unstuffed, every line ending normalized to LF.
+    /// A complete message (after DATA or the BDAT LAST chunk):
+    /// dot-unstuffed (DATA), every line ending normalized to LF.
     /// A driver that took parts of it with [`Server::take_data`] gets only
     /// the rest here.
     /// Answer with `message_queued(id)` once it is on stable storage, or `reject(reply)`.
@@ -98,7 +105,7 @@ pub enum Event {
 /// The decision the driver owes us.
 #[derive(Debug)]
 enum Pending {
-    Mail(Option<Address>),
+    Mail(Option<Address>, bool),
     Rcpt,
     Vrfy(String),
     Message,
@@ -115,6 +122,33 @@ enum Mode {
     Data(DataState),
     /// One SASL response line after a 334.
     AuthResponse,
+    /// The octets of one BDAT chunk (RFC 3030 §2).
+    Bdat(ChunkState),
+}
+
+#[derive(Debug)]
+struct ChunkState {
+    /// Octets of the chunk not read yet.
+    remaining: u64,
+    /// The announced size, for `250 2.0.0 Ok: N bytes`.
+    size: u64,
+    /// BDAT ... LAST.
+    last: bool,
+    /// The chunk is read only to be dropped, then answered with this.
+    refusal: Option<Reply>,
+}
+
+/// A message arriving in BDAT chunks, from the first chunk to LAST.
+#[derive(Debug, Default)]
+struct BdatMessage {
+    /// Octets of normalized content seen, buffered or not.
+    size: u64,
+    /// The content passed the size limit; `content` is no longer filled.
+    too_big: bool,
+    /// The last octet seen was a CR, held back: it may be half a CRLF
+    /// split across chunks.
+    held_cr: bool,
+    content: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -159,6 +193,10 @@ pub struct Server {
     authenticated: bool,
     /// `Some(sender)` while a mail transaction is open (`Some(None)` for `<>`).
     sender: Option<Option<Address>>,
+    /// The open transaction declared SMTPUTF8 (or MAIL pending says so).
+    smtputf8: bool,
+    /// The BDAT message of the open transaction, once its first chunk came.
+    bdat: Option<BdatMessage>,
     rcpt_count: usize,
     errors: u32,
     /// Discarding the rest of an over-long command line.
@@ -191,6 +229,8 @@ impl Server {
             tls: false,
             authenticated: false,
             sender: None,
+            smtputf8: false,
+            bdat: None,
             rcpt_count: 0,
             errors: 0,
             skipping: false,
@@ -241,6 +281,7 @@ impl Server {
             }
             let progressed = match self.mode {
                 Mode::Data(_) => self.step_data(),
+                Mode::Bdat(_) => self.step_chunk(),
                 Mode::Command | Mode::AuthResponse => self.step_line(),
             };
             if !progressed {
@@ -263,10 +304,12 @@ impl Server {
         self.last_command
     }
 
-    /// Octets of message content received so far while in DATA.
+    /// Octets of message content received so far while in DATA, or in a
+    /// BDAT message (between its chunks too).
     pub fn data_size(&self) -> Option<u64> {
-        match &self.mode {
-            Mode::Data(ds) => Some(ds.size),
+        match (&self.mode, &self.bdat) {
+            (Mode::Data(ds), _) => Some(ds.size),
+            (_, Some(b)) => Some(b.size),
             _ => None,
         }
     }
@@ -274,11 +317,13 @@ impl Server {
     /// Takes the message content collected so far in DATA (normalized as
     /// [`Event::Message`] describes), so a driver can stream it to disk
     /// while it arrives; the final [`Event::Message`] then carries only
-    /// the rest. Empty outside DATA, and once the message is over the
-    /// size limit (it will be refused with 552 at its end).
+    /// the rest. Empty outside a message, and once the message is over the
+    /// size limit (it will be refused with 552 at its end). A BDAT
+    /// message's content can be taken between its chunks too.
     pub fn take_data(&mut self) -> Vec<u8> {
-        match &mut self.mode {
-            Mode::Data(ds) => std::mem::take(&mut ds.content),
+        match (&mut self.mode, &mut self.bdat) {
+            (Mode::Data(ds), _) => std::mem::take(&mut ds.content),
+            (_, Some(b)) => std::mem::take(&mut b.content),
             _ => Vec::new(),
         }
     }
@@ -308,9 +353,16 @@ impl Server {
         self.pending.is_some()
     }
 
-    /// Whether the session is reading a DATA stream.
+    /// Whether the session is receiving a message: in a DATA stream, or
+    /// from the first accepted BDAT chunk until the reply to LAST (also
+    /// while it waits for the next BDAT command).
     pub fn in_data(&self) -> bool {
-        matches!(self.mode, Mode::Data(_))
+        matches!(self.mode, Mode::Data(_)) || self.bdat.is_some()
+    }
+
+    /// Whether the open transaction declared SMTPUTF8 (RFC 6531).
+    pub fn is_smtputf8(&self) -> bool {
+        self.smtputf8
     }
 
     /// Whether the session is over (after 221 or 421).
@@ -354,8 +406,9 @@ impl Server {
     /// Accepts the pending decision. Does nothing when none is pending.
     pub fn accept(&mut self) {
         match self.pending.take() {
-            Some(Pending::Mail(from)) => {
+            Some(Pending::Mail(from, smtputf8)) => {
                 self.sender = Some(from);
+                self.smtputf8 = smtputf8;
                 self.rcpt_count = 0;
                 self.reply(ok(250, (2, 1, 0), "Ok"));
             }
@@ -435,6 +488,8 @@ impl Server {
 
     fn reset_transaction(&mut self) {
         self.sender = None;
+        self.smtputf8 = false;
+        self.bdat = None;
         self.rcpt_count = 0;
     }
 
@@ -484,11 +539,16 @@ impl Server {
     }
 
     fn line_limit(&self, line: &[u8]) -> usize {
-        let auth = matches!(self.mode, Mode::AuthResponse)
-            || (line.len() > 4
-                && line[..4].eq_ignore_ascii_case(b"AUTH")
-                && matches!(line[4], b' ' | b'\t'));
-        if auth { MAX_AUTH_LINE } else { MAX_COMMAND_LINE }
+        if matches!(self.mode, Mode::AuthResponse) {
+            return line_limit("AUTH");
+        }
+        // Only a verb followed by a space gets its longer limit.
+        match line.get(..5) {
+            Some([a, b, c, d, b' ' | b'\t']) => {
+                line_limit(std::str::from_utf8(&[*a, *b, *c, *d]).unwrap_or(""))
+            }
+            _ => line_limit(""),
+        }
     }
 
     /// Reads one line in command or SASL-response mode. Returns false when
@@ -566,9 +626,13 @@ impl Server {
     /// in the order Postfix's smtpd makes them.
     fn precheck(&self, verb: &str) -> Option<Reply> {
         let e = |code, st, text: &str| Some(ok(code, st, text));
+        let bdat = self.bdat.is_some();
         if verb.eq_ignore_ascii_case("MAIL") {
             if self.params.helo_required && self.helo.is_none() {
                 return e(503, (5, 5, 1), "Error: send HELO/EHLO first");
+            }
+            if bdat {
+                return e(503, (5, 5, 1), "Error: MAIL after BDAT");
             }
             if self.sender.is_some() {
                 return e(503, (5, 5, 1), "Error: nested MAIL command");
@@ -577,6 +641,12 @@ impl Server {
             if self.sender.is_none() {
                 return e(503, (5, 5, 1), "Error: need MAIL command");
             }
+            if bdat {
+                return e(503, (5, 5, 1), "Error: RCPT after BDAT");
+            }
+        } else if verb.eq_ignore_ascii_case("DATA") && bdat {
+            // RFC 3030 §3: DATA and BDAT do not mix in one transaction.
+            return e(503, (5, 5, 1), "Error: DATA after BDAT");
         } else if verb.eq_ignore_ascii_case("DATA") && self.rcpt_count == 0 {
             return if self.sender.is_none() {
                 e(503, (5, 5, 1), "Error: need RCPT command")
@@ -592,6 +662,19 @@ impl Server {
             self.reply(bad_syntax());
             return;
         };
+        if verb.eq_ignore_ascii_case("BDAT") {
+            // The size comes first: whatever the answer, the chunk after
+            // the line must be read (RFC 3030 §2), and without a size
+            // there is no telling where it ends.
+            match parse_command(line) {
+                Ok(Command::Bdat { size, last }) => self.bdat_command(size, last),
+                _ => {
+                    self.reply(bdat_syntax());
+                    self.close();
+                }
+            }
+            return;
+        }
         if let Some(r) = self.precheck(verb) {
             self.reply(r);
             return;
@@ -622,14 +705,19 @@ impl Server {
                 if params.size.is_some_and(|s| s > max) {
                     // RFC 1870 §6.1.
                     self.reply(ok(552, (5, 3, 4), "Message size exceeds fixed limit"));
+                } else if from.as_ref().is_some_and(Address::is_utf8) && !params.smtputf8 {
+                    self.reply(need_smtputf8());
                 } else {
-                    self.pending = Some(Pending::Mail(from.clone()));
+                    self.pending = Some(Pending::Mail(from.clone(), params.smtputf8));
                     self.out.push_back((Event::Mail { from, params }, None));
                 }
             }
             Command::Rcpt { to, params } => {
                 let max = self.params.max_recipients;
-                if max > 0 && self.rcpt_count >= max {
+                if to.is_utf8() && !self.smtputf8 {
+                    // RFC 6531 §3.4: only after MAIL ... SMTPUTF8.
+                    self.reply(need_smtputf8());
+                } else if max > 0 && self.rcpt_count >= max {
                     // RFC 5321 §4.5.3.1.10: 452 for too many recipients.
                     self.reply(ok(452, (4, 5, 3), "Error: too many recipients"));
                 } else {
@@ -669,9 +757,17 @@ impl Server {
                     }
                 }
             }
-            Command::Help | Command::Unknown(_) => {
-                self.reply(ok(502, (5, 5, 2), "Error: command not recognized"))
-            }
+            // Postfix answers HELP with 502; RFC 5321 §4.1.1.8 asks for
+            // help text, and a list of the commands is what a person
+            // typing at the server needs.
+            Command::Help => self.reply(ok(
+                214,
+                (2, 0, 0),
+                "Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY STARTTLS AUTH",
+            )),
+            Command::Unknown(_) => self.reply(ok(502, (5, 5, 2), "Error: command not recognized")),
+            // Handled before parsing (see `command`).
+            Command::Bdat { .. } => self.reply(bdat_syntax()),
             Command::StartTls => {
                 if self.tls {
                     self.reply(ok(554, (5, 5, 1), "Error: TLS already active"));
@@ -724,9 +820,77 @@ impl Server {
         if !p.auth_mechanisms.is_empty() {
             lines.push(format!("AUTH {}", p.auth_mechanisms.join(" ")));
         }
-        lines.push("ENHANCEDSTATUSCODES".to_owned());
-        lines.push("8BITMIME".to_owned());
+        // Postfix's order.
+        for ext in ["ENHANCEDSTATUSCODES", "8BITMIME", "DSN", "SMTPUTF8", "CHUNKING"] {
+            lines.push(ext.to_owned());
+        }
         Reply { code: 250, enhanced: None, lines }
+    }
+
+    /// A BDAT command line with a valid size: decides what its chunk
+    /// is for and starts reading it. The reply comes once the chunk has
+    /// been read, so pipelined chunks are answered in order.
+    fn bdat_command(&mut self, size: u64, last: bool) {
+        let e = |code, st, text: &str| Some(ok(code, st, text));
+        let refusal = if self.rcpt_count == 0 {
+            // Postfix's DATA answers: a chunk needs a transaction with recipients.
+            if self.sender.is_none() {
+                e(503, (5, 5, 1), "Error: need RCPT command")
+            } else {
+                e(554, (5, 5, 1), "Error: no valid recipients")
+            }
+        } else if size == 0 && !last {
+            // Postfix's text for an empty chunk that does not end the message.
+            e(551, (5, 7, 1), "Null BDAT request")
+        } else {
+            self.bdat.get_or_insert_with(BdatMessage::default);
+            None
+        };
+        self.mode = Mode::Bdat(ChunkState { remaining: size, size, last, refusal });
+    }
+
+    /// Reads BDAT chunk octets. Returns false when more input is needed.
+    fn step_chunk(&mut self) -> bool {
+        let max = effective_limit(self.params.max_message_size);
+        let Mode::Bdat(chunk) = &mut self.mode else { return false };
+        let buf = &self.input[self.pos..];
+        let n = usize::try_from(chunk.remaining).map_or(buf.len(), |r| r.min(buf.len()));
+        if chunk.refusal.is_none()
+            && let Some(msg) = &mut self.bdat
+        {
+            append_chunk(msg, max, &buf[..n]);
+        }
+        self.pos += n;
+        chunk.remaining -= n as u64;
+        if chunk.remaining > 0 {
+            return false;
+        }
+        let Mode::Bdat(chunk) = std::mem::replace(&mut self.mode, Mode::Command) else {
+            return true;
+        };
+        if let Some(r) = chunk.refusal {
+            self.reply(r);
+            return true;
+        }
+        let too_big = self.bdat.as_ref().is_some_and(|m| m.too_big);
+        if too_big {
+            // Every chunk of a message past the limit is refused; the
+            // transaction ends with the last one.
+            if chunk.last {
+                self.reset_transaction();
+            }
+            self.reply(ok(552, (5, 3, 4), "Chunk exceeds message size limit"));
+        } else if chunk.last {
+            let mut msg = self.bdat.take().unwrap_or_default();
+            if msg.held_cr {
+                msg.content.push(b'\r');
+            }
+            self.pending = Some(Pending::Message);
+            self.out.push_back((Event::Message { content: msg.content }, None));
+        } else {
+            self.reply(ok(250, (2, 0, 0), format!("Ok: {} bytes", chunk.size)));
+        }
+        true
     }
 
     /// Consumes DATA bytes. Returns true when the terminating line was seen.
@@ -832,6 +996,45 @@ pub(crate) fn dot_line(rest: &[u8], after_crlf: bool, bare_lf_ends_data: bool) -
     }
 }
 
+/// Postfix's reply to a UTF-8 address in a transaction without SMTPUTF8.
+fn need_smtputf8() -> Reply {
+    ok(553, (5, 6, 7), "Must declare SMTPUTF8 to send unicode address")
+}
+
+/// Adds BDAT chunk octets to the message, normalizing line endings as
+/// DATA does (CRLF to LF, bare LF kept, bare CR kept), with a CR at the
+/// end of a chunk held until the next octet shows what it is.
+fn append_chunk(msg: &mut BdatMessage, max: u64, mut bytes: &[u8]) {
+    let mut out = Vec::with_capacity(bytes.len() + 1);
+    if msg.held_cr && !bytes.is_empty() {
+        msg.held_cr = false;
+        if bytes[0] != b'\n' {
+            out.push(b'\r');
+        }
+    }
+    while let Some(i) = bytes.iter().position(|&b| b == b'\r') {
+        out.extend_from_slice(&bytes[..i]);
+        match bytes.get(i + 1) {
+            // CRLF: the LF is copied with the next run.
+            Some(b'\n') => {}
+            Some(_) => out.push(b'\r'),
+            None => msg.held_cr = true,
+        }
+        bytes = &bytes[i + 1..];
+    }
+    out.extend_from_slice(bytes);
+    msg.size = msg.size.saturating_add(out.len() as u64);
+    if msg.too_big {
+        return;
+    }
+    if msg.size > max {
+        msg.too_big = true;
+        msg.content = Vec::new();
+    } else {
+        msg.content.extend_from_slice(&out);
+    }
+}
+
 /// The size limit actually enforced: `max_message_size`, with 0 ("no
 /// limit") and anything larger capped at [`HARD_MAX_MESSAGE_SIZE`].
 fn effective_limit(max: u64) -> u64 {
@@ -857,6 +1060,7 @@ fn append(ds: &mut DataState, max: u64, bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::MAX_COMMAND_LINE;
     use proptest::prelude::*;
 
     fn params() -> ServerParams {
@@ -967,7 +1171,7 @@ mod tests {
         assert_eq!(
             run("EHLO c.example\r\n"),
             "250-mail.fiap.edu.br\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-VRFY\r\n\
-             250-ENHANCEDSTATUSCODES\r\n250 8BITMIME\r\n"
+             250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n"
         );
         let p = ServerParams {
             vrfy_enabled: false,
@@ -979,7 +1183,7 @@ mod tests {
         assert_eq!(
             run_with(p, "ehlo c.example\r\n"),
             "250-mail.fiap.edu.br\r\n250-PIPELINING\r\n250-SIZE\r\n250-STARTTLS\r\n250-AUTH PLAIN LOGIN\r\n\
-             250-ENHANCEDSTATUSCODES\r\n250 8BITMIME\r\n"
+             250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n"
         );
     }
 
@@ -990,7 +1194,10 @@ mod tests {
             ("RSET", "250 2.0.0 Ok\r\n"),
             ("NOOP", "250 2.0.0 Ok\r\n"),
             ("QUIT", "221 2.0.0 Bye\r\n<close>"),
-            ("HELP", "502 5.5.2 Error: command not recognized\r\n"),
+            (
+                "HELP",
+                "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY STARTTLS AUTH\r\n",
+            ),
             ("FOO bar", "502 5.5.2 Error: command not recognized\r\n"),
             ("", "500 5.5.2 Error: bad syntax\r\n"),
             ("VRFY <root>", "252 2.0.0 root\r\n"),
@@ -1061,7 +1268,7 @@ mod tests {
         let mut s = Server::new(params());
         s.feed(b"EHLO c\r\nMAIL FROM:<a@x.org>\r\nRCPT TO:<b@x.org>\r\nRCPT TO:<bad@x.org>\r\nDATA\r\nhi\r\n.\r\nQUIT\r\n");
         assert!(
-            matches!(s.next_event(), Some(Event::Reply(r)) if r.code == 250 && r.lines.len() == 6)
+            matches!(s.next_event(), Some(Event::Reply(r)) if r.code == 250 && r.lines.len() == 9)
         );
         assert!(matches!(s.next_event(), Some(Event::Mail { .. })));
         assert_eq!(s.next_event(), None);
@@ -1501,7 +1708,7 @@ mod tests {
             log,
             [
                 "503 5.5.1 Error: send EHLO first",
-                "250 mail.fiap.edu.br; PIPELINING; SIZE 10240000; VRFY; AUTH PLAIN LOGIN; ENHANCEDSTATUSCODES; 8BITMIME",
+                "250 mail.fiap.edu.br; PIPELINING; SIZE 10240000; VRFY; AUTH PLAIN LOGIN; ENHANCEDSTATUSCODES; 8BITMIME; DSN; SMTPUTF8; CHUNKING",
                 "504 5.5.4 Unrecognized authentication type",
                 "auth LOGIN",
                 "334 VXNlcm5hbWU6",
@@ -1538,6 +1745,285 @@ mod tests {
         s.feed(b"NOOP\r\n");
         s.reject(ok(421, (4, 3, 2), "bye"));
         assert_eq!(s.next_event(), None);
+    }
+
+    const TXN: &str = "EHLO c\r\nMAIL FROM:<a@x.org>\r\nRCPT TO:<b@x.org>\r\n";
+    const TXN_REPLIES: &str = "250-mail.fiap.edu.br\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n\
+        250-VRFY\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n250-SMTPUTF8\r\n\
+        250 CHUNKING\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n";
+
+    /// Feeds `input` in pieces of `step` octets, accepting every decision;
+    /// returns the transcript after the TXN replies and every message.
+    fn bdat_run(p: ServerParams, input: &[u8], step: usize) -> (String, Vec<Vec<u8>>) {
+        let mut s = Server::new(p);
+        let mut out = String::new();
+        let mut messages = Vec::new();
+        let mut taken = Vec::new();
+        for piece in input.chunks(step.max(1)) {
+            s.feed(piece);
+            while let Some(ev) = s.next_event() {
+                match ev {
+                    Event::Reply(r) => out.push_str(&String::from_utf8(r.to_bytes()).unwrap()),
+                    Event::Message { content } => {
+                        taken.extend_from_slice(&content);
+                        messages.push(std::mem::take(&mut taken));
+                        s.message_queued("Q1");
+                    }
+                    Event::Close => out.push_str("<close>"),
+                    _ => s.accept(),
+                }
+            }
+            // A driver streaming to disk takes what has arrived.
+            taken.extend_from_slice(&s.take_data());
+        }
+        let out = out.strip_prefix(TXN_REPLIES).map(str::to_owned).unwrap_or(out);
+        (out, messages)
+    }
+
+    #[test]
+    fn bdat_chunks_make_one_message() {
+        let input = format!(
+            "{TXN}BDAT 12\r\nSubject: x\r\nBDAT 9\r\n\r\nbody\r\r\nBDAT 6 LAST\r\n\nend\r\nQUIT\r\n"
+        );
+        let want_out = "250 2.0.0 Ok: 12 bytes\r\n250 2.0.0 Ok: 9 bytes\r\n\
+                        250 2.0.0 Ok: queued as Q1\r\n221 2.0.0 Bye\r\n<close>";
+        // The same however the bytes are split: in one write (pipelined
+        // chunks), or octet by octet (a chunk split across many feeds).
+        for step in [input.len(), 1, 2, 3, 7, 13] {
+            let (out, messages) = bdat_run(params(), input.as_bytes(), step);
+            assert_eq!(out, want_out, "step {step}");
+            // No dot-stuffing, no terminator; CRLF → LF, a bare CR kept, a
+            // CRLF split between chunks still one line end.
+            assert_eq!(messages, [b"Subject: x\n\nbody\r\n\nend\n".to_vec()], "step {step}");
+        }
+    }
+
+    #[test]
+    fn bdat_content_is_not_dot_unstuffed_nor_ended_by_dot() {
+        let body = "..x\r\n.\r\nQUIT\r\n";
+        let input = format!("{TXN}BDAT {} LAST\r\n{body}NOOP\r\n", body.len());
+        let (out, messages) = bdat_run(params(), input.as_bytes(), 5);
+        assert_eq!(out, "250 2.0.0 Ok: queued as Q1\r\n250 2.0.0 Ok\r\n");
+        assert_eq!(messages, [b"..x\n.\nQUIT\n".to_vec()]);
+    }
+
+    #[test]
+    fn bdat_zero_last_ends_the_message() {
+        let (out, messages) = bdat_run(params(), format!("{TXN}BDAT 0 LAST\r\n").as_bytes(), 100);
+        assert_eq!(out, "250 2.0.0 Ok: queued as Q1\r\n");
+        assert_eq!(messages, [Vec::<u8>::new()]);
+        let (out, messages) =
+            bdat_run(params(), format!("{TXN}BDAT 3\r\nab\rBDAT 0 LAST\r\n").as_bytes(), 100);
+        assert_eq!(out, "250 2.0.0 Ok: 3 bytes\r\n250 2.0.0 Ok: queued as Q1\r\n");
+        assert_eq!(messages, [b"ab\r".to_vec()]);
+        // An empty chunk that does not end the message is refused, its
+        // transaction goes on.
+        let (out, messages) =
+            bdat_run(params(), format!("{TXN}BDAT 0\r\nBDAT 1 LAST\r\nx").as_bytes(), 100);
+        assert_eq!(out, "551 5.7.1 Null BDAT request\r\n250 2.0.0 Ok: queued as Q1\r\n");
+        assert_eq!(messages, [b"x".to_vec()]);
+    }
+
+    #[test]
+    fn bdat_without_transaction_is_refused_and_its_chunk_consumed() {
+        // The chunk's octets look like commands; they must not run.
+        let out = run("BDAT 6\r\nQUIT\r\nBDAT 6 LAST\r\nRSET\r\nNOOP\r\n");
+        assert_eq!(
+            out,
+            "503 5.5.1 Error: need RCPT command\r\n503 5.5.1 Error: need RCPT command\r\n\
+             250 2.0.0 Ok\r\n"
+        );
+        let out = run("MAIL FROM:<a@x.org>\r\nBDAT 6 LAST\r\nQUIT\r\nNOOP\r\n");
+        assert_eq!(out, "250 2.1.0 Ok\r\n554 5.5.1 Error: no valid recipients\r\n250 2.0.0 Ok\r\n");
+        // A large refused chunk is counted, never buffered.
+        let mut s = Server::new(params());
+        s.feed(b"BDAT 100000000\r\n");
+        for _ in 0..999 {
+            s.feed(&[b'x'; 100_000]);
+            assert_eq!(drain(&mut s), "");
+            assert_eq!(s.buffered(), 0);
+        }
+        s.feed(&[b'x'; 100_000]);
+        s.feed(b"NOOP\r\n");
+        assert_eq!(drain(&mut s), "503 5.5.1 Error: need RCPT command\r\n250 2.0.0 Ok\r\n");
+    }
+
+    #[test]
+    fn bdat_and_data_do_not_mix() {
+        let (out, _) = bdat_run(
+            params(),
+            format!("{TXN}BDAT 2\r\nabDATA\r\nMAIL FROM:<c@x.org>\r\nRCPT TO:<d@x.org>\r\nBDAT 1 LAST\r\nc")
+                .as_bytes(),
+            1000,
+        );
+        assert_eq!(
+            out,
+            "250 2.0.0 Ok: 2 bytes\r\n503 5.5.1 Error: DATA after BDAT\r\n\
+             503 5.5.1 Error: MAIL after BDAT\r\n503 5.5.1 Error: RCPT after BDAT\r\n\
+             250 2.0.0 Ok: queued as Q1\r\n"
+        );
+        // RSET drops the chunks received so far.
+        let (out, messages) = bdat_run(
+            params(),
+            format!("{TXN}BDAT 2\r\nabRSET\r\nMAIL FROM:<c@x.org>\r\nRCPT TO:<d@x.org>\r\nBDAT 1 LAST\r\nc")
+                .as_bytes(),
+            1000,
+        );
+        assert_eq!(
+            out,
+            "250 2.0.0 Ok: 2 bytes\r\n250 2.0.0 Ok\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n\
+             250 2.0.0 Ok: queued as Q1\r\n"
+        );
+        assert_eq!(messages, [b"c".to_vec()]);
+        // After DATA the transaction is over: BDAT needs a new one.
+        let (out, _) =
+            bdat_run(params(), format!("{TXN}DATA\r\nx\r\n.\r\nBDAT 1 LAST\r\ny").as_bytes(), 1000);
+        assert_eq!(
+            out,
+            "354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Ok: queued as Q1\r\n\
+             503 5.5.1 Error: need RCPT command\r\n"
+        );
+    }
+
+    #[test]
+    fn bad_bdat_size_closes_the_session() {
+        for cmd in ["BDAT x", "BDAT 99999999999999999999 LAST", "BDAT", "BDAT 5 NOW"] {
+            let (out, messages) =
+                bdat_run(params(), format!("{TXN}{cmd}\r\nNOOP\r\n").as_bytes(), 1000);
+            assert_eq!(out, "521 5.5.4 Syntax: BDAT count [LAST]\r\n<close>", "{cmd}");
+            assert!(messages.is_empty());
+        }
+    }
+
+    #[test]
+    fn bdat_over_the_size_limit_is_552_and_consumed() {
+        let p = ServerParams { max_message_size: 10, ..params() };
+        let input = format!("{TXN}BDAT 8\r\n01234567BDAT 8\r\n89abcdefBDAT 4 LAST\r\nwxyzNOOP\r\n");
+        for step in [input.len(), 3] {
+            let (out, messages) = bdat_run(p.clone(), input.as_bytes(), step);
+            let out = out.replace("250-SIZE 10\r\n", "");
+            assert!(
+                out.ends_with(
+                    "250 2.0.0 Ok: 8 bytes\r\n552 5.3.4 Chunk exceeds message size limit\r\n\
+                     552 5.3.4 Chunk exceeds message size limit\r\n250 2.0.0 Ok\r\n"
+                ),
+                "{out}"
+            );
+            assert!(messages.is_empty());
+        }
+        // The transaction is over after LAST.
+        let mut s = Server::new(p);
+        s.feed(format!("{TXN}BDAT 11 LAST\r\n0123456789aRCPT TO:<b@x.org>\r\n").as_bytes());
+        assert!(drain(&mut s).ends_with(
+            "552 5.3.4 Chunk exceeds message size limit\r\n503 5.5.1 Error: need MAIL command\r\n"
+        ));
+        // Memory stays bounded by the limit, not by the chunk.
+        let mut s = Server::new(ServerParams { max_message_size: 1000, ..params() });
+        s.feed(format!("{TXN}BDAT 10000000 LAST\r\n").as_bytes());
+        drain(&mut s);
+        for _ in 0..99 {
+            s.feed(&[b'y'; 100_000]);
+            assert_eq!(drain(&mut s), "");
+            assert!(s.take_data().len() <= 1000);
+        }
+        s.feed(&[b'y'; 100_000]);
+        assert_eq!(drain(&mut s), "552 5.3.4 Chunk exceeds message size limit\r\n");
+    }
+
+    #[test]
+    fn bdat_replies_are_tagged_bdat() {
+        let mut s = Server::new(params());
+        s.feed(format!("{TXN}BDAT 1\r\naBDAT 1 LAST\r\nb").as_bytes());
+        let mut tags = Vec::new();
+        while let Some(ev) = s.next_event() {
+            match ev {
+                Event::Reply(r) => tags.push((r.code, s.answered())),
+                Event::Message { .. } => s.message_queued("Q"),
+                _ => s.accept(),
+            }
+        }
+        use Answered::*;
+        assert_eq!(tags[3..], [(250, Some(Command(Verb::Bdat))), (250, Some(Command(Verb::Bdat)))]);
+        assert_eq!(s.last_command(), "BDAT");
+    }
+
+    #[test]
+    fn utf8_addresses_need_smtputf8() {
+        let refused = "553 5.6.7 Must declare SMTPUTF8 to send unicode address\r\n";
+        let out = run(
+            "MAIL FROM:<üser@exämple.org>\r\nMAIL FROM:<a@x.org>\r\nRCPT TO:<bé@x.org>\r\nRCPT TO:<b@exämple.org>\r\nRCPT TO:<b@x.org>\r\n",
+        );
+        assert_eq!(out, format!("{refused}250 2.1.0 Ok\r\n{refused}{refused}250 2.1.5 Ok\r\n"));
+        let mut s = Server::new(params());
+        s.feed("MAIL FROM:<üser@exämple.org> SMTPUTF8\r\nRCPT TO:<bé@x.org>\r\n".as_bytes());
+        let mut seen = Vec::new();
+        while let Some(ev) = s.next_event() {
+            match ev {
+                Event::Mail { from, params } => {
+                    assert!(params.smtputf8);
+                    seen.push(from.unwrap().to_string());
+                    s.accept();
+                    assert!(s.is_smtputf8());
+                }
+                Event::Rcpt { to, .. } => {
+                    seen.push(to.to_string());
+                    s.accept();
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(seen, ["üser@exämple.org", "bé@x.org"]);
+        // The flag belongs to the transaction.
+        s.feed("RSET\r\nMAIL FROM:<a@x.org>\r\nRCPT TO:<bé@x.org>\r\n".as_bytes());
+        assert_eq!(drain(&mut s), format!("250 2.0.0 Ok\r\n250 2.1.0 Ok\r\n{refused}"));
+        assert!(!s.is_smtputf8());
+    }
+
+    #[test]
+    fn dsn_parameters_reach_the_driver() {
+        let mut s = Server::new(params());
+        s.feed(b"MAIL FROM:<a@x.org> RET=HDRS ENVID=abc+2Bd\r\nRCPT TO:<b@x.org> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;B@x.org\r\nRCPT TO:<c@x.org> NOTIFY=FOO\r\n");
+        let Some(Event::Mail { params, .. }) = s.next_event() else { panic!() };
+        assert_eq!(
+            (params.ret, params.envid.as_deref()),
+            (Some(mail_types::esmtp::Ret::Hdrs), Some("abc+d"))
+        );
+        s.accept();
+        let _ = s.next_event();
+        let Some(Event::Rcpt { params, .. }) = s.next_event() else { panic!() };
+        assert_eq!(params.notify.unwrap().to_string(), "SUCCESS,FAILURE");
+        assert_eq!(params.orcpt.unwrap().to_string(), "rfc822;B@x.org");
+        s.accept();
+        assert_eq!(
+            drain(&mut s),
+            "250 2.1.5 Ok\r\n501 5.5.4 Error: Bad NOTIFY parameter syntax\r\n"
+        );
+    }
+
+    /// 10,000 recipients in one write: 250 up to the limit, then 452
+    /// for each of the rest, and the session goes on.
+    #[test]
+    fn ten_thousand_pipelined_recipients() {
+        let mut input = String::from("MAIL FROM:<a@x.org>\r\n");
+        for i in 0..10_000 {
+            input.push_str(&format!("RCPT TO:<u{i}@x.org>\r\n"));
+        }
+        input.push_str("NOOP\r\n");
+        let p = ServerParams { hard_error_limit: 0, ..params() };
+        let out = run_with(p, &input);
+        let lines: Vec<&str> = out.split_terminator("\r\n").collect();
+        assert_eq!(lines.len(), 10_002);
+        assert!(lines[1..=1000].iter().all(|l| *l == "250 2.1.5 Ok"));
+        assert!(lines[1001..10_001].iter().all(|l| *l == "452 4.5.3 Error: too many recipients"));
+        assert_eq!(lines[10_001], "250 2.0.0 Ok");
+    }
+
+    /// NUL octets in DATA are content like any other: kept, as Postfix
+    /// keeps them (its message_reject_characters is empty by default).
+    #[test]
+    fn nul_bytes_in_data_are_kept() {
+        let got = message_of(b"a\0b\r\n\0\r\n.\r\n", 4096).unwrap();
+        assert_eq!(got, b"a\0b\n\0\n");
     }
 
     /// The fuzz target `smtp_session`: feed the bytes, drain, accept every decision.

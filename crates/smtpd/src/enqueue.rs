@@ -127,10 +127,12 @@ mod tests {
     fn submission(content: &[u8]) -> (Submission, Vec<u8>) {
         let a = |s: &str| Address::parse(s).unwrap();
         let sub = Submission {
+            esmtp: Default::default(),
             sender: Some(a("root@fiap.edu.br")),
             recipients: vec![Recipient {
                 address: "suporte@fiap.edu.br".parse().unwrap(),
                 original: "suporte".into(),
+                esmtp: Default::default(),
             }],
             origin: Origin::Smtp {
                 helo: Some("client.example".into()),

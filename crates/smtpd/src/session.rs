@@ -30,7 +30,7 @@ use std::sync::Arc;
 use mail_auth::sasl::{ErrorKind as SaslError, Mechanism, Sasl, Step};
 use mail_ipc::auth;
 use mail_types::{Address, EnhancedStatus};
-use smtp_proto::{Answered, Event, MailParams, Reply, Server, Verb};
+use smtp_proto::{Answered, Event, MailParams, RcptParams, Reply, Server, Verb};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
@@ -92,8 +92,10 @@ struct Transaction {
     /// The sender as the queue file gets it: qualified and rewritten
     /// (`Policy::envelope_sender`).
     envelope_sender: Option<Address>,
-    /// Accepted recipients: (qualified, as given).
-    recipients: Vec<(Address, Address)>,
+    /// Accepted recipients: (qualified and rewritten, as given, NOTIFY/ORCPT).
+    recipients: Vec<(Address, Address, RcptParams)>,
+    /// MAIL FROM's body type, SMTPUTF8, RET and ENVID.
+    esmtp: mail_types::esmtp::EnvelopeParams,
 }
 
 /// Serves one connection until QUIT, an error, a timeout or a 421.
@@ -284,7 +286,7 @@ impl Session {
                 Event::Reply(reply) => self.push_reply(&reply),
                 Event::Close => {}
                 Event::Mail { from, params } => self.cmd_mail(from, &params),
-                Event::Rcpt { to, .. } => self.cmd_rcpt(to).await,
+                Event::Rcpt { to, params } => self.cmd_rcpt(to, params).await,
                 Event::Vrfy { address } => self.cmd_vrfy(address).await,
                 Event::Message { content } => self.cmd_data(content).await,
                 // The machine asks only when STARTTLS is offered.
@@ -423,6 +425,9 @@ impl Session {
     /// arrived from the machine to it.
     async fn stream_data(&mut self) {
         if !self.server.in_data() {
+            // No message under way (one ended without Event::Message, a
+            // BDAT one by RSET): its unfinished file goes.
+            self.incoming = None;
             return;
         }
         if self.incoming.is_none() {
@@ -539,7 +544,15 @@ impl Session {
                 return;
             }
         };
-        self.txn = Transaction { sender: from, envelope_sender, recipients: Vec::new() };
+        self.txn = Transaction {
+            sender: from,
+            envelope_sender,
+            recipients: Vec::new(),
+            esmtp: params.envelope_params(),
+        };
+        // A BDAT message given up (RSET) may have left its unfinished
+        // file; the new transaction must never write into it.
+        self.incoming = None;
         self.server.accept();
     }
 
@@ -589,12 +602,12 @@ impl Session {
         }
     }
 
-    async fn cmd_rcpt(&mut self, to: Address) {
+    async fn cmd_rcpt(&mut self, to: Address, params: RcptParams) {
         let verdict = self.check_recipient(&to).await;
         match verdict {
             Verdict::Accept(recipients) => {
                 for r in recipients {
-                    self.txn.recipients.push((r, to.clone()));
+                    self.txn.recipients.push((r, to.clone(), params.clone()));
                 }
                 self.server.accept();
             }
@@ -617,11 +630,13 @@ impl Session {
                 .txn
                 .recipients
                 .iter()
-                .map(|(address, original)| mail_queue::Recipient {
+                .map(|(address, original, esmtp)| mail_queue::Recipient {
                     address: address.clone(),
                     original: original.to_string(),
+                    esmtp: esmtp.clone(),
                 })
                 .collect(),
+            esmtp: self.txn.esmtp.clone(),
             origin: Origin::Smtp {
                 helo: self.server.helo_name().map(str::to_owned),
                 client_name: self.client.name.clone(),

@@ -146,7 +146,8 @@ mod tests {
         assert_eq!(s.server.max_recipients, 1000);
         assert_eq!(s.server.hard_error_limit, 20);
         assert!(!s.server.helo_required);
-        assert!(s.server.vrfy_enabled);
+        // Postern turns VRFY off by default, unlike Postfix (privacy).
+        assert!(!s.server.vrfy_enabled);
         assert!(!s.server.starttls_offered);
         assert!(s.server.auth_mechanisms.is_empty());
         assert_eq!(s.cleanup.myorigin, "fiap.edu.br");
