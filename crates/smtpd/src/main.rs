@@ -30,7 +30,30 @@
 //!     A message refused on the way (552 over message_size_limit or
 //!     header_size_limit, 452/451 on a queue write error) or abandoned by
 //!     the client leaves no file behind.
-//!   - STARTTLS and AUTH are not offered yet and are answered 502.
+//!   - STARTTLS (RFC 3207) with `smtpd_tls_security_level = may` or
+//!     `encrypt` and a certificate that loads (`smtpd_tls_cert_file`,
+//!     `smtpd_tls_key_file` or `smtpd_tls_chain_files`, through
+//!     mail-tls); at `encrypt` MAIL FROM before it gets `530 5.7.0 Must
+//!     issue a STARTTLS command first`. Whatever the client pipelined
+//!     after STARTTLS is discarded, never run inside TLS. With
+//!     `smtpd_tls_wrappermode = yes` (the smtps service, port 465) the
+//!     handshake comes before the greeting. Every handshake is bounded by
+//!     `smtpd_starttls_timeout`; a failed one is logged as Postfix logs
+//!     it (`SSL_accept error from NAME[ADDR]: ...`), a completed one from
+//!     `smtpd_tls_loglevel = 1` (`Anonymous TLS connection established
+//!     from ...`), and the Received header gets Postfix's `(using ...)`.
+//!     A certificate that does not load is logged and TLS stays off.
+//!   - AUTH PLAIN and LOGIN (RFC 4954) with `smtpd_sasl_auth_enable =
+//!     yes` (the submission and smtps services), offered only inside TLS
+//!     unless `smtpd_tls_auth_only = no`. smtpd parses the SASL exchange
+//!     (`mail_auth::sasl`) and asks authd (`private/authd`) whether the
+//!     password is right; authd applies the failure delays. A failure is
+//!     logged in the line fail2ban's postfix-sasl filter matches
+//!     (`warning: NAME[ADDR]: SASL PLAIN authentication failed:
+//!     authentication failure`) and answered 535 5.7.8; a success adds
+//!     `sasl_method=..., sasl_username=...` to the message's `client=`
+//!     line and makes the protocol ESMTPA/ESMTPSA. `permit_sasl_authenticated`
+//!     in the restriction lists then lets the user relay.
 //!   - Before the greeting: a client outside `mynetworks` with more than
 //!     `smtpd_client_connection_count_limit` connections open, or more
 //!     than `smtpd_client_connection_rate_limit` in `anvil_rate_time_unit`,
