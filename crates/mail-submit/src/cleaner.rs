@@ -71,6 +71,10 @@ enum Partial {
     Header,
     /// It starts the body.
     Body,
+    /// A lone CR: the next byte decides whether it is the CRLF that
+    /// ends the header block (not counted against the limit, as in
+    /// `cleanup`) or the start of the body. One byte more is buffered.
+    Cr,
 }
 
 /// `cleanup`'s field-name rule: `name *WSP ":"`, the name printable
@@ -178,6 +182,7 @@ impl Cleaner {
             return Err(HeaderTooLarge);
         }
         match self.partial() {
+            Partial::Cr => Ok(()),
             Partial::Header => Err(HeaderTooLarge),
             Partial::Body => {
                 let head = std::mem::take(&mut self.head);
@@ -196,6 +201,9 @@ impl Cleaner {
 
     fn partial(&self) -> Partial {
         let p = &self.head[self.line..];
+        if p == b"\r" {
+            return Partial::Cr;
+        }
         if matches!(p.first(), Some(b' ' | b'\t')) {
             return if self.have_field { Partial::Header } else { Partial::Body };
         }
@@ -325,6 +333,17 @@ mod tests {
             c.push(&format!("Subject: {}", "z".repeat(200)).into_bytes(), &mut out),
             Err(HeaderTooLarge)
         );
+    }
+
+    #[test]
+    fn crlf_separator_at_the_limit_is_the_separator() {
+        // Found by streaming_equals_whole: the CR of the separating CRLF
+        // arrived alone just past the limit and was taken for body.
+        let t = trace();
+        let content = b"Subject:  aaaaa\nA\t:Aa \n \n\r\n";
+        for step in 1..4 {
+            assert_eq!(streamed(25, &t, content, step), whole(25, &t, content), "step {step}");
+        }
     }
 
     proptest! {
