@@ -66,7 +66,12 @@ fn submission_requires_tls_then_auth_and_then_relays() {
     c.expect("535 5.7.8 Error: authentication failed: authentication failure");
     c.send(&format!("AUTH PLAIN {PLAIN_SUPORTE}"));
     c.expect("235 2.7.0 Authentication successful");
-    // Authenticated: relaying to another domain is allowed.
+    // Authenticated: not as someone else (smtpd_sender_login_maps) ...
+    c.cmd("MAIL FROM:<root@postern.test>", 250);
+    c.send("RCPT TO:<suporte@postern.test>");
+    c.expect("553 5.7.1 <root@postern.test>: Sender address rejected: not owned by user suporte");
+    c.cmd("RSET", 250);
+    // ... but as oneself, relaying to another domain is allowed.
     c.cmd("MAIL FROM:<suporte@postern.test>", 250);
     c.cmd("RCPT TO:<alguem@example.net>", 250);
     c.cmd("RCPT TO:<suporte@postern.test>", 250);
@@ -168,4 +173,28 @@ fn a_handshake_that_never_completes_is_cut_off() {
     let mut c = Client::connect_tls(&inst.addr("smtps"), &cert(&inst), "localhost").unwrap();
     c.expect_code(220);
     c.cmd("QUIT", 221);
+}
+
+#[test]
+fn reload_takes_a_new_certificate_without_dropping_sessions() {
+    let inst = start();
+    let old = cert(&inst);
+    let mut open = Client::connect_tls(&inst.addr("smtps"), &old, "localhost").unwrap();
+    open.expect_code(220);
+    open.ehlo("client.example");
+    let new = mail_tls::self_signed(&["localhost", "127.0.0.1"]).unwrap();
+    std::fs::write(inst.dir.join("tls/key.pem"), &new.key_pem).unwrap();
+    std::fs::write(inst.dir.join("tls/cert.pem"), &new.cert_pem).unwrap();
+    inst.reload();
+    // The session from before the reload goes on, inside its TLS.
+    open.cmd("NOOP", 250);
+    // New sessions get the new certificate: a client that trusts only the
+    // old one refuses the server now.
+    wait_until(Duration::from_secs(20), || {
+        Client::connect_tls(&inst.addr("smtps"), &old, "localhost").is_err().then_some(())
+    });
+    let mut c = Client::connect_tls(&inst.addr("smtps"), &new.cert_pem, "localhost").unwrap();
+    c.expect_code(220);
+    c.cmd("QUIT", 221);
+    open.cmd("QUIT", 221);
 }

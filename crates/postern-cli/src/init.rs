@@ -156,6 +156,9 @@ alias_maps = [{aliases}]
 alias_database = [{aliases}]
 # Users of this instance: Dovecot passwd-file layout (user:{{SCHEME}}hash:uid:gid::home::).
 passwd_file = {passwd}
+# Who may send as which address after AUTH (submission and smtps refuse
+# a MAIL FROM the logged-in user does not own: reject_sender_login_mismatch).
+smtpd_sender_login_maps = [{sender_logins}]
 
 # TLS with the self-signed certificate init made for $myhostname,
 # localhost, 127.0.0.1 and ::1. Put a real certificate and key in these
@@ -174,6 +177,7 @@ smtpd_tls_loglevel = 1
         spool = d("mail"),
         aliases = d("aliases"),
         passwd = d("passwd"),
+        sender_logins = toml_str(&format!("hash:{}", dir.join("sender_logins").display())),
         tls_cert = d(TLS_CERT),
         tls_key = d(TLS_KEY),
     );
@@ -204,6 +208,7 @@ smtpd_tls_security_level = "encrypt"
 smtpd_sasl_auth_enable = "yes"
 smtpd_tls_auth_only = "yes"
 smtpd_client_restrictions = "permit_sasl_authenticated, reject"
+smtpd_sender_restrictions = "reject_sender_login_mismatch"
 
 [[service]]
 name = "smtps"
@@ -216,6 +221,7 @@ syslog_name = "postern/smtps"
 smtpd_tls_wrappermode = "yes"
 smtpd_sasl_auth_enable = "yes"
 smtpd_client_restrictions = "permit_sasl_authenticated, reject"
+smtpd_sender_restrictions = "reject_sender_login_mismatch"
 
 # Counts each client's connections across every smtpd process
 # (Postfix's anvil): smtpd_client_connection_count_limit and
@@ -296,6 +302,12 @@ command = "local-delivery"
     write("main.toml", &main_toml, 0o644)?;
     write("master.toml", &master_toml, 0o644)?;
     write("aliases", &aliases, 0o644)?;
+    let mut logins =
+        String::from("# Envelope sender -> the logins that own it (smtpd_sender_login_maps).\n");
+    for (name, _) in &users {
+        logins.push_str(&format!("{name}@{domain} {name}\n"));
+    }
+    write("sender_logins", &logins, 0o644)?;
     write("passwd", &passwd, 0o600)?;
     let cert = mail_tls::self_signed(&[&hostname, "localhost", "127.0.0.1", "::1"])?;
     mkdir(&dir.join("tls"))?;
