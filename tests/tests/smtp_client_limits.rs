@@ -121,7 +121,7 @@ fn edit_services(dir: &Path, f: impl Fn(&str) -> Option<String>) {
 
 fn set_smtpd_maxproc(dir: &Path, n: u32) {
     edit_services(dir, |b| {
-        if !b.contains("name = \"smtpd\"") {
+        if !b.contains("name = \"smtp\"") {
             return Some(b.to_string());
         }
         let lines: Vec<String> = b

@@ -30,7 +30,7 @@ fn deferred_file(inst: &Instance, id: &str) -> mail_queue::QueueFile {
 #[test]
 fn ehlo_lists_the_extensions_in_postfix_order() {
     let inst = Instance::start();
-    let mut c = smtp::Client::connect(&inst.addr("smtpd"));
+    let mut c = smtp::Client::connect(&inst.addr("smtp"));
     c.expect_code(220);
     let lines = c.ehlo("client.postern.test");
     let names: Vec<&str> = lines.iter().skip(1).map(|l| &l[4..]).collect();
@@ -39,6 +39,7 @@ fn ehlo_lists_the_extensions_in_postfix_order() {
         [
             "PIPELINING",
             "SIZE 10240000",
+            "STARTTLS",
             "ENHANCEDSTATUSCODES",
             "8BITMIME",
             "DSN",
@@ -259,7 +260,7 @@ fn ten_thousand_pipelined_recipients() {
         ],
         ..tests::Options::default()
     });
-    let s = TcpStream::connect(inst.addr("smtpd")).unwrap();
+    let s = TcpStream::connect(inst.addr("smtp")).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let mut w = s.try_clone().unwrap();
     let writer = std::thread::spawn(move || {
@@ -287,7 +288,7 @@ fn ten_thousand_pipelined_recipients() {
     assert_eq!(rest[2], "221 2.0.0 Bye");
     let id = rest[1].rsplit(' ').next().unwrap();
     assert_eq!(deferred_file(&inst, id).envelope.recipients.len(), 1000);
-    for pid in inst.worker_pids("smtpd") {
+    for pid in inst.worker_pids("smtp") {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         let rss_kb: u64 = status
             .lines()

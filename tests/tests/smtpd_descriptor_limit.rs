@@ -26,7 +26,7 @@ fn one_smtpd(dir: &Path) {
         if i > 0 {
             out.push_str("[[service]]");
         }
-        if block.contains("name = \"smtpd\"") {
+        if block.contains("name = \"smtp\"") {
             let b: Vec<&str> = block
                 .lines()
                 .map(|l| if l.starts_with("maxproc") { "maxproc = 1" } else { l })
@@ -60,12 +60,12 @@ fn one_smtpd_serves_more_clients_than_its_inherited_soft_descriptor_limit() {
         ..Options::default()
     });
     setrlimit(Resource::RLIMIT_NOFILE, soft.max(hard), hard).unwrap();
-    let smtpds = inst.worker_pids("smtpd");
+    let smtpds = inst.worker_pids("smtp");
     assert_eq!(smtpds.len(), 1, "{:?}", inst.status());
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", smtpds[0])).unwrap();
     let open_files = limits.lines().find(|l| l.starts_with("Max open files")).unwrap().to_string();
 
-    let addr = inst.addr("smtpd");
+    let addr = inst.addr("smtp");
     let mut clients = Vec::with_capacity(CLIENTS);
     for i in 0..CLIENTS {
         let s = TcpStream::connect(&addr).unwrap();
