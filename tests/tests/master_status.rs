@@ -7,7 +7,8 @@
 use std::time::Duration;
 use tests::{Instance, alive, children_of, kill9, service_pids, wait_until};
 
-const SERVICES: [&str; 4] = ["smtp", "pickup", "qmgr", "local"];
+const SERVICES: [&str; 8] =
+    ["smtp", "submission", "smtps", "pickup", "qmgr", "local", "anvil", "authd"];
 
 fn mail_flows(inst: &Instance, n: usize) {
     let mut c = inst.smtp();
@@ -35,8 +36,15 @@ fn status_lists_every_service() {
         assert!(!s.listen.is_empty(), "{name} lists no address: {s:?}");
         assert_eq!(s.restarts, 0, "{s:?}");
     }
-    let smtpd = r.services.iter().find(|s| s.name == "smtp").unwrap();
-    assert!(smtpd.listen[0].starts_with("127.0.0.1:") && !smtpd.listen[0].ends_with(":0"));
+    // The three SMTP services each on their own loopback port.
+    let mut ports = Vec::new();
+    for name in ["smtp", "submission", "smtps"] {
+        let s = r.services.iter().find(|s| s.name == name).unwrap();
+        assert!(s.listen[0].starts_with("127.0.0.1:") && !s.listen[0].ends_with(":0"), "{s:?}");
+        ports.push(s.listen[0].clone());
+    }
+    ports.dedup();
+    assert_eq!(ports.len(), 3, "{ports:?}");
     let text = inst.postern(&["status"]);
     for name in SERVICES {
         let line = text
