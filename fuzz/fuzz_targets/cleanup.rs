@@ -21,6 +21,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let trace = Trace {
+        tls: None,
         helo: Some("client.example".into()),
         client_name: "localhost".into(),
         client_addr: "127.0.0.1".into(),
