@@ -501,8 +501,22 @@ impl Session {
         )
     }
 
-    /// MAIL FROM: any sender is accepted if the queue has room for the
-    /// message (Postfix's `queue_minfree` check, with RFC 1870 SIZE).
+    /// Refuses MAIL FROM with `reply`, logged as Postfix logs it.
+    fn reject_mail(&mut self, from: Option<&Address>, reply: Reply) {
+        let sender = from.map(ToString::to_string).unwrap_or_default();
+        tracing::info!(
+            "NOQUEUE: reject: MAIL from {}: {reply}; from=<{sender}> proto={} helo=<{}>",
+            self.client,
+            self.server.protocol(),
+            self.server.helo_name().unwrap_or("")
+        );
+        self.server.reject(reply);
+    }
+
+    /// MAIL FROM: refused before STARTTLS at level encrypt, when the queue
+    /// has no room for the message (Postfix's `queue_minfree` check, with
+    /// RFC 1870 SIZE), or when a rewriting table fails; the sender's own
+    /// restrictions wait for RCPT (`smtpd_delay_reject`).
     fn cmd_mail(&mut self, from: Option<Address>, params: &MailParams) {
         if self.ctx.settings.tls_level == TlsLevel::Encrypt && !self.server.is_tls() {
             // Postfix's smtpd_tls_security_level = encrypt (submission).
@@ -519,30 +533,11 @@ impl Session {
             tracing::warn!(
                 "not enough free space in mail queue: {free} bytes < {minfree} + message size"
             );
-            let reply = enqueue::disk_full_reply();
-            let sender = from.as_ref().map(ToString::to_string).unwrap_or_default();
-            tracing::info!(
-                "NOQUEUE: reject: MAIL from {}: {reply}; from=<{sender}> proto={} helo=<{}>",
-                self.client,
-                self.server.protocol(),
-                self.server.helo_name().unwrap_or("")
-            );
-            self.server.reject(reply);
-            return;
+            return self.reject_mail(from.as_ref(), enqueue::disk_full_reply());
         }
         let envelope_sender = match self.ctx.policy.envelope_sender(from.as_ref()) {
             Ok(s) => s,
-            Err(reply) => {
-                let sender = from.as_ref().map(ToString::to_string).unwrap_or_default();
-                tracing::info!(
-                    "NOQUEUE: reject: MAIL from {}: {reply}; from=<{sender}> proto={} helo=<{}>",
-                    self.client,
-                    self.server.protocol(),
-                    self.server.helo_name().unwrap_or("")
-                );
-                self.server.reject(reply);
-                return;
-            }
+            Err(reply) => return self.reject_mail(from.as_ref(), reply),
         };
         self.txn = Transaction {
             sender: from,
