@@ -58,6 +58,27 @@ pub struct RewriteParams {
     pub mydestination: Vec<String>,
 }
 
+impl RewriteParams {
+    /// The tables and limits of a loaded `main.toml`, for every program
+    /// that rewrites (smtpd, pickup).
+    pub fn from_settings(common: &mail_config::settings::Common) -> RewriteParams {
+        let r = &common.rewrite;
+        RewriteParams {
+            canonical_maps: r.canonical_maps.clone(),
+            sender_canonical_maps: r.sender_canonical_maps.clone(),
+            recipient_canonical_maps: r.recipient_canonical_maps.clone(),
+            virtual_alias_maps: r.virtual_alias_maps.clone(),
+            virtual_alias_domains: r.virtual_alias_domains.clone(),
+            config_dir: r.config_directory.clone(),
+            virtual_alias_recursion_limit: r.virtual_alias_recursion_limit,
+            virtual_alias_expansion_limit: r.virtual_alias_expansion_limit,
+            recipient_delimiter: common.recipient_delimiter.clone(),
+            myorigin: common.myorigin.clone(),
+            mydestination: common.mydestination.domains().to_vec(),
+        }
+    }
+}
+
 /// One element of a domain list: a name, or a table whose keys are names.
 #[derive(Debug)]
 enum DomainEntry {

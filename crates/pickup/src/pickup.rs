@@ -52,20 +52,7 @@ impl Settings {
     /// `Err` is a configuration error of the rewriting tables.
     pub(crate) fn from_config(c: &mail_config::Main) -> Result<Settings, String> {
         let common = mail_config::settings::Common::new(c);
-        let r = &common.rewrite;
-        let rewriter = Rewriter::new(RewriteParams {
-            canonical_maps: r.canonical_maps.clone(),
-            sender_canonical_maps: r.sender_canonical_maps.clone(),
-            recipient_canonical_maps: r.recipient_canonical_maps.clone(),
-            virtual_alias_maps: r.virtual_alias_maps.clone(),
-            virtual_alias_domains: r.virtual_alias_domains.clone(),
-            config_dir: r.config_directory.clone(),
-            virtual_alias_recursion_limit: r.virtual_alias_recursion_limit,
-            virtual_alias_expansion_limit: r.virtual_alias_expansion_limit,
-            recipient_delimiter: common.recipient_delimiter.clone(),
-            myorigin: common.myorigin.clone(),
-            mydestination: common.mydestination.domains().to_vec(),
-        })?;
+        let rewriter = Rewriter::new(RewriteParams::from_settings(&common))?;
         Ok(Settings {
             cleanup: CleanupParams {
                 myhostname: c.str("myhostname"),

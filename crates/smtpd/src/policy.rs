@@ -166,7 +166,7 @@ impl Policy {
     pub(crate) fn from_config(config: &Main) -> Result<Policy, String> {
         let common = settings::Common::new(config);
         let smtpd = settings::Smtpd::new(config);
-        let rewriter = Rewriter::new(rewrite_params(&common))?;
+        let rewriter = Rewriter::new(RewriteParams::from_settings(&common))?;
         let users = match common.passwd_file {
             Some(path) => UserDb::passwd_file(path),
             None => UserDb::System,
@@ -575,24 +575,6 @@ impl Policy {
             ))),
             _ => Ok(Decision::Dunno),
         }
-    }
-}
-
-/// The rewriting tables from the typed settings.
-pub(crate) fn rewrite_params(common: &settings::Common) -> RewriteParams {
-    let r = &common.rewrite;
-    RewriteParams {
-        canonical_maps: r.canonical_maps.clone(),
-        sender_canonical_maps: r.sender_canonical_maps.clone(),
-        recipient_canonical_maps: r.recipient_canonical_maps.clone(),
-        virtual_alias_maps: r.virtual_alias_maps.clone(),
-        virtual_alias_domains: r.virtual_alias_domains.clone(),
-        config_dir: r.config_directory.clone(),
-        virtual_alias_recursion_limit: r.virtual_alias_recursion_limit,
-        virtual_alias_expansion_limit: r.virtual_alias_expansion_limit,
-        recipient_delimiter: common.recipient_delimiter.clone(),
-        myorigin: common.myorigin.clone(),
-        mydestination: common.mydestination.domains().to_vec(),
     }
 }
 
