@@ -27,10 +27,8 @@
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -110,58 +108,6 @@ struct Opts {
     timeout: u64,
 }
 
-/// Accepts any server certificate: for benchmarks against throwaway
-/// instances only, never for real mail. Signatures over the handshake are
-/// still verified with the provider's algorithms, so the client's work per
-/// handshake is what a verifying client would do minus the chain check.
-#[derive(Debug)]
-struct BenchOnlyAcceptAnyCert(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for BenchOnlyAcceptAnyCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 fn tls_config(resume: bool) -> anyhow::Result<Arc<ClientConfig>> {
     use rustls::crypto::aws_lc_rs::{default_provider, kx_group};
     let mut provider = default_provider();
@@ -171,7 +117,9 @@ fn tls_config(resume: bool) -> anyhow::Result<Arc<ClientConfig>> {
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(BenchOnlyAcceptAnyCert(provider)))
+        // Bench only: throwaway certificates are not checked, the
+        // handshake's signatures are (a verifying client's work minus the chain).
+        .with_custom_certificate_verifier(mail_tls::unchecked_verifier(provider))
         .with_no_client_auth();
     if !resume {
         config.resumption = rustls::client::Resumption::disabled();

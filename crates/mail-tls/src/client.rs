@@ -145,8 +145,17 @@ fn system_roots() -> Result<RootCertStore, LoadError> {
     Ok(roots)
 }
 
-/// Accepts any certificate but still checks the handshake's signatures
-/// with the provider's algorithms (levels `may` and `encrypt`).
+/// A verifier that accepts any certificate but still checks the
+/// handshake's signatures with `provider`'s algorithms: what levels `may`
+/// and `encrypt` use, and what the benchmark's load generator uses against
+/// throwaway certificates.
+pub fn unchecked_verifier(
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Arc<dyn ServerCertVerifier> {
+    Arc::new(Unchecked(provider))
+}
+
+/// See [`unchecked_verifier`].
 #[derive(Debug)]
 struct Unchecked(Arc<rustls::crypto::CryptoProvider>);
 

@@ -33,7 +33,7 @@ mod summary;
 
 use std::sync::{Arc, OnceLock};
 
-pub use client::{ClientLevel, client_config, client_config_trusting};
+pub use client::{ClientLevel, client_config, client_config_trusting, unchecked_verifier};
 pub use dev_cert::{SelfSigned, self_signed};
 pub use pem::LoadError;
 pub use server::{HandshakeError, ServerSettings, ServerTls};
