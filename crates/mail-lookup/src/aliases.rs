@@ -35,8 +35,8 @@
 //! logged once.
 
 use std::collections::HashMap;
-use std::fs::{File, Metadata};
-use std::io::{self, Read};
+use std::fs::Metadata;
+use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
@@ -356,30 +356,16 @@ fn classify(piece: &str) -> Result<AliasTarget, &'static str> {
     Ok(AliasTarget::Address(address.to_owned()))
 }
 
-/// Opens `path` without following a symlink in its last component, checks
-/// the size and reads it (bounded even if the file grows meanwhile).
+/// Reads `path` with [`stdx::fs::read_regular_bounded`], bounded by
+/// [`MAX_FILE_SIZE`].
 fn read_bounded(path: &Path) -> Result<(Vec<u8>, Metadata), Error> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let read_error = |source| Error::AliasesRead { path: path.to_owned(), source };
-    let mut file = File::options()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-        .open(path)
-        .map_err(read_error)?;
-    let meta = file.metadata().map_err(read_error)?;
-    if !meta.is_file() {
-        return Err(read_error(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file")));
-    }
-    if meta.len() > MAX_FILE_SIZE {
-        return Err(Error::AliasesTooLarge {
-            path: path.to_owned(),
-            size: meta.len(),
-            limit: MAX_FILE_SIZE,
-        });
-    }
-    let mut text = Vec::new();
-    file.by_ref().take(MAX_FILE_SIZE).read_to_end(&mut text).map_err(read_error)?;
-    Ok((text, meta))
+    use stdx::fs::BoundedReadError;
+    stdx::fs::read_regular_bounded(path, MAX_FILE_SIZE).map_err(|e| match e {
+        BoundedReadError::Io(source) => Error::AliasesRead { path: path.to_owned(), source },
+        BoundedReadError::TooLarge(size) => {
+            Error::AliasesTooLarge { path: path.to_owned(), size, limit: MAX_FILE_SIZE }
+        }
+    })
 }
 
 /// What we know about one file of the list.
@@ -633,7 +619,7 @@ latin: \xe9
     }
 
     fn write_file(path: &Path, text: &str, mtime: SystemTime) {
-        let mut f = File::create(path).unwrap();
+        let mut f = std::fs::File::create(path).unwrap();
         f.write_all(text.as_bytes()).unwrap();
         f.set_modified(mtime).unwrap();
     }
@@ -692,7 +678,7 @@ latin: \xe9
         std::os::unix::fs::symlink(&real, &link).unwrap();
         assert!(matches!(Aliases::new(vec![link]).lookup("a"), Err(Error::AliasesRead { .. })));
         let big = dir.path().join("big");
-        File::create(&big).unwrap().set_len(MAX_FILE_SIZE + 1).unwrap();
+        std::fs::File::create(&big).unwrap().set_len(MAX_FILE_SIZE + 1).unwrap();
         assert!(matches!(
             Aliases::new(vec![big.clone()]).lookup("a"),
             Err(Error::AliasesTooLarge { .. })

@@ -30,8 +30,6 @@
 //! (access(5)) and [`address_lookup`] (canonical(5), virtual(5)).
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{self, Read};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
@@ -171,36 +169,21 @@ fn line_too_long(at: &str) -> Error {
     }
 }
 
-/// Opens `path` without following a symlink in its last component and
-/// reads it, bounded by [`MAX_FILE_SIZE`] even if it grows meanwhile.
+/// Reads `path` with [`stdx::fs::read_regular_bounded`], bounded by
+/// [`MAX_FILE_SIZE`].
 fn read_bounded(path: &Path) -> Result<(Vec<u8>, Stamp), Error> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let read_error = |source| Error::MapRead { path: path.to_owned(), source };
-    let mut file = File::options()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-        .open(path)
-        .map_err(read_error)?;
-    let meta = file.metadata().map_err(read_error)?;
-    if !meta.is_file() {
-        return Err(read_error(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file")));
+    use stdx::fs::BoundedReadError;
+    match stdx::fs::read_regular_bounded(path, MAX_FILE_SIZE) {
+        Ok((text, meta)) => Ok((text, Stamp::of(&meta))),
+        Err(BoundedReadError::Io(source)) => Err(Error::MapRead { path: path.to_owned(), source }),
+        Err(BoundedReadError::TooLarge(size)) => Err(Error::MapLimit {
+            at: path.display().to_string(),
+            what: format!(
+                "file is {size} bytes, more than the limit of {MAX_FILE_SIZE}; split it into \
+                 several files and list them all in the parameter"
+            ),
+        }),
     }
-    let too_large = |size| Error::MapLimit {
-        at: path.display().to_string(),
-        what: format!(
-            "file is {size} bytes, more than the limit of {MAX_FILE_SIZE}; split it into \
-             several files and list them all in the parameter"
-        ),
-    };
-    if meta.len() > MAX_FILE_SIZE {
-        return Err(too_large(meta.len()));
-    }
-    let mut text = Vec::new();
-    file.by_ref().take(MAX_FILE_SIZE + 1).read_to_end(&mut text).map_err(read_error)?;
-    if text.len() as u64 > MAX_FILE_SIZE {
-        return Err(too_large(text.len() as u64));
-    }
-    Ok((text, Stamp::of(&meta)))
 }
 
 #[derive(Debug)]
@@ -522,7 +505,7 @@ mod tests {
         // Same size and second are possible on a fast machine: force a
         // different mtime so the test does not depend on the clock.
         let t = SystemTime::now() + Duration::from_secs(5);
-        File::options().write(true).open(&p).unwrap().set_modified(t).unwrap();
+        std::fs::File::options().write(true).open(&p).unwrap().set_modified(t).unwrap();
         assert_eq!(f.get("a").unwrap().as_deref(), Some("z@y"));
         assert_eq!(f.get("b").unwrap().as_deref(), Some("w"));
         assert_eq!(f.get("c").unwrap(), None);

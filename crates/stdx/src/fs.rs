@@ -10,6 +10,51 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, PoisonError};
 
+/// Why [`read_regular_bounded`] failed.
+#[derive(Debug)]
+pub enum BoundedReadError {
+    /// Opening, a `stat` or the read failed, or the path is not a
+    /// regular file (`InvalidInput`) or is a symlink (`ELOOP`).
+    Io(io::Error),
+    /// The file is (or grew, while being read, to) more than the limit;
+    /// the size seen.
+    TooLarge(u64),
+}
+
+/// Reads a file an operator or user controls (tables, aliases): opened
+/// without following a symlink in its last component and without
+/// blocking on a FIFO, refused unless it is a regular file, and never
+/// more than `max` bytes, even if it grows meanwhile. Returns the
+/// contents and the metadata of the file read (for [`crate::stamp`]).
+pub fn read_regular_bounded(
+    path: &Path,
+    max: u64,
+) -> Result<(Vec<u8>, fs::Metadata), BoundedReadError> {
+    use std::io::Read;
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(BoundedReadError::Io)?;
+    let meta = file.metadata().map_err(BoundedReadError::Io)?;
+    if !meta.is_file() {
+        let e = io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
+        return Err(BoundedReadError::Io(e));
+    }
+    if meta.len() > max {
+        return Err(BoundedReadError::TooLarge(meta.len()));
+    }
+    let mut text = Vec::new();
+    Read::by_ref(&mut file)
+        .take(max.saturating_add(1))
+        .read_to_end(&mut text)
+        .map_err(BoundedReadError::Io)?;
+    if text.len() as u64 > max {
+        return Err(BoundedReadError::TooLarge(text.len() as u64));
+    }
+    Ok((text, meta))
+}
+
 /// Flushes a directory's entries (new names, renames) to stable storage.
 pub fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
