@@ -133,22 +133,10 @@ async fn serve_link(stream: UnixStream, id: LinkId, table: &Shared) {
             Ok([]) | Err(_) => return,
             Ok(_) => {}
         }
-        let req = match tokio::time::timeout(
-            FRAME_TIMEOUT,
-            mail_ipc::read_frame_async::<AnvilRequest>(&mut r, MAX_FRAME),
-        )
-        .await
-        {
-            Ok(Ok(Some(req))) => req,
-            Ok(Ok(None)) => return,
-            Ok(Err(e)) => {
-                tracing::warn!("closing a client connection: {e}");
-                return;
-            }
-            Err(_) => {
-                tracing::warn!("closing a client connection: timeout in the middle of a request");
-                return;
-            }
+        let Some(req) =
+            mail_ipc::read_request_async::<AnvilRequest>(&mut r, MAX_FRAME, FRAME_TIMEOUT).await
+        else {
+            return;
         };
         match req {
             AnvilRequest::Connect { service, client } => {

@@ -328,24 +328,10 @@ impl Authd {
                     Ok(_) => {}
                 },
             }
-            let req = match tokio::time::timeout(
-                FRAME_TIMEOUT,
-                mail_ipc::read_frame_async::<AuthRequest>(&mut r, MAX_FRAME),
-            )
-            .await
-            {
-                Ok(Ok(Some(req))) => req,
-                Ok(Ok(None)) => return,
-                Ok(Err(e)) => {
-                    tracing::warn!("closing a client connection: {e}");
-                    return;
-                }
-                Err(_) => {
-                    tracing::warn!(
-                        "closing a client connection: timeout in the middle of a request"
-                    );
-                    return;
-                }
+            let Some(req) =
+                mail_ipc::read_request_async::<AuthRequest>(&mut r, MAX_FRAME, FRAME_TIMEOUT).await
+            else {
+                return;
             };
             let reply = self.answer(req).await;
             let sent =

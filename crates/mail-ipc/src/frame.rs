@@ -122,6 +122,27 @@ pub async fn read_frame_async<T: DeserializeOwned>(
     decode(&body).map(Some)
 }
 
+/// A server's read of a client's next request, once its first byte is
+/// there: the rest must come within `limit`. `None` ends the connection:
+/// a clean end of stream, or a bad or slow frame (logged as a warning).
+pub async fn read_request_async<T: DeserializeOwned>(
+    r: &mut (impl AsyncRead + Unpin),
+    max: u32,
+    limit: std::time::Duration,
+) -> Option<T> {
+    match tokio::time::timeout(limit, read_frame_async::<T>(r, max)).await {
+        Ok(Ok(req)) => req,
+        Ok(Err(e)) => {
+            tracing::warn!("closing a client connection: {e}");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("closing a client connection: timeout in the middle of a request");
+            None
+        }
+    }
+}
+
 fn eof_is_truncated(e: io::Error) -> Error {
     if e.kind() == io::ErrorKind::UnexpectedEof { Error::Truncated } else { Error::Io(e) }
 }

@@ -28,7 +28,9 @@ pub mod frame;
 pub mod status;
 pub mod trigger;
 
-pub use frame::{Error, read_frame, read_frame_async, write_frame, write_frame_async};
+pub use frame::{
+    Error, read_frame, read_frame_async, read_request_async, write_frame, write_frame_async,
+};
 
 /// Socket names, relative to the queue directory (Postfix `mail_proto.h`).
 /// `QMGR`, `PICKUP`, `LOCAL` and `SMTP` are only the defaults of
