@@ -117,13 +117,12 @@ fn check_passwd_file(db: &UserDb, req: &AuthRequest) -> Checked {
     if !mail_auth::verify_password(hash, &req.password) {
         return Checked::Fail("password mismatch".to_owned());
     }
-    Checked::Ok(AuthUser {
-        user: user.name,
-        uid: user.uid,
-        gid: user.gid,
-        home: user.home,
-        mail: None,
-    })
+    Checked::Ok(auth_user(user))
+}
+
+/// What a client learns of a user whose password was right.
+fn auth_user(user: mail_auth::User) -> AuthUser {
+    AuthUser { user: user.name, uid: user.uid, gid: user.gid, home: user.home, mail: None }
 }
 
 fn check_system(pam_service: &str, first_valid_uid: u32, req: &AuthRequest) -> Checked {
@@ -148,13 +147,7 @@ fn check_system(pam_service: &str, first_valid_uid: u32, req: &AuthRequest) -> C
             user.uid
         ));
     }
-    Checked::Ok(AuthUser {
-        user: user.name,
-        uid: user.uid,
-        gid: user.gid,
-        home: user.home,
-        mail: None,
-    })
+    Checked::Ok(auth_user(user))
 }
 
 /// The log line's `user=<...>`: the name as sent, with anything odd escaped.
