@@ -26,6 +26,7 @@
 //! takes effect without a restart and without dropping sessions.
 
 mod client;
+mod conn;
 mod dev_cert;
 mod pem;
 mod server;
@@ -34,6 +35,7 @@ mod summary;
 use std::sync::{Arc, OnceLock};
 
 pub use client::{ClientLevel, client_config, client_config_trusting, unchecked_verifier};
+pub use conn::{ClientConn, MaybeTls, ServerConn};
 pub use dev_cert::{SelfSigned, self_signed};
 pub use pem::LoadError;
 pub use server::{HandshakeError, ServerSettings, ServerTls};

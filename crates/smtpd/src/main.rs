@@ -127,7 +127,6 @@
 #![forbid(unsafe_code)]
 
 mod anvil_client;
-mod conn;
 mod counters;
 mod enqueue;
 mod peer;

@@ -15,12 +15,12 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::anvil_client::{Anvil, Refused};
-use crate::conn::Conn;
 use crate::enqueue::QmgrWakeup;
 use crate::peer::PeerLookup;
 use crate::policy::{ConnectionCounts, Policy};
 use crate::session::{self, Client};
 use crate::settings::Settings;
+use mail_tls::ServerConn as Conn;
 
 /// What every session of this process shares. Built once; read only,
 /// except for the connection counts and the wake-up flag.

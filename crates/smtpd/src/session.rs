@@ -34,7 +34,6 @@ use smtp_proto::{Answered, Event, MailParams, RcptParams, Reply, Server, Verb};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::conn::Conn;
 use crate::counters::Counters;
 use crate::enqueue::{self, Incoming};
 use crate::policy::{self, Verdict};
@@ -42,6 +41,7 @@ use crate::restrictions::CheckContext;
 use crate::serve::Context;
 use crate::settings::{ERROR_SLEEP, TlsLevel};
 use mail_submit::{Origin, Submission};
+use mail_tls::ServerConn as Conn;
 
 /// Bytes asked for per read once the client sends in bulk (DATA).
 const READ_CHUNK: usize = 16 * 1024;
