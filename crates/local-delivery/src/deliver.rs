@@ -300,6 +300,7 @@ pub(crate) mod tests {
                 queue_id: id.clone(),
                 sender: env.sender.clone(),
                 arrival: 0,
+                nexthop: String::new(),
                 recipients: rcpts
                     .iter()
                     .enumerate()
@@ -373,6 +374,7 @@ pub(crate) mod tests {
             queue_id: QueueId::generate(),
             sender: None,
             arrival: 0,
+            nexthop: String::new(),
             recipients: vec![DeliveryRecipient {
                 index: 7,
                 address: "suporte@example.org".parse().unwrap(),
@@ -404,6 +406,7 @@ pub(crate) mod tests {
             queue_id: untimed,
             sender: None,
             arrival: u64::MAX,
+            nexthop: String::new(),
             recipients: vec![DeliveryRecipient {
                 index: 0,
                 address: "suporte@example.org".parse().unwrap(),

@@ -19,6 +19,11 @@ pub struct DeliveryRequest {
     pub sender: Option<Address>,
     /// Arrival time (seconds since the epoch), for `delay=` in logs.
     pub arrival: u64,
+    /// The next hop qmgr resolved for these recipients, in Postfix's
+    /// nexthop syntax: for `smtp`, a domain (MX lookup), `[host]:port`
+    /// (no MX lookup) or a comma-separated list of those (tried in
+    /// order); empty for `local`. All recipients of one request share it.
+    pub nexthop: String,
     /// The recipients this agent should handle.
     pub recipients: Vec<DeliveryRecipient>,
 }
@@ -64,6 +69,7 @@ mod tests {
         queue_id: String,
         sender: String,
         arrival: u64,
+        nexthop: String,
         recipients: Vec<(u32, String, String)>,
     }
 
@@ -89,6 +95,7 @@ mod tests {
             queue_id: id.into(),
             sender: String::new(),
             arrival: 1,
+            nexthop: "[mx.example.org]:25".into(),
             recipients: vec![(0, "a@x.org".into(), "a@x.org".into())],
         };
         stdx::codec::encode(&r).unwrap()

@@ -14,7 +14,7 @@ use std::io::{self, Read, Write};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The IPC protocol version. Bump on any change to a message type.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Default frame limit: enough for a delivery request with many
 /// recipients, small enough that a broken peer cannot exhaust memory.

@@ -539,7 +539,9 @@ mod tests {
         }
         // A count that claims more than the limit is refused before any id
         // is read: tag 2 (Queued), then a u64 count of 513 and no ids.
-        let mut claim = vec![0, 0, 0, 0, 0, 1, 2, 0, 0, 0];
+        let mut claim = vec![0, 0, 0, 0];
+        claim.extend_from_slice(&crate::frame::PROTOCOL_VERSION.to_be_bytes());
+        claim.extend_from_slice(&[2, 0, 0, 0]);
         claim.extend_from_slice(&513u64.to_le_bytes());
         claim[3] = (claim.len() - 4) as u8;
         assert!(matches!(

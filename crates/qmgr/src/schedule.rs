@@ -468,7 +468,9 @@ impl Qmgr {
                 envelope.recipients.len()
             );
         }
-        let mut groups: std::collections::BTreeMap<Transport, Vec<DeliveryRecipient>> =
+        // One group per transport and next hop (for now, each remote
+        // domain is its own next hop).
+        let mut groups: std::collections::BTreeMap<(Transport, String), Vec<DeliveryRecipient>> =
             Default::default();
         for (i, r) in envelope.recipients.iter().enumerate() {
             let index = i as u32;
@@ -476,7 +478,11 @@ impl Qmgr {
                 continue;
             }
             let t = policy::transport_for(&r.address, &self.s.local_domains);
-            groups.entry(t).or_default().push(DeliveryRecipient {
+            let nexthop = match t {
+                Transport::Local => String::new(),
+                Transport::Smtp => r.address.domain().unwrap_or_default().to_ascii_lowercase(),
+            };
+            groups.entry((t, nexthop)).or_default().push(DeliveryRecipient {
                 index,
                 address: r.address.clone(),
                 original: r.original.clone(),
@@ -488,19 +494,22 @@ impl Qmgr {
         // no request outgrows an IPC frame or an agent's patience.
         let (local_limit, default_limit) =
             (self.s.local_recipient_limit, self.s.default_recipient_limit);
-        let requests = groups.into_iter().flat_map(|(t, recipients)| {
+        let requests = groups.into_iter().flat_map(|((t, nexthop), recipients)| {
             let limit = match t {
                 Transport::Local => local_limit,
                 Transport::Smtp => default_limit,
             };
-            policy::split(recipients, limit).into_iter().map(move |chunk| (t, chunk))
+            policy::split(recipients, limit)
+                .into_iter()
+                .map(move |chunk| (t, nexthop.clone(), chunk))
         });
-        for (t, recipients) in requests {
+        for (t, nexthop, recipients) in requests {
             msg.outstanding += 1;
             let req = DeliveryRequest {
                 queue_id: id.clone(),
                 sender: msg.envelope.sender.clone(),
                 arrival: msg.envelope.arrival,
+                nexthop,
                 recipients,
             };
             let sem = self.agents[&t].clone();
