@@ -44,9 +44,31 @@ pub enum Trigger {
     /// takes it as a `Wakeup`). At most [`MAX_QUEUED_IDS`]: a longer list
     /// fails to decode, and [`send`] sends a `Wakeup` in its place.
     Queued(#[serde(deserialize_with = "bounded_ids")] Vec<QueueId>),
+    /// Retry now the deferred mail for one destination (`postqueue -s
+    /// SITE`): a domain, as a recipient's domain or a next hop names it.
+    FlushSite(#[serde(deserialize_with = "bounded_site")] String),
+    /// Retry this one deferred message now (`postqueue -i ID`).
+    FlushId(QueueId),
+}
+
+/// Longest site name a `FlushSite` may carry (a domain is at most 255).
+pub const MAX_SITE: usize = 255;
+
+fn bounded_site<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.len() > MAX_SITE || s.is_empty() || s.bytes().any(|b| b.is_ascii_control()) {
+        return Err(serde::de::Error::custom("a flush site must be 1 to 255 printable bytes"));
+    }
+    Ok(s)
 }
 
 impl Trigger {
+    /// Whether this trigger asks for a flush (which unprivileged users may
+    /// send only so often).
+    pub fn is_flush(&self) -> bool {
+        matches!(self, Trigger::Flush | Trigger::FlushSite(_) | Trigger::FlushId(_))
+    }
+
     /// The trigger that announces `ids`: `Queued` when there are between
     /// one and [`MAX_QUEUED_IDS`], else a plain `Wakeup` (the receiver
     /// then scans for them).
@@ -332,7 +354,7 @@ impl Gate {
                 return None;
             }
         };
-        if trigger == Trigger::Flush && !privileged {
+        if trigger.is_flush() && !privileged {
             let mut st = self.state();
             let now = Instant::now();
             let interval = self.limits.unprivileged_flush_interval;
@@ -595,5 +617,23 @@ mod tests {
         assert!(tokio::time::timeout(Duration::from_millis(300), rx.recv()).await.is_err());
         send_async(&path, Trigger::Wakeup).await.unwrap();
         assert_eq!(next(&mut rx).await, Some(Trigger::Wakeup));
+    }
+
+    #[test]
+    fn flush_sites_are_bounded_and_printable() {
+        let ok = Trigger::FlushSite("example.org".into());
+        let mut buf = Vec::new();
+        crate::write_frame(&mut buf, &ok).unwrap();
+        assert_eq!(crate::frame::decode_frame::<Trigger>(&buf, MAX_FRAME).unwrap(), Some(ok));
+        for bad in [String::new(), "a\nb".to_owned(), "x".repeat(MAX_SITE + 1)] {
+            let mut buf = Vec::new();
+            crate::write_frame(&mut buf, &Trigger::FlushSite(bad.clone())).unwrap();
+            assert!(
+                crate::frame::decode_frame::<Trigger>(&buf, 1 << 20).is_err(),
+                "{bad:?} decoded"
+            );
+        }
+        assert!(Trigger::FlushId(QueueId::generate()).is_flush());
+        assert!(!Trigger::Wakeup.is_flush());
     }
 }

@@ -197,7 +197,9 @@ pub(crate) async fn run(daemon: Daemon) -> anyhow::Result<()> {
             ev = rx.recv() => match ev {
                 Some(Ev::Trigger(Trigger::Wakeup)) => q.scan_incoming(),
                 Some(Ev::Trigger(Trigger::Queued(ids))) => q.take_queued(ids),
-                Some(Ev::Trigger(Trigger::Flush)) => {
+                // A flush of one site or one message retries everything for
+                // now: cheap, and never less than was asked.
+                Some(Ev::Trigger(Trigger::Flush | Trigger::FlushSite(_) | Trigger::FlushId(_))) => {
                     q.scan_incoming();
                     q.scan_deferred(true);
                 }
