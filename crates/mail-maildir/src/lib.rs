@@ -3,7 +3,7 @@
 //! What it does:
 //! - [`deliver`] writes one message into a Maildir the qmail way
 //!   (`tmp/` → `new/`, <https://cr.yp.to/proto/maildir.html>) with names that
-//!   Dovecot and Courier read (`,S=size`), creating the Maildir if missing as
+//!   Dovecot and Courier read (`,S=size,W=vsize`), creating the Maildir if missing as
 //!   Postfix's `local/maildir.c` does, and [`deliver_unsynced`] does all
 //!   but the last fsync of `new/`, which a caller delivering a batch then
 //!   makes once per directory ([`Unsynced`]);
@@ -11,15 +11,23 @@
 //!   (what Courier's `maildirmake` does);
 //! - [`list_new_and_cur`] lists the messages of a Maildir with their flags and
 //!   sizes taken from the file names;
+//! - [`Mailbox`] is one Maildir opened by pop3d (and imapd): messages by
+//!   persistent UID with their RFC 822 sizes ([`crlf`]), internal dates and
+//!   [`Flags`], from the mailbox index `postern-uidlist` ([`uidlist`],
+//!   which also reads Dovecot's and Courier's UID lists for a one-time
+//!   import), kept consistent with local delivery and with other sessions;
+//!   flag changes by rename, expunge by unlink, and the per-mailbox session
+//!   lock behind POP3's `[IN-USE]`;
 //! - [`deliver_mbox`] appends one message to an mbox file under a dot-lock and
 //!   an fcntl lock, as Postfix's local mailbox delivery does, and
 //!   [`deliver_mbox_owned_by`] does so for root writing a user's spool file,
 //!   checking the owner on the opened descriptor.
 //!
 //! What it does not: no privilege handling (the caller has already switched to
-//! the recipient's uid), no mailbox index, UIDs or IMAP flags bookkeeping (that
-//! belongs to pop3d/imapd), no tokio (everything here is blocking and meant for
-//! single-threaded delivery workers).
+//! the recipient's or the mailbox owner's uid), no protocol (POP3 and IMAP
+//! semantics such as sequence numbers or deletions kept until QUIT belong to
+//! pop3d/imapd), no tokio (everything here is blocking: delivery workers are
+//! single-threaded, and the mail services call it from a blocking thread).
 //!
 //! Used by `local-delivery`, later by `pop3d`/`imapd`, and by the
 //! `maildirmake` command in `postern-cli`.

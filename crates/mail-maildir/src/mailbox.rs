@@ -412,24 +412,32 @@ impl Mailbox {
                 return Ok(State { index, skipped: scan.skipped, rebuilt: None });
             }
         }
-        let _lock = self.lock_index()?;
+        let mut lock = self.lock_index()?;
         let loaded = read_index(&self.dir)?;
         let mut scan = scan(&self.dir, self.options.max_messages)?;
+        let present = matches!(loaded, Loaded::Present(_));
         let (base, imported, rebuilt) = match loaded {
             Loaded::Present(index) => (index, None, None),
-            Loaded::Missing => match import(&self.dir) {
-                Some(imp) => {
-                    let base = Index {
-                        uid_validity: imp.uid_validity,
-                        uid_next: imp.uid_next,
-                        records: Vec::new(),
-                    };
-                    (base, Some(imp.uids.into_iter().collect::<HashMap<_, _>>()), None)
+            Loaded::Missing => match index_was_written(&lock) {
+                // An index was lost: a foreign uidlist is older than it.
+                Some(old) => {
+                    let base = fresh(Some(old));
+                    (base, None, Some("index missing".to_owned()))
                 }
-                None => (fresh(None), None, None),
+                None => match import(&self.dir) {
+                    Some(imp) => {
+                        let base = Index {
+                            uid_validity: imp.uid_validity,
+                            uid_next: imp.uid_next,
+                            records: Vec::new(),
+                        };
+                        (base, Some(imp.uids.into_iter().collect::<HashMap<_, _>>()), None)
+                    }
+                    None => (fresh(None), None, None),
+                },
             },
-            Loaded::Damaged { reason, old_validity } => {
-                (fresh(old_validity), None, Some(format!("index damaged: {reason}")))
+            Loaded::Damaged { reason, floor } => {
+                (fresh(Some(floor)), None, Some(format!("index damaged: {reason}")))
             }
         };
         let missing = base.records.iter().any(|r| !scan.found.contains_key(key_of(&r.file_name)));
@@ -440,17 +448,24 @@ impl Mailbox {
             scan.merge(again);
         }
         let mut rebuilt = rebuilt;
-        let index = match merge(&self.dir, &base, &scan, imported.as_ref()) {
+        let scan_skipped = std::mem::take(&mut scan.skipped);
+        let mut skipped = scan_skipped.clone();
+        let index = match merge(&self.dir, &base, &scan, imported.as_ref(), &mut skipped) {
             Some(index) => index,
             None => {
                 rebuilt = Some("UIDs exhausted".to_owned());
                 let base = fresh(Some(base.uid_validity));
+                skipped = scan_skipped;
                 // A fresh index has room for any count we accept.
-                merge(&self.dir, &base, &scan, None).unwrap_or(base)
+                merge(&self.dir, &base, &scan, None, &mut skipped).unwrap_or(base)
             }
         };
-        write_index(&self.dir, &index)?;
-        let skipped = scan.skipped;
+        // Another process may have made the same update while we waited.
+        let same = present && rebuilt.is_none() && unchanged(&base, &scan).is_some();
+        if !same {
+            write_index(&self.dir, &index)?;
+            mark_index_written(&mut lock, index.uid_validity);
+        }
         Ok(State { index, skipped, rebuilt })
     }
 
@@ -640,6 +655,7 @@ fn merge(
     base: &Index,
     scan: &Scan,
     imported: Option<&HashMap<String, u32>>,
+    skipped: &mut Vec<Skipped>,
 ) -> Option<Index> {
     let mut records = Vec::with_capacity(scan.found.len());
     let mut known = HashSet::new();
@@ -657,9 +673,18 @@ fn merge(
         }
         let path = dir.join(if *in_new { "new" } else { "cur" }).join(name);
         // A file that went away since the listing is simply not there;
-        // one we cannot read shows up again next time.
-        if let Ok((size, date)) = measure(&path, key) {
-            arrivals.push((date, key.as_str(), *in_new, name.clone(), size));
+        // one we cannot read is tried again next time.
+        match measure(&path, key) {
+            Ok((size, date)) => arrivals.push((date, key.as_str(), *in_new, name.clone(), size)),
+            Err(Error::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                let reason = match e {
+                    Error::Symlink { .. } => "symbolic link (not followed)",
+                    Error::Unsafe { .. } => "not a regular file",
+                    _ => "cannot be read",
+                };
+                skipped.push(Skipped { path, reason });
+            }
         }
     }
     arrivals.sort();
@@ -681,7 +706,7 @@ fn merge(
 }
 
 /// A new index's UIDVALIDITY: the time, as Dovecot does, and always above
-/// the one it replaces.
+/// `old`, the highest value the index it replaces may have had.
 fn fresh(old: Option<u32>) -> Index {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_secs());
     let mut validity = u32::try_from(now).unwrap_or(u32::MAX).max(1);
@@ -799,27 +824,72 @@ fn rename_noreplace(from: &Path, to: &Path) -> Result<(), Errno> {
 enum Loaded {
     Present(Index),
     Missing,
-    Damaged { reason: String, old_validity: Option<u32> },
+    /// `floor`: what its UIDVALIDITY may have been at most (its `V`
+    /// field if readable, else the time it was last written, since
+    /// UIDVALIDITY values are times of the past).
+    Damaged {
+        reason: String,
+        floor: u32,
+    },
+}
+
+/// If an index was ever written here (the lock file holds the mark of
+/// [`mark_index_written`]), the highest UIDVALIDITY it may have had.
+fn index_was_written(lock: &Flock<File>) -> Option<u32> {
+    use std::io::Read;
+    let meta = lock.metadata().ok()?;
+    if meta.len() == 0 {
+        return None;
+    }
+    let mut text = Vec::new();
+    let mut file: &File = lock;
+    let read = io::Seek::rewind(&mut file).and_then(|()| file.take(64).read_to_end(&mut text));
+    let marked = read.ok().and_then(|_| header_validity(&text));
+    // Unreadable: UIDVALIDITY values are past times, and the file was
+    // changed after the index was written.
+    Some(marked.unwrap_or_else(|| time_floor(meta.mtime().max(meta.ctime()))))
+}
+
+/// Records in the lock file that an index with this UIDVALIDITY exists, so
+/// that a missing index is known to be lost (no foreign uidlist is
+/// imported over it) and its replacement gets a higher UIDVALIDITY.
+fn mark_index_written(lock: &mut Flock<File>, uid_validity: u32) {
+    use std::io::{Seek, Write};
+    // Fixed width, so that overwriting needs no truncation. Failing leaves
+    // the mark as it was: a lost index is then taken for a first open.
+    let mark = format!("index V{uid_validity:010}\n");
+    let _ = lock.rewind().and_then(|()| lock.write_all(mark.as_bytes()));
+}
+
+/// A file time (seconds) as a UIDVALIDITY bound.
+fn time_floor(secs: i64) -> u32 {
+    u32::try_from(secs.max(0)).unwrap_or(u32::MAX)
 }
 
 fn read_index(dir: &Path) -> Result<Loaded, Error> {
     use stdx::fs::BoundedReadError;
     let path = dir.join(INDEX_FILE);
+    let written = || {
+        let mtime = fs::symlink_metadata(&path).map_or(0, |m| m.mtime());
+        time_floor(mtime)
+    };
+    let damaged = |reason: &str| Loaded::Damaged { reason: reason.to_owned(), floor: written() };
     match stdx::fs::read_regular_bounded(&path, MAX_INDEX_BYTES) {
         Ok((bytes, _)) => Ok(match uidlist::parse_index(&bytes) {
             Ok(index) => Loaded::Present(index),
-            Err(reason) => Loaded::Damaged { reason, old_validity: header_validity(&bytes) },
+            Err(reason) => {
+                let floor = header_validity(&bytes).unwrap_or(0).max(written());
+                Loaded::Damaged { reason, floor }
+            }
         }),
         Err(BoundedReadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => Ok(Loaded::Missing),
         Err(BoundedReadError::Io(e)) if e.raw_os_error() == Some(libc::ELOOP) => {
-            Ok(Loaded::Damaged { reason: "it is a symbolic link".to_owned(), old_validity: None })
+            Ok(damaged("it is a symbolic link"))
         }
         Err(BoundedReadError::Io(e)) if e.kind() == io::ErrorKind::InvalidInput => {
-            Ok(Loaded::Damaged { reason: "not a regular file".to_owned(), old_validity: None })
+            Ok(damaged("not a regular file"))
         }
-        Err(BoundedReadError::TooLarge(n)) => {
-            Ok(Loaded::Damaged { reason: format!("{n} bytes is too large"), old_validity: None })
-        }
+        Err(BoundedReadError::TooLarge(n)) => Ok(damaged(&format!("{n} bytes is too large"))),
         Err(BoundedReadError::Io(source)) => Err(Error::Read { path, source }),
     }
 }

@@ -5,8 +5,8 @@
 //! The protocol is qmail's (<https://cr.yp.to/proto/maildir.html>) as Postfix
 //! implements it in `local/maildir.c`; the unique names follow the modern
 //! recommendation of that page (`secs.M{usec}P{pid}Q{count}.host`) plus
-//! Dovecot's `,S=size` so that Dovecot and our own pop3d/imapd know a
-//! message's size without a `stat()`.
+//! Dovecot's `,S=size,W=vsize` so that Dovecot and our own pop3d/imapd know
+//! a message's size, and its size with CRLF line ends, without reading it.
 
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
@@ -135,7 +135,10 @@ pub(crate) fn deliver_with(
     let maildir = layout::normalize(maildir);
     layout::prepare(&maildir)?;
     let size = content_prefix.len() as u64 + content.len() as u64;
-    let name = unique_name(hostname, size);
+    let mut vsize = crate::crlf::CrlfSize::default();
+    vsize.update(content_prefix);
+    vsize.update(content);
+    let name = unique_name_sized(hostname, size, vsize.size());
     let tmp_dir = maildir.join("tmp");
     let new_dir = maildir.join("new");
     let new = new_dir.join(&name);
@@ -206,6 +209,13 @@ fn open_dir(dir: &Path) -> io::Result<File> {
 pub fn unique_name(hostname: &str, size: u64) -> String {
     let count = COUNTER.fetch_add(1, Ordering::Relaxed);
     format_name(SystemTime::now(), std::process::id(), count, hostname, size)
+}
+
+/// [`unique_name`] with Dovecot's `,W={vsize}` after `,S=`: the size with
+/// CRLF line ends ([`crate::crlf`]), which pop3d and imapd (ours and
+/// Dovecot's) then take from the name instead of reading the file.
+fn unique_name_sized(hostname: &str, size: u64, vsize: u64) -> String {
+    format!("{},W={vsize}", unique_name(hostname, size))
 }
 
 fn format_name(now: SystemTime, pid: u32, count: u64, hostname: &str, size: u64) -> String {
@@ -332,7 +342,8 @@ mod tests {
         assert!(d.path.starts_with(dir.path().join("home/u/Maildir/new")));
         assert_eq!(fs::read(&d.path).unwrap(), b"Delivered-To: u@x\nSubject: hi\n\nbody\n");
         let size = fs::metadata(&d.path).unwrap().len();
-        assert!(d.name.ends_with(&format!(",S={size}")), "{}", d.name);
+        // Four bare LFs make the CRLF size four more.
+        assert!(d.name.ends_with(&format!(",S={size},W={}", size + 4)), "{}", d.name);
         assert_eq!(fs::metadata(&d.path).unwrap().permissions().mode() & 0o777, 0o600);
         assert!(names(&md.join("tmp")).is_empty());
         assert!(names(&md.join("cur")).is_empty());
