@@ -279,6 +279,11 @@ impl Mailbox {
                     break;
                 }
                 Err(Errno::ENOENT) => match locate(&self.dir, &key)? {
+                    // Still where it was: what is missing is cur/.
+                    Some(found) if found == (in_new, name.clone()) => {
+                        let source = io::Error::from_raw_os_error(libc::ENOENT);
+                        return Err(Error::Link { from, to, source });
+                    }
                     Some(found) => (in_new, name) = found,
                     None => return Err(self.not_found(uid)),
                 },
@@ -298,14 +303,18 @@ impl Mailbox {
 
     /// Removes the messages' files (POP3's UPDATE state, IMAP's EXPUNGE)
     /// and their index records. Returns the UIDs this call removed, in the
-    /// order given: a UID not in the snapshot, or whose file another
-    /// process removed first, is not in it.
+    /// order given. Not in it: a UID not in the snapshot, one whose file
+    /// another process removed first, and one whose file could not be
+    /// removed (it stays, and shows again in the next session); so a
+    /// caller that must tell apart "already gone" compares with
+    /// [`Mailbox::refresh`].
     pub fn expunge(&mut self, uids: &[u32]) -> Result<Vec<u32>, Error> {
         let mut removed = Vec::new();
+        let mut gone = HashSet::new();
         let mut touched = [false, false];
         for &uid in uids {
             let Some(i) = self.position(uid) else { continue };
-            if removed.contains(&uid) {
+            if gone.contains(&uid) {
                 continue;
             }
             let key = self.messages[i].key.clone();
@@ -315,6 +324,7 @@ impl Mailbox {
                 match fs::remove_file(&path) {
                     Ok(()) => {
                         removed.push(uid);
+                        gone.insert(uid);
                         touched[usize::from(in_new)] = true;
                         break;
                     }
@@ -324,7 +334,8 @@ impl Mailbox {
                             None => break,
                         }
                     }
-                    Err(source) => return Err(Error::Write { path, source }),
+                    // Kept: not removing is never a loss.
+                    Err(_) => break,
                 }
             }
         }
@@ -335,7 +346,6 @@ impl Mailbox {
                 let _ = stdx::fs::fsync_dir(&self.dir.join(sub));
             }
         }
-        let gone: HashSet<u32> = removed.iter().copied().collect();
         let (messages, names) = std::mem::take(&mut self.messages)
             .into_iter()
             .zip(std::mem::take(&mut self.names))

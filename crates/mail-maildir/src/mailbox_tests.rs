@@ -591,3 +591,16 @@ fn concurrent_sessions_and_deliveries_agree_on_uids() {
         }
     }
 }
+
+#[test]
+fn cur_removed_during_a_session_is_an_error_not_a_missing_message() {
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("Maildir");
+    let a = deliver(&md, "a\n");
+    let mut mb = Mailbox::open(&md).unwrap();
+    fs::remove_dir(md.join("cur")).unwrap();
+    let err = mb.set_flags(1, Flags::SEEN).unwrap_err();
+    assert!(matches!(err, Error::Link { .. }) && err.is_transient(), "{err:?}");
+    assert_eq!(files(&md.join("new")), [a]);
+    assert_eq!(read(&mb, 1), b"a\n");
+}

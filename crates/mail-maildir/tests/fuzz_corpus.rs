@@ -19,3 +19,38 @@ fn maildir_name_corpus() {
     }
     assert!(n > 0);
 }
+
+#[test]
+fn mailbox_index_corpus() {
+    use mail_maildir::uidlist::{parse_foreign_uidlist, parse_index, render_index};
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/mailbox_index");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let e = e.unwrap();
+        let bytes = std::fs::read(e.path()).unwrap();
+        let index = parse_index(&bytes);
+        if let Ok(index) = &index {
+            assert_eq!(parse_index(&render_index(index)).as_ref(), Ok(index));
+        }
+        let foreign = parse_foreign_uidlist(&bytes);
+        match e.file_name().to_str().unwrap() {
+            "postern" => {
+                let index = index.unwrap();
+                assert_eq!((index.uid_validity, index.uid_next, index.records.len()), (1700000000, 43, 2));
+                assert_eq!(render_index(&index), bytes, "our own format renders byte for byte");
+            }
+            "extension_fields" => assert_eq!(index.unwrap().records[0].file_name, "name with blanks"),
+            "truncated" => assert!(index.unwrap_err().contains("final newline")),
+            "dovecot_v3" => {
+                let imported = foreign.unwrap();
+                assert_eq!(imported.uid_validity, 1275660208);
+                assert_eq!(imported.uids[1], ("1276533073.M242911P3632.kurkku".to_owned(), 25017));
+            }
+            "courier_v1" => assert_eq!(foreign.unwrap().uids.len(), 2),
+            "courier_v2" => assert_eq!(foreign.unwrap().uids[0].1, 3),
+            _ => {}
+        }
+        n += 1;
+    }
+    assert!(n >= 6);
+}
