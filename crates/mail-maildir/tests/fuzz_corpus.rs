@@ -36,10 +36,15 @@ fn mailbox_index_corpus() {
         match e.file_name().to_str().unwrap() {
             "postern" => {
                 let index = index.unwrap();
-                assert_eq!((index.uid_validity, index.uid_next, index.records.len()), (1700000000, 43, 2));
+                assert_eq!(
+                    (index.uid_validity, index.uid_next, index.records.len()),
+                    (1700000000, 43, 2)
+                );
                 assert_eq!(render_index(&index), bytes, "our own format renders byte for byte");
             }
-            "extension_fields" => assert_eq!(index.unwrap().records[0].file_name, "name with blanks"),
+            "extension_fields" => {
+                assert_eq!(index.unwrap().records[0].file_name, "name with blanks")
+            }
             "truncated" => assert!(index.unwrap_err().contains("final newline")),
             "dovecot_v3" => {
                 let imported = foreign.unwrap();
