@@ -90,6 +90,23 @@ pub enum Error {
         /// Why it is refused.
         reason: &'static str,
     },
+    /// The message is not in the mailbox: its UID is not in the snapshot,
+    /// or another process removed its file.
+    #[error("{path}: no message with UID {uid}")]
+    NotFound {
+        /// The Maildir.
+        path: PathBuf,
+        /// The UID asked for.
+        uid: u32,
+    },
+    /// The Maildir holds more messages than we read.
+    #[error("{path}: more than {limit} messages")]
+    TooMany {
+        /// The Maildir.
+        path: PathBuf,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 impl Error {
@@ -102,7 +119,14 @@ impl Error {
     /// as Postfix does for `safe_open` failures, and a bad folder name will
     /// not get better by waiting.
     pub fn is_transient(&self) -> bool {
-        !matches!(self, Error::Symlink { .. } | Error::Unsafe { .. } | Error::FolderName { .. })
+        !matches!(
+            self,
+            Error::Symlink { .. }
+                | Error::Unsafe { .. }
+                | Error::FolderName { .. }
+                | Error::NotFound { .. }
+                | Error::TooMany { .. }
+        )
     }
 
     /// The underlying OS error, if there is one.
@@ -114,7 +138,11 @@ impl Error {
             | Error::Link { source, .. }
             | Error::Read { source, .. }
             | Error::Lock { source, .. } => Some(source),
-            Error::Symlink { .. } | Error::Unsafe { .. } | Error::FolderName { .. } => None,
+            Error::Symlink { .. }
+            | Error::Unsafe { .. }
+            | Error::FolderName { .. }
+            | Error::NotFound { .. }
+            | Error::TooMany { .. } => None,
         }
     }
 
@@ -127,7 +155,9 @@ impl Error {
             | Error::Symlink { path }
             | Error::Unsafe { path, .. }
             | Error::Read { path, .. }
-            | Error::Lock { path, .. } => Some(path),
+            | Error::Lock { path, .. }
+            | Error::NotFound { path, .. }
+            | Error::TooMany { path, .. } => Some(path),
             Error::Link { to, .. } => Some(to),
             Error::FolderName { .. } => None,
         }

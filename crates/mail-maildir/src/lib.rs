@@ -25,14 +25,22 @@
 //! `maildirmake` command in `postern-cli`.
 #![forbid(unsafe_code)]
 
+pub mod crlf;
 mod error;
+mod flags;
 mod layout;
 mod list;
+mod mailbox;
 mod maildir;
 mod mbox;
+pub mod uidlist;
 
 pub use error::Error;
+pub use flags::Flags;
 pub use layout::{make, make_folder, validate_folder_name};
 pub use list::{Entry, MaildirName, list_new_and_cur, parse_file_name};
+pub use mailbox::{
+    Changes, DEFAULT_LOCK_WAIT, Mailbox, MailboxLock, MailboxOptions, MessageInfo, Skipped,
+};
 pub use maildir::{Delivered, Unsynced, deliver, deliver_unsynced, discard, unique_name};
 pub use mbox::{deliver_mbox, deliver_mbox_owned_by};

@@ -1,0 +1,409 @@
+//! The on-disk UID lists: our own index (`postern-uidlist`) and, read once
+//! for an import, Dovecot's `dovecot-uidlist` and Courier's
+//! `courierimapuiddb`.
+//!
+//! Our index is a text file in the Maildir, in the spirit of Dovecot's
+//! version 3 uidlist so that an operator can read it:
+//!
+//! ```text
+//! postern-uidlist 1 V1700000000 N43
+//! 41 W1260 T1700000000 :cur/1700000000.M1P2Q3.host,S=1234,W=1260:2,S
+//! 42 W88 T1700000100 :new/1700000100.M5P6Q7.host,S=85
+//! ```
+//!
+//! The header names the format and its version, then `<letter><value>`
+//! fields: `V` UIDVALIDITY, `N` the next UID. A record is the UID, fields
+//! (`W` the RFC 822 size with CRLF line ends, `T` the internal date in
+//! seconds since the epoch), then `:` and where the file was last seen
+//! (`new/` or `cur/` and its full name, up to the end of the line: names may
+//! hold blanks). Fields with other letters are skipped, so version 1 can
+//! grow fields (imapd's modseq and keywords) without a format change; a
+//! different version is not read at all (the index is rebuilt).
+//!
+//! Every parser here is total and bounded: the caller reads at most
+//! [`MAX_INDEX_BYTES`], and anything out of shape makes the whole file
+//! "damaged" (for our index) or is skipped line by line (for imports, which
+//! only ever keep UIDs that would otherwise be new).
+
+use std::collections::HashSet;
+
+/// The file name of our index inside a Maildir.
+pub const INDEX_FILE: &str = "postern-uidlist";
+/// The first word of our index.
+const MAGIC: &str = "postern-uidlist";
+/// The only format version this code writes and reads.
+pub const INDEX_VERSION: u32 = 1;
+/// The most messages one Maildir may hold for us; beyond it opening fails
+/// with a clear error rather than using unbounded memory.
+pub const MAX_MESSAGES: usize = 1_000_000;
+/// The largest index (and imported uidlist) we read: a record is about 100
+/// bytes, so this leaves room for [`MAX_MESSAGES`] long names.
+pub const MAX_INDEX_BYTES: u64 = 320 * 1024 * 1024;
+/// The longest file name we accept in a Maildir (Linux's `NAME_MAX`).
+pub const MAX_NAME_LEN: usize = 255;
+
+/// Our index as read from or written to disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Index {
+    /// UIDVALIDITY (never 0).
+    pub uid_validity: u32,
+    /// The UID the next new message gets; above every record's UID.
+    pub uid_next: u32,
+    /// The messages, by ascending UID.
+    pub records: Vec<Record>,
+}
+
+/// One message of the index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Its UID.
+    pub uid: u32,
+    /// RFC 822 size: the bytes with every bare LF counted as CRLF.
+    pub size: u64,
+    /// Internal date, seconds since the epoch (the file's mtime).
+    pub internal_date: i64,
+    /// Whether it was last seen in `new/` (else `cur/`).
+    pub in_new: bool,
+    /// Its full file name when last seen (flags included).
+    pub file_name: String,
+}
+
+/// The unique part of a Maildir file name (before the last `:`), which
+/// stays the same when the flags change.
+pub fn key_of(file_name: &str) -> &str {
+    crate::parse_file_name(file_name).unique
+}
+
+/// Whether `name` is a file name we treat as a message: not empty, no dot
+/// file, at most [`MAX_NAME_LEN`] bytes, no control characters or `/`, and
+/// a non-empty unique part.
+pub fn is_message_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && !name.starts_with('.')
+        && !name.chars().any(|c| c.is_control() || c == '/')
+        && !key_of(name).is_empty()
+}
+
+/// Renders the index (with its trailing newline, which [`parse_index`]
+/// requires: a file cut short is noticed).
+pub fn render_index(index: &Index) -> Vec<u8> {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(64 + index.records.len() * 100);
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, "{MAGIC} {INDEX_VERSION} V{} N{}", index.uid_validity, index.uid_next);
+    for r in &index.records {
+        let place = if r.in_new { "new" } else { "cur" };
+        let _ =
+            writeln!(out, "{} W{} T{} :{place}/{}", r.uid, r.size, r.internal_date, r.file_name);
+    }
+    out.into_bytes()
+}
+
+/// Parses our index. The error says why it is damaged (for the log line
+/// of the rebuild).
+pub fn parse_index(bytes: &[u8]) -> Result<Index, String> {
+    if bytes.len() as u64 > MAX_INDEX_BYTES {
+        return Err(format!("larger than {MAX_INDEX_BYTES} bytes"));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_owned())?;
+    let body = text.strip_suffix('\n').ok_or_else(|| "no final newline".to_owned())?;
+    let mut lines = body.split('\n');
+    let header = lines.next().unwrap_or("");
+    let mut words = header.split(' ');
+    if words.next() != Some(MAGIC) {
+        return Err("not a postern-uidlist".to_owned());
+    }
+    match words.next().map(str::parse::<u32>) {
+        Some(Ok(INDEX_VERSION)) => {}
+        Some(Ok(v)) => return Err(format!("format version {v} (this program reads 1)")),
+        _ => return Err("no format version".to_owned()),
+    }
+    let (mut validity, mut next) = (None, None);
+    for word in words {
+        match word.split_at_checked(1) {
+            Some(("V", v)) => validity = Some(parse_u32(v).ok_or("bad UIDVALIDITY")?),
+            Some(("N", v)) => next = Some(parse_u32(v).ok_or("bad next UID")?),
+            Some((l, _)) if l.bytes().all(|b| b.is_ascii_alphabetic()) => {}
+            _ => return Err("bad header field".to_owned()),
+        }
+    }
+    let uid_validity = validity.filter(|&v| v != 0).ok_or("no UIDVALIDITY")?;
+    let uid_next = next.filter(|&n| n != 0).ok_or("no next UID")?;
+    let mut records = Vec::new();
+    let mut keys = HashSet::new();
+    let mut last_uid = 0u32;
+    for (n, line) in lines.enumerate() {
+        if records.len() >= MAX_MESSAGES {
+            return Err(format!("more than {MAX_MESSAGES} records"));
+        }
+        let r = parse_record(line).map_err(|e| format!("line {}: {e}", n + 2))?;
+        if r.uid <= last_uid {
+            return Err(format!("line {}: UID {} out of order", n + 2, r.uid));
+        }
+        if r.uid >= uid_next {
+            return Err(format!("line {}: UID {} not below the next UID", n + 2, r.uid));
+        }
+        if !keys.insert(key_of(&r.file_name).to_owned()) {
+            return Err(format!("line {}: file listed twice", n + 2));
+        }
+        last_uid = r.uid;
+        records.push(r);
+    }
+    Ok(Index { uid_validity, uid_next, records })
+}
+
+fn parse_record(line: &str) -> Result<Record, &'static str> {
+    let (fields, place) = line.split_once(" :").ok_or("no file name")?;
+    let mut words = fields.split(' ');
+    let uid = words.next().and_then(parse_u32).filter(|&u| u != 0).ok_or("bad UID")?;
+    let (mut size, mut date) = (None, None);
+    for word in words {
+        match word.split_at_checked(1) {
+            Some(("W", v)) => size = Some(parse_u64(v).ok_or("bad size")?),
+            Some(("T", v)) => date = Some(parse_i64(v).ok_or("bad date")?),
+            Some((l, _)) if l.bytes().all(|b| b.is_ascii_alphabetic()) => {}
+            _ => return Err("bad field"),
+        }
+    }
+    let (in_new, name) = if let Some(name) = place.strip_prefix("new/") {
+        (true, name)
+    } else if let Some(name) = place.strip_prefix("cur/") {
+        (false, name)
+    } else {
+        return Err("file neither in new/ nor cur/");
+    };
+    if !is_message_name(name) {
+        return Err("bad file name");
+    }
+    Ok(Record {
+        uid,
+        size: size.ok_or("no size")?,
+        internal_date: date.ok_or("no date")?,
+        in_new,
+        file_name: name.to_owned(),
+    })
+}
+
+/// UIDs another IMAP server gave the messages of this Maildir, read for a
+/// one-time import.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Imported {
+    /// Its UIDVALIDITY.
+    pub uid_validity: u32,
+    /// Its next UID (already above every imported UID).
+    pub uid_next: u32,
+    /// Unique name (the part before `:`) and UID, by ascending UID, each
+    /// UID and each name once.
+    pub uids: Vec<(String, u32)>,
+}
+
+/// Parses a `dovecot-uidlist` (version 3, and the version 1 format that
+/// Courier's `courierimapuiddb` also uses) or a `courierimapuiddb`.
+///
+/// Version 3: header `3 V<validity> N<next> ...`, records
+/// `<uid> [<fields>] :<name>`. Version 1: header `1 <validity> <next>`,
+/// records `<uid> <name>`. Courier's later version 2 writes `<name> <uid>`
+/// records; both orders are accepted for versions 1 and 2. `None` when the
+/// header is unusable; lines that cannot be read are skipped (those
+/// messages get new UIDs, above every imported one).
+pub fn parse_foreign_uidlist(bytes: &[u8]) -> Option<Imported> {
+    if bytes.len() as u64 > MAX_INDEX_BYTES {
+        return None;
+    }
+    let text = String::from_utf8_lossy(bytes);
+    let mut lines = text.lines();
+    let mut header = lines.next()?.split_ascii_whitespace();
+    let version = header.next()?;
+    let (validity, next) = match version {
+        "3" => {
+            let (mut v, mut n) = (None, None);
+            for w in header {
+                if let Some(x) = w.strip_prefix('V') {
+                    v = parse_u32(x);
+                } else if let Some(x) = w.strip_prefix('N') {
+                    n = parse_u32(x);
+                }
+            }
+            (v?, n?)
+        }
+        "1" | "2" => (parse_u32(header.next()?)?, parse_u32(header.next()?)?),
+        _ => return None,
+    };
+    if validity == 0 {
+        return None;
+    }
+    let mut uids: Vec<(String, u32)> = Vec::new();
+    for line in lines.take(MAX_MESSAGES) {
+        let parsed = if version == "3" { foreign_v3(line) } else { foreign_v1(line) };
+        if let Some((name, uid)) = parsed {
+            let key = name.split(':').next().unwrap_or("");
+            if uid != 0 && uid < u32::MAX && is_message_name(key) {
+                uids.push((key.to_owned(), uid));
+            }
+        }
+    }
+    uids.sort_by_key(|&(_, uid)| uid);
+    let (mut seen_uid, mut seen_key) = (HashSet::new(), HashSet::new());
+    uids.retain(|(key, uid)| seen_uid.insert(*uid) && seen_key.insert(key.clone()));
+    let max = uids.last().map_or(0, |&(_, uid)| uid);
+    Some(Imported { uid_validity: validity, uid_next: next.max(max.saturating_add(1)), uids })
+}
+
+fn foreign_v3(line: &str) -> Option<(&str, u32)> {
+    let (fields, name) = line.split_once(" :").or_else(|| line.split_once(':'))?;
+    let uid = parse_u32(fields.split(' ').next()?.trim())?;
+    Some((name, uid))
+}
+
+fn foreign_v1(line: &str) -> Option<(&str, u32)> {
+    let mut words = line.split_ascii_whitespace();
+    let (first, last) = (words.next()?, words.next_back()?);
+    match (parse_u32(first), parse_u32(last)) {
+        (Some(uid), _) => Some((last, uid)),
+        (None, Some(uid)) => Some((first, uid)),
+        (None, None) => None,
+    }
+}
+
+fn digits(s: &str) -> Option<&str> {
+    (!s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit())).then_some(s)
+}
+
+fn parse_u32(s: &str) -> Option<u32> {
+    digits(s)?.parse().ok()
+}
+
+fn parse_u64(s: &str) -> Option<u64> {
+    digits(s)?.parse().ok()
+}
+
+fn parse_i64(s: &str) -> Option<i64> {
+    match s.strip_prefix('-') {
+        Some(rest) => digits(rest)?.parse::<i64>().ok().map(|v| -v),
+        None => digits(s)?.parse().ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Index {
+        Index {
+            uid_validity: 1_700_000_000,
+            uid_next: 43,
+            records: vec![
+                Record {
+                    uid: 7,
+                    size: 1260,
+                    internal_date: 1_700_000_000,
+                    in_new: false,
+                    file_name: "1700000000.M1P2Q3.host,S=1234,W=1260:2,S".into(),
+                },
+                Record {
+                    uid: 42,
+                    size: 88,
+                    internal_date: -5,
+                    in_new: true,
+                    file_name: "with blank and : colon".into(),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn index_round_trip() {
+        let idx = sample();
+        let text = render_index(&idx);
+        assert!(text.starts_with(b"postern-uidlist 1 V1700000000 N43\n7 W1260 T1700000000 :cur/"));
+        assert_eq!(parse_index(&text).unwrap(), idx);
+        let empty = Index { uid_validity: 1, uid_next: 1, records: vec![] };
+        assert_eq!(parse_index(&render_index(&empty)).unwrap(), empty);
+    }
+
+    #[test]
+    fn unknown_fields_are_skipped() {
+        let text = b"postern-uidlist 1 V5 N9 M77\n3 W10 K1 T2 M4 :new/x\n";
+        let idx = parse_index(text).unwrap();
+        assert_eq!((idx.uid_validity, idx.uid_next), (5, 9));
+        assert_eq!(idx.records[0].file_name, "x");
+        assert!(idx.records[0].in_new);
+    }
+
+    #[test]
+    fn damage_is_reported() {
+        let good = render_index(&sample());
+        let cut = &good[..good.len() - 3];
+        let mut cases: Vec<(Vec<u8>, &str)> = vec![
+            (cut.to_vec(), "no final newline"),
+            (b"".to_vec(), "no final newline"),
+            (b"dovecot 3\n".to_vec(), "not a postern-uidlist"),
+            (b"postern-uidlist 2 V1 N2\n".to_vec(), "version 2"),
+            (b"postern-uidlist 1 N2\n".to_vec(), "UIDVALIDITY"),
+            (b"postern-uidlist 1 V0 N2\n".to_vec(), "UIDVALIDITY"),
+            (b"postern-uidlist 1 V1 N2 V\n".to_vec(), "UIDVALIDITY"),
+            (b"postern-uidlist 1 V1\n".to_vec(), "next UID"),
+            (b"postern-uidlist 1 V1 N5\n3 W1 T1 :new/a\n2 W1 T1 :new/b\n".to_vec(), "order"),
+            (b"postern-uidlist 1 V1 N5\n5 W1 T1 :new/a\n".to_vec(), "below"),
+            (b"postern-uidlist 1 V1 N5\n1 W1 T1 :new/a\n2 W1 T1 :cur/a:2,S\n".to_vec(), "twice"),
+            (b"postern-uidlist 1 V1 N5\n1 W1 T1 :tmp/a\n".to_vec(), "neither"),
+            (b"postern-uidlist 1 V1 N5\n1 W1 T1 :new/.a\n".to_vec(), "bad file name"),
+            (b"postern-uidlist 1 V1 N5\n1 W1 :new/a\n".to_vec(), "no date"),
+            (b"postern-uidlist 1 V1 N5\n1 T1 :new/a\n".to_vec(), "no size"),
+            (b"postern-uidlist 1 V1 N5\n1 W-1 T1 :new/a\n".to_vec(), "bad size"),
+            (b"postern-uidlist 1 V1 N5\n0 W1 T1 :new/a\n".to_vec(), "bad UID"),
+            (b"postern-uidlist 1 V1 N5\n1 W1 T1 new/a\n".to_vec(), "no file name"),
+            (b"postern-uidlist 1 V1 N5\n1 W1 T1 7 :new/a\n".to_vec(), "bad field"),
+            (b"postern-uidlist 1 V1 N5\n\n".to_vec(), "no file name"),
+        ];
+        cases.push((vec![0xff, b'\n'], "UTF-8"));
+        for (text, want) in cases {
+            let err = parse_index(&text).unwrap_err();
+            assert!(err.contains(want), "{:?}: {err}", String::from_utf8_lossy(&text));
+        }
+    }
+
+    #[test]
+    fn message_names() {
+        assert!(is_message_name("1700000000.M1P2Q3.host,S=5:2,S"));
+        assert!(is_message_name("plain"));
+        for bad in ["", ".hidden", ":2,S", "a\nb", "a\tb", "a/b", &"x".repeat(256)] {
+            assert!(!is_message_name(bad), "{bad:?}");
+        }
+        assert_eq!(key_of("k,S=1:2,RS"), "k,S=1");
+    }
+
+    #[test]
+    fn dovecot_v3() {
+        let text = b"3 V1275660208 N25022 G3085f01b7f11094c501100008c4a11c1\n\
+            25006 :1276528487.M364837P9451.kurkku,S=1355,W=1394\n\
+            25017 W2481 :1276533073.M242911P3632.kurkku:2,F\n\
+            25017 :duplicate-uid\n\
+            garbage line\n\
+            25010 :1276528487.M364837P9451.kurkku,S=1355,W=1394\n";
+        let imp = parse_foreign_uidlist(text).unwrap();
+        assert_eq!(imp.uid_validity, 1_275_660_208);
+        assert_eq!(imp.uid_next, 25022);
+        assert_eq!(
+            imp.uids,
+            vec![
+                ("1276528487.M364837P9451.kurkku,S=1355,W=1394".to_owned(), 25006),
+                ("1276533073.M242911P3632.kurkku".to_owned(), 25017),
+            ]
+        );
+    }
+
+    #[test]
+    fn courier_and_dovecot_v1() {
+        let imp = parse_foreign_uidlist(b"1 1600000000 4\n1 a.host\n3 b.host:2,S\n").unwrap();
+        assert_eq!(imp.uid_validity, 1_600_000_000);
+        assert_eq!(imp.uids, vec![("a.host".to_owned(), 1), ("b.host".to_owned(), 3)]);
+        let imp = parse_foreign_uidlist(b"2 99 2\nname.x 7\n").unwrap();
+        // The next UID is above every imported one whatever the header says.
+        assert_eq!((imp.uid_next, imp.uids.len()), (8, 1));
+        for bad in [&b""[..], b"4 V1 N1\n", b"3 N5\n", b"1 0 5\n", b"1 x y\n", b"\xff\xfe"] {
+            assert_eq!(parse_foreign_uidlist(bad), None, "{bad:?}");
+        }
+    }
+}
