@@ -128,6 +128,26 @@ impl Client {
         s
     }
 
+    /// The next status line if one comes within `wait`, else `None`
+    /// (the read timeout is restored to 20 s).
+    pub fn line_within(&mut self, wait: Duration) -> Option<String> {
+        self.set_timeout(wait);
+        let mut line = Vec::new();
+        let got = (&mut self.reader).take(MAX_LINE as u64).read_until(b'\n', &mut line);
+        self.set_timeout(Duration::from_secs(20));
+        match got {
+            Ok(n) if n > 0 => {
+                assert!(line.ends_with(b"\r\n"), "line without CRLF: {line:?}");
+                Some(String::from_utf8_lossy(&line[..line.len() - 2]).into_owned())
+            }
+            Ok(_) => panic!("server closed the connection"),
+            Err(_) => {
+                assert!(line.is_empty(), "half a line: {line:?}");
+                None
+            }
+        }
+    }
+
     /// Asserts the next status line is exactly `expected`.
     pub fn expect(&mut self, expected: &str) {
         assert_eq!(self.line(), expected);

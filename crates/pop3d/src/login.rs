@@ -198,7 +198,7 @@ impl Session {
         let policy = Policy {
             tls_available: self.ctx.tls.is_some(),
             tls_active: wrapper,
-            plaintext_ok: self.ctx.settings.pop3_plaintext_auth || self.peer.ip().is_loopback(),
+            plaintext_ok: plaintext_ok(self.ctx.settings.pop3_plaintext_auth, self.peer.ip()),
         };
         let mut state = Authorization::new(policy);
         let mut sasl = Sasl::new();
@@ -415,6 +415,14 @@ impl Session {
     }
 }
 
+/// Whether a password may cross this connection without TLS: always
+/// with `pop3_plaintext_auth = yes`, else only from loopback (an
+/// IPv4-mapped IPv6 loopback address included), where nothing crosses a
+/// network.
+fn plaintext_ok(pop3_plaintext_auth: bool, client: IpAddr) -> bool {
+    pop3_plaintext_auth || client.to_canonical().is_loopback()
+}
+
 /// What the AUTHORIZATION loop does next.
 enum Flow {
     Reply(Vec<u8>),
@@ -507,4 +515,37 @@ async fn relay(mut client: Conn, mut mail: tokio::net::UnixStream) {
 async fn write<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, bytes: &[u8]) -> std::io::Result<()> {
     s.write_all(bytes).await?;
     s.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plaintext_passwords_only_from_loopback_by_default() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("address");
+        assert!(plaintext_ok(false, ip("127.0.0.1")));
+        assert!(plaintext_ok(false, ip("127.0.0.2")));
+        assert!(plaintext_ok(false, ip("::1")));
+        assert!(plaintext_ok(false, ip("::ffff:127.0.0.1")));
+        assert!(!plaintext_ok(false, ip("192.0.2.1")));
+        assert!(!plaintext_ok(false, ip("2001:db8::1")));
+        assert!(!plaintext_ok(false, ip("::ffff:192.0.2.1")));
+        assert!(plaintext_ok(true, ip("192.0.2.1")));
+    }
+
+    #[test]
+    fn counters_cap_and_give_back() {
+        let c: Counter<&str> = Counter::new(2);
+        let a = c.take("x");
+        let b = c.take("x");
+        assert!(a.is_some() && b.is_some());
+        assert!(c.take("x").is_none());
+        assert!(c.take("y").is_some());
+        drop(a);
+        assert!(c.take("x").is_some());
+        let unlimited: Counter<&str> = Counter::new(0);
+        let slots: Vec<_> = (0..100).map(|_| unlimited.take("x")).collect();
+        assert!(slots.iter().all(Option::is_some));
+    }
 }
