@@ -124,7 +124,14 @@ impl Client {
     pub fn line(&mut self) -> String {
         let l = self.raw_line();
         let s = String::from_utf8(l[..l.len() - 2].to_vec()).expect("status line is UTF-8");
-        assert!(s == "+OK" || s.starts_with("+OK ") || s == "-ERR" || s.starts_with("-ERR ") || s.starts_with("+ "), "not a POP3 status line: {s:?}");
+        assert!(
+            s == "+OK"
+                || s.starts_with("+OK ")
+                || s == "-ERR"
+                || s.starts_with("-ERR ")
+                || s.starts_with("+ "),
+            "not a POP3 status line: {s:?}"
+        );
         s
     }
 
@@ -186,7 +193,11 @@ impl Client {
     /// The body as text lines without CRLF.
     pub fn lines(&mut self) -> Vec<String> {
         let b = self.body();
-        String::from_utf8_lossy(&b).split("\r\n").filter(|l| !l.is_empty()).map(str::to_owned).collect()
+        String::from_utf8_lossy(&b)
+            .split("\r\n")
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect()
     }
 
     /// USER and PASS, asserting success.

@@ -106,7 +106,8 @@ fn too_many_bad_commands_close_the_session_and_the_server_stays_up() {
 #[test]
 fn disconnect_in_the_middle_of_retr() {
     let inst = Instance::start();
-    let big = "0123456789 abcdefghijklmnopqrstuvwxyz 0123456789 abcdefghijklmnopqrstuvwxyz\n".repeat(40_000);
+    let big = "0123456789 abcdefghijklmnopqrstuvwxyz 0123456789 abcdefghijklmnopqrstuvwxyz\n"
+        .repeat(40_000);
     deliver(&inst, 1, &big);
     let mut c = pop3(&inst);
     c.send("RETR 1");
@@ -200,7 +201,11 @@ fn stray_files_missing_cur_and_symlinks_out() {
     c.ok("TOP 1 5");
     assert!(String::from_utf8_lossy(&c.body()).contains("in new"));
     c.ok("QUIT");
-    assert_eq!(std::fs::read_dir(md2.join("new")).unwrap().count() + std::fs::read_dir(md2.join("cur")).map(|d| d.count()).unwrap_or(0), 1);
+    assert_eq!(
+        std::fs::read_dir(md2.join("new")).unwrap().count()
+            + std::fs::read_dir(md2.join("cur")).map(|d| d.count()).unwrap_or(0),
+        1
+    );
     // The server is still up.
     let mut c = Client::connect(&inst2.addr("pop3"));
     c.greeting();

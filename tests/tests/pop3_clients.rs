@@ -34,7 +34,8 @@ fn port(addr: &str) -> &str {
 
 fn messages_left(inst: &Instance) -> usize {
     let md = inst.maildir("suporte");
-    std::fs::read_dir(md.join("new")).unwrap().count() + std::fs::read_dir(md.join("cur")).unwrap().count()
+    std::fs::read_dir(md.join("new")).unwrap().count()
+        + std::fs::read_dir(md.join("cur")).unwrap().count()
 }
 
 #[test]
@@ -47,13 +48,20 @@ fn curl_pop3_stls_and_pop3s() {
     deliver(&inst, 2);
     let cert = inst.dir.join("tls/cert.pem");
     let pop3 = inst.addr("pop3");
-    let (out, list) = run(Command::new("curl").args(["-sS", "-u", "suporte:suporte"]).arg(format!("pop3://{pop3}/")));
+    let (out, list) = run(Command::new("curl")
+        .args(["-sS", "-u", "suporte:suporte"])
+        .arg(format!("pop3://{pop3}/")));
     assert!(out.status.success());
     let lines: Vec<&str> = list.lines().collect();
     assert_eq!(lines.len(), 2, "{list}");
     assert!(lines[0].starts_with("1 ") && lines[1].starts_with("2 "), "{list}");
-    let (out, m1) = run(Command::new("curl").args(["-sS", "-u", "suporte:suporte"]).arg(format!("pop3://{pop3}/1")));
-    assert!(out.status.success() && m1.contains("Mensagem 1") && m1.contains("Subject: m1"), "{m1}");
+    let (out, m1) = run(Command::new("curl")
+        .args(["-sS", "-u", "suporte:suporte"])
+        .arg(format!("pop3://{pop3}/1")));
+    assert!(
+        out.status.success() && m1.contains("Mensagem 1") && m1.contains("Subject: m1"),
+        "{m1}"
+    );
     // The size LIST gave is the size curl received.
     assert_eq!(lines[0], format!("1 {}", m1.len()));
     // STLS, with the certificate checked for localhost.
@@ -74,7 +82,9 @@ fn curl_pop3_stls_and_pop3s() {
     assert!(out.status.success());
     assert_eq!(m1s, m1);
     // A wrong password: curl fails with its login-denied code (67).
-    let (out, _) = run(Command::new("curl").args(["-sS", "-u", "suporte:wrong"]).arg(format!("pop3://{pop3}/1")));
+    let (out, _) = run(Command::new("curl")
+        .args(["-sS", "-u", "suporte:wrong"])
+        .arg(format!("pop3://{pop3}/1")));
     assert_eq!(out.status.code(), Some(67));
     assert_eq!(messages_left(&inst), 2);
 }
@@ -134,7 +144,8 @@ fn python_poplib() {
         .arg(POPLIB)
         .args(["localhost", p, &sport])
         .arg(inst.dir.join("tls/cert.pem")));
-    if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("Connection refused") {
+    if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("Connection refused")
+    {
         skip("localhost does not resolve to 127.0.0.1 first here");
         return;
     }

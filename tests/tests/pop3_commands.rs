@@ -54,7 +54,8 @@ fn every_command() {
     assert!(c.ok("LIST").starts_with("+OK 3 messages"));
     let list = c.lines();
     assert_eq!(list.len(), 3);
-    let sizes: Vec<u64> = list.iter().map(|l| l.split(' ').nth(1).unwrap().parse().unwrap()).collect();
+    let sizes: Vec<u64> =
+        list.iter().map(|l| l.split(' ').nth(1).unwrap().parse().unwrap()).collect();
     assert_eq!(sizes.iter().sum::<u64>(), total);
     assert_eq!(c.ok("LIST 2"), format!("+OK 2 {}", sizes[1]));
     // RETR sends exactly the octets LIST announced, unstuffed.
@@ -100,7 +101,8 @@ fn every_command() {
     // Deletions are marks until QUIT: the files are still there.
     let on_disk = || {
         let md = inst.maildir("suporte");
-        std::fs::read_dir(md.join("cur")).unwrap().count() + std::fs::read_dir(md.join("new")).unwrap().count()
+        std::fs::read_dir(md.join("cur")).unwrap().count()
+            + std::fs::read_dir(md.join("new")).unwrap().count()
     };
     assert_eq!(on_disk(), 3);
     assert_eq!(c.ok("QUIT"), "+OK Logging out, messages deleted.");
@@ -204,7 +206,10 @@ fn one_session_per_mailbox() {
     let mut second = Client::connect(&inst.addr("pop3"));
     second.greeting();
     second.ok("USER suporte");
-    assert_eq!(second.err("PASS suporte"), "-ERR [IN-USE] Mailbox is locked by another POP3 session.");
+    assert_eq!(
+        second.err("PASS suporte"),
+        "-ERR [IN-USE] Mailbox is locked by another POP3 session."
+    );
     assert!(second.closed());
     // The first session is unaffected, and once it ends the next one works.
     first.ok("DELE 1");

@@ -25,13 +25,16 @@ fn ids(pid: u32, key: &str) -> Vec<u32> {
 /// Every worker of `service`, busy (draining) ones included.
 fn all_pids(inst: &Instance, service: &str) -> Vec<u32> {
     let r = inst.status();
-    r.services.iter().find(|s| s.name == service).map(|s| s.workers.iter().map(|w| w.pid).collect()).unwrap_or_default()
+    r.services
+        .iter()
+        .find(|s| s.name == service)
+        .map(|s| s.workers.iter().map(|w| w.pid).collect())
+        .unwrap_or_default()
 }
 
 fn prepare(dir: &Path) {
-    let perm = |p: &Path, m: u32| {
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
-    };
+    let perm =
+        |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
     perm(dir.parent().unwrap(), 0o755);
     perm(dir, 0o755);
     perm(&dir.join("home"), 0o755);
@@ -103,7 +106,10 @@ fn the_mail_process_runs_as_the_mailbox_owner() {
     let cur: Vec<_> = std::fs::read_dir(md.join("cur")).unwrap().map(|e| e.unwrap()).collect();
     assert_eq!(cur.len(), 1);
     assert!(cur[0].file_name().to_string_lossy().ends_with(":2,S"));
-    assert!(tests::wait_until(Duration::from_secs(10), || (!tests::alive(pid)).then_some(())).is_some(), "the mail process outlived its session");
+    assert!(
+        tests::wait_until(Duration::from_secs(10), || (!tests::alive(pid)).then_some(())).is_some(),
+        "the mail process outlived its session"
+    );
 
     // outro has uid 0 here (init --dev gives users the invoking uid):
     // never served as root outside a root-owned development instance.

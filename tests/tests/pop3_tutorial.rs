@@ -33,7 +33,8 @@ fn tutorial_session_byte_for_byte() {
     let files = inst.wait_for_mail("suporte", 1, Duration::from_secs(20));
     let file = std::fs::read(&files[0]).unwrap();
     let body = as_sent(&file);
-    let octets = body.len() - body.iter().zip(body.iter().skip(1)).filter(|&(a, b)| *a == b'\n' && *b == b'.').count();
+    let octets = body.len()
+        - body.iter().zip(body.iter().skip(1)).filter(|&(a, b)| *a == b'\n' && *b == b'.').count();
 
     let mut s = std::net::TcpStream::connect(inst.addr("pop3")).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();

@@ -110,7 +110,8 @@ pub fn become_user(user: &str, uid: u32, gid: u32, allow_root: bool) -> Result<b
     let (u, g) = (Uid::from_raw(uid), Gid::from_raw(gid));
     let system = nix::unistd::User::from_name(user).ok().flatten().is_some_and(|p| p.uid == u);
     if system {
-        let name = std::ffi::CString::new(user).map_err(|_| fail("initgroups", nix::Error::EINVAL))?;
+        let name =
+            std::ffi::CString::new(user).map_err(|_| fail("initgroups", nix::Error::EINVAL))?;
         nix::unistd::initgroups(&name, g).map_err(|e| fail("initgroups", e))?;
     } else {
         setgroups(&[g]).map_err(|e| fail("setgroups", e))?;

@@ -15,8 +15,12 @@ pub(crate) fn recv_fd(conn: &UnixStream) -> Result<Option<OwnedFd>, Error> {
     let mut iov = [IoSliceMut::new(&mut byte)];
     let mut space = nix::cmsg_space!([RawFd; 4]);
     let msg = loop {
-        match recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
-        {
+        match recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
             Err(nix::Error::EINTR) => continue,
             other => break other.map_err(|e| Error::Sys("recvmsg", e))?,
         }

@@ -39,12 +39,25 @@ const MIN_HEALTHY_LIFE: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 enum Event {
-    Exited { pid: u32, status: std::io::Result<ExitStatus> },
-    Status { pid: u32, status: ChildStatus },
-    Respawn { service: String },
+    Exited {
+        pid: u32,
+        status: std::io::Result<ExitStatus>,
+    },
+    Status {
+        pid: u32,
+        status: ChildStatus,
+    },
+    Respawn {
+        service: String,
+    },
     /// A connection waits on an on-demand service's listener.
-    Waiting { service: String },
-    Control { req: ControlRequest, reply: oneshot::Sender<ControlReply> },
+    Waiting {
+        service: String,
+    },
+    Control {
+        req: ControlRequest,
+        reply: oneshot::Sender<ControlReply>,
+    },
     Reload,
     Stop,
     KillRemaining,

@@ -168,7 +168,9 @@ impl Authorization {
             | Command::Dele(_)
             | Command::Rset
             | Command::Top(..)
-            | Command::Uidl(_) => self.err(b"-ERR Unknown command in AUTHORIZATION state: log in first.\r\n".to_vec()),
+            | Command::Uidl(_) => {
+                self.err(b"-ERR Unknown command in AUTHORIZATION state: log in first.\r\n".to_vec())
+            }
         }
     }
 }
@@ -184,7 +186,10 @@ mod tests {
     #[test]
     fn plaintext_refused_then_allowed_after_stls() {
         let mut a = Authorization::new(plain());
-        assert_eq!(a.line(Some(b"USER suporte")), Action::Reply(crate::reply::PLAINTEXT_DISALLOWED.to_vec()));
+        assert_eq!(
+            a.line(Some(b"USER suporte")),
+            Action::Reply(crate::reply::PLAINTEXT_DISALLOWED.to_vec())
+        );
         let Action::Reply(capa) = a.line(Some(b"CAPA")) else { panic!() };
         let capa = String::from_utf8(capa).unwrap_or_default();
         assert!(capa.contains("STLS\r\n") && !capa.contains("USER\r\n"), "{capa}");
@@ -204,7 +209,10 @@ mod tests {
     fn mailbox_commands_need_login() {
         let mut a = Authorization::new(Policy { plaintext_ok: true, ..plain() });
         for c in ["STAT", "LIST", "RETR 1", "DELE 1", "RSET", "TOP 1 1", "UIDL"] {
-            assert!(matches!(a.line(Some(c.as_bytes())), Action::Reply(r) if r.starts_with(b"-ERR")), "{c}");
+            assert!(
+                matches!(a.line(Some(c.as_bytes())), Action::Reply(r) if r.starts_with(b"-ERR")),
+                "{c}"
+            );
         }
         assert_eq!(a.line(Some(b"PASS x")), Action::Reply(b"-ERR No username given.\r\n".to_vec()));
     }

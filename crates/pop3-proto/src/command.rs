@@ -133,8 +133,8 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
     let keyword = keyword.to_ascii_uppercase();
     // PASS takes the rest of the line verbatim; everything else is ASCII words.
     if keyword == b"PASS" {
-        let pass = std::str::from_utf8(rest)
-            .map_err(|_| ParseError::Syntax("Invalid password."))?;
+        let pass =
+            std::str::from_utf8(rest).map_err(|_| ParseError::Syntax("Invalid password."))?;
         if pass.is_empty() {
             return Err(ParseError::Syntax("No password given."));
         }

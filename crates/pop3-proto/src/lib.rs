@@ -64,13 +64,15 @@ pub mod reply {
         b"-ERR [AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.\r\n";
     /// authd or the mail service could not be reached or answered a
     /// temporary failure.
-    pub const TEMP_FAIL: &[u8] = b"-ERR [SYS/TEMP] Temporary authentication failure, try again later.\r\n";
+    pub const TEMP_FAIL: &[u8] =
+        b"-ERR [SYS/TEMP] Temporary authentication failure, try again later.\r\n";
     /// After a successful login.
     pub const LOGGED_IN: &[u8] = b"+OK Logged in.\r\n";
     /// Another session holds the mailbox.
     pub const IN_USE: &[u8] = b"-ERR [IN-USE] Mailbox is locked by another POP3 session.\r\n";
     /// The mailbox cannot be opened.
-    pub const MAILBOX_FAILED: &[u8] = b"-ERR [SYS/TEMP] Cannot open the mailbox, try again later.\r\n";
+    pub const MAILBOX_FAILED: &[u8] =
+        b"-ERR [SYS/TEMP] Cannot open the mailbox, try again later.\r\n";
     /// The idle timer ran out.
     pub const IDLE_TIMEOUT: &[u8] = b"-ERR Disconnected for inactivity.\r\n";
     /// The greeting's error form when the client has too many sessions.
@@ -96,9 +98,8 @@ pub fn fuzz_one(bytes: &[u8]) {
         tls_active: false,
         plaintext_ok: true,
     });
-    let entries = (0..3)
-        .map(|i| transaction::Entry { size: 10 * i, uidl: format!("{i:016X}") })
-        .collect();
+    let entries =
+        (0..3).map(|i| transaction::Entry { size: 10 * i, uidl: format!("{i:016X}") }).collect();
     let mut tx = transaction::Transaction::new(entries);
     while let Some(line) = reader.next_line() {
         let l = match &line {

@@ -115,7 +115,9 @@ impl Transaction {
                 Action::Reply(out)
             }
             Command::List(Some(n)) => match self.live(n) {
-                Ok(i) => Action::Reply(format!("+OK {n} {}\r\n", self.entries[i].size).into_bytes()),
+                Ok(i) => {
+                    Action::Reply(format!("+OK {n} {}\r\n", self.entries[i].size).into_bytes())
+                }
                 Err(e) => self.err(e),
             },
             Command::Uidl(None) => {
@@ -127,7 +129,9 @@ impl Transaction {
                 Action::Reply(out)
             }
             Command::Uidl(Some(n)) => match self.live(n) {
-                Ok(i) => Action::Reply(format!("+OK {n} {}\r\n", self.entries[i].uidl).into_bytes()),
+                Ok(i) => {
+                    Action::Reply(format!("+OK {n} {}\r\n", self.entries[i].uidl).into_bytes())
+                }
                 Err(e) => self.err(e),
             },
             Command::Retr(n) => match self.live(n) {
@@ -214,7 +218,10 @@ mod tests {
     fn stat_list_uidl_dele_rset_quit() {
         let mut t = session();
         assert_eq!(reply(t.line(Some(b"STAT"))), "+OK 2 120\r\n");
-        assert_eq!(reply(t.line(Some(b"LIST"))), "+OK 2 messages (120 octets)\r\n1 100\r\n2 20\r\n.\r\n");
+        assert_eq!(
+            reply(t.line(Some(b"LIST"))),
+            "+OK 2 messages (120 octets)\r\n1 100\r\n2 20\r\n.\r\n"
+        );
         assert_eq!(reply(t.line(Some(b"UIDL 2"))), "+OK 2 0000000200000001\r\n");
         assert_eq!(reply(t.line(Some(b"DELE 1"))), "+OK Marked to be deleted.\r\n");
         assert_eq!(reply(t.line(Some(b"DELE 1"))), "-ERR Message is deleted.\r\n");

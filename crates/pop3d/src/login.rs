@@ -260,7 +260,10 @@ impl Session {
             match tokio::time::timeout(idle, conn.read(&mut buf)).await {
                 Err(_) => {
                     let _ = write(&mut conn, reply::IDLE_TIMEOUT).await;
-                    tracing::info!("Disconnected: Inactivity (no auth attempts): rip={}", self.peer.ip());
+                    tracing::info!(
+                        "Disconnected: Inactivity (no auth attempts): rip={}",
+                        self.peer.ip()
+                    );
                     return;
                 }
                 Ok(Ok(0)) | Ok(Err(_)) => return,
@@ -288,9 +291,7 @@ impl Session {
         match step {
             Step::Challenge(c) => Flow::Reply(format!("+ {c}\r\n").into_bytes()),
             Step::Error(_) => self.refused(state, "PLAIN", None),
-            Step::Done(creds) => {
-                self.check(state, creds.user, creds.password, "PLAIN").await
-            }
+            Step::Done(creds) => self.check(state, creds.user, creds.password, "PLAIN").await,
         }
     }
 

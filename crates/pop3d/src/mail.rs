@@ -226,13 +226,16 @@ fn serve(
                             out.write_all(b"-ERR [SYS/TEMP] Cannot read the message.\r\n").is_ok()
                         }
                         Err(SendError::Client) => {
-                            tracing::info!("user=<{name}>: Disconnected: Connection closed in RETR");
+                            tracing::info!(
+                                "user=<{name}>: Disconnected: Connection closed in RETR"
+                            );
                             return;
                         }
                     }
                 }
                 Action::Quit(deleted) => {
-                    let gone: Vec<u32> = deleted.iter().filter_map(|&i| uids.get(i).copied()).collect();
+                    let gone: Vec<u32> =
+                        deleted.iter().filter_map(|&i| uids.get(i).copied()).collect();
                     let result = if gone.is_empty() {
                         Ok(0)
                     } else {
@@ -264,7 +267,10 @@ fn serve(
             Ok(n) => reader.push(&buf[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e)
-                if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
             {
                 say(&mut out, reply::IDLE_TIMEOUT);
                 logout(&name, "Inactivity", &counts, &tx);

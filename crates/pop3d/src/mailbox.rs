@@ -58,7 +58,10 @@ mod tests {
     fn locations() {
         assert_eq!(location(&user(None), "Maildir/").unwrap(), Path::new("/home/suporte/Maildir/"));
         assert_eq!(location(&user(None), "").unwrap(), Path::new("/home/suporte/Maildir/"));
-        assert_eq!(location(&user(None), "Mail/box/").unwrap(), Path::new("/home/suporte/Mail/box/"));
+        assert_eq!(
+            location(&user(None), "Mail/box/").unwrap(),
+            Path::new("/home/suporte/Mail/box/")
+        );
         assert!(location(&user(None), "../x/").is_err());
         assert_eq!(
             location(&user(Some("maildir:~/Mail:LAYOUT=fs")), "").unwrap(),

@@ -51,22 +51,23 @@ impl Watcher {
         let (arm, armed) = std::sync::mpsc::channel::<()>();
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
-        let spawned = std::thread::Builder::new().name(format!("watch {service}")).spawn(move || {
-            while armed.recv().is_ok() {
-                while armed.try_recv().is_ok() {}
-                loop {
-                    if stopped.load(Ordering::SeqCst) {
+        let spawned =
+            std::thread::Builder::new().name(format!("watch {service}")).spawn(move || {
+                while armed.recv().is_ok() {
+                    while armed.try_recv().is_ok() {}
+                    loop {
+                        if stopped.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        if pending(&fd, STOP_CHECK) {
+                            break;
+                        }
+                    }
+                    if tx.send(Event::Waiting { service: service.clone() }).is_err() {
                         return;
                     }
-                    if pending(&fd, STOP_CHECK) {
-                        break;
-                    }
                 }
-                if tx.send(Event::Waiting { service: service.clone() }).is_err() {
-                    return;
-                }
-            }
-        });
+            });
         match spawned {
             Ok(_) => Some(Watcher { arm, stop }),
             Err(e) => {
