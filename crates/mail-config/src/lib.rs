@@ -34,7 +34,7 @@ pub use domains::LocalDomains;
 pub use error::{Error, Errors};
 pub use main_file::{MAIN_FILE, Main, domain_of, qualify_host_name};
 pub use master::{
-    CONNECTED_SERVICES, ListenSpec, MASTER_FILE, MasterFile, ServiceDef, ServiceKind, check,
+    CONNECTED_SERVICES, ListenSpec, MASTER_FILE, MasterFile, ServiceDef, ServiceKind, Spawn, check,
     parse_listen,
 };
 pub use networks::Networks;

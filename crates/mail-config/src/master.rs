@@ -15,7 +15,9 @@
 //! meaning every `inet_interfaces` address; unix: omitted means
 //! `private/<name>` or `public/<name>`), `private` (true), `unpriv` (true),
 //! `chroot` (false), `wakeup` (0, none), `maxproc` (1: Postern workers are
-//! asynchronous, one process serves many connections), `command` (the
+//! asynchronous, one process serves many connections), `spawn`
+//! (`"always"`; `"on-demand"` starts workers as connections wait, up to
+//! `maxproc`), `command` (the
 //! name), `args` ([]), `options` (Postfix `-o` overrides, checked against
 //! the parameter table).
 
@@ -64,8 +66,12 @@ pub struct ServiceDef {
     pub chroot: bool,
     /// Send a wake-up trigger this often.
     pub wakeup: Option<Duration>,
-    /// Worker processes sharing the listener, 1..=1000.
+    /// Worker processes sharing the listener, 1..=1000 (with
+    /// [`Spawn::OnDemand`], the most at once).
     pub maxproc: u32,
+    /// Whether master keeps `maxproc` workers running or starts them as
+    /// connections arrive.
+    pub spawn: Spawn,
     /// Program name in `daemon_directory`.
     pub command: String,
     /// Extra arguments.
@@ -84,6 +90,20 @@ impl ServiceDef {
             None => Path::new(if self.private { "private" } else { "public" }).join(&self.name),
         }
     }
+}
+
+/// When master starts a service's workers (`spawn` in master.toml).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spawn {
+    /// `"always"` (the default): `maxproc` workers run all the time,
+    /// each serving many connections.
+    Always,
+    /// `"on-demand"`: master watches the listener and starts a worker
+    /// when a connection is waiting and none of the service's workers is
+    /// idle, up to `maxproc` at once (Postfix's master does this for
+    /// every service). pop3d's mail service: each worker serves one
+    /// session and exits.
+    OnDemand,
 }
 
 /// A parsed inet listen spec.
@@ -361,6 +381,7 @@ fn parse_service(ctx: &mut Ctx<'_>, t: &Table) -> Option<ServiceDef> {
         chroot: false,
         wakeup: None,
         maxproc: 1,
+        spawn: Spawn::Always,
         command: ctx.service.clone(),
         args: Vec::new(),
         options: Vec::new(),
@@ -420,6 +441,11 @@ fn parse_service(ctx: &mut Ctx<'_>, t: &Table) -> Option<ServiceDef> {
             {
                 Some(n) => def.maxproc = n,
                 None => bad(ctx, &format!("an integer from 1 to {MAX_PROCS}")),
+            },
+            "spawn" => match v.as_str() {
+                Some("always") => def.spawn = Spawn::Always,
+                Some("on-demand") => def.spawn = Spawn::OnDemand,
+                _ => bad(ctx, "\"always\" or \"on-demand\""),
             },
             "command" => match v.as_str() {
                 Some(c) if valid_name(c) => def.command = c.to_owned(),
@@ -602,6 +628,20 @@ options = { syslog_name = "postern/pickup" }
         assert_eq!(pickup.unix_socket(), PathBuf::from("public/pickup"));
         assert_eq!(pickup.wakeup, Some(Duration::from_secs(60)));
         assert_eq!(pickup.options, [("syslog_name".to_owned(), "postern/pickup".to_owned())]);
+    }
+
+    #[test]
+    fn spawn_mode() {
+        let m = parse(GOOD).unwrap();
+        assert_eq!(m.service("smtpd").unwrap().spawn, Spawn::Always);
+        let text = "[[service]]\nname = \"pop3-mail\"\ntype = \"unix\"\nspawn = \"on-demand\"\nmaxproc = 100\n";
+        let m = parse(text).unwrap();
+        assert_eq!(m.service("pop3-mail").unwrap().spawn, Spawn::OnDemand);
+        let e = err("[[service]]\nname = \"a\"\ntype = \"unix\"\nspawn = \"lazy\"\n");
+        assert_eq!(
+            e,
+            "/etc/postern/master.toml:4: service \"a\": field \"spawn\": expected \"always\" or \"on-demand\", found \"lazy\""
+        );
     }
 
     #[test]

@@ -233,6 +233,12 @@ pub static PARAMS: &[Param] = &[
     p("dns_resolver_attempts", Kind::Int { min: 1, max: 10 }, "2", "How many times the resolver asks before a lookup fails (resolv.conf's attempts option, which this overrides)."),
     p("smtpd_peername_lookup", Kind::Bool, "yes", "Look up the client's name before the greeting (PTR, then the name's addresses, which must include the client's), for logs, Received headers and restrictions; no, or disable_dns_lookups = yes, names every client unknown (localhost on loopback) without a lookup."),
     p("smtpd_peername_lookup_timeout", SECONDS, "10s", "The longest smtpd's client name lookup may take for one connection, all queries together (Postern's own: Postfix relies on the resolver's timeouts); past it the client is unknown and the session goes on."),
+    // pop3d (issue 9): the POP3 server's login and mail services. TLS uses smtpd's certificate (smtpd_tls_cert_file, smtpd_tls_key_file, smtpd_tls_chain_files, smtpd_tls_protocols).
+    p("pop3_idle_timeout", SECONDS, "600s", "How long a POP3 session may wait for the client's next command before it is closed (RFC 1939's 10-minute autologout timer), before and after login."),
+    p("pop3_client_connection_limit", int(0), "10", "The most simultaneous POP3 connections one client address may have in one pop3 login process (pop3 and pop3s run one process each by default); 0 disables the limit. Clients in mynetworks are not exempt."),
+    p("pop3_user_connection_limit", int(0), "10", "The most simultaneous logged-in POP3 sessions of one user in one login process (Dovecot's mail_max_userip_connections); one session per mailbox holds the lock, the others get [IN-USE]. 0 disables the limit."),
+    p("pop3_tls_wrappermode", Kind::Bool, "no", "Speak TLS from the first byte (implicit TLS, port 995), as the pop3s service sets with an override; no means plain POP3 with STLS when a certificate is configured."),
+    p("pop3_plaintext_auth", Kind::Bool, "no", "Accept USER/PASS and AUTH PLAIN on an unencrypted connection from a non-loopback address (Dovecot's disable_plaintext_auth = no). The default no requires STLS or pop3s first; loopback clients may always log in."),
     // smtp client.
     p("relayhost", Kind::Str, "", "Not yet implemented (there is no SMTP client yet): the host all non-local mail is sent to ([host]:port skips the MX lookup); empty means direct delivery."),
     p("smtp_helo_name", Kind::Str, "$myhostname", "Not yet implemented (there is no SMTP client yet): the name the SMTP client sends in HELO/EHLO."),

@@ -13,7 +13,7 @@
 //! ([`Main::lookup_text`] and friends return errors).
 //!
 //! The split follows the rule that a daemon sees only its own
-//! section plus [`Common`]: [`Smtpd`] (and [`SmtpdTls`]), [`Qmgr`], [`Local`], [`Master`]
+//! section plus [`Common`]: [`Smtpd`] (and [`SmtpdTls`]), [`Pop3d`], [`Qmgr`], [`Local`], [`Master`]
 //! and [`Sendmail`]; pickup needs only [`Common`]. A parameter that no
 //! struct reads must say so in its doc in `params.rs` (see
 //! [`UNIMPLEMENTED_PREFIX`]); a unit test below keeps the two in step.
@@ -558,6 +558,43 @@ impl Authd {
     }
 }
 
+/// pop3d's parameters (its TLS certificate is [`SmtpdTls`]'s, its
+/// mailbox location [`Local::home_mailbox`]).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Pop3d {
+    /// How long a session may sit between commands.
+    pub pop3_idle_timeout: Duration,
+    /// Connections per client address in one login process; 0: no limit.
+    pub pop3_client_connection_limit: usize,
+    /// Logged-in sessions per user in one login process; 0: no limit.
+    pub pop3_user_connection_limit: usize,
+    /// Passwords on plain connections from the network.
+    pub pop3_plaintext_auth: bool,
+    /// Implicit TLS (pop3s).
+    pub pop3_tls_wrappermode: bool,
+    /// Where the user's Maildir is, relative to the home.
+    pub home_mailbox: String,
+}
+
+impl Pop3d {
+    /// Reads pop3d's parameters.
+    pub fn new(main: &Main) -> Pop3d {
+        Pop3d::read(&Reader::new(main))
+    }
+
+    fn read(r: &Reader<'_>) -> Pop3d {
+        Pop3d {
+            pop3_idle_timeout: r.duration("pop3_idle_timeout"),
+            pop3_client_connection_limit: r.usize("pop3_client_connection_limit"),
+            pop3_user_connection_limit: r.usize("pop3_user_connection_limit"),
+            pop3_plaintext_auth: r.bool("pop3_plaintext_auth"),
+            pop3_tls_wrappermode: r.bool("pop3_tls_wrappermode"),
+            home_mailbox: r.str("home_mailbox"),
+        }
+    }
+}
+
 /// The queue manager's parameters.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -774,6 +811,7 @@ fn typed_names(main: &Main) -> BTreeSet<&'static str> {
     let _ = SmtpdTls::read(&r);
     let _ = Anvil::read(&r);
     let _ = Authd::read(&r);
+    let _ = Pop3d::read(&r);
     let _ = Qmgr::read(&r);
     let _ = Local::read(&r);
     let _ = Master::read(&r);

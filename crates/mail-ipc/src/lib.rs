@@ -13,6 +13,8 @@
 //! - smtpd, pop3d, imapd → authd (`private/authd`), connections kept for
 //!   many requests, one at a time: [`auth::AuthRequest`] answered by one
 //!   [`auth::AuthReply`] ([`auth::Client`] is the client side).
+//! - pop3d's login service → its mail service (`private/pop3-mail`): an
+//!   fd by SCM_RIGHTS, then one [`session::Handoff`], answered by one byte.
 //!
 //! Each frame carries [`frame::PROTOCOL_VERSION`]; a peer speaking another
 //! version is refused at its first frame. Types here are the wire types;
@@ -25,6 +27,7 @@ pub mod auth;
 pub mod control;
 pub mod delivery;
 pub mod frame;
+pub mod session;
 pub mod status;
 pub mod trigger;
 

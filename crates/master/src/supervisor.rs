@@ -3,9 +3,12 @@
 //! control socket, signals and timers. The jobs live in submodules:
 //! `lock` (the instance lock), `control` (pid/master.ctl), `spawn`
 //! (starting workers, throttling), `reload` (reload, restart, wake-up
-//! timers) and `status` (what `postern status` and `--ready-json` show).
+//! timers), `status` (what `postern status` and `--ready-json` show) and
+//! `demand` (on-demand services: a worker started when a connection
+//! waits and none is idle).
 
 mod control;
+mod demand;
 mod lock;
 mod reload;
 mod spawn;
@@ -13,7 +16,7 @@ mod status;
 
 use crate::listen::{self, Bound};
 use anyhow::Context as _;
-use mail_config::{Main, MasterFile, ServiceDef, ServiceKind, settings};
+use mail_config::{Main, MasterFile, ServiceDef, ServiceKind, Spawn, settings};
 use mail_ipc::control::{ControlReply, ControlRequest};
 use mail_ipc::sockets;
 use mail_ipc::status::{ChildState, ChildStatus};
@@ -36,10 +39,25 @@ const MIN_HEALTHY_LIFE: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 enum Event {
-    Exited { pid: u32, status: std::io::Result<ExitStatus> },
-    Status { pid: u32, status: ChildStatus },
-    Respawn { service: String },
-    Control { req: ControlRequest, reply: oneshot::Sender<ControlReply> },
+    Exited {
+        pid: u32,
+        status: std::io::Result<ExitStatus>,
+    },
+    Status {
+        pid: u32,
+        status: ChildStatus,
+    },
+    Respawn {
+        service: String,
+    },
+    /// A connection waits on an on-demand service's listener.
+    Waiting {
+        service: String,
+    },
+    Control {
+        req: ControlRequest,
+        reply: oneshot::Sender<ControlReply>,
+    },
     Reload,
     Stop,
     KillRemaining,
@@ -53,6 +71,8 @@ struct Service {
     backoff: Duration,
     throttled_until: Option<SystemTime>,
     wakeup: Option<JoinHandle<()>>,
+    /// On-demand services: the task watching the listener.
+    watcher: Option<demand::Watcher>,
 }
 
 struct Worker {
@@ -138,6 +158,7 @@ pub(crate) async fn run(dir: PathBuf, ready_json: bool) -> anyhow::Result<()> {
             backoff: Duration::ZERO,
             throttled_until: None,
             wakeup: None,
+            watcher: None,
         });
     }
     tokio::spawn(control::accept_control(ctl, tx.clone()));
@@ -164,6 +185,7 @@ pub(crate) async fn run(dir: PathBuf, ready_json: bool) -> anyhow::Result<()> {
                 }
                 m.top_up(&service);
             }
+            Event::Waiting { service } => m.on_waiting(&service),
             Event::Control { req, reply } => {
                 let answer = m.on_control(req);
                 let _ = reply.send(answer);
@@ -232,7 +254,7 @@ impl Master {
 
     /// A unix service with one process (qmgr) must never run twice.
     fn is_singleton(def: &ServiceDef) -> bool {
-        def.kind == ServiceKind::Unix && def.maxproc == 1
+        def.kind == ServiceKind::Unix && def.maxproc == 1 && def.spawn == Spawn::Always
     }
 
     fn on_status(&mut self, pid: u32, status: ChildStatus) {
@@ -246,7 +268,12 @@ impl Master {
                 }
                 self.maybe_announce();
             }
-            ChildState::Draining => w.draining = true,
+            ChildState::Draining => {
+                w.draining = true;
+                // An on-demand worker took its connection: watch for the next.
+                let name = w.service.clone();
+                self.arm(&name);
+            }
         }
     }
 
@@ -256,7 +283,10 @@ impl Master {
         let program = svc.def.command.clone();
         let expected = self.stopping || w.draining || w.generation != svc.generation;
         if expected {
-            if Self::is_singleton(&svc.def) {
+            if svc.def.spawn == Spawn::OnDemand {
+                let name = w.service.clone();
+                self.arm(&name);
+            } else if Self::is_singleton(&svc.def) {
                 let name = w.service.clone();
                 self.top_up(&name);
             }

@@ -107,6 +107,8 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<Instance, String> {
     let smtp = format!("127.0.0.1:{}", port(25));
     let submission = format!("127.0.0.1:{}", port(587));
     let smtps = format!("127.0.0.1:{}", port(465));
+    let pop3 = format!("127.0.0.1:{}", port(110));
+    let pop3s = format!("127.0.0.1:{}", port(995));
     let domain = mail_config::domain_of(&hostname);
     let exe = std::env::current_exe().map_err(|e| format!("cannot find my own binary: {e}"))?;
     let daemon_dir = exe.parent().ok_or("binary has no directory")?.to_owned();
@@ -264,10 +266,42 @@ type = "unix"
 unpriv = false
 maxproc = 2
 command = "local-delivery"
+
+# POP3 (the tutorial's `telnet mail 110`, user suporte, pass suporte):
+# pop3 (110, STLS) and pop3s (995, implicit TLS) are the login services;
+# after a login they hand the session to a pop3-mail process, which
+# master starts on demand and which serves that one user's Maildir.
+[[service]]
+name = "pop3"
+type = "inet"
+listen = [{pop3}]
+maxproc = 1
+command = "pop3d"
+
+[[service]]
+name = "pop3s"
+type = "inet"
+listen = [{pop3s}]
+maxproc = 1
+command = "pop3d"
+[service.options]
+syslog_name = "postern/pop3s"
+pop3_tls_wrappermode = "yes"
+
+[[service]]
+name = "pop3-mail"
+type = "unix"
+unpriv = false
+spawn = "on-demand"
+maxproc = 20
+command = "pop3d"
+args = ["mail"]
 "#,
         smtp = toml_str(&smtp),
         submission = toml_str(&submission),
         smtps = toml_str(&smtps),
+        pop3 = toml_str(&pop3),
+        pop3s = toml_str(&pop3s),
     );
     let aliases = "# Aliases of this instance (the format of /etc/aliases). After editing,\n\
                    # run newaliases, or just wait: local delivery rereads a changed file.\n\
@@ -327,6 +361,7 @@ command = "local-delivery"
     } else {
         println!("  SMTP:    {smtp}");
         println!("  submission (STARTTLS + AUTH): {submission}   smtps (TLS + AUTH): {smtps}");
+        println!("  POP3:    {pop3} (STLS)   pop3s (TLS): {pop3s}");
     }
     for (n, p) in &users {
         println!(

@@ -72,6 +72,7 @@ impl Master {
                 backoff: Duration::ZERO,
                 throttled_until: None,
                 wakeup: None,
+                watcher: None,
             });
         }
         // Services no longer in master.toml: their workers drain and exit.

@@ -1,4 +1,5 @@
-//! Starting workers: topping a service up to `maxproc`, the fork and exec
+//! Starting workers: topping a service up to `maxproc` (on-demand
+//! services: see `demand`), the fork and exec
 //! with the status pipe and listeners in place, throttling a service
 //! that fails at start-up, and what a worker's exit means.
 
@@ -19,6 +20,10 @@ impl Master {
         }
         let Some(svc) = self.service(name) else { return };
         if svc.throttled_until.is_some() {
+            return;
+        }
+        if svc.def.spawn == mail_config::Spawn::OnDemand {
+            self.arm(name);
             return;
         }
         let (generation, maxproc, singleton) =

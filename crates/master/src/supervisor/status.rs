@@ -2,7 +2,7 @@
 //! ready, and the status report for `postern status`.
 
 use super::{Master, epoch};
-use mail_config::ServiceKind;
+use mail_config::{ServiceKind, Spawn};
 use mail_ipc::control::{ServiceStatus, StatusReport, WorkerStatus};
 
 impl Master {
@@ -10,9 +10,11 @@ impl Master {
         if self.announced {
             return;
         }
+        // An on-demand service has no worker until a client comes.
         let all_ready = self.services.iter().all(|s| {
-            self.workers.values().filter(|w| w.service == s.def.name && w.ready).count()
-                >= s.def.maxproc as usize
+            s.def.spawn == Spawn::OnDemand
+                || self.workers.values().filter(|w| w.service == s.def.name && w.ready).count()
+                    >= s.def.maxproc as usize
         });
         if !all_ready {
             return;
