@@ -35,7 +35,7 @@ pub(crate) struct Policy {
     local_recipients: LocalRecipientMaps,
     recipient_delimiter: String,
     restrictions: Restrictions,
-    rewriter: Rewriter,
+    rewriter: Arc<Rewriter>,
     relay_domains: DomainList,
     sender_login_maps: Maps,
     reject_unlisted_recipient: bool,
@@ -182,7 +182,7 @@ impl Policy {
             local_recipients,
             recipient_delimiter: common.recipient_delimiter,
             restrictions,
-            rewriter,
+            rewriter: Arc::new(rewriter),
             relay_domains,
             sender_login_maps: Maps::new(smtpd.smtpd_sender_login_maps),
             reject_unlisted_recipient: smtpd.smtpd_reject_unlisted_recipient,
@@ -191,6 +191,15 @@ impl Policy {
             allow_percent_hack: smtpd.allow_percent_hack,
             swap_bangpath: smtpd.swap_bangpath,
         })
+    }
+
+    /// The canonical tables for cleanup's header pass, when some table
+    /// rewrites header addresses (`*_canonical_classes`).
+    pub(crate) fn header_rewriter(&self) -> Option<mail_cleanup::HeaderRewriter> {
+        use mail_cleanup::{HeaderClass, HeaderRewrite};
+        let r = &self.rewriter;
+        (r.rewrites(HeaderClass::Sender) || r.rewrites(HeaderClass::Recipient))
+            .then(|| mail_cleanup::HeaderRewriter(Arc::clone(r) as Arc<dyn HeaderRewrite>))
     }
 
     /// `addr` with `@myorigin` appended when it has no domain and
