@@ -162,7 +162,21 @@ impl Rewriter {
                 DomainEntry::Name(normalise(e))
             });
         }
-        Ok(Rewriter {
+        let mut r = Rewriter::empty_domains(p);
+        r.virtual_domains = virtual_domains;
+        Ok(r)
+    }
+
+    /// The rewriter for `p` without `virtual_alias_domains`, for programs
+    /// that never ask whether a domain is a virtual alias domain (local
+    /// delivery's forwarded copies): it cannot fail, so such a program
+    /// need not stop over a domain list smtpd and pickup already refuse.
+    pub fn envelope_only(p: RewriteParams) -> Rewriter {
+        Rewriter::empty_domains(p)
+    }
+
+    fn empty_domains(p: RewriteParams) -> Rewriter {
+        Rewriter {
             canonical: Maps::new(p.canonical_maps),
             sender_canonical: Maps::new(p.sender_canonical_maps),
             recipient_canonical: Maps::new(p.recipient_canonical_maps),
@@ -170,13 +184,13 @@ impl Rewriter {
             sender_classes: p.sender_canonical_classes,
             recipient_classes: p.recipient_canonical_classes,
             virtual_alias: Maps::new(p.virtual_alias_maps),
-            virtual_domains,
+            virtual_domains: Vec::new(),
             recursion_limit: p.virtual_alias_recursion_limit.max(1),
             expansion_limit: p.virtual_alias_expansion_limit.max(1),
             delimiter: p.recipient_delimiter,
             myorigin: normalise(&p.myorigin),
             mydestination: p.mydestination.iter().map(|d| normalise(d)).collect(),
-        })
+        }
     }
 
     /// No table is configured: every address stays as it is.
