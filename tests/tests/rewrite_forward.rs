@@ -41,7 +41,11 @@ fn forwarded_copies_follow_virtual_aliases_to_local_users() {
     });
     // An alias to a remote address that the virtual table maps back here.
     let mut c = inst.smtp();
-    c.send_mail("root@postern.test", &["vendas@postern.test"], "Subject: pedido\r\n\r\num pedido\r\n");
+    c.send_mail(
+        "root@postern.test",
+        &["vendas@postern.test"],
+        "Subject: pedido\r\n\r\num pedido\r\n",
+    );
     let text = inst.one_mail("ana");
     assert!(text.starts_with("Return-Path: <Administrador@postern.test>"), "{text}");
     assert!(text.contains("um pedido"), "{text}");
@@ -63,6 +67,9 @@ fn forwarded_copies_follow_virtual_aliases_to_local_users() {
     let text = std::fs::read_to_string(&files[0]).unwrap();
     assert!(text.contains("Subject: para maria"), "{text}");
     let to = header(&text, "Delivered-To");
-    assert!(to.len() == 2 && to[0] == "suporte@postern.test" && to[1].starts_with("maria@"), "{text}");
+    assert!(
+        to.len() == 2 && to[0] == "suporte@postern.test" && to[1].starts_with("maria@"),
+        "{text}"
+    );
     assert!(inst.new_mail("maria").is_empty(), "the .forward replaced maria's mailbox");
 }

@@ -22,10 +22,8 @@ fn rcpt(c: &mut tests::smtp::Client, to: &str, want: &str) {
 
 #[test]
 fn local_recipient_maps_decides_rcpt_to() {
-    let inst = Instance::start_with(Options {
-        before_start: Some(write_extra),
-        ..Options::default()
-    });
+    let inst =
+        Instance::start_with(Options { before_start: Some(write_extra), ..Options::default() });
     // The default: users (the dev passwd-file) and the aliases file.
     let mut c = inst.smtp();
     c.cmd("MAIL FROM:<root@postern.test>", 250);
@@ -44,7 +42,9 @@ fn local_recipient_maps_decides_rcpt_to() {
     c.cmd("QUIT", 221);
 
     // An extra table admits what it lists; the others stay refused.
-    inst.set_and_reload(&["local_recipient_maps = proxy:unix:passwd.byname $alias_maps hash:extra"]);
+    inst.set_and_reload(&[
+        "local_recipient_maps = proxy:unix:passwd.byname $alias_maps hash:extra",
+    ]);
     let mut c = inst.smtp();
     c.cmd("MAIL FROM:<root@postern.test>", 250);
     rcpt(&mut c, "lista@postern.test", "250 2.1.5 Ok");

@@ -377,7 +377,9 @@ mod tests {
             }
             let t = if class == HeaderClass::Sender { &self.sender } else { &self.recipient };
             let key = addr.to_string();
-            Ok(t.iter().find(|(k, _)| k.eq_ignore_ascii_case(&key)).map(|(_, v)| Address::parse(v).unwrap()))
+            Ok(t.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(&key))
+                .map(|(_, v)| Address::parse(v).unwrap()))
         }
     }
 
@@ -387,7 +389,10 @@ mod tests {
 
     fn table() -> Table {
         Table {
-            sender: vec![("root@fiap.edu.br", "Administrador@fiap.edu.br"), ("root", "admin@fiap.edu.br")],
+            sender: vec![
+                ("root@fiap.edu.br", "Administrador@fiap.edu.br"),
+                ("root", "admin@fiap.edu.br"),
+            ],
             recipient: vec![("ubuntu@fiap.edu.br", "suporte@fiap.edu.br")],
             broken: false,
         }
@@ -434,7 +439,8 @@ mod tests {
 
     #[test]
     fn rewriting_never_grows_the_header_past_the_limit() {
-        let long: &'static str = Box::leak(format!("{}@fiap.edu.br", "a".repeat(60)).into_boxed_str());
+        let long: &'static str =
+            Box::leak(format!("{}@fiap.edu.br", "a".repeat(60)).into_boxed_str());
         let t = Table { sender: vec![("r@x.org", long)], recipient: vec![], broken: false };
         let msg = b"From: r@x.org\nSender: r@x.org\nDate: x\nMessage-Id: <a@b>\n\nbody\n";
         // Room for one rewrite (block of 57 bytes + 69 growth), not two.

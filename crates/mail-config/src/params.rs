@@ -283,12 +283,9 @@ pub(crate) fn check_elements(name: &str, items: &[String]) -> Result<(), String>
         "smtpd_tls_protocols" | "smtpd_tls_mandatory_protocols" => {
             crate::settings::TlsProtocols::parse(items).map(|_| ())
         }
-        "canonical_classes" => one_of(&[
-            "envelope_sender",
-            "envelope_recipient",
-            "header_sender",
-            "header_recipient",
-        ]),
+        "canonical_classes" => {
+            one_of(&["envelope_sender", "envelope_recipient", "header_sender", "header_recipient"])
+        }
         "sender_canonical_classes" => one_of(&["envelope_sender", "header_sender"]),
         "recipient_canonical_classes" => one_of(&["envelope_recipient", "header_recipient"]),
         "local_recipient_maps" => items.iter().try_for_each(|it| check_local_recipient_table(it)),
@@ -358,11 +355,7 @@ fn check_local_recipient_table(spec: &str) -> Result<(), String> {
     }
     match split_map_type(table) {
         Some((ty, rest)) if MAP_TYPES.contains(&ty.to_ascii_lowercase().as_str()) => {
-            if rest.is_empty() {
-                Err(format!("empty table name in \"{spec}\""))
-            } else {
-                Ok(())
-            }
+            if rest.is_empty() { Err(format!("empty table name in \"{spec}\"")) } else { Ok(()) }
         }
         Some((ty, _)) => Err(format!(
             "unsupported lookup table \"{ty}:\" in \"{spec}\"; use {USER_DATABASE_TABLE} (the \
@@ -487,7 +480,10 @@ mod tests {
         assert!(e.contains("unsupported lookup table \"unix:\""), "{e}");
         assert!(lrm(&["proxy:mysql:/etc/x.cf"]).is_err());
         assert!(lrm(&["hash:"]).is_err());
-        assert!(check_elements("canonical_classes", &v(&["header_sender", "envelope_recipient"])).is_ok());
+        assert!(
+            check_elements("canonical_classes", &v(&["header_sender", "envelope_recipient"]))
+                .is_ok()
+        );
         assert!(check_elements("sender_canonical_classes", &v(&["envelope_recipient"])).is_err());
         assert!(check_elements("recipient_canonical_classes", &v(&["header_sender"])).is_err());
         assert!(check_elements("allow_mail_to_files", &v(&["alias", "include"])).is_ok());

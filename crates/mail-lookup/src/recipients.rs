@@ -141,7 +141,8 @@ mod tests {
 
     fn default_maps(dir: &Path) -> LocalRecipientMaps {
         let (users, aliases) = setup(dir);
-        let specs = vec!["proxy:unix:passwd.byname".to_owned(), format!("hash:{}", aliases.display())];
+        let specs =
+            vec!["proxy:unix:passwd.byname".to_owned(), format!("hash:{}", aliases.display())];
         LocalRecipientMaps::new(&specs, Some(&users), &[aliases, dir.join("absent")], dir).unwrap()
     }
 
@@ -210,13 +211,18 @@ mod tests {
     fn unreadable_tables_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         let nope = dir.path().join("nope");
-        let m = LocalRecipientMaps::new(&["unix:passwd.byname".to_owned()], Some(&nope), &[], dir.path())
-            .unwrap();
+        let m = LocalRecipientMaps::new(
+            &["unix:passwd.byname".to_owned()],
+            Some(&nope),
+            &[],
+            dir.path(),
+        )
+        .unwrap();
         assert!(m.exists("x", "postern.test", "+").is_err());
         let m = LocalRecipientMaps::new(&["hash:nope".to_owned()], None, &[], dir.path()).unwrap();
         assert!(m.exists("x", "postern.test", "+").is_err());
-        let e = LocalRecipientMaps::new(&["regexp:/x".to_owned()], None, &[], dir.path())
-            .unwrap_err();
+        let e =
+            LocalRecipientMaps::new(&["regexp:/x".to_owned()], None, &[], dir.path()).unwrap_err();
         assert!(e.starts_with("parameter \"local_recipient_maps\": "), "{e}");
     }
 }

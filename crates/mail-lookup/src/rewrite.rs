@@ -229,9 +229,8 @@ impl Rewriter {
             Class::HeaderRecipient => c.header_recipient,
         };
         let side = match class {
-            Class::EnvelopeSender | Class::HeaderSender => {
-                on(&self.sender_classes).then_some((&self.sender_canonical, "sender_canonical_maps"))
-            }
+            Class::EnvelopeSender | Class::HeaderSender => on(&self.sender_classes)
+                .then_some((&self.sender_canonical, "sender_canonical_maps")),
             Class::EnvelopeRecipient | Class::HeaderRecipient => on(&self.recipient_classes)
                 .then_some((&self.recipient_canonical, "recipient_canonical_maps")),
         };
@@ -537,8 +536,14 @@ mod tests {
             p.recipient_canonical_maps = vec![rc.clone()];
         });
         assert!(r.rewrites(hs) && r.rewrites(hr));
-        assert_eq!(r.rewrite(&addr("ana@postern.test"), hs).unwrap().unwrap(), "ana.s@postern.test");
-        assert_eq!(r.rewrite(&addr("ana@postern.test"), hr).unwrap().unwrap(), "ana.r@postern.test");
+        assert_eq!(
+            r.rewrite(&addr("ana@postern.test"), hs).unwrap().unwrap(),
+            "ana.s@postern.test"
+        );
+        assert_eq!(
+            r.rewrite(&addr("ana@postern.test"), hr).unwrap().unwrap(),
+            "ana.r@postern.test"
+        );
         assert_eq!(r.rewrite(&addr("bia"), hr).unwrap().unwrap(), "bia.c@postern.test");
         assert_eq!(r.rewrite(&addr("caio@postern.test"), hs).unwrap(), None);
         // canonical_classes = envelope_sender: canonical_maps leaves the
@@ -558,7 +563,10 @@ mod tests {
                 CanonicalClasses { header_sender: true, ..Default::default() };
         });
         assert_eq!(r.sender(&addr("ana@postern.test")).unwrap(), "ana@postern.test");
-        assert_eq!(r.rewrite(&addr("ana@postern.test"), hs).unwrap().unwrap(), "ana.s@postern.test");
+        assert_eq!(
+            r.rewrite(&addr("ana@postern.test"), hs).unwrap().unwrap(),
+            "ana.s@postern.test"
+        );
         assert!(!r.rewrites(hr));
         // A table that cannot be read is an error for the headers too.
         let r = rewriter(d.path(), "", "", |p| p.canonical_maps = vec![d.path().join("absent")]);

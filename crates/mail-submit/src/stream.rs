@@ -123,10 +123,7 @@ impl Stream {
             Refused::Lookup(why) => {
                 // Postfix's cleanup: "map lookup problem -- message not
                 // accepted, try again later".
-                tracing::warn!(
-                    "{}: {why} -- message not accepted, try again later",
-                    self.queue_id
-                );
+                tracing::warn!("{}: {why} -- message not accepted, try again later", self.queue_id);
                 Error::Cleanup(mail_cleanup::Error::Lookup(why))
             }
         });
