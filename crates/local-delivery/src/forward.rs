@@ -19,6 +19,11 @@
 //! skipped with a warning. It is opened with the user's effective ids, so
 //! it can be no file the user could not read. Its syntax is that of an
 //! `:include:` file ([`mail_lookup::aliases::parse_include`]).
+//!
+//! The envelope of a copy forwarded to another address (from a
+//! `.forward` or an alias) is rewritten as cleanup would rewrite a new
+//! message ([`rewrite_envelope`]): Postfix's local hands such copies to
+//! cleanup, so canonical maps and virtual aliases apply to them too.
 
 use std::io::{ErrorKind, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -26,6 +31,8 @@ use std::path::{Path, PathBuf};
 
 use mail_auth::User;
 use mail_lookup::aliases::AliasTarget;
+use mail_lookup::rewrite::Rewriter;
+use mail_types::Address;
 
 use crate::privs::AsUser;
 
@@ -37,6 +44,21 @@ const MAX_PATH_LENGTH: usize = 4096;
 
 /// Most entries of `forward_path` we try.
 const MAX_ENTRIES: usize = 32;
+
+/// The envelope of a forwarded copy after cleanup's rewriting: the
+/// sender through `sender_canonical_maps` and `canonical_maps`, the new
+/// recipient through `recipient_canonical_maps`, `canonical_maps` and
+/// virtual alias expansion (one or more, in order). `Err` is a table that
+/// could not be read or an expansion over its limits: the delivery is
+/// deferred, never sent on unrewritten.
+pub(crate) fn rewrite_envelope(
+    r: &Rewriter,
+    sender: Option<Address>,
+    to: &Address,
+) -> Result<(Option<Address>, Vec<Address>), mail_lookup::Error> {
+    let sender = sender.map(|a| r.sender(&a)).transpose()?;
+    Ok((sender, r.recipient(to)?))
+}
 
 /// The attributes `forward_path` may refer to, for one recipient. `None`
 /// means "not set".

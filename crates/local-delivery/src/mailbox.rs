@@ -210,14 +210,21 @@ pub(crate) fn forward(s: &Settings, m: &Message<'_>, address: &str, via: &str) -
             Err(e) => return defer(format!("cannot forward to {address}: sender <{text}>: {e}")),
         },
     };
+    let (sender, to) = match crate::forward::rewrite_envelope(&s.rewriter, sender, &to) {
+        Ok(rewritten) => rewritten,
+        Err(e) => return defer(format!("cannot forward to {address}: {e}")),
+    };
     let sub = Submission {
         esmtp: Default::default(),
         sender,
-        recipients: vec![Recipient {
-            address: to,
-            original: address.to_owned(),
-            esmtp: Default::default(),
-        }],
+        recipients: to
+            .into_iter()
+            .map(|a| Recipient {
+                address: a,
+                original: address.to_owned(),
+                esmtp: Default::default(),
+            })
+            .collect(),
         origin: Origin::Forward,
     };
     // The queue belongs to mail_owner; qmgr must be able to read the file.
@@ -743,6 +750,48 @@ mod tests {
         assert_eq!(qf.envelope.recipients[0].address, "friend@remote.example");
         assert_eq!(qf.envelope.origin, "local");
         assert!(qf.content.starts_with(b"Delivered-To: root@example.org\nSubject: hi\n"));
+    }
+
+    #[test]
+    fn forwarded_copies_are_rewritten_as_cleanup_would() {
+        let _lock = crate::privs::test_lock();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("canonical"), "ana@example.com  ana.silva@example.com\n")
+            .unwrap();
+        std::fs::write(
+            dir.path().join("virtual"),
+            "friend@remote.example  bia@example.org, caio@remote.example\n",
+        )
+        .unwrap();
+        let s = settings(
+            dir.path(),
+            "canonical_maps = \"hash:canonical\"\nvirtual_alias_maps = \"hash:virtual\"\n",
+        );
+        let queue = Queue::new(&s.queue_directory);
+        queue.create_layout().unwrap();
+        let st = forward(&s, &MSG, "friend@remote.example", "root@example.org");
+        assert!(matches!(st, DeliveryStatus::Sent { .. }), "{st:?}");
+        let ids = queue.scan(mail_queue::State::Incoming).unwrap();
+        let qf = queue.read(mail_queue::State::Incoming, &ids[0]).unwrap();
+        assert_eq!(qf.envelope.sender.unwrap(), "ana.silva@example.com");
+        let to: Vec<(String, String)> = qf
+            .envelope
+            .recipients
+            .iter()
+            .map(|r| (r.address.to_string(), r.original.clone()))
+            .collect();
+        assert_eq!(
+            to,
+            [
+                ("bia@example.org".to_owned(), "friend@remote.example".to_owned()),
+                ("caio@remote.example".to_owned(), "friend@remote.example".to_owned()),
+            ]
+        );
+        // A table that cannot be read defers the copy; nothing is queued.
+        std::fs::remove_file(dir.path().join("virtual")).unwrap();
+        let st = forward(&s, &MSG, "friend@remote.example", "root@example.org");
+        assert_eq!(st.log_word(), "deferred", "{st:?}");
+        assert_eq!(queue.scan(mail_queue::State::Incoming).unwrap().len(), 1);
     }
 
     #[test]

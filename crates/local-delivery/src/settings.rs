@@ -2,9 +2,11 @@
 //! service's `-o` overrides) into one plain struct that is passed down.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mail_config::{LocalDomains, Main, settings};
+use mail_lookup::rewrite::{RewriteParams, Rewriter};
 
 /// Everything a delivery needs to know about the configuration.
 #[derive(Debug, Clone)]
@@ -53,6 +55,10 @@ pub(crate) struct Settings {
     /// qmgr's trigger socket, woken after a forwarded copy is queued: the
     /// path master.toml gives the `qmgr` service (main sets it).
     pub(crate) qmgr_socket: PathBuf,
+    /// cleanup's envelope rewriting of forwarded copies (canonical maps,
+    /// virtual alias expansion), as Postfix's local resubmits through
+    /// cleanup.
+    pub(crate) rewriter: Arc<Rewriter>,
 }
 
 impl Settings {
@@ -62,6 +68,7 @@ impl Settings {
         let common = settings::Common::new(c);
         let local = settings::Local::new(c);
         Settings {
+            rewriter: Arc::new(Rewriter::envelope_only(RewriteParams::from_settings(&common))),
             qmgr_socket: common.queue_directory.join(mail_ipc::sockets::QMGR),
             queue_directory: common.queue_directory,
             alias_maps: common.alias_maps,

@@ -1,14 +1,16 @@
 //! The duties of Postfix's cleanup(8), as pure functions over message
 //! bytes: prepend the `Received:` trace header, add the `Message-Id:`,
 //! `Date:` and `From:` headers a message lacks, qualify bare addresses
-//! with `myorigin`, and enforce `header_size_limit`. Also the header
-//! helpers `sendmail -t` and local delivery need: recipient extraction
-//! from To/Cc/Bcc (with Bcc removal) and header lookup.
+//! with `myorigin`, rewrite the addresses of sender and recipient headers
+//! with the canonical tables, and enforce `header_size_limit`. Also the
+//! header helpers `sendmail -t` and local delivery need: recipient
+//! extraction from To/Cc/Bcc (with Bcc removal) and header lookup.
 //!
 //! It does no I/O and knows nothing of the queue: callers pass the
-//! LF-normalized content and write the result themselves. It does not
-//! rewrite addresses inside existing headers, apply header_checks or
-//! canonical maps, or decode MIME.
+//! LF-normalized content and write the result themselves. The canonical
+//! tables reach it as a [`HeaderRewrite`] (mail-lookup's `Rewriter`
+//! implements it over the table files), so this crate reads no file and
+//! opens no socket. It does not apply header_checks or decode MIME.
 //!
 //! Used by `smtpd` and `pickup` before they write a queue file, by
 //! `sendmail -t`, and by `local-delivery` (Delivered-To loop checks).
@@ -17,8 +19,70 @@
 mod addrlist;
 mod header;
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Local, TimeZone, Utc};
 use mail_types::{Address, QueueId};
+
+/// Which kind of header an address is in, for canonical mapping
+/// (Postfix's `header_sender` and `header_recipient` classes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderClass {
+    /// From, Sender, Reply-To, Errors-To, Return-Receipt-To, Resent-From,
+    /// Resent-Sender, Resent-Reply-To.
+    Sender,
+    /// To, Cc, Bcc, Apparently-To, Resent-To, Resent-Cc, Resent-Bcc.
+    Recipient,
+}
+
+/// Postfix's sender headers (cleanup's `HDR_OPT_SENDER`).
+const SENDER_HEADERS: &[&str] = &[
+    "From",
+    "Sender",
+    "Reply-To",
+    "Errors-To",
+    "Return-Receipt-To",
+    "Resent-From",
+    "Resent-Sender",
+    "Resent-Reply-To",
+];
+
+/// Postfix's recipient headers (cleanup's `HDR_OPT_RECIP`).
+const RECIPIENT_HEADERS: &[&str] =
+    &["To", "Cc", "Bcc", "Apparently-To", "Resent-To", "Resent-Cc", "Resent-Bcc"];
+
+/// Canonical mapping of the addresses in headers. cleanup asks it for
+/// each mailbox of a sender or recipient header.
+pub trait HeaderRewrite: Send + Sync {
+    /// Whether some table rewrites addresses of `class`: when none does,
+    /// the headers of that class are not parsed at all.
+    fn rewrites(&self, class: HeaderClass) -> bool;
+
+    /// `addr` as the tables for `class` rewrite it; `Ok(None)` when they
+    /// leave it as it is. `Err` is why a table could not be read: the
+    /// message is refused for now (a temporary error), never passed on
+    /// half-rewritten.
+    fn rewrite(&self, addr: &Address, class: HeaderClass) -> Result<Option<Address>, String>;
+}
+
+/// The [`HeaderRewrite`] a [`CleanupParams`] carries: shared, and equal
+/// only to itself (the parameters are compared, the tables are not).
+#[derive(Clone)]
+pub struct HeaderRewriter(pub Arc<dyn HeaderRewrite>);
+
+impl std::fmt::Debug for HeaderRewriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HeaderRewriter(..)")
+    }
+}
+
+impl PartialEq for HeaderRewriter {
+    fn eq(&self, other: &HeaderRewriter) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for HeaderRewriter {}
 
 /// The main.toml parameters cleanup uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +98,10 @@ pub struct CleanupParams {
     pub header_size_limit: usize,
     /// `mail_name`: the software name in `Received:` (Postern).
     pub mail_name: String,
+    /// The canonical tables for header addresses (`canonical_maps`,
+    /// `sender_canonical_maps`, `recipient_canonical_maps` with their
+    /// classes); `None`: headers keep their addresses.
+    pub header_rewrite: Option<HeaderRewriter>,
 }
 
 /// Where a message came from, for its `Received:` header.
@@ -71,6 +139,18 @@ pub enum Error {
         /// The configured limit.
         limit: usize,
     },
+    /// A canonical table could not be read while the header addresses
+    /// were rewritten; worth retrying.
+    #[error("header address rewriting: {0}")]
+    Lookup(String),
+}
+
+impl Error {
+    /// Whether retrying the same message may succeed (a table that could
+    /// not be read), as opposed to the message being refused for itself.
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, Error::Lookup(_))
+    }
 }
 
 /// Formats a date as RFC 5322 §3.3 `date-time`, e.g.
@@ -145,9 +225,27 @@ pub fn cleanup(
     }
     let mut out = Vec::with_capacity(content.len() + 512);
     out.extend_from_slice(received(p, trace).as_bytes());
+    // Rewriting may lengthen the header block; a field whose rewrite would
+    // take it past the limit keeps its addresses as they came (nothing is
+    // dropped, and the block stays within the limit it was accepted at).
+    let limit = match p.header_size_limit {
+        0 => REWRITE_CAP,
+        n => n,
+    };
+    let mut size = parsed.header_end;
     for f in &parsed.fields {
-        out.extend_from_slice(f.raw);
-        if !f.raw.ends_with(b"\n") {
+        let rewritten = match &p.header_rewrite {
+            Some(r) => rewrite_field(r.0.as_ref(), f)?,
+            None => None,
+        };
+        match rewritten {
+            Some(new) if size - f.raw.len() + new.len() <= limit => {
+                size = size - f.raw.len() + new.len();
+                out.extend_from_slice(new.as_bytes());
+            }
+            _ => out.extend_from_slice(f.raw),
+        }
+        if !out.ends_with(b"\n") {
             out.push(b'\n');
         }
     }
@@ -171,6 +269,35 @@ pub fn cleanup(
     out.push(b'\n');
     out.extend_from_slice(parsed.body);
     Ok(out)
+}
+
+/// How far rewriting may grow a header block when `header_size_limit` is
+/// 0 ("no limit"): memory stays bounded whatever the configuration.
+const REWRITE_CAP: usize = 1 << 20;
+
+/// A sender or recipient field with its addresses rewritten, or `None`
+/// when it is neither, nothing changed, or it is not UTF-8 (such a field
+/// is kept as it came rather than guessed at).
+fn rewrite_field(r: &dyn HeaderRewrite, f: &header::Field<'_>) -> Result<Option<String>, Error> {
+    let class = if SENDER_HEADERS.iter().any(|n| f.is(n)) {
+        HeaderClass::Sender
+    } else if RECIPIENT_HEADERS.iter().any(|n| f.is(n)) {
+        HeaderClass::Recipient
+    } else {
+        return Ok(None);
+    };
+    if !r.rewrites(class) {
+        return Ok(None);
+    }
+    let Ok(raw) = std::str::from_utf8(f.raw) else { return Ok(None) };
+    let Some(colon) = raw.find(':') else { return Ok(None) };
+    let (name, value) = raw.split_at(colon + 1);
+    let new = addrlist::rewrite(value, |text| {
+        // An address that does not parse is left for the reader to judge.
+        let Ok(addr) = Address::parse(text) else { return Ok(None) };
+        Ok(r.rewrite(&addr, class).map_err(Error::Lookup)?.map(|a| a.to_string()))
+    })?;
+    Ok(new.map(|v| format!("{name}{v}")))
 }
 
 /// Recipients for `sendmail -t`, and the content with Bcc removed.
@@ -224,7 +351,102 @@ mod tests {
             append_at_myorigin: true,
             header_size_limit: 102_400,
             mail_name: "Postern".into(),
+            header_rewrite: None,
         }
+    }
+
+    /// A canonical table in memory: sender and recipient entries apart,
+    /// as sender_canonical_maps and recipient_canonical_maps are.
+    struct Table {
+        sender: Vec<(&'static str, &'static str)>,
+        recipient: Vec<(&'static str, &'static str)>,
+        broken: bool,
+    }
+
+    impl HeaderRewrite for Table {
+        fn rewrites(&self, class: HeaderClass) -> bool {
+            match class {
+                HeaderClass::Sender => !self.sender.is_empty() || self.broken,
+                HeaderClass::Recipient => !self.recipient.is_empty() || self.broken,
+            }
+        }
+
+        fn rewrite(&self, addr: &Address, class: HeaderClass) -> Result<Option<Address>, String> {
+            if self.broken {
+                return Err("canonical: cannot read".into());
+            }
+            let t = if class == HeaderClass::Sender { &self.sender } else { &self.recipient };
+            let key = addr.to_string();
+            Ok(t.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(&key))
+                .map(|(_, v)| Address::parse(v).unwrap()))
+        }
+    }
+
+    fn rewriting(table: Table) -> CleanupParams {
+        CleanupParams { header_rewrite: Some(HeaderRewriter(Arc::new(table))), ..params() }
+    }
+
+    fn table() -> Table {
+        Table {
+            sender: vec![
+                ("root@fiap.edu.br", "Administrador@fiap.edu.br"),
+                ("root", "admin@fiap.edu.br"),
+            ],
+            recipient: vec![("ubuntu@fiap.edu.br", "suporte@fiap.edu.br")],
+            broken: false,
+        }
+    }
+
+    #[test]
+    fn rewrites_sender_and_recipient_headers() {
+        let msg = b"From: Nome do Remetente <root@fiap.edu.br>\n\
+                    Reply-To: root@fiap.edu.br (o admin)\n\
+                    Resent-From: root\n\
+                    To: Nome do Destinatario <ubuntu@fiap.edu.br>, outro@x.org,\n\tequipe: ubuntu@fiap.edu.br;\n\
+                    Cc: root@fiap.edu.br\n\
+                    Subject: root@fiap.edu.br ubuntu@fiap.edu.br\n\
+                    X-Original-To: ubuntu@fiap.edu.br\n\
+                    Message-Id: <root@fiap.edu.br>\n\
+                    Date: x\n\n\
+                    From: root@fiap.edu.br in the body\n";
+        let out = text(cleanup(&rewriting(table()), &smtp_trace(), None, msg).unwrap());
+        let (head, body) = out.split_once("\n\n").unwrap();
+        let head = head.split_once("\nFrom: ").map(|(_, h)| format!("From: {h}")).unwrap();
+        assert_eq!(
+            head,
+            "From: Nome do Remetente <Administrador@fiap.edu.br>\n\
+             Reply-To: Administrador@fiap.edu.br (o admin)\n\
+             Resent-From: admin@fiap.edu.br\n\
+             To: Nome do Destinatario <suporte@fiap.edu.br>, outro@x.org,\n\tequipe: suporte@fiap.edu.br;\n\
+             Cc: root@fiap.edu.br\n\
+             Subject: root@fiap.edu.br ubuntu@fiap.edu.br\n\
+             X-Original-To: ubuntu@fiap.edu.br\n\
+             Message-Id: <root@fiap.edu.br>\n\
+             Date: x"
+        );
+        assert_eq!(body, "From: root@fiap.edu.br in the body\n");
+        // Without the tables nothing changes.
+        let plain = text(cleanup(&params(), &smtp_trace(), None, msg).unwrap());
+        assert!(plain.contains("From: Nome do Remetente <root@fiap.edu.br>\n"), "{plain}");
+        // A table that cannot be read refuses the message for now.
+        let broken = Table { broken: true, ..table() };
+        let e = cleanup(&rewriting(broken), &smtp_trace(), None, msg).unwrap_err();
+        assert_eq!(e, Error::Lookup("canonical: cannot read".into()));
+        assert!(e.is_temporary());
+        assert!(!Error::HeaderTooLarge { size: 1, limit: 0 }.is_temporary());
+    }
+
+    #[test]
+    fn rewriting_never_grows_the_header_past_the_limit() {
+        let long: &'static str =
+            Box::leak(format!("{}@fiap.edu.br", "a".repeat(60)).into_boxed_str());
+        let t = Table { sender: vec![("r@x.org", long)], recipient: vec![], broken: false };
+        let msg = b"From: r@x.org\nSender: r@x.org\nDate: x\nMessage-Id: <a@b>\n\nbody\n";
+        // Room for one rewrite (block of 57 bytes + 69 growth), not two.
+        let p = CleanupParams { header_size_limit: 130, ..rewriting(t) };
+        let out = text(cleanup(&p, &smtp_trace(), None, msg).unwrap());
+        assert!(out.contains(&format!("\nFrom: {long}\nSender: r@x.org\n")), "{out}");
     }
 
     fn time() -> DateTime<Local> {
@@ -439,8 +661,17 @@ mod tests {
     fn fuzz_cleanup(data: &[u8]) {
         let p = CleanupParams { header_size_limit: 1000, ..params() };
         let _ = cleanup(&p, &smtp_trace(), None, data);
+        let p = CleanupParams { header_size_limit: 1000, ..rewriting(table()) };
+        if let Ok(out) = cleanup(&p, &smtp_trace(), None, data) {
+            let head = out.len() - header::parse(&out).body.len();
+            prop_assert_le(head, 1000 + 1000);
+        }
         let _ = extract_recipients(data);
         let _ = header_values(data, "To");
+    }
+
+    fn prop_assert_le(a: usize, b: usize) {
+        assert!(a <= b, "{a} > {b}");
     }
 
     #[test]

@@ -178,13 +178,18 @@ pub static PARAMS: &[Param] = &[
     p("allow_untrusted_routing", Kind::Bool, "no", "Relay addresses with sender-specified routing (user@a@b, user%a@b, a!user@b) from clients outside mynetworks to relay_domains."),
     p("allow_percent_hack", Kind::Bool, "yes", "Treat user%domain in a local address as user@domain."),
     p("swap_bangpath", Kind::Bool, "yes", "Treat site!user in a local address as user@site."),
-    p("canonical_maps", Kind::MapList, "", "Tables that rewrite envelope sender and recipient addresses (canonical(5)); not applied to headers yet."),
-    p("sender_canonical_maps", Kind::MapList, "", "Tables that rewrite envelope sender addresses, before canonical_maps."),
-    p("recipient_canonical_maps", Kind::MapList, "", "Tables that rewrite envelope recipient addresses, before canonical_maps."),
+    p("canonical_maps", Kind::MapList, "", "Tables that rewrite sender and recipient addresses (canonical(5)), in the envelope and in the headers as canonical_classes says."),
+    p("sender_canonical_maps", Kind::MapList, "", "Tables that rewrite sender addresses, before canonical_maps, in the envelope and the headers as sender_canonical_classes says."),
+    p("recipient_canonical_maps", Kind::MapList, "", "Tables that rewrite recipient addresses, before canonical_maps, in the envelope and the headers as recipient_canonical_classes says."),
     p("virtual_alias_maps", Kind::MapList, "", "Tables that redirect recipients to one or more other addresses (virtual(5)), for every domain, in smtpd and pickup."),
     p("virtual_alias_domains", Kind::List, "$virtual_alias_maps", "Domains whose addresses all come from virtual_alias_maps: names, or tables whose domain-only keys name them; unlisted addresses are rejected at RCPT TO."),
     p("virtual_alias_recursion_limit", int(1), "1000", "The deepest nesting of virtual alias expansion; deeper defers the message."),
     p("virtual_alias_expansion_limit", int(1), "1000", "The most addresses one recipient may expand to; more defers the message."),
+    // cleanup's header rewriting and smtpd's local recipient table (issue 7, rewrite).
+    p("canonical_classes", Kind::List, "envelope_sender, envelope_recipient, header_sender, header_recipient", "What canonical_maps rewrites: envelope_sender, envelope_recipient, header_sender (From, Sender, Reply-To, Errors-To, Return-Receipt-To and their Resent- forms), header_recipient (To, Cc, Bcc, Apparently-To and their Resent- forms)."),
+    p("sender_canonical_classes", Kind::List, "envelope_sender, header_sender", "What sender_canonical_maps rewrites: envelope_sender, header_sender."),
+    p("recipient_canonical_classes", Kind::List, "envelope_recipient, header_recipient", "What recipient_canonical_maps rewrites: envelope_recipient, header_recipient."),
+    p("local_recipient_maps", Kind::List, "proxy:unix:passwd.byname $alias_maps", "The tables of local recipients smtpd accepts at RCPT TO for mydestination domains (others: 550 5.1.1 User unknown in local recipient table): unix:passwd.byname (or proxy:unix:passwd.byname) is the user database (system users, or passwd_file), an alias_maps entry is that aliases file, anything else a key-value table; empty accepts every local name."),
     // anvil.
     p("anvil_rate_time_unit", SECONDS, "60s", "The time unit over which anvil counts client connection rates."),
     p("anvil_status_update_time", SECONDS, "600s", "How often anvil logs its statistics (max connection rate and count); 0 logs them only at exit."),
@@ -284,6 +289,12 @@ pub(crate) fn check_elements(name: &str, items: &[String]) -> Result<(), String>
         "smtpd_tls_protocols" | "smtpd_tls_mandatory_protocols" => {
             crate::settings::TlsProtocols::parse(items).map(|_| ())
         }
+        "canonical_classes" => {
+            one_of(&["envelope_sender", "envelope_recipient", "header_sender", "header_recipient"])
+        }
+        "sender_canonical_classes" => one_of(&["envelope_sender", "header_sender"]),
+        "recipient_canonical_classes" => one_of(&["envelope_recipient", "header_recipient"]),
+        "local_recipient_maps" => items.iter().try_for_each(|it| check_local_recipient_table(it)),
         "allow_mail_to_commands" | "allow_mail_to_files" => {
             one_of(&["alias", "forward", "include"])
         }
@@ -324,6 +335,41 @@ pub(crate) fn check_elements(name: &str, items: &[String]) -> Result<(), String>
             }
             _ => Ok(()),
         },
+    }
+}
+
+/// The user database's name in `local_recipient_maps` (Postfix's
+/// passwd lookup table), with or without `proxy:` in front.
+pub const USER_DATABASE_TABLE: &str = "unix:passwd.byname";
+
+/// An element of `local_recipient_maps` without a leading `proxy:`
+/// (Postfix's proxymap only shares the lookup between processes; Postern
+/// reads the same table directly).
+pub fn strip_proxy(spec: &str) -> &str {
+    match spec.get(..6) {
+        Some(p) if p.eq_ignore_ascii_case("proxy:") => &spec[6..],
+        _ => spec,
+    }
+}
+
+/// One `local_recipient_maps` element: the user database, or a table
+/// Postern reads as a file.
+fn check_local_recipient_table(spec: &str) -> Result<(), String> {
+    let table = strip_proxy(spec);
+    if table.eq_ignore_ascii_case(USER_DATABASE_TABLE) {
+        return Ok(());
+    }
+    match split_map_type(table) {
+        Some((ty, rest)) if MAP_TYPES.contains(&ty.to_ascii_lowercase().as_str()) => {
+            if rest.is_empty() { Err(format!("empty table name in \"{spec}\"")) } else { Ok(()) }
+        }
+        Some((ty, _)) => Err(format!(
+            "unsupported lookup table \"{ty}:\" in \"{spec}\"; use {USER_DATABASE_TABLE} (the \
+             user database), a {} table or a plain file name",
+            MAP_TYPES.join(", ")
+        )),
+        None if table.is_empty() => Err(format!("empty table name in \"{spec}\"")),
+        None => Ok(()),
     }
 }
 
@@ -432,6 +478,20 @@ mod tests {
         assert!(check_elements("mynetworks", &v(&["10.0.0.0/99"])).is_err());
         assert!(check_elements("alias_maps", &v(&["hash:/etc/aliases", "/etc/more"])).is_ok());
         assert!(check_elements("alias_maps", &v(&["mysql:/etc/x.cf"])).is_err());
+        let lrm = |s: &[&str]| check_elements("local_recipient_maps", &v(s));
+        assert!(lrm(&["proxy:unix:passwd.byname", "hash:/etc/aliases", "/etc/x"]).is_ok());
+        assert!(lrm(&["unix:passwd.byname", "PROXY:hash:/etc/more", "texthash:users"]).is_ok());
+        assert!(lrm(&[]).is_ok());
+        let e = lrm(&["unix:group.byname"]).unwrap_err();
+        assert!(e.contains("unsupported lookup table \"unix:\""), "{e}");
+        assert!(lrm(&["proxy:mysql:/etc/x.cf"]).is_err());
+        assert!(lrm(&["hash:"]).is_err());
+        assert!(
+            check_elements("canonical_classes", &v(&["header_sender", "envelope_recipient"]))
+                .is_ok()
+        );
+        assert!(check_elements("sender_canonical_classes", &v(&["envelope_recipient"])).is_err());
+        assert!(check_elements("recipient_canonical_classes", &v(&["header_sender"])).is_err());
         assert!(check_elements("allow_mail_to_files", &v(&["alias", "include"])).is_ok());
         assert!(check_elements("allow_mail_to_files", &v(&["everywhere"])).is_err());
         assert!(check_elements("smtpd_tls_security_level", &v(&[])).is_ok());

@@ -202,6 +202,48 @@ pub struct Rewrite {
     /// The configuration directory, for relative table names in
     /// `virtual_alias_domains`.
     pub config_directory: PathBuf,
+    /// What `canonical_maps` rewrites.
+    pub canonical_classes: CanonicalClasses,
+    /// What `sender_canonical_maps` rewrites.
+    pub sender_canonical_classes: CanonicalClasses,
+    /// What `recipient_canonical_maps` rewrites.
+    pub recipient_canonical_classes: CanonicalClasses,
+}
+
+/// Which addresses a canonical table rewrites (Postfix's
+/// `canonical_classes` and its sender and recipient forms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CanonicalClasses {
+    /// The envelope sender (MAIL FROM, `sendmail -f`).
+    pub envelope_sender: bool,
+    /// The envelope recipients.
+    pub envelope_recipient: bool,
+    /// Addresses in From, Sender, Reply-To and the other sender headers.
+    pub header_sender: bool,
+    /// Addresses in To, Cc, Bcc and the other recipient headers.
+    pub header_recipient: bool,
+}
+
+impl CanonicalClasses {
+    /// Every class.
+    pub const ALL: CanonicalClasses = CanonicalClasses {
+        envelope_sender: true,
+        envelope_recipient: true,
+        header_sender: true,
+        header_recipient: true,
+    };
+
+    /// The classes a list names (checked at load: unknown words cannot
+    /// reach here, and are ignored if they do).
+    pub fn from_words(words: &[String]) -> CanonicalClasses {
+        let has = |w: &str| words.iter().any(|x| x.eq_ignore_ascii_case(w));
+        CanonicalClasses {
+            envelope_sender: has("envelope_sender"),
+            envelope_recipient: has("envelope_recipient"),
+            header_sender: has("header_sender"),
+            header_recipient: has("header_recipient"),
+        }
+    }
 }
 
 impl Rewrite {
@@ -215,6 +257,13 @@ impl Rewrite {
             virtual_alias_recursion_limit: r.usize("virtual_alias_recursion_limit"),
             virtual_alias_expansion_limit: r.usize("virtual_alias_expansion_limit"),
             config_directory: r.main.dir().to_owned(),
+            canonical_classes: CanonicalClasses::from_words(&r.list("canonical_classes")),
+            sender_canonical_classes: CanonicalClasses::from_words(
+                &r.list("sender_canonical_classes"),
+            ),
+            recipient_canonical_classes: CanonicalClasses::from_words(
+                &r.list("recipient_canonical_classes"),
+            ),
         }
     }
 }
@@ -313,6 +362,10 @@ pub struct Smtpd {
     pub swap_bangpath: bool,
     /// For relative `type:table` names in restriction lists.
     pub config_directory: PathBuf,
+    /// The local recipient tables, as listed (expanded, `type:` prefixes
+    /// kept: `unix:passwd.byname` is the user database); empty: every
+    /// local name is accepted.
+    pub local_recipient_maps: Vec<String>,
 }
 
 impl Smtpd {
@@ -354,6 +407,7 @@ impl Smtpd {
             allow_percent_hack: r.bool("allow_percent_hack"),
             swap_bangpath: r.bool("swap_bangpath"),
             config_directory: r.main.dir().to_owned(),
+            local_recipient_maps: r.list("local_recipient_maps"),
         }
     }
 }
@@ -943,6 +997,20 @@ mod tests {
         assert_eq!(s.smtpd_recipient_limit, 1000);
         assert!(s.mynetworks.contains("127.0.0.1".parse().unwrap()));
         assert!(!s.mynetworks.contains("192.0.2.1".parse().unwrap()));
+        assert_eq!(s.local_recipient_maps, ["proxy:unix:passwd.byname", "hash:/etc/aliases"]);
+        assert_eq!(c.rewrite.canonical_classes, CanonicalClasses::ALL);
+        let sender = CanonicalClasses {
+            envelope_sender: true,
+            header_sender: true,
+            ..CanonicalClasses::default()
+        };
+        assert_eq!(c.rewrite.sender_canonical_classes, sender);
+        let rcpt = CanonicalClasses {
+            envelope_recipient: true,
+            header_recipient: true,
+            ..CanonicalClasses::default()
+        };
+        assert_eq!(c.rewrite.recipient_canonical_classes, rcpt);
         let q = Qmgr::new(&m);
         assert_eq!(q.maximal_queue_lifetime, Duration::from_secs(5 * 86_400));
         assert_eq!(q.default_destination_concurrency_limit, 20);

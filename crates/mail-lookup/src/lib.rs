@@ -5,9 +5,10 @@
 //! - [`aliases`] reads `/etc/aliases`-format files (aliases(5): addresses,
 //!   `/file`, `|command`, `:include:`), cached and re-read on change, and
 //!   `:include:` files;
-//! - [`local_recipient_exists`] answers smtpd's "is this a local recipient"
-//!   (an alias or a user, with the `recipient_delimiter` extension removed),
-//!   Postfix's `local_recipient_maps`;
+//! - [`LocalRecipientMaps`] answers smtpd's "is this a local recipient"
+//!   from Postfix's `local_recipient_maps` (the user database, aliases
+//!   files and key-value tables, with the `recipient_delimiter` extension
+//!   removed);
 //! - [`maps`] reads Postfix key-value tables (`hash:`/`texthash:`/`lmdb:`
 //!   source files), cached and re-read on change, with the lookup orders of
 //!   access(5), canonical(5) and virtual(5);
@@ -36,4 +37,4 @@ pub mod rewrite;
 
 pub use error::Error;
 pub use extension::split_extension;
-pub use recipients::local_recipient_exists;
+pub use recipients::LocalRecipientMaps;

@@ -1,8 +1,12 @@
-//! cleanup(8)'s envelope address rewriting, on [`crate::maps`] tables:
-//! canonical mapping (`sender_canonical_maps` or `recipient_canonical_maps`,
-//! then `canonical_maps`), then virtual alias expansion of each recipient
-//! (`virtual_alias_maps`, one address to many, recursively), and the
-//! virtual alias domain test (`virtual_alias_domains`).
+//! cleanup(8)'s address rewriting, on [`crate::maps`] tables: canonical
+//! mapping (`sender_canonical_maps` or `recipient_canonical_maps`, then
+//! `canonical_maps`, each for the address classes its `*_classes`
+//! parameter names: envelope sender and recipients here, header senders
+//! and recipients through [`mail_cleanup::HeaderRewrite`], which
+//! [`Rewriter`] implements for cleanup's header pass), then virtual alias
+//! expansion of each envelope recipient (`virtual_alias_maps`, one address
+//! to many, recursively), and the virtual alias domain test
+//! (`virtual_alias_domains`).
 //!
 //! Semantics are Postfix's (canonical(5), virtual(5)):
 //! - lookup order `user@domain`, `user@domain` without the extension,
@@ -20,18 +24,23 @@
 //!   the message is not accepted), it never silently drops recipients.
 //!
 //! Lookup failures are errors the caller answers with a temporary
-//! failure. Used by smtpd (at MAIL and RCPT, so a failure is a 4xx reply)
-//! and pickup.
+//! failure. Used by smtpd (at MAIL and RCPT, so a failure is a 4xx reply;
+//! and for the headers at the end of DATA), pickup (envelope and
+//! headers) and local delivery (the envelope of forwarded copies).
 
 use std::path::PathBuf;
 
+use mail_cleanup::{HeaderClass, HeaderRewrite};
+use mail_config::settings::CanonicalClasses;
 use mail_types::Address;
 
 use crate::Error;
 use crate::maps::{self, Maps};
 
-/// What [`Rewriter::new`] needs, from main.toml.
-#[derive(Debug, Clone, Default)]
+/// What [`Rewriter::new`] needs, from main.toml. The `Default` has no
+/// tables, and every class on for each (so a test's table applies
+/// everywhere unless it says otherwise).
+#[derive(Debug, Clone)]
 pub struct RewriteParams {
     /// `canonical_maps` (files).
     pub canonical_maps: Vec<PathBuf>,
@@ -56,6 +65,33 @@ pub struct RewriteParams {
     pub myorigin: String,
     /// The `mydestination` domains, lower-case, no trailing dot.
     pub mydestination: Vec<String>,
+    /// `canonical_classes`.
+    pub canonical_classes: CanonicalClasses,
+    /// `sender_canonical_classes`.
+    pub sender_canonical_classes: CanonicalClasses,
+    /// `recipient_canonical_classes`.
+    pub recipient_canonical_classes: CanonicalClasses,
+}
+
+impl Default for RewriteParams {
+    fn default() -> RewriteParams {
+        RewriteParams {
+            canonical_maps: Vec::new(),
+            sender_canonical_maps: Vec::new(),
+            recipient_canonical_maps: Vec::new(),
+            virtual_alias_maps: Vec::new(),
+            virtual_alias_domains: Vec::new(),
+            config_dir: PathBuf::new(),
+            virtual_alias_recursion_limit: 1000,
+            virtual_alias_expansion_limit: 1000,
+            recipient_delimiter: String::new(),
+            myorigin: String::new(),
+            mydestination: Vec::new(),
+            canonical_classes: CanonicalClasses::ALL,
+            sender_canonical_classes: CanonicalClasses::ALL,
+            recipient_canonical_classes: CanonicalClasses::ALL,
+        }
+    }
 }
 
 impl RewriteParams {
@@ -75,6 +111,9 @@ impl RewriteParams {
             recipient_delimiter: common.recipient_delimiter.clone(),
             myorigin: common.myorigin.clone(),
             mydestination: common.mydestination.domains().to_vec(),
+            canonical_classes: r.canonical_classes,
+            sender_canonical_classes: r.sender_canonical_classes,
+            recipient_canonical_classes: r.recipient_canonical_classes,
         }
     }
 }
@@ -92,6 +131,9 @@ pub struct Rewriter {
     canonical: Maps,
     sender_canonical: Maps,
     recipient_canonical: Maps,
+    canonical_classes: CanonicalClasses,
+    sender_classes: CanonicalClasses,
+    recipient_classes: CanonicalClasses,
     virtual_alias: Maps,
     virtual_domains: Vec<DomainEntry>,
     recursion_limit: usize,
@@ -120,18 +162,35 @@ impl Rewriter {
                 DomainEntry::Name(normalise(e))
             });
         }
-        Ok(Rewriter {
+        let mut r = Rewriter::empty_domains(p);
+        r.virtual_domains = virtual_domains;
+        Ok(r)
+    }
+
+    /// The rewriter for `p` without `virtual_alias_domains`, for programs
+    /// that never ask whether a domain is a virtual alias domain (local
+    /// delivery's forwarded copies): it cannot fail, so such a program
+    /// need not stop over a domain list smtpd and pickup already refuse.
+    pub fn envelope_only(p: RewriteParams) -> Rewriter {
+        Rewriter::empty_domains(p)
+    }
+
+    fn empty_domains(p: RewriteParams) -> Rewriter {
+        Rewriter {
             canonical: Maps::new(p.canonical_maps),
             sender_canonical: Maps::new(p.sender_canonical_maps),
             recipient_canonical: Maps::new(p.recipient_canonical_maps),
+            canonical_classes: p.canonical_classes,
+            sender_classes: p.sender_canonical_classes,
+            recipient_classes: p.recipient_canonical_classes,
             virtual_alias: Maps::new(p.virtual_alias_maps),
-            virtual_domains,
+            virtual_domains: Vec::new(),
             recursion_limit: p.virtual_alias_recursion_limit.max(1),
             expansion_limit: p.virtual_alias_expansion_limit.max(1),
             delimiter: p.recipient_delimiter,
             myorigin: normalise(&p.myorigin),
             mydestination: p.mydestination.iter().map(|d| normalise(d)).collect(),
-        })
+        }
     }
 
     /// No table is configured: every address stays as it is.
@@ -148,16 +207,43 @@ impl Rewriter {
     }
 
     /// The envelope sender after `sender_canonical_maps` and
-    /// `canonical_maps`.
+    /// `canonical_maps` (those whose classes hold `envelope_sender`).
     pub fn sender(&self, addr: &Address) -> Result<Address, Error> {
-        let a = self.canonical_one(&self.sender_canonical, "sender_canonical_maps", addr)?;
-        self.canonical_one(&self.canonical, "canonical_maps", &a)
+        self.canonical(addr, Class::EnvelopeSender)
     }
 
-    /// A recipient after `recipient_canonical_maps` and `canonical_maps`.
+    /// An envelope recipient after `recipient_canonical_maps` and
+    /// `canonical_maps` (those whose classes hold `envelope_recipient`).
     pub fn recipient_canonical(&self, addr: &Address) -> Result<Address, Error> {
-        let a = self.canonical_one(&self.recipient_canonical, "recipient_canonical_maps", addr)?;
-        self.canonical_one(&self.canonical, "canonical_maps", &a)
+        self.canonical(addr, Class::EnvelopeRecipient)
+    }
+
+    /// The side table (`sender_canonical_maps` or
+    /// `recipient_canonical_maps`) and `canonical_maps`, each if it
+    /// applies to `class`.
+    fn tables(&self, class: Class) -> [Option<(&Maps, &'static str)>; 2] {
+        let on = |c: &CanonicalClasses| match class {
+            Class::EnvelopeSender => c.envelope_sender,
+            Class::EnvelopeRecipient => c.envelope_recipient,
+            Class::HeaderSender => c.header_sender,
+            Class::HeaderRecipient => c.header_recipient,
+        };
+        let side = match class {
+            Class::EnvelopeSender | Class::HeaderSender => on(&self.sender_classes)
+                .then_some((&self.sender_canonical, "sender_canonical_maps")),
+            Class::EnvelopeRecipient | Class::HeaderRecipient => on(&self.recipient_classes)
+                .then_some((&self.recipient_canonical, "recipient_canonical_maps")),
+        };
+        let common = on(&self.canonical_classes).then_some((&self.canonical, "canonical_maps"));
+        [side.filter(|(m, _)| !m.is_empty()), common.filter(|(m, _)| !m.is_empty())]
+    }
+
+    fn canonical(&self, addr: &Address, class: Class) -> Result<Address, Error> {
+        let mut a = addr.clone();
+        for (maps, name) in self.tables(class).into_iter().flatten() {
+            a = self.canonical_one(maps, name, &a)?;
+        }
+        Ok(a)
     }
 
     /// A recipient after canonical mapping and virtual alias expansion:
@@ -310,6 +396,36 @@ impl Rewriter {
     }
 }
 
+/// The four address classes of Postfix's `*_canonical_classes`.
+#[derive(Debug, Clone, Copy)]
+enum Class {
+    EnvelopeSender,
+    EnvelopeRecipient,
+    HeaderSender,
+    HeaderRecipient,
+}
+
+fn header_class(class: HeaderClass) -> Class {
+    match class {
+        HeaderClass::Sender => Class::HeaderSender,
+        HeaderClass::Recipient => Class::HeaderRecipient,
+    }
+}
+
+/// cleanup's header pass asks this for each address of a sender or
+/// recipient header (canonical mapping only: virtual aliases change
+/// where mail goes, not what its headers say, as in Postfix).
+impl HeaderRewrite for Rewriter {
+    fn rewrites(&self, class: HeaderClass) -> bool {
+        self.tables(header_class(class)).iter().any(Option::is_some)
+    }
+
+    fn rewrite(&self, addr: &Address, class: HeaderClass) -> Result<Option<Address>, String> {
+        let new = self.canonical(addr, header_class(class)).map_err(|e| e.to_string())?;
+        Ok((new != *addr).then_some(new))
+    }
+}
+
 fn push_unique(out: &mut Vec<Address>, a: Address) {
     if !out.iter().any(|o| same(o, &a)) {
         out.push(a);
@@ -403,6 +519,58 @@ mod tests {
         });
         assert_eq!(r.sender(&addr("ana@postern.test")).unwrap(), "ana.s@postern.test");
         assert_eq!(r.recipient_canonical(&addr("ana@postern.test")).unwrap(), "ana.r@postern.test");
+    }
+
+    #[test]
+    fn classes_choose_envelope_and_header_addresses() {
+        let d = tempfile::tempdir().unwrap();
+        let s = d.path().join("sender");
+        let rc = d.path().join("rcpt");
+        std::fs::write(&s, "ana@postern.test  ana.s@postern.test\n").unwrap();
+        std::fs::write(&rc, "ana@postern.test  ana.r@postern.test\n").unwrap();
+        let hs = HeaderClass::Sender;
+        let hr = HeaderClass::Recipient;
+        // The defaults: every table applies to envelope and headers.
+        let r = rewriter(d.path(), "bia  bia.c@postern.test\n", "", |p| {
+            p.sender_canonical_maps = vec![s.clone()];
+            p.recipient_canonical_maps = vec![rc.clone()];
+        });
+        assert!(r.rewrites(hs) && r.rewrites(hr));
+        assert_eq!(
+            r.rewrite(&addr("ana@postern.test"), hs).unwrap().unwrap(),
+            "ana.s@postern.test"
+        );
+        assert_eq!(
+            r.rewrite(&addr("ana@postern.test"), hr).unwrap().unwrap(),
+            "ana.r@postern.test"
+        );
+        assert_eq!(r.rewrite(&addr("bia"), hr).unwrap().unwrap(), "bia.c@postern.test");
+        assert_eq!(r.rewrite(&addr("caio@postern.test"), hs).unwrap(), None);
+        // canonical_classes = envelope_sender: canonical_maps leaves the
+        // recipients and the headers alone.
+        let r = rewriter(d.path(), "bia  bia.c@postern.test\n", "", |p| {
+            p.canonical_classes = CanonicalClasses { envelope_sender: true, ..Default::default() };
+        });
+        assert!(!r.rewrites(hs) && !r.rewrites(hr));
+        assert_eq!(r.sender(&addr("bia@postern.test")).unwrap(), "bia.c@postern.test");
+        assert_eq!(r.recipient_canonical(&addr("bia@postern.test")).unwrap(), "bia@postern.test");
+        assert_eq!(r.rewrite(&addr("bia@postern.test"), hs).unwrap(), None);
+        // sender_canonical_classes = header_sender: only the From header.
+        let r = rewriter(d.path(), "", "", |p| {
+            p.canonical_maps = Vec::new();
+            p.sender_canonical_maps = vec![s.clone()];
+            p.sender_canonical_classes =
+                CanonicalClasses { header_sender: true, ..Default::default() };
+        });
+        assert_eq!(r.sender(&addr("ana@postern.test")).unwrap(), "ana@postern.test");
+        assert_eq!(
+            r.rewrite(&addr("ana@postern.test"), hs).unwrap().unwrap(),
+            "ana.s@postern.test"
+        );
+        assert!(!r.rewrites(hr));
+        // A table that cannot be read is an error for the headers too.
+        let r = rewriter(d.path(), "", "", |p| p.canonical_maps = vec![d.path().join("absent")]);
+        assert!(r.rewrite(&addr("ana@postern.test"), hs).is_err());
     }
 
     #[test]

@@ -23,9 +23,15 @@
 use mail_cleanup::{CleanupParams, Trace};
 use mail_types::Address;
 
-/// The header block is larger than `header_size_limit` (552 5.3.4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct HeaderTooLarge;
+/// Why the cleaner refuses a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The header block is larger than `header_size_limit` (552 5.3.4).
+    HeaderTooLarge,
+    /// A canonical table for the header addresses could not be read
+    /// (temporary: 451 4.3.0).
+    Lookup(String),
+}
 
 #[derive(Debug)]
 enum Stage {
@@ -118,7 +124,7 @@ impl Cleaner {
     }
 
     /// Takes the next piece of content; appends what is ready to `out`.
-    pub(crate) fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), HeaderTooLarge> {
+    pub(crate) fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), Refused> {
         match self.stage {
             Stage::Body => {
                 out.extend_from_slice(bytes);
@@ -136,7 +142,7 @@ impl Cleaner {
     }
 
     /// The end of the content: whatever is buffered is the header.
-    pub(crate) fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), HeaderTooLarge> {
+    pub(crate) fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), Refused> {
         if matches!(self.stage, Stage::Head) {
             let head = std::mem::take(&mut self.head);
             self.emit(&head, out)?;
@@ -144,9 +150,12 @@ impl Cleaner {
         Ok(())
     }
 
-    fn emit(&mut self, head: &[u8], out: &mut Vec<u8>) -> Result<(), HeaderTooLarge> {
+    fn emit(&mut self, head: &[u8], out: &mut Vec<u8>) -> Result<(), Refused> {
         let cleaned = mail_cleanup::cleanup(&self.params, &self.trace, self.sender.as_ref(), head)
-            .map_err(|_| HeaderTooLarge)?;
+            .map_err(|e| match e {
+                mail_cleanup::Error::HeaderTooLarge { .. } => Refused::HeaderTooLarge,
+                mail_cleanup::Error::Lookup(why) => Refused::Lookup(why),
+            })?;
         self.message_id = mail_cleanup::header_value(&cleaned, "Message-ID");
         out.extend_from_slice(&cleaned);
         self.stage = Stage::Body;
@@ -154,7 +163,7 @@ impl Cleaner {
     }
 
     /// Classifies the complete lines buffered so far.
-    fn scan(&mut self, out: &mut Vec<u8>) -> Result<(), HeaderTooLarge> {
+    fn scan(&mut self, out: &mut Vec<u8>) -> Result<(), Refused> {
         while let Some(n) = self.head[self.line..].iter().position(|&b| b == b'\n') {
             let line = &self.head[self.line..self.line + n + 1];
             let header = if line == b"\n" || line == b"\r\n" {
@@ -167,7 +176,7 @@ impl Cleaner {
             if !header {
                 // The header block ended before this line.
                 if self.line > self.limit {
-                    return Err(HeaderTooLarge);
+                    return Err(Refused::HeaderTooLarge);
                 }
                 let head = std::mem::take(&mut self.head);
                 return self.emit(&head, out);
@@ -179,11 +188,11 @@ impl Cleaner {
             return Ok(());
         }
         if self.line > self.limit {
-            return Err(HeaderTooLarge);
+            return Err(Refused::HeaderTooLarge);
         }
         match self.partial() {
             Partial::Cr => Ok(()),
-            Partial::Header => Err(HeaderTooLarge),
+            Partial::Header => Err(Refused::HeaderTooLarge),
             Partial::Body => {
                 let head = std::mem::take(&mut self.head);
                 self.emit(&head, out)
@@ -218,10 +227,10 @@ impl Cleaner {
     }
 
     /// The rest of an undecided first body line (see [`Stage::Watch`]).
-    fn watch(&mut self, mut ws: bool, bytes: &[u8]) -> Result<(), HeaderTooLarge> {
+    fn watch(&mut self, mut ws: bool, bytes: &[u8]) -> Result<(), Refused> {
         for &b in bytes {
             match b {
-                b':' => return Err(HeaderTooLarge),
+                b':' => return Err(Refused::HeaderTooLarge),
                 b' ' | b'\t' => ws = true,
                 33..=126 if !ws => {}
                 _ => {
@@ -247,6 +256,7 @@ mod tests {
             append_at_myorigin: true,
             header_size_limit: limit,
             mail_name: "Postern".into(),
+            header_rewrite: None,
         }
     }
 
@@ -331,7 +341,7 @@ mod tests {
         let mut c = Cleaner::new(params(100), trace(), None);
         assert_eq!(
             c.push(&format!("Subject: {}", "z".repeat(200)).into_bytes(), &mut out),
-            Err(HeaderTooLarge)
+            Err(Refused::HeaderTooLarge)
         );
     }
 

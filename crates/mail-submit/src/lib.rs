@@ -220,7 +220,9 @@ pub enum Error {
     /// [`Error::is_disk_full`]); worth retrying.
     #[error(transparent)]
     Queue(#[from] mail_queue::Error),
-    /// Cleanup refused the whole message (its header block is too large).
+    /// Cleanup refused the whole message: its header block is too large,
+    /// or (temporarily) a canonical table for its header addresses could
+    /// not be read.
     #[error(transparent)]
     Cleanup(#[from] mail_cleanup::Error),
     /// A streamed message's header block passed `header_size_limit`
@@ -240,9 +242,14 @@ impl Error {
     }
 
     /// Whether the message itself was refused (retrying the same content
-    /// fails the same way), as opposed to the queue failing.
+    /// fails the same way), as opposed to the queue or a lookup table
+    /// failing.
     pub fn is_permanent(&self) -> bool {
-        !matches!(self, Error::Queue(_))
+        match self {
+            Error::Queue(_) => false,
+            Error::Cleanup(e) => !e.is_temporary(),
+            Error::HeaderTooLarge { .. } => true,
+        }
     }
 }
 

@@ -18,7 +18,7 @@ use mail_queue::Queue;
 use mail_queue::spool::Spool;
 use mail_types::QueueId;
 
-use crate::cleaner::{Cleaner, HeaderTooLarge};
+use crate::cleaner::{Cleaner, Refused};
 use crate::{Error, Queued, Submission};
 
 /// Cleaned content is written once this much is ready, so a session
@@ -102,8 +102,8 @@ impl Stream {
         }
         match &mut self.cleaner {
             Some(c) => {
-                if let Err(HeaderTooLarge) = c.push(content, &mut self.out) {
-                    self.header_failed();
+                if let Err(why) = c.push(content, &mut self.out) {
+                    self.refused(why);
                 }
             }
             None => self.out.extend_from_slice(content),
@@ -117,8 +117,16 @@ impl Stream {
             || (self.spool.is_some() && self.last_write.elapsed() >= KEEP_ALIVE)
     }
 
-    fn header_failed(&mut self) {
-        self.failed = Some(Error::HeaderTooLarge { limit: self.header_limit });
+    fn refused(&mut self, why: Refused) {
+        self.failed = Some(match why {
+            Refused::HeaderTooLarge => Error::HeaderTooLarge { limit: self.header_limit },
+            Refused::Lookup(why) => {
+                // Postfix's cleanup: "map lookup problem -- message not
+                // accepted, try again later".
+                tracing::warn!("{}: {why} -- message not accepted, try again later", self.queue_id);
+                Error::Cleanup(mail_cleanup::Error::Lookup(why))
+            }
+        });
         self.discard();
     }
 
@@ -152,9 +160,9 @@ impl Stream {
         self.push(content);
         if self.failed.is_none()
             && let Some(c) = &mut self.cleaner
-            && let Err(HeaderTooLarge) = c.finish(&mut self.out)
+            && let Err(why) = c.finish(&mut self.out)
         {
-            self.header_failed();
+            self.refused(why);
         }
         self.write();
         if let Some(e) = self.failed.take() {

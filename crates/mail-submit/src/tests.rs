@@ -11,6 +11,7 @@ fn params() -> CleanupParams {
         append_at_myorigin: true,
         header_size_limit: 1000,
         mail_name: "Postern".into(),
+        header_rewrite: None,
     }
 }
 
@@ -179,6 +180,49 @@ fn refused_messages_leave_nothing_in_tmp_or_incoming() {
     let e = stream(&q, &smtp(), big.as_bytes()).unwrap_err();
     assert_eq!(e.to_string(), "message header block exceeds header_size_limit = 1000");
     assert!(q.scan(State::Incoming).unwrap().is_empty());
+    assert!(tmp_is_empty(&q));
+}
+
+/// An SMTP submission whose headers are rewritten with `canonical`
+/// (a canonical(5) file, read by mail-lookup's rewriter).
+fn smtp_rewriting(canonical: std::path::PathBuf) -> Submission {
+    let r = mail_lookup::rewrite::Rewriter::new(mail_lookup::rewrite::RewriteParams {
+        canonical_maps: vec![canonical],
+        myorigin: "fiap.edu.br".into(),
+        mydestination: vec!["fiap.edu.br".into()],
+        ..Default::default()
+    })
+    .unwrap();
+    let mut sub = smtp();
+    if let Origin::Smtp { cleanup, .. } = &mut sub.origin {
+        cleanup.header_rewrite = Some(mail_cleanup::HeaderRewriter(Arc::new(r)));
+    }
+    sub
+}
+
+#[test]
+fn streamed_headers_are_rewritten_and_a_table_failure_is_temporary() {
+    let (d, q) = setup();
+    let canonical = d.path().join("canonical");
+    std::fs::write(&canonical, "root@fiap.edu.br  Administrador@fiap.edu.br\n").unwrap();
+    let content = b"From: Root <root@fiap.edu.br>\nTo: root@fiap.edu.br, x@y.org\nSubject: root@fiap.edu.br\n\nroot@fiap.edu.br\n";
+    let id = stream(&q, &smtp_rewriting(canonical.clone()), content).unwrap().id;
+    let text = String::from_utf8(q.read(State::Incoming, &id).unwrap().content).unwrap();
+    assert!(text.contains("\nFrom: Root <Administrador@fiap.edu.br>\n"), "{text}");
+    assert!(text.contains("\nTo: Administrador@fiap.edu.br, x@y.org\n"), "{text}");
+    assert!(text.contains("\nSubject: root@fiap.edu.br\n"), "{text}");
+    assert!(text.ends_with("\n\nroot@fiap.edu.br\n"), "{text}");
+    // The table gone: the message is refused for now, and nothing stays.
+    std::fs::remove_file(&canonical).unwrap();
+    for e in [
+        stream(&q, &smtp_rewriting(canonical.clone()), content).unwrap_err(),
+        submit(&q, &smtp_rewriting(canonical.clone()), content).unwrap_err(),
+    ] {
+        assert!(matches!(e, Error::Cleanup(mail_cleanup::Error::Lookup(_))), "{e}");
+        assert!(!e.is_permanent() && !e.is_disk_full(), "{e}");
+        assert!(e.to_string().contains("canonical"), "{e}");
+    }
+    assert_eq!(q.scan(State::Incoming).unwrap(), vec![id]);
     assert!(tmp_is_empty(&q));
 }
 

@@ -8,9 +8,12 @@
 //!   with flock so two pickups never take one, reads it within
 //!   `message_size_limit`, takes the recipients from the command line and,
 //!   for `sendmail -t`, from To/Cc/Bcc (removing Bcc), qualifies addresses
-//!   with `myorigin`, adds the `Received: by HOST (Postern, from userid
-//!   UID)` trace and any missing Message-Id, Date and From (with the `-F`
-//!   full name), writes the queue file durably into `incoming/`, removes
+//!   with `myorigin`, rewrites the envelope (canonical maps, virtual
+//!   aliases) and the addresses of sender and recipient headers (canonical
+//!   maps, as `*_canonical_classes` say), adds the `Received: by HOST
+//!   (Postern, from userid UID)` trace and any missing Message-Id, Date
+//!   and From (with the `-F` full name), writes the queue file durably
+//!   into `incoming/`, removes
 //!   the maildrop file and wakes qmgr through `public/qmgr`.
 //!
 //!   The queue file is committed before the maildrop file is removed: a

@@ -52,7 +52,14 @@ impl Settings {
     /// `Err` is a configuration error of the rewriting tables.
     pub(crate) fn from_config(c: &mail_config::Main) -> Result<Settings, String> {
         let common = mail_config::settings::Common::new(c);
-        let rewriter = Rewriter::new(RewriteParams::from_settings(&common))?;
+        let rewriter = Arc::new(Rewriter::new(RewriteParams::from_settings(&common))?);
+        let header_rewrite = {
+            use mail_cleanup::{HeaderClass, HeaderRewrite};
+            (rewriter.rewrites(HeaderClass::Sender) || rewriter.rewrites(HeaderClass::Recipient))
+                .then(|| {
+                    mail_cleanup::HeaderRewriter(Arc::clone(&rewriter) as Arc<dyn HeaderRewrite>)
+                })
+        };
         Ok(Settings {
             cleanup: CleanupParams {
                 myhostname: c.str("myhostname"),
@@ -61,9 +68,10 @@ impl Settings {
                 header_size_limit: usize::try_from(c.size("header_size_limit"))
                     .unwrap_or(usize::MAX),
                 mail_name: c.str("mail_name"),
+                header_rewrite,
             },
             message_size_limit: c.size("message_size_limit"),
-            rewriter: Arc::new(rewriter),
+            rewriter,
         })
     }
 
@@ -320,6 +328,11 @@ pub(crate) fn pickup_file(queue: &Queue, s: &Settings, id: &QueueId) -> Result<P
             queued.id
         }
         Err(mail_submit::Error::Queue(e)) => return Err(e),
+        // A canonical table for the headers could not be read: the file
+        // stays for the next scan, as with the envelope's tables.
+        Err(e) if !e.is_permanent() => {
+            return Err(Error::Io { path, source: std::io::Error::other(e.to_string()) });
+        }
         // The content itself is refused (its header block is too large).
         Err(e) => return quarantine(queue, id, &e.to_string()),
     };
@@ -433,6 +446,7 @@ mod tests {
                 append_at_myorigin: true,
                 header_size_limit: 102_400,
                 mail_name: "Postern".into(),
+                header_rewrite: None,
             },
             message_size_limit: 10_240_000,
             rewriter: Arc::new(Rewriter::new(RewriteParams::default()).unwrap()),

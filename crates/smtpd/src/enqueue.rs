@@ -37,6 +37,8 @@ pub(crate) fn write_error_reply() -> Reply {
 /// The reply for a message that was not queued.
 fn submit_error_reply(e: &mail_submit::Error) -> Reply {
     match e {
+        // Postfix's cleanup answers a table it cannot read this way too.
+        mail_submit::Error::Cleanup(c) if c.is_temporary() => write_error_reply(),
         mail_submit::Error::HeaderTooLarge { .. } | mail_submit::Error::Cleanup(_) => {
             reply(552, (5, 3, 4), "Message header size exceeds limit")
         }
@@ -111,6 +113,7 @@ mod tests {
             append_at_myorigin: true,
             header_size_limit: 1000,
             mail_name: "Postern".into(),
+            header_rewrite: None,
         }
     }
 

@@ -16,13 +16,15 @@
 //!     domain; refused with 452 4.3.1 when the queue file system has less
 //!     than `queue_minfree` (plus the announced SIZE) free.
 //!   - RCPT TO: for a local domain (`mydestination` or `$myhostname`) the
-//!     local part must be a user (passwd_file, or the system users) or an
-//!     alias (alias_maps), with `recipient_delimiter` extensions; else
-//!     550 5.1.1. Any other domain is relayed only for clients in
+//!     address must be listed in `local_recipient_maps` (by default a user
+//!     of passwd_file or the system, or an alias of alias_maps), with
+//!     `recipient_delimiter` extensions; else 550 5.1.1 (an empty
+//!     local_recipient_maps accepts every local name). Any other domain is relayed only for clients in
 //!     `mynetworks`; else 554 5.7.1 Relay access denied.
 //!   - DATA: the message is written to its queue file in `tmp/` while it
 //!     arrives, after the work of Postfix's cleanup(8) on its header
-//!     block (Received:, Message-Id:, Date:, From:, header_size_limit);
+//!     block (Received:, Message-Id:, Date:, From:, header_size_limit,
+//!     canonical mapping of the addresses in sender and recipient headers);
 //!     only the header block and one write's worth of body are held in
 //!     memory. At the end of DATA the file is made durable and moved to
 //!     `incoming/` (fsync, rename, fsync of the directory) before the 250
@@ -88,6 +90,8 @@
 //! CONFIGURATION
 //!   myhostname, mydomain, myorigin, mydestination, mynetworks,
 //!   append_at_myorigin, recipient_delimiter, alias_maps, passwd_file,
+//!   local_recipient_maps, canonical_maps, sender_canonical_maps,
+//!   recipient_canonical_maps and their *_classes,
 //!   smtpd_banner, smtpd_timeout, smtpd_session_deadline,
 //!   smtpd_data_deadline, smtpd_recipient_limit, smtpd_hard_error_limit,
 //!   smtpd_soft_error_limit, smtpd_junk_command_limit,

@@ -13,9 +13,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use mail_auth::UserDb;
 use mail_config::{LocalDomains, Main, Networks, settings};
-use mail_lookup::aliases::Aliases;
+use mail_lookup::LocalRecipientMaps;
 use mail_lookup::maps::{self, Maps};
 use mail_lookup::rewrite::{RewriteParams, Rewriter};
 use mail_types::{Address, EnhancedStatus};
@@ -33,11 +32,10 @@ pub(crate) struct Policy {
     myorigin: String,
     append_at_myorigin: bool,
     mynetworks: Networks,
-    users: UserDb,
-    aliases: Aliases,
+    local_recipients: LocalRecipientMaps,
     recipient_delimiter: String,
     restrictions: Restrictions,
-    rewriter: Rewriter,
+    rewriter: Arc<Rewriter>,
     relay_domains: DomainList,
     sender_login_maps: Maps,
     reject_unlisted_recipient: bool,
@@ -159,7 +157,7 @@ const MAX_ROUTING_STEPS: usize = 8;
 impl Policy {
     /// Reads the parameters the policy needs: myorigin,
     /// append_at_myorigin, mydestination, mynetworks, passwd_file,
-    /// alias_maps, recipient_delimiter, the restriction lists,
+    /// alias_maps, local_recipient_maps, recipient_delimiter, the restriction lists,
     /// relay_domains, smtpd_sender_login_maps, the routing switches and
     /// the rewriting tables. `Err` is a configuration error naming the
     /// parameter.
@@ -167,10 +165,12 @@ impl Policy {
         let common = settings::Common::new(config);
         let smtpd = settings::Smtpd::new(config);
         let rewriter = Rewriter::new(RewriteParams::from_settings(&common))?;
-        let users = match common.passwd_file {
-            Some(path) => UserDb::passwd_file(path),
-            None => UserDb::System,
-        };
+        let local_recipients = LocalRecipientMaps::new(
+            &smtpd.local_recipient_maps,
+            common.passwd_file.as_deref(),
+            &common.alias_maps,
+            &smtpd.config_directory,
+        )?;
         let restrictions = Restrictions::from_settings(&smtpd)?;
         let relay_domains =
             DomainList::new("relay_domains", &smtpd.relay_domains, &smtpd.config_directory)?;
@@ -179,11 +179,10 @@ impl Policy {
             myorigin: common.myorigin,
             append_at_myorigin: common.append_at_myorigin,
             mynetworks: smtpd.mynetworks,
-            users,
-            aliases: Aliases::new(common.alias_maps),
+            local_recipients,
             recipient_delimiter: common.recipient_delimiter,
             restrictions,
-            rewriter,
+            rewriter: Arc::new(rewriter),
             relay_domains,
             sender_login_maps: Maps::new(smtpd.smtpd_sender_login_maps),
             reject_unlisted_recipient: smtpd.smtpd_reject_unlisted_recipient,
@@ -192,6 +191,15 @@ impl Policy {
             allow_percent_hack: smtpd.allow_percent_hack,
             swap_bangpath: smtpd.swap_bangpath,
         })
+    }
+
+    /// The canonical tables for cleanup's header pass, when some table
+    /// rewrites header addresses (`*_canonical_classes`).
+    pub(crate) fn header_rewriter(&self) -> Option<mail_cleanup::HeaderRewriter> {
+        use mail_cleanup::{HeaderClass, HeaderRewrite};
+        let r = &self.rewriter;
+        (r.rewrites(HeaderClass::Sender) || r.rewrites(HeaderClass::Recipient))
+            .then(|| mail_cleanup::HeaderRewriter(Arc::clone(r) as Arc<dyn HeaderRewrite>))
     }
 
     /// `addr` with `@myorigin` appended when it has no domain and
@@ -239,7 +247,7 @@ impl Policy {
     /// take as long as a network. File tables are cached in memory and
     /// re-read only when they change.
     pub(crate) fn rcpt_check_may_block(&self) -> bool {
-        matches!(self.users, UserDb::System)
+        self.local_recipients.may_block()
     }
 
     /// Undoes sender-specified routing in an address for one of our
@@ -308,7 +316,8 @@ impl Policy {
     /// The unknown-user reply for `addr` (resolved to `res`) in `class`,
     /// or `None` when some table lists it or it is not ours to know.
     /// Postfix's order: the canonical and virtual alias tables, then, for
-    /// local domains, `local_recipient_maps` (users and aliases); for
+    /// local domains, `local_recipient_maps` (by default users and
+    /// aliases; empty: every name); for
     /// virtual alias domains only `virtual_alias_maps`.
     fn unlisted(
         &self,
@@ -322,10 +331,10 @@ impl Policy {
             if self.rewriter.knows_recipient(&res.address)? {
                 return Ok(None);
             }
-            let exists = mail_lookup::local_recipient_exists(
-                &self.users,
-                &self.aliases,
+            let domain = res.address.domain().unwrap_or(&self.myorigin);
+            let exists = self.local_recipients.exists(
                 res.address.local(),
+                domain,
                 &self.recipient_delimiter,
             )?;
             return Ok((!exists).then(|| {
@@ -755,6 +764,29 @@ mod tests {
             check(&p, &addr("suporte+x@fiap.edu.br"), OUTSIDE),
             Verdict::Accept(vec![addr("suporte+x@fiap.edu.br")])
         );
+    }
+
+    #[test]
+    fn local_recipient_maps_lists_the_tables() {
+        // Empty: every local name is a recipient.
+        let (_d, p) = policy("local_recipient_maps = \"\"\n");
+        assert_eq!(
+            check(&p, &addr("ninguem@fiap.edu.br"), OUTSIDE),
+            Verdict::Accept(vec![addr("ninguem@fiap.edu.br")])
+        );
+        // Users only: the aliases file is no longer asked.
+        let (_d, p) = policy("local_recipient_maps = \"unix:passwd.byname\"\n");
+        assert!(matches!(check(&p, &addr("suporte@fiap.edu.br"), OUTSIDE), Verdict::Accept(_)));
+        assert!(matches!(check(&p, &addr("postmaster@fiap.edu.br"), OUTSIDE), Verdict::Reject(_)));
+        // A bad element is an error naming the parameter.
+        let d = tempfile::tempdir().unwrap();
+        let e = Main::from_str(
+            &d.path().join("main.toml"),
+            "local_recipient_maps = \"proxy:unix:passwd.byname, nis:mail.aliases\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("local_recipient_maps") && e.contains("\"nis:\""), "{e}");
     }
 
     #[test]

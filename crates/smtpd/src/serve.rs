@@ -65,11 +65,14 @@ impl Context {
                  AUTH is not offered; add the authd service to master.toml"
             );
         }
+        let policy = Policy::from_config(config)?;
+        // The header pass of cleanup uses the same tables as MAIL and RCPT.
+        settings.cleanup.header_rewrite = policy.header_rewriter();
         Ok(Context {
             settings,
             tls,
             authd: authd_socket,
-            policy: Policy::from_config(config)?,
+            policy,
             wakeup: Arc::new(QmgrWakeup::new(qmgr_socket)),
             queue: Queue::new(queue_dir),
             counts: Arc::new(ConnectionCounts::default()),

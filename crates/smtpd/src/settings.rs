@@ -92,6 +92,8 @@ impl Settings {
             append_at_myorigin: common.append_at_myorigin,
             header_size_limit: common.header_size_limit,
             mail_name: common.mail_name,
+            // Set from the policy's tables (`serve::Context`).
+            header_rewrite: None,
         };
         let timeout = match smtpd.smtpd_timeout {
             Duration::ZERO => DEFAULT_TIMEOUT,
