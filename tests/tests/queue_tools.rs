@@ -112,11 +112,9 @@ fn expected_entry(q: &Queue, id: &str, mark: &str, state: State) -> (String, u64
         env.recipients.iter().zip(reason).map(|(r, why)| (r.address.to_string(), why)).collect();
     rcpts.sort_by_key(|(_, why)| order.iter().position(|o| o == why));
     let sender = env.sender.map(|s| s.to_string()).unwrap_or_else(|| "MAILER-DAEMON".into());
-    let mut text = format!(
-        "{:<20} {size:>8} {} {sender}\n",
-        format!("{id}{mark}"),
-        format!("{:<19}", asctime(env.arrival))
-    );
+    let shown = format!("{id}{mark}");
+    let time = asctime(env.arrival);
+    let mut text = format!("{shown:<20} {size:>8} {time:<19} {sender}\n");
     let mut previous: Option<&String> = None;
     for (addr, why) in &rcpts {
         if why.as_ref() != previous && why.is_some() {
@@ -302,7 +300,7 @@ fn operator_tools_on_real_queue_contents() {
         stderr(&o),
         format!("postsuper: {first}: placed on hold\npostsuper: Placed on hold: 1 message\n")
     );
-    assert_eq!(ids_in(&inst, "hold"), [first.clone()]);
+    assert_eq!(ids_in(&inst, "hold"), std::slice::from_ref(&first));
     assert!(logged(&inst, &format!("{first}: placed on hold")), "{}", maillog(&inst));
     assert!(inst.mailq().contains(&format!("\n{first}! ")), "{}", inst.mailq());
     // Held twice: nothing to do.

@@ -141,8 +141,7 @@ fn parse_args(args: &[String]) -> Result<Request, String> {
             break;
         }
         let Some(flags) = arg.strip_prefix('-').filter(|f| !f.is_empty()) else { break };
-        let mut chars = flags.char_indices();
-        while let Some((at, c)) = chars.next() {
+        for (at, c) in flags.char_indices() {
             let takes_value = matches!(c, 'c' | 'd' | 'h' | 'H' | 'r');
             if takes_value {
                 let rest = &flags[at + c.len_utf8()..];

@@ -263,7 +263,7 @@ pub fn qshape(dir: &Path, opts: &QshapeOptions) -> Result<(), String> {
         buckets: opts.buckets.clamp(1, 64),
         tick_secs: opts.bucket_time.clamp(1, 1 << 32) * 60,
         linear: opts.linear,
-        width: opts.width.max(80).min(4096),
+        width: opts.width.clamp(80, 4096),
     };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
