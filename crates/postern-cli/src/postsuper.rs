@@ -351,19 +351,21 @@ fn printable(s: &str) -> String {
 /// Queue ids from standard input, one per line (line ends removed, a
 /// line cut at [`MAX_ID_LINE`] bytes: no id is that long).
 fn read_stdin_ids() -> Vec<String> {
+    read_ids(&mut std::io::stdin().lock())
+}
+
+fn read_ids(lock: &mut impl BufRead) -> Vec<String> {
     let mut out = Vec::new();
-    let stdin = std::io::stdin();
-    let mut lock = stdin.lock();
     let mut buf = Vec::new();
     loop {
         buf.clear();
-        match std::io::Read::take(&mut lock, MAX_ID_LINE as u64 + 1).read_until(b'\n', &mut buf) {
+        match std::io::Read::take(&mut *lock, MAX_ID_LINE as u64 + 1).read_until(b'\n', &mut buf) {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
         let ended = buf.ends_with(b"\n");
         if !ended && buf.len() > MAX_ID_LINE {
-            skip_line(&mut lock);
+            skip_line(lock);
         }
         let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -634,6 +636,31 @@ mod tests {
             parse(&["-d", "ALL", "corrupt"]).unwrap_err(),
             "invalid directory name: corrupt"
         );
+    }
+
+    #[test]
+    fn reads_ids_one_per_line_bounded() {
+        let long = "A".repeat(10_000);
+        let input = format!("19BD0C4A1F3E2000E4K\r\n../x\n\n{long}\nLAST");
+        let lines = read_ids(&mut input.as_bytes());
+        assert_eq!(lines.len(), 5);
+        assert_eq!(lines[0], "19BD0C4A1F3E2000E4K");
+        assert_eq!(lines[1], "../x");
+        assert_eq!(lines[2], "");
+        assert_eq!(lines[3].len(), MAX_ID_LINE + 1, "an over-long line is cut, the rest skipped");
+        assert_eq!(lines[4], "LAST");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn id_lines_never_panic_and_stay_bounded(input in proptest::collection::vec(proptest::num::u8::ANY, 0..2000)) {
+            for line in read_ids(&mut input.as_slice()) {
+                proptest::prop_assert!(line.len() <= 3 * (MAX_ID_LINE + 1));
+                if let Ok(id) = QueueId::parse(&line) {
+                    proptest::prop_assert!(!id.as_str().contains(['/', '.']));
+                }
+            }
+        }
     }
 
     #[test]
