@@ -66,6 +66,9 @@ const POOL_MAX_SIZE: u64 = 64 * 1024;
 /// recounts it when adding to it.
 const POOL_LOOK_EVERY: Duration = Duration::from_millis(20);
 const POOL_COUNT_EVERY: Duration = Duration::from_secs(10);
+/// How many times [`Queue::move_from_any`] and [`Queue::delete_from_any`]
+/// look through the states for a message that qmgr keeps moving.
+pub const CHASE_ROUNDS: usize = 4;
 /// Per-message status logs (see `status.rs`).
 pub(crate) const STATUS: &str = "status";
 /// Unix sockets of services other processes may use only as mail_owner.
@@ -402,6 +405,83 @@ impl Queue {
     /// Finds which state a queue id is in.
     pub fn locate(&self, id: &QueueId) -> Option<State> {
         State::ALL.into_iter().find(|s| self.path(*s, id).exists())
+    }
+
+    /// Moves a message that is in one of `from` to `to`, wherever it is
+    /// now: qmgr moves files between incoming/, active/ and deferred/
+    /// while an operator tool acts, so a rename that finds no file looks
+    /// in the other states again, [`CHASE_ROUNDS`] times at most.
+    /// Returns the state it was taken from, or `None` when it is in none
+    /// of them (delivered meanwhile, or never there). Like
+    /// [`Queue::move_to`] it never replaces a file.
+    pub fn move_from_any(
+        &self,
+        id: &QueueId,
+        from: &[State],
+        to: State,
+    ) -> Result<Option<State>, Error> {
+        self.chase(id, from, |s| {
+            if s == to {
+                // Already there: nothing to move, and not "found" either,
+                // so `postsuper -h` does not count a held message again.
+                return Err(std::io::Error::from(ErrorKind::NotFound));
+            }
+            rename_noreplace(&self.path(s, id), &self.path(to, id))
+        })
+        .map_err(|(s, e)| {
+            if e.kind() == ErrorKind::AlreadyExists {
+                Error::Io {
+                    path: self.path(to, id),
+                    source: std::io::Error::new(
+                        ErrorKind::AlreadyExists,
+                        format!("{} exists already; not replacing it", to.dir_name()),
+                    ),
+                }
+            } else {
+                Error::Io { path: self.path(s, id), source: e }
+            }
+        })
+    }
+
+    /// Deletes a message that is in one of `from`, wherever it is now
+    /// (see [`Queue::move_from_any`]), then its status log. Returns the
+    /// state it was deleted from, or `None` when it is in none of them.
+    pub fn delete_from_any(&self, id: &QueueId, from: &[State]) -> Result<Option<State>, Error> {
+        let found = self
+            .chase(id, from, |s| fs::remove_file(self.path(s, id)))
+            .map_err(|(s, e)| Error::Io { path: self.path(s, id), source: e })?;
+        if found.is_some() {
+            self.remove_status(id)?;
+        }
+        Ok(found)
+    }
+
+    /// Runs `act` on the message's file in each state of `from` until it
+    /// succeeds; `NotFound` means "look elsewhere", any other error ends
+    /// the search. Bounded: a file that keeps moving faster than we look
+    /// counts as not found after [`CHASE_ROUNDS`] rounds.
+    fn chase(
+        &self,
+        id: &QueueId,
+        from: &[State],
+        mut act: impl FnMut(State) -> std::io::Result<()>,
+    ) -> Result<Option<State>, (State, std::io::Error)> {
+        for _ in 0..CHASE_ROUNDS {
+            for &s in from {
+                match act(s) {
+                    Ok(()) => return Ok(Some(s)),
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => return Err((s, e)),
+                }
+            }
+            // Not in any: stop unless it may be between two of them (a
+            // rename is atomic, so it is in one state at every instant,
+            // but our look at each came at a different instant).
+            if !from.iter().any(|s| self.path(*s, id).symlink_metadata().is_ok()) {
+                return Ok(None);
+            }
+        }
+        Ok(None)
     }
 
     /// Reads a whole queue file, checking both checksums.
@@ -934,6 +1014,41 @@ mod tests {
         rename_noreplace(&a, &b).unwrap();
         assert!(!a.exists());
         assert_eq!(fs::read(&b).unwrap(), b"a");
+    }
+
+    #[test]
+    fn operator_moves_find_the_message_in_any_state_and_never_replace() {
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::new(d.path());
+        q.create_layout().unwrap();
+        let queues = [State::Incoming, State::Active, State::Deferred];
+        let id = q.reserve().unwrap().commit(&env(), b"x\n").unwrap();
+        q.move_to(&id, State::Incoming, State::Deferred).unwrap();
+        assert_eq!(q.move_from_any(&id, &queues, State::Hold).unwrap(), Some(State::Deferred));
+        assert_eq!(q.locate(&id), Some(State::Hold));
+        // Not in the states asked about: nothing happens.
+        assert_eq!(q.move_from_any(&id, &queues, State::Hold).unwrap(), None);
+        assert_eq!(q.move_from_any(&id, &[State::Hold], State::Hold).unwrap(), None);
+        assert_eq!(q.locate(&id), Some(State::Hold));
+        // Another file of that name where it would go: refused, both kept.
+        fs::write(q.path(State::Deferred, &id), b"other").unwrap();
+        let e = q.move_from_any(&id, &[State::Hold], State::Deferred).unwrap_err();
+        assert!(e.to_string().contains("exists already"), "{e}");
+        assert_eq!(fs::read(q.path(State::Deferred, &id)).unwrap(), b"other");
+        assert!(q.path(State::Hold, &id).exists());
+        fs::remove_file(q.path(State::Deferred, &id)).unwrap();
+        // Delete takes the status log too.
+        let rec = crate::StatusRecord {
+            recipient: 0,
+            outcome: mail_types::DeliveryStatus::sent("ok"),
+            time: 1,
+        };
+        q.append_status(&id, std::slice::from_ref(&rec)).unwrap();
+        assert_eq!(q.delete_from_any(&id, &queues).unwrap(), None);
+        assert!(q.status_path(&id).exists(), "not deleted, so the log stays");
+        assert_eq!(q.delete_from_any(&id, &[State::Hold]).unwrap(), Some(State::Hold));
+        assert_eq!(q.locate(&id), None);
+        assert!(!q.status_path(&id).exists());
     }
 
     #[test]

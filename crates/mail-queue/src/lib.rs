@@ -23,6 +23,6 @@ pub mod status;
 
 pub use error::Error;
 pub use format::{Envelope, QueueFile, Recipient};
-pub use layout::{PID, PRIVATE, PUBLIC, Pending, Queue, State};
+pub use layout::{CHASE_ROUNDS, PID, PRIVATE, PUBLIC, Pending, Queue, State};
 pub use maildrop::Maildrop;
 pub use status::StatusRecord;

@@ -83,3 +83,18 @@ fn status_log_corpus() {
         }
     }
 }
+
+/// Queue ids as operators type them (`postsuper -d -`, `postcat -q`):
+/// only the well-formed one parses, and nothing with a path in it.
+#[test]
+fn queue_id_corpus() {
+    for (name, bytes) in corpus("queue_id") {
+        let text = String::from_utf8_lossy(&bytes);
+        let parsed: Vec<_> =
+            text.split('\n').filter_map(|l| mail_types::QueueId::parse(l).ok()).collect();
+        match name.as_str() {
+            "valid" => assert_eq!(parsed.len(), 1, "{name}"),
+            _ => assert!(parsed.is_empty(), "{name}: {parsed:?}"),
+        }
+    }
+}

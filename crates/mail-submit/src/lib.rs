@@ -293,6 +293,16 @@ pub fn submit_built(
     Ok(Queued { id, message_id })
 }
 
+/// Queues a message again under a new id (`postsuper -r`): `envelope`
+/// is the old message's, with its arrival time, client and ESMTP facts,
+/// and the recipients still to deliver as the caller rewrote them; the
+/// content was cleaned when the message first arrived and is stored as
+/// it is. The caller removes the old file only after this returns.
+pub fn requeue(queue: &Queue, envelope: &Envelope, content: &[u8]) -> Result<Queued, Error> {
+    let id = queue.reserve()?.commit(envelope, content)?;
+    Ok(Queued { id, message_id: None })
+}
+
 /// [`submit`], then [`wake_queued`] qmgr at `qmgr` with the new id
 /// (blocking, bounded).
 pub fn submit_and_wake(

@@ -1,6 +1,6 @@
 //! The commands an operator types: `postern`, `postconf`, `sendmail`
 //! (also `mailq` and `newaliases` by argv\[0\]), `postqueue`,
-//! `maildirmake`. Each binary in `src/bin/` is a thin wrapper around one
+//! `postsuper`, `postcat`, `maildirmake`, and `postern qshape`. Each binary in `src/bin/` is a thin wrapper around one
 //! module here; the library is internal to this crate's binaries.
 //!
 //! These tools read configuration and the queue directly and reach
@@ -11,10 +11,13 @@
 
 pub mod init;
 pub mod maildirmake;
+pub mod postcat;
 pub mod postconf;
 pub mod postern;
 pub mod postqueue;
+pub mod postsuper;
 pub mod pw;
+pub mod qshape;
 pub mod sendmail;
 
 use mail_config::Main;

@@ -1,7 +1,7 @@
 //! `postern`: the operator's command for the whole mail system
 //! (Postfix's `postfix` command): `init --dev`, `dev`, `start`,
 //! `start-fg`, `stop`, `reload`, `status [--json]`, `restart SERVICE`,
-//! `check`, `pw` (parsed with clap; `postern --help` and `postern COMMAND
+//! `check`, `pw`, `qshape` (parsed with clap; `postern --help` and `postern COMMAND
 //! --help` list the options).
 //!
 //! It talks to master over `pid/master.ctl` under the queue directory;
@@ -74,6 +74,11 @@ enum Command {
     },
     /// Validate main.toml and master.toml.
     Check,
+    /// The queue's domain and age distribution (Postfix qshape).
+    Qshape {
+        #[command(flatten)]
+        opts: crate::qshape::QshapeOptions,
+    },
     /// Print a password hash for the passwd-file (doveadm pw).
     Pw {
         #[command(flatten)]
@@ -116,6 +121,7 @@ pub fn main_with_args(args: Vec<String>) -> ExitCode {
         Command::Status { json } => status(&dir, json),
         Command::Check => check(&dir),
         Command::Pw { opts } => crate::pw::pw(&opts),
+        Command::Qshape { opts } => crate::qshape::qshape(&dir, &opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,10 +12,15 @@
 //!   not `corrupt/`. A queue directory the user may not open is fatal
 //!   (`postqueue: fatal: open queue directory PATH: Permission denied`,
 //!   exit 1), never an empty queue.
-//! - `postqueue -j` prints the same as one JSON object per message, with
-//!   the field names of Postfix's `postqueue -j`.
-//! - `postqueue -f`, `-i ID` and `-s SITE` send a flush trigger to qmgr
-//!   (`public/qmgr`), which retries every deferred message now.
+//! - `postqueue -j` prints the same as one JSON object per message, byte
+//!   for byte in the shape of Postfix's `postqueue -j` (field order,
+//!   `", "` and `": "` separators, the null sender as `MAILER-DAEMON`).
+//! - `postqueue -f` sends `Trigger::Flush` to qmgr (`public/qmgr`): retry
+//!   every deferred message now; `-i ID` sends `Trigger::FlushId` (that
+//!   message; a valid id no longer queued is no error, as in Postfix) and
+//!   `-s SITE` `Trigger::FlushSite` (mail for that destination). A bad id
+//!   or site gets Postfix's `Cannot flush ... - invalid name: "ID"` /
+//!   `invalid destination: "SITE"` (exit 69).
 //!
 //! It reads the queue directly (no showq daemon). A file that vanishes
 //! during the scan (delivered meanwhile) is skipped silently; an
@@ -286,29 +291,33 @@ pub fn format_compat(entries: &[Entry]) -> String {
     out
 }
 
-/// The `postqueue -j` text: one JSON object per line, Postfix's fields.
+/// The `postqueue -j` text: one JSON object per line, with Postfix's
+/// fields, order and spacing (`{"queue_name": "deferred", ...}`), the
+/// null sender as `MAILER-DAEMON` and `delay_reason` only for a
+/// recipient that has one, as Postfix's showq writes them.
 pub fn format_json(entries: &[Entry]) -> String {
+    let q = |s: &str| serde_json::Value::from(s).to_string();
     let mut out = String::new();
     for e in entries {
-        let rcpts: Vec<serde_json::Value> = e
+        let rcpts: Vec<String> = e
             .recipients
             .iter()
             .map(|(a, r)| match r {
-                Some(r) => serde_json::json!({ "address": a, "delay_reason": r }),
-                None => serde_json::json!({ "address": a }),
+                Some(r) => format!("{{\"address\": {}, \"delay_reason\": {}}}", q(a), q(r)),
+                None => format!("{{\"address\": {}}}", q(a)),
             })
             .collect();
-        let v = serde_json::json!({
-            "queue_name": e.state.dir_name(),
-            "queue_id": e.id.as_str(),
-            "arrival_time": e.arrival,
-            "message_size": e.size,
-            "forced_expire": false,
-            "sender": e.sender,
-            "recipients": rcpts,
-        });
-        out.push_str(&v.to_string());
-        out.push('\n');
+        let sender = if e.sender.is_empty() { "MAILER-DAEMON" } else { &e.sender };
+        let _ = writeln!(
+            out,
+            "{{\"queue_name\": {}, \"queue_id\": {}, \"arrival_time\": {}, \"message_size\": {}, \"forced_expire\": false, \"sender\": {}, \"recipients\": [{}]}}",
+            q(e.state.dir_name()),
+            q(e.id.as_str()),
+            e.arrival,
+            e.size,
+            q(sender),
+            rcpts.join(", ")
+        );
     }
     out
 }
@@ -339,14 +348,32 @@ fn print_with(main: &Main, format: fn(&[Entry]) -> String) -> ExitCode {
 
 /// Asks qmgr to retry deferred mail now (`postqueue -f`, `sendmail -q`).
 pub fn flush(main: &Main, program: &str) -> ExitCode {
-    match crate::sendmail::poke(main, "qmgr", Trigger::Flush) {
+    send_flush(main, program, Trigger::Flush, "Cannot flush mail queue")
+}
+
+/// A destination for `postqueue -s`: a domain name or an address literal
+/// (`[192.0.2.1]`), lower-cased, within the trigger's bound; `None` for
+/// anything else, which Postfix calls an invalid destination.
+fn valid_site(site: &str) -> Option<String> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':');
+    let inner = site.strip_prefix('[').and_then(|s| s.strip_suffix(']')).unwrap_or(site);
+    let ok = !inner.is_empty()
+        && site.len() <= mail_ipc::trigger::MAX_SITE
+        && inner.chars().all(ok_char)
+        && !inner.starts_with(['.', '-'])
+        && !inner.contains("..");
+    ok.then(|| site.to_ascii_lowercase())
+}
+
+fn send_flush(main: &Main, program: &str, trigger: Trigger, what: &str) -> ExitCode {
+    match crate::sendmail::poke(main, "qmgr", trigger) {
         Ok(()) => ExitCode::SUCCESS,
         Err(crate::sendmail::Poke::NoService(e)) => {
-            eprintln!("{program}: fatal: Cannot flush mail queue - {e}");
+            eprintln!("{program}: fatal: {what} - {e}");
             ExitCode::from(EX_UNAVAILABLE)
         }
         Err(crate::sendmail::Poke::Unreachable(e)) => {
-            eprintln!("{program}: fatal: Cannot flush mail queue - mail system is down ({e})");
+            eprintln!("{program}: fatal: {what} - mail system is down ({e})");
             ExitCode::from(EX_UNAVAILABLE)
         }
     }
@@ -358,6 +385,7 @@ enum Action {
     Json,
     Flush,
     FlushId(String),
+    FlushSite(String),
 }
 
 /// Postfix's postqueue(1) command line: exactly one of `-f`, `-i`, `-j`,
@@ -386,7 +414,7 @@ struct Cli {
     /// List the queue (what mailq shows).
     #[arg(short = 'p', group = "action")]
     list: bool,
-    /// Retry deferred mail now (Postern has no per-site flush).
+    /// Retry deferred mail for one destination now.
     #[arg(short = 's', value_name = "site", group = "action")]
     site: Option<String>,
     /// Accepted for compatibility (more verbose logging in Postfix).
@@ -413,8 +441,10 @@ fn parse_args(args: &[String]) -> Result<(Option<PathBuf>, Action), Usage> {
         Action::Json
     } else if let Some(id) = cli.id {
         Action::FlushId(id)
+    } else if let Some(site) = cli.site {
+        Action::FlushSite(site)
     } else {
-        // -f or -s: the group makes one of them present.
+        // -f: the group makes one of the actions present.
         Action::Flush
     };
     Ok((cli.dir, action))
@@ -444,16 +474,30 @@ pub fn main_with_args(args: Vec<String>) -> ExitCode {
         Action::List => list(&main),
         Action::Json => print_with(&main, format_json),
         Action::Flush => flush(&main, "postqueue"),
-        Action::FlushId(id) => {
-            let queue = Queue::new(settings::Common::new(&main).queue_directory);
-            match QueueId::parse(&id) {
-                Ok(q) if queue.locate(&q).is_some() => flush(&main, "postqueue"),
-                _ => {
-                    eprintln!("postqueue: fatal: {id}: no such queue file");
-                    ExitCode::from(EX_UNAVAILABLE)
-                }
+        // A valid id not in the queue is no error (delivered meanwhile),
+        // as with Postfix's flush service; qmgr ignores it.
+        Action::FlushId(id) => match QueueId::parse(&id) {
+            Ok(q) => send_flush(&main, "postqueue", Trigger::FlushId(q), "Cannot flush queue ID"),
+            Err(_) => {
+                eprintln!(
+                    "postqueue: fatal: Cannot flush queue ID - invalid name: \"{}\"",
+                    printable(&id)
+                );
+                ExitCode::from(EX_UNAVAILABLE)
             }
-        }
+        },
+        Action::FlushSite(site) => match valid_site(&site) {
+            Some(site) => {
+                send_flush(&main, "postqueue", Trigger::FlushSite(site), "Cannot flush mail queue")
+            }
+            None => {
+                eprintln!(
+                    "postqueue: fatal: Cannot flush mail queue - invalid destination: \"{}\"",
+                    printable(&site)
+                );
+                ExitCode::from(EX_UNAVAILABLE)
+            }
+        },
     }
 }
 
@@ -572,6 +616,17 @@ mod tests {
         assert_eq!(text, expected);
 
         let json = format_json(&entries);
+        // Postfix's exact shape (spacing and field order), parsed back too.
+        assert_eq!(
+            json.lines().nth(2).unwrap(),
+            format!(
+                "{{\"queue_name\": \"hold\", \"queue_id\": \"{c}\", \"arrival_time\": 1795870954, \
+                 \"message_size\": {sc}, \"forced_expire\": false, \"sender\": \"a@b.c\", \
+                 \"recipients\": [{{\"address\": \"d@e.f\"}}]}}",
+                sc = size(&c)
+            )
+        );
+        assert!(json.lines().nth(1).unwrap().contains("\"sender\": \"MAILER-DAEMON\""), "{json}");
         let first: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
         assert_eq!(first["queue_name"], "active");
         assert_eq!(first["recipients"][0]["address"], "suporte@example.org");
@@ -712,7 +767,15 @@ mod tests {
         assert_eq!(a(&["-f"]).unwrap().1, Action::Flush);
         assert_eq!(a(&["-i", "ABC"]).unwrap().1, Action::FlushId("ABC".into()));
         assert_eq!(a(&["-j"]).unwrap().1, Action::Json);
-        assert_eq!(a(&["-s", "example.com", "-v", "-v"]).unwrap().1, Action::Flush);
+        assert_eq!(
+            a(&["-s", "example.com", "-v", "-v"]).unwrap().1,
+            Action::FlushSite("example.com".into())
+        );
+        assert_eq!(valid_site("Example.COM").as_deref(), Some("example.com"));
+        assert_eq!(valid_site("[127.0.0.1]").as_deref(), Some("[127.0.0.1]"));
+        for bad in ["", "bad site", "a..b", "../x", "[]", &"a".repeat(300)] {
+            assert_eq!(valid_site(bad), None, "{bad:?}");
+        }
         assert_eq!(a(&["-c/x", "-vp"]).unwrap(), (Some(PathBuf::from("/x")), Action::List));
         let bad = |v: &[&str]| match a(v) {
             Err(Usage::Bad(m)) => m,
