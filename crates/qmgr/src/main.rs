@@ -45,8 +45,10 @@
 //!   delivery agents. Delivery results are logged by the agents.
 
 mod bounce;
+mod dest;
 mod ledger;
 mod policy;
+mod resolve;
 mod schedule;
 
 use std::process::ExitCode;
