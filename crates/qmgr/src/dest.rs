@@ -106,10 +106,11 @@ impl DestState {
         self.dead.as_ref().is_some_and(|(until, _)| now < *until)
     }
 
-    /// Whether the state can be forgotten (nothing in progress, nothing
-    /// remembered that matters).
+    /// Whether the state can be forgotten: nothing in progress, not
+    /// dead, and no failures counted (a site that fails one message at a
+    /// time must still add up to a dead one).
     pub(crate) fn idle(&self, now: Instant) -> bool {
-        self.active == 0 && !self.is_dead(now)
+        self.active == 0 && !self.is_dead(now) && self.fail_cohorts == 0.0
     }
 
     /// A flush (or the end of the dead time): try again, slowly.
@@ -158,7 +159,7 @@ impl DestState {
     }
 }
 
-/// The feedback of one request's outcome: `Err` is an agent that could
+/// The feedback of one request's outcome: `Err` (4.3.0) is an agent that could
 /// not be reached or did not answer; an answer in which every recipient
 /// asked about is deferred with a 4.4.x code (the network and routing
 /// class of RFC 3463: no answer, bad connection, DNS failure) is a
@@ -166,7 +167,7 @@ impl DestState {
 /// destination spoke.
 pub(crate) fn feedback(asked: &[u32], reply: &Result<DeliveryReply, String>) -> Feedback {
     let r = match reply {
-        Err(text) => return Feedback::Failed { dsn: EnhancedStatus(4, 4, 1), text: text.clone() },
+        Err(text) => return Feedback::Failed { dsn: EnhancedStatus(4, 3, 0), text: text.clone() },
         Ok(r) => r,
     };
     let mut first = None;
@@ -249,10 +250,29 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(d.is_dead(now) && !d.idle(now));
+        let later = now + Duration::from_secs(301);
+        assert!(!d.is_dead(later));
         // After the dead time: back to the initial window.
         let later = now + Duration::from_secs(301);
         assert_eq!(d.admit(later), Admit::Start);
         assert_eq!(d.window(), 5);
+    }
+
+    #[test]
+    fn failures_one_at_a_time_add_up() {
+        let now = Instant::now();
+        let mut d = DestState::new(limits());
+        let mut died = false;
+        for _ in 0..5 {
+            assert!(!died);
+            assert_eq!(d.admit(now), Admit::Start);
+            d.started();
+            died = d.finished(fail(), now);
+            if !died {
+                assert!(!d.idle(now), "a counted failure is remembered");
+            }
+        }
+        assert!(died, "five single failures make a cohort at window ~5");
     }
 
     #[test]
@@ -266,6 +286,7 @@ mod tests {
             assert!(!d.finished(Feedback::Answered, now));
         }
         assert!(!d.is_dead(now));
+        assert!(d.idle(now), "nothing left to remember");
     }
 
     #[test]

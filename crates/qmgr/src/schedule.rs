@@ -31,6 +31,10 @@ const INCOMING_FULL_SCAN: Duration = Duration::from_secs(10);
 const WAITING_PER_ACTIVE: usize = 4;
 /// A file in tmp/ untouched this long was abandoned by its writer.
 const ABANDONED_AFTER: Duration = Duration::from_secs(600);
+/// Deferred messages taken back per turn of the loop: a queue run that
+/// finds thousands due interleaves them with new mail and results rather
+/// than reading them all in one go.
+const DUE_PER_TURN: usize = 100;
 /// Longest a delivery agent may take for one request.
 const AGENT_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -185,6 +189,9 @@ struct Qmgr {
     /// Messages flushed by id: their destinations get another chance
     /// even if dead.
     revive_for: HashSet<QueueId>,
+    /// Deferred messages found due (by a queue run or a flush), taken
+    /// [`DUE_PER_TURN`] at a time.
+    due: VecDeque<QueueId>,
 }
 
 /// What [`Qmgr::finish`] does with a message once its results are
@@ -235,6 +242,7 @@ pub(crate) async fn run(daemon: Daemon) -> anyhow::Result<()> {
         deferred_sites: HashMap::new(),
         unindexed: HashSet::new(),
         revive_for: HashSet::new(),
+        due: VecDeque::new(),
     };
     tokio::spawn(accept_triggers(listener, tx.clone()));
     let stop_tx = tx.clone();
@@ -304,6 +312,7 @@ pub(crate) async fn run(daemon: Daemon) -> anyhow::Result<()> {
                     q.draining = true;
                 }
             },
+            _ = std::future::ready(()), if !q.due.is_empty() && q.has_room() => q.take_due(),
             _ = incoming_tick.tick() => q.incoming_tick(),
             _ = deferred_tick.tick() => {
                 if let Err(e) = q.rescan_active() {
@@ -486,16 +495,32 @@ impl Qmgr {
         self.deferred_sites.retain(|id, _| present.contains(id));
         self.unindexed.retain(|id| present.contains(id));
         let now = SystemTime::now();
-        for id in &ids {
-            let due = self.has_room()
-                && (flush
-                    || std::fs::metadata(self.queue.path(State::Deferred, id))
-                        .and_then(|m| m.modified())
-                        .is_ok_and(|t| t <= now));
-            if due && !self.active.contains_key(id) {
-                self.take_deferred(id.clone());
-            } else if !self.deferred_sites.contains_key(id) {
-                self.unindexed.insert(id.clone());
+        let queued: HashSet<QueueId> = self.due.iter().cloned().collect();
+        for id in ids {
+            if queued.contains(&id) || self.active.contains_key(&id) {
+                continue;
+            }
+            let due = flush
+                || std::fs::metadata(self.queue.path(State::Deferred, &id))
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t <= now);
+            if due {
+                self.due.push_back(id);
+            } else if !self.deferred_sites.contains_key(&id) {
+                self.unindexed.insert(id);
+            }
+        }
+    }
+
+    /// Takes the next due deferred messages back, as far as there is room.
+    fn take_due(&mut self) {
+        for _ in 0..DUE_PER_TURN {
+            if !self.has_room() {
+                return;
+            }
+            let Some(id) = self.due.pop_front() else { return };
+            if !self.active.contains_key(&id) {
+                self.take_deferred(id);
             }
         }
     }
@@ -553,12 +578,8 @@ impl Qmgr {
             .filter(|(_, sites)| sites.contains(&site))
             .map(|(id, _)| id.clone())
             .collect();
-        for id in ids {
-            if !self.has_room() {
-                break;
-            }
-            self.take_deferred(id);
-        }
+        let queued: HashSet<QueueId> = self.due.iter().cloned().collect();
+        self.due.extend(ids.into_iter().filter(|id| !queued.contains(id)));
     }
 
     /// `postqueue -i ID`: that message now, wherever it waits, its dead
