@@ -182,7 +182,7 @@ struct Qmgr {
     /// Deferred messages and the sites (recipient domains, next-hop
     /// hosts) of their undelivered recipients, for `postqueue -s`:
     /// filled as qmgr defers, pruned at each deferred-queue scan.
-    deferred_sites: HashMap<QueueId, Vec<String>>,
+    deferred_sites: HashMap<QueueId, Parked>,
     /// Deferred messages this qmgr has not indexed (deferred by an
     /// earlier one): read once, at the first site flush.
     unindexed: HashSet<QueueId>,
@@ -192,6 +192,25 @@ struct Qmgr {
     /// Deferred messages found due (by a queue run or a flush), taken
     /// [`DUE_PER_TURN`] at a time.
     due: VecDeque<QueueId>,
+    /// Due messages given a new retry time without being read, their
+    /// destinations being dead, since the last queue run's report.
+    rescheduled: usize,
+}
+
+/// What qmgr remembers of a message it deferred: enough to find it for a
+/// site flush, and to leave it unread while its destinations are dead.
+#[derive(Debug, Clone)]
+struct Parked {
+    /// Sites (recipient domains, next-hop hosts) of its undelivered
+    /// recipients.
+    sites: Vec<String>,
+    /// Their destinations, if every undelivered recipient went to one
+    /// (`None`: some were answered by qmgr itself, or unknown).
+    dests: Option<Vec<DestKey>>,
+    arrival: u64,
+    lifetime: Duration,
+    /// No delay warning is owed before it expires.
+    warned: bool,
 }
 
 /// What [`Qmgr::finish`] does with a message once its results are
@@ -199,8 +218,8 @@ struct Qmgr {
 #[derive(Debug, Clone)]
 enum AfterRecord {
     Remove,
-    /// Retry after this long; the message's sites for the flush index.
-    Defer(Duration, Vec<String>),
+    /// Retry after this long; what the deferred index keeps of it.
+    Defer(Duration, Parked),
 }
 
 /// Most delivery results taken from the channel in one turn of the loop,
@@ -243,6 +262,7 @@ pub(crate) async fn run(daemon: Daemon) -> anyhow::Result<()> {
         unindexed: HashSet::new(),
         revive_for: HashSet::new(),
         due: VecDeque::new(),
+        rescheduled: 0,
     };
     tokio::spawn(accept_triggers(listener, tx.clone()));
     let stop_tx = tx.clone();
@@ -317,6 +337,13 @@ pub(crate) async fn run(daemon: Daemon) -> anyhow::Result<()> {
             _ = deferred_tick.tick() => {
                 if let Err(e) = q.rescan_active() {
                     tracing::warn!("scan active: {e}");
+                }
+                if q.rescheduled > 0 {
+                    tracing::info!(
+                        "{} deferred message(s) for dead destinations rescheduled without an attempt",
+                        q.rescheduled
+                    );
+                    q.rescheduled = 0;
                 }
                 q.scan_deferred(false);
                 q.forget_idle_destinations();
@@ -513,16 +540,52 @@ impl Qmgr {
     }
 
     /// Takes the next due deferred messages back, as far as there is room.
+    /// One whose every destination is dead is not read at all: it gets
+    /// its next retry time (one utime), as a suspended attempt would
+    /// have given it, unless it is to expire or owes a delay warning.
     fn take_due(&mut self) {
+        let (now_i, t) = (Instant::now(), now());
         for _ in 0..DUE_PER_TURN {
             if !self.has_room() {
                 return;
             }
             let Some(id) = self.due.pop_front() else { return };
-            if !self.active.contains_key(&id) {
-                self.take_deferred(id);
+            if self.active.contains_key(&id) {
+                continue;
             }
+            if let Some(p) = self.deferred_sites.get(&id)
+                && self.still_dead(p, now_i, t)
+            {
+                let after = policy::backoff(
+                    policy::age(p.arrival, t),
+                    self.s.min_backoff,
+                    self.s.max_backoff,
+                );
+                match self.queue.set_retry_time(&id, policy::retry_at(SystemTime::now(), after)) {
+                    Ok(()) => {
+                        self.rescheduled += 1;
+                        continue;
+                    }
+                    Err(e) if e.is_not_found() => {
+                        self.deferred_sites.remove(&id);
+                        continue;
+                    }
+                    Err(e) => tracing::warn!("{id}: cannot set the retry time: {e}"),
+                }
+            }
+            self.take_deferred(id);
         }
+    }
+
+    /// Whether a deferred message can wait unread: all its destinations
+    /// are dead, it has not expired, and no delay warning is due.
+    fn still_dead(&self, p: &Parked, now: Instant, t: u64) -> bool {
+        let Some(dests) = &p.dests else { return false };
+        let age = policy::age(p.arrival, t);
+        !dests.is_empty()
+            && dests.iter().all(|k| self.dests.get(k).is_some_and(|d| d.state.is_dead(now)))
+            && !policy::expired(age, p.lifetime)
+            && (p.warned || self.s.delay_warning.is_zero() || age < self.s.delay_warning)
     }
 
     /// Moves one deferred message back to active/ and starts it.
@@ -566,7 +629,14 @@ impl Qmgr {
                             policy::site_keys(r.address.domain(), &nexthop)
                         })
                         .collect();
-                    self.deferred_sites.insert(id, sites);
+                    let parked = Parked {
+                        sites,
+                        dests: None,
+                        arrival: e.arrival,
+                        lifetime: self.s.max_lifetime,
+                        warned: false,
+                    };
+                    self.deferred_sites.insert(id, parked);
                 }
                 Err(e) if e.is_not_found() => {}
                 Err(e) => tracing::warn!("{id}: {e}"),
@@ -575,7 +645,7 @@ impl Qmgr {
         let ids: Vec<QueueId> = self
             .deferred_sites
             .iter()
-            .filter(|(_, sites)| sites.contains(&site))
+            .filter(|(_, p)| p.sites.contains(&site))
             .map(|(id, _)| id.clone())
             .collect();
         let queued: HashSet<QueueId> = self.due.iter().cloned().collect();
@@ -932,34 +1002,57 @@ impl Qmgr {
         }
     }
 
-    /// The sites of the recipients of `msg` still to be delivered, for
-    /// the flush index.
-    fn sites_of(msg: &Active) -> Vec<String> {
+    /// What the deferred index keeps of `msg` after this round: the
+    /// sites and destinations of the recipients still to be delivered.
+    fn parked_of(&self, msg: &Active) -> Parked {
         let finals = ledger::finals(&msg.round);
-        let mut sites: Vec<String> = msg
-            .envelope
-            .recipients
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| {
-                let i = *i as u32;
-                !msg.done_before.contains(&i) && !finals.contains(&i)
-            })
-            .flat_map(|(i, r)| {
-                let nexthop = msg.routes.get(&(i as u32)).map(|k| k.1.as_str()).unwrap_or("");
-                policy::site_keys(r.address.domain(), nexthop)
-            })
-            .collect();
+        let mut sites = Vec::new();
+        let mut dests = Some(Vec::new());
+        for (i, r) in msg.envelope.recipients.iter().enumerate() {
+            let i = i as u32;
+            if msg.done_before.contains(&i) || finals.contains(&i) {
+                continue;
+            }
+            let route = msg.routes.get(&i);
+            sites.extend(policy::site_keys(r.address.domain(), route.map_or("", |k| k.1.as_str())));
+            match (route, dests.as_mut()) {
+                (Some(k), Some(d)) => {
+                    if !d.contains(k) {
+                        d.push(k.clone());
+                    }
+                }
+                _ => dests = None,
+            }
+        }
         sites.sort_unstable();
         sites.dedup();
-        sites
+        let arrival = msg.envelope.arrival;
+        Parked {
+            sites,
+            dests,
+            arrival,
+            lifetime: if msg.envelope.sender.is_none() {
+                self.s.bounce_lifetime
+            } else {
+                self.s.max_lifetime
+            },
+            // The rule activate() applies next time, this round's records
+            // being written now.
+            warned: policy::delay_warned(arrival, self.s.delay_warning, Some(now())),
+        }
     }
 
     /// All answers are in: notify, record, then remove or defer.
     fn finish(&mut self, id: QueueId) {
         let Some(mut msg) = self.active.remove(&id) else { return };
-        // The operator's tools may have taken the file meanwhile.
-        match self.queue.locate(&id) {
+        // The operator's tools may have taken the file meanwhile (one
+        // stat when they did not).
+        let here = if self.queue.path(State::Active, &id).exists() {
+            Some(State::Active)
+        } else {
+            self.queue.locate(&id)
+        };
+        match here {
             Some(State::Active) => {}
             None => {
                 return tracing::warn!(
@@ -1068,11 +1161,11 @@ impl Qmgr {
                         {
                             tracing::warn!("{id}: cannot record delivery status: {e}; will retry");
                         }
-                        let sites = Self::sites_of(&msg);
+                        let parked = self.parked_of(&msg);
                         return self.defer(
                             &id,
                             self.s.min_backoff.min(Duration::from_secs(60)),
-                            Some(sites),
+                            Some(parked),
                         );
                     }
                     // Delay and success notices are courtesy: the mail
@@ -1086,7 +1179,7 @@ impl Qmgr {
         } else {
             AfterRecord::Defer(
                 policy::backoff(age, self.s.min_backoff, self.s.max_backoff),
-                Self::sites_of(&msg),
+                self.parked_of(&msg),
             )
         };
         match self.queue.append_status_dir_later(&id, &msg.round) {
@@ -1096,8 +1189,8 @@ impl Qmgr {
                 // Without the record the recipients are retried later,
                 // which is safe (a duplicate at worst); carrying on is not.
                 tracing::warn!("{id}: cannot record delivery status: {e}; will retry");
-                let sites = Self::sites_of(&msg);
-                self.defer(&id, Duration::from_secs(60), Some(sites));
+                let parked = self.parked_of(&msg);
+                self.defer(&id, Duration::from_secs(60), Some(parked));
             }
         }
     }
@@ -1152,7 +1245,7 @@ impl Qmgr {
     fn act(&mut self, id: &QueueId, then: AfterRecord) {
         match then {
             AfterRecord::Remove => self.remove(id),
-            AfterRecord::Defer(after, sites) => self.defer(id, after, Some(sites)),
+            AfterRecord::Defer(after, parked) => self.defer(id, after, Some(parked)),
         }
     }
 
@@ -1200,10 +1293,10 @@ impl Qmgr {
         }
     }
 
-    /// Moves a message to deferred/ with its retry time, and indexes its
-    /// sites (`None`: not known, read at the next site flush). A file
+    /// Moves a message to deferred/ with its retry time, and indexes it
+    /// (`None`: not known, read at the next site flush). A file
     /// someone else moved or removed is left alone.
-    fn defer(&mut self, id: &QueueId, after: Duration, sites: Option<Vec<String>>) {
+    fn defer(&mut self, id: &QueueId, after: Duration, parked: Option<Parked>) {
         if let Err(e) = self.queue.move_to(id, State::Active, State::Deferred) {
             if e.is_not_found() {
                 return tracing::warn!("{id}: no longer in active/; left where it is");
@@ -1214,9 +1307,9 @@ impl Qmgr {
         if let Err(e) = self.queue.set_retry_time(id, when) {
             tracing::warn!("{id}: cannot set the retry time: {e}");
         }
-        match sites {
-            Some(sites) => {
-                self.deferred_sites.insert(id.clone(), sites);
+        match parked {
+            Some(parked) => {
+                self.deferred_sites.insert(id.clone(), parked);
             }
             None => {
                 self.unindexed.insert(id.clone());
