@@ -63,6 +63,8 @@ pub(crate) struct DestState {
     fail_cohorts: f64,
     active: usize,
     dead: Option<(Instant, Suspended)>,
+    /// The destination answered since it was created or revived.
+    proven: bool,
 }
 
 /// The text other mail is deferred with while a destination is dead:
@@ -76,7 +78,14 @@ impl DestState {
     pub(crate) fn new(limits: Limits) -> DestState {
         let limit = limits.limit.max(1);
         let initial = if limits.fixed { limit } else { limits.initial.clamp(1, limit) };
-        DestState { limits, window: initial as f64, fail_cohorts: 0.0, active: 0, dead: None }
+        DestState {
+            limits,
+            window: initial as f64,
+            fail_cohorts: 0.0,
+            active: 0,
+            dead: None,
+            proven: limits.fixed,
+        }
     }
 
     /// Parallel deliveries allowed now.
@@ -95,6 +104,13 @@ impl DestState {
             self.revive();
         }
         if self.active < self.window() { Admit::Start } else { Admit::Wait }
+    }
+
+    /// Whether the destination has answered since it was created or last
+    /// revived: until then qmgr reads no more of its deferred mail than a
+    /// window or two, so that a site that is still dead costs little.
+    pub(crate) fn proven(&self) -> bool {
+        self.proven
     }
 
     pub(crate) fn started(&mut self) {
@@ -122,6 +138,7 @@ impl DestState {
                 self.limits.initial.clamp(1, self.limits.limit.max(1)) as f64
             };
             self.fail_cohorts = 0.0;
+            self.proven = self.limits.fixed;
         }
     }
 
@@ -136,6 +153,7 @@ impl DestState {
         match feedback {
             Feedback::Answered => {
                 self.fail_cohorts = 0.0;
+                self.proven = true;
                 self.window = (self.window + 1.0 / self.window).min(limit);
                 false
             }
@@ -273,6 +291,21 @@ mod tests {
             }
         }
         assert!(died, "five single failures make a cohort at window ~5");
+    }
+
+    #[test]
+    fn a_destination_is_proven_by_an_answer_and_unproven_again_when_revived() {
+        let now = Instant::now();
+        let mut d = DestState::new(Limits { initial: 1, ..limits() });
+        assert!(!d.proven());
+        d.started();
+        d.finished(fail(), now);
+        assert!(!d.proven() && d.is_dead(now));
+        d.revive();
+        d.started();
+        d.finished(Feedback::Answered, now);
+        assert!(d.proven());
+        assert!(DestState::new(Limits { fixed: true, ..limits() }).proven());
     }
 
     #[test]

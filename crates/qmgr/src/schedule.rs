@@ -133,6 +133,27 @@ struct Job {
 struct Dest {
     state: DestState,
     pending: VecDeque<Job>,
+    /// Due deferred messages left unread until the destination proves
+    /// alive (then they are taken) or dead (then rescheduled unread).
+    held: Vec<QueueId>,
+}
+
+impl Dest {
+    fn new(limits: Limits) -> Dest {
+        Dest { state: DestState::new(limits), pending: VecDeque::new(), held: Vec::new() }
+    }
+
+    /// Nothing to remember.
+    fn idle(&self, now: Instant) -> bool {
+        self.pending.is_empty() && self.held.is_empty() && self.state.idle(now)
+    }
+
+    /// Not yet answering, with a window's worth of requests waiting
+    /// beyond those in flight: more mail read for it now would most
+    /// likely be deferred unread if it is dead.
+    fn saturated(&self) -> bool {
+        !self.state.proven() && self.pending.len() >= self.state.window()
+    }
 }
 
 /// A message in `active/`.
@@ -192,6 +213,9 @@ struct Qmgr {
     /// Deferred messages found due (by a queue run or a flush), taken
     /// [`DUE_PER_TURN`] at a time.
     due: VecDeque<QueueId>,
+    /// Due messages an operator flushed: read whatever their
+    /// destinations' state, as asked.
+    flushed: HashSet<QueueId>,
     /// Due messages given a new retry time without being read, their
     /// destinations being dead, since the last queue run's report.
     rescheduled: usize,
@@ -263,6 +287,7 @@ pub(crate) async fn run(daemon: Daemon) -> anyhow::Result<()> {
         revive_for: HashSet::new(),
         due: VecDeque::new(),
         rescheduled: 0,
+        flushed: HashSet::new(),
     };
     tokio::spawn(accept_triggers(listener, tx.clone()));
     let stop_tx = tx.clone();
@@ -521,9 +546,13 @@ impl Qmgr {
         let present: HashSet<&QueueId> = ids.iter().collect();
         self.deferred_sites.retain(|id, _| present.contains(id));
         self.unindexed.retain(|id| present.contains(id));
+        self.flushed.retain(|id| present.contains(id));
         let now = SystemTime::now();
         let queued: HashSet<QueueId> = self.due.iter().cloned().collect();
         for id in ids {
+            if flush {
+                self.flushed.insert(id.clone());
+            }
             if queued.contains(&id) || self.active.contains_key(&id) {
                 continue;
             }
@@ -553,28 +582,58 @@ impl Qmgr {
             if self.active.contains_key(&id) {
                 continue;
             }
-            if let Some(p) = self.deferred_sites.get(&id)
-                && self.still_dead(p, now_i, t)
-            {
-                let after = policy::backoff(
-                    policy::age(p.arrival, t),
-                    self.s.min_backoff,
-                    self.s.max_backoff,
-                );
-                match self.queue.set_retry_time(&id, policy::retry_at(SystemTime::now(), after)) {
-                    Ok(()) => {
-                        self.rescheduled += 1;
-                        continue;
-                    }
-                    Err(e) if e.is_not_found() => {
-                        self.deferred_sites.remove(&id);
-                        continue;
-                    }
-                    Err(e) => tracing::warn!("{id}: cannot set the retry time: {e}"),
+            if self.flushed.remove(&id) {
+                self.take_deferred(id);
+                continue;
+            }
+            if self.reschedule_if_dead(&id, now_i, t) {
+                continue;
+            }
+            if let Some(key) = self.deferred_sites.get(&id).and_then(|p| self.hold_for(p)) {
+                if let Some(d) = self.dests.get_mut(&key) {
+                    d.held.push(id);
+                    continue;
                 }
             }
             self.take_deferred(id);
         }
+    }
+
+    /// Gives a deferred message its next retry time without reading it,
+    /// if its destinations are all dead ([`Qmgr::still_dead`]). False if
+    /// it is to be read after all.
+    fn reschedule_if_dead(&mut self, id: &QueueId, now: Instant, t: u64) -> bool {
+        let Some(p) = self.deferred_sites.get(id) else { return false };
+        if !self.still_dead(p, now, t) {
+            return false;
+        }
+        let after =
+            policy::backoff(policy::age(p.arrival, t), self.s.min_backoff, self.s.max_backoff);
+        match self.queue.set_retry_time(id, policy::retry_at(SystemTime::now(), after)) {
+            Ok(()) => {
+                self.rescheduled += 1;
+                true
+            }
+            Err(e) if e.is_not_found() => {
+                // Gone (postsuper -d) or moved: nothing to read either.
+                self.deferred_sites.remove(id);
+                true
+            }
+            Err(e) => {
+                tracing::warn!("{id}: cannot set the retry time: {e}");
+                false
+            }
+        }
+    }
+
+    /// The destination to hold a due message behind: one that has not
+    /// answered yet and has enough waiting, when all of the message's
+    /// destinations are such.
+    fn hold_for(&self, p: &Parked) -> Option<DestKey> {
+        let dests = p.dests.as_ref()?;
+        let all = !dests.is_empty()
+            && dests.iter().all(|k| self.dests.get(k).is_some_and(Dest::saturated));
+        if all { dests.first().cloned() } else { None }
     }
 
     /// Whether a deferred message can wait unread: all its destinations
@@ -649,6 +708,7 @@ impl Qmgr {
             .map(|(id, _)| id.clone())
             .collect();
         let queued: HashSet<QueueId> = self.due.iter().cloned().collect();
+        self.flushed.extend(ids.iter().cloned());
         self.due.extend(ids.into_iter().filter(|id| !queued.contains(id)));
     }
 
@@ -803,10 +863,7 @@ impl Qmgr {
         let now = Instant::now();
         let limits = self.limits_for(&job.key.0);
         let revive = self.revive_for.contains(&job.req.queue_id);
-        let d = self
-            .dests
-            .entry(job.key.clone())
-            .or_insert_with(|| Dest { state: DestState::new(limits), pending: VecDeque::new() });
+        let d = self.dests.entry(job.key.clone()).or_insert_with(|| Dest::new(limits));
         if revive {
             d.state.revive();
         }
@@ -898,7 +955,14 @@ impl Qmgr {
                 start.extend(d.pending.pop_front());
             }
         }
-        if d.pending.is_empty() && d.state.idle(now) {
+        // The held mail learns the verdict: alive, read it; dead, it
+        // waits unread (unless it expires or owes a warning).
+        let held = if why.is_some() || d.state.proven() {
+            std::mem::take(&mut d.held)
+        } else {
+            Vec::new()
+        };
+        if d.idle(now) {
             self.dests.remove(key);
         }
         for job in start {
@@ -909,13 +973,22 @@ impl Qmgr {
                 self.suspend(job, &why);
             }
         }
+        let (t, mut back) = (policy::now_secs(SystemTime::now()), Vec::new());
+        for id in held {
+            if !self.reschedule_if_dead(&id, now, t) {
+                back.push(id);
+            }
+        }
+        for id in back.into_iter().rev() {
+            self.due.push_front(id);
+        }
     }
 
     /// Drops the state of destinations with nothing to do (their slow
     /// start begins again next time, as in Postfix).
     fn forget_idle_destinations(&mut self) {
         let now = Instant::now();
-        self.dests.retain(|_, d| !d.pending.is_empty() || !d.state.idle(now));
+        self.dests.retain(|_, d| !d.idle(now));
     }
 
     /// Moves a file qmgr cannot use to corrupt/, with a warning.
