@@ -215,17 +215,22 @@ fn delivery_status(
     m
 }
 
+/// One notice to build: about which message, which recipients, when.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Notice<'a> {
+    pub(crate) kind: Kind,
+    /// The message it is about.
+    pub(crate) id: &'a QueueId,
+    pub(crate) envelope: &'a Envelope,
+    pub(crate) content: &'a [u8],
+    pub(crate) items: &'a [Item],
+    /// Seconds since the epoch.
+    pub(crate) now: u64,
+}
+
 /// The whole notice, in the queue's line endings (LF).
-pub(crate) fn build(
-    host: &Host,
-    kind: Kind,
-    id: &QueueId,
-    notice_id: &QueueId,
-    envelope: &Envelope,
-    content: &[u8],
-    items: &[Item],
-    now: u64,
-) -> Vec<u8> {
+pub(crate) fn build(host: &Host, n: &Notice<'_>, notice_id: &QueueId) -> Vec<u8> {
+    let Notice { kind, id, envelope, content, items, now } = *n;
     let whole = kind == Kind::Failure
         && envelope.esmtp.ret != Some(Ret::Hdrs)
         && content.len() <= MAX_RETURNED;
@@ -296,22 +301,16 @@ fn crlf_to_lf(bytes: Vec<u8>) -> Vec<u8> {
     out
 }
 
-/// Queues a notice to `envelope.sender` about `items`, from the null
-/// sender and as built (it needs no cleanup). The caller wakes nobody:
-/// qmgr takes it from `incoming/` at its next scan.
-#[allow(clippy::too_many_arguments)]
+/// Queues a notice to the message's sender, from the null sender and as
+/// built (it needs no cleanup). The caller wakes nobody: qmgr takes it
+/// from `incoming/` at its next scan.
 pub(crate) fn enqueue(
     queue: &Queue,
     host: &Host,
-    kind: Kind,
-    id: &QueueId,
-    envelope: &Envelope,
-    content: &[u8],
-    items: &[Item],
-    now: u64,
+    n: &Notice<'_>,
 ) -> Result<QueueId, mail_submit::Error> {
     // A notice about a notice is never sent; refusing here keeps it so.
-    let Some(to) = envelope.sender.clone() else {
+    let Some(to) = n.envelope.sender.clone() else {
         return Err(mail_queue::Error::Encode("no notice to the null sender".into()).into());
     };
     let sub = Submission {
@@ -320,9 +319,7 @@ pub(crate) fn enqueue(
         recipients: vec![Recipient::new(to.clone(), to.to_string())],
         origin: Origin::Bounce,
     };
-    let queued = mail_submit::submit_built(queue, &sub, |notice_id| {
-        build(host, kind, id, notice_id, envelope, content, items, now)
-    })?;
+    let queued = mail_submit::submit_built(queue, &sub, |notice_id| build(host, n, notice_id))?;
     Ok(queued.id)
 }
 
@@ -373,6 +370,21 @@ mod tests {
         }]
     }
 
+    /// `build` with its arguments spelt out, as the tests read best.
+    #[allow(clippy::too_many_arguments)]
+    fn build8(
+        host: &Host,
+        kind: Kind,
+        id: &QueueId,
+        notice_id: &QueueId,
+        envelope: &Envelope,
+        content: &[u8],
+        items: &[Item],
+        now: u64,
+    ) -> Vec<u8> {
+        build(host, &Notice { kind, id, envelope, content, items, now }, notice_id)
+    }
+
     const CONTENT: &[u8] = b"Subject: hi\nX: y\n\nsecret body\n";
 
     fn parse(bytes: &[u8]) -> String {
@@ -384,7 +396,7 @@ mod tests {
     #[test]
     fn failure_report_is_a_multipart_report_with_the_whole_message() {
         let id = QueueId::generate();
-        let out = build(
+        let out = build8(
             &host(),
             Kind::Failure,
             &id,
@@ -422,7 +434,7 @@ mod tests {
     #[test]
     fn ret_hdrs_and_delay_and_success_notices_return_headers_only() {
         let id = QueueId::generate();
-        let text = parse(&build(
+        let text = parse(&build8(
             &host(),
             Kind::Failure,
             &id,
@@ -441,7 +453,7 @@ mod tests {
             action: Action::Delayed,
             status: DeliveryStatus::defer(EnhancedStatus(4, 4, 1), "connect to x: refused"),
         }];
-        let text = parse(&build(
+        let text = parse(&build8(
             &host(),
             Kind::Delay,
             &id,
@@ -462,8 +474,18 @@ mod tests {
             action: Action::Delivered,
             status: DeliveryStatus::sent("delivered to maildir"),
         }];
-        let text =
-            parse(&build(&host(), Kind::Success, &id, &id, &envelope(None), CONTENT, &sent, 1));
+        let text = parse(&build(
+            &host(),
+            &Notice {
+                kind: Kind::Success,
+                id: &id,
+                envelope: &envelope(None),
+                content: CONTENT,
+                items: &sent,
+                now: 1,
+            },
+            &id,
+        ));
         assert!(text.contains("Subject: Successful Mail Delivery Report\n"));
         assert!(text.contains("Action: delivered\nStatus: 2.0.0\n"), "{text}");
         assert!(!text.contains("secret body"));
@@ -479,8 +501,18 @@ mod tests {
             status: DeliveryStatus::bounce(EnhancedStatus(5, 0, 0), "a\nInjected: yes\u{7}"),
         }];
         let id = QueueId::generate();
-        let text =
-            parse(&build(&host(), Kind::Failure, &id, &id, &envelope(None), &big, &items, 1));
+        let text = parse(&build(
+            &host(),
+            &Notice {
+                kind: Kind::Failure,
+                id: &id,
+                envelope: &envelope(None),
+                content: &big,
+                items: &items,
+                now: 1,
+            },
+            &id,
+        ));
         assert!(text.contains("Content-Type: text/rfc822-headers\n"));
         assert!(!text.contains("xxxxxxxx"));
         assert!(!text.contains("\nInjected: yes"), "{text}");

@@ -589,11 +589,11 @@ impl Qmgr {
             if self.reschedule_if_dead(&id, now_i, t) {
                 continue;
             }
-            if let Some(key) = self.deferred_sites.get(&id).and_then(|p| self.hold_for(p)) {
-                if let Some(d) = self.dests.get_mut(&key) {
-                    d.held.push(id);
-                    continue;
-                }
+            if let Some(key) = self.deferred_sites.get(&id).and_then(|p| self.hold_for(p))
+                && let Some(d) = self.dests.get_mut(&key)
+            {
+                d.held.push(id);
+                continue;
             }
             self.take_deferred(id);
         }
@@ -1202,16 +1202,15 @@ impl Qmgr {
             };
             let t = now();
             for (kind, items) in &notices {
-                let queued = bounce::enqueue(
-                    &self.queue,
-                    &self.s.host,
-                    *kind,
-                    &id,
-                    &msg.envelope,
-                    &content,
+                let notice = bounce::Notice {
+                    kind: *kind,
+                    id: &id,
+                    envelope: &msg.envelope,
+                    content: &content,
                     items,
-                    t,
-                );
+                    now: t,
+                };
+                let queued = bounce::enqueue(&self.queue, &self.s.host, &notice);
                 let what = match kind {
                     Kind::Failure => "non-delivery",
                     Kind::Delay => "delay",
