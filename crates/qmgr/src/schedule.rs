@@ -135,12 +135,13 @@ struct Dest {
     pending: VecDeque<Job>,
     /// Due deferred messages left unread until the destination proves
     /// alive (then they are taken) or dead (then rescheduled unread).
-    held: Vec<QueueId>,
+    /// A set: a later queue run finds the same files due again.
+    held: HashSet<QueueId>,
 }
 
 impl Dest {
     fn new(limits: Limits) -> Dest {
-        Dest { state: DestState::new(limits), pending: VecDeque::new(), held: Vec::new() }
+        Dest { state: DestState::new(limits), pending: VecDeque::new(), held: HashSet::new() }
     }
 
     /// Nothing to remember.
@@ -592,7 +593,7 @@ impl Qmgr {
             if let Some(key) = self.deferred_sites.get(&id).and_then(|p| self.hold_for(p))
                 && let Some(d) = self.dests.get_mut(&key)
             {
-                d.held.push(id);
+                d.held.insert(id);
                 continue;
             }
             self.take_deferred(id);
@@ -960,7 +961,7 @@ impl Qmgr {
         let held = if why.is_some() || d.state.proven() {
             std::mem::take(&mut d.held)
         } else {
-            Vec::new()
+            HashSet::new()
         };
         if d.idle(now) {
             self.dests.remove(key);
