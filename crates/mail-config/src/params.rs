@@ -207,7 +207,14 @@ pub static PARAMS: &[Param] = &[
     p("local_destination_concurrency_limit", int(1), "2", "Not yet implemented (default_destination_concurrency_limit applies to local delivery too): the most parallel local deliveries to one recipient."),
     p("default_destination_recipient_limit", int(1), "50", "The most recipients qmgr puts in one delivery request; a message with more is split into several requests."),
     p("local_destination_recipient_limit", int(1), "50", "The most recipients in one request to local delivery (Postfix's default is 1: its local(8) runs a process per request; Postern's batches)."),
-    p("delay_warning_time", HOURS, "0h", "Not yet implemented (no delay warnings are sent): send the sender a delay warning after a message is delayed this long; 0 disables warnings."),
+    // qmgr routing and scheduling (issue 8, qmgr): trivial-rewrite's resolve, done inside qmgr.
+    p("relayhost", Kind::Str, "", "The next hop of non-local mail without a transport_maps entry: [host]:port skips the MX lookup, host (or host:port) looks its MX up, a comma-separated list is tried in order (failover); empty means the MX of the recipient's domain."),
+    p("transport_maps", Kind::MapList, "", "Tables of recipient address or domain -> transport:nexthop (transport(5)): user+ext@domain, user@domain, domain, .parent, then *; smtp:[host]:port, local:, error:text, discard:text, or any unix service of master.toml."),
+    p("default_transport", Kind::Str, "smtp", "The transport:nexthop of mail for domains that are not ours and have no transport_maps entry; a nexthop here wins over relayhost."),
+    p("local_transport", Kind::Str, "local:$myhostname", "The transport of mail for mydestination (the nexthop part is ignored: local delivery needs none)."),
+    p("initial_destination_concurrency", int(1), "5", "Parallel deliveries qmgr starts a destination with (slow start); each success window widens it up to the destination's concurrency limit, failures narrow it."),
+    p("default_destination_concurrency_failed_cohort_limit", int(1), "1", "How many windows' worth of failed connections in a row make a destination dead: its other mail is deferred without an attempt (delivery temporarily suspended) until minimal_backoff_time has passed or a flush."),
+    p("delay_warning_time", HOURS, "0h", "Send the sender one delay warning (RFC 3464, Action: delayed) once a message has been queued this long; 0 disables warnings."),
     // local delivery.
     p("home_mailbox", Kind::Str, "", "The mailbox path relative to the user's home; ending in / means Maildir (Maildir/); empty means mail_spool_directory."),
     p("mail_spool_directory", Kind::Path, "/var/mail", "The directory of mbox spool files, used when home_mailbox and mailbox_command are empty."),
@@ -245,7 +252,6 @@ pub static PARAMS: &[Param] = &[
     p("pop3_tls_wrappermode", Kind::Bool, "no", "Speak TLS from the first byte (implicit TLS, port 995), as the pop3s service sets with an override; no means plain POP3 with STLS when a certificate is configured."),
     p("pop3_plaintext_auth", Kind::Bool, "no", "Accept USER/PASS and AUTH PLAIN on an unencrypted connection from a non-loopback address (Dovecot's disable_plaintext_auth = no). The default no requires STLS or pop3s first; loopback clients may always log in."),
     // smtp client.
-    p("relayhost", Kind::Str, "", "Not yet implemented (there is no SMTP client yet): the host all non-local mail is sent to ([host]:port skips the MX lookup); empty means direct delivery."),
     p("smtp_helo_name", Kind::Str, "$myhostname", "Not yet implemented (there is no SMTP client yet): the name the SMTP client sends in HELO/EHLO."),
 ];
 

@@ -671,6 +671,22 @@ pub struct Qmgr {
     pub local_destination_recipient_limit: usize,
     /// Recipients per request to other agents (at least 1).
     pub default_destination_recipient_limit: usize,
+    /// Non-local mail's next hop, as written (empty: the recipient's MX).
+    pub relayhost: String,
+    /// `transport_maps`' table files, as given (`hash:/etc/...`).
+    pub transport_maps: Vec<String>,
+    /// `transport[:nexthop]` for remote domains.
+    pub default_transport: String,
+    /// `transport[:nexthop]` for mydestination.
+    pub local_transport: String,
+    /// Slow start's first window (at least 1).
+    pub initial_destination_concurrency: usize,
+    /// Failed windows in a row before a destination is dead (at least 1).
+    pub default_destination_concurrency_failed_cohort_limit: usize,
+    /// Age at which the sender is warned once; zero: never.
+    pub delay_warning_time: Duration,
+    /// Where relative table names are.
+    pub config_directory: PathBuf,
 }
 
 impl Qmgr {
@@ -694,6 +710,16 @@ impl Qmgr {
             default_destination_recipient_limit: r
                 .usize("default_destination_recipient_limit")
                 .max(1),
+            relayhost: r.str("relayhost"),
+            transport_maps: r.list("transport_maps"),
+            default_transport: r.str("default_transport"),
+            local_transport: r.str("local_transport"),
+            initial_destination_concurrency: r.usize("initial_destination_concurrency").max(1),
+            default_destination_concurrency_failed_cohort_limit: r
+                .usize("default_destination_concurrency_failed_cohort_limit")
+                .max(1),
+            delay_warning_time: r.duration("delay_warning_time"),
+            config_directory: r.main.dir().to_owned(),
         }
     }
 }
@@ -944,10 +970,8 @@ mod tests {
             [
                 "append_dot_mydomain",
                 "command_directory",
-                "delay_warning_time",
                 "inet_protocols",
                 "local_destination_concurrency_limit",
-                "relayhost",
                 "setgid_group",
                 "smtp_helo_name",
                 "smtp_tls_CAfile",
@@ -964,13 +988,13 @@ mod tests {
         let m = load("relayhost = \"\"\nmyhostname = \"h.example\"\n");
         assert!(unimplemented_warnings(&m).is_empty(), "the default value is harmless");
         let m = load(
-            "myhostname = \"h.example\"\nrelayhost = \"[smarthost]:587\"\nbiff = true\ndelay_warning_time = \"4h\"\n",
+            "myhostname = \"h.example\"\nsetgid_group = \"mail\"\nbiff = true\ncommand_directory = \"/bin\"\n",
         );
         assert_eq!(
             unimplemented_warnings(&m),
             [
-                ("relayhost", "/etc/postern/main.toml:2: parameter \"relayhost\": not yet implemented; the setting has no effect".to_owned()),
-                ("delay_warning_time", "/etc/postern/main.toml:4: parameter \"delay_warning_time\": not yet implemented; the setting has no effect".to_owned()),
+                ("setgid_group", "/etc/postern/main.toml:2: parameter \"setgid_group\": not yet implemented; the setting has no effect".to_owned()),
+                ("command_directory", "/etc/postern/main.toml:4: parameter \"command_directory\": not yet implemented; the setting has no effect".to_owned()),
             ]
         );
     }

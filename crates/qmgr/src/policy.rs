@@ -1,10 +1,10 @@
-//! qmgr's decisions, without I/O: which agent gets a recipient, how
-//! recipients are split into requests, when a message is retried, when
-//! it has expired, and which times read from a queue file make sense.
-//! The scheduling loop (`schedule.rs`) does the I/O around these.
+//! qmgr's decisions, without I/O: how recipients are split into
+//! requests, when a message is retried, when it has expired, whether its
+//! delay warning is due, which sites a flush names, and which times read
+//! from a queue file make sense. Routing is `resolve.rs`, destinations
+//! `dest.rs`; the scheduling loop (`schedule.rs`) does the I/O around
+//! these.
 
-use mail_config::LocalDomains;
-use mail_types::Address;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How far in the future an arrival time may lie before the file is
@@ -12,41 +12,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// mail; a nonsensical time (a damaged or forged file) does not stop the
 /// message from ever expiring.
 pub(crate) const FUTURE_SLACK: Duration = Duration::from_secs(86_400);
-
-/// Which agent handles a recipient.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) enum Transport {
-    Local,
-    Smtp,
-}
-
-impl Transport {
-    /// The master.toml service that delivers for this transport.
-    pub(crate) fn service(self) -> &'static str {
-        match self {
-            Transport::Local => "local",
-            Transport::Smtp => "smtp",
-        }
-    }
-
-    /// Where its socket is when master.toml has no such service.
-    pub(crate) fn default_socket(self) -> &'static str {
-        match self {
-            Transport::Local => mail_ipc::sockets::LOCAL,
-            Transport::Smtp => mail_ipc::sockets::SMTP,
-        }
-    }
-}
-
-/// `local` for an address without a domain or in `mydestination` (the
-/// test smtpd and local delivery use too), `smtp` for the rest.
-pub(crate) fn transport_for(address: &Address, local_domains: &LocalDomains) -> Transport {
-    match address.domain() {
-        None => Transport::Local,
-        Some(d) if local_domains.contains(d) => Transport::Local,
-        Some(_) => Transport::Smtp,
-    }
-}
 
 /// Splits one transport's recipients into requests of at most `limit`
 /// (Postfix's `*_destination_recipient_limit`), in order. A limit of 0
@@ -104,23 +69,64 @@ pub(crate) fn delay_origin(id_created: Option<SystemTime>, arrival: u64) -> Syst
         .unwrap_or(UNIX_EPOCH)
 }
 
+/// Whether a message's one delay warning was sent already: the warning
+/// goes out at the end of the first round after `arrival + after`, so a
+/// status record from such a round (`last_record`, the newest record
+/// before this round) means it went. `after` zero: warnings are off.
+pub(crate) fn delay_warned(arrival: u64, after: Duration, last_record: Option<u64>) -> bool {
+    if after.is_zero() {
+        return true;
+    }
+    let due = arrival.saturating_add(after.as_secs());
+    last_record.is_some_and(|t| t >= due)
+}
+
+/// A site as `postqueue -s` names it and the index keeps it: lower case,
+/// no trailing dot.
+pub(crate) fn site_key(site: &str) -> String {
+    site.trim().trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// The sites a recipient's mail is for: its domain, and each host of its
+/// next hop (`[host]:port`, `host:port`, `host`, lists of them).
+pub(crate) fn site_keys(domain: Option<&str>, nexthop: &str) -> Vec<String> {
+    let mut out: Vec<String> = domain.map(site_key).into_iter().collect();
+    for hop in nexthop.split([',', ' ', '\t']).map(str::trim).filter(|h| !h.is_empty()) {
+        let host = match hop.strip_prefix('[') {
+            Some(rest) => rest.split(']').next().unwrap_or(""),
+            None => hop.rsplit_once(':').map_or(hop, |(h, _)| h),
+        };
+        let key = site_key(host);
+        if !key.is_empty() && !out.contains(&key) {
+            out.push(key);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn routing() {
-        let local = LocalDomains::new(["postern.test"]);
+    fn delay_warning_once() {
+        let h = Duration::from_secs(3600);
+        assert!(delay_warned(1000, Duration::ZERO, None), "off: as if sent");
+        assert!(!delay_warned(1000, h, None));
+        assert!(!delay_warned(1000, h, Some(1000 + 3599)), "an earlier round was before the time");
+        assert!(delay_warned(1000, h, Some(1000 + 3600)));
+        assert!(!delay_warned(u64::MAX, h, Some(5)));
+    }
+
+    #[test]
+    fn sites_of_next_hops() {
+        assert_eq!(site_keys(Some("Example.ORG."), ""), ["example.org"]);
         assert_eq!(
-            transport_for(&"suporte@postern.test".parse().unwrap(), &local),
-            Transport::Local
+            site_keys(Some("example.org"), "[relay.example]:587, backup.example:25,[::1]"),
+            ["example.org", "relay.example", "backup.example", "::1"]
         );
-        assert_eq!(
-            transport_for(&"suporte@POSTERN.test".parse().unwrap(), &local),
-            Transport::Local
-        );
-        assert_eq!(transport_for(&"suporte".parse().unwrap(), &local), Transport::Local);
-        assert_eq!(transport_for(&"a@example.org".parse().unwrap(), &local), Transport::Smtp);
+        assert_eq!(site_keys(Some("example.org"), "example.org"), ["example.org"]);
+        assert_eq!(site_keys(None, ""), Vec::<String>::new());
     }
 
     #[test]
