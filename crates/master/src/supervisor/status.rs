@@ -11,7 +11,7 @@ impl Master {
             return;
         }
         let all_ready = self.services.iter().all(|s| {
-            self.workers.values().filter(|w| w.service == s.def.name && w.ready).count()
+            self.workers.values().filter(|w| w.service == s.def.id && w.ready).count()
                 >= s.def.maxproc as usize
         });
         if !all_ready {
@@ -40,7 +40,7 @@ impl Master {
                     let mut workers: Vec<WorkerStatus> = self
                         .workers
                         .iter()
-                        .filter(|(_, w)| w.service == s.def.name)
+                        .filter(|(_, w)| w.service == s.def.id)
                         .map(|(pid, w)| WorkerStatus {
                             pid: *pid,
                             started: epoch(w.started),
@@ -51,7 +51,7 @@ impl Master {
                         .collect();
                     workers.sort_by_key(|w| w.pid);
                     ServiceStatus {
-                        name: s.def.name.clone(),
+                        name: s.def.id.clone(),
                         kind: match s.def.kind {
                             ServiceKind::Inet => "inet".into(),
                             ServiceKind::Unix => "unix".into(),
