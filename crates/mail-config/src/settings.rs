@@ -775,9 +775,9 @@ pub struct SmtpClient {
     pub myhostname: String,
     /// `none`, `may`, `encrypt`, `verify`, `secure` (checked at load).
     pub smtp_tls_security_level: String,
-    /// Trust anchors for verify/secure; `None`: the system's.
-    #[allow(non_snake_case)] // Postfix's spelling of the parameter.
-    pub smtp_tls_CAfile: Option<PathBuf>,
+    /// `smtp_tls_CAfile`: trust anchors for verify/secure; `None`: the
+    /// system's.
+    pub smtp_tls_cafile: Option<PathBuf>,
     /// The port for next hops that name none.
     pub smtp_tcp_port: u16,
     /// Connect over IPv4 (`inet_protocols` all or ipv4).
@@ -838,7 +838,7 @@ impl SmtpClient {
             smtp_helo_name: r.str("smtp_helo_name"),
             myhostname: r.str("myhostname"),
             smtp_tls_security_level: r.str("smtp_tls_security_level"),
-            smtp_tls_CAfile: r.opt_path("smtp_tls_CAfile"),
+            smtp_tls_cafile: r.opt_path("smtp_tls_CAfile"),
             smtp_tcp_port: u16::try_from(r.u64("smtp_tcp_port")).unwrap_or(25),
             ipv4: all || protocols.iter().any(|p| p == "ipv4"),
             ipv6: all || protocols.iter().any(|p| p == "ipv6"),

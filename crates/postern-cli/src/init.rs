@@ -258,6 +258,15 @@ wakeup = 300
 maxproc = 1
 command = "qmgr"
 
+# The SMTP client: mail for other domains, to their MX hosts or a
+# relayhost. The same name as the inet smtp service above, as in
+# master.cf; `postern restart smtp` restarts both, `smtp/unix` this one.
+[[service]]
+name = "smtp"
+type = "unix"
+maxproc = 1
+command = "smtp-client"
+
 [[service]]
 name = "local"
 type = "unix"

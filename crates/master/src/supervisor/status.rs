@@ -51,7 +51,7 @@ impl Master {
                         .collect();
                     workers.sort_by_key(|w| w.pid);
                     ServiceStatus {
-                        name: s.def.id.clone(),
+                        name: s.def.name.clone(),
                         kind: match s.def.kind {
                             ServiceKind::Inet => "inet".into(),
                             ServiceKind::Unix => "unix".into(),
