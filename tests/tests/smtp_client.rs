@@ -22,6 +22,7 @@ fn start_b() -> Instance {
         before_start: Some(prepare),
         postconf: vec![
             "myhostname = mail.b.example".into(),
+            "mydomain = b.example".into(),
             "smtpd_recipient_restrictions = check_recipient_access hash:access, permit_mynetworks, reject_unauth_destination".into(),
         ],
         ..Default::default()
@@ -34,6 +35,7 @@ fn start_a(dns: std::net::SocketAddr, port: &str) -> Instance {
         before_start: Some(tests::log_to_file),
         postconf: vec![
             "myhostname = mail.a.example".into(),
+            "mydomain = a.example".into(),
             "disable_dns_lookups = no".into(),
             format!("dns_resolver_addresses = {dns}"),
             "dns_resolver_timeout = 1s".into(),
@@ -92,6 +94,18 @@ fn a_reaches_b_by_mx_preference_with_fallback_when_the_best_mx_is_down() {
     let id = send(&a, "suporte@b.example", "by mx");
     let line = wait_log(&a, &[&id, "status=sent"], 20);
     assert!(line.contains(&format!("relay=mx1.b.example[127.0.0.1]:{port}")), "{line}");
+    // The best MX was tried first, and its failure logged.
+    let text = log(&a);
+    let refused = format!("postern/smtp[");
+    let tried = text
+        .lines()
+        .position(|l| {
+            l.contains(&refused)
+                && l.contains(&format!("connect to mx0.b.example[127.0.0.2]:{port}: Connection refused"))
+        })
+        .unwrap_or_else(|| panic!("mx0 was not tried: {text}"));
+    let sent = text.lines().position(|l| l.contains("status=sent")).unwrap();
+    assert!(tried < sent, "{text}");
     assert!(line.contains("to=<suporte@b.example>"), "{line}");
     assert!(line.contains("dsn=2.0.0"), "{line}");
     assert!(line.contains("status=sent (250 2.0.0 Ok: queued as "), "{line}");

@@ -24,6 +24,15 @@ struct Setup {
 }
 
 fn setup(extra: &str, dns: Option<SocketAddr>, content: &[u8]) -> Setup {
+    setup_with(extra, dns, content, |_| {})
+}
+
+fn setup_with(
+    extra: &str,
+    dns: Option<SocketAddr>,
+    content: &[u8],
+    edit: impl FnOnce(&mut Envelope),
+) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let q = dir.path().join("queue");
     let text = format!(
@@ -57,6 +66,8 @@ fn setup(extra: &str, dns: Option<SocketAddr>, content: &[u8]) -> Setup {
         attrs: Vec::new(),
         esmtp: Default::default(),
     };
+    let mut envelope = envelope;
+    edit(&mut envelope);
     let bytes = mail_queue::format::encode(&envelope, content).unwrap();
     std::fs::write(queue.path(State::Active, &id), bytes).unwrap();
     let agent = Arc::new(Agent { s, resolver, cache: Default::default() });
@@ -66,6 +77,12 @@ fn setup(extra: &str, dns: Option<SocketAddr>, content: &[u8]) -> Setup {
 const MESSAGE: &[u8] = b"From: suporte@postern.test\nTo: suporte@postern.test\nSubject: relay test\n\nhello through the relay\n";
 
 fn deliver(s: &Setup, nexthop: &str) -> DeliveryStatus {
+    deliver_n(s, nexthop, 1).remove(0)
+}
+
+/// `n` deliveries of the message one after the other in one runtime (so
+/// idle sessions survive between them, as in the daemon).
+fn deliver_n(s: &Setup, nexthop: &str, n: usize) -> Vec<DeliveryStatus> {
     let req = DeliveryRequest {
         queue_id: s.id.clone(),
         sender: Some(Address::parse("suporte@postern.test").unwrap()),
@@ -79,9 +96,15 @@ fn deliver(s: &Setup, nexthop: &str) -> DeliveryStatus {
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let agent = s.agent.clone();
-    let mut reply = rt.block_on(async move { agent.deliver(&req).await });
-    assert_eq!(reply.results.len(), 1);
-    reply.results.remove(0).status
+    rt.block_on(async move {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let mut reply = agent.deliver(&req).await;
+            assert_eq!(reply.results.len(), 1);
+            out.push(reply.results.remove(0).status);
+        }
+        out
+    })
 }
 
 /// A one-thread TCP server running `script` for each connection, counting
@@ -297,4 +320,135 @@ fn relayhost_with_starttls_and_auth_and_a_failing_first_relay() {
     let st = deliver(&s, &format!("[127.0.0.1]:{port}"));
     assert_ne!(st.log_word(), "sent", "{st:?}");
     assert!(st.text().contains("(in reply to"), "{st:?}");
+}
+
+/// What the recording servers below were sent, one list per test.
+static SEEN_REUSE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+static SEEN_DSN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// A server offering `ehlo` (extension lines) that records every command
+/// and takes any number of messages per session.
+fn recording(r: &mut BufReader<TcpStream>, w: &mut TcpStream, ehlo: &str, seen: &std::sync::Mutex<Vec<String>>) {
+    let _ = w.write_all(b"220 remote.example ESMTP\r\n");
+    loop {
+        let l = line(r);
+        if l.is_empty() {
+            return;
+        }
+        seen.lock().unwrap().push(l.trim_end().to_owned());
+        let cmd = l.to_ascii_uppercase();
+        if cmd.starts_with("EHLO") {
+            let _ = w.write_all(format!("250-remote.example\r\n{ehlo}250 HELP\r\n").as_bytes());
+        } else if cmd.starts_with("DATA") {
+            let _ = w.write_all(b"354 go\r\n");
+            let mut body = String::new();
+            loop {
+                let l = line(r);
+                if l.is_empty() || l.trim_end() == "." {
+                    break;
+                }
+                body.push_str(&l);
+            }
+            seen.lock().unwrap().push(format!("BODY {body:?}"));
+            let _ = w.write_all(b"250 2.0.0 Ok: queued as R\r\n");
+        } else if cmd.starts_with("QUIT") {
+            let _ = w.write_all(b"221 bye\r\n");
+            return;
+        } else {
+            let _ = w.write_all(b"250 2.0.0 ok\r\n");
+        }
+    }
+}
+
+#[test]
+fn sessions_are_reused_with_rset_within_the_cache_time() {
+    let remote = Remote::start(|r, w, _| recording(r, w, "250-PIPELINING\r\n", &SEEN_REUSE));
+    let s = setup("", None, MESSAGE);
+    let st = deliver_n(&s, &remote.nexthop(), 3);
+    assert!(st.iter().all(|s| s.log_word() == "sent"), "{st:?}");
+    assert_eq!(remote.connections.load(Ordering::SeqCst), 1, "one session for three messages");
+    let seen = SEEN_REUSE.lock().unwrap().clone();
+    let rsets = seen.iter().filter(|l| *l == "RSET").count();
+    assert_eq!(rsets, 2, "{seen:?}");
+    // With a reuse limit of 1 every message has its own session.
+    let remote = Remote::start(|r, w, _| recording(r, w, "", &SEEN_REUSE));
+    let s = setup("smtp_connection_reuse_count_limit = 1\n", None, MESSAGE);
+    let st = deliver_n(&s, &remote.nexthop(), 2);
+    assert!(st.iter().all(|s| s.log_word() == "sent"), "{st:?}");
+    assert_eq!(remote.connections.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn dsn_size_and_body_parameters_go_to_a_server_that_offers_them() {
+    let remote = Remote::start(|r, w, _| {
+        recording(r, w, "250-DSN\r\n250-SIZE 100000\r\n250-8BITMIME\r\n", &SEEN_DSN)
+    });
+    let content = "Subject: caf\u{e9}\n\n.dot line\nna\u{ef}ve\n".as_bytes();
+    let s = setup_with("", None, content, |e| {
+        e.esmtp.ret = Some(mail_types::esmtp::Ret::Hdrs);
+        e.esmtp.envid = Some("id+1=x".into());
+        e.esmtp.body = Some(mail_types::esmtp::Body::EightBitMime);
+        e.recipients[0].esmtp.notify =
+            Some(mail_types::esmtp::Notify { success: true, failure: true, delay: false });
+        e.recipients[0].esmtp.orcpt = Some(mail_types::esmtp::Orcpt {
+            addr_type: "rfc822".into(),
+            address: "old@postern.test".into(),
+        });
+    });
+    let st = deliver(&s, &remote.nexthop());
+    assert_eq!(st.log_word(), "sent", "{st:?}");
+    let seen = SEEN_DSN.lock().unwrap().clone();
+    let size = content.len() + content.iter().filter(|b| **b == b'\n').count();
+    assert!(
+        seen.contains(&format!(
+            "MAIL FROM:<suporte@postern.test> SIZE={size} BODY=8BITMIME RET=HDRS ENVID=id+2B1+3Dx"
+        )),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&"RCPT TO:<suporte@postern.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;old@postern.test".to_owned()),
+        "{seen:?}"
+    );
+    // Dot-stuffed, CRLF, the 8-bit octets as they were.
+    assert!(
+        seen.contains(&format!("BODY {:?}", "Subject: caf\u{e9}\r\n\r\n..dot line\r\nna\u{ef}ve\r\n")),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn over_the_servers_size_or_without_smtputf8_bounces_before_mail_from() {
+    let small = Remote::start(|r, w, _| serve_small(r, w));
+    let s = setup("", None, MESSAGE);
+    let st = deliver(&s, &small.nexthop());
+    assert_eq!(st.log_word(), "bounced", "{st:?}");
+    assert_eq!(st.dsn().to_string(), "5.3.4");
+    assert!(st.text().contains("exceeds size limit 10 of server 127.0.0.1[127.0.0.1]"), "{st:?}");
+
+    let plain = Remote::start(|r, w, _| serve_one(r, w, false, false));
+    let s = setup_with("", None, "Subject: ol\u{e1}\n\nx\n".as_bytes(), |e| {
+        e.esmtp.smtputf8 = true;
+    });
+    let st = deliver(&s, &plain.nexthop());
+    assert_eq!(st.log_word(), "bounced", "{st:?}");
+    assert_eq!(st.dsn().to_string(), "5.6.7");
+    assert!(st.text().contains("SMTPUTF8 is required, but was not offered"), "{st:?}");
+}
+
+fn serve_small(r: &mut BufReader<TcpStream>, w: &mut TcpStream) {
+    let _ = w.write_all(b"220 tiny.example ESMTP\r\n");
+    loop {
+        let l = line(r);
+        if l.is_empty() {
+            return;
+        }
+        if l.to_ascii_uppercase().starts_with("EHLO") {
+            let _ = w.write_all(b"250-tiny.example\r\n250 SIZE 10\r\n");
+        } else if l.to_ascii_uppercase().starts_with("MAIL") {
+            panic!("MAIL FROM sent to a server whose SIZE is too small: {l}");
+        } else {
+            let _ = w.write_all(b"221 bye\r\n");
+            return;
+        }
+    }
 }

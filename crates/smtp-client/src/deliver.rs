@@ -363,6 +363,9 @@ impl Agent {
                 Next::Try
             }
             Fail::Defer(st, relay) => {
+                // Postfix logs each server that could not be used, so an
+                // operator sees why the mail went to the next one.
+                tracing::info!("{}", st.text());
                 set_pending(rcpts, &st, &relay);
                 Next::Try
             }
