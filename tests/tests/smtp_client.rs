@@ -178,3 +178,37 @@ fn a_5xx_bounces_to_the_sender_with_a_report() {
     let line = wait_log(&a, &[&id, "status=bounced"], 20);
     assert!(line.contains("dsn=5.4.4") && line.contains("Host not found"), "{line}");
 }
+
+/// The ready workers of the service `smtp` of one type.
+fn smtp_pids(inst: &Instance, kind: &str) -> Vec<u32> {
+    inst.status()
+        .services
+        .iter()
+        .find(|s| s.name == "smtp" && s.kind == kind)
+        .map(|s| s.workers.iter().filter(|w| w.ready && !w.draining).map(|w| w.pid).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn smtp_inet_and_smtp_unix_restart_together_by_name_or_alone_by_type() {
+    let inst = Instance::start();
+    let inet = smtp_pids(&inst, "inet");
+    let unix = smtp_pids(&inst, "unix");
+    assert!(!inet.is_empty() && unix.len() == 1, "{:?}", inst.status());
+    let out = inst.postern(&["restart", "smtp/unix"]);
+    assert!(out.contains("smtp/unix"), "{out}");
+    let fresh = tests::wait_until(Duration::from_secs(20), || {
+        let now = smtp_pids(&inst, "unix");
+        (!now.is_empty() && now.iter().all(|p| !unix.contains(p))).then_some(now)
+    })
+    .expect("the SMTP client was not restarted");
+    assert_eq!(smtp_pids(&inst, "inet"), inet, "smtpd was restarted too");
+    let out = inst.postern(&["restart", "smtp"]);
+    assert!(out.contains("smtp/inet") && out.contains("smtp/unix"), "{out}");
+    tests::wait_until(Duration::from_secs(20), || {
+        let (i, u) = (smtp_pids(&inst, "inet"), smtp_pids(&inst, "unix"));
+        let replaced = |now: &[u32], old: &[u32]| !now.is_empty() && now.iter().all(|p| !old.contains(p));
+        (replaced(&i, &inet) && replaced(&u, &fresh)).then_some(())
+    })
+    .expect("postern restart smtp did not restart both services");
+}
