@@ -101,7 +101,9 @@ fn a_reaches_b_by_mx_preference_with_fallback_when_the_best_mx_is_down() {
         .lines()
         .position(|l| {
             l.contains(&refused)
-                && l.contains(&format!("connect to mx0.b.example[127.0.0.2]:{port}: Connection refused"))
+                && l.contains(&format!(
+                    "connect to mx0.b.example[127.0.0.2]:{port}: Connection refused"
+                ))
         })
         .unwrap_or_else(|| panic!("mx0 was not tried: {text}"));
     let sent = text.lines().position(|l| l.contains("status=sent")).unwrap();
@@ -119,10 +121,14 @@ fn a_reaches_b_by_mx_preference_with_fallback_when_the_best_mx_is_down() {
 #[test]
 fn a_4xx_defers_and_postqueue_f_delivers_after_b_is_fixed() {
     let b = start_b();
-    std::fs::write(b.dir.join("access"), "suporte@b.example 450 4.2.1 mailbox busy, come back later\n")
-        .unwrap();
+    std::fs::write(
+        b.dir.join("access"),
+        "suporte@b.example 450 4.2.1 mailbox busy, come back later\n",
+    )
+    .unwrap();
     let port = port_of(&b.addr("smtp"));
-    let dns = Zone::new().mx("b.example", 10, "mx.b.example").a("mx.b.example", "127.0.0.1").serve();
+    let dns =
+        Zone::new().mx("b.example", 10, "mx.b.example").a("mx.b.example", "127.0.0.1").serve();
     let a = start_a(dns.addr(), &port);
     let id = send(&a, "suporte@b.example", "deferred");
     let line = wait_log(&a, &[&id, "status=deferred"], 20);
@@ -170,10 +176,16 @@ fn a_5xx_bounces_to_the_sender_with_a_report() {
     // (5.4.6) and a domain that does not exist (5.4.4).
     let id = send(&a, "someone@null.example", "null mx");
     let line = wait_log(&a, &[&id, "status=bounced"], 20);
-    assert!(line.contains("dsn=5.1.10") && line.contains("does not accept mail (nullMX)"), "{line}");
+    assert!(
+        line.contains("dsn=5.1.10") && line.contains("does not accept mail (nullMX)"),
+        "{line}"
+    );
     let id = send(&a, "someone@loop.example", "loop");
     let line = wait_log(&a, &[&id, "status=bounced"], 20);
-    assert!(line.contains("dsn=5.4.6") && line.contains("mail for loop.example loops back to myself"), "{line}");
+    assert!(
+        line.contains("dsn=5.4.6") && line.contains("mail for loop.example loops back to myself"),
+        "{line}"
+    );
     let id = send(&a, "someone@nowhere.example", "nxdomain");
     let line = wait_log(&a, &[&id, "status=bounced"], 20);
     assert!(line.contains("dsn=5.4.4") && line.contains("Host not found"), "{line}");
@@ -207,7 +219,8 @@ fn smtp_inet_and_smtp_unix_restart_together_by_name_or_alone_by_type() {
     assert!(out.contains("smtp/inet") && out.contains("smtp/unix"), "{out}");
     tests::wait_until(Duration::from_secs(20), || {
         let (i, u) = (smtp_pids(&inst, "inet"), smtp_pids(&inst, "unix"));
-        let replaced = |now: &[u32], old: &[u32]| !now.is_empty() && now.iter().all(|p| !old.contains(p));
+        let replaced =
+            |now: &[u32], old: &[u32]| !now.is_empty() && now.iter().all(|p| !old.contains(p));
         (replaced(&i, &inet) && replaced(&u, &fresh)).then_some(())
     })
     .expect("postern restart smtp did not restart both services");

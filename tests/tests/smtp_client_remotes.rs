@@ -164,7 +164,12 @@ fn line(r: &mut BufReader<TcpStream>) -> String {
 
 /// A plain SMTP server that takes one message (offering STARTTLS when
 /// `starttls`), then QUIT.
-fn serve_one(r: &mut BufReader<TcpStream>, w: &mut TcpStream, starttls: bool, close_after_data: bool) {
+fn serve_one(
+    r: &mut BufReader<TcpStream>,
+    w: &mut TcpStream,
+    starttls: bool,
+    close_after_data: bool,
+) {
     let _ = w.write_all(b"220 remote.example ESMTP\r\n");
     loop {
         let l = line(r);
@@ -236,7 +241,11 @@ fn reply_lines_over_512_octets_and_garbage_defer() {
         std::thread::sleep(Duration::from_millis(500));
     });
     let st = deliver(&s, &garbage.nexthop());
-    assert_deferred(&st, "4.4.2", "malformed reply from 127.0.0.1[127.0.0.1] while receiving the initial server greeting: malformed reply: SSH-2.0");
+    assert_deferred(
+        &st,
+        "4.4.2",
+        "malformed reply from 127.0.0.1[127.0.0.1] while receiving the initial server greeting: malformed reply: SSH-2.0",
+    );
 }
 
 #[test]
@@ -247,7 +256,11 @@ fn a_close_after_data_defers_and_is_not_sent_again_elsewhere() {
     // message may have arrived, so the second entry is not tried.
     let hop = remote.nexthop();
     let st = deliver(&s, &format!("{hop},{hop}"));
-    assert_deferred(&st, "4.4.2", "while sending end of data -- message may be sent more than once");
+    assert_deferred(
+        &st,
+        "4.4.2",
+        "while sending end of data -- message may be sent more than once",
+    );
     assert_eq!(remote.connections.load(Ordering::SeqCst), 1);
 }
 
@@ -267,7 +280,11 @@ fn tls_handshake_failure_falls_back_to_plain_under_may_and_defers_under_encrypt(
     // A server without STARTTLS at all.
     let plain = Remote::start(|r, w, _| serve_one(r, w, false, false));
     let st = deliver(&s, &plain.nexthop());
-    assert_deferred(&st, "4.7.4", "TLS is required, but was not offered by host 127.0.0.1[127.0.0.1]");
+    assert_deferred(
+        &st,
+        "4.7.4",
+        "TLS is required, but was not offered by host 127.0.0.1[127.0.0.1]",
+    );
 }
 
 #[test]
@@ -328,7 +345,12 @@ static SEEN_DSN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new(
 
 /// A server offering `ehlo` (extension lines) that records every command
 /// and takes any number of messages per session.
-fn recording(r: &mut BufReader<TcpStream>, w: &mut TcpStream, ehlo: &str, seen: &std::sync::Mutex<Vec<String>>) {
+fn recording(
+    r: &mut BufReader<TcpStream>,
+    w: &mut TcpStream,
+    ehlo: &str,
+    seen: &std::sync::Mutex<Vec<String>>,
+) {
     let _ = w.write_all(b"220 remote.example ESMTP\r\n");
     loop {
         let l = line(r);
@@ -406,12 +428,18 @@ fn dsn_size_and_body_parameters_go_to_a_server_that_offers_them() {
         "{seen:?}"
     );
     assert!(
-        seen.contains(&"RCPT TO:<suporte@postern.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;old@postern.test".to_owned()),
+        seen.contains(
+            &"RCPT TO:<suporte@postern.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;old@postern.test"
+                .to_owned()
+        ),
         "{seen:?}"
     );
     // Dot-stuffed, CRLF, the 8-bit octets as they were.
     assert!(
-        seen.contains(&format!("BODY {:?}", "Subject: caf\u{e9}\r\n\r\n..dot line\r\nna\u{ef}ve\r\n")),
+        seen.contains(&format!(
+            "BODY {:?}",
+            "Subject: caf\u{e9}\r\n\r\n..dot line\r\nna\u{ef}ve\r\n"
+        )),
         "{seen:?}"
     );
 }

@@ -113,7 +113,8 @@ impl Agent {
             Ok(msg) => self.route(req, &msg, &mut rcpts).await,
             Err(text) => {
                 tracing::warn!("{}: cannot read queue file: {text}", req.queue_id);
-                let st = DeliveryStatus::defer(ds((4, 3, 0)), format!("cannot read queue file: {text}"));
+                let st =
+                    DeliveryStatus::defer(ds((4, 3, 0)), format!("cannot read queue file: {text}"));
                 for r in &mut rcpts {
                     r.status = Some(st.clone());
                 }
@@ -179,7 +180,13 @@ impl Agent {
         }
     }
 
-    async fn try_hops(&self, hops: &[Hop], msg: &Message, rcpts: &mut [Rcpt], fallback: bool) -> Next {
+    async fn try_hops(
+        &self,
+        hops: &[Hop],
+        msg: &Message,
+        rcpts: &mut [Rcpt],
+        fallback: bool,
+    ) -> Next {
         let mut tried = 0;
         for hop in hops {
             if pending(rcpts).is_empty() {
@@ -258,10 +265,12 @@ impl Agent {
             let mut hard: Option<DeliveryStatus> = None;
             for host in &hosts[..cut] {
                 match self.addresses(host).await {
-                    Ok(ips) => targets.extend(
-                        ips.into_iter()
-                            .map(|ip| Target { host: host.clone(), addr: SocketAddr::new(ip, port) }),
-                    ),
+                    Ok(ips) => {
+                        targets.extend(ips.into_iter().map(|ip| Target {
+                            host: host.clone(),
+                            addr: SocketAddr::new(ip, port),
+                        }))
+                    }
                     Err(st) if st.class() == Some(mail_types::Class::Transient) => soft = Some(st),
                     Err(st) => hard = Some(st),
                 }
@@ -287,11 +296,9 @@ impl Agent {
             self.resolver.ips(host).await.map_err(|e| dns_status(host, "A", &e))?
         } else {
             // Without DNS a [host] is looked up as libc does (/etc/hosts).
-            let found = tokio::time::timeout(
-                Duration::from_secs(10),
-                tokio::net::lookup_host((host, 0)),
-            )
-            .await;
+            let found =
+                tokio::time::timeout(Duration::from_secs(10), tokio::net::lookup_host((host, 0)))
+                    .await;
             match found {
                 Ok(Ok(it)) => it.map(|a| a.ip()).take(mail_dns::ADDRESS_LIMIT).collect(),
                 _ => return Err(dns_status(host, "A", &mail_dns::Error::Disabled)),
@@ -307,7 +314,9 @@ impl Agent {
         if ips.is_empty() {
             return Err(DeliveryStatus::bounce(
                 ds((5, 4, 4)),
-                format!("Host or domain name not found. Name service error for name={host} type=A: Host found but no data record of the type inet_protocols allows"),
+                format!(
+                    "Host or domain name not found. Name service error for name={host} type=A: Host found but no data record of the type inet_protocols allows"
+                ),
             ));
         }
         Ok(ips)
@@ -419,7 +428,16 @@ impl Agent {
                         )));
                     }
                     if let Some(summary) = &c.tls {
-                        tracing::info!("Anonymous TLS connection established to {}: {summary}", c.relay());
+                        // Postfix's words: may and encrypt do not check the
+                        // certificate, verify and secure do.
+                        let trust = match level {
+                            ClientLevel::Verify | ClientLevel::Secure => "Verified",
+                            _ => "Untrusted",
+                        };
+                        tracing::info!(
+                            "{trust} TLS connection established to {}: {summary}",
+                            c.relay()
+                        );
                     }
                     self.hello(&mut c).await?;
                 }
@@ -427,7 +445,11 @@ impl Agent {
                 (_, _) => {
                     return Err(defer(DeliveryStatus::defer(
                         ds((4, 7, 4)),
-                        format!("TLS is required, but host {} refused to start TLS: {}", c.name(), r.text()),
+                        format!(
+                            "TLS is required, but host {} refused to start TLS: {}",
+                            c.name(),
+                            r.text()
+                        ),
                     )));
                 }
             }
@@ -446,10 +468,10 @@ impl Agent {
     async fn hello(&self, c: &mut Conn) -> Result<(), Fail> {
         let p = &self.s.p;
         let relay = c.relay();
-        let r = c
-            .command(&format!("EHLO {}", p.smtp_helo_name), p.smtp_helo_timeout)
-            .await
-            .map_err(|e| Fail::Defer(conn_status(c, "performing the EHLO handshake", e), relay.clone()))?;
+        let r =
+            c.command(&format!("EHLO {}", p.smtp_helo_name), p.smtp_helo_timeout).await.map_err(
+                |e| Fail::Defer(conn_status(c, "performing the EHLO handshake", e), relay.clone()),
+            )?;
         let r = if r.is_ok() {
             c.ext = crate::reply::Extensions::from_ehlo(&r);
             r
@@ -594,7 +616,11 @@ impl Agent {
         {
             let st = DeliveryStatus::bounce(
                 ds((5, 3, 4)),
-                format!("message size {} exceeds size limit {limit} of server {}", msg.size, c.name()),
+                format!(
+                    "message size {} exceeds size limit {limit} of server {}",
+                    msg.size,
+                    c.name()
+                ),
             );
             all(rcpts, &st, true);
             return (Next::Stop, true);
@@ -723,7 +749,8 @@ impl Agent {
             all(rcpts, &st, fin);
             // A pipelined DATA may have been accepted without recipients'
             // mail: RSET clears it, and a cached session starts clean.
-            let healthy = matches!(c.command("RSET", p.smtp_mail_timeout).await, Ok(r) if r.is_ok());
+            let healthy =
+                matches!(c.command("RSET", p.smtp_mail_timeout).await, Ok(r) if r.is_ok());
             return (if fin { Next::Stop } else { Next::Try }, healthy);
         }
         let mut accepted = Vec::new();
@@ -737,7 +764,8 @@ impl Agent {
             }
         }
         if accepted.is_empty() {
-            let healthy = matches!(c.command("RSET", p.smtp_mail_timeout).await, Ok(r) if r.is_ok());
+            let healthy =
+                matches!(c.command("RSET", p.smtp_mail_timeout).await, Ok(r) if r.is_ok());
             let next = if todo.iter().any(|&i| !rcpts[i].done) { Next::Try } else { Next::Stop };
             return (next, healthy);
         }
@@ -762,7 +790,8 @@ impl Agent {
                 rcpts[i].done = data_reply.is_permanent();
                 stamp(rcpts, i);
             }
-            let healthy = matches!(c.command("RSET", p.smtp_mail_timeout).await, Ok(r) if r.is_ok());
+            let healthy =
+                matches!(c.command("RSET", p.smtp_mail_timeout).await, Ok(r) if r.is_ok());
             let next = if todo.iter().any(|&i| !rcpts[i].done) { Next::Try } else { Next::Stop };
             return (next, healthy);
         }
@@ -777,7 +806,10 @@ impl Agent {
         match c.reply(p.smtp_data_done_timeout).await {
             Ok(r) => {
                 let st = if r.is_ok() {
-                    DeliveryStatus::Sent { dsn: r.enhanced().unwrap_or(ds((2, 0, 0))), text: r.text() }
+                    DeliveryStatus::Sent {
+                        dsn: r.enhanced().unwrap_or(ds((2, 0, 0))),
+                        text: r.text(),
+                    }
                 } else {
                     failure(c, &r, "end of DATA")
                 };
@@ -786,7 +818,8 @@ impl Agent {
                     rcpts[i].done = !r.is_transient();
                     stamp(rcpts, i);
                 }
-                let next = if todo.iter().any(|&i| !rcpts[i].done) { Next::Try } else { Next::Stop };
+                let next =
+                    if todo.iter().any(|&i| !rcpts[i].done) { Next::Try } else { Next::Stop };
                 (next, true)
             }
             Err(e) => {
@@ -847,15 +880,21 @@ fn dns_status(name: &str, rtype: &str, e: &mail_dns::Error) -> DeliveryStatus {
     match e {
         mail_dns::Error::Disabled => DeliveryStatus::defer(
             ds((4, 4, 3)),
-            format!("Host or domain name not found: DNS lookups disabled (disable_dns_lookups = yes); cannot look up name={name} type={rtype}"),
+            format!(
+                "Host or domain name not found: DNS lookups disabled (disable_dns_lookups = yes); cannot look up name={name} type={rtype}"
+            ),
         ),
         mail_dns::Error::Temporary(why) => DeliveryStatus::defer(
             ds((4, 4, 3)),
-            format!("Host or domain name not found. Name service error for name={name} type={rtype}: Host not found, try again ({why})"),
+            format!(
+                "Host or domain name not found. Name service error for name={name} type={rtype}: Host not found, try again ({why})"
+            ),
         ),
         mail_dns::Error::NotFound | mail_dns::Error::InvalidName => DeliveryStatus::bounce(
             ds((5, 4, 4)),
-            format!("Host or domain name not found. Name service error for name={name} type={rtype}: Host not found"),
+            format!(
+                "Host or domain name not found. Name service error for name={name} type={rtype}: Host not found"
+            ),
         ),
     }
 }

@@ -71,10 +71,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 fn main() -> ExitCode {
     let result = (|| {
         let daemon = mail_daemon::init("smtp")?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
+        let rt =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         rt.block_on(run(daemon))
     })();
     mail_daemon::exit_on_fatal("smtp", result)
@@ -99,10 +97,8 @@ async fn run(mut daemon: mail_daemon::Daemon) -> anyhow::Result<()> {
 impl Service for Smtp {
     async fn connection(self: Arc<Self>, conn: Connection) {
         let Connection::Unix(mut stream) = conn else { return };
-        let read = mail_ipc::read_frame_async::<DeliveryRequest>(
-            &mut stream,
-            mail_ipc::frame::MAX_FRAME,
-        );
+        let read =
+            mail_ipc::read_frame_async::<DeliveryRequest>(&mut stream, mail_ipc::frame::MAX_FRAME);
         let req = match tokio::time::timeout(REQUEST_TIMEOUT, read).await {
             Ok(Ok(Some(req))) => req,
             Ok(Ok(None)) => return,
@@ -111,7 +107,10 @@ impl Service for Smtp {
                 return;
             }
             Err(_) => {
-                tracing::warn!("qmgr sent no delivery request within {}s", REQUEST_TIMEOUT.as_secs());
+                tracing::warn!(
+                    "qmgr sent no delivery request within {}s",
+                    REQUEST_TIMEOUT.as_secs()
+                );
                 return;
             }
         };

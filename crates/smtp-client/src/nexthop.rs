@@ -104,7 +104,9 @@ mod tests {
         );
         assert_eq!(parse("[ipv6:::1]").unwrap(), [hop("::1", None, false)]);
         assert_eq!(parse("[relay.example]:587").unwrap()[0].spelled(), "[relay.example]:587");
-        for bad in ["", " , ", "[x", "[x]y", "[x]:", "a:0", "a:99999", "1.2.3.4", "a b]", "::1", "a..b"] {
+        for bad in
+            ["", " , ", "[x", "[x]y", "[x]:", "a:0", "a:99999", "1.2.3.4", "a b]", "::1", "a..b"]
+        {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -27,7 +27,9 @@ fn smtp_reply_corpus() {
         let got = replies(&data);
         let name = e.file_name().to_string_lossy().into_owned();
         match name.as_str() {
-            "sent" => assert_eq!(got.unwrap()[0].text(), "250 2.0.0 Ok: queued as 19BCA3F2E1C0A7D2B01"),
+            "sent" => {
+                assert_eq!(got.unwrap()[0].text(), "250 2.0.0 Ok: queued as 19BCA3F2E1C0A7D2B01")
+            }
             "ehlo" => {
                 let e = smtp_client::reply::Extensions::from_ehlo(&got.unwrap()[0]);
                 assert!(e.pipelining && e.starttls && e.dsn && e.smtputf8 && e.eight_bit_mime);
@@ -41,7 +43,8 @@ fn smtp_reply_corpus() {
             "control_chars" => assert_eq!(got.unwrap()[0].text(), "550 5.1.1 bad?[31m?"),
             "bare_code" => assert_eq!(got.unwrap()[0].code, 354),
             "nexthop" => {
-                let hops = smtp_client::nexthop::parse(std::str::from_utf8(&data).unwrap()).unwrap();
+                let hops =
+                    smtp_client::nexthop::parse(std::str::from_utf8(&data).unwrap()).unwrap();
                 assert_eq!(hops.len(), 3);
             }
             // Files the fuzzer added: only that nothing panics.
