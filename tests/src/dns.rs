@@ -216,3 +216,52 @@ impl SilentDns {
         n
     }
 }
+
+/// A nameserver that answers every UDP query with SERVFAIL (and refuses
+/// TCP), as a broken or overloaded recursive resolver does. Stops on drop.
+#[derive(Debug)]
+pub struct ServfailDns {
+    addr: SocketAddr,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ServfailDns {
+    /// Binds a fresh port of 127.0.0.1 and starts answering.
+    pub fn start() -> ServfailDns {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP socket on 127.0.0.1");
+        let addr = udp.local_addr().expect("UDP socket address");
+        udp.set_read_timeout(Some(Duration::from_millis(100))).expect("UDP read timeout");
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((n, from)) = udp.recv_from(&mut buf) else { continue };
+                if n < 12 {
+                    continue;
+                }
+                // The query back with QR set, RA set and RCODE 2 (SERVFAIL).
+                let mut answer = buf[..n].to_vec();
+                answer[2] |= 0x80;
+                answer[3] = (answer[3] & 0xf0) | 0x80 | 2;
+                let _ = udp.send_to(&answer, from);
+            }
+        });
+        ServfailDns { addr, stop, thread: Some(thread) }
+    }
+
+    /// Where it answers.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for ServfailDns {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

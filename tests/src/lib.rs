@@ -79,6 +79,8 @@ pub struct Instance {
     pub report: StatusReport,
     /// The queue directory is a tmpfs this instance mounted.
     tmpfs: bool,
+    /// The network namespace master runs in, if not this one.
+    netns: Option<String>,
 }
 
 /// Options for [`Instance::start_with`].
@@ -94,6 +96,10 @@ pub struct Options {
     /// Mount a tmpfs of this many bytes as the queue directory (root
     /// only), so a test can fill the queue's file system.
     pub queue_tmpfs: Option<u64>,
+    /// Run master (and so every daemon) in this network namespace
+    /// (`ip netns exec NAME`; root only), so an instance can listen on
+    /// port 25 of an address of the test's own making.
+    pub netns: Option<String>,
 }
 
 impl Instance {
@@ -148,8 +154,15 @@ impl Instance {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        let (master, report) = start_master(&dir);
-        Instance { dir, _tmp: tmp, master, report, tmpfs: opts.queue_tmpfs.is_some() }
+        let (master, report) = start_master(&dir, opts.netns.as_deref());
+        Instance {
+            dir,
+            _tmp: tmp,
+            master,
+            report,
+            tmpfs: opts.queue_tmpfs.is_some(),
+            netns: opts.netns.clone(),
+        }
     }
 
     /// The listening address of an inet service (`smtpd`).
@@ -224,7 +237,7 @@ impl Instance {
     /// starts a new one on the same instance directory.
     pub fn restart_master(&mut self) {
         let _ = self.master.wait();
-        let (master, report) = start_master(&self.dir);
+        let (master, report) = start_master(&self.dir, self.netns.as_deref());
         self.master = master;
         self.report = report;
     }
@@ -528,8 +541,17 @@ pub fn wait_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Opt
     }
 }
 
-fn start_master(dir: &Path) -> (Child, StatusReport) {
-    let mut child = Command::new(bin("postern"))
+fn start_master(dir: &Path, netns: Option<&str>) -> (Child, StatusReport) {
+    // `ip netns exec` execs the command, so the child is master itself.
+    let mut command = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(bin("postern"));
+            c
+        }
+        None => Command::new(bin("postern")),
+    };
+    let mut child = command
         .arg("-c")
         .arg(dir)
         .args(["start-fg", "--ready-json"])

@@ -40,7 +40,7 @@ pub const MASTER_FILE: &str = "master.toml";
 const MAX_PROCS: u32 = 1000;
 
 /// How a service is reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ServiceKind {
     /// A TCP listener.
     Inet,
@@ -48,11 +48,26 @@ pub enum ServiceKind {
     Unix,
 }
 
+impl ServiceKind {
+    /// master.cf's word for the type.
+    pub fn word(self) -> &'static str {
+        match self {
+            ServiceKind::Inet => "inet",
+            ServiceKind::Unix => "unix",
+        }
+    }
+}
+
 /// One `[[service]]` entry, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceDef {
-    /// Unique service name.
+    /// Service name. Two services may share it when their types differ
+    /// (master.cf's `smtp inet` and `smtp unix`).
     pub name: String,
+    /// The service's identity in master's tables, status and logs: `name`
+    /// when no other service has that name, else `name/type` (`smtp/inet`,
+    /// `smtp/unix`), as `postconf -M` writes a master.cf entry.
+    pub id: String,
     /// inet or unix.
     pub kind: ServiceKind,
     /// inet: listen specs (see [`parse_listen`]); unix: socket paths
@@ -225,21 +240,48 @@ impl MasterFile {
         }
         let mut seen = HashSet::new();
         for def in &services {
-            if !seen.insert(def.name.as_str()) {
+            if !seen.insert((def.name.as_str(), def.kind)) {
                 errors.push(Error::Service {
                     path: path.to_owned(),
                     line: service_line(text, &def.name),
                     service: def.name.clone(),
-                    message: "duplicate service name".to_owned(),
+                    message: format!(
+                        "duplicate service name and type ({}/{})",
+                        def.name,
+                        def.kind.word()
+                    ),
                 });
+            }
+        }
+        let shared: HashSet<String> = services
+            .iter()
+            .filter(|d| services.iter().filter(|o| o.name == d.name).count() > 1)
+            .map(|d| d.name.clone())
+            .collect();
+        for def in &mut services {
+            if shared.contains(&def.name) {
+                def.id = format!("{}/{}", def.name, def.kind.word());
             }
         }
         if errors.is_empty() { Ok(MasterFile { services }) } else { Err(Errors(errors)) }
     }
 
-    /// The service called `name`.
+    /// The service called `name`: by its id (`smtp/unix`), else the
+    /// first of that name. Clients that connect (`socket_path`) want the
+    /// unix one, so they use [`MasterFile::unix_service`].
     pub fn service(&self, name: &str) -> Option<&ServiceDef> {
-        self.services.iter().find(|s| s.name == name)
+        self.services
+            .iter()
+            .find(|s| s.id == name)
+            .or_else(|| self.services.iter().find(|s| s.name == name))
+    }
+
+    /// The unix service called `name` (or with the id `name`), the one a
+    /// client connects to even when an inet service shares the name.
+    pub fn unix_service(&self, name: &str) -> Option<&ServiceDef> {
+        self.services
+            .iter()
+            .find(|s| s.kind == ServiceKind::Unix && (s.name == name || s.id == name))
     }
 
     /// Where clients reach the unix service `name`: the one function
@@ -247,7 +289,7 @@ impl MasterFile {
     /// or a service renamed in master.toml cannot leave a client knocking
     /// on an old path. The error names the service and says who needs it.
     pub fn socket_path(&self, queue_dir: &Path, name: &str) -> Result<PathBuf, String> {
-        match self.service(name) {
+        match self.unix_service(name).or_else(|| self.service(name)) {
             Some(def) if def.kind == ServiceKind::Unix => Ok(queue_dir.join(def.unix_socket())),
             Some(_) => Err(format!(
                 "service \"{name}\" in master.toml is not a unix service ({})",
@@ -374,6 +416,7 @@ fn parse_service(ctx: &mut Ctx<'_>, t: &Table) -> Option<ServiceDef> {
     }
     let mut def = ServiceDef {
         name: ctx.service.clone(),
+        id: ctx.service.clone(),
         kind: ServiceKind::Unix,
         listen: Vec::new(),
         private: true,
@@ -668,6 +711,22 @@ options = { syslog_name = "postern/pickup" }
     }
 
     #[test]
+    fn one_name_for_an_inet_and_a_unix_service() {
+        let both = format!(
+            "{GOOD}\n[[service]]\nname = \"smtpd\"\ntype = \"unix\"\ncommand = \"smtp-client\"\n"
+        );
+        let m = parse(&both).unwrap();
+        let q = Path::new("/q");
+        // Clients connect to the unix one; each has its own identity.
+        assert_eq!(m.socket_path(q, "smtpd").unwrap(), q.join("private/smtpd"));
+        let ids: Vec<&str> =
+            m.services.iter().filter(|s| s.name == "smtpd").map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["smtpd/inet", "smtpd/unix"]);
+        assert_eq!(m.service("smtpd/unix").map(|s| s.command.as_str()), Some("smtp-client"));
+        assert_eq!(m.service("local").map(|s| s.id.as_str()), Some("local"));
+    }
+
+    #[test]
     fn listen_specs() {
         let l = |s| parse_listen(s);
         assert_eq!(
@@ -706,7 +765,10 @@ options = { syslog_name = "postern/pickup" }
         let e = err(
             "[[service]]\nname = \"a\"\ntype = \"unix\"\n[[service]]\nname = \"a\"\ntype = \"unix\"\n",
         );
-        assert_eq!(e, "/etc/postern/master.toml:5: service \"a\": duplicate service name");
+        assert_eq!(
+            e,
+            "/etc/postern/master.toml:5: service \"a\": duplicate service name and type (a/unix)"
+        );
         let e = err(
             "[[service]]\nname = \"a\"\ntype = \"unix\"\n[service.options]\nsmtpd_timeout = \"soon\"\nmydestinaton = \"x\"\n",
         );

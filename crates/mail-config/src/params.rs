@@ -134,7 +134,7 @@ pub static PARAMS: &[Param] = &[
     p("mydestination", Kind::List, "$myhostname, localhost.$mydomain, localhost", "The domains this machine delivers locally."),
     p("mynetworks", Kind::List, "127.0.0.0/8, [::1]/128", "The client networks trusted to relay through this server (address/prefix entries)."),
     p("inet_interfaces", Kind::List, "all", "The addresses the inet services listen on: all, loopback-only, or a list of addresses."),
-    p("inet_protocols", Kind::List, "all", "Not yet implemented (listeners follow inet_interfaces only): the IP versions to use: all, ipv4, ipv6."),
+    p("inet_protocols", Kind::List, "all", "The IP versions the SMTP client connects over (all, ipv4, ipv6); listeners follow inet_interfaces only."),
     p("syslog_name", Kind::Str, "postern", "The prefix of every log line (postern/smtpd[PID]: ...)."),
     p("maillog_file", Kind::Path, "", "A file to write the log to; empty means standard error."),
     p("append_at_myorigin", Kind::Bool, "yes", "Append @$myorigin to addresses that have no domain."),
@@ -236,10 +236,8 @@ pub static PARAMS: &[Param] = &[
     p("smtpd_tls_wrappermode", Kind::Bool, "no", "Speak TLS from the first byte (implicit TLS, port 465), as the smtps service sets with an override; no means plain SMTP with STARTTLS."),
     p("smtpd_tls_auth_only", Kind::Bool, "yes", "Offer and accept AUTH only over TLS. Postern's default is yes (Postfix's is no), so that passwords never cross the network in clear unless configured so."),
     p("smtpd_tls_loglevel", Kind::Int { min: 0, max: 4 }, "0", "SMTP server TLS logging: 0 logs only failures, 1 also a summary line per handshake, 2 and more are accepted as 1."),
-    p("smtp_tls_security_level", Kind::Str, "", "Not yet implemented (there is no SMTP client yet): SMTP client TLS: none (or empty), may and encrypt (no certificate check, Postfix's opportunistic semantics), verify and secure (the certificate must verify against smtp_tls_CAfile or the system roots)."),
-    p("smtp_tls_CAfile", Kind::Path, "", "Not yet implemented (there is no SMTP client yet): the trusted CA certificates (PEM) for smtp_tls_security_level verify and secure; empty means the system's certificates (/etc/ssl/certs)."),
     // DNS (issue 7, dns): the shared resolver of crates/mail-dns, and smtpd's client name lookup.
-    p("disable_dns_lookups", Kind::Bool, "no", "Turn off every DNS lookup Postern makes (smtpd's client name lookups; the SMTP client's MX lookups once it exists): nothing is sent to any nameserver. Postfix's name, which Postfix deprecated for smtp_dns_support_level (its SMTP client only); Postern keeps it as the one switch for all daemons. postern init --dev sets it to yes."),
+    p("disable_dns_lookups", Kind::Bool, "no", "Turn off every DNS lookup Postern makes (smtpd's client name lookups, the SMTP client's MX and address lookups: its MX deliveries are deferred 4.4.3): nothing is sent to any nameserver. Postfix's name, which Postfix deprecated for smtp_dns_support_level (its SMTP client only); Postern keeps it as the one switch for all daemons. postern init --dev sets it to yes."),
     p("dns_resolver_addresses", Kind::List, "", "The nameservers Postern asks, in order, as IP, IP:port or [IPv6]:port (port 53 by default), over UDP and TCP; empty means the nameservers of /etc/resolv.conf, with /etc/hosts read first as libc does. Postern's own (Postfix always uses the system resolver)."),
     p("dns_resolver_timeout", SECONDS, "5s", "How long the resolver waits for one answer from one nameserver (resolv.conf's timeout option, which this overrides)."),
     p("dns_resolver_attempts", Kind::Int { min: 1, max: 10 }, "2", "How many times the resolver asks before a lookup fails (resolv.conf's attempts option, which this overrides)."),
@@ -252,7 +250,27 @@ pub static PARAMS: &[Param] = &[
     p("pop3_tls_wrappermode", Kind::Bool, "no", "Speak TLS from the first byte (implicit TLS, port 995), as the pop3s service sets with an override; no means plain POP3 with STLS when a certificate is configured."),
     p("pop3_plaintext_auth", Kind::Bool, "no", "Accept USER/PASS and AUTH PLAIN on an unencrypted connection from a non-loopback address (Dovecot's disable_plaintext_auth = no). The default no requires STLS or pop3s first; loopback clients may always log in."),
     // smtp client.
-    p("smtp_helo_name", Kind::Str, "$myhostname", "Not yet implemented (there is no SMTP client yet): the name the SMTP client sends in HELO/EHLO."),
+    // SMTP client (issue 8, smtpc): crates/smtp-client, service smtp/unix.
+    p("smtp_helo_name", Kind::Str, "$myhostname", "The name the SMTP client sends in HELO/EHLO."),
+    p("smtp_tls_security_level", Kind::Str, "", "SMTP client TLS: none (or empty), may (STARTTLS when offered, plain text when the handshake fails) and encrypt (TLS required; neither checks the certificate, Postfix's opportunistic semantics), verify and secure (the certificate must verify against smtp_tls_CAfile or the system roots and name the host)."),
+    p("smtp_tls_CAfile", Kind::Path, "", "The trusted CA certificates (PEM) for smtp_tls_security_level verify and secure; empty means the system's certificates (/etc/ssl/certs)."),
+    p("smtp_tcp_port", Kind::Int { min: 1, max: 65535 }, "25", "The TCP port the SMTP client connects to when the next hop names none (MX hosts, [host]). Postern's own: Postfix takes it from the smtp entry of /etc/services."),
+    p("smtp_address_preference", Kind::Str, "any", "Which addresses of a host the SMTP client tries first: ipv4, ipv6 or any (the order DNS gave)."),
+    p("smtp_fallback_relay", Kind::List, "", "Hosts to try, in order, after every host of a next hop failed temporarily (host, host:port, [host], [host]:port)."),
+    p("smtp_mx_address_limit", Kind::Int { min: 1, max: 100 }, "5", "The most addresses (of all MX hosts together) the SMTP client tries for one delivery."),
+    p("smtp_sasl_auth_enable", Kind::Bool, "no", "Authenticate to servers that offer AUTH (PLAIN or LOGIN) with a password from smtp_sasl_password_maps."),
+    p("smtp_sasl_password_maps", Kind::MapList, "", "Tables of user:password, keyed by [host]:port, [host], host:port, host, or the next-hop domain, as Postfix looks them up."),
+    p("smtp_connect_timeout", SECONDS, "30s", "How long the SMTP client waits for a TCP connection to complete."),
+    p("smtp_helo_timeout", SECONDS, "300s", "How long the SMTP client waits for the greeting and the reply to EHLO/HELO."),
+    p("smtp_starttls_timeout", SECONDS, "300s", "How long the SMTP client waits for the reply to STARTTLS and for the TLS handshake."),
+    p("smtp_mail_timeout", SECONDS, "300s", "How long the SMTP client waits for the reply to MAIL FROM (and to AUTH and RSET)."),
+    p("smtp_rcpt_timeout", SECONDS, "300s", "How long the SMTP client waits for the reply to each RCPT TO."),
+    p("smtp_data_init_timeout", SECONDS, "120s", "How long the SMTP client waits for the reply to DATA."),
+    p("smtp_data_xfer_timeout", SECONDS, "180s", "How long the SMTP client may take to send one chunk of the message content."),
+    p("smtp_data_done_timeout", SECONDS, "600s", "How long the SMTP client waits for the reply to the final dot."),
+    p("smtp_quit_timeout", SECONDS, "300s", "How long the SMTP client waits for the reply to QUIT."),
+    p("smtp_connection_cache_time_limit", SECONDS, "2s", "How long an idle SMTP session stays open for the next message to the same destination."),
+    p("smtp_connection_reuse_count_limit", Kind::Int { min: 0, max: INT_MAX }, "0", "How many messages one SMTP session may carry before it is closed; 0 means no limit."),
 ];
 
 /// The declaration of `name`, if there is one.
@@ -286,6 +304,7 @@ pub(crate) fn check_elements(name: &str, items: &[String]) -> Result<(), String>
             Ok(())
         }
         "inet_protocols" => one_of(&["all", "ipv4", "ipv6"]),
+        "smtp_address_preference" => one_word(items, &["any", "ipv4", "ipv6"], &[]),
         "smtpd_tls_security_level" => one_word(items, &["none", "may", "encrypt"], &[]),
         "smtp_tls_security_level" => one_word(
             items,
@@ -381,7 +400,8 @@ fn check_local_recipient_table(spec: &str) -> Result<(), String> {
 
 /// Parameters of kind [`Kind::Str`] whose value is one word from a fixed
 /// vocabulary, checked by [`check_elements`] like list elements.
-pub(crate) const WORD_PARAMS: &[&str] = &["smtpd_tls_security_level", "smtp_tls_security_level"];
+pub(crate) const WORD_PARAMS: &[&str] =
+    &["smtpd_tls_security_level", "smtp_tls_security_level", "smtp_address_preference"];
 
 /// At most one word, from `allowed`; `unsupported` are Postfix's words
 /// that Postern does not implement, refused with that reason.

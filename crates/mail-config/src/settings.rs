@@ -870,6 +870,115 @@ impl Dns {
     }
 }
 
+/// `smtp_address_preference`: which family of a host's addresses the
+/// SMTP client tries first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressPreference {
+    /// The order DNS gave.
+    Any,
+    /// IPv4 first.
+    Ipv4,
+    /// IPv6 first.
+    Ipv6,
+}
+
+/// The SMTP client's parameters (crates/smtp-client).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SmtpClient {
+    /// The EHLO/HELO name.
+    pub smtp_helo_name: String,
+    /// Our own name, for "loops back to myself".
+    pub myhostname: String,
+    /// `none`, `may`, `encrypt`, `verify`, `secure` (checked at load).
+    pub smtp_tls_security_level: String,
+    /// `smtp_tls_CAfile`: trust anchors for verify/secure; `None`: the
+    /// system's.
+    pub smtp_tls_cafile: Option<PathBuf>,
+    /// The port for next hops that name none.
+    pub smtp_tcp_port: u16,
+    /// Connect over IPv4 (`inet_protocols` all or ipv4).
+    pub ipv4: bool,
+    /// Connect over IPv6 (`inet_protocols` all or ipv6).
+    pub ipv6: bool,
+    /// Which family first.
+    pub smtp_address_preference: AddressPreference,
+    /// Tried after every host of the next hop failed temporarily.
+    pub smtp_fallback_relay: Vec<String>,
+    /// The most addresses tried per delivery.
+    pub smtp_mx_address_limit: usize,
+    /// AUTH to servers that offer it, with a password from the maps.
+    pub smtp_sasl_auth_enable: bool,
+    /// user:password tables.
+    pub smtp_sasl_password_maps: Vec<PathBuf>,
+    /// TCP connect.
+    pub smtp_connect_timeout: Duration,
+    /// Greeting and EHLO/HELO.
+    pub smtp_helo_timeout: Duration,
+    /// STARTTLS and the handshake.
+    pub smtp_starttls_timeout: Duration,
+    /// MAIL FROM, AUTH, RSET.
+    pub smtp_mail_timeout: Duration,
+    /// Each RCPT TO.
+    pub smtp_rcpt_timeout: Duration,
+    /// DATA.
+    pub smtp_data_init_timeout: Duration,
+    /// Each chunk of content sent.
+    pub smtp_data_xfer_timeout: Duration,
+    /// The reply to the final dot.
+    pub smtp_data_done_timeout: Duration,
+    /// QUIT.
+    pub smtp_quit_timeout: Duration,
+    /// How long an idle session is kept.
+    pub smtp_connection_cache_time_limit: Duration,
+    /// Messages per session; 0: no limit.
+    pub smtp_connection_reuse_count_limit: u64,
+}
+
+impl SmtpClient {
+    /// Reads the SMTP client's parameters.
+    pub fn new(main: &Main) -> SmtpClient {
+        SmtpClient::read(&Reader::new(main))
+    }
+
+    fn read(r: &Reader<'_>) -> SmtpClient {
+        let protocols: Vec<String> =
+            r.list("inet_protocols").iter().map(|p| p.to_ascii_lowercase()).collect();
+        let all = protocols.is_empty() || protocols.iter().any(|p| p == "all");
+        let preference = match r.str("smtp_address_preference").trim().to_ascii_lowercase().as_str()
+        {
+            "ipv4" => AddressPreference::Ipv4,
+            "ipv6" => AddressPreference::Ipv6,
+            _ => AddressPreference::Any,
+        };
+        SmtpClient {
+            smtp_helo_name: r.str("smtp_helo_name"),
+            myhostname: r.str("myhostname"),
+            smtp_tls_security_level: r.str("smtp_tls_security_level"),
+            smtp_tls_cafile: r.opt_path("smtp_tls_CAfile"),
+            smtp_tcp_port: u16::try_from(r.u64("smtp_tcp_port")).unwrap_or(25),
+            ipv4: all || protocols.iter().any(|p| p == "ipv4"),
+            ipv6: all || protocols.iter().any(|p| p == "ipv6"),
+            smtp_address_preference: preference,
+            smtp_fallback_relay: r.list("smtp_fallback_relay"),
+            smtp_mx_address_limit: r.usize("smtp_mx_address_limit"),
+            smtp_sasl_auth_enable: r.bool("smtp_sasl_auth_enable"),
+            smtp_sasl_password_maps: r.paths("smtp_sasl_password_maps"),
+            smtp_connect_timeout: r.duration("smtp_connect_timeout"),
+            smtp_helo_timeout: r.duration("smtp_helo_timeout"),
+            smtp_starttls_timeout: r.duration("smtp_starttls_timeout"),
+            smtp_mail_timeout: r.duration("smtp_mail_timeout"),
+            smtp_rcpt_timeout: r.duration("smtp_rcpt_timeout"),
+            smtp_data_init_timeout: r.duration("smtp_data_init_timeout"),
+            smtp_data_xfer_timeout: r.duration("smtp_data_xfer_timeout"),
+            smtp_data_done_timeout: r.duration("smtp_data_done_timeout"),
+            smtp_quit_timeout: r.duration("smtp_quit_timeout"),
+            smtp_connection_cache_time_limit: r.duration("smtp_connection_cache_time_limit"),
+            smtp_connection_reuse_count_limit: r.u64("smtp_connection_reuse_count_limit"),
+        }
+    }
+}
+
 /// A `dns_resolver_addresses` element: `IP` (port 53), `IPv4:port` or
 /// `[IPv6]:port`; a bare IPv6 address has no port.
 pub fn nameserver_address(s: &str) -> Option<std::net::SocketAddr> {
@@ -897,6 +1006,7 @@ fn typed_names(main: &Main) -> BTreeSet<&'static str> {
     let _ = Master::read(&r);
     let _ = Sendmail::read(&r);
     let _ = Dns::read(&r);
+    let _ = SmtpClient::read(&r);
     r.seen.into_inner()
 }
 
@@ -961,6 +1071,30 @@ mod tests {
     }
 
     #[test]
+    fn smtp_client_parameters() {
+        let c = SmtpClient::new(&load("myhostname = \"mx.example\""));
+        assert_eq!(c.smtp_helo_name, "mx.example");
+        assert_eq!(c.smtp_tcp_port, 25);
+        assert!(c.ipv4 && c.ipv6);
+        assert_eq!(c.smtp_address_preference, AddressPreference::Any);
+        assert_eq!(c.smtp_connect_timeout, Duration::from_secs(30));
+        assert_eq!(c.smtp_data_done_timeout, Duration::from_secs(600));
+        assert_eq!(c.smtp_connection_cache_time_limit, Duration::from_secs(2));
+        let c = SmtpClient::new(&load(
+            "inet_protocols = \"ipv4\"\nsmtp_address_preference = \"IPv6\"\nsmtp_tcp_port = 2525\n",
+        ));
+        assert!(c.ipv4 && !c.ipv6);
+        assert_eq!(c.smtp_address_preference, AddressPreference::Ipv6);
+        assert_eq!(c.smtp_tcp_port, 2525);
+        let bad = Main::from_str(
+            Path::new("/etc/postern/main.toml"),
+            "smtp_address_preference = \"ipv5\"\n",
+        )
+        .unwrap_err();
+        assert!(bad.to_string().contains("smtp_address_preference"), "{bad}");
+    }
+
+    #[test]
     fn the_unimplemented_list() {
         let mut names: Vec<_> =
             PARAMS.iter().filter(|p| is_unimplemented(p.name)).map(|p| p.name).collect();
@@ -970,12 +1104,8 @@ mod tests {
             [
                 "append_dot_mydomain",
                 "command_directory",
-                "inet_protocols",
                 "local_destination_concurrency_limit",
                 "setgid_group",
-                "smtp_helo_name",
-                "smtp_tls_CAfile",
-                "smtp_tls_security_level",
                 "strict_rfc821_envelopes",
             ]
         );

@@ -168,7 +168,7 @@ pub(crate) async fn run(dir: PathBuf, ready_json: bool) -> anyhow::Result<()> {
         env!("CARGO_PKG_VERSION"),
         m.dir.display()
     );
-    let names: Vec<String> = m.services.iter().map(|s| s.def.name.clone()).collect();
+    let names: Vec<String> = m.services.iter().map(|s| s.def.id.clone()).collect();
     for name in &names {
         m.start_wakeup(name);
         m.top_up(name);
@@ -245,11 +245,11 @@ impl Master {
     }
 
     fn service_mut(&mut self, name: &str) -> Option<&mut Service> {
-        self.services.iter_mut().find(|s| s.def.name == name)
+        self.services.iter_mut().find(|s| s.def.id == name)
     }
 
     fn service(&self, name: &str) -> Option<&Service> {
-        self.services.iter().find(|s| s.def.name == name)
+        self.services.iter().find(|s| s.def.id == name)
     }
 
     /// A unix service with one process (qmgr) must never run twice.

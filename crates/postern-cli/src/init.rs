@@ -139,7 +139,8 @@ inet_interfaces = ["loopback-only"]
 smtpd_banner = "$myhostname ESMTP $mail_name"
 
 # No DNS lookups at all: clients are named localhost (loopback) or unknown,
-# and nothing is sent to a nameserver. To look client names up as a server
+# nothing is sent to a nameserver, and mail for other domains waits
+# (deferred: DNS lookups disabled) unless it goes to a [host]:port relay. To look client names up as a server
 # on the Internet does (connect from host.example.org[192.0.2.1]):
 #   postconf -c {dir} -e "disable_dns_lookups = no"
 # which asks the nameservers of /etc/resolv.conf, or others given with
@@ -259,6 +260,15 @@ private = false
 wakeup = 300
 maxproc = 1
 command = "qmgr"
+
+# The SMTP client: mail for other domains, to their MX hosts or a
+# relayhost. The same name as the inet smtp service above, as in
+# master.cf; `postern restart smtp` restarts both, `smtp/unix` this one.
+[[service]]
+name = "smtp"
+type = "unix"
+maxproc = 1
+command = "smtp-client"
 
 [[service]]
 name = "local"

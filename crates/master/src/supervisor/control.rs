@@ -78,17 +78,27 @@ impl Master {
                 }
             },
             ControlRequest::Restart { service } => {
-                if self.service(&service).is_none() {
+                // `smtp` names every service called smtp (inet and unix);
+                // `smtp/unix` only the one with that id.
+                let ids: Vec<String> = self
+                    .services
+                    .iter()
+                    .filter(|s| s.def.id == service || s.def.name == service)
+                    .map(|s| s.def.id.clone())
+                    .collect();
+                if ids.is_empty() {
                     let names: Vec<&str> =
-                        self.services.iter().map(|s| s.def.name.as_str()).collect();
+                        self.services.iter().map(|s| s.def.id.as_str()).collect();
                     return ControlReply::Error(format!(
                         "no service named {service:?} in master.toml; services are: {}",
                         names.join(", ")
                     ));
                 }
-                self.restart(&service);
-                tracing::info!("service {service}: restarting");
-                ControlReply::Ok(format!("service {service} restarting"))
+                for id in &ids {
+                    self.restart(id);
+                    tracing::info!("service {id}: restarting");
+                }
+                ControlReply::Ok(format!("service {} restarting", ids.join(", ")))
             }
             ControlRequest::Stop => {
                 self.begin_stop();

@@ -37,7 +37,7 @@ impl Master {
         // the running system as it was.
         let mut fresh: HashMap<String, Vec<Bound>> = HashMap::new();
         for def in &mf.services {
-            let reusable = self.service(&def.name).is_some_and(|old| {
+            let reusable = self.service(&def.id).is_some_and(|old| {
                 old.def.kind == def.kind
                     && old.def.listen == def.listen
                     && old.def.private == def.private
@@ -45,24 +45,24 @@ impl Master {
             });
             if !reusable {
                 let bound = listen::bind(&main, def).map_err(|e| fail(format!("{e:#}")))?;
-                fresh.insert(def.name.clone(), bound);
+                fresh.insert(def.id.clone(), bound);
             }
         }
         self.main = main;
         let mut old: Vec<Service> = std::mem::take(&mut self.services);
         for def in mf.services {
             let generation = self.bump();
-            let (listeners, restarts) = match old.iter().position(|s| s.def.name == def.name) {
+            let (listeners, restarts) = match old.iter().position(|s| s.def.id == def.id) {
                 Some(i) => {
                     let mut s = old.swap_remove(i);
                     if let Some(h) = s.wakeup.take() {
                         h.abort();
                     }
                     let listeners =
-                        fresh.remove(&def.name).unwrap_or(std::mem::take(&mut s.listeners));
+                        fresh.remove(&def.id).unwrap_or(std::mem::take(&mut s.listeners));
                     (listeners, s.restarts)
                 }
-                None => (fresh.remove(&def.name).unwrap_or_default(), 0),
+                None => (fresh.remove(&def.id).unwrap_or_default(), 0),
             };
             self.services.push(Service {
                 def,
@@ -81,13 +81,13 @@ impl Master {
                 h.abort();
             }
             for (pid, w) in self.workers.iter_mut() {
-                if w.service == s.def.name {
+                if w.service == s.def.id {
                     w.draining = true;
                     let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGUSR1);
                 }
             }
         }
-        let names: Vec<String> = self.services.iter().map(|s| s.def.name.clone()).collect();
+        let names: Vec<String> = self.services.iter().map(|s| s.def.id.clone()).collect();
         for name in &names {
             for (pid, w) in self.workers.iter_mut() {
                 if &w.service == name && !w.draining {

@@ -13,7 +13,7 @@ impl Master {
         // An on-demand service has no worker until a client comes.
         let all_ready = self.services.iter().all(|s| {
             s.def.spawn == Spawn::OnDemand
-                || self.workers.values().filter(|w| w.service == s.def.name && w.ready).count()
+                || self.workers.values().filter(|w| w.service == s.def.id && w.ready).count()
                     >= s.def.maxproc as usize
         });
         if !all_ready {
@@ -42,7 +42,7 @@ impl Master {
                     let mut workers: Vec<WorkerStatus> = self
                         .workers
                         .iter()
-                        .filter(|(_, w)| w.service == s.def.name)
+                        .filter(|(_, w)| w.service == s.def.id)
                         .map(|(pid, w)| WorkerStatus {
                             pid: *pid,
                             started: epoch(w.started),
