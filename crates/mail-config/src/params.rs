@@ -181,7 +181,7 @@ pub static PARAMS: &[Param] = &[
     p("canonical_maps", Kind::MapList, "", "Tables that rewrite sender and recipient addresses (canonical(5)), in the envelope and in the headers as canonical_classes says."),
     p("sender_canonical_maps", Kind::MapList, "", "Tables that rewrite sender addresses, before canonical_maps, in the envelope and the headers as sender_canonical_classes says."),
     p("recipient_canonical_maps", Kind::MapList, "", "Tables that rewrite recipient addresses, before canonical_maps, in the envelope and the headers as recipient_canonical_classes says."),
-    p("virtual_alias_maps", Kind::MapList, "", "Tables that redirect recipients to one or more other addresses (virtual(5)), for every domain, in smtpd and pickup."),
+    p("virtual_alias_maps", Kind::MapList, "", "Tables that redirect recipients to one or more other addresses (virtual(5)), for every domain, in smtpd, pickup and the copies local delivery forwards."),
     p("virtual_alias_domains", Kind::List, "$virtual_alias_maps", "Domains whose addresses all come from virtual_alias_maps: names, or tables whose domain-only keys name them; unlisted addresses are rejected at RCPT TO."),
     p("virtual_alias_recursion_limit", int(1), "1000", "The deepest nesting of virtual alias expansion; deeper defers the message."),
     p("virtual_alias_expansion_limit", int(1), "1000", "The most addresses one recipient may expand to; more defers the message."),
