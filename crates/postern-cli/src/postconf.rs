@@ -448,9 +448,7 @@ message_size_limit = 10240000
                 file.display()
             )
         );
-        assert!(
-            std::fs::read_to_string(&file).unwrap().contains("setgid_group = \"mail\"")
-        );
+        assert!(std::fs::read_to_string(&file).unwrap().contains("setgid_group = \"mail\""));
         let (code, _, err) = cli(d.path(), &["myhostname = mx.example.org"]);
         assert_eq!((code, err.as_str()), (0, ""), "only the parameters being set are warned about");
     }
