@@ -3,7 +3,8 @@
 //! maximal_backoff_time, its sender gets one delay warning once it is
 //! delay_warning_time old (unless NOTIFY leaves out DELAY), and after
 //! maximal_queue_lifetime it comes back as a well-formed RFC 3464 report
-//! (parsed with mail-parser) and leaves the queue.
+//! (parsed with mail-parser; the whole message for RET=FULL, the headers
+//! otherwise) and leaves the queue.
 //!
 //! Remote mail cannot leave this instance: it has no SMTP client service.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
@@ -44,8 +45,11 @@ fn delay_warning_once_then_expiry_returns_the_mail() {
     });
     let mut c = inst.smtp();
     c.ehlo("client.example");
-    let warned =
-        c.send_mail("suporte@postern.test", &["u@remote.example"], "Subject: a\n\nbody a\n");
+    c.cmd("MAIL FROM:<suporte@postern.test> RET=FULL", 250);
+    c.cmd("RCPT TO:<u@remote.example>", 250);
+    c.cmd("DATA", 354);
+    c.send_raw(b"Subject: a\r\n\r\nbody a\r\n.\r\n");
+    let warned = c.expect_code(250).rsplit(' ').next().unwrap().to_owned();
     c.cmd("MAIL FROM:<suporte@postern.test>", 250);
     c.cmd("RCPT TO:<v@remote.example> NOTIFY=FAILURE", 250);
     c.cmd("DATA", 354);
@@ -92,7 +96,9 @@ fn delay_warning_once_then_expiry_returns_the_mail() {
         .filter(|t| t.contains("Subject: Undelivered Mail Returned to Sender"))
         .collect();
     assert_eq!(bounces.len(), 2, "{texts:#?}");
-    for (rcpt, body) in [("u@remote.example", "body a"), ("v@remote.example", "body b")] {
+    for (rcpt, body, full) in
+        [("u@remote.example", "body a", true), ("v@remote.example", "body b", false)]
+    {
         let b = bounces
             .iter()
             .find(|t| t.contains(&format!("Final-Recipient: rfc822; {rcpt}")))
@@ -101,8 +107,12 @@ fn delay_warning_once_then_expiry_returns_the_mail() {
         assert!(dsn.contains("Action: failed") && dsn.contains("Status: 4.4.7"), "{dsn}");
         assert!(dsn.contains("message expired after"), "{dsn}");
         assert!(dsn.contains("delivery temporarily suspended"), "the last error is kept: {dsn}");
-        // No RET: the whole message comes back.
-        assert!(b.contains("Content-Type: message/rfc822") && b.contains(body), "{b}");
+        // RET=FULL: the whole message comes back; without RET, its headers.
+        if full {
+            assert!(b.contains("Content-Type: message/rfc822") && b.contains(body), "{b}");
+        } else {
+            assert!(b.contains("Content-Type: text/rfc822-headers") && !b.contains(body), "{b}");
+        }
     }
     for id in [&warned, &quiet] {
         assert!(log.contains(&format!("{id}: sender non-delivery notification: ")), "{log}");

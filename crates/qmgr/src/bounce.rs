@@ -6,10 +6,11 @@
 //! Which recipients a notice covers follows the DSN requests stored in
 //! the envelope (RFC 3461): `NOTIFY=NEVER` gets nothing, `SUCCESS` a
 //! success notice, a recipient without `NOTIFY` failure and delay
-//! notices (Postfix's default). `RET=HDRS` returns only the header block;
-//! otherwise a failure report returns the whole message up to
-//! [`MAX_RETURNED`] (Postfix's `bounce_size_limit`), and delay and success
-//! notices return the headers. `ENVID` and `ORCPT` come back as
+//! notices (Postfix's default). A failure report returns the whole message
+//! (up to [`MAX_RETURNED`], Postfix's `bounce_size_limit`) only for
+//! `RET=FULL`; otherwise, and in delay and success notices, the header
+//! block. Decision: without RET Postern returns the headers, where
+//! Postfix returns the message: a body is not sent back unasked. `ENVID` and `ORCPT` come back as
 //! `Original-Envelope-Id` and `Original-Recipient`.
 
 use mail_builder::MessageBuilder;
@@ -232,7 +233,7 @@ pub(crate) struct Notice<'a> {
 pub(crate) fn build(host: &Host, n: &Notice<'_>, notice_id: &QueueId) -> Vec<u8> {
     let Notice { kind, id, envelope, content, items, now } = *n;
     let whole = kind == Kind::Failure
-        && envelope.esmtp.ret != Some(Ret::Hdrs)
+        && envelope.esmtp.ret == Some(Ret::Full)
         && content.len() <= MAX_RETURNED;
     let returned = if whole {
         MimePart::new(ContentType::new("message/rfc822"), BodyPart::Binary(content.into()))
@@ -401,7 +402,7 @@ mod tests {
             Kind::Failure,
             &id,
             &QueueId::generate(),
-            &envelope(None),
+            &envelope(Some(Ret::Full)),
             CONTENT,
             &failed(),
             1_700_000_100,
@@ -428,7 +429,7 @@ mod tests {
         assert!(text.contains("Original-Recipient: rfc822; No@Example.org\n"));
         assert!(text.contains("Action: failed\nStatus: 5.1.1\n"));
         assert!(text.contains("Content-Type: message/rfc822\n"), "{text}");
-        assert!(text.contains("secret body"), "RET absent: the whole message comes back");
+        assert!(text.contains("secret body"), "RET=FULL: the whole message comes back");
     }
 
     #[test]
@@ -493,6 +494,22 @@ mod tests {
 
     #[test]
     fn a_big_message_comes_back_as_headers_and_fields_stay_one_line() {
+        let id = QueueId::generate();
+        let text = parse(&build8(
+            &host(),
+            Kind::Failure,
+            &id,
+            &id,
+            &envelope(None),
+            CONTENT,
+            &failed(),
+            1,
+        ));
+        assert!(
+            text.contains("Content-Type: text/rfc822-headers\n") && !text.contains("secret body"),
+            "no RET: headers"
+        );
+
         let mut big = b"Subject: big\n\n".to_vec();
         big.extend(std::iter::repeat_n(b'x', MAX_RETURNED));
         let items = vec![Item {
@@ -500,13 +517,12 @@ mod tests {
             action: Action::Failed,
             status: DeliveryStatus::bounce(EnhancedStatus(5, 0, 0), "a\nInjected: yes\u{7}"),
         }];
-        let id = QueueId::generate();
         let text = parse(&build(
             &host(),
             &Notice {
                 kind: Kind::Failure,
                 id: &id,
-                envelope: &envelope(None),
+                envelope: &envelope(Some(Ret::Full)),
                 content: &big,
                 items: &items,
                 now: 1,
