@@ -189,15 +189,26 @@ fn start(dir: &Path) -> Result<(), String> {
         .process_group(0)
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+    // An on-demand service (pop3-mail) has no worker until a client needs one.
+    let on_demand: Vec<String> = mail_config::MasterFile::load(dir)
+        .map(|m| {
+            m.services
+                .into_iter()
+                .filter(|s| s.spawn == mail_config::Spawn::OnDemand)
+                .map(|s| s.name)
+                .collect()
+        })
+        .unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(Some(st)) = child.try_wait() {
             return Err(format!("master exited ({st}) during start-up; see {}", log.display()));
         }
         if let Ok(ControlReply::Status(r)) = control(&main, &ControlRequest::Status)
-            && r.services
-                .iter()
-                .all(|s| s.workers.iter().filter(|w| w.ready).count() >= s.maxproc as usize)
+            && r.services.iter().all(|s| {
+                on_demand.contains(&s.name)
+                    || s.workers.iter().filter(|w| w.ready).count() >= s.maxproc as usize
+            })
         {
             println!(
                 "postern: the Postern mail system is running (master pid {}); log: {}",
