@@ -685,7 +685,10 @@ fn merge(
         // A file that went away since the listing is simply not there;
         // one we cannot read is tried again next time.
         match measure(&path, key) {
-            Ok((size, date)) => arrivals.push((date, key.as_str(), *in_new, name.clone(), size)),
+            Ok((size, date, micros)) => {
+                let order = (date, name_micros(key).unwrap_or(micros));
+                arrivals.push((order, key.as_str(), *in_new, name.clone(), size, date));
+            }
             Err(Error::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
             Err(e) => {
                 let reason = match e {
@@ -700,7 +703,7 @@ fn merge(
     arrivals.sort();
     let mut uid_next = base.uid_next;
     let used: HashSet<u32> = records.iter().map(|r| r.uid).collect();
-    for (date, key, in_new, name, size) in arrivals {
+    for (_, key, in_new, name, size, date) in arrivals {
         let uid = match imported.and_then(|m| m.get(key)) {
             Some(&uid) if !used.contains(&uid) && uid < base.uid_next => uid,
             _ => {
@@ -728,8 +731,9 @@ fn fresh(old: Option<u32>) -> Index {
     Index { uid_validity: validity, uid_next: 1, records: Vec::new() }
 }
 
-/// Size and internal date of a message seen for the first time.
-fn measure(path: &Path, key: &str) -> Result<(u64, i64), Error> {
+/// Size, internal date and the microseconds of the mtime (which orders
+/// arrivals within one second where the name does not).
+fn measure(path: &Path, key: &str) -> Result<(u64, i64, i64), Error> {
     let file = open_regular(path)?;
     let meta = file.metadata().map_err(|source| Error::Read { path: path.to_owned(), source })?;
     let size = match name_field(key, "W=") {
@@ -737,7 +741,20 @@ fn measure(path: &Path, key: &str) -> Result<(u64, i64), Error> {
         None => crlf::crlf_size(&file)
             .map_err(|source| Error::Read { path: path.to_owned(), source })?,
     };
-    Ok((size, meta.mtime()))
+    Ok((size, meta.mtime(), meta.mtime_nsec() / 1000))
+}
+
+/// The microseconds of a name of the recommended form
+/// `secs.M{usec}P{pid}...` (ours, Dovecot's): a string sort would put
+/// `M105400` before `M65634`.
+fn name_micros(key: &str) -> Option<i64> {
+    let rest = key.split_once('.')?.1.strip_prefix('M')?;
+    let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    let digits = &rest[..end];
+    if digits.is_empty() || digits.len() > 7 {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 /// The number after `,W=` (or another `,X=` field) in a unique name.

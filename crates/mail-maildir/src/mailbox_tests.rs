@@ -604,3 +604,26 @@ fn cur_removed_during_a_session_is_an_error_not_a_missing_message() {
     assert_eq!(files(&md.join("new")), [a]);
     assert_eq!(read(&mb, 1), b"a\n");
 }
+
+#[test]
+fn arrivals_in_one_second_keep_delivery_order() {
+    assert_eq!(name_micros("1796153420.M65634P10689Q91.host,S=16"), Some(65634));
+    assert_eq!(name_micros("1796153420.M105400P1Q2.host"), Some(105_400));
+    assert_eq!(name_micros("plain"), None);
+    assert_eq!(name_micros("1.Mx"), None);
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("Maildir");
+    crate::make(&md).unwrap();
+    // Same mtime second: the microseconds in the names decide, not a
+    // string sort of the names.
+    let late = md.join("new/1700000000.M105400P1Q2.host");
+    let early = md.join("new/1700000000.M65634P1Q1.host");
+    for p in [&late, &early] {
+        fs::write(p, "x").unwrap();
+        let tv = nix::sys::time::TimeVal::new(1_700_000_000, 0);
+        nix::sys::stat::utimes(p.as_path(), &tv, &tv).unwrap();
+    }
+    let mb = Mailbox::open(&md).unwrap();
+    assert_eq!(mb.messages()[0].key, "1700000000.M65634P1Q1.host");
+    assert_eq!(mb.messages()[1].key, "1700000000.M105400P1Q2.host");
+}
