@@ -4,6 +4,7 @@
 //! high port. MX preference and fallback, a 4xx that defers until B is
 //! fixed and `postqueue -f`, a 5xx that bounces with a DSN to the sender,
 //! a null MX, an MX that is A itself, and no such domain.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 use std::path::Path;
 use std::time::Duration;
@@ -96,7 +97,7 @@ fn a_reaches_b_by_mx_preference_with_fallback_when_the_best_mx_is_down() {
     assert!(line.contains(&format!("relay=mx1.b.example[127.0.0.1]:{port}")), "{line}");
     // The best MX was tried first, and its failure logged.
     let text = log(&a);
-    let refused = format!("postern/smtp[");
+    let refused = "postern/smtp[".to_string();
     let tried = text
         .lines()
         .position(|l| {
@@ -134,7 +135,7 @@ fn a_4xx_defers_and_postqueue_f_delivers_after_b_is_fixed() {
     let line = wait_log(&a, &[&id, "status=deferred"], 20);
     assert!(line.contains("dsn=4.2.1"), "{line}");
     assert!(
-        line.contains(&format!("(host mx.b.example[127.0.0.1] said: 450 4.2.1 <suporte@b.example>: Recipient address rejected: mailbox busy, come back later (in reply to RCPT TO command))")),
+        line.contains("(host mx.b.example[127.0.0.1] said: 450 4.2.1 <suporte@b.example>: Recipient address rejected: mailbox busy, come back later (in reply to RCPT TO command))"),
         "{line}"
     );
     assert!(b.new_mail("suporte").is_empty());

@@ -3,6 +3,7 @@
 //! listening on port 25 of its own address, as real MX hosts do. The
 //! DNS server runs inside A's namespace. Skipped (with the reason
 //! printed) when not root or without `ip`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 use std::os::fd::AsFd;
 use std::path::Path;
@@ -61,13 +62,13 @@ impl Drop for Net {
 /// The smtp service of a dev instance also listens on ADDR:25.
 fn listen_on_25(dir: &Path, addr: &str) {
     let path = dir.join("master.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
+    let text = std::fs::read_to_string(&path).expect("read master.toml");
     let text = text.replacen(
         "listen = [\"127.0.0.1:0\"]",
         &format!("listen = [\"127.0.0.1:0\", \"{addr}:25\"]"),
         1,
     );
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(&path, text).expect("write master.toml");
     tests::log_to_file(dir);
 }
 
