@@ -943,6 +943,22 @@ pub fn log_to_file(dir: &Path) {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// `before_start` hook: the instance logs to a file and has no SMTP client
+/// (the `smtp` unix service is taken out of master.toml), so remote mail
+/// fails as an agent that is down, for tests of what qmgr does with a
+/// dead destination.
+pub fn log_to_file_without_smtp_client(dir: &Path) {
+    log_to_file(dir);
+    let path = dir.join("master.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let block = "[[service]]\nname = \"smtp\"\ntype = \"unix\"\n";
+    let start = text.find(block).expect("master.toml has the smtp unix service");
+    let end = text[start + block.len()..]
+        .find("[[service]]")
+        .map_or(text.len(), |i| start + block.len() + i);
+    std::fs::write(&path, format!("{}{}", &text[..start], &text[end..])).unwrap();
+}
+
 /// A queue file in format version 1 (no checksums), the way a file from
 /// before the checksums, damaged or forged, looks. Its envelope has the
 /// fields of versions 1 and 2 (none of version 3's ESMTP facts), in

@@ -4,7 +4,7 @@
 //! keeps flowing. `postqueue -s SITE` (FlushSite) retries only the mail
 //! for that site and revives it; `postqueue -i ID` (FlushId) one message.
 //!
-//! The instance has no SMTP client service, so every remote delivery
+//! The instance has no SMTP client service (taken out of master.toml), so every remote delivery
 //! fails as a connection to `private/smtp` that nobody answers: a
 //! destination that is down, as qmgr sees it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
@@ -12,7 +12,7 @@
 use mail_ipc::trigger::Trigger;
 use mail_types::QueueId;
 use std::time::{Duration, Instant};
-use tests::{Instance, Options, log_to_file, wait_until};
+use tests::{Instance, Options, wait_until};
 
 const REMOTE: usize = 40;
 
@@ -40,7 +40,7 @@ fn wait_log(inst: &Instance, what: &str, f: impl Fn(&str) -> bool) -> String {
 #[test]
 fn a_dead_destination_defers_at_once_and_never_delays_local_mail() {
     let inst = Instance::start_with(Options {
-        before_start: Some(log_to_file),
+        before_start: Some(tests::log_to_file_without_smtp_client),
         // Nothing is retried by the clock during the test.
         postconf: vec!["minimal_backoff_time = 1h".into(), "maximal_backoff_time = 2h".into()],
         ..Default::default()

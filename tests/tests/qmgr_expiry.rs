@@ -6,12 +6,13 @@
 //! (parsed with mail-parser; the whole message for RET=FULL, the headers
 //! otherwise) and leaves the queue.
 //!
-//! Remote mail cannot leave this instance: it has no SMTP client service.
+//! Remote mail cannot leave this instance: it has no SMTP client service
+//! (taken out of master.toml).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 use mail_parser::{MessageParser, MimeHeaders};
 use std::time::Duration;
-use tests::{Instance, Options, log_to_file, wait_until};
+use tests::{Instance, Options, wait_until};
 
 fn maillog(inst: &Instance) -> String {
     std::fs::read_to_string(inst.dir.join("maillog")).unwrap_or_default()
@@ -33,7 +34,7 @@ fn delivery_status(raw: &str) -> String {
 #[test]
 fn delay_warning_once_then_expiry_returns_the_mail() {
     let inst = Instance::start_with(Options {
-        before_start: Some(log_to_file),
+        before_start: Some(tests::log_to_file_without_smtp_client),
         postconf: vec![
             "queue_run_delay = 1s".into(),
             "minimal_backoff_time = 1s".into(),

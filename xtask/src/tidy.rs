@@ -159,13 +159,14 @@ fn param_line(line: &str) -> Option<(&str, &str, &str)> {
     Some((name, default, doc))
 }
 
-/// Whether `code` mentions `name` as a field (`.name`) or a literal
-/// (`"name"`), the two ways a program reads a parameter.
+/// Whether `code` mentions `name` as a field (`.name`, lower case, as a
+/// Rust field must be: `smtp_tls_CAfile` is read as `.smtp_tls_cafile`)
+/// or a literal (`"name"`), the two ways a program reads a parameter.
 fn mentions(code: &str, name: &str) -> bool {
     if code.contains(&format!("\"{name}\"")) {
         return true;
     }
-    let field = format!(".{name}");
+    let field = format!(".{}", name.to_ascii_lowercase());
     code.match_indices(&field).any(|(at, _)| {
         !code[at + field.len()..]
             .bytes()

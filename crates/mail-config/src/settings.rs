@@ -870,6 +870,15 @@ impl Dns {
     }
 }
 
+/// `inet_protocols`: which IP versions the SMTP client connects over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InetProtocols {
+    /// `all` or `ipv4`.
+    pub ipv4: bool,
+    /// `all` or `ipv6`.
+    pub ipv6: bool,
+}
+
 /// `smtp_address_preference`: which family of a host's addresses the
 /// SMTP client tries first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -897,10 +906,8 @@ pub struct SmtpClient {
     pub smtp_tls_cafile: Option<PathBuf>,
     /// The port for next hops that name none.
     pub smtp_tcp_port: u16,
-    /// Connect over IPv4 (`inet_protocols` all or ipv4).
-    pub ipv4: bool,
-    /// Connect over IPv6 (`inet_protocols` all or ipv6).
-    pub ipv6: bool,
+    /// The IP versions to connect over.
+    pub inet_protocols: InetProtocols,
     /// Which family first.
     pub smtp_address_preference: AddressPreference,
     /// Tried after every host of the next hop failed temporarily.
@@ -957,8 +964,10 @@ impl SmtpClient {
             smtp_tls_security_level: r.str("smtp_tls_security_level"),
             smtp_tls_cafile: r.opt_path("smtp_tls_CAfile"),
             smtp_tcp_port: u16::try_from(r.u64("smtp_tcp_port")).unwrap_or(25),
-            ipv4: all || protocols.iter().any(|p| p == "ipv4"),
-            ipv6: all || protocols.iter().any(|p| p == "ipv6"),
+            inet_protocols: InetProtocols {
+                ipv4: all || protocols.iter().any(|p| p == "ipv4"),
+                ipv6: all || protocols.iter().any(|p| p == "ipv6"),
+            },
             smtp_address_preference: preference,
             smtp_fallback_relay: r.list("smtp_fallback_relay"),
             smtp_mx_address_limit: r.usize("smtp_mx_address_limit"),
@@ -1075,7 +1084,7 @@ mod tests {
         let c = SmtpClient::new(&load("myhostname = \"mx.example\""));
         assert_eq!(c.smtp_helo_name, "mx.example");
         assert_eq!(c.smtp_tcp_port, 25);
-        assert!(c.ipv4 && c.ipv6);
+        assert!(c.inet_protocols.ipv4 && c.inet_protocols.ipv6);
         assert_eq!(c.smtp_address_preference, AddressPreference::Any);
         assert_eq!(c.smtp_connect_timeout, Duration::from_secs(30));
         assert_eq!(c.smtp_data_done_timeout, Duration::from_secs(600));
@@ -1083,7 +1092,7 @@ mod tests {
         let c = SmtpClient::new(&load(
             "inet_protocols = \"ipv4\"\nsmtp_address_preference = \"IPv6\"\nsmtp_tcp_port = 2525\n",
         ));
-        assert!(c.ipv4 && !c.ipv6);
+        assert!(c.inet_protocols.ipv4 && !c.inet_protocols.ipv6);
         assert_eq!(c.smtp_address_preference, AddressPreference::Ipv6);
         assert_eq!(c.smtp_tcp_port, 2525);
         let bad = Main::from_str(

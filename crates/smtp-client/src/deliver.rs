@@ -304,8 +304,10 @@ impl Agent {
                 _ => return Err(dns_status(host, "A", &mail_dns::Error::Disabled)),
             }
         };
-        let mut ips: Vec<IpAddr> =
-            ips.into_iter().filter(|ip| if ip.is_ipv4() { p.ipv4 } else { p.ipv6 }).collect();
+        let mut ips: Vec<IpAddr> = ips
+            .into_iter()
+            .filter(|ip| if ip.is_ipv4() { p.inet_protocols.ipv4 } else { p.inet_protocols.ipv6 })
+            .collect();
         match p.smtp_address_preference {
             AddressPreference::Any => {}
             AddressPreference::Ipv4 => ips.sort_by_key(|ip| !ip.is_ipv4()),
