@@ -4,7 +4,7 @@
 //! DESCRIPTION
 //!   authd is the one process that checks passwords (what
 //!   courier-authdaemon is in the tutorial, and Dovecot's auth process):
-//!   smtpd (SASL PLAIN and LOGIN), and later pop3d and imapd, send it a
+//!   smtpd (SASL PLAIN and LOGIN) and pop3d, and later imapd, send it a
 //!   user name, a password, the client's address and whether the
 //!   connection is TLS, over `private/authd` (`mail_ipc::auth`), and get
 //!   back `Ok` with the user's canonical name, uid, gid and home, `Fail`
