@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod getopt;
 pub mod init;
 pub mod maildirmake;
 pub mod postcat;

@@ -68,40 +68,20 @@ const USAGE: &str = "usage: postcat [-b (body)] [-c config_dir] [-e (envelope)] 
 
 fn parse_args(args: &[String]) -> Result<Request, String> {
     let mut req = Request::default();
-    let mut i = 0;
-    while i < args.len() {
-        let arg = &args[i];
-        if arg == "--" {
-            i += 1;
-            break;
+    let (opts, names) = crate::getopt::parse(args, "c")
+        .map_err(|c| format!("option requires an argument -- '{c}'\n{USAGE}"))?;
+    for (c, value) in opts {
+        match c {
+            'b' => req.show.body = true,
+            'e' => req.show.envelope = true,
+            'h' => req.show.header = true,
+            'q' => req.queue_id = true,
+            'v' => {}
+            'c' => req.config_dir = value.map(PathBuf::from),
+            other => return Err(format!("invalid option -- '{other}'\n{USAGE}")),
         }
-        let Some(flags) = arg.strip_prefix('-').filter(|f| !f.is_empty()) else { break };
-        for (at, c) in flags.char_indices() {
-            match c {
-                'b' => req.show.body = true,
-                'e' => req.show.envelope = true,
-                'h' => req.show.header = true,
-                'q' => req.queue_id = true,
-                'v' => {}
-                'c' => {
-                    let rest = &flags[at + 1..];
-                    let dir = if rest.is_empty() {
-                        i += 1;
-                        args.get(i)
-                            .cloned()
-                            .ok_or_else(|| format!("option requires an argument -- 'c'\n{USAGE}"))?
-                    } else {
-                        rest.to_owned()
-                    };
-                    req.config_dir = Some(PathBuf::from(dir));
-                    break;
-                }
-                other => return Err(format!("invalid option -- '{other}'\n{USAGE}")),
-            }
-        }
-        i += 1;
     }
-    req.names = args[i.min(args.len())..].to_vec();
+    req.names = names.to_vec();
     if req.queue_id && req.names.is_empty() {
         return Err(format!("-q requires a queue id\n{USAGE}"));
     }

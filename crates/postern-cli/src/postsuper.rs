@@ -133,46 +133,23 @@ const USAGE: &str = "usage: postsuper [-c config_dir] [-d queue_id (delete)] \
 /// `-d ALL`); the words after the options are queue names.
 fn parse_args(args: &[String]) -> Result<Request, String> {
     let mut req = Request::default();
-    let mut i = 0;
-    while i < args.len() {
-        let arg = &args[i];
-        if arg == "--" {
-            i += 1;
-            break;
+    let (opts, names) = crate::getopt::parse(args, "cdhHr")
+        .map_err(|c| format!("option requires an argument -- '{c}'\n{USAGE}"))?;
+    for (c, value) in opts {
+        match (c, value) {
+            ('c', Some(v)) => req.config_dir = Some(PathBuf::from(v)),
+            ('d', Some(v)) => req.ops.push((Op::Delete, Which::from_arg(&v))),
+            ('h', Some(v)) => req.ops.push((Op::Hold, Which::from_arg(&v))),
+            ('H', Some(v)) => req.ops.push((Op::Release, Which::from_arg(&v))),
+            ('r', Some(v)) => req.ops.push((Op::Requeue, Which::from_arg(&v))),
+            ('p', _) => req.purge = true,
+            ('s' | 'S', _) => req.structure = true,
+            // Verbose logging in Postfix; accepted, nothing more to say.
+            ('v', _) => {}
+            (other, _) => return Err(format!("invalid option -- '{other}'\n{USAGE}")),
         }
-        let Some(flags) = arg.strip_prefix('-').filter(|f| !f.is_empty()) else { break };
-        for (at, c) in flags.char_indices() {
-            let takes_value = matches!(c, 'c' | 'd' | 'h' | 'H' | 'r');
-            if takes_value {
-                let rest = &flags[at + c.len_utf8()..];
-                let value = if !rest.is_empty() {
-                    rest.to_owned()
-                } else {
-                    i += 1;
-                    args.get(i)
-                        .cloned()
-                        .ok_or_else(|| format!("option requires an argument -- '{c}'\n{USAGE}"))?
-                };
-                match c {
-                    'c' => req.config_dir = Some(PathBuf::from(value)),
-                    'd' => req.ops.push((Op::Delete, Which::from_arg(&value))),
-                    'h' => req.ops.push((Op::Hold, Which::from_arg(&value))),
-                    'H' => req.ops.push((Op::Release, Which::from_arg(&value))),
-                    _ => req.ops.push((Op::Requeue, Which::from_arg(&value))),
-                }
-                break;
-            }
-            match c {
-                'p' => req.purge = true,
-                's' | 'S' => req.structure = true,
-                // Verbose logging in Postfix; accepted, nothing more to say.
-                'v' => {}
-                other => return Err(format!("invalid option -- '{other}'\n{USAGE}")),
-            }
-        }
-        i += 1;
     }
-    for name in &args[i.min(args.len())..] {
+    for name in names {
         let state = match name.as_str() {
             "maildrop" => State::Maildrop,
             "incoming" => State::Incoming,
