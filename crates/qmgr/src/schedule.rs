@@ -992,6 +992,23 @@ impl Qmgr {
         self.dests.retain(|_, d| !d.idle(now));
     }
 
+    /// Appends this round's outcomes to the status log, bounces excepted:
+    /// their notice is not queued yet, so those recipients are tried
+    /// again. `then` ends the warning when even that fails.
+    fn record_all_but_bounces(&self, id: &QueueId, msg: &Active, then: &str) {
+        let keep: Vec<StatusRecord> = msg
+            .round
+            .iter()
+            .filter(|r| !matches!(r.outcome, DeliveryStatus::Bounced { .. }))
+            .cloned()
+            .collect();
+        if !keep.is_empty()
+            && let Err(e) = self.queue.append_status(id, &keep)
+        {
+            tracing::warn!("{id}: cannot record delivery status: {e}{then}");
+        }
+    }
+
     /// Moves a file qmgr cannot use to corrupt/, with a warning.
     fn quarantine(&self, id: &QueueId, reason: &str) {
         match self.queue.quarantine(id, State::Active) {
@@ -1137,17 +1154,7 @@ impl Qmgr {
                 // Held or requeued: keep what is known (bounces excepted:
                 // their notice is not sent yet, so they are tried again),
                 // and leave the file where it is.
-                let keep: Vec<StatusRecord> = msg
-                    .round
-                    .iter()
-                    .filter(|r| !matches!(r.outcome, DeliveryStatus::Bounced { .. }))
-                    .cloned()
-                    .collect();
-                if !keep.is_empty()
-                    && let Err(e) = self.queue.append_status(&id, &keep)
-                {
-                    tracing::warn!("{id}: cannot record delivery status: {e}");
-                }
+                self.record_all_but_bounces(&id, &msg, "");
                 return tracing::warn!(
                     "{id}: moved to {}/ during delivery; results recorded, file left there",
                     elsewhere.dir_name()
@@ -1223,17 +1230,7 @@ impl Qmgr {
                         tracing::warn!(
                             "{id}: cannot queue the non-delivery notification: {e}; will retry"
                         );
-                        let keep: Vec<StatusRecord> = msg
-                            .round
-                            .iter()
-                            .filter(|r| !matches!(r.outcome, DeliveryStatus::Bounced { .. }))
-                            .cloned()
-                            .collect();
-                        if !keep.is_empty()
-                            && let Err(e) = self.queue.append_status(&id, &keep)
-                        {
-                            tracing::warn!("{id}: cannot record delivery status: {e}; will retry");
-                        }
+                        self.record_all_but_bounces(&id, &msg, "; will retry");
                         let parked = self.parked_of(&msg);
                         return self.defer(
                             &id,
