@@ -943,6 +943,31 @@ pub fn log_to_file(dir: &Path) {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// A TLS client handshake on (a clone of) `tcp`, trusting exactly
+/// `cert_pem` and checking that it names `name`: what the SMTP and POP3
+/// test clients do after STARTTLS/STLS or on an implicit-TLS port.
+pub fn tls_handshake(
+    tcp: &std::net::TcpStream,
+    cert_pem: &str,
+    name: &str,
+) -> Result<
+    mail_tls::rustls::StreamOwned<mail_tls::rustls::ClientConnection, std::net::TcpStream>,
+    String,
+> {
+    let config =
+        mail_tls::client_config_trusting(cert_pem.as_bytes()).map_err(|e| e.to_string())?;
+    let server_name = mail_tls::rustls::pki_types::ServerName::try_from(name.to_owned())
+        .map_err(|e| format!("{name}: {e}"))?;
+    let conn =
+        mail_tls::rustls::ClientConnection::new(config, server_name).map_err(|e| e.to_string())?;
+    let sock = tcp.try_clone().map_err(|e| e.to_string())?;
+    let mut tls = mail_tls::rustls::StreamOwned::new(conn, sock);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).map_err(|e| format!("TLS handshake: {e}"))?;
+    }
+    Ok(tls)
+}
+
 /// `before_start` hook: the instance logs to a file and has no SMTP client
 /// (the `smtp` unix service is taken out of master.toml), so remote mail
 /// fails as an agent that is down, for tests of what qmgr does with a

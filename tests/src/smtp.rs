@@ -72,17 +72,7 @@ impl Client {
         // Bytes the server sent after its 220 and before the handshake
         // would be a server bug (and would be lost here).
         assert!(self.reader.buffer().is_empty(), "data after the 220: {:?}", self.reader.buffer());
-        let config =
-            mail_tls::client_config_trusting(cert_pem.as_bytes()).map_err(|e| e.to_string())?;
-        let server_name = mail_tls::rustls::pki_types::ServerName::try_from(name.to_owned())
-            .map_err(|e| format!("{name}: {e}"))?;
-        let conn = mail_tls::rustls::ClientConnection::new(config, server_name)
-            .map_err(|e| e.to_string())?;
-        let sock = self.tcp.try_clone().map_err(|e| e.to_string())?;
-        let mut tls = mail_tls::rustls::StreamOwned::new(conn, sock);
-        while tls.conn.is_handshaking() {
-            tls.conn.complete_io(&mut tls.sock).map_err(|e| format!("TLS handshake: {e}"))?;
-        }
+        let tls = crate::tls_handshake(&self.tcp, cert_pem, name)?;
         self.tls = mail_tls::summary(&tls.conn).map(|s| s.to_string());
         self.reader = BufReader::new(Box::new(tls));
         Ok(())
