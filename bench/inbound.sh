@@ -63,8 +63,12 @@ if [[ -z ${SIDES:-} ]]; then
     [[ -z $POSTERN_BIN_B ]] || SIDES+=" postern-b"
 fi
 
-log() { printf '[inbound %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+# log, die, the cleanup lists and the /proc, timing and memory helpers
+# are bench/lib.sh's; this script adds its own kill_postern_leftovers and
+# rss_sampler below, which differ.
+BENCH_NAME=inbound
+# shellcheck source=bench/lib.sh
+source "$BENCH_DIR/lib.sh"
 
 # SESSIONS used to pick the one workload; silently ignoring it would run
 # something other than what the caller asked for.
@@ -99,65 +103,11 @@ side_label() {
 
 # ---------------------------------------------------------------- cleanup
 # Everything we start is recorded here and torn down by the EXIT trap.
-SCRATCH=""
-PF_DIRS=()          # Postfix config dirs we started
-declare -A PN_DIRS=()  # Postern instance dirs we started -> their binary directory
-PN_MASTERS=()       # their start-fg (= master) pids, our direct children
-OUR_PIDS=()         # background pids we started (samplers, load subshells, start-fg)
+# SCRATCH, PF_DIRS, PN_DIRS, PN_MASTERS and OUR_PIDS come from lib.sh.
 SRC_PIDFILES=()     # files holding smtp-source pids (grandchildren)
 # A pid is dropped from these lists as soon as it has been reaped (or the
 # instance stopped), so the trap can never signal a reused pid; pids that are
 # not our direct children are also checked by name (/proc/PID/comm) first.
-forget() { # ARRAY_NAME VALUE: remove VALUE from the named array
-    local -n arr=$1
-    local x keep=()
-    for x in "${arr[@]}"; do [[ $x == "$2" ]] || keep+=("$x"); done
-    arr=("${keep[@]}")
-}
-# proc_scan: fills PS_KIDS (ppid -> " child child ...") and PS_TICKS (pid ->
-# utime+stime+cutime+cstime in clock ticks) from one pass over /proc.
-declare -A PS_KIDS=() PS_TICKS=()
-proc_scan() {
-    local f line rest pid
-    local -a fields
-    PS_KIDS=(); PS_TICKS=()
-    for f in /proc/[0-9]*/stat; do
-        { read -r line < "$f"; } 2>/dev/null || continue
-        rest=${line##*) }                  # comm may contain spaces or ')'
-        read -ra fields <<< "$rest"        # fields 3.. of proc_pid_stat(5)
-        pid=${f#/proc/}; pid=${pid%/stat}
-        PS_KIDS[${fields[1]}]+=" $pid"
-        PS_TICKS[$pid]=$((fields[11] + fields[12] + fields[13] + fields[14]))
-    done
-}
-tree_from_scan() { # ROOT: prints ROOT and all its descendants, as of the last proc_scan
-    local p
-    local -a queue=("$1")
-    while ((${#queue[@]})); do
-        p=${queue[0]}; queue=("${queue[@]:1}")
-        echo "$p"
-        # shellcheck disable=SC2206
-        [[ -n ${PS_KIDS[$p]:-} ]] && queue+=(${PS_KIDS[$p]})
-    done
-    return 0
-}
-tree_pids() { # ROOT: prints ROOT and all its descendants
-    proc_scan
-    tree_from_scan "$1"
-}
-# tree_cpu_ticks ROOT: CPU time (clock ticks) of ROOT's tree: for each live
-# process its own utime+stime (all its threads, live or exited) plus
-# cutime+cstime, the CPU of the children it has reaped (and of theirs).
-# A worker that exited and was reaped during the run is thus still counted,
-# in its parent's cutime/cstime.
-tree_cpu_ticks() {
-    local p sum=0
-    proc_scan
-    while read -r p; do
-        sum=$((sum + ${PS_TICKS[$p]:-0}))
-    done < <(tree_from_scan "$1")
-    echo "$sum"
-}
 # kill_postern_leftovers PID...: SIGKILLs those of PIDs (a Postern master's
 # tree captured before stopping it) that are still running a binary from
 # POSTERN_BIN or POSTERN_BIN_B; prints how many it killed.
@@ -169,18 +119,6 @@ kill_postern_leftovers() {
         kill -9 "$p" 2>/dev/null && n=$((n + 1))
     done
     echo "$n"
-}
-is_proc() { # PID COMM: true if PID is alive and named COMM
-    local c
-    { read -r c < "/proc/$1/comm"; } 2>/dev/null && [[ $c == "$2" ]]
-}
-
-pf_master_pid() { # config dir -> master pid (empty if none)
-    local f="$1/../spool/pid/master.pid" p
-    [[ -r $f ]] || return 0
-    read -r p < "$f" || return 0
-    [[ $p =~ ^[0-9]+$ ]] && is_proc "$p" master && echo "$p"
-    return 0
 }
 
 cleanup() {
@@ -285,22 +223,6 @@ chmod 755 "$SCRATCH"
 log "scratch directory $SCRATCH"
 
 # ------------------------------------------------------------------ helpers
-now() { echo "$EPOCHREALTIME"; }
-fsub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; }
-fdiv() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "null"; else printf "%.3f", a / b }'; }
-median() {
-    (($#)) || { echo null; return; }
-    printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 }
-        END { if (NR == 0) print "null"; else if (NR % 2) printf "%.3f", a[(NR + 1) / 2];
-              else printf "%.3f", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-port_free() { ! ss -Hltn "sport = :$1" | grep -q .; }
-count_files() { # dir -> number of entries (0 if missing)
-    # ls -U: unsorted, so cheap on a directory of thousands; names are ours
-    # (Maildir names hold no newline), so counting lines is exact.
-    # shellcheck disable=SC2012
-    if [[ -d $1 ]]; then ls -U -- "$1" | wc -l; else echo 0; fi
-}
 
 # rss_sampler ROOT_PID OUT_FILE: every 100 ms sums VmRSS (kB) over ROOT_PID
 # and all its descendants and writes the largest sum seen to OUT_FILE, and
@@ -499,17 +421,6 @@ run_load() {
         'BEGIN { printf "%.3f", t * 1000 / hz / m }')"
 }
 
-start_sampler() { # root pid, out file -> sampler pid
-    rss_sampler "$1" "$2" &
-    OUR_PIDS+=("$!")
-    SAMPLER_PID=$!
-}
-stop_sampler() {
-    kill "$SAMPLER_PID" 2>/dev/null || true
-    wait "$SAMPLER_PID" 2>/dev/null || true
-    forget OUR_PIDS "$SAMPLER_PID"
-}
-kb_to_mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 last_val() { local -a a; read -ra a <<< "$(vals "$@")"; echo "${a[-1]}"; }
 log_run() { # SIDE WORKLOAD RUN
     log "$1 $2 run $3: $(last_val "$2" "$1" accept) msg/s accepted, $(last_val "$2" "$1" deliv) s to deliver," \
@@ -741,12 +652,6 @@ pair_label() { # "A B" -> short column head
     read -r a b <<< "$1"
     short() { case $1 in postfix) echo Pf ;; postern) echo Pn ;; postern-b) echo PnB ;; esac; }
     echo "$(short "$a")/$(short "$b")"
-}
-bin_rev() { # DIR -> git revision of the tree DIR is in (+dirty), or unknown
-    local rev
-    rev=$(git -C "$1" rev-parse --short HEAD 2>/dev/null) || { echo unknown; return; }
-    [[ -n $(git -C "$1" status --porcelain 2>/dev/null | head -n 1) ]] && rev+="+dirty"
-    echo "$rev"
 }
 
 cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)

@@ -1,8 +1,7 @@
 # shellcheck shell=bash disable=SC2034
-# bench/lib.sh — helpers shared by bench/tls.sh and bench/idle.sh.
+# bench/lib.sh — helpers shared by bench/inbound.sh, tls.sh and idle.sh.
 #
-# Sourced, not run. The same conventions as bench/inbound.sh (which keeps
-# its own copy of the older helpers): throwaway Postfix instances in their
+# Sourced, not run. Throwaway Postfix instances in their
 # own config/queue/data directories on their own loopback port (the system
 # Postfix is never touched), throwaway Postern dev instances from a release
 # build, every process recorded and stopped by pid in the EXIT trap, CPU
