@@ -415,6 +415,15 @@ fn header_class(class: HeaderClass) -> Class {
 /// cleanup's header pass asks this for each address of a sender or
 /// recipient header (canonical mapping only: virtual aliases change
 /// where mail goes, not what its headers say, as in Postfix).
+/// These tables as cleanup's header pass takes them, when some table
+/// rewrites header addresses (`*_canonical_classes`); `None` lets cleanup
+/// skip the pass, as it does for most messages.
+pub fn header_rewriter(r: &std::sync::Arc<Rewriter>) -> Option<mail_cleanup::HeaderRewriter> {
+    (r.rewrites(HeaderClass::Sender) || r.rewrites(HeaderClass::Recipient)).then(|| {
+        mail_cleanup::HeaderRewriter(std::sync::Arc::clone(r) as std::sync::Arc<dyn HeaderRewrite>)
+    })
+}
+
 impl HeaderRewrite for Rewriter {
     fn rewrites(&self, class: HeaderClass) -> bool {
         self.tables(header_class(class)).iter().any(Option::is_some)

@@ -53,13 +53,7 @@ impl Settings {
     pub(crate) fn from_config(c: &mail_config::Main) -> Result<Settings, String> {
         let common = mail_config::settings::Common::new(c);
         let rewriter = Arc::new(Rewriter::new(RewriteParams::from_settings(&common))?);
-        let header_rewrite = {
-            use mail_cleanup::{HeaderClass, HeaderRewrite};
-            (rewriter.rewrites(HeaderClass::Sender) || rewriter.rewrites(HeaderClass::Recipient))
-                .then(|| {
-                    mail_cleanup::HeaderRewriter(Arc::clone(&rewriter) as Arc<dyn HeaderRewrite>)
-                })
-        };
+        let header_rewrite = mail_lookup::rewrite::header_rewriter(&rewriter);
         Ok(Settings {
             cleanup: CleanupParams {
                 myhostname: c.str("myhostname"),

@@ -196,10 +196,7 @@ impl Policy {
     /// The canonical tables for cleanup's header pass, when some table
     /// rewrites header addresses (`*_canonical_classes`).
     pub(crate) fn header_rewriter(&self) -> Option<mail_cleanup::HeaderRewriter> {
-        use mail_cleanup::{HeaderClass, HeaderRewrite};
-        let r = &self.rewriter;
-        (r.rewrites(HeaderClass::Sender) || r.rewrites(HeaderClass::Recipient))
-            .then(|| mail_cleanup::HeaderRewriter(Arc::clone(r) as Arc<dyn HeaderRewrite>))
+        mail_lookup::rewrite::header_rewriter(&self.rewriter)
     }
 
     /// `addr` with `@myorigin` appended when it has no domain and
