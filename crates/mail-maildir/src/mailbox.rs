@@ -686,7 +686,9 @@ fn merge(
         // one we cannot read is tried again next time.
         match measure(&path, key) {
             Ok((size, date, micros)) => {
-                let order = (date, name_micros(key).unwrap_or(micros));
+                // Seconds and microseconds from one source: a name's
+                // second can be the one before its file's mtime.
+                let order = name_time(key).unwrap_or((date, micros));
                 arrivals.push((order, key.as_str(), *in_new, name.clone(), size, date));
             }
             Err(Error::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
@@ -744,17 +746,21 @@ fn measure(path: &Path, key: &str) -> Result<(u64, i64, i64), Error> {
     Ok((size, meta.mtime(), meta.mtime_nsec() / 1000))
 }
 
-/// The microseconds of a name of the recommended form
-/// `secs.M{usec}P{pid}...` (ours, Dovecot's): a string sort would put
-/// `M105400` before `M65634`.
-fn name_micros(key: &str) -> Option<i64> {
-    let rest = key.split_once('.')?.1.strip_prefix('M')?;
+/// The delivery time in a name of the recommended form
+/// `secs.M{usec}P{pid}...` (ours, Dovecot's), as (seconds, microseconds):
+/// a string sort would put `M105400` before `M65634`.
+fn name_time(key: &str) -> Option<(i64, i64)> {
+    let (secs, rest) = key.split_once('.')?;
+    let rest = rest.strip_prefix('M')?;
     let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
     let digits = &rest[..end];
-    if digits.is_empty() || digits.len() > 7 {
+    if secs.is_empty() || secs.len() > 12 || !secs.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    if digits.is_empty() || digits.len() > 6 {
+        return None;
+    }
+    Some((secs.parse().ok()?, digits.parse().ok()?))
 }
 
 /// The number after `,W=` (or another `,X=` field) in a unique name.

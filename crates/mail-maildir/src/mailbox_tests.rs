@@ -607,10 +607,11 @@ fn cur_removed_during_a_session_is_an_error_not_a_missing_message() {
 
 #[test]
 fn arrivals_in_one_second_keep_delivery_order() {
-    assert_eq!(name_micros("1796153420.M65634P10689Q91.host,S=16"), Some(65634));
-    assert_eq!(name_micros("1796153420.M105400P1Q2.host"), Some(105_400));
-    assert_eq!(name_micros("plain"), None);
-    assert_eq!(name_micros("1.Mx"), None);
+    assert_eq!(name_time("1796153420.M65634P10689Q91.host,S=16"), Some((1_796_153_420, 65634)));
+    assert_eq!(name_time("1796153420.M105400P1Q2.host"), Some((1_796_153_420, 105_400)));
+    assert_eq!(name_time("plain"), None);
+    assert_eq!(name_time("1.Mx"), None);
+    assert_eq!(name_time("x1.M5P1"), None);
     let t = tempfile::tempdir().unwrap();
     let md = t.path().join("Maildir");
     crate::make(&md).unwrap();
@@ -626,4 +627,24 @@ fn arrivals_in_one_second_keep_delivery_order() {
     let mb = Mailbox::open(&md).unwrap();
     assert_eq!(mb.messages()[0].key, "1700000000.M65634P1Q1.host");
     assert_eq!(mb.messages()[1].key, "1700000000.M105400P1Q2.host");
+}
+
+#[test]
+fn a_name_from_the_second_before_its_mtime_keeps_delivery_order() {
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("Maildir");
+    crate::make(&md).unwrap();
+    // The first message was named at .999999 of second 0 and written in
+    // second 1; the second was named and written in second 1. Mixing the
+    // mtime's second with the name's microseconds put them the wrong way.
+    let first = md.join("new/1700000000.M999999P1Q1.host");
+    let second = md.join("new/1700000001.M200P1Q2.host");
+    for p in [&second, &first] {
+        fs::write(p, "x").unwrap();
+        let tv = nix::sys::time::TimeVal::new(1_700_000_001, 500_000);
+        nix::sys::stat::utimes(p.as_path(), &tv, &tv).unwrap();
+    }
+    let mb = Mailbox::open(&md).unwrap();
+    assert_eq!(mb.messages()[0].key, "1700000000.M999999P1Q1.host");
+    assert_eq!(mb.messages()[1].key, "1700000001.M200P1Q2.host");
 }
