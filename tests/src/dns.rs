@@ -1,5 +1,5 @@
 //! A DNS server for tests: authoritative for a small zone described in
-//! code (PTR, A, AAAA, MX, TXT), on 127.0.0.1 with one ephemeral port for
+//! code (PTR, A, AAAA, CNAME, MX, TXT), on 127.0.0.1 with one ephemeral port for
 //! UDP and TCP, served by hickory-server on a thread of its own and
 //! stopped on drop. [`SilentDns`] is its opposite: a port that takes
 //! queries and never answers, for timeout tests.
@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use hickory_server::Server;
 use hickory_server::net::runtime::TokioRuntimeProvider;
-use hickory_server::proto::rr::rdata::{A, AAAA, MX, PTR, SOA, TXT};
+use hickory_server::proto::rr::rdata::{A, AAAA, CNAME, MX, PTR, SOA, TXT};
 use hickory_server::proto::rr::{LowerName, Name, RData, Record};
 use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
@@ -81,6 +81,12 @@ impl Zone {
     pub fn mx(self, owner: &str, preference: u16, host: &str) -> Zone {
         let exchange = if host == "." { Name::root() } else { name(host) };
         self.add(name(owner), RData::MX(MX::new(preference, exchange)))
+    }
+
+    /// `owner CNAME target`: an alias, which RFC 2181 forbids as an MX
+    /// host and which Postfix follows anyway.
+    pub fn cname(self, owner: &str, target: &str) -> Zone {
+        self.add(name(owner), RData::CNAME(CNAME(name(target))))
     }
 
     /// `owner TXT "text"`.

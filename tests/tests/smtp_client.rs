@@ -1,7 +1,7 @@
 //! Mail between two Postern instances on loopback: A sends to a user on
 //! B through the SMTP client, finding B by MX records that a test DNS
 //! server (tests/src/dns.rs) serves; `smtp_tcp_port` points A at B's
-//! high port. MX preference and fallback, a 4xx that defers until B is
+//! high port. MX preference and fallback (to an MX host that is a CNAME), a 4xx that defers until B is
 //! fixed and `postqueue -f`, a 5xx that bounces with a DSN to the sender,
 //! a null MX, an MX that is A itself, and no such domain.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
@@ -84,12 +84,15 @@ fn send(a: &Instance, to: &str, subject: &str) -> String {
 fn a_reaches_b_by_mx_preference_with_fallback_when_the_best_mx_is_down() {
     let b = start_b();
     let port = port_of(&b.addr("smtp"));
-    // The best MX has nothing listening (127.0.0.2); the second is B.
+    // The best MX has nothing listening (127.0.0.2); the second is B,
+    // by an alias (an MX host that is a CNAME is followed, as Postfix
+    // does, and logged by the MX name).
     let dns = Zone::new()
         .mx("b.example", 10, "mx0.b.example")
         .mx("b.example", 20, "mx1.b.example")
         .a("mx0.b.example", "127.0.0.2")
-        .a("mx1.b.example", "127.0.0.1")
+        .cname("mx1.b.example", "host.b.example")
+        .a("host.b.example", "127.0.0.1")
         .serve();
     let a = start_a(dns.addr(), &port);
     let id = send(&a, "suporte@b.example", "by mx");
