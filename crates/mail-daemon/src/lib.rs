@@ -26,6 +26,7 @@ mod sys;
 pub use args::Args;
 pub use blocking::{BlockingConnection, run_blocking, run_blocking_batch};
 pub use serve::{Connection, Service, StopWatch, run};
+pub use sys::default_sigpipe;
 
 use anyhow::Context as _;
 use mail_config::{Main, MasterFile};

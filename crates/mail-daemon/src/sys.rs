@@ -147,3 +147,13 @@ pub(crate) fn stop_seen() -> Option<crate::Stop> {
         _ => Some(crate::Stop::Now),
     }
 }
+
+/// Restores the default action of SIGPIPE, which Rust's runtime ignores:
+/// an operator command writing into a closed pipe (`mailq | head`) then
+/// ends quietly, as Postfix's do, instead of panicking on EPIPE.
+pub fn default_sigpipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: SIG_DFL installs no handler code of ours, so nothing can run
+    // in signal context; std offers no safe way to change a disposition.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+}

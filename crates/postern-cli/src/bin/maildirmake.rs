@@ -1,4 +1,5 @@
 //! `maildirmake`: see the `maildirmake` module of postern-cli.
 fn main() -> std::process::ExitCode {
+    mail_daemon::default_sigpipe();
     postern_cli::maildirmake::main_with_args(std::env::args().skip(1).collect())
 }

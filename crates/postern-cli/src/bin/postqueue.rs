@@ -1,4 +1,5 @@
 //! `postqueue`: see the `postqueue` module of postern-cli.
 fn main() -> std::process::ExitCode {
+    mail_daemon::default_sigpipe();
     postern_cli::postqueue::main_with_args(std::env::args().skip(1).collect())
 }
