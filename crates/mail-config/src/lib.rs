@@ -4,7 +4,8 @@
 //! - `main.toml`, one flat table of parameters with Postfix's names and
 //!   meanings ([`Main`], declared once each in [`params`]), with `$name`
 //!   expansion ([`expand`]) and `-o` overrides, turned into typed
-//!   per-program structs ([`settings`]);
+//!   per-program structs ([`settings`]), and the reference page
+//!   generated from that table ([`reference`]);
 //! - `master.toml`, the service table ([`MasterFile`], [`ServiceDef`]).
 //!
 //! Every problem is reported with the file, line and parameter or service,
@@ -25,6 +26,7 @@ mod main_file;
 mod master;
 mod networks;
 pub mod params;
+pub mod reference;
 pub mod settings;
 pub mod value;
 

@@ -1,6 +1,7 @@
 //! The commands an operator types: `postern`, `postconf`, `sendmail`
 //! (also `mailq` and `newaliases` by argv\[0\]), `postqueue`,
-//! `postsuper`, `postcat`, `maildirmake`, and `postern qshape`. Each binary in `src/bin/` is a thin wrapper around one
+//! `postsuper`, `postcat`, `maildirmake`, `postern qshape` and `postern
+//! import-postfix`. Each binary in `src/bin/` is a thin wrapper around one
 //! module here; the library is internal to this crate's binaries.
 //!
 //! These tools read configuration and the queue directly and reach
@@ -10,6 +11,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod getopt;
+pub mod import_postfix;
 pub mod init;
 pub mod maildirmake;
 pub mod postcat;

@@ -79,6 +79,15 @@ enum Command {
         #[command(flatten)]
         opts: crate::qshape::QshapeOptions,
     },
+    /// Convert a Postfix configuration (main.cf, master.cf, its tables)
+    /// into this instance's main.toml and master.toml.
+    ImportPostfix {
+        #[command(flatten)]
+        opts: crate::import_postfix::ImportOptions,
+    },
+    /// Print the configuration reference (every main.toml parameter with
+    /// its type, default and meaning) as Markdown: docs/parameters.md.
+    Reference,
     /// Print a password hash for the passwd-file (doveadm pw).
     Pw {
         #[command(flatten)]
@@ -121,6 +130,11 @@ pub fn main_with_args(args: Vec<String>) -> ExitCode {
         Command::Status { json } => status(&dir, json),
         Command::Check => check(&dir),
         Command::Pw { opts } => crate::pw::pw(&opts),
+        Command::ImportPostfix { opts } => crate::import_postfix::import(&dir, &opts),
+        Command::Reference => {
+            print!("{}", mail_config::reference::markdown());
+            Ok(())
+        }
         Command::Qshape { opts } => crate::qshape::qshape(&dir, &opts),
     };
     match result {
