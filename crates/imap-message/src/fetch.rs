@@ -54,6 +54,8 @@ pub(crate) fn fetch<'a>(
         MessageDataItemName::Binary { section, partial: part, peek: _ } => {
             let data = match msg.binary(section) {
                 Ok(d) => cut(d, *part),
+                // Dovecot's answer for a part that does not exist, as for BODY[].
+                Err(BinaryError::NoSuchPart) => Cow::Borrowed(&[][..]),
                 Err(e) => return Some(Err(e)),
             };
             let value = if data.contains(&0) {
@@ -65,6 +67,9 @@ pub(crate) fn fetch<'a>(
         }
         MessageDataItemName::BinarySize { section } => match msg.binary_size(section) {
             Ok(size) => MessageDataItem::BinarySize { section: section.clone(), size },
+            Err(BinaryError::NoSuchPart) => {
+                MessageDataItem::BinarySize { section: section.clone(), size: 0 }
+            }
             Err(e) => return Some(Err(e)),
         },
         _ => return None,

@@ -52,38 +52,27 @@ pub fn partial(data: &[u8], start: u32, len: NonZeroU32) -> &[u8] {
     &data[start..start.saturating_add(len).min(data.len())]
 }
 
-/// The entity a part number names, and whether it was reached as the
-/// body of a message (`1` of a non-multipart message).
+/// The entity a part number names (RFC 3501 §6.4.5), the way Dovecot
+/// reads it: a multipart's parts are numbered from 1; a message/rfc822
+/// part's subparts are those of the message it holds; any other entity
+/// has one part, 1, which is itself and ends the path (so `1.1` of a
+/// text part inside a multipart is that text part, while `1.1` of a
+/// single-part message names nothing); a multipart without parts (no
+/// boundary) has none.
 fn resolve(tree: &Tree, path: &[NonZeroU32]) -> Option<usize> {
     let mut cur = 0usize;
-    // The current entity is a message (the top level, or one held by a
-    // message/rfc822 part) whose part numbers are still to be applied.
-    let mut at_message = true;
-    for n in path {
+    for (k, n) in path.iter().enumerate() {
         let i = usize::try_from(n.get() - 1).ok()?;
-        let e = &tree.entities[cur];
-        match &e.kind {
-            Kind::Multipart(children) => {
-                cur = *children.get(i)?;
-                at_message = false;
-            }
-            // A non-multipart message has exactly one part: its body.
-            _ if at_message => {
-                if i != 0 {
-                    return None;
-                }
-                at_message = false;
-            }
-            Kind::Message(inner) => {
-                let inner = *inner;
-                match &tree.entities[inner].kind {
-                    Kind::Multipart(children) => cur = *children.get(i)?,
-                    _ if i == 0 => cur = inner,
-                    _ => return None,
-                }
-                at_message = false;
-            }
-            Kind::Leaf => return None,
+        let container = match tree.entities[cur].kind {
+            Kind::Message(inner) if cur != 0 => inner,
+            _ => cur,
+        };
+        let c = &tree.entities[container];
+        match &c.kind {
+            Kind::Multipart(children) => cur = *children.get(i)?,
+            _ if c.content_type.kind == "multipart" => return None,
+            _ if i == 0 && k + 1 == path.len() => cur = container,
+            _ => return None,
         }
     }
     Some(cur)

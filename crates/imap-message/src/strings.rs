@@ -50,23 +50,26 @@ pub fn nstring_data(bytes: Cow<'_, [u8]>) -> NString<'_> {
     } else {
         bytes
     };
-    // Section data is sent as a literal unless it is short and plain,
-    // which is what Dovecot does too.
-    if bytes.len() < 100 && Quoted::validate(&*bytes).is_ok() {
-        if let Ok(s) = std::str::from_utf8(&bytes) {
-            return NString(Some(IString::Quoted(Quoted::unvalidated(s.to_owned()))));
-        }
-    }
+    // Always a literal, as Dovecot sends section data: the size is
+    // known and nothing needs escaping.
     NString(Some(IString::Literal(Literal::unvalidated(bytes))))
 }
 
-/// The header value trimmed of surrounding white space and unfolded, or
-/// NIL when there is no such field.
+/// The header value without its leading white space, unfolded, or NIL
+/// when there is no such field. Trailing white space stays, as in
+/// Dovecot's ENVELOPE.
 pub(crate) fn nstring_value(value: Option<&[u8]>) -> NString<'static> {
     match value {
-        Some(v) => nstring(unfold(trim_ws(v))),
+        Some(v) => nstring(unfold(trim_start_ws(v))),
         None => NString::NIL,
     }
+}
+
+pub(crate) fn trim_start_ws(mut v: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = v {
+        if first.is_ascii_whitespace() { v = rest } else { break }
+    }
+    v
 }
 
 pub(crate) fn trim_ws(mut v: &[u8]) -> &[u8] {

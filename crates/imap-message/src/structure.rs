@@ -1,8 +1,7 @@
 //! BODYSTRUCTURE and BODY (RFC 3501 §7.4.2, RFC 9051 §7.5.2).
 //!
 //! Sizes are octets of the raw body; line counts (text/* and
-//! message/rfc822) count LF, plus one for a last line without one, as
-//! Dovecot does. Missing headers take the RFC 2045 defaults (text/plain,
+//! message/rfc822) count LF, as Dovecot does. Missing headers take the RFC 2045 defaults (text/plain,
 //! charset us-ascii, 7bit). A multipart without any part (no boundary,
 //! or no delimiter line) is given one empty text/plain part, the same
 //! placeholder Dovecot sends, because the grammar needs at least one.
@@ -21,12 +20,10 @@ use crate::envelope::{envelope, first_value};
 use crate::mime::{Entity, Kind, Tree};
 use crate::strings::{istr, istring, nstring_value, trim_ws, unfold};
 
-/// Number of lines of `body`: LF count, plus one for a final line
-/// without LF.
+/// Number of lines of `body`: its LF count, which is what Dovecot
+/// sends (a last line without a line break does not count).
 pub(crate) fn count_lines(body: &[u8]) -> u32 {
-    let lf = body.iter().filter(|&&b| b == b'\n').count();
-    let extra = usize::from(body.last().is_some_and(|&b| b != b'\n'));
-    u32::try_from(lf + extra).unwrap_or(u32::MAX)
+    u32::try_from(body.iter().filter(|&&b| b == b'\n').count()).unwrap_or(u32::MAX)
 }
 
 fn size(body: &[u8]) -> u32 {
@@ -144,8 +141,13 @@ fn entity_structure(
         .map(|v| unfold(trim_ws(v)))
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| b"7bit".to_vec());
+    let mut parameter_list = params(&ct.params);
+    if ct.kind == "text" && parameter_list.is_empty() {
+        // RFC 2045 §5.2's default charset, which Dovecot sends too.
+        parameter_list.push((istr("charset"), istr("us-ascii")));
+    }
     let basic = BasicFields {
-        parameter_list: params(&ct.params),
+        parameter_list,
         id: nstring_value(first_value(raw, e, "content-id")),
         description: nstring_value(first_value(raw, e, "content-description")),
         content_transfer_encoding: istring(encoding),
