@@ -68,8 +68,10 @@ pub(crate) fn message_ids(value: &[u8]) -> Vec<String> {
     out
 }
 
-/// The first mailbox of an address list: (addr-mailbox, display name or
-/// addr-spec).
+/// The first address of an address list, as ENVELOPE lists them:
+/// (addr-mailbox, display name or addr-spec). A group counts with its
+/// name as the mailbox (the group-start address of ENVELOPE), which is
+/// what Dovecot compares too.
 fn first_address(raw: &[u8], msg: &Message<'_>, name: &str) -> (String, String) {
     let e = &msg.tree().entities[0];
     let Some(f) =
@@ -77,12 +79,12 @@ fn first_address(raw: &[u8], msg: &Message<'_>, name: &str) -> (String, String) 
     else {
         return (String::new(), String::new());
     };
-    for item in parse_list(&raw[f.value.clone()]) {
-        if let Item::Mailbox { name, mailbox, host, .. } = item {
+    match parse_list(&raw[f.value.clone()]).into_iter().next() {
+        Some(Item::Mailbox { name, mailbox, host, .. }) => {
             let mailbox_s = String::from_utf8_lossy(&mailbox).into_owned();
             let display = match name {
                 Some(n) => {
-                    // Decode encoded words in the display name alone.
+                    // Encoded words in the display name are decoded.
                     let mut v = n.clone();
                     v.extend_from_slice(b"\r\n");
                     match mail_parser::parsers::MessageStream::new(&v).parse_unstructured() {
@@ -93,10 +95,14 @@ fn first_address(raw: &[u8], msg: &Message<'_>, name: &str) -> (String, String) 
                 None if host.is_empty() => mailbox_s.clone(),
                 None => format!("{mailbox_s}@{}", String::from_utf8_lossy(&host)),
             };
-            return (mailbox_s.to_ascii_uppercase(), display.to_ascii_uppercase());
+            (mailbox_s.to_ascii_uppercase(), display.to_ascii_uppercase())
         }
+        Some(Item::GroupStart(group)) => {
+            let g = String::from_utf8_lossy(&group).to_ascii_uppercase();
+            (g.clone(), g)
+        }
+        Some(Item::GroupEnd) | None => (String::new(), String::new()),
     }
-    (String::new(), String::new())
 }
 
 impl SortFacts {
