@@ -170,8 +170,10 @@ fn mailbox(toks: &[&Tok]) -> Option<Item> {
         let mut inner = &toks[open + 1..close];
         // RFC 5322 §4.4 obs-route: "@a,@b:" before the addr-spec.
         let mut adl = None;
-        if let Some(colon) = inner.iter().position(|t| **t == Tok::Special(b':')) {
-            if inner.first().is_some_and(|t| **t == Tok::Special(b'@')) {
+        if let Some(colon) = inner.iter().position(|t| **t == Tok::Special(b':'))
+            && inner.first().is_some_and(|t| **t == Tok::Special(b'@'))
+        {
+            {
                 let mut route = Vec::new();
                 for t in &inner[..colon] {
                     match t {
@@ -204,10 +206,10 @@ pub(crate) fn parse_list(value: &[u8]) -> Vec<Item> {
     let mut in_group = false;
     let mut in_angle = false;
     let flush = |current: &mut Vec<&Tok>, out: &mut Vec<Item>| {
-        if out.len() < MAX_ADDRESSES {
-            if let Some(m) = mailbox(current) {
-                out.push(m);
-            }
+        if out.len() < MAX_ADDRESSES
+            && let Some(m) = mailbox(current)
+        {
+            out.push(m);
         }
         current.clear();
     };

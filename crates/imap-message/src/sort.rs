@@ -168,10 +168,10 @@ fn strip_leader(s: &str) -> Option<&str> {
     for word in ["re", "fwd", "fw"] {
         let Some(mut r) = strip_ci(p, word) else { continue };
         r = r.trim_start_matches(' ');
-        if let Some(after_blob) = strip_blob(r) {
-            if let Some(done) = after_blob.strip_prefix(':') {
-                return Some(done);
-            }
+        if let Some(after_blob) = strip_blob(r)
+            && let Some(done) = after_blob.strip_prefix(':')
+        {
+            return Some(done);
         }
         if let Some(done) = r.strip_prefix(':') {
             return Some(done);
@@ -219,11 +219,11 @@ pub fn base_subject(subject: &str) -> (String, bool) {
                 s = r;
                 changed = true;
             }
-            if let Some(r) = strip_blob(s) {
-                if r.chars().any(|c| c != ' ') {
-                    s = r;
-                    changed = true;
-                }
+            if let Some(r) = strip_blob(s)
+                && r.chars().any(|c| c != ' ')
+            {
+                s = r;
+                changed = true;
             }
             if !changed {
                 break;

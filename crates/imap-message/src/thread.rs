@@ -152,19 +152,20 @@ pub fn references(items: &[SortItem<'_>]) -> Vec<Thread> {
                     c
                 }
             };
-            if let Some(p) = prev {
-                if forest.nodes[c].parent.is_none() && !forest.is_ancestor(c, p) {
-                    forest.link(p, c);
-                }
+            if let Some(p) = prev
+                && forest.nodes[c].parent.is_none()
+                && !forest.is_ancestor(c, p)
+            {
+                forest.link(p, c);
             }
             prev = Some(c);
         }
         // 1.C: the last reference is the parent, replacing any earlier
         // (truncated) link, unless that makes a loop.
-        if let Some(p) = prev {
-            if !forest.is_ancestor(me, p) {
-                forest.link(p, me);
-            }
+        if let Some(p) = prev
+            && !forest.is_ancestor(me, p)
+        {
+            forest.link(p, me);
         }
     }
     // Steps 2 and 3.

@@ -9,6 +9,8 @@
 //! literal is the encoder's choice). The differences we keep on purpose
 //! are listed in `KNOWN_DIFFERENCES`, each with its reason.
 
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -93,25 +95,23 @@ fn normalise(data: &[u8]) -> Vec<u8> {
         } else {
             None
         };
-        if let Some(start) = lit {
-            if let Some(close) = data[start..].iter().position(|&b| b == b'}') {
-                let digits = &data[start..start + close];
-                if let Ok(n) = std::str::from_utf8(digits).unwrap_or("x").parse::<usize>() {
-                    if data[start + close + 1..].starts_with(b"\r\n") {
-                        let body = start + close + 3;
-                        out.push(b'"');
-                        for &b in &data[body..body + n] {
-                            if b == b'"' || b == b'\\' {
-                                out.push(b'\\');
-                            }
-                            out.push(b.to_ascii_lowercase());
-                        }
-                        out.push(b'"');
-                        i = body + n;
-                        continue;
-                    }
+        if let Some(start) = lit
+            && let Some(close) = data[start..].iter().position(|&b| b == b'}')
+            && let Ok(n) =
+                std::str::from_utf8(&data[start..start + close]).unwrap_or("x").parse::<usize>()
+            && data[start + close + 1..].starts_with(b"\r\n")
+        {
+            let body = start + close + 3;
+            out.push(b'"');
+            for &b in &data[body..body + n] {
+                if b == b'"' || b == b'\\' {
+                    out.push(b'\\');
                 }
+                out.push(b.to_ascii_lowercase());
             }
+            out.push(b'"');
+            i = body + n;
+            continue;
         }
         out.push(data[i].to_ascii_lowercase());
         i += 1;

@@ -8,6 +8,8 @@
 //! We parse the same commands with imap-codec, evaluate them with this
 //! crate, encode the answer with imap-codec, and compare the bytes.
 
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
+
 use std::borrow::Cow;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -120,13 +122,14 @@ fn answer(msgs: &[Msg], facts: &[SortFacts], command: &str) -> (String, Vec<u8>)
     let (_, cmd) = CommandCodec::default()
         .decode(line.as_bytes())
         .unwrap_or_else(|e| panic!("{command}: {e:?}"));
-    let items = |sel: &[&Msg], uid: bool| -> Vec<(SortItem<'_>, ())> {
+    let items = |sel: &[&Msg]| -> Vec<(SortItem<'_>, ())> {
         sel.iter()
             .map(|m| {
                 let i = m.seq.get() as usize - 1;
                 let item = SortItem {
                     seq: m.seq,
-                    id: if uid { m.seq } else { m.seq },
+                    // UIDs equal sequence numbers in this mailbox.
+                    id: m.seq,
                     arrival: m.internal.timestamp(),
                     size: m.raw.len() as u32,
                     facts: &facts[i],
@@ -142,16 +145,16 @@ fn answer(msgs: &[Msg], facts: &[SortFacts], command: &str) -> (String, Vec<u8>)
             }
             Data::Search(selected(msgs, criteria.as_ref()).iter().map(|m| m.seq).collect(), None)
         }
-        CommandBody::Sort { sort_criteria, charset, search_criteria, uid } => {
+        CommandBody::Sort { sort_criteria, charset, search_criteria, .. } => {
             assert!(charset_supported(Some(&charset)));
             let sel = selected(msgs, search_criteria.as_ref());
-            let items: Vec<SortItem<'_>> = items(&sel, uid).into_iter().map(|(i, ())| i).collect();
+            let items: Vec<SortItem<'_>> = items(&sel).into_iter().map(|(i, ())| i).collect();
             Data::Sort(sort(&items, sort_criteria.as_ref()), None)
         }
-        CommandBody::Thread { algorithm, charset, search_criteria, uid } => {
+        CommandBody::Thread { algorithm, charset, search_criteria, .. } => {
             assert!(charset_supported(Some(&charset)));
             let sel = selected(msgs, search_criteria.as_ref());
-            let items: Vec<SortItem<'_>> = items(&sel, uid).into_iter().map(|(i, ())| i).collect();
+            let items: Vec<SortItem<'_>> = items(&sel).into_iter().map(|(i, ())| i).collect();
             Data::Thread(thread(&items, &algorithm).unwrap())
         }
         other => panic!("unexpected command {other:?}"),
