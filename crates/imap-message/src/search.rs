@@ -14,12 +14,13 @@
 //! field is taken to have been sent at its internal date, as RFC 5256
 //! does for SORT.
 //!
-//! Search programs nest through NOT, OR and parenthesised lists; keys
-//! nested deeper than [`MAX_SEARCH_DEPTH`] never match (imap-codec's
-//! parser already refuses such commands).
+//! Search programs nest through NOT, OR and parenthesised lists; a
+//! program nested deeper than [`MAX_SEARCH_DEPTH`] matches no message
+//! at all (whatever NOTs it holds), and [`too_deep`] lets imapd refuse it
+//! with BAD before evaluating it.
 
 use std::borrow::Cow;
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell};
 use std::num::NonZeroU32;
 
 use chrono::{DateTime, FixedOffset, NaiveDate};
@@ -97,6 +98,8 @@ struct Eval<'c, C: SearchContext> {
     tree: OnceCell<Option<Tree>>,
     header: OnceCell<Option<String>>,
     bodies: OnceCell<Option<Vec<String>>>,
+    /// Set when the program nests deeper than [`MAX_SEARCH_DEPTH`].
+    too_deep: Cell<bool>,
 }
 
 impl<'c, C: SearchContext> Eval<'c, C> {
@@ -156,6 +159,7 @@ impl<'c, C: SearchContext> Eval<'c, C> {
 
     fn eval(&self, key: &SearchKey<'_>, depth: usize) -> bool {
         if depth > MAX_SEARCH_DEPTH {
+            self.too_deep.set(true);
             return false;
         }
         let c = self.ctx;
@@ -223,8 +227,30 @@ pub fn matches<C: SearchContext>(key: &SearchKey<'_>, ctx: &C) -> bool {
         tree: OnceCell::new(),
         header: OnceCell::new(),
         bodies: OnceCell::new(),
+        too_deep: Cell::new(false),
     };
-    eval.eval(key, 0)
+    let result = eval.eval(key, 0);
+    result && !eval.too_deep.get()
+}
+
+/// Whether `key` nests deeper than [`MAX_SEARCH_DEPTH`] (answer BAD).
+pub fn too_deep(key: &SearchKey<'_>) -> bool {
+    let mut stack = vec![(key, 0usize)];
+    while let Some((k, d)) = stack.pop() {
+        if d > MAX_SEARCH_DEPTH {
+            return true;
+        }
+        match k {
+            SearchKey::And(keys) => stack.extend(keys.as_ref().iter().map(|k| (k, d + 1))),
+            SearchKey::Or(a, b) => {
+                stack.push((a, d + 1));
+                stack.push((b, d + 1));
+            }
+            SearchKey::Not(k) => stack.push((k, d + 1)),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Whether any key of `key` looks at the message bytes (so imapd can

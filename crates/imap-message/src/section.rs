@@ -61,19 +61,27 @@ pub fn partial(data: &[u8], start: u32, len: NonZeroU32) -> &[u8] {
 /// boundary) has none.
 fn resolve(tree: &Tree, path: &[NonZeroU32]) -> Option<usize> {
     let mut cur = 0usize;
+    // False while `cur` is the top-level message itself, whose parts are
+    // being numbered; true once it is a part.
+    let mut as_part = false;
     for (k, n) in path.iter().enumerate() {
         let i = usize::try_from(n.get() - 1).ok()?;
         let container = match tree.entities[cur].kind {
-            Kind::Message(inner) if cur != 0 => inner,
+            Kind::Message(inner) if as_part => inner,
             _ => cur,
         };
         let c = &tree.entities[container];
         match &c.kind {
             Kind::Multipart(children) => cur = *children.get(i)?,
             _ if c.content_type.kind == "multipart" => return None,
-            _ if i == 0 && k + 1 == path.len() => cur = container,
+            // Part 1 of a single-part entity is itself; only an
+            // encapsulated message has parts below that.
+            _ if i == 0 && (k + 1 == path.len() || matches!(c.kind, Kind::Message(_))) => {
+                cur = container
+            }
             _ => return None,
         }
+        as_part = true;
     }
     Some(cur)
 }

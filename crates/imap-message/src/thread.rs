@@ -8,7 +8,8 @@
 //! (falling back to the internal date, ties by sequence number).
 //!
 //! Every walk over the container tree is iterative, because References
-//! chains (a thousand replies to replies) decide its depth. Only the
+//! chains (a thousand replies to replies) decide its depth, and the loop
+//! check of step 1 is bounded by [`MAX_LOOP_WALK`]. Only the
 //! conversion to imap-types' nested [`Thread`] value recurses, and that
 //! is cut at [`MAX_THREAD_DEPTH`] branching levels: deeper replies are
 //! listed, in date order, as one flat chain under the last level, so the
@@ -25,6 +26,10 @@ use crate::sort::SortItem;
 
 /// Deepest nesting of branches in a THREAD answer.
 pub const MAX_THREAD_DEPTH: usize = 100;
+
+/// Most ancestors looked at when checking that a References link makes
+/// no loop.
+pub const MAX_LOOP_WALK: usize = 1_000;
 
 #[derive(Debug, Clone, Default)]
 struct Node {
@@ -45,12 +50,20 @@ impl Forest {
         self.nodes.len() - 1
     }
 
-    /// Whether `a` is `b` or one of its ancestors.
+    /// Whether `a` is `b` or one of its ancestors. A container without
+    /// children can only be its own ancestor, which answers the common
+    /// case at once; otherwise the walk up is cut after
+    /// [`MAX_LOOP_WALK`] steps and counts as a loop (the link is not
+    /// made), so hostile References cannot make THREAD quadratic.
     fn is_ancestor(&self, a: usize, b: usize) -> bool {
-        let mut cur = Some(b);
-        // The links never form a cycle, so this walk ends; the bound is
-        // a second guard.
-        for _ in 0..=self.nodes.len() {
+        if a == b {
+            return true;
+        }
+        if self.nodes[a].children.is_empty() {
+            return false;
+        }
+        let mut cur = self.nodes[b].parent;
+        for _ in 0..MAX_LOOP_WALK {
             match cur {
                 Some(c) if c == a => return true,
                 Some(c) => cur = self.nodes[c].parent,
