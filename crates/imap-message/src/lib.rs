@@ -30,6 +30,7 @@
 mod address;
 mod envelope;
 mod fetch;
+mod fuzz;
 mod mime;
 pub mod search;
 mod section;
@@ -42,6 +43,8 @@ pub mod thread;
 use std::borrow::Cow;
 
 pub use address::MAX_ADDRESSES;
+#[doc(hidden)]
+pub use fuzz::fuzz_one;
 pub use mime::{MAX_DEPTH, MAX_FIELDS, MAX_PARTS};
 pub use section::{BinaryError, partial};
 pub use strings::nstring_data;
