@@ -610,3 +610,7 @@ fn hostname() -> String {
         .and_then(|h| h.into_string().ok())
         .unwrap_or_else(|| "localhost".to_owned())
 }
+
+#[cfg(test)]
+#[path = "mailbox_imap_tests.rs"]
+mod tests;
