@@ -42,13 +42,25 @@ fn names_are_validated_and_inbox_is_case_insensitive() {
     assert!(!name("ab").is_below(&name("a")));
     assert!(!name("a").is_below(&name("a")));
     for bad in [
-        "", ".", "..", "../x", "a/../../etc", "/etc", "a/b", ".hidden", "a.", "a..b", "a\0b",
-        "a\nb", "tab\there", "del\u{7f}", "c1\u{85}", "wild*", "wild%",
+        "",
+        ".",
+        "..",
+        "../x",
+        "a/../../etc",
+        "/etc",
+        "a/b",
+        ".hidden",
+        "a.",
+        "a..b",
+        "a\0b",
+        "a\nb",
+        "tab\there",
+        "del\u{7f}",
+        "c1\u{85}",
+        "wild*",
+        "wild%",
     ] {
-        assert!(
-            matches!(FolderName::new(bad), Err(Error::FolderName { .. })),
-            "{bad:?} accepted"
-        );
+        assert!(matches!(FolderName::new(bad), Err(Error::FolderName { .. })), "{bad:?} accepted");
     }
     assert!(FolderName::new(&"x".repeat(MAX_FOLDER_NAME_BYTES + 1)).is_err());
     assert!(FolderName::new(&vec!["a"; MAX_FOLDER_DEPTH + 1].join(".")).is_err());
@@ -161,7 +173,10 @@ fn delete_removes_only_that_folder() {
     s.delete(&name("Old")).unwrap();
     assert!(outside.exists());
     assert!(!s.root().join(".Old").exists());
-    assert_eq!(listing(&s), ["INBOX \\HasNoChildren", "Old \\HasChildren \\Noselect", "Old.Kid \\HasNoChildren"]);
+    assert_eq!(
+        listing(&s),
+        ["INBOX \\HasNoChildren", "Old \\HasChildren \\Noselect", "Old.Kid \\HasNoChildren"]
+    );
     assert_eq!(s.open(&name("Old.Kid")).unwrap().messages().len(), 1);
     assert!(matches!(s.delete(&name("Old")), Err(Error::NoFolder { .. })));
     assert!(matches!(s.delete(&name("inbox")), Err(Error::NotPermitted { .. })));
@@ -198,7 +213,10 @@ fn rename_takes_the_children_along() {
     let mb = s.open(&name("Jobs.Old.2024")).unwrap();
     assert_eq!((mb.uid_validity(), mb.messages().len()), (uidv, 1), "UIDs kept");
     // Onto an existing name, into itself, from nothing, onto INBOX.
-    assert!(matches!(s.rename(&name("Jobs.Old"), &name("Workshop")), Err(Error::FolderExists { .. })));
+    assert!(matches!(
+        s.rename(&name("Jobs.Old"), &name("Workshop")),
+        Err(Error::FolderExists { .. })
+    ));
     assert!(matches!(
         s.rename(&name("Jobs.Old"), &name("Jobs.Old.2024.Q1.x")),
         Err(Error::NotPermitted { .. })
@@ -228,10 +246,10 @@ fn rename_inbox_moves_its_messages_and_leaves_it_empty() {
     s.rename(&FolderName::inbox(), &name("Old Mail")).unwrap();
     let moved = s.open(&name("Old Mail")).unwrap();
     assert_eq!(moved.uid_validity(), old, "the index went along");
-    assert_eq!(moved.messages().iter().map(|m| (m.uid, m.key.clone())).collect::<Vec<_>>(), vec![
-        (1, keys[0].clone()),
-        (2, keys[1].clone())
-    ]);
+    assert_eq!(
+        moved.messages().iter().map(|m| (m.uid, m.key.clone())).collect::<Vec<_>>(),
+        vec![(1, keys[0].clone()), (2, keys[1].clone())]
+    );
     assert_eq!(moved.message(2).unwrap().flags, crate::Flags::SEEN);
     let empty = s.open(&FolderName::inbox()).unwrap();
     assert!(empty.messages().is_empty());
@@ -240,7 +258,10 @@ fn rename_inbox_moves_its_messages_and_leaves_it_empty() {
     // The old handle sees everything gone.
     let changes = inbox.refresh().unwrap();
     assert!(changes.uid_validity_changed);
-    assert!(matches!(s.rename(&FolderName::inbox(), &name("Old Mail")), Err(Error::FolderExists { .. })));
+    assert!(matches!(
+        s.rename(&FolderName::inbox(), &name("Old Mail")),
+        Err(Error::FolderExists { .. })
+    ));
 }
 
 #[test]
@@ -251,7 +272,10 @@ fn subscriptions_persist_and_read_dovecot_and_courier_files() {
     s.subscribe(&name("Itens Excluídos")).unwrap();
     s.subscribe(&name("Enviados")).unwrap();
     s.subscribe(&name("Not.There")).unwrap();
-    assert_eq!(s.subscriptions().unwrap(), [name("Enviados"), name("Itens Excluídos"), name("Not.There")]);
+    assert_eq!(
+        s.subscriptions().unwrap(),
+        [name("Enviados"), name("Itens Excluídos"), name("Not.There")]
+    );
     assert_eq!(
         fs::read_to_string(s.root().join("subscriptions")).unwrap(),
         "Enviados\nItens Exclu&AO0-dos\nNot.There\n"

@@ -44,7 +44,10 @@ fn modseqs_persist_and_grow_with_every_change() {
 
     // STORE records at once.
     let stored = mine.store(&[1], FlagOp::Add, Flags::SEEN, None).unwrap();
-    assert_eq!(stored.updated, [StoredFlags { uid: 1, flags: Flags::SEEN, modseq: 4, changed: true }]);
+    assert_eq!(
+        stored.updated,
+        [StoredFlags { uid: 1, flags: Flags::SEEN, modseq: 4, changed: true }]
+    );
     let changes = other.refresh().unwrap();
     assert_eq!(changes.flags_changed, [1]);
     assert_eq!(other.message(1).unwrap().modseq, 4);
@@ -162,7 +165,10 @@ fn keywords_are_dovecots_and_bounded() {
     let mut other = Mailbox::open(&md).unwrap();
     assert_eq!(mb.keyword_flags(&["nonjunk", "$forwarded"]).unwrap(), Flags::from_maildir("ab"));
     assert_eq!(mb.keyword_flags(&["Work"]).unwrap(), Flags::letter(b'c'));
-    assert_eq!(fs::read_to_string(md.join("dovecot-keywords")).unwrap(), "0 $Forwarded\n1 NonJunk\n2 Work\n");
+    assert_eq!(
+        fs::read_to_string(md.join("dovecot-keywords")).unwrap(),
+        "0 $Forwarded\n1 NonJunk\n2 Work\n"
+    );
     let c = other.refresh().unwrap();
     assert_eq!(c, Changes { keywords_changed: true, ..Changes::default() });
     assert_eq!(other.keywords().flag("WORK"), Some(Flags::letter(b'c')));
@@ -195,7 +201,10 @@ fn append_writes_a_durable_named_file_and_records_its_uid() {
     let c = other.refresh().unwrap();
     assert_eq!(c.added, [2]);
     let m = other.message(2).unwrap();
-    assert_eq!((m.size, m.internal_date, m.flags), (body.len() as u64 + 2, 1_600_000_000, Flags::SEEN | Flags::DRAFT));
+    assert_eq!(
+        (m.size, m.internal_date, m.flags),
+        (body.len() as u64 + 2, 1_600_000_000, Flags::SEEN | Flags::DRAFT)
+    );
     assert!(m.modseq > other.message(1).unwrap().modseq);
     let mut text = Vec::new();
     other.open_message(2).unwrap().read_to_end(&mut text).unwrap();
@@ -365,7 +374,11 @@ fn folders_keep_dovecot_and_courier_uids() {
     let sent = crate::make_folder(store.root(), "Sent").unwrap();
     fs::write(sent.join("cur/1276528487.M1P1.kurkku,S=3:2,Sa"), b"ab\n").unwrap();
     fs::write(sent.join("cur/1276528488.M2P1.kurkku,S=3:2,"), b"cd\n").unwrap();
-    fs::write(sent.join("dovecot-uidlist"), b"3 V1275660208 N30\n25 :1276528487.M1P1.kurkku,S=3\n27 :1276528488.M2P1.kurkku,S=3\n").unwrap();
+    fs::write(
+        sent.join("dovecot-uidlist"),
+        b"3 V1275660208 N30\n25 :1276528487.M1P1.kurkku,S=3\n27 :1276528488.M2P1.kurkku,S=3\n",
+    )
+    .unwrap();
     fs::write(sent.join("dovecot-keywords"), b"0 $Forwarded\n").unwrap();
     // Courier: .Lixeira made by maildirmake, with courierimapuiddb.
     let trash = crate::make_folder(store.root(), "Lixeira").unwrap();
