@@ -468,7 +468,20 @@ impl Mailbox {
                 }
                 None => match import(&self.dir) {
                     Some(imp) => {
-                        let base = Index { uid_next: imp.uid_next, ..Index::new(imp.uid_validity) };
+                        // The UIDVALIDITY stays, so the modseqs must not go
+                        // below the other server's (RFC 7162 §3.1.2): we
+                        // cannot read those, but one change per second
+                        // since 1970 is more than any mailbox has seen.
+                        let start = SystemTime::now()
+                            .duration_since(UNIX_EPOCH)
+                            .map_or(1, |d| d.as_secs())
+                            .max(1);
+                        let base = Index {
+                            uid_next: imp.uid_next,
+                            highest_modseq: start,
+                            expunge_floor: start,
+                            ..Index::new(imp.uid_validity)
+                        };
                         (base, Some(imp.uids.into_iter().collect::<HashMap<_, _>>()), None)
                     }
                     None => (fresh(None), None, None),

@@ -74,6 +74,29 @@ pub struct Stored {
     pub gone: Vec<u32>,
 }
 
+/// A file to give a name in `cur/` and a UID ([`Mailbox::link_new`]).
+struct Placement {
+    /// The file: in `tmp/` for an append, another folder's for a copy.
+    source: PathBuf,
+    /// Its size in bytes, 0 to read it from the file.
+    raw_size: u64,
+    /// Its RFC 822 size.
+    size: u64,
+    flags: Flags,
+    /// Seconds since the epoch; `None`: the file's mtime.
+    internal_date: Option<i64>,
+    how: Place,
+}
+
+/// How a [`Placement`] gets into `cur/`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// Renamed (an append's `tmp/` file).
+    Rename,
+    /// Hard-linked, or copied where links cannot be made (a copy).
+    Link,
+}
+
 /// One source message of a copy: where it is and what it carries.
 struct Source {
     uid: u32,
@@ -324,7 +347,15 @@ impl Mailbox {
         internal_date: Option<i64>,
     ) -> Result<u32, Error> {
         let (tmp, size, vsize) = self.write_tmp(reader, internal_date)?;
-        let result = self.link_new(&[(tmp.clone(), size, vsize, flags, internal_date, None)]);
+        let placement = Placement {
+            source: tmp.clone(),
+            raw_size: size,
+            size: vsize,
+            flags,
+            internal_date,
+            how: Place::Rename,
+        };
+        let result = self.link_new(&[placement]);
         let _ = fs::remove_file(&tmp);
         result.map(|uids| uids.first().copied().unwrap_or(0))
     }
@@ -369,8 +400,14 @@ impl Mailbox {
                     .iter()
                     .filter_map(|k| dest.keywords.flag(k))
                     .fold(Flags::EMPTY, |a, f| a | f);
-                let system = s.flags.without(Flags::KEYWORDS);
-                (s.path.clone(), 0, s.size, system | kw, Some(s.internal_date), Some(()))
+                Placement {
+                    source: s.path.clone(),
+                    raw_size: 0,
+                    size: s.size,
+                    flags: s.flags.without(Flags::KEYWORDS) | kw,
+                    internal_date: Some(s.internal_date),
+                    how: Place::Link,
+                }
             })
             .collect();
         let dest_uids = dest.link_new(&plan)?;
@@ -446,14 +483,9 @@ impl Mailbox {
     }
 
     /// Gives each file of `plan` a name in `cur/` and a UID, under the
-    /// index lock: `(source, raw size or 0 to read it, RFC 822 size,
-    /// flags, internal date, Some for a hard link (a copy) / None for a
-    /// rename)`. All or nothing.
-    #[allow(clippy::type_complexity)]
-    fn link_new(
-        &mut self,
-        plan: &[(PathBuf, u64, u64, Flags, Option<i64>, Option<()>)],
-    ) -> Result<Vec<u32>, Error> {
+    /// index lock, all or nothing: on an error every name made is removed
+    /// and the index is left as it was.
+    fn link_new(&mut self, plan: &[Placement]) -> Result<Vec<u32>, Error> {
         let mut lock = self.lock_index()?;
         let mut index: Index = match read_index(&self.dir)? {
             Loaded::Present(index) => index,
@@ -468,20 +500,21 @@ impl Mailbox {
             }
         };
         let mut uids = Vec::new();
-        for (source, raw, vsize, flags, date, link) in plan {
+        for p in plan {
+            let (source, vsize, flags) = (&p.source, &p.size, &p.flags);
             let Some(uid_after) = index.uid_next.checked_add(1).filter(|&n| n < u32::MAX) else {
                 undo(&made);
                 return Err(Error::TooMany { path: self.dir.clone(), limit: u32::MAX as usize });
             };
-            let raw = if *raw == 0 {
+            let raw = if p.raw_size == 0 {
                 fs::symlink_metadata(source).map(|m| m.len()).unwrap_or(*vsize)
             } else {
-                *raw
+                p.raw_size
             };
             let key = crate::maildir::unique_name_sized(&host, raw, *vsize);
             let name = format!("{key}:2,{}", flags.to_maildir());
             let to = cur.join(&name);
-            let placed = if link.is_some() {
+            let placed = if p.how == Place::Link {
                 hard_link_or_copy(source, &to, &self.dir)
             } else {
                 rename_noreplace(source, &to).map_err(|e| Error::Link {
@@ -495,8 +528,8 @@ impl Mailbox {
                 return Err(e);
             }
             made.push(to.clone());
-            let internal_date = match date {
-                Some(d) => *d,
+            let internal_date = match p.internal_date {
+                Some(d) => d,
                 None => fs::symlink_metadata(&to).map(|m| m.mtime()).unwrap_or_else(|_| now()),
             };
             let modseq = index.bump_modseq();
