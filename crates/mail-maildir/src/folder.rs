@@ -31,7 +31,6 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::mailbox::{MailboxOptions, lock_file_at};
@@ -600,7 +599,7 @@ fn remove_hidden(root: &Path) {
     for item in listing.flatten() {
         let name = item.file_name();
         let is_ours = name.to_str().is_some_and(|n| n.starts_with(DELETED_PREFIX));
-        let is_dir = fs::symlink_metadata(item.path()).is_ok_and(|m| m.is_dir() && m.nlink() > 0);
+        let is_dir = fs::symlink_metadata(item.path()).is_ok_and(|m| m.is_dir());
         if is_ours && is_dir {
             // remove_dir_all does not follow symlinks inside the tree.
             let _ = fs::remove_dir_all(item.path());

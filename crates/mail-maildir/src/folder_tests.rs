@@ -336,3 +336,31 @@ fn too_many_folders_is_a_clear_error() {
     }
     assert!(matches!(s.list(), Err(Error::TooMany { limit: MAX_FOLDERS, .. })));
 }
+
+#[test]
+fn a_folder_deleted_under_an_open_session_is_not_recreated() {
+    let (_t, s) = store();
+    s.create(&name("Gone")).unwrap();
+    crate::deliver(&s.path_of(&name("Gone")), b"", b"x\n", "h").unwrap();
+    let mut mb = s.open(&name("Gone")).unwrap();
+    let w = crate::Watcher::new(mb.dir()).unwrap();
+    s.delete(&name("Gone")).unwrap();
+    assert!(w.changed().unwrap(), "the watcher says so");
+    let err = mb.refresh().unwrap_err();
+    assert_eq!(err.io_error().map(io::Error::kind), Some(io::ErrorKind::NotFound), "{err:?}");
+    assert!(mb.append(b"late\n", crate::Flags::EMPTY, None).is_err());
+    assert!(!s.root().join(".Gone").exists());
+    assert_eq!(listing(&s), ["INBOX \\HasNoChildren"]);
+}
+
+#[test]
+fn inbox_children_are_folders_under_inbox() {
+    let (_t, s) = store();
+    s.create(&name("inbox.Lists")).unwrap();
+    assert!(s.root().join(".INBOX.Lists/cur").is_dir());
+    assert_eq!(listing(&s), ["INBOX \\HasChildren", "INBOX.Lists \\HasNoChildren"]);
+    // A directory that would shadow INBOX itself is not a folder.
+    fs::create_dir(s.root().join(".INBOX")).unwrap();
+    fs::create_dir(s.root().join(".inbox")).unwrap();
+    assert_eq!(listing(&s).len(), 2);
+}
