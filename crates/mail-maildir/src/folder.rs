@@ -317,7 +317,7 @@ impl Store {
         }
         layout::prepare(&self.root)?;
         let wire = mutf7::encode(name.as_str());
-        match layout::make_folder(&self.root, &wire) {
+        match layout::make_folder_dir(&self.root, &wire) {
             Ok(_) => Ok(()),
             Err(Error::Create { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {
                 Err(Error::FolderExists { name: name.to_string() })

@@ -57,9 +57,23 @@ fn make_unsynced(maildir: &Path) -> Result<Vec<PathBuf>, Error> {
 /// `maildir`: the folder's `tmp/`, `new/`, `cur/` and an empty
 /// `maildirfolder` file.
 ///
-/// `name` is checked with [`validate_folder_name`]. An existing folder is an
-/// `Error::Create` with source `AlreadyExists`, as in `maildirmake -f`.
+/// Directory names are IMAP's modified UTF-7 (as Courier and Dovecot, and
+/// our IMAP server, read them), so a `name` that is not already valid
+/// modified UTF-7 (`Itens Excluídos`, `R&D`) is encoded
+/// (`.Itens Exclu&AO0-dos`, `.R&-D`); one that is, ASCII names included,
+/// is used as given. The result is checked with [`validate_folder_name`].
+/// An existing folder is an `Error::Create` with source `AlreadyExists`,
+/// as in `maildirmake -f`.
 pub fn make_folder(maildir: &Path, name: &str) -> Result<PathBuf, Error> {
+    let wire = match crate::mutf7::decode(name) {
+        Some(_) => name.to_owned(),
+        None => crate::mutf7::encode(name),
+    };
+    make_folder_dir(maildir, &wire)
+}
+
+/// [`make_folder`] with the directory name (after its dot) as given.
+pub(crate) fn make_folder_dir(maildir: &Path, name: &str) -> Result<PathBuf, Error> {
     validate_folder_name(name)?;
     let folder = normalize(maildir).join(format!(".{name}"));
     let created = make_unsynced(&folder)?;
@@ -293,6 +307,31 @@ mod tests {
         assert!(matches!(make_folder(&md, "Enviados"), Err(Error::Create { .. })));
         make_folder(&md, "Lists.rust").unwrap();
         assert!(md.join(".Lists.rust/cur").is_dir());
+        // Names on disk are modified UTF-7, so IMAP lists them.
+        make_folder(&md, "Itens Excluídos").unwrap();
+        assert!(md.join(".Itens Exclu&AO0-dos/cur").is_dir());
+        make_folder(&md, "Itens Exclu&AO0-dos.Velhos").unwrap();
+        assert!(md.join(".Itens Exclu&AO0-dos.Velhos/cur").is_dir());
+        make_folder(&md, "R&D").unwrap();
+        assert!(md.join(".R&-D/cur").is_dir());
+        let listed: Vec<String> = crate::Store::new(&md)
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|f| f.name.to_string())
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                "INBOX",
+                "Enviados",
+                "Itens Excluídos",
+                "Itens Excluídos.Velhos",
+                "Lists",
+                "Lists.rust",
+                "R&D"
+            ]
+        );
     }
 
     #[test]

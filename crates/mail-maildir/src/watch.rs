@@ -9,6 +9,17 @@
 //! queued), and a kernel queue overflow also counts as a change, so no
 //! change is ever missed, at worst one refresh finds nothing new. Our own
 //! changes wake us too; that costs one refresh.
+//!
+//! With tokio: `let fd = AsyncFd::new(watcher)?;` then, in the IDLE loop,
+//! `let mut ready = fd.readable().await?; let changed = ready.get_inner().changed()?;
+//! ready.clear_ready();` (clearing after the drain is safe: an event that
+//! arrives later makes the descriptor readable again).
+//!
+//! Limits: each watcher is one inotify instance, and the kernel allows a
+//! user `fs.inotify.max_user_instances` of them (128 by default), so a
+//! process serving many sessions of one user should share one watcher per
+//! folder between them; [`Watcher::new`] failing (EMFILE) is the signal to
+//! fall back to a timer.
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
