@@ -147,7 +147,8 @@ measure() {
     cpu0=$(tree_cpu_ticks "$root")
     t0=$(now)
     ( rc=0; smtp-source -c "${SOURCE_FLAGS[@]}" -m "$MESSAGES" -l "$SIZE" -f sender@bench.test -t "$RCPT" \
-          "127.0.0.1:$port" > "$dir/source.out" 2> "$dir/source.err" || rc=$?; echo "$rc" > "$dir/source.rc" ) &
+          "127.0.0.1:$port" > "$dir/source.out" 2> "$dir/source.err" || rc=$?
+      echo "$EPOCHREALTIME" > "$dir/source.end"; echo "$rc" > "$dir/source.rc" ) &
     local sub=$!
     OUR_PIDS+=("$sub")
     deadline=$(awk -v a="$t0" -v b="$DELIVERY_TIMEOUT" 'BEGIN { printf "%d", a + b }')
@@ -176,11 +177,12 @@ measure() {
     ((files == MESSAGES)) || die "$side run $run: the sink has $files messages, expected exactly $MESSAGES"
     ((ids == MESSAGES)) || die "$side run $run: the sink's $files messages carry $ids distinct Message-Ids, expected $MESSAGES (duplicates)"
     add_val "$side" rate "$(fdiv "$MESSAGES" "$(fsub "$t_end" "$t0")")"
+    add_val "$side" accept "$(fdiv "$MESSAGES" "$(fsub "$(cat "$dir/source.end")" "$t0")")"
     add_val "$side" secs "$(fsub "$t_end" "$t0")"
     add_val "$side" cpu "$(awk -v t=$((cpu1 - cpu0)) -v hz="$CLK_TCK" -v m="$MESSAGES" 'BEGIN { printf "%.3f", t * 1000 / hz / m }')"
     add_val "$side" rss "$(kb_to_mb "$(cat "$dir/rss")")"
     add_val "$side" pss "$(kb_to_mb "$(cat "$dir/rss.pss")")"
-    log "$side run $run: $(last_val "$side" rate) msg/s end to end ($(last_val "$side" secs) s)," \
+    log "$side run $run: $(last_val "$side" rate) msg/s end to end ($(last_val "$side" secs) s; accepted at $(last_val "$side" accept) msg/s)," \
         "$(last_val "$side" cpu) ms CPU per message, peak PSS $(last_val "$side" pss) MB (RSS $(last_val "$side" rss) MB);" \
         "sink: $files messages, $ids distinct"
 }
@@ -254,7 +256,7 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 # ---------------------------------------------------------------- report
 declare -A MED=()
 for side in postfix postern; do
-    for m in rate secs cpu rss pss; do
+    for m in rate secs accept cpu rss pss; do
         # shellcheck disable=SC2046
         MED["$side|$m"]=$(median $(vals "$side" "$m"))
     done
@@ -262,7 +264,7 @@ done
 ratio() { # METRIC: Postern against Postfix, > 1 means Postern is better
     local x=${MED["postern|$1"]} y=${MED["postfix|$1"]}
     if [[ $x == null || $y == null ]]; then echo null
-    elif [[ $1 == rate ]]; then fdiv "$x" "$y"
+    elif [[ $1 == rate || $1 == accept ]]; then fdiv "$x" "$y"
     else fdiv "$y" "$x"
     fi
 }
@@ -279,12 +281,13 @@ if [[ $MODE == keep ]]; then how="one connection per session (smtp-source -d)"; 
     row() { printf '%-32s %10s %10s %10s\n' "$1" "$(show "${MED["postfix|$2"]}")" "$(show "${MED["postern|$2"]}")" "$( (($3)) && show "$(ratio "$2")")"; }
     row "messages/s end to end" rate 1
     row "seconds end to end" secs 1
+    row "accepted, msg/s (smtp-source)" accept 1
     row "CPU per message, ms" cpu 1
     row "peak PSS, all processes, MB" pss 1
     row "peak RSS, all processes, MB" rss 0
     for s in postfix postern; do
         [[ -n $(vals "$s" rate) ]] || continue
-        printf 'per run %-8s rate=[%s] cpu=[%s] pss=[%s] rss=[%s]\n' "$s:" "$(vals "$s" rate)" "$(vals "$s" cpu)" "$(vals "$s" pss)" "$(vals "$s" rss)"
+        printf 'per run %-8s rate=[%s] accept=[%s] cpu=[%s] pss=[%s] rss=[%s]\n' "$s:" "$(vals "$s" rate)" "$(vals "$s" accept)" "$(vals "$s" cpu)" "$(vals "$s" pss)" "$(vals "$s" rss)"
     done
     echo "sink alone (smtp-source -> smtp-sink, no server): $SINK_RATE msg/s"
     if [[ $MET != null ]]; then
@@ -299,11 +302,14 @@ sides='{}'
 for s in postfix postern; do
     [[ -n $(vals "$s" rate) ]] || continue
     sides=$(jq --arg k "$s" --argjson rate "${MED["$s|rate"]}" --argjson secs "${MED["$s|secs"]}" \
+        --argjson acc "${MED["$s|accept"]}" --argjson ar "$(arr "$s" accept)" \
         --argjson cpu "${MED["$s|cpu"]}" --argjson rss "${MED["$s|rss"]}" --argjson pss "${MED["$s|pss"]}" \
         --argjson rr "$(arr "$s" rate)" --argjson sr "$(arr "$s" secs)" --argjson cr "$(arr "$s" cpu)" \
         --argjson mr "$(arr "$s" rss)" --argjson pr "$(arr "$s" pss)" \
-        '. + { ($k): { msgs_per_s: $rate, seconds: $secs, cpu_ms_per_msg: $cpu, peak_rss_mb: $rss, peak_pss_mb: $pss,
-                       runs: { msgs_per_s: $rr, seconds: $sr, cpu_ms_per_msg: $cr, peak_rss_mb: $mr, peak_pss_mb: $pr } } }' <<< "$sides")
+        '. + { ($k): { msgs_per_s: $rate, seconds: $secs, accepted_msgs_per_s: $acc, cpu_ms_per_msg: $cpu,
+                       peak_rss_mb: $rss, peak_pss_mb: $pss,
+                       runs: { msgs_per_s: $rr, seconds: $sr, accepted_msgs_per_s: $ar, cpu_ms_per_msg: $cr,
+                               peak_rss_mb: $mr, peak_pss_mb: $pr } } }' <<< "$sides")
 done
 mkdir -p "$(dirname "$RESULTS_FILE")"
 jq -n --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
@@ -313,6 +319,7 @@ jq -n --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
     --arg pf_version "$(postconf -c /etc/postfix -dh mail_version 2>/dev/null || echo unknown)" \
     --arg pn_rev "$(bin_rev "$POSTERN_BIN")" --arg pn_bin "$POSTERN_BIN" --argjson sides "$sides" \
     --argjson rr "$RATE_RATIO" --argjson rs "$(ratio secs)" --argjson rc "$(ratio cpu)" --argjson rp "$(ratio pss)" \
+    --argjson ra "$(ratio accept)" \
     --argjson t "$TARGET_RATE" --argjson met "$MET" \
     '{ benchmark: "issue8-relay", date: $date,
        params: { messages: $messages, size: $size, runs: $runs, sessions: $sessions, mode: $mode, recipient: $rcpt,
@@ -322,7 +329,7 @@ jq -n --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
        versions: { postfix: $pf_version, postern: $pn_rev, postern_bin: $pn_bin },
        sides: $sides,
        ratios_note: "postern_vs_postfix: msgs_per_s = Postern/Postfix; seconds, cpu_per_msg and peak_pss = Postfix/Postern; > 1 means Postern is better",
-       ratios: { postern_vs_postfix: { msgs_per_s: $rr, seconds: $rs, cpu_per_msg: $rc, peak_pss: $rp } },
+       ratios: { postern_vs_postfix: { msgs_per_s: $rr, seconds: $rs, accepted_msgs_per_s: $ra, cpu_per_msg: $rc, peak_pss: $rp } },
        target: { msgs_per_s_min_ratio: $t, value: $rr, met: $met } }' > "$RESULTS_FILE.tmp"
 mv "$RESULTS_FILE.tmp" "$RESULTS_FILE"
 log "wrote $RESULTS_FILE"
