@@ -92,11 +92,18 @@ fi
 if (($(id -u) == 0)); then
     MAIL_USER=nobody
     DC_INTERNAL=dovecot DC_LOGIN=dovenull
-    id dovecot >/dev/null 2>&1 && id dovenull >/dev/null 2>&1 || die "no dovecot/dovenull users (dovecot-core makes them)"
+    if ! id dovecot >/dev/null 2>&1 || ! id dovenull >/dev/null 2>&1; then
+        die "no dovecot/dovenull users (dovecot-core makes them)"
+    fi
 else
     MAIL_USER=$(id -un)
     DC_INTERNAL=$MAIL_USER DC_LOGIN=$MAIL_USER
+    # Only root may chroot; anvil and pop3-login do by default.
+    DC_NOCHROOT="service anvil {
+  chroot =
+}"
 fi
+DC_NOCHROOT=${DC_NOCHROOT:-}
 MAIL_UID=$(id -u "$MAIL_USER")
 MAIL_GID=$(id -g "$MAIL_USER")
 DC_INTERNAL_GROUP=$(id -gn "$DC_INTERNAL")
@@ -181,7 +188,9 @@ service pop3-login {
   inet_listener pop3s {
     port = 0
   }
+$([[ -n $DC_NOCHROOT ]] && echo "  chroot =")
 }
+$DC_NOCHROOT
 EOF
     dovecot -F -c "$base/dovecot.conf" > "$base/dovecot.fg.log" 2>&1 &
     DC_PID=$!
