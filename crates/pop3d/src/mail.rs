@@ -142,6 +142,7 @@ fn serve(
             return;
         }
     };
+    let before = crate::mailbox::stamps(&dir);
     let mut mailbox = match Mailbox::open(&dir) {
         Ok(m) => m,
         Err(e) => {
@@ -163,8 +164,13 @@ fn serve(
             return;
         }
     };
-    // What arrived between the open and the lock belongs to this session.
-    if let Err(e) = mailbox.refresh() {
+    // What arrived between the open and the lock belongs to this session;
+    // when new/ and cur/ have not changed since before the open, the
+    // open's listing already is that (a second listing doubled the cost
+    // of a login to a large mailbox).
+    if !crate::mailbox::unchanged_since(&dir, before)
+        && let Err(e) = mailbox.refresh()
+    {
         tracing::warn!("user=<{name}>: cannot read the mailbox: {e}");
         say(&mut out, reply::MAILBOX_FAILED);
         return;
