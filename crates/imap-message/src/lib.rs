@@ -90,7 +90,10 @@ impl<'a> Message<'a> {
         &self.raw[self.tree.entities[0].body.clone()]
     }
 
-    /// The ENVELOPE (RFC 3501 §7.4.2) of the message.
+    /// The ENVELOPE (RFC 3501 §7.4.2) of the message. It depends on the
+    /// header block alone, so imapd may parse just the bytes up to the
+    /// first empty line when ENVELOPE is all it needs (the answer is the
+    /// same; `tests/api.rs` checks it).
     pub fn envelope(&self) -> Envelope<'static> {
         envelope::envelope(self.raw, &self.tree.entities[0])
     }
@@ -130,7 +133,9 @@ impl<'a> Message<'a> {
     /// RFC822.SIZE). `None` for the items imapd answers from its index
     /// (FLAGS, UID, INTERNALDATE, MODSEQ). A BINARY item on a part with an
     /// unknown transfer encoding gives `Some(Err(..))`: answer
-    /// `NO [UNKNOWN-CTE]`.
+    /// `NO [UNKNOWN-CTE]`. `peek` is not looked at: setting \Seen is
+    /// imapd's. imap-types' BINARY answer has no `<origin>`, so a partial
+    /// BINARY is sent without it.
     pub fn fetch(
         &self,
         item: &imap_types::fetch::MessageDataItemName<'_>,

@@ -473,3 +473,15 @@ fn very_long_and_very_branchy_threads_stay_bounded() {
     let ids = enc.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).count();
     assert_eq!(ids, 2000);
 }
+
+#[test]
+fn envelope_from_the_header_alone_is_the_same() {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/messages");
+    for e in std::fs::read_dir(dir).unwrap() {
+        let raw = std::fs::read(e.unwrap().path()).unwrap();
+        let full = Message::parse(&raw);
+        let header = full.header();
+        assert_eq!(Message::parse(header).envelope(), full.envelope());
+        assert_eq!(Message::parse(header).sort_facts(), full.sort_facts());
+    }
+}
