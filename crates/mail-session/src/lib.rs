@@ -1,4 +1,4 @@
-//! The login/mail split that pop3d (and imapd later) share, as Dovecot
+//! The login/mail split that pop3d and imapd share, as Dovecot
 //! does it: the login service, unprivileged and serving many clients,
 //! authenticates a client and hands the session to a mail-service
 //! process, which starts as root, becomes the mailbox owner and serves
@@ -11,11 +11,14 @@
 //!   (TLS) stream and its end of the pair.
 //! - [`become_user`]: initgroups, setgid, setuid to the user, checked, so
 //!   the mail process can never touch a mailbox with root's rights.
+//! - [`service`]: what both sides do around the handoff that does not
+//!   depend on the protocol (connection caps, the relay, the accept wait).
 //!
 //! Severities: none; every failure is returned. `unsafe` is confined to
 //! `sys.rs` (taking ownership of a received descriptor).
 #![deny(unsafe_code)]
 
+pub mod service;
 mod sys;
 
 pub use mail_ipc::session::{ACCEPTED, Handoff, MAX_FRAME, MAX_PENDING};
