@@ -145,7 +145,10 @@ const ACCEPT_TICK: Duration = Duration::from_secs(1);
 /// The mail side: waits for one connection from a login process on the
 /// service's listener; `None` after `max_idle` without one (master
 /// starts a new process on demand).
-pub fn accept_one(listener: &UnixListener, max_idle: Duration) -> std::io::Result<Option<UnixStream>> {
+pub fn accept_one(
+    listener: &UnixListener,
+    max_idle: Duration,
+) -> std::io::Result<Option<UnixStream>> {
     // On Linux SO_RCVTIMEO bounds accept(2) too. The listener is shared
     // only by this service's processes, which all want the same bound.
     socket2::SockRef::from(listener).set_read_timeout(Some(ACCEPT_TICK))?;

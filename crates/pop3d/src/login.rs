@@ -341,7 +341,9 @@ impl Session {
             pending,
         };
         let path = ctx.mail_service.clone();
-        let handed = tokio::task::spawn_blocking(move || send_session(&path, &handoff, HANDOFF_TIMEOUT)).await;
+        let handed =
+            tokio::task::spawn_blocking(move || send_session(&path, &handoff, HANDOFF_TIMEOUT))
+                .await;
         let mine = match handed {
             Ok(Ok(mine)) => mine,
             Ok(Err(e)) => {

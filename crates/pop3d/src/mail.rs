@@ -102,7 +102,7 @@ fn serve(
             return;
         }
     }
-    let dir = match crate::mailbox::location(user, &settings.home_mailbox) {
+    let dir = match mail_session::maildir_location(user, &settings.home_mailbox) {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!("user=<{name}>: {e}");
