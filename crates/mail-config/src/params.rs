@@ -249,6 +249,13 @@ pub static PARAMS: &[Param] = &[
     p("pop3_user_connection_limit", int(0), "10", "The most simultaneous logged-in POP3 sessions of one user in one login process (Dovecot's mail_max_userip_connections); one session per mailbox holds the lock, the others get [IN-USE]. 0 disables the limit."),
     p("pop3_tls_wrappermode", Kind::Bool, "no", "Speak TLS from the first byte (implicit TLS, port 995), as the pop3s service sets with an override; no means plain POP3 with STLS when a certificate is configured."),
     p("pop3_plaintext_auth", Kind::Bool, "no", "Accept USER/PASS and AUTH PLAIN on an unencrypted connection from a non-loopback address (Dovecot's disable_plaintext_auth = no). The default no requires STLS or pop3s first; loopback clients may always log in."),
+    // imapd (issue 10): the IMAP server's login services (imap, imaps) and its mail service (imap-mail). TLS uses smtpd's certificate; APPEND is bounded by message_size_limit.
+    p("imap_idle_timeout", SECONDS, "1800s", "How long an IMAP session may wait for the client's next command before it is closed (RFC 9051's 30-minute inactivity autologout; Dovecot's imap_idle_notify aside), before and after login. IDLE counts as activity: an idling client's timer restarts with every notification and at each DONE."),
+    p("imap_client_connection_limit", int(0), "10", "The most simultaneous IMAP connections one client address may have in one imap login process (imap and imaps run one process each by default); 0 disables the limit."),
+    p("imap_user_connection_limit", int(0), "10", "The most simultaneous logged-in IMAP sessions of one user in one login process (Dovecot's mail_max_userip_connections); 0 disables the limit."),
+    p("imap_tls_wrappermode", Kind::Bool, "no", "Speak TLS from the first byte (implicit TLS, port 993), as the imaps service sets with an override; no means plain IMAP with STARTTLS when a certificate is configured."),
+    p("imap_plaintext_auth", Kind::Bool, "no", "Accept LOGIN and AUTHENTICATE PLAIN on an unencrypted connection from a non-loopback address (Dovecot's disable_plaintext_auth = no). The default no advertises LOGINDISABLED there and requires STARTTLS or imaps first; loopback clients may always log in."),
+    p("imap_max_line_length", Kind::Int { min: 1024, max: 16_777_216 }, "65536", "The longest IMAP command line, literals not counted (Dovecot's imap_max_line_length); a longer line is answered BAD and the connection closed. Before login lines and literals are also capped at a few kilobytes whatever this says."),
     // smtp client.
     // SMTP client (issue 8, smtpc): crates/smtp-client, service smtp/unix.
     p("smtp_helo_name", Kind::Str, "$myhostname", "The name the SMTP client sends in HELO/EHLO."),
