@@ -287,3 +287,20 @@ mod tests {
         assert_eq!(v, b"{2}\r\n\xc3\xa9");
     }
 }
+
+#[cfg(test)]
+mod append_tests {
+    use super::*;
+    use imap_codec::CommandCodec;
+
+    #[test]
+    fn append_with_a_literal_decodes() {
+        let mut r = Reader::new(65536, 10_000_000);
+        r.push(b"p1 APPEND Rascunhos (\\Draft \\Seen) \"14-Nov-2023 22:13:20 +0000\" {22}\r\n");
+        assert_eq!(r.next(), Some(Event::Continue));
+        assert_eq!(r.next(), None);
+        r.push(b"Subject: draft\r\n\r\nhi\r\n\r\n");
+        assert_eq!(r.next(), Some(Event::Message));
+        assert!(r.decode(&CommandCodec::default()).is_some(), "{:?}", String::from_utf8_lossy(r.message()));
+    }
+}
