@@ -273,6 +273,12 @@ impl Main {
                     {
                         errors.push(bad(message));
                     }
+                    // Folder names hold blanks, so this one is no list.
+                    if p.name == "imap_special_use"
+                        && let Err(message) = params::check_special_use(&v)
+                    {
+                        errors.push(bad(message));
+                    }
                 }
                 Err(ExpandError::Loop(cycle)) => {
                     loops.insert(self.loop_culprit(cycle));

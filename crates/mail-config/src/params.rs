@@ -256,6 +256,8 @@ pub static PARAMS: &[Param] = &[
     p("imap_tls_wrappermode", Kind::Bool, "no", "Speak TLS from the first byte (implicit TLS, port 993), as the imaps service sets with an override; no means plain IMAP with STARTTLS when a certificate is configured."),
     p("imap_plaintext_auth", Kind::Bool, "no", "Accept LOGIN and AUTHENTICATE PLAIN on an unencrypted connection from a non-loopback address (Dovecot's disable_plaintext_auth = no). The default no advertises LOGINDISABLED there and requires STARTTLS or imaps first; loopback clients may always log in."),
     p("imap_max_line_length", Kind::Int { min: 1024, max: 16_777_216 }, "65536", "The longest IMAP command line, literals not counted (Dovecot's imap_max_line_length); a longer line is answered BAD and the connection closed. Before login lines and literals are also capped at a few kilobytes whatever this says."),
+    // IMAP store (issue 10, store): crates/mail-maildir's Store, read by imapd.
+    p("imap_special_use", Kind::RawStr, "Sent=\\Sent, Enviados=\\Sent, Sent Messages=\\Sent, Sent Items=\\Sent, Drafts=\\Drafts, Rascunhos=\\Drafts, Trash=\\Trash, Lixeira=\\Trash, Deleted Messages=\\Trash, Deleted Items=\\Trash, Junk=\\Junk, Spam=\\Junk, Lixo Eletr\u{f4}nico=\\Junk, Archive=\\Archive, Archives=\\Archive, Arquivo=\\Archive", "Which folders IMAP LIST marks with a SPECIAL-USE attribute (RFC 6154), as comma-separated Name=\\Attribute pairs (Dovecot's special_use, by folder name): Name is the folder in UTF-8 with . between levels, matched case-insensitively, and may hold blanks; Attribute is one of \\Sent \\Drafts \\Trash \\Junk \\Archive \\All \\Flagged. The default covers the tutorial's Enviados, Rascunhos, Lixeira and Spam and the usual English names; empty marks none."),
     // smtp client.
     // SMTP client (issue 8, smtpc): crates/smtp-client, service smtp/unix.
     p("smtp_helo_name", Kind::Str, "$myhostname", "The name the SMTP client sends in HELO/EHLO."),
@@ -405,6 +407,34 @@ fn check_local_recipient_table(spec: &str) -> Result<(), String> {
     }
 }
 
+/// Checks `imap_special_use` (the syntax mail-maildir's `SpecialUseMap`
+/// reads): comma-separated `Name=\Attribute` pairs.
+pub(crate) fn check_special_use(value: &str) -> Result<(), String> {
+    const ATTRIBUTES: [&str; 7] =
+        ["\\all", "\\archive", "\\drafts", "\\flagged", "\\junk", "\\sent", "\\trash"];
+    for item in value.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let Some((name, attr)) = item.rsplit_once('=') else {
+            return Err(format!("expected Name=\\Attribute, found \"{item}\""));
+        };
+        let (name, attr) = (name.trim(), attr.trim());
+        if !ATTRIBUTES.contains(&attr.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "\"{attr}\" is not a SPECIAL-USE attribute (\\Sent \\Drafts \\Trash \\Junk \\Archive \\All \\Flagged)"
+            ));
+        }
+        let bad_name = name.is_empty()
+            || name.len() > 200
+            || name.split('.').count() > 32
+            || name.split('.').any(str::is_empty)
+            || name.chars().any(|c| c.is_control() || matches!(c, '/' | '%' | '*'))
+            || name.eq_ignore_ascii_case("INBOX");
+        if bad_name {
+            return Err(format!("\"{name}\" is not a folder name that can have a special use"));
+        }
+    }
+    Ok(())
+}
+
 /// Parameters of kind [`Kind::Str`] whose value is one word from a fixed
 /// vocabulary, checked by [`check_elements`] like list elements.
 pub(crate) const WORD_PARAMS: &[&str] =
@@ -499,6 +529,13 @@ mod tests {
     fn element_checks() {
         let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         assert!(check_elements("inet_protocols", &v(&["ipv4", "IPv6"])).is_ok());
+        assert!(check_special_use(lookup("imap_special_use").unwrap().default).is_ok());
+        assert!(check_special_use("").is_ok());
+        assert!(check_special_use("Itens Enviados = \\sent, Caixa.Velha=\\Archive").is_ok());
+        for bad in ["Sent", "Sent=\\Outbox", "a..b=\\Sent", "INBOX=\\Sent", "=\\Sent", "a/b=\\Sent"]
+        {
+            assert!(check_special_use(bad).is_err(), "{bad}");
+        }
         assert!(check_elements("inet_protocols", &v(&["ipv5"])).is_err());
         assert!(check_elements("inet_interfaces", &v(&["all"])).is_ok());
         assert!(

@@ -871,6 +871,27 @@ impl Sendmail {
     }
 }
 
+/// The IMAP store's parameters (mail-maildir's `Store`), which imapd
+/// reads beside its own.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ImapStore {
+    /// SPECIAL-USE folders as `Name=\Attribute` pairs, already checked
+    /// at load; imapd builds `mail_maildir::SpecialUseMap::parse` from it.
+    pub imap_special_use: String,
+}
+
+impl ImapStore {
+    /// Reads the IMAP store's parameters.
+    pub fn new(main: &Main) -> ImapStore {
+        ImapStore::read(&Reader::new(main))
+    }
+
+    fn read(r: &Reader<'_>) -> ImapStore {
+        ImapStore { imap_special_use: r.raw_str("imap_special_use") }
+    }
+}
+
 /// DNS: the resolver every daemon that looks names up shares
 /// (mail-dns), and smtpd's client name lookup.
 #[derive(Debug, Clone)]
@@ -1052,6 +1073,7 @@ fn typed_names(main: &Main) -> BTreeSet<&'static str> {
     let _ = SmtpdTls::read(&r);
     let _ = Anvil::read(&r);
     let _ = Authd::read(&r);
+    let _ = ImapStore::read(&r);
     let _ = Pop3d::read(&r);
     let _ = Imapd::read(&r);
     let _ = Qmgr::read(&r);
@@ -1098,6 +1120,23 @@ mod tests {
             }
         }
         assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn imap_special_use_is_checked_at_load() {
+        let d = ImapStore::new(&load(""));
+        assert!(d.imap_special_use.starts_with("Sent=\\Sent, Enviados=\\Sent,"));
+        assert!(
+            d.imap_special_use.contains("Lixeira=\\Trash")
+                && d.imap_special_use.contains("Spam=\\Junk")
+        );
+        let d = ImapStore::new(&load("imap_special_use = 'Saída=\\Sent, Caixa $x=\\Archive'\n"));
+        assert_eq!(d.imap_special_use, "Saída=\\Sent, Caixa $x=\\Archive", "not expanded");
+        let text = "\n\nimap_special_use = 'Enviados=\\Outbox'\n";
+        let err =
+            Main::from_str(Path::new("/etc/postern/main.toml"), text).unwrap_err().to_string();
+        assert!(err.contains("main.toml:3") && err.contains("imap_special_use"), "{err}");
+        assert!(err.contains("not a SPECIAL-USE attribute"), "{err}");
     }
 
     #[test]

@@ -107,6 +107,38 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
+    /// A folder (or a child a rename would make) already exists: CREATE
+    /// or RENAME onto an existing name.
+    #[error("folder {name:?} already exists")]
+    FolderExists {
+        /// The folder name (UTF-8).
+        name: String,
+    },
+    /// There is no such folder (or it exists only by its children, which
+    /// cannot be selected, deleted or renamed as such).
+    #[error("folder {name:?} does not exist")]
+    NoFolder {
+        /// The folder name (UTF-8).
+        name: String,
+    },
+    /// The operation is not allowed on this folder (deleting INBOX,
+    /// renaming a folder into its own child).
+    #[error("folder {name:?}: {reason}")]
+    NotPermitted {
+        /// The folder name (UTF-8).
+        name: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A keyword is not acceptable (not an IMAP atom, too long) or the
+    /// folder has no letter left for a new one (Maildir has 26).
+    #[error("keyword {name:?}: {reason}")]
+    Keyword {
+        /// The keyword as given.
+        name: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
 }
 
 impl Error {
@@ -126,6 +158,10 @@ impl Error {
                 | Error::FolderName { .. }
                 | Error::NotFound { .. }
                 | Error::TooMany { .. }
+                | Error::FolderExists { .. }
+                | Error::NoFolder { .. }
+                | Error::NotPermitted { .. }
+                | Error::Keyword { .. }
         )
     }
 
@@ -142,7 +178,11 @@ impl Error {
             | Error::Unsafe { .. }
             | Error::FolderName { .. }
             | Error::NotFound { .. }
-            | Error::TooMany { .. } => None,
+            | Error::TooMany { .. }
+            | Error::FolderExists { .. }
+            | Error::NoFolder { .. }
+            | Error::NotPermitted { .. }
+            | Error::Keyword { .. } => None,
         }
     }
 
@@ -159,7 +199,11 @@ impl Error {
             | Error::NotFound { path, .. }
             | Error::TooMany { path, .. } => Some(path),
             Error::Link { to, .. } => Some(to),
-            Error::FolderName { .. } => None,
+            Error::FolderName { .. }
+            | Error::FolderExists { .. }
+            | Error::NoFolder { .. }
+            | Error::NotPermitted { .. }
+            | Error::Keyword { .. } => None,
         }
     }
 }

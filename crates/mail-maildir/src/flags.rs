@@ -73,6 +73,20 @@ impl Flags {
     pub const fn without(self, other: Flags) -> Flags {
         Flags(self.0 & !other.0)
     }
+
+    /// The flags set both here and in `other`.
+    pub const fn intersect(self, other: Flags) -> Flags {
+        Flags(self.0 & other.0)
+    }
+
+    /// The five flags IMAP names (`\Seen \Answered \Flagged \Deleted
+    /// \Draft`); keywords are the lowercase letters ([`Flags::KEYWORDS`]).
+    pub const IMAP_SYSTEM: Flags = Flags(
+        Flags::SEEN.0 | Flags::ANSWERED.0 | Flags::FLAGGED.0 | Flags::DELETED.0 | Flags::DRAFT.0,
+    );
+
+    /// Every lowercase letter: Dovecot's keyword letters.
+    pub const KEYWORDS: Flags = Flags(((1u64 << 26) - 1) << 26);
 }
 
 impl BitOr for Flags {

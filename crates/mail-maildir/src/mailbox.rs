@@ -37,7 +37,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::uidlist::{self, INDEX_FILE, Index, MAX_INDEX_BYTES, Record, is_message_name, key_of};
+use crate::keywords::{KEYWORDS_FILE, Keywords, MAX_KEYWORDS_BYTES};
+use crate::uidlist::{
+    self, Expunged, INDEX_FILE, Index, MAX_INDEX_BYTES, Record, is_message_name, key_of,
+};
 use crate::{Error, Flags, crlf, layout};
 
 /// How long [`Mailbox::open`] waits for another process's index update.
@@ -79,8 +82,11 @@ pub struct MessageInfo {
     /// Internal date: the file's mtime when first seen, seconds since the
     /// epoch.
     pub internal_date: i64,
-    /// Whether the file is (was, at the last scan) in `new/`.
+    /// Whether the file is (was, at the last scan) in `new/`: IMAP's
+    /// `\Recent` until [`Mailbox::take_recent`] moves it.
     pub in_new: bool,
+    /// The modseq of its last change (CONDSTORE, RFC 7162).
+    pub modseq: u64,
 }
 
 /// What [`Mailbox::refresh`] found changed since the last snapshot.
@@ -96,6 +102,8 @@ pub struct Changes {
     /// The index was rebuilt meanwhile: every old UID is void (all are in
     /// `vanished`, all current ones in `added`).
     pub uid_validity_changed: bool,
+    /// The folder's keyword table changed (IMAP sends FLAGS again).
+    pub keywords_changed: bool,
 }
 
 /// A directory entry that is not treated as a message, and why.
@@ -115,6 +123,10 @@ pub struct Mailbox {
     options: MailboxOptions,
     uid_validity: u32,
     uid_next: u32,
+    highest_modseq: u64,
+    expunge_floor: u64,
+    expunged: Vec<Expunged>,
+    keywords: Keywords,
     messages: Vec<MessageInfo>,
     /// The full file name of each message, parallel to `messages`.
     names: Vec<String>,
@@ -159,6 +171,10 @@ impl Mailbox {
             options,
             uid_validity: 0,
             uid_next: 1,
+            highest_modseq: 1,
+            expunge_floor: 1,
+            expunged: Vec::new(),
+            keywords: Keywords::default(),
             messages: Vec::new(),
             names: Vec::new(),
             skipped: Vec::new(),
@@ -166,6 +182,7 @@ impl Mailbox {
         };
         let state = mb.load()?;
         mb.install(state);
+        mb.keywords = read_keywords(&mb.dir);
         Ok(mb)
     }
 
@@ -214,6 +231,11 @@ impl Mailbox {
     pub fn refresh(&mut self) -> Result<Changes, Error> {
         let state = self.load()?;
         let mut changes = Changes::default();
+        let keywords = read_keywords(&self.dir);
+        if keywords != self.keywords {
+            changes.keywords_changed = true;
+            self.keywords = keywords;
+        }
         if state.index.uid_validity != self.uid_validity {
             changes.uid_validity_changed = true;
             changes.vanished = self.messages.iter().map(|m| m.uid).collect();
@@ -396,6 +418,9 @@ impl Mailbox {
     fn install(&mut self, state: State) {
         self.uid_validity = state.index.uid_validity;
         self.uid_next = state.index.uid_next;
+        self.highest_modseq = state.index.highest_modseq;
+        self.expunge_floor = state.index.expunge_floor;
+        self.expunged = state.index.expunged;
         self.skipped = state.skipped;
         self.rebuilt = state.rebuilt;
         self.messages.clear();
@@ -408,6 +433,7 @@ impl Mailbox {
                 flags: flags_of(&r.file_name),
                 internal_date: r.internal_date,
                 in_new: r.in_new,
+                modseq: r.modseq,
             });
             self.names.push(r.file_name);
         }
@@ -423,12 +449,18 @@ impl Mailbox {
             }
         }
         let mut lock = self.lock_index()?;
+        self.load_locked(&mut lock)
+    }
+
+    /// The index updated from the listing, written if that changed it;
+    /// the caller holds the index lock.
+    pub(crate) fn load_locked(&self, lock: &mut Flock<File>) -> Result<State, Error> {
         let loaded = read_index(&self.dir)?;
         let mut scan = scan(&self.dir, self.options.max_messages)?;
         let present = matches!(loaded, Loaded::Present(_));
         let (base, imported, rebuilt) = match loaded {
             Loaded::Present(index) => (index, None, None),
-            Loaded::Missing => match index_was_written(&lock) {
+            Loaded::Missing => match index_was_written(lock) {
                 // An index was lost: a foreign uidlist is older than it.
                 Some(old) => {
                     let base = fresh(Some(old));
@@ -436,10 +468,19 @@ impl Mailbox {
                 }
                 None => match import(&self.dir) {
                     Some(imp) => {
+                        // The UIDVALIDITY stays, so the modseqs must not go
+                        // below the other server's (RFC 7162 §3.1.2): we
+                        // cannot read those, but one change per second
+                        // since 1970 is more than any mailbox has seen.
+                        let start = SystemTime::now()
+                            .duration_since(UNIX_EPOCH)
+                            .map_or(1, |d| d.as_secs())
+                            .max(1);
                         let base = Index {
-                            uid_validity: imp.uid_validity,
                             uid_next: imp.uid_next,
-                            records: Vec::new(),
+                            highest_modseq: start,
+                            expunge_floor: start,
+                            ..Index::new(imp.uid_validity)
                         };
                         (base, Some(imp.uids.into_iter().collect::<HashMap<_, _>>()), None)
                     }
@@ -474,41 +515,29 @@ impl Mailbox {
         let same = present && rebuilt.is_none() && unchanged(&base, &scan).is_some();
         if !same {
             write_index(&self.dir, &index)?;
-            mark_index_written(&mut lock, index.uid_validity);
+            mark_index_written(lock, index.uid_validity);
         }
         Ok(State { index, skipped, rebuilt })
     }
 
-    fn lock_index(&self) -> Result<Flock<File>, Error> {
-        let path = self.dir.join(INDEX_LOCK);
-        let deadline = Instant::now() + self.options.lock_wait;
-        let mut pause = Duration::from_millis(2);
-        loop {
-            let file = open_lock_file(&path)?;
-            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(lock) => return Ok(lock),
-                Err((_, Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(50));
-                }
-                Err((_, Errno::EWOULDBLOCK)) => {
-                    let source = io::Error::new(
-                        io::ErrorKind::WouldBlock,
-                        "another process holds the index lock",
-                    );
-                    return Err(Error::Lock { path, source });
-                }
-                Err((_, e)) => return Err(Error::Lock { path, source: e.into() }),
-            }
-        }
+    pub(crate) fn lock_index(&self) -> Result<Flock<File>, Error> {
+        lock_index_at(&self.dir, self.options.lock_wait)
     }
 
     fn drop_records(&self, gone: &HashSet<u32>) -> Result<(), Error> {
         let _lock = self.lock_index()?;
         if let Loaded::Present(mut index) = read_index(&self.dir)? {
             let before = index.records.len();
-            index.records.retain(|r| !gone.contains(&r.uid));
+            let mut went = Vec::new();
+            index.records.retain(|r| {
+                let keep = !gone.contains(&r.uid);
+                if !keep {
+                    went.push(r.uid);
+                }
+                keep
+            });
             if index.records.len() != before {
+                index.log_expunge(went);
                 write_index(&self.dir, &index)?;
             }
         }
@@ -516,8 +545,36 @@ impl Mailbox {
     }
 }
 
+/// Takes the index lock of the Maildir `dir`, waiting at most `wait`.
+pub(crate) fn lock_index_at(dir: &Path, wait: Duration) -> Result<Flock<File>, Error> {
+    lock_file_at(&dir.join(INDEX_LOCK), wait)
+}
+
+/// Takes an exclusive `flock` on the lock file `path` (created if
+/// missing), waiting at most `wait`.
+pub(crate) fn lock_file_at(path: &Path, wait: Duration) -> Result<Flock<File>, Error> {
+    let deadline = Instant::now() + wait;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        let file = open_lock_file(path)?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(lock),
+            Err((_, Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err((_, Errno::EWOULDBLOCK)) => {
+                let source =
+                    io::Error::new(io::ErrorKind::WouldBlock, "another process holds the lock");
+                return Err(Error::Lock { path: path.to_owned(), source });
+            }
+            Err((_, e)) => return Err(Error::Lock { path: path.to_owned(), source: e.into() }),
+        }
+    }
+}
+
 /// The outcome of one load.
-struct State {
+pub(crate) struct State {
     index: Index,
     skipped: Vec<Skipped>,
     rebuilt: Option<String>,
@@ -651,6 +708,10 @@ fn unchanged(index: &Index, scan: &Scan) -> Option<Index> {
     let mut out = index.clone();
     for r in &mut out.records {
         let (in_new, name) = scan.found.get(key_of(&r.file_name))?;
+        // A flag change by rename (pop3d, another server) needs a modseq.
+        if flags_of(name) != flags_of(&r.file_name) {
+            return None;
+        }
         r.in_new = *in_new;
         r.file_name.clone_from(name);
     }
@@ -669,12 +730,21 @@ fn merge(
 ) -> Option<Index> {
     let mut records = Vec::with_capacity(scan.found.len());
     let mut known = HashSet::new();
+    let mut out = Index { records: Vec::new(), ..base.clone() };
+    let mut went = Vec::new();
     for r in &base.records {
         let key = key_of(&r.file_name);
         if let Some((in_new, name)) = scan.found.get(key) {
             known.insert(key);
-            records.push(Record { in_new: *in_new, file_name: name.clone(), ..r.clone() });
+            let modseq =
+                if flags_of(name) == flags_of(&r.file_name) { r.modseq } else { out.bump_modseq() };
+            records.push(Record { in_new: *in_new, file_name: name.clone(), modseq, ..r.clone() });
+        } else {
+            went.push(r.uid);
         }
+    }
+    if !went.is_empty() {
+        out.log_expunge(went);
     }
     let mut arrivals = Vec::new();
     for (key, (in_new, name)) in &scan.found {
@@ -703,7 +773,7 @@ fn merge(
         }
     }
     arrivals.sort();
-    let mut uid_next = base.uid_next;
+    let mut uid_next = out.uid_next;
     let used: HashSet<u32> = records.iter().map(|r| r.uid).collect();
     for (_, key, in_new, name, size, date) in arrivals {
         let uid = match imported.and_then(|m| m.get(key)) {
@@ -714,10 +784,11 @@ fn merge(
                 uid
             }
         };
-        records.push(Record { uid, size, internal_date: date, in_new, file_name: name });
+        let modseq = out.bump_modseq();
+        records.push(Record { uid, size, internal_date: date, modseq, in_new, file_name: name });
     }
     records.sort_by_key(|r| r.uid);
-    Some(Index { uid_validity: base.uid_validity, uid_next, records })
+    Some(Index { uid_next, records, ..out })
 }
 
 /// A new index's UIDVALIDITY: the time, as Dovecot does, and always above
@@ -730,7 +801,7 @@ fn fresh(old: Option<u32>) -> Index {
     {
         validity = old.checked_add(1).unwrap_or(1);
     }
-    Index { uid_validity: validity, uid_next: 1, records: Vec::new() }
+    Index::new(validity)
 }
 
 /// Size, internal date and the microseconds of the mtime (which orders
@@ -774,11 +845,11 @@ fn name_field(key: &str, field: &str) -> Option<u64> {
     })
 }
 
-fn flags_of(file_name: &str) -> Flags {
+pub(crate) fn flags_of(file_name: &str) -> Flags {
     Flags::from_maildir(crate::parse_file_name(file_name).flags)
 }
 
-fn open_regular(path: &Path) -> Result<File, Error> {
+pub(crate) fn open_regular(path: &Path) -> Result<File, Error> {
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
@@ -817,7 +888,7 @@ fn open_lock_file(path: &Path) -> Result<File, Error> {
 
 /// Where the message with unique name `key` is now, looked up by listing
 /// `cur/` and then `new/`.
-fn locate(dir: &Path, key: &str) -> Result<Option<(bool, String)>, Error> {
+pub(crate) fn locate(dir: &Path, key: &str) -> Result<Option<(bool, String)>, Error> {
     for (sub, in_new) in [("cur", false), ("new", true)] {
         let path = dir.join(sub);
         let listing = match fs::read_dir(&path) {
@@ -840,7 +911,7 @@ fn locate(dir: &Path, key: &str) -> Result<Option<(bool, String)>, Error> {
 
 /// `rename` that never replaces an existing name (`RENAME_NOREPLACE`,
 /// plain `rename` where the file system lacks it).
-fn rename_noreplace(from: &Path, to: &Path) -> Result<(), Errno> {
+pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> Result<(), Errno> {
     use nix::fcntl::{RenameFlags, renameat2};
     match renameat2(None, from, None, to, RenameFlags::RENAME_NOREPLACE) {
         Err(Errno::EINVAL | Errno::ENOSYS) => {
@@ -854,7 +925,7 @@ fn rename_noreplace(from: &Path, to: &Path) -> Result<(), Errno> {
 }
 
 /// What the index file held.
-enum Loaded {
+pub(crate) enum Loaded {
     Present(Index),
     Missing,
     /// `floor`: what its UIDVALIDITY may have been at most (its `V`
@@ -899,7 +970,7 @@ fn time_floor(secs: i64) -> u32 {
     u32::try_from(secs.max(0)).unwrap_or(u32::MAX)
 }
 
-fn read_index(dir: &Path) -> Result<Loaded, Error> {
+pub(crate) fn read_index(dir: &Path) -> Result<Loaded, Error> {
     use stdx::fs::BoundedReadError;
     let path = dir.join(INDEX_FILE);
     let written = || {
@@ -935,7 +1006,7 @@ fn header_validity(bytes: &[u8]) -> Option<u32> {
     line.split(' ').find_map(|w| w.strip_prefix('V')).and_then(|v| v.parse().ok())
 }
 
-fn write_index(dir: &Path, index: &Index) -> Result<(), Error> {
+pub(crate) fn write_index(dir: &Path, index: &Index) -> Result<(), Error> {
     let path = dir.join(INDEX_FILE);
     stdx::fs::atomic_write(&path, &uidlist::render_index(index), 0o600)
         .map_err(|source| Error::Write { path, source })
@@ -949,6 +1020,19 @@ fn import(dir: &Path) -> Option<uidlist::Imported> {
         uidlist::parse_foreign_uidlist(&bytes)
     })
 }
+
+/// The folder's keyword table; none when the file is missing or odd (a
+/// symlink, too large).
+pub(crate) fn read_keywords(dir: &Path) -> Keywords {
+    match stdx::fs::read_regular_bounded(&dir.join(KEYWORDS_FILE), MAX_KEYWORDS_BYTES) {
+        Ok((bytes, _)) => Keywords::parse(&bytes),
+        Err(_) => Keywords::default(),
+    }
+}
+
+#[path = "mailbox_imap.rs"]
+mod imap;
+pub use imap::{FlagOp, Stored, StoredFlags};
 
 #[cfg(test)]
 #[path = "mailbox_tests.rs"]

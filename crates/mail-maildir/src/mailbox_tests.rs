@@ -39,7 +39,7 @@ fn missing_maildir_is_created_and_empty() {
         assert!(md.join(sub).is_dir());
     }
     let index = fs::read_to_string(md.join("postern-uidlist")).unwrap();
-    assert_eq!(index, format!("postern-uidlist 1 V{} N1\n", mb.uid_validity()));
+    assert_eq!(index, format!("postern-uidlist 1 V{} N1 M1 X1\n", mb.uid_validity()));
 }
 
 #[test]
@@ -130,7 +130,8 @@ fn refresh_reports_what_others_did() {
             added: vec![4],
             vanished: vec![2],
             flags_changed: vec![1],
-            uid_validity_changed: false
+            uid_validity_changed: false,
+            keywords_changed: false,
         }
     );
     assert_eq!(uids(&mine), [1, 3, 4]);

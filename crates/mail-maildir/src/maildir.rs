@@ -214,7 +214,7 @@ pub fn unique_name(hostname: &str, size: u64) -> String {
 /// [`unique_name`] with Dovecot's `,W={vsize}` after `,S=`: the size with
 /// CRLF line ends ([`crate::crlf`]), which pop3d and imapd (ours and
 /// Dovecot's) then take from the name instead of reading the file.
-fn unique_name_sized(hostname: &str, size: u64, vsize: u64) -> String {
+pub(crate) fn unique_name_sized(hostname: &str, size: u64, vsize: u64) -> String {
     format!("{},W={vsize}", unique_name(hostname, size))
 }
 

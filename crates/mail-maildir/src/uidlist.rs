@@ -6,19 +6,31 @@
 //! version 3 uidlist so that an operator can read it:
 //!
 //! ```text
-//! postern-uidlist 1 V1700000000 N43
-//! 41 W1260 T1700000000 :cur/1700000000.M1P2Q3.host,S=1234,W=1260:2,S
-//! 42 W88 T1700000100 :new/1700000100.M5P6Q7.host,S=85
+//! postern-uidlist 1 V1700000000 N43 M57 X50 E52:3-5,9 E56:40
+//! 41 W1260 T1700000000 M55 :cur/1700000000.M1P2Q3.host,S=1234,W=1260:2,S
+//! 42 W88 T1700000100 M57 :new/1700000100.M5P6Q7.host,S=85
 //! ```
 //!
 //! The header names the format and its version, then `<letter><value>`
-//! fields: `V` UIDVALIDITY, `N` the next UID. A record is the UID, fields
-//! (`W` the RFC 822 size with CRLF line ends, `T` the internal date in
-//! seconds since the epoch), then `:` and where the file was last seen
-//! (`new/` or `cur/` and its full name, up to the end of the line: names may
-//! hold blanks). Fields with other letters are skipped, so version 1 can
-//! grow fields (imapd's modseq and keywords) without a format change; a
-//! different version is not read at all (the index is rebuilt).
+//! fields: `V` UIDVALIDITY, `N` the next UID, `M` the highest modseq
+//! (CONDSTORE's HIGHESTMODSEQ), `X` the modseq from which the expunge log
+//! is complete, and one `E<modseq>:<uid ranges>` per logged expunge (the
+//! UIDs that went at that modseq, for QRESYNC's VANISHED). A record is the
+//! UID, fields (`W` the RFC 822 size with CRLF line ends, `T` the internal
+//! date in seconds since the epoch, `M` the modseq of its last change),
+//! then `:` and where the file was last seen (`new/` or `cur/` and its full
+//! name, up to the end of the line: names may hold blanks). Fields with
+//! other letters are skipped, so version 1 grows fields without a format
+//! change (an index written before modseqs existed reads with every modseq
+//! 1 and an empty log complete from now on); a different version is not
+//! read at all (the index is rebuilt).
+//!
+//! The expunge log keeps the most recent [`MAX_EXPUNGE_RANGES`] UID ranges;
+//! older events are dropped and `X` raised to the modseq of the newest
+//! dropped one, so "what went since modseq m" is exact for `m >= X` and
+//! otherwise answered with every UID below the next UID that is not in the
+//! folder, which RFC 7162 §3.2.5.1 allows (VANISHED (EARLIER) may name
+//! UIDs the client never had).
 //!
 //! Every parser here is total and bounded: the caller reads at most
 //! [`MAX_INDEX_BYTES`], and anything out of shape makes the whole file
@@ -41,6 +53,8 @@ pub const MAX_MESSAGES: usize = 1_000_000;
 pub const MAX_INDEX_BYTES: u64 = 320 * 1024 * 1024;
 /// The longest file name we accept in a Maildir (Linux's `NAME_MAX`).
 pub const MAX_NAME_LEN: usize = 255;
+/// How many UID ranges the expunge log keeps (see the module docs).
+pub const MAX_EXPUNGE_RANGES: usize = 4096;
 
 /// Our index as read from or written to disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,8 +63,76 @@ pub struct Index {
     pub uid_validity: u32,
     /// The UID the next new message gets; above every record's UID.
     pub uid_next: u32,
+    /// The highest modseq given so far (at least every record's).
+    pub highest_modseq: u64,
+    /// The modseq from which [`Index::expunged`] is complete.
+    pub expunge_floor: u64,
+    /// Logged expunges, oldest first.
+    pub expunged: Vec<Expunged>,
     /// The messages, by ascending UID.
     pub records: Vec<Record>,
+}
+
+/// UIDs that went at one modseq.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expunged {
+    /// The modseq of the expunge.
+    pub modseq: u64,
+    /// The UIDs, as ascending disjoint inclusive ranges.
+    pub uids: Vec<(u32, u32)>,
+}
+
+impl Index {
+    /// An empty index.
+    pub fn new(uid_validity: u32) -> Index {
+        Index {
+            uid_validity,
+            uid_next: 1,
+            highest_modseq: 1,
+            expunge_floor: 1,
+            expunged: Vec::new(),
+            records: Vec::new(),
+        }
+    }
+
+    /// The next modseq, now the highest.
+    pub fn bump_modseq(&mut self) -> u64 {
+        self.highest_modseq = self.highest_modseq.saturating_add(1);
+        self.highest_modseq
+    }
+
+    /// Logs that `uids` went at a new modseq (returned), dropping the
+    /// oldest events beyond [`MAX_EXPUNGE_RANGES`].
+    pub fn log_expunge(&mut self, uids: impl IntoIterator<Item = u32>) -> u64 {
+        let ranges = to_ranges(uids);
+        let modseq = self.bump_modseq();
+        if ranges.is_empty() {
+            return modseq;
+        }
+        self.expunged.push(Expunged { modseq, uids: ranges });
+        let mut total: usize = self.expunged.iter().map(|e| e.uids.len()).sum();
+        while total > MAX_EXPUNGE_RANGES && !self.expunged.is_empty() {
+            let dropped = self.expunged.remove(0);
+            total -= dropped.uids.len();
+            self.expunge_floor = self.expunge_floor.max(dropped.modseq);
+        }
+        modseq
+    }
+}
+
+/// Ascending disjoint inclusive ranges of some UIDs.
+pub fn to_ranges(uids: impl IntoIterator<Item = u32>) -> Vec<(u32, u32)> {
+    let mut v: Vec<u32> = uids.into_iter().collect();
+    v.sort_unstable();
+    v.dedup();
+    let mut out: Vec<(u32, u32)> = Vec::new();
+    for u in v {
+        match out.last_mut() {
+            Some((_, hi)) if hi.checked_add(1) == Some(u) => *hi = u,
+            _ => out.push((u, u)),
+        }
+    }
+    out
 }
 
 /// One message of the index.
@@ -62,6 +144,8 @@ pub struct Record {
     pub size: u64,
     /// Internal date, seconds since the epoch (the file's mtime).
     pub internal_date: i64,
+    /// The modseq of its last change (arrival or flags).
+    pub modseq: u64,
     /// Whether it was last seen in `new/` (else `cur/`).
     pub in_new: bool,
     /// Its full file name when last seen (flags included).
@@ -91,11 +175,30 @@ pub fn render_index(index: &Index) -> Vec<u8> {
     use std::fmt::Write as _;
     let mut out = String::with_capacity(64 + index.records.len() * 100);
     // Writing to a String cannot fail.
-    let _ = writeln!(out, "{MAGIC} {INDEX_VERSION} V{} N{}", index.uid_validity, index.uid_next);
+    let _ = write!(
+        out,
+        "{MAGIC} {INDEX_VERSION} V{} N{} M{} X{}",
+        index.uid_validity, index.uid_next, index.highest_modseq, index.expunge_floor
+    );
+    for e in &index.expunged {
+        let _ = write!(out, " E{}:", e.modseq);
+        for (n, (lo, hi)) in e.uids.iter().enumerate() {
+            let sep = if n == 0 { "" } else { "," };
+            if lo == hi {
+                let _ = write!(out, "{sep}{lo}");
+            } else {
+                let _ = write!(out, "{sep}{lo}-{hi}");
+            }
+        }
+    }
+    out.push('\n');
     for r in &index.records {
         let place = if r.in_new { "new" } else { "cur" };
-        let _ =
-            writeln!(out, "{} W{} T{} :{place}/{}", r.uid, r.size, r.internal_date, r.file_name);
+        let _ = writeln!(
+            out,
+            "{} W{} T{} M{} :{place}/{}",
+            r.uid, r.size, r.internal_date, r.modseq, r.file_name
+        );
     }
     out.into_bytes()
 }
@@ -119,11 +222,25 @@ pub fn parse_index(bytes: &[u8]) -> Result<Index, String> {
         Some(Ok(v)) => return Err(format!("format version {v} (this program reads 1)")),
         _ => return Err("no format version".to_owned()),
     }
-    let (mut validity, mut next) = (None, None);
+    let (mut validity, mut next, mut highest, mut floor) = (None, None, None, None);
+    let mut expunged: Vec<Expunged> = Vec::new();
+    let mut ranges = 0usize;
     for word in words {
         match word.split_at_checked(1) {
             Some(("V", v)) => validity = Some(parse_u32(v).ok_or("bad UIDVALIDITY")?),
             Some(("N", v)) => next = Some(parse_u32(v).ok_or("bad next UID")?),
+            Some(("M", v)) => highest = Some(parse_u64(v).ok_or("bad highest modseq")?),
+            Some(("X", v)) => floor = Some(parse_u64(v).ok_or("bad expunge log floor")?),
+            Some(("E", v)) => {
+                let e = parse_expunged(v).ok_or("bad expunge log entry")?;
+                ranges += e.uids.len();
+                if ranges > MAX_EXPUNGE_RANGES
+                    || expunged.last().is_some_and(|l| l.modseq >= e.modseq)
+                {
+                    return Err("bad expunge log".to_owned());
+                }
+                expunged.push(e);
+            }
             Some((l, _)) if l.bytes().all(|b| b.is_ascii_alphabetic()) => {}
             _ => return Err("bad header field".to_owned()),
         }
@@ -150,18 +267,49 @@ pub fn parse_index(bytes: &[u8]) -> Result<Index, String> {
         last_uid = r.uid;
         records.push(r);
     }
-    Ok(Index { uid_validity, uid_next, records })
+    let max_record = records.iter().map(|r| r.modseq).max().unwrap_or(1);
+    let max_logged = expunged.last().map_or(1, |e| e.modseq);
+    // An index from before modseqs has none: 1 everywhere.
+    let highest_modseq = highest.unwrap_or(1);
+    if highest_modseq < max_record.max(max_logged) {
+        return Err("a modseq above the highest".to_owned());
+    }
+    // Without a floor, nothing before now was logged.
+    let expunge_floor = floor.unwrap_or(highest_modseq).min(highest_modseq);
+    Ok(Index { uid_validity, uid_next, highest_modseq, expunge_floor, expunged, records })
+}
+
+/// `<modseq>:<lo>[-<hi>],...` with ascending disjoint ranges.
+fn parse_expunged(v: &str) -> Option<Expunged> {
+    let (m, list) = v.split_once(':')?;
+    let modseq = parse_u64(m)?;
+    let mut uids: Vec<(u32, u32)> = Vec::new();
+    for item in list.split(',') {
+        let (lo, hi) = match item.split_once('-') {
+            Some((lo, hi)) => (parse_u32(lo)?, parse_u32(hi)?),
+            None => (parse_u32(item)?, parse_u32(item)?),
+        };
+        if lo == 0 || hi < lo || uids.last().is_some_and(|&(_, h)| h >= lo) {
+            return None;
+        }
+        uids.push((lo, hi));
+        if uids.len() > MAX_EXPUNGE_RANGES {
+            return None;
+        }
+    }
+    Some(Expunged { modseq, uids })
 }
 
 fn parse_record(line: &str) -> Result<Record, &'static str> {
     let (fields, place) = line.split_once(" :").ok_or("no file name")?;
     let mut words = fields.split(' ');
     let uid = words.next().and_then(parse_u32).filter(|&u| u != 0).ok_or("bad UID")?;
-    let (mut size, mut date) = (None, None);
+    let (mut size, mut date, mut modseq) = (None, None, None);
     for word in words {
         match word.split_at_checked(1) {
             Some(("W", v)) => size = Some(parse_u64(v).ok_or("bad size")?),
             Some(("T", v)) => date = Some(parse_i64(v).ok_or("bad date")?),
+            Some(("M", v)) => modseq = Some(parse_u64(v).filter(|&m| m != 0).ok_or("bad modseq")?),
             Some((l, _)) if l.bytes().all(|b| b.is_ascii_alphabetic()) => {}
             _ => return Err("bad field"),
         }
@@ -180,6 +328,7 @@ fn parse_record(line: &str) -> Result<Record, &'static str> {
         uid,
         size: size.ok_or("no size")?,
         internal_date: date.ok_or("no date")?,
+        modseq: modseq.unwrap_or(1),
         in_new,
         file_name: name.to_owned(),
     })
@@ -293,11 +442,18 @@ mod tests {
         Index {
             uid_validity: 1_700_000_000,
             uid_next: 43,
+            highest_modseq: 57,
+            expunge_floor: 50,
+            expunged: vec![
+                Expunged { modseq: 52, uids: vec![(3, 5), (9, 9)] },
+                Expunged { modseq: 56, uids: vec![(40, 40)] },
+            ],
             records: vec![
                 Record {
                     uid: 7,
                     size: 1260,
                     internal_date: 1_700_000_000,
+                    modseq: 55,
                     in_new: false,
                     file_name: "1700000000.M1P2Q3.host,S=1234,W=1260:2,S".into(),
                 },
@@ -305,6 +461,7 @@ mod tests {
                     uid: 42,
                     size: 88,
                     internal_date: -5,
+                    modseq: 57,
                     in_new: true,
                     file_name: "with blank and : colon".into(),
                 },
@@ -316,10 +473,39 @@ mod tests {
     fn index_round_trip() {
         let idx = sample();
         let text = render_index(&idx);
-        assert!(text.starts_with(b"postern-uidlist 1 V1700000000 N43\n7 W1260 T1700000000 :cur/"));
+        assert!(text.starts_with(
+            b"postern-uidlist 1 V1700000000 N43 M57 X50 E52:3-5,9 E56:40\n\
+              7 W1260 T1700000000 M55 :cur/"
+        ));
         assert_eq!(parse_index(&text).unwrap(), idx);
-        let empty = Index { uid_validity: 1, uid_next: 1, records: vec![] };
+        let empty = Index::new(1);
         assert_eq!(parse_index(&render_index(&empty)).unwrap(), empty);
+    }
+
+    #[test]
+    fn an_index_from_before_modseqs_reads_with_modseq_1() {
+        let idx = parse_index(b"postern-uidlist 1 V5 N9\n3 W10 T2 :new/x\n").unwrap();
+        assert_eq!((idx.highest_modseq, idx.expunge_floor), (1, 1));
+        assert_eq!(idx.records[0].modseq, 1);
+        assert!(idx.expunged.is_empty());
+    }
+
+    #[test]
+    fn expunge_log_is_bounded_and_raises_its_floor() {
+        let mut idx = Index::new(1);
+        assert_eq!(idx.log_expunge([5, 3, 4, 9]), 2);
+        assert_eq!(idx.expunged, [Expunged { modseq: 2, uids: vec![(3, 5), (9, 9)] }]);
+        // Every other UID: one range each, so the log overflows.
+        for n in 0..MAX_EXPUNGE_RANGES as u32 {
+            idx.log_expunge([100 + 2 * n]);
+        }
+        let total: usize = idx.expunged.iter().map(|e| e.uids.len()).sum();
+        assert!(total <= MAX_EXPUNGE_RANGES);
+        assert_eq!(idx.expunge_floor, 2, "the first event is gone");
+        assert_eq!(idx.expunged[0].modseq, 3);
+        let text = render_index(&idx);
+        assert_eq!(parse_index(&text).unwrap(), idx);
+        assert_eq!(to_ranges([1, 2, 3, 7, 8, 10, 2]), [(1, 3), (7, 8), (10, 10)]);
     }
 
     #[test]
@@ -356,6 +542,15 @@ mod tests {
             (b"postern-uidlist 1 V1 N5\n1 W1 T1 new/a\n".to_vec(), "no file name"),
             (b"postern-uidlist 1 V1 N5\n1 W1 T1 7 :new/a\n".to_vec(), "bad field"),
             (b"postern-uidlist 1 V1 N5\n\n".to_vec(), "no file name"),
+            (b"postern-uidlist 1 V1 N5 M3\n1 W1 T1 M4 :new/a\n".to_vec(), "above the highest"),
+            (b"postern-uidlist 1 V1 N5 M3 E4:1\n".to_vec(), "above the highest"),
+            (b"postern-uidlist 1 V1 N5 M9 E4:2-1\n".to_vec(), "expunge log entry"),
+            (b"postern-uidlist 1 V1 N5 M9 E4:1,1\n".to_vec(), "expunge log entry"),
+            (b"postern-uidlist 1 V1 N5 M9 E4:0\n".to_vec(), "expunge log entry"),
+            (b"postern-uidlist 1 V1 N5 M9 E4\n".to_vec(), "expunge log entry"),
+            (b"postern-uidlist 1 V1 N5 M9 E4:1 E4:2\n".to_vec(), "expunge log"),
+            (b"postern-uidlist 1 V1 N5 Mx\n".to_vec(), "highest modseq"),
+            (b"postern-uidlist 1 V1 N5\n1 W1 T1 M0 :new/a\n".to_vec(), "bad modseq"),
         ];
         cases.push((vec![0xff, b'\n'], "UTF-8"));
         for (text, want) in cases {

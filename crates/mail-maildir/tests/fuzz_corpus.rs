@@ -41,6 +41,16 @@ fn mailbox_index_corpus() {
                     (1700000000, 43, 2)
                 );
                 assert_eq!(render_index(&index), bytes, "our own format renders byte for byte");
+                assert_eq!((index.highest_modseq, index.expunge_floor), (57, 50));
+                assert_eq!(index.expunged[0].uids, [(3, 5), (9, 9)]);
+                assert_eq!(index.records[1].modseq, 57);
+            }
+            "before_modseqs" => {
+                let index = index.unwrap();
+                assert_eq!(
+                    (index.uid_next, index.highest_modseq, index.records[0].modseq),
+                    (43, 1, 1)
+                );
             }
             "extension_fields" => {
                 assert_eq!(index.unwrap().records[0].file_name, "name with blanks")
@@ -53,6 +63,34 @@ fn mailbox_index_corpus() {
             }
             "courier_v1" => assert_eq!(foreign.unwrap().uids.len(), 2),
             "courier_v2" => assert_eq!(foreign.unwrap().uids[0].1, 3),
+            _ => {}
+        }
+        n += 1;
+    }
+    assert!(n >= 7);
+}
+
+#[test]
+fn maildir_names_corpus() {
+    use mail_maildir::{FolderName, Keywords, SpecialUseMap, mutf7};
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/maildir_names");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let e = e.unwrap();
+        let bytes = std::fs::read(e.path()).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        let decoded = mutf7::decode(&text);
+        let name = FolderName::from_imap(&text, false);
+        let _ = SpecialUseMap::parse(&text);
+        let keywords = Keywords::parse(&bytes);
+        assert_eq!(Keywords::parse(keywords.render().as_bytes()), keywords);
+        match e.file_name().to_str().unwrap() {
+            "rfc3501" => assert_eq!(decoded.unwrap(), "~peter/mail/台北/日本語"),
+            "excluidos" => assert_eq!(name.unwrap().as_str(), "Itens Excluídos"),
+            "dotdot" => assert!(name.is_err()),
+            "hidden_slash" => assert!(name.is_err()),
+            "special_use" => assert!(SpecialUseMap::parse(&text).is_ok()),
+            "keywords" => assert_eq!(keywords.all().count(), 2),
             _ => {}
         }
         n += 1;
