@@ -91,17 +91,11 @@ pub(crate) fn folders(root: &Path) -> Vec<String> {
     out
 }
 
-/// SPECIAL-USE attributes by folder name (RFC 6154): English names and
-/// the tutorial's Portuguese ones.
-pub(crate) fn special_use(name: &str) -> Option<&'static str> {
-    Some(match name {
-        "Sent" | "Sent Messages" | "Sent Items" | "Enviados" | "Itens Enviados" => "\\Sent",
-        "Drafts" | "Rascunhos" => "\\Drafts",
-        "Trash" | "Deleted Messages" | "Lixeira" => "\\Trash",
-        "Junk" | "Spam" => "\\Junk",
-        "Archive" | "Arquivo" => "\\Archive",
-        _ => return None,
-    })
+/// The SPECIAL-USE attribute (RFC 6154) `imap_special_use` gives a
+/// folder name.
+fn special_use(map: &mail_maildir::SpecialUseMap, name: &str) -> Option<&'static str> {
+    let name = mail_maildir::FolderName::from_imap(name, false).ok()?;
+    map.get(&name).map(mail_maildir::SpecialUse::as_imap)
 }
 
 /// One LIST answer line's data.
@@ -113,7 +107,7 @@ pub(crate) struct Listed {
 
 /// Every mailbox (INBOX, folders, and the parents a folder implies
 /// without existing) with its attributes.
-pub(crate) fn all(root: &Path) -> Vec<Listed> {
+pub(crate) fn all(root: &Path, specials: &mail_maildir::SpecialUseMap) -> Vec<Listed> {
     let existing = folders(root);
     let mut map: BTreeMap<String, bool> = BTreeMap::new();
     for f in &existing {
@@ -142,7 +136,7 @@ pub(crate) fn all(root: &Path) -> Vec<Listed> {
             attributes.push("\\Noselect");
         }
         attributes.push(if has_children(name) { "\\HasChildren" } else { "\\HasNoChildren" });
-        if *real && let Some(u) = special_use(name) {
+        if *real && let Some(u) = special_use(specials, name) {
             attributes.push(u);
         }
         out.push(Listed { name: name.clone(), attributes });
@@ -256,7 +250,8 @@ mod tests {
         mail_maildir::make(&root).unwrap();
         mail_maildir::make_folder(&root, "Lists.rust").unwrap();
         mail_maildir::make_folder(&root, "Enviados").unwrap();
-        let all = all(&root);
+        let map = mail_maildir::SpecialUseMap::parse(mail_maildir::DEFAULT_SPECIAL_USE).unwrap();
+        let all = all(&root, &map);
         let names: Vec<_> = all.iter().map(|l| l.name.as_str()).collect();
         assert_eq!(names, ["INBOX", "Enviados", "Lists", "Lists.rust"]);
         assert_eq!(all[1].attributes, ["\\HasNoChildren", "\\Sent"]);

@@ -43,6 +43,13 @@ pub(crate) fn run(mut daemon: Daemon) -> anyhow::Result<()> {
         ),
     };
     let settings = settings::Imapd::new(&daemon.config);
+    // Checked when main.toml loaded; a map that still does not parse
+    // leaves folders without SPECIAL-USE attributes, and says so.
+    let special_use = settings::ImapStore::new(&daemon.config).imap_special_use;
+    let special_use = mail_maildir::SpecialUseMap::parse(&special_use).unwrap_or_else(|e| {
+        tracing::warn!("imap_special_use: {e}");
+        mail_maildir::SpecialUseMap::default()
+    });
     let common = settings::Common::new(&daemon.config);
     // A development instance started by root runs everything as root,
     // its users included; anywhere else a root mailbox is refused.
@@ -74,7 +81,7 @@ pub(crate) fn run(mut daemon: Daemon) -> anyhow::Result<()> {
         return Ok(());
     }
     drop(conn);
-    serve(&settings, &common.myhostname, UnixStream::from(fd), handoff, allow_root);
+    serve(&settings, &common.myhostname, UnixStream::from(fd), handoff, allow_root, special_use);
     Ok(())
 }
 
@@ -91,6 +98,7 @@ fn serve(
     stream: UnixStream,
     handoff: mail_session::Handoff,
     allow_root: bool,
+    special_use: mail_maildir::SpecialUseMap,
 ) {
     let user = &handoff.user;
     let name: String = user.user.chars().filter(|c| !c.is_control()).take(100).collect();
@@ -134,7 +142,7 @@ fn serve(
     };
     let mut reader = Reader::new(settings.imap_max_line_length, max_literal);
     reader.push(&handoff.pending);
-    let mut session = Session::new(root, hostname.to_owned());
+    let mut session = Session::new(root, hostname.to_owned(), special_use);
     let mut counts = Counts { input: handoff.pending.len() as u64, output: 0 };
     let mut input = &stream;
     let mut buf = vec![0u8; 64 * 1024];

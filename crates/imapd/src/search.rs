@@ -1,23 +1,31 @@
-//! SEARCH and UID SEARCH (RFC 3501 §6.4.4): every search key over the
-//! index (flags, sizes, internal dates, UIDs, message numbers) and over
-//! the text (header fields, Date for SENT*, BODY, TEXT), matched
-//! case-insensitively as substrings, the file read only when a key needs
-//! it. Charsets: UTF-8 and US-ASCII; others get `NO [BADCHARSET]`.
+//! SEARCH, SORT and THREAD (RFC 3501 §6.4.4, RFC 5256) and their UID
+//! forms. imap-message evaluates the keys (RFC 2047 words decoded, body
+//! text with its transfer encoding removed) and orders the messages;
+//! this module gives it the per-message facts the index holds (flags,
+//! UID, internal date, size, `\Recent`) through its `SearchContext`, and
+//! reads a message's bytes only when a key needs them.
 //!
 //! Severities: none; a message that vanished meanwhile just does not
 //! match.
 
-use std::collections::HashSet;
+use std::borrow::Cow;
+use std::num::NonZeroU32;
 
+use chrono::{DateTime, FixedOffset};
+use imap_codec::ResponseCodec;
+use imap_codec::encode::Encoder;
 use imap_codec::imap_types::core::{Charset, Vec1};
+use imap_codec::imap_types::extensions::sort::SortCriterion;
+use imap_codec::imap_types::extensions::thread::ThreadingAlgorithm;
+use imap_codec::imap_types::flag::Flag;
+use imap_codec::imap_types::response::{Data, Response};
 use imap_codec::imap_types::search::SearchKey;
+use imap_message::search::{self as msearch, SearchContext};
+use imap_message::sort::{SortFacts, SortItem};
 use mail_maildir::{Flags, MessageInfo};
 
-use crate::fetch::{crlf, split};
-use crate::session::{Selected, indices, push, read_message, resolve_uids};
-
-/// Nested keys deeper than this are refused (`NOT NOT NOT ...`).
-const MAX_DEPTH: usize = 64;
+use crate::fetch::crlf;
+use crate::session::{Selected, push, read_message};
 
 /// Answers a SEARCH into `out`.
 pub(crate) fn search(
@@ -27,34 +35,7 @@ pub(crate) fn search(
     uid: bool,
     out: &mut Vec<u8>,
 ) -> Result<String, String> {
-    if let Some(c) = charset {
-        let name = match c {
-            Charset::Atom(a) => a.inner().to_owned(),
-            Charset::Quoted(q) => q.inner().to_owned(),
-        };
-        if !name.eq_ignore_ascii_case("UTF-8") && !name.eq_ignore_ascii_case("US-ASCII") {
-            return Err("NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset.".into());
-        }
-    }
-    let keys = criteria.as_ref();
-    for k in keys {
-        check(k, 0)?;
-    }
-    let msgs = sel.mbox.messages();
-    let mut hits = Vec::new();
-    for (i, m) in msgs.iter().enumerate() {
-        let mut ctx = Ctx { sel, index: i, m, text: None };
-        let mut all = true;
-        for k in keys {
-            if !ctx.eval(k)? {
-                all = false;
-                break;
-            }
-        }
-        if all {
-            hits.push(if uid { m.uid } else { i as u32 + 1 });
-        }
-    }
+    let hits = matching(sel, charset, criteria, uid)?;
     let mut line = String::from("* SEARCH");
     for h in hits {
         line.push(' ');
@@ -65,175 +46,158 @@ pub(crate) fn search(
     Ok("OK Search completed.".into())
 }
 
-/// Refuses what cannot be evaluated before reading any message.
-fn check(k: &SearchKey<'_>, depth: usize) -> Result<(), String> {
-    if depth > MAX_DEPTH {
+/// Answers a SORT into `out`.
+pub(crate) fn sort(
+    sel: &Selected,
+    criteria: &Vec1<SortCriterion>,
+    charset: &Charset<'_>,
+    keys: &Vec1<SearchKey<'_>>,
+    uid: bool,
+    out: &mut Vec<u8>,
+) -> Result<String, String> {
+    let facts = facts(sel, charset, keys)?;
+    let items = items(sel, &facts, uid);
+    let ids = imap_message::sort::sort(&items, criteria.as_ref());
+    out.extend_from_slice(&encode(Data::Sort(ids, None)));
+    Ok("OK Sort completed.".into())
+}
+
+/// Answers a THREAD into `out`.
+pub(crate) fn thread(
+    sel: &Selected,
+    algorithm: &ThreadingAlgorithm<'_>,
+    charset: &Charset<'_>,
+    keys: &Vec1<SearchKey<'_>>,
+    uid: bool,
+    out: &mut Vec<u8>,
+) -> Result<String, String> {
+    let facts = facts(sel, charset, keys)?;
+    let items = items(sel, &facts, uid);
+    let Some(threads) = imap_message::thread::thread(&items, algorithm) else {
+        return Err("BAD Unknown threading algorithm.".into());
+    };
+    out.extend_from_slice(&encode(Data::Thread(threads)));
+    Ok("OK Thread completed.".into())
+}
+
+fn encode(data: Data<'_>) -> Vec<u8> {
+    ResponseCodec::default().encode(&Response::Data(data)).dump()
+}
+
+/// The matching messages' sort facts, by position.
+fn facts(
+    sel: &Selected,
+    charset: &Charset<'_>,
+    keys: &Vec1<SearchKey<'_>>,
+) -> Result<Vec<(usize, SortFacts)>, String> {
+    let hits = matching(sel, Some(charset), keys, false)?;
+    let mut out = Vec::with_capacity(hits.len());
+    for seq in hits {
+        let i = seq as usize - 1;
+        let Some(m) = sel.mbox.messages().get(i) else { continue };
+        let facts = match read_message(&sel.mbox, m.uid) {
+            Ok(raw) => imap_message::Message::parse(&crlf(&raw)).sort_facts(),
+            Err(_) => SortFacts::default(),
+        };
+        out.push((i, facts));
+    }
+    Ok(out)
+}
+
+fn items<'f>(sel: &Selected, facts: &'f [(usize, SortFacts)], uid: bool) -> Vec<SortItem<'f>> {
+    let msgs = sel.mbox.messages();
+    facts
+        .iter()
+        .filter_map(|(i, f)| {
+            let m = msgs.get(*i)?;
+            let seq = NonZeroU32::new(*i as u32 + 1)?;
+            Some(SortItem {
+                seq,
+                id: if uid { NonZeroU32::new(m.uid)? } else { seq },
+                arrival: m.internal_date,
+                size: u32::try_from(m.size).unwrap_or(u32::MAX),
+                facts: f,
+            })
+        })
+        .collect()
+}
+
+/// Message numbers (or UIDs) of the messages matching every key.
+fn matching(
+    sel: &Selected,
+    charset: Option<&Charset<'_>>,
+    criteria: &Vec1<SearchKey<'_>>,
+    uid: bool,
+) -> Result<Vec<u32>, String> {
+    if !msearch::charset_supported(charset) {
+        return Err("NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset.".into());
+    }
+    let keys = criteria.as_ref();
+    if keys.iter().any(msearch::too_deep) {
         return Err("BAD Search keys nested too deep.".into());
     }
-    match k {
-        SearchKey::And(v) => v.as_ref().iter().try_for_each(|k| check(k, depth + 1)),
-        SearchKey::Not(k) => check(k, depth + 1),
-        SearchKey::Or(a, b) => {
-            check(a, depth + 1)?;
-            check(b, depth + 1)
+    let msgs = sel.mbox.messages();
+    let last_uid = msgs.last().map_or(0, |m| m.uid);
+    let now = chrono::Utc::now().fixed_offset();
+    let mut hits = Vec::new();
+    for (i, m) in msgs.iter().enumerate() {
+        let ctx = Ctx { sel, index: i, m, last_uid, now };
+        if keys.iter().all(|k| msearch::matches(k, &ctx)) {
+            hits.push(if uid { m.uid } else { i as u32 + 1 });
         }
-        SearchKey::ModSequence { .. } => Err("BAD MODSEQ is not supported.".into()),
-        _ => Ok(()),
     }
+    Ok(hits)
 }
 
 struct Ctx<'a> {
     sel: &'a Selected,
     index: usize,
     m: &'a MessageInfo,
-    /// The message in CRLF form, read on first need; `None` inside when
-    /// it vanished.
-    text: Option<Option<Vec<u8>>>,
+    last_uid: u32,
+    now: DateTime<FixedOffset>,
 }
 
-impl Ctx<'_> {
-    fn text(&mut self) -> Option<&[u8]> {
-        if self.text.is_none() {
-            let t = read_message(&self.sel.mbox, self.m.uid).ok().map(|r| crlf(&r));
-            self.text = Some(t);
-        }
-        self.text.as_ref().and_then(|t| t.as_deref())
+impl SearchContext for Ctx<'_> {
+    fn seq(&self) -> NonZeroU32 {
+        NonZeroU32::new(self.index as u32 + 1).unwrap_or(NonZeroU32::MIN)
     }
-
-    fn header(&mut self, name: &str) -> Vec<Vec<u8>> {
-        let Some(t) = self.text() else { return Vec::new() };
-        header_values(split(t).0, name)
+    fn uid(&self) -> NonZeroU32 {
+        NonZeroU32::new(self.m.uid).unwrap_or(NonZeroU32::MIN)
     }
-
-    fn header_has(&mut self, name: &str, needle: &[u8]) -> bool {
-        self.header(name).iter().any(|v| contains(v, needle))
+    fn last_seq(&self) -> u32 {
+        self.sel.mbox.messages().len() as u32
     }
-
-    fn sent_date(&mut self) -> Option<chrono::NaiveDate> {
-        let v = self.header("Date").into_iter().next()?;
-        let s = String::from_utf8_lossy(&v);
-        chrono::DateTime::parse_from_rfc2822(s.trim()).ok().map(|d| d.date_naive())
+    fn last_uid(&self) -> u32 {
+        self.last_uid
     }
-
-    fn eval(&mut self, k: &SearchKey<'_>) -> Result<bool, String> {
+    fn has_flag(&self, flag: &Flag<'_>) -> bool {
         let f = self.m.flags;
-        let recent = self.sel.recent.contains(&self.m.uid);
-        let internal = chrono::DateTime::from_timestamp(self.m.internal_date, 0)
-            .map(|d| d.date_naive())
-            .unwrap_or_default();
-        let now = chrono::Utc::now().timestamp();
-        Ok(match k {
-            SearchKey::All => true,
-            SearchKey::And(v) => {
-                for k in v.as_ref() {
-                    if !self.eval(k)? {
-                        return Ok(false);
-                    }
-                }
-                true
-            }
-            SearchKey::Not(k) => !self.eval(k)?,
-            SearchKey::Or(a, b) => self.eval(a)? || self.eval(b)?,
-            SearchKey::SequenceSet(set) => {
-                let set: HashSet<usize> =
-                    indices(&self.sel.mbox, set, false).unwrap_or_default().into_iter().collect();
-                set.contains(&self.index)
-            }
-            SearchKey::Uid(set) => resolve_uids(&self.sel.mbox, set).binary_search(&self.m.uid).is_ok(),
-            SearchKey::Answered => f.contains(Flags::ANSWERED),
-            SearchKey::Deleted => f.contains(Flags::DELETED),
-            SearchKey::Draft => f.contains(Flags::DRAFT),
-            SearchKey::Flagged => f.contains(Flags::FLAGGED),
-            SearchKey::Seen => f.contains(Flags::SEEN),
-            SearchKey::Unanswered => !f.contains(Flags::ANSWERED),
-            SearchKey::Undeleted => !f.contains(Flags::DELETED),
-            SearchKey::Undraft => !f.contains(Flags::DRAFT),
-            SearchKey::Unflagged => !f.contains(Flags::FLAGGED),
-            SearchKey::Unseen => !f.contains(Flags::SEEN),
-            SearchKey::Recent => recent,
-            SearchKey::New => recent && !f.contains(Flags::SEEN),
-            SearchKey::Old => !recent,
+        match flag {
+            Flag::Answered => f.contains(Flags::ANSWERED),
+            Flag::Deleted => f.contains(Flags::DELETED),
+            Flag::Draft => f.contains(Flags::DRAFT),
+            Flag::Flagged => f.contains(Flags::FLAGGED),
+            Flag::Seen => f.contains(Flags::SEEN),
             // No keywords are kept (PERMANENTFLAGS has no \*).
-            SearchKey::Keyword(_) => false,
-            SearchKey::Unkeyword(_) => true,
-            SearchKey::Larger(n) => self.m.size > u64::from(*n),
-            SearchKey::Smaller(n) => self.m.size < u64::from(*n),
-            SearchKey::Before(d) => internal < *d.as_ref(),
-            SearchKey::On(d) => internal == *d.as_ref(),
-            SearchKey::Since(d) => internal >= *d.as_ref(),
-            SearchKey::SentBefore(d) => self.sent_date().is_some_and(|s| s < *d.as_ref()),
-            SearchKey::SentOn(d) => self.sent_date().is_some_and(|s| s == *d.as_ref()),
-            SearchKey::SentSince(d) => self.sent_date().is_some_and(|s| s >= *d.as_ref()),
-            SearchKey::Older(secs) => self.m.internal_date <= now - i64::from(secs.get()),
-            SearchKey::Younger(secs) => self.m.internal_date >= now - i64::from(secs.get()),
-            SearchKey::From(s) => self.header_has("From", s.as_ref()),
-            SearchKey::To(s) => self.header_has("To", s.as_ref()),
-            SearchKey::Cc(s) => self.header_has("Cc", s.as_ref()),
-            SearchKey::Bcc(s) => self.header_has("Bcc", s.as_ref()),
-            SearchKey::Subject(s) => self.header_has("Subject", s.as_ref()),
-            SearchKey::Header(name, s) => {
-                let name = String::from_utf8_lossy(name.as_ref()).into_owned();
-                let values = self.header(&name);
-                // An empty string matches every message with the field.
-                values.iter().any(|v| contains(v, s.as_ref()))
-            }
-            SearchKey::Body(s) => self.text().is_some_and(|t| contains(split(t).1, s.as_ref())),
-            SearchKey::Text(s) => self.text().is_some_and(|t| contains(t, s.as_ref())),
-            SearchKey::ModSequence { .. } => false,
-        })
-    }
-}
-
-/// The unfolded values of every `name` field in `header`.
-fn header_values(header: &[u8], name: &str) -> Vec<Vec<u8>> {
-    let mut out: Vec<Vec<u8>> = Vec::new();
-    let mut current: Option<Vec<u8>> = None;
-    for line in header.split_inclusive(|&b| b == b'\n') {
-        let body = line.strip_suffix(b"\r\n").or_else(|| line.strip_suffix(b"\n")).unwrap_or(line);
-        if body.is_empty() {
-            break;
-        }
-        if body.starts_with(b" ") || body.starts_with(b"\t") {
-            if let Some(c) = current.as_mut() {
-                c.extend_from_slice(body);
-            }
-            continue;
-        }
-        if let Some(c) = current.take() {
-            out.push(c);
-        }
-        let mut parts = body.splitn(2, |&b| b == b':');
-        let (Some(n), Some(v)) = (parts.next(), parts.next()) else { continue };
-        if n.trim_ascii().eq_ignore_ascii_case(name.as_bytes()) {
-            current = Some(v.trim_ascii_start().to_vec());
+            Flag::Extension(_) | Flag::Keyword(_) => false,
         }
     }
-    if let Some(c) = current {
-        out.push(c);
+    fn is_recent(&self) -> bool {
+        self.sel.recent.contains(&self.m.uid)
     }
-    out
-}
-
-/// Case-insensitive (ASCII) substring test; the empty needle matches.
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    if needle.is_empty() {
-        return true;
+    fn internal_date(&self) -> DateTime<FixedOffset> {
+        DateTime::from_timestamp(self.m.internal_date, 0).unwrap_or_default().fixed_offset()
     }
-    if needle.len() > hay.len() {
-        return false;
+    fn size(&self) -> u32 {
+        u32::try_from(self.m.size).unwrap_or(u32::MAX)
     }
-    hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn header_values_unfold() {
-        let h = b"Subject: one\r\n two\r\nFrom: a@b\r\nsubject: x\r\n\r\n";
-        assert_eq!(header_values(h, "SUBJECT"), vec![b"one two".to_vec(), b"x".to_vec()]);
-        assert!(contains(b"Hello World", b"wORLD"));
-        assert!(!contains(b"Hello", b"Help"));
+    fn modseq(&self) -> u64 {
+        0
+    }
+    fn now(&self) -> DateTime<FixedOffset> {
+        self.now
+    }
+    fn raw(&self) -> Option<Cow<'_, [u8]>> {
+        read_message(&self.sel.mbox, self.m.uid).ok().map(|r| Cow::Owned(crlf(&r)))
     }
 }

@@ -61,14 +61,19 @@ pub(crate) struct Selected {
 pub(crate) struct Session {
     root: PathBuf,
     hostname: String,
+    special_use: mail_maildir::SpecialUseMap,
     pub(crate) selected: Option<Selected>,
     /// Messages fetched and their octets, for the logout line.
     pub(crate) fetched: (u64, u64),
 }
 
 impl Session {
-    pub(crate) fn new(root: PathBuf, hostname: String) -> Session {
-        Session { root, hostname, selected: None, fetched: (0, 0) }
+    pub(crate) fn new(
+        root: PathBuf,
+        hostname: String,
+        special_use: mail_maildir::SpecialUseMap,
+    ) -> Session {
+        Session { root, hostname, special_use, selected: None, fetched: (0, 0) }
     }
 
     /// Answers one command into `out`.
@@ -183,6 +188,24 @@ impl Session {
                 match self.selected.as_ref() {
                     None => Err("BAD No mailbox selected.".into()),
                     Some(sel) => search::search(sel, charset.as_ref(), &criteria, uid, out),
+                }
+            }
+            CommandBody::Sort { sort_criteria, charset, search_criteria, uid } => {
+                expunge_ok = uid;
+                match self.selected.as_ref() {
+                    None => Err("BAD No mailbox selected.".into()),
+                    Some(sel) => {
+                        search::sort(sel, &sort_criteria, &charset, &search_criteria, uid, out)
+                    }
+                }
+            }
+            CommandBody::Thread { algorithm, charset, search_criteria, uid } => {
+                expunge_ok = uid;
+                match self.selected.as_ref() {
+                    None => Err("BAD No mailbox selected.".into()),
+                    Some(sel) => {
+                        search::thread(sel, &algorithm, &charset, &search_criteria, uid, out)
+                    }
                 }
             }
             _ => Err(format!("BAD Unknown command {name}.")),
@@ -426,7 +449,7 @@ impl Session {
             return Ok(format!("OK {} completed.", title(verb)));
         }
         let full = format!("{reference}{pattern}");
-        let all = folders::all(&self.root);
+        let all = folders::all(&self.root, &self.special_use);
         let wanted: Vec<folders::Listed> = if lsub {
             folders::subscriptions(&self.root)
                 .into_iter()
