@@ -285,3 +285,73 @@ fn uids_are_pop3d_uidls_and_stay_across_sessions() {
         "* 1 FETCH (UID 1)\r\n* 2 FETCH (UID 2)\r\n* 3 FETCH (UID 3)\r\nb OK Fetch completed."
     );
 }
+
+#[test]
+fn message_structure_sort_and_thread() {
+    let inst = Instance::start();
+    let multipart = "Subject: =?UTF-8?Q?Ol=C3=A1?= mundo\r\n\
+        From: Maria <maria@postern.test>\r\n\
+        To: suporte@postern.test\r\n\
+        Message-ID: <a@postern.test>\r\n\
+        Date: Tue, 1 Dec 2026 10:00:00 +0000\r\n\
+        MIME-Version: 1.0\r\n\
+        Content-Type: multipart/mixed; boundary=\"b\"\r\n\
+        \r\n\
+        --b\r\n\
+        Content-Type: text/plain; charset=utf-8\r\n\
+        \r\n\
+        parte um\r\n\
+        --b\r\n\
+        Content-Type: application/octet-stream\r\n\
+        Content-Transfer-Encoding: base64\r\n\
+        \r\n\
+        AAEC\r\n\
+        --b--\r\n";
+    let reply = "Subject: Re: Olá mundo\r\n\
+        From: suporte@postern.test\r\n\
+        Message-ID: <b@postern.test>\r\n\
+        In-Reply-To: <a@postern.test>\r\n\
+        Date: Tue, 1 Dec 2026 09:00:00 +0000\r\n\
+        \r\n\
+        resposta\r\n";
+    for m in [multipart, reply] {
+        let before = inst.new_mail("suporte").len();
+        let mut c = inst.smtp();
+        c.cmd("HELO test", 250);
+        c.send_mail("root@postern.test", &["suporte@postern.test"], m);
+        c.cmd("QUIT", 221);
+        inst.wait_for_mail("suporte", before + 1, Duration::from_secs(20));
+    }
+    let mut c = Client::login(&inst.addr("imap"), "suporte", "suporte");
+    c.ok("a", "SELECT INBOX");
+    assert_eq!(
+        c.ok("b", "FETCH 1 (ENVELOPE)"),
+        "* 1 FETCH (ENVELOPE (\"Tue, 1 Dec 2026 10:00:00 +0000\" \"=?UTF-8?Q?Ol=C3=A1?= mundo\" \
+         ((\"Maria\" NIL \"maria\" \"postern.test\")) ((\"Maria\" NIL \"maria\" \"postern.test\")) \
+         ((\"Maria\" NIL \"maria\" \"postern.test\")) ((NIL NIL \"suporte\" \"postern.test\")) \
+         NIL NIL NIL \"<a@postern.test>\"))\r\nb OK Fetch completed."
+    );
+    assert_eq!(
+        c.ok("c", "FETCH 1 BODY"),
+        "* 1 FETCH (BODY ((\"TEXT\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 8 0)\
+         (\"application\" \"octet-stream\" NIL NIL NIL \"base64\" 4) \"mixed\"))\r\nc OK Fetch completed."
+    );
+    assert_eq!(
+        c.ok("d", "FETCH 1 (BODY.PEEK[1] BINARY.PEEK[2] BINARY.SIZE[2])"),
+        "* 1 FETCH (BODY[1] {8}\r\nparte um BINARY[2] ~{3}\r\n\x00\x01\x02 BINARY.SIZE[2] 3)\r\nd OK Fetch completed."
+    );
+    assert_eq!(
+        c.ok("e", "FETCH 1 BODY.PEEK[2.MIME]"),
+        "* 1 FETCH (BODY[2.MIME] {77}\r\nContent-Type: application/octet-stream\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n)\r\ne OK Fetch completed."
+    );
+    assert_eq!(c.ok("f", "SEARCH CHARSET UTF-8 SUBJECT \"olá\""), "* SEARCH 1 2\r\nf OK Search completed.");
+    assert_eq!(c.ok("g", "SORT (DATE) UTF-8 ALL"), "* SORT 2 1\r\ng OK Sort completed.");
+    assert_eq!(c.ok("h", "UID SORT (REVERSE DATE) UTF-8 ALL"), "* SORT 1 2\r\nh OK Sort completed.");
+    assert_eq!(c.ok("i", "THREAD REFERENCES UTF-8 ALL"), "* THREAD (1 2)\r\ni OK Thread completed.");
+    assert_eq!(
+        c.ok("j", "THREAD ORDEREDSUBJECT UTF-8 ALL"),
+        "* THREAD (2 1)\r\nj OK Thread completed."
+    );
+    c.ok("z", "LOGOUT");
+}
