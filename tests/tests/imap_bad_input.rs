@@ -34,10 +34,7 @@ fn bad_input_gets_bad_or_no_and_the_mailbox_stays_intact() {
     let mut c = Client::connect(&addr);
     c.line();
     let t = Instant::now();
-    assert_eq!(
-        c.run("a1", "LOGIN {104857600}"),
-        "a1 NO [TOOBIG] Literal too large before login."
-    );
+    assert_eq!(c.run("a1", "LOGIN {104857600}"), "a1 NO [TOOBIG] Literal too large before login.");
     assert!(t.elapsed() < Duration::from_secs(2));
     assert_eq!(c.run("a2", "NOOP"), "a2 OK NOOP completed.");
     c.send("a3 LOGIN {104857600+}");
@@ -87,8 +84,14 @@ fn bad_input_gets_bad_or_no_and_the_mailbox_stays_intact() {
     assert_eq!(c.until("c13"), format!("c13 {bad}"));
     // An empty mailbox: message numbers do not exist, UIDs match none.
     c.ok("c14", "SELECT Spam");
-    assert_eq!(c.run("c15", "FETCH 1:* FLAGS"), "c15 BAD Error in IMAP command: Invalid messageset.");
-    assert_eq!(c.run("c16", "FETCH *:1 FLAGS"), "c16 BAD Error in IMAP command: Invalid messageset.");
+    assert_eq!(
+        c.run("c15", "FETCH 1:* FLAGS"),
+        "c15 BAD Error in IMAP command: Invalid messageset."
+    );
+    assert_eq!(
+        c.run("c16", "FETCH *:1 FLAGS"),
+        "c16 BAD Error in IMAP command: Invalid messageset."
+    );
     assert_eq!(c.ok("c17", "UID FETCH 1:* FLAGS"), "c17 OK Fetch completed.");
     assert_eq!(c.ok("c18", "SEARCH ALL"), "* SEARCH\r\nc18 OK Search completed.");
     assert_eq!(c.ok("c19", "EXPUNGE"), "c19 OK Expunge completed.");
@@ -99,7 +102,10 @@ fn bad_input_gets_bad_or_no_and_the_mailbox_stays_intact() {
     );
     // Names that would leave the Maildir.
     for (i, name) in ["../x", "a/b", ".hidden", "a..b", "\"\""].iter().enumerate() {
-        assert_eq!(c.run(&format!("n{i}"), &format!("CREATE {name}")), format!("n{i} NO Invalid mailbox name."));
+        assert_eq!(
+            c.run(&format!("n{i}"), &format!("CREATE {name}")),
+            format!("n{i} NO Invalid mailbox name.")
+        );
     }
     assert_eq!(c.ok("c21", "NOOP"), "c21 OK NOOP completed.");
     // The client vanishes in the middle of an APPEND's literal.

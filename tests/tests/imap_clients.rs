@@ -41,14 +41,19 @@ fn curl_imap_starttls_and_imaps() {
     deliver(&inst, 2);
     let cert = inst.dir.join("tls/cert.pem");
     let imap = inst.addr("imap");
-    let (out, list) = run(Command::new("curl").args(["-sS", "-u", "suporte:suporte"]).arg(format!("imap://{imap}/")));
+    let (out, list) = run(Command::new("curl")
+        .args(["-sS", "-u", "suporte:suporte"])
+        .arg(format!("imap://{imap}/")));
     assert!(out.status.success());
     assert!(list.contains("* LIST (\\HasNoChildren) \".\" \"INBOX\""), "{list}");
     assert!(list.contains("\\Sent) \".\" \"Enviados\""), "{list}");
     let (out, m1) = run(Command::new("curl")
         .args(["-sS", "-u", "suporte:suporte"])
         .arg(format!("imap://{imap}/INBOX;UID=1")));
-    assert!(out.status.success() && m1.contains("Subject: m1") && m1.contains("Mensagem 1"), "{m1}");
+    assert!(
+        out.status.success() && m1.contains("Subject: m1") && m1.contains("Mensagem 1"),
+        "{m1}"
+    );
     let (out, found) = run(Command::new("curl")
         .args(["-sS", "-u", "suporte:suporte"])
         .arg(format!("imap://{imap}/INBOX?SUBJECT%20m2")));
@@ -71,7 +76,9 @@ fn curl_imap_starttls_and_imaps() {
     assert!(out.status.success());
     assert_eq!(m1s, m1);
     // A wrong password: curl's login-denied code (67).
-    let (out, _) = run(Command::new("curl").args(["-sS", "-u", "suporte:wrong"]).arg(format!("imap://{imap}/")));
+    let (out, _) = run(Command::new("curl")
+        .args(["-sS", "-u", "suporte:wrong"])
+        .arg(format!("imap://{imap}/")));
     assert_eq!(out.status.code(), Some(67));
 }
 

@@ -45,15 +45,15 @@ fn idle_is_woken_by_a_delivery_and_sessions_see_each_other() {
     let mut b = Client::login(&addr, "suporte", "suporte");
     b.ok("b1", "SELECT INBOX");
     b.ok("b2", "STORE 1 +FLAGS.SILENT (\\Seen)");
-    assert_eq!(
-        a.ok("a3", "NOOP"),
-        "* 1 FETCH (FLAGS (\\Seen \\Recent))\r\na3 OK NOOP completed."
-    );
+    assert_eq!(a.ok("a3", "NOOP"), "* 1 FETCH (FLAGS (\\Seen \\Recent))\r\na3 OK NOOP completed.");
     // B expunges message 2 while A idles: A is told at once.
     a.send("a4 IDLE");
     assert_eq!(a.line(), "+ idling");
     b.ok("b3", "STORE 2 +FLAGS.SILENT (\\Deleted)");
-    assert_eq!(a.line_within(Duration::from_secs(10)).as_deref(), Some("* 2 FETCH (FLAGS (\\Deleted \\Recent))"));
+    assert_eq!(
+        a.line_within(Duration::from_secs(10)).as_deref(),
+        Some("* 2 FETCH (FLAGS (\\Deleted \\Recent))")
+    );
     assert_eq!(b.ok("b4", "EXPUNGE"), "* 2 EXPUNGE\r\nb4 OK Expunge completed.");
     assert_eq!(a.line_within(Duration::from_secs(10)).as_deref(), Some("* 2 EXPUNGE"));
     a.send("DONE");

@@ -87,10 +87,15 @@ pub(crate) fn fetch(
             let mut piece = Vec::new();
             match item {
                 N::Uid => push(&mut piece, &format!("UID {}", m.uid)),
-                N::Flags => push(&mut piece, &format!("FLAGS {}", flag_list(&m, &sel.recent))),
+                N::Flags => {
+                    push(&mut piece, &format!("FLAGS {}", flag_list(&sel.mbox, &m, &sel.recent)))
+                }
                 N::Rfc822Size => push(&mut piece, &format!("RFC822.SIZE {}", m.size)),
                 N::InternalDate => {
-                    push(&mut piece, &format!("INTERNALDATE \"{}\"", internal_date(m.internal_date)));
+                    push(
+                        &mut piece,
+                        &format!("INTERNALDATE \"{}\"", internal_date(m.internal_date)),
+                    );
                 }
                 other => {
                     let Some(msg) = parsed.as_ref() else { continue };
@@ -120,7 +125,7 @@ pub(crate) fn fetch(
             if !first {
                 line.push(b' ');
             }
-            push(&mut line, &format!("FLAGS {}", flag_list(&m, &sel.recent)));
+            push(&mut line, &format!("FLAGS {}", flag_list(&sel.mbox, &m, &sel.recent)));
         }
         line.extend_from_slice(b")\r\n");
         out.extend_from_slice(&line);

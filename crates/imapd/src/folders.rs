@@ -194,12 +194,10 @@ pub(crate) fn subscribe(root: &Path, name: &str, on: bool) -> Result<(), String>
     }
     let path = root.join(SUBSCRIPTIONS);
     let tmp = root.join(format!("{SUBSCRIPTIONS}.tmp.{}", std::process::id()));
-    std::fs::write(&tmp, text.as_bytes())
-        .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            format!("cannot write {}: {e}", path.display())
-        })
+    std::fs::write(&tmp, text.as_bytes()).and_then(|()| std::fs::rename(&tmp, &path)).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot write {}: {e}", path.display())
+    })
 }
 
 #[cfg(test)]

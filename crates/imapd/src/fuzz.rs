@@ -25,8 +25,7 @@ pub fn fuzz_one(dir: &std::path::Path, data: &[u8]) -> Vec<u8> {
     ] {
         let _ = mail_maildir::deliver(&root, b"", m, "fuzz");
     }
-    let mut session =
-        Session::new(root, "fuzz".into(), mail_maildir::SpecialUseMap::default());
+    let mut session = Session::new(root, mail_maildir::SpecialUseMap::default());
     let mut reader = Reader::new(4096, 64 * 1024);
     let mut out = Vec::new();
     let mut idling = None;
@@ -69,7 +68,8 @@ mod tests {
     /// session answers as it should.
     #[test]
     fn corpus_replays() {
-        let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/imap_command");
+        let corpus =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/imap_command");
         let mut n = 0;
         for e in std::fs::read_dir(&corpus).expect("corpus") {
             let data = std::fs::read(e.expect("entry").path()).expect("read");
@@ -81,6 +81,12 @@ mod tests {
         let t = tempfile::tempdir().expect("tempdir");
         let out = super::fuzz_one(t.path(), b"a SELECT INBOX\r\nb UID FETCH 1:* UID\r\n");
         let out = String::from_utf8_lossy(&out);
-        assert!(out.contains("* 2 EXISTS\r\n") && out.ends_with("* 1 FETCH (UID 1)\r\n* 2 FETCH (UID 2)\r\nb OK Fetch completed.\r\n"), "{out}");
+        assert!(
+            out.contains("* 2 EXISTS\r\n")
+                && out.ends_with(
+                    "* 1 FETCH (UID 1)\r\n* 2 FETCH (UID 2)\r\nb OK Fetch completed.\r\n"
+                ),
+            "{out}"
+        );
     }
 }

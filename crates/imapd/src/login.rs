@@ -284,7 +284,9 @@ impl Session {
         };
         match cmd.body {
             CommandBody::Capability => {
-                out.extend_from_slice(format!("* CAPABILITY {}\r\n", self.capabilities()).as_bytes());
+                out.extend_from_slice(
+                    format!("* CAPABILITY {}\r\n", self.capabilities()).as_bytes(),
+                );
                 reply(out, "OK Pre-login capabilities listed, post-login capabilities have more.");
                 Flow::Continue
             }
@@ -320,8 +322,7 @@ impl Session {
                     return Flow::Continue;
                 }
                 let user = String::from_utf8_lossy(username.as_ref()).into_owned();
-                let password =
-                    String::from_utf8_lossy(password.declassify().as_ref()).into_owned();
+                let password = String::from_utf8_lossy(password.declassify().as_ref()).into_owned();
                 self.check(out, tag, user, password, "LOGIN").await
             }
             CommandBody::Authenticate { mechanism, initial_response } => {
@@ -411,8 +412,11 @@ impl Session {
             Checked::Fail => self.refused(out, &tag, method, Some(&user)),
             Checked::TempFail => {
                 out.extend_from_slice(
-                    format!("{} NO [UNAVAILABLE] Temporary authentication failure.\r\n", safe(&tag))
-                        .as_bytes(),
+                    format!(
+                        "{} NO [UNAVAILABLE] Temporary authentication failure.\r\n",
+                        safe(&tag)
+                    )
+                    .as_bytes(),
                 );
                 Flow::Continue
             }
@@ -480,7 +484,13 @@ impl Session {
 
     /// Passes the session to a mail-service process, answers the login
     /// command, and relays until either side closes.
-    async fn hand_over(mut self, mut conn: Conn, tag: String, user: AuthUser, method: &'static str) {
+    async fn hand_over(
+        mut self,
+        mut conn: Conn,
+        tag: String,
+        user: AuthUser,
+        method: &'static str,
+    ) {
         let ctx = Arc::clone(&self.ctx);
         let tag = safe(&tag);
         let Some(_slot) = ctx.per_user.take(user.user.clone()) else {
@@ -510,10 +520,9 @@ impl Session {
             pending,
         };
         let path = ctx.mail_service.clone();
-        let handed = tokio::task::spawn_blocking(move || {
-            send_session(&path, &handoff, HANDOFF_TIMEOUT)
-        })
-        .await;
+        let handed =
+            tokio::task::spawn_blocking(move || send_session(&path, &handoff, HANDOFF_TIMEOUT))
+                .await;
         let failed = |why: String| {
             tracing::warn!(
                 "{}: user=<{}>: cannot hand the session to the mail service at {}: {why}",
@@ -521,7 +530,9 @@ impl Session {
                 one_line(&user.user),
                 ctx.mail_service.display()
             );
-            format!("{tag} NO [UNAVAILABLE] Internal error occurred. Refer to server log for more information.\r\n")
+            format!(
+                "{tag} NO [UNAVAILABLE] Internal error occurred. Refer to server log for more information.\r\n"
+            )
         };
         let mine = match handed {
             Ok(Ok(mine)) => mine,

@@ -81,7 +81,7 @@ pub(crate) fn run(mut daemon: Daemon) -> anyhow::Result<()> {
         return Ok(());
     }
     drop(conn);
-    serve(&settings, &common.myhostname, UnixStream::from(fd), handoff, allow_root, special_use);
+    serve(&settings, UnixStream::from(fd), handoff, allow_root, special_use);
     Ok(())
 }
 
@@ -94,7 +94,6 @@ struct Counts {
 
 fn serve(
     settings: &settings::Imapd,
-    hostname: &str,
     stream: UnixStream,
     handoff: mail_session::Handoff,
     allow_root: bool,
@@ -108,7 +107,8 @@ fn serve(
         let _ = out.write_all(bytes);
         let _ = out.flush();
     };
-    const FAILED: &[u8] = b"* BYE Internal error occurred. Refer to server log for more information.\r\n";
+    const FAILED: &[u8] =
+        b"* BYE Internal error occurred. Refer to server log for more information.\r\n";
     match mail_session::become_user(&user.user, user.uid, user.gid, allow_root) {
         Ok(_) => mail_daemon::die_with_parent(),
         Err(e) => {
@@ -142,7 +142,7 @@ fn serve(
     };
     let mut reader = Reader::new(settings.imap_max_line_length, max_literal);
     reader.push(&handoff.pending);
-    let mut session = Session::new(root, hostname.to_owned(), special_use);
+    let mut session = Session::new(root, special_use);
     let mut counts = Counts { input: handoff.pending.len() as u64, output: 0 };
     let mut input = &stream;
     let mut buf = vec![0u8; 64 * 1024];
@@ -190,7 +190,15 @@ fn serve(
                                     return;
                                 }
                                 resp.clear();
-                                match idle(settings, &stream, &mut out, &mut reader, &mut session, &tag, &mut counts) {
+                                match idle(
+                                    settings,
+                                    &stream,
+                                    &mut out,
+                                    &mut reader,
+                                    &mut session,
+                                    &tag,
+                                    &mut counts,
+                                ) {
                                     Ok(()) => continue,
                                     Err(why) => {
                                         logout(&name, why, &counts, &session);

@@ -178,8 +178,10 @@ impl SearchContext for Ctx<'_> {
             Flag::Draft => f.contains(Flags::DRAFT),
             Flag::Flagged => f.contains(Flags::FLAGGED),
             Flag::Seen => f.contains(Flags::SEEN),
-            // No keywords are kept (PERMANENTFLAGS has no \*).
-            Flag::Extension(_) | Flag::Keyword(_) => false,
+            Flag::Keyword(k) => {
+                self.sel.mbox.keywords().flag(k.inner()).is_some_and(|kf| f.contains(kf))
+            }
+            Flag::Extension(_) => false,
         }
     }
     fn is_recent(&self) -> bool {

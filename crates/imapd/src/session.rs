@@ -22,7 +22,7 @@ use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox as WireMailbox};
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use imap_codec::imap_types::status::StatusDataItemName;
-use mail_maildir::{Flags, Mailbox, MessageInfo};
+use mail_maildir::{FlagOp, Flags, Mailbox, MessageInfo};
 
 use crate::caps;
 use crate::fetch;
@@ -32,9 +32,6 @@ use crate::wire::{safe, string};
 
 /// The largest message file read into memory (FETCH, COPY).
 pub(crate) const MAX_MESSAGE_READ: u64 = 1 << 30;
-
-/// The flags every mailbox offers.
-const FLAGS: &str = "(\\Answered \\Flagged \\Deleted \\Seen \\Draft)";
 
 /// What the I/O loop does after a command.
 #[derive(Debug, PartialEq, Eq)]
@@ -60,7 +57,6 @@ pub(crate) struct Selected {
 #[derive(Debug)]
 pub(crate) struct Session {
     root: PathBuf,
-    hostname: String,
     special_use: mail_maildir::SpecialUseMap,
     pub(crate) selected: Option<Selected>,
     /// Messages fetched and their octets, for the logout line.
@@ -68,12 +64,8 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(
-        root: PathBuf,
-        hostname: String,
-        special_use: mail_maildir::SpecialUseMap,
-    ) -> Session {
-        Session { root, hostname, special_use, selected: None, fetched: (0, 0) }
+    pub(crate) fn new(root: PathBuf, special_use: mail_maildir::SpecialUseMap) -> Session {
+        Session { root, special_use, selected: None, fetched: (0, 0) }
     }
 
     /// Answers one command into `out`.
@@ -249,7 +241,14 @@ impl Session {
         for uid in &changes.flags_changed {
             if let Some(i) = position(&sel.mbox, *uid) {
                 let m = &sel.mbox.messages()[i];
-                push(out, &format!("* {} FETCH (FLAGS {})\r\n", i + 1, flag_list(m, &sel.recent)));
+                push(
+                    out,
+                    &format!(
+                        "* {} FETCH (FLAGS {})\r\n",
+                        i + 1,
+                        flag_list(&sel.mbox, m, &sel.recent)
+                    ),
+                );
             }
         }
         if !changes.added.is_empty() {
@@ -285,17 +284,15 @@ impl Session {
         let name = self.resolve(mailbox)?;
         let dir = name.dir(&self.root);
         if !folders::exists(&dir) {
-            return Err(format!("NO [NONEXISTENT] Mailbox doesn't exist: {}", safe(name.display())));
+            return Err(format!(
+                "NO [NONEXISTENT] Mailbox doesn't exist: {}",
+                safe(name.display())
+            ));
         }
         let mbox = open(&dir)?;
         let recent: HashSet<u32> =
             mbox.messages().iter().filter(|m| m.in_new).map(|m| m.uid).collect();
-        push(out, &format!("* FLAGS {FLAGS}\r\n"));
-        if read_only {
-            push(out, "* OK [PERMANENTFLAGS ()] Read-only mailbox.\r\n");
-        } else {
-            push(out, &format!("* OK [PERMANENTFLAGS {FLAGS}] Flags permitted.\r\n"));
-        }
+        push(out, &flags_lines(&mbox, read_only));
         push(out, &format!("* {} EXISTS\r\n", mbox.messages().len()));
         push(out, &format!("* {} RECENT\r\n", recent.len()));
         if let Some(i) = mbox.messages().iter().position(|m| !m.flags.contains(Flags::SEEN)) {
@@ -341,12 +338,12 @@ impl Session {
         // Renamed out of the namespace first, so no reader sees half a
         // folder; a name starting with ".." is never a folder.
         let trash = self.root.join(format!("..deleted.{}.{f}", std::process::id()));
-        std::fs::rename(&dir, &trash)
-            .and_then(|()| std::fs::remove_dir_all(&trash))
-            .map_err(|e| {
+        std::fs::rename(&dir, &trash).and_then(|()| std::fs::remove_dir_all(&trash)).map_err(
+            |e| {
                 tracing::warn!("DELETE {f}: {e}");
                 "NO [CANNOT] Cannot delete the mailbox.".to_string()
-            })?;
+            },
+        )?;
         let _ = folders::subscribe(&self.root, f, false);
         Ok("OK Delete completed.".into())
     }
@@ -454,10 +451,24 @@ impl Session {
             folders::subscriptions(&self.root)
                 .into_iter()
                 .map(|n| {
-                    let found = all.iter().find(|l| l.name == n && !l.attributes.contains(&"\\NonExistent"));
+                    let found = all
+                        .iter()
+                        .find(|l| l.name == n && !l.attributes.contains(&"\\NonExistent"));
                     folders::Listed {
                         attributes: match found {
-                            Some(l) => l.attributes.iter().copied().filter(|a| a.starts_with("\\Has") || a.starts_with("\\S") || a.starts_with("\\D") || a.starts_with("\\T") || a.starts_with("\\J") || a.starts_with("\\A")).collect(),
+                            Some(l) => l
+                                .attributes
+                                .iter()
+                                .copied()
+                                .filter(|a| {
+                                    a.starts_with("\\Has")
+                                        || a.starts_with("\\S")
+                                        || a.starts_with("\\D")
+                                        || a.starts_with("\\T")
+                                        || a.starts_with("\\J")
+                                        || a.starts_with("\\A")
+                                })
+                                .collect(),
                             None => vec!["\\Noselect"],
                         },
                         name: n,
@@ -488,7 +499,10 @@ impl Session {
         let name = self.resolve(mailbox)?;
         let dir = name.dir(&self.root);
         if !folders::exists(&dir) {
-            return Err(format!("NO [NONEXISTENT] Mailbox doesn't exist: {}", safe(name.display())));
+            return Err(format!(
+                "NO [NONEXISTENT] Mailbox doesn't exist: {}",
+                safe(name.display())
+            ));
         }
         let opened;
         let (mbox, recent) = match self.selected.as_ref() {
@@ -543,48 +557,13 @@ impl Session {
         if message.is_empty() {
             return Err("NO Can't save a zero byte message.".into());
         }
-        let (validity, uid) =
-            self.save(&dir, message, parse_flags(flags), date).map_err(|e| {
-                tracing::warn!("APPEND {}: {e}", name.display());
-                "NO [SERVERBUG] Cannot save the message.".to_string()
-            })?;
-        Ok(format!("OK [APPENDUID {validity} {uid}] Append completed."))
-    }
-
-    /// Writes one message into the Maildir `dir` (tmp → new, fsynced,
-    /// nothing left behind on failure) with its flags and internal date;
-    /// returns the folder's UIDVALIDITY and the message's UID.
-    fn save(
-        &self,
-        dir: &Path,
-        message: &[u8],
-        flags: Flags,
-        date: Option<i64>,
-    ) -> Result<(u32, u32), String> {
-        let delivered =
-            mail_maildir::deliver(dir, b"", message, &self.hostname).map_err(|e| e.to_string())?;
-        if let Some(secs) = date {
-            let t = nix::sys::time::TimeSpec::new(secs, 0);
-            let _ = nix::sys::stat::utimensat(
-                None,
-                &delivered.path,
-                &t,
-                &t,
-                nix::sys::stat::UtimensatFlags::NoFollowSymlink,
-            );
-        }
-        let mut mbox = open(dir)?;
-        let key = delivered.name.split(":2,").next().unwrap_or(&delivered.name).to_owned();
-        let uid = mbox
-            .messages()
-            .iter()
-            .find(|m| m.key == key)
-            .map(|m| m.uid)
-            .ok_or_else(|| "the saved message is not in the index".to_string())?;
-        // Saved messages are not new mail: they go to cur/ with their
-        // flags (what Dovecot does).
-        mbox.set_flags(uid, flags).map_err(|e| e.to_string())?;
-        Ok((mbox.uid_validity(), uid))
+        let mut dest = open(&dir)?;
+        let flags = parse_flags(&mut dest, flags)?;
+        let uid = dest.append(message, flags, date).map_err(|e| {
+            tracing::warn!("APPEND {}: {e}", name.display());
+            "NO [SERVERBUG] Cannot save the message.".to_string()
+        })?;
+        Ok(format!("OK [APPENDUID {} {uid}] Append completed.", dest.uid_validity()))
     }
 
     fn expunge(&mut self, set: Option<&SequenceSet>, out: &mut Vec<u8>) -> Result<String, String> {
@@ -629,34 +608,33 @@ impl Session {
         if sel.read_only {
             return Err("NO [READ-ONLY] Mailbox is read-only.".into());
         }
-        let given = parse_flags(flags);
-        let indices = indices(&sel.mbox, set, uid)?;
-        let mut failed = false;
-        for i in indices {
-            let m = &sel.mbox.messages()[i];
-            let (id, old) = (m.uid, m.flags);
-            let new = match kind {
-                StoreType::Replace => given,
-                StoreType::Add => old.with(given),
-                StoreType::Remove => old.without(given),
-            };
-            if new != old
-                && let Err(e) = sel.mbox.set_flags(id, new)
-            {
-                tracing::warn!("STORE UID {id}: {e}");
-                failed = true;
-                continue;
-            }
-            if response == StoreResponse::Answer {
+        let known = sel.mbox.keywords().all().count();
+        let given = parse_flags(&mut sel.mbox, flags)?;
+        if sel.mbox.keywords().all().count() != known {
+            // New keywords: the client learns the mailbox's new FLAGS.
+            push(out, &flags_lines(&sel.mbox, false));
+        }
+        let uids: Vec<u32> =
+            indices(&sel.mbox, set, uid)?.into_iter().map(|i| sel.mbox.messages()[i].uid).collect();
+        let op = match kind {
+            StoreType::Replace => FlagOp::Replace,
+            StoreType::Add => FlagOp::Add,
+            StoreType::Remove => FlagOp::Remove,
+        };
+        let stored = sel.mbox.store(&uids, op, given, None).map_err(|e| {
+            tracing::warn!("STORE: {e}");
+            "NO [SERVERBUG] Cannot store the flags.".to_string()
+        })?;
+        if response == StoreResponse::Answer {
+            for s in &stored.updated {
+                let Some(i) = position(&sel.mbox, s.uid) else { continue };
                 let m = &sel.mbox.messages()[i];
-                let uid_part = if uid { format!("UID {id} ") } else { String::new() };
-                push(
-                    out,
-                    &format!("* {} FETCH ({uid_part}FLAGS {})\r\n", i + 1, flag_list(m, &sel.recent)),
-                );
+                let uid_part = if uid { format!("UID {} ", s.uid) } else { String::new() };
+                let list = flag_list(&sel.mbox, m, &sel.recent);
+                push(out, &format!("* {} FETCH ({uid_part}FLAGS {list})\r\n", i + 1));
             }
         }
-        if failed {
+        if !stored.gone.is_empty() {
             return Err("NO [EXPUNGEISSUED] Some of the requested messages no longer exist.".into());
         }
         Ok("OK Store completed.".into())
@@ -681,33 +659,19 @@ impl Session {
         if !folders::exists(&dir) {
             return Err(format!("NO [TRYCREATE] Mailbox doesn't exist: {}", safe(dest.display())));
         }
-        let indices = indices(&sel.mbox, set, uid)?;
-        let mut pairs = Vec::new();
-        let mut validity = 0;
-        for i in indices {
-            let m = &sel.mbox.messages()[i];
-            let bytes = match read_message(&sel.mbox, m.uid) {
-                Ok(b) => b,
-                Err(Gone) => {
-                    return Err(
-                        "NO [EXPUNGEISSUED] Some of the requested messages no longer exist."
-                            .into(),
-                    );
-                }
-            };
-            match self.save(&dir, &bytes, m.flags, Some(m.internal_date)) {
-                Ok((v, new)) => {
-                    validity = v;
-                    pairs.push((m.uid, new));
-                }
-                Err(e) => {
-                    tracing::warn!("COPY to {}: {e}", dest.display());
-                    return Err("NO [SERVERBUG] Cannot copy the messages.".into());
-                }
-            }
+        let uids: Vec<u32> =
+            indices(&sel.mbox, set, uid)?.into_iter().map(|i| sel.mbox.messages()[i].uid).collect();
+        let mut dest_box = open(&dir)?;
+        let validity = dest_box.uid_validity();
+        let pairs = sel.mbox.copy(&uids, &mut dest_box).map_err(|e| {
+            tracing::warn!("COPY to {}: {e}", dest.display());
+            "NO [SERVERBUG] Cannot copy the messages.".to_string()
+        })?;
+        if pairs.len() != uids.len() {
+            return Err("NO [EXPUNGEISSUED] Some of the requested messages no longer exist.".into());
         }
         if pairs.is_empty() {
-            return Ok(if moving { "OK No messages found." } else { "OK No messages found." }.into());
+            return Ok("OK No messages found.".into());
         }
         let code = format!(
             "COPYUID {validity} {} {}",
@@ -781,8 +745,8 @@ pub(crate) fn position(mbox: &Mailbox, uid: u32) -> Option<usize> {
     mbox.messages().binary_search_by_key(&uid, |m| m.uid).ok()
 }
 
-/// `(\Seen \Recent ...)` for a message.
-pub(crate) fn flag_list(m: &MessageInfo, recent: &HashSet<u32>) -> String {
+/// `(\Seen \Recent $Label ...)` for a message of `mbox`.
+pub(crate) fn flag_list(mbox: &Mailbox, m: &MessageInfo, recent: &HashSet<u32>) -> String {
     let mut v = Vec::new();
     for (f, name) in [
         (Flags::ANSWERED, "\\Answered"),
@@ -798,22 +762,55 @@ pub(crate) fn flag_list(m: &MessageInfo, recent: &HashSet<u32>) -> String {
     if recent.contains(&m.uid) {
         v.push("\\Recent");
     }
+    v.extend(mbox.keywords().names(m.flags));
     format!("({})", v.join(" "))
 }
 
-/// The system flags named; keywords are not kept (PERMANENTFLAGS does
-/// not offer `\*`, so clients know).
-fn parse_flags(flags: &[Flag<'_>]) -> Flags {
-    flags.iter().fold(Flags::EMPTY, |acc, f| {
-        acc.with(match f {
+/// The flags named, keywords given letters of `mbox`'s table (new ones
+/// added to it: the caller then sends FLAGS again). An unknown `\Flag`
+/// extension is refused.
+fn parse_flags(mbox: &mut Mailbox, flags: &[Flag<'_>]) -> Result<Flags, String> {
+    let mut out = Flags::EMPTY;
+    let mut keywords = Vec::new();
+    for f in flags {
+        out = out.with(match f {
             Flag::Answered => Flags::ANSWERED,
             Flag::Deleted => Flags::DELETED,
             Flag::Draft => Flags::DRAFT,
             Flag::Flagged => Flags::FLAGGED,
             Flag::Seen => Flags::SEEN,
-            Flag::Extension(_) | Flag::Keyword(_) => Flags::EMPTY,
-        })
-    })
+            Flag::Extension(_) => return Err("BAD Unknown system flag.".into()),
+            Flag::Keyword(k) => {
+                keywords.push(k.inner().to_owned());
+                Flags::EMPTY
+            }
+        });
+    }
+    if !keywords.is_empty() {
+        let names: Vec<&str> = keywords.iter().map(String::as_str).collect();
+        out = out.with(mbox.keyword_flags(&names).map_err(|e| {
+            tracing::warn!("keywords: {e}");
+            format!("NO [LIMIT] {e}")
+        })?);
+    }
+    Ok(out)
+}
+
+/// The FLAGS and PERMANENTFLAGS lines of a mailbox: system flags and
+/// its keywords.
+fn flags_lines(mbox: &Mailbox, read_only: bool) -> String {
+    let mut flags = String::from("\\Answered \\Flagged \\Deleted \\Seen \\Draft");
+    for k in mbox.keywords().all() {
+        flags.push(' ');
+        flags.push_str(k);
+    }
+    let mut s = format!("* FLAGS ({flags})\r\n");
+    if read_only {
+        s.push_str("* OK [PERMANENTFLAGS ()] Read-only mailbox.\r\n");
+    } else {
+        s.push_str(&format!("* OK [PERMANENTFLAGS ({flags} \\*)] Flags permitted.\r\n"));
+    }
+    s
 }
 
 fn deleted_uids(mbox: &Mailbox, only: Option<&HashSet<u32>>) -> Vec<u32> {

@@ -165,7 +165,8 @@ impl Reader {
 
 /// `s` as an IMAP string: quoted when it can be, a literal otherwise.
 pub(crate) fn string(out: &mut Vec<u8>, s: &[u8]) {
-    let quotable = s.len() <= 1024 && s.iter().all(|&b| b != b'\r' && b != b'\n' && b != 0 && b < 0x80);
+    let quotable =
+        s.len() <= 1024 && s.iter().all(|&b| b != b'\r' && b != b'\n' && b != 0 && b < 0x80);
     if quotable {
         out.push(b'"');
         for &b in s {
@@ -301,6 +302,10 @@ mod append_tests {
         assert_eq!(r.next(), None);
         r.push(b"Subject: draft\r\n\r\nhi\r\n\r\n");
         assert_eq!(r.next(), Some(Event::Message));
-        assert!(r.decode(&CommandCodec::default()).is_some(), "{:?}", String::from_utf8_lossy(r.message()));
+        assert!(
+            r.decode(&CommandCodec::default()).is_some(),
+            "{:?}",
+            String::from_utf8_lossy(r.message())
+        );
     }
 }
