@@ -43,7 +43,7 @@ impl SearchContext for Ctx<'_> {
         8
     }
     fn has_flag(&self, _: &Flag<'_>) -> bool {
-        self.raw.len() % 2 == 0
+        self.raw.len().is_multiple_of(2)
     }
     fn is_recent(&self) -> bool {
         false
