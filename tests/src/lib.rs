@@ -11,6 +11,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 pub mod dns;
+pub mod imap;
 pub mod pop3;
 pub mod smtp;
 

@@ -13,7 +13,7 @@
 //! ([`Main::lookup_text`] and friends return errors).
 //!
 //! The split follows the rule that a daemon sees only its own
-//! section plus [`Common`]: [`Smtpd`] (and [`SmtpdTls`]), [`Pop3d`], [`Qmgr`], [`Local`], [`Master`]
+//! section plus [`Common`]: [`Smtpd`] (and [`SmtpdTls`]), [`Pop3d`], [`Imapd`], [`Qmgr`], [`Local`], [`Master`]
 //! and [`Sendmail`]; pickup needs only [`Common`]. A parameter that no
 //! struct reads must say so in its doc in `params.rs` (see
 //! [`UNIMPLEMENTED_PREFIX`]); a unit test below keeps the two in step.
@@ -649,6 +649,49 @@ impl Pop3d {
     }
 }
 
+/// imapd's parameters (its TLS certificate is [`SmtpdTls`]'s, its
+/// mailbox location [`Local::home_mailbox`]).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Imapd {
+    /// How long a session may sit between commands (IDLE restarts it).
+    pub imap_idle_timeout: Duration,
+    /// Connections per client address in one login process; 0: no limit.
+    pub imap_client_connection_limit: usize,
+    /// Logged-in sessions per user in one login process; 0: no limit.
+    pub imap_user_connection_limit: usize,
+    /// Passwords on plain connections from the network.
+    pub imap_plaintext_auth: bool,
+    /// Implicit TLS (imaps).
+    pub imap_tls_wrappermode: bool,
+    /// The longest command line, literals not counted.
+    pub imap_max_line_length: usize,
+    /// The largest APPEND literal; 0 means no limit of its own.
+    pub message_size_limit: u64,
+    /// Where the user's Maildir is, relative to the home.
+    pub home_mailbox: String,
+}
+
+impl Imapd {
+    /// Reads imapd's parameters.
+    pub fn new(main: &Main) -> Imapd {
+        Imapd::read(&Reader::new(main))
+    }
+
+    fn read(r: &Reader<'_>) -> Imapd {
+        Imapd {
+            imap_idle_timeout: r.duration("imap_idle_timeout"),
+            imap_client_connection_limit: r.usize("imap_client_connection_limit"),
+            imap_user_connection_limit: r.usize("imap_user_connection_limit"),
+            imap_plaintext_auth: r.bool("imap_plaintext_auth"),
+            imap_tls_wrappermode: r.bool("imap_tls_wrappermode"),
+            imap_max_line_length: r.usize("imap_max_line_length"),
+            message_size_limit: r.u64("message_size_limit"),
+            home_mailbox: r.str("home_mailbox"),
+        }
+    }
+}
+
 /// The queue manager's parameters.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -1032,6 +1075,7 @@ fn typed_names(main: &Main) -> BTreeSet<&'static str> {
     let _ = Authd::read(&r);
     let _ = ImapStore::read(&r);
     let _ = Pop3d::read(&r);
+    let _ = Imapd::read(&r);
     let _ = Qmgr::read(&r);
     let _ = Local::read(&r);
     let _ = Master::read(&r);

@@ -1,4 +1,4 @@
-//! The login/mail split that pop3d (and imapd later) share, as Dovecot
+//! The login/mail split that pop3d and imapd share, as Dovecot
 //! does it: the login service, unprivileged and serving many clients,
 //! authenticates a client and hands the session to a mail-service
 //! process, which starts as root, becomes the mailbox owner and serves
@@ -11,11 +11,15 @@
 //!   (TLS) stream and its end of the pair.
 //! - [`become_user`]: initgroups, setgid, setuid to the user, checked, so
 //!   the mail process can never touch a mailbox with root's rights.
+//! - [`maildir_location`]: where the user's Maildir is.
+//! - [`service`]: what both sides do around the handoff that does not
+//!   depend on the protocol (connection caps, the relay, the accept wait).
 //!
 //! Severities: none; every failure is returned. `unsafe` is confined to
 //! `sys.rs` (taking ownership of a received descriptor).
 #![deny(unsafe_code)]
 
+pub mod service;
 mod sys;
 
 pub use mail_ipc::session::{ACCEPTED, Handoff, MAX_FRAME, MAX_PENDING};
@@ -24,6 +28,9 @@ use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use mail_ipc::auth::AuthUser;
 
 /// What went wrong with a handoff or a privilege change.
 #[derive(Debug, thiserror::Error)]
@@ -129,10 +136,72 @@ pub fn become_user(user: &str, uid: u32, gid: u32, allow_root: bool) -> Result<b
     Ok(true)
 }
 
+/// The user's Maildir: authd's `mail` location when the user database
+/// gives one (`maildir:~/Maildir`, `~/Maildir`, or an absolute path;
+/// Dovecot's `:OPTIONS` suffix is ignored), else `home_mailbox` under the
+/// home. A `home_mailbox` that names an mbox file (no trailing `/`), or
+/// none, means `Maildir/`: pop3d and imapd serve Maildirs only.
+pub fn maildir_location(user: &AuthUser, home_mailbox: &str) -> Result<PathBuf, String> {
+    if let Some(mail) = user.mail.as_deref().filter(|m| !m.is_empty()) {
+        let spec = mail.strip_prefix("maildir:").unwrap_or(mail);
+        let spec = spec.split(':').next().unwrap_or(spec);
+        let path = match spec.strip_prefix("~/") {
+            Some(rest) => user.home.join(rest),
+            None => PathBuf::from(spec),
+        };
+        if !path.is_absolute() || mail.starts_with("mbox:") {
+            return Err(format!("mail location {mail:?} is not a Maildir path that can be served"));
+        }
+        return Ok(path);
+    }
+    let relative = if home_mailbox.ends_with('/') { home_mailbox } else { "Maildir/" };
+    let relative = Path::new(relative);
+    if relative.is_absolute()
+        || relative.components().any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(format!("home_mailbox {home_mailbox:?} must be relative to the home"));
+    }
+    Ok(user.home.join(relative))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::{Read, Write};
+
+    fn user(mail: Option<&str>) -> AuthUser {
+        AuthUser {
+            user: "suporte".into(),
+            uid: 1000,
+            gid: 1000,
+            home: "/home/suporte".into(),
+            mail: mail.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn locations() {
+        assert_eq!(
+            maildir_location(&user(None), "Maildir/").unwrap(),
+            Path::new("/home/suporte/Maildir/")
+        );
+        assert_eq!(maildir_location(&user(None), "").unwrap(), Path::new("/home/suporte/Maildir/"));
+        assert_eq!(
+            maildir_location(&user(None), "Mail/box/").unwrap(),
+            Path::new("/home/suporte/Mail/box/")
+        );
+        assert!(maildir_location(&user(None), "../x/").is_err());
+        assert_eq!(
+            maildir_location(&user(Some("maildir:~/Mail:LAYOUT=fs")), "").unwrap(),
+            Path::new("/home/suporte/Mail")
+        );
+        assert_eq!(
+            maildir_location(&user(Some("/var/vmail/s")), "").unwrap(),
+            Path::new("/var/vmail/s")
+        );
+        assert!(maildir_location(&user(Some("mbox:~/mail")), "").is_err());
+        assert!(maildir_location(&user(Some("relative")), "").is_err());
+    }
 
     #[test]
     fn a_session_crosses_with_its_descriptor() {

@@ -6,16 +6,16 @@
 //! Severities: fatal only at start-up (no usable listener); a session's
 //! problems are warnings and end only that session.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mail_auth::sasl::{Sasl, Step};
 use mail_config::settings;
 use mail_daemon::{Connection, Daemon, Listener, Service};
 use mail_ipc::auth::{self, AuthReply, AuthRequest, AuthUser};
+use mail_session::service::{Counter, plaintext_ok, relay, send_session};
 use mail_tls::ServerConn;
 use pop3_proto::authorization::{self, Action, Authorization, Policy};
 use pop3_proto::line::{Line, LineReader};
@@ -40,51 +40,6 @@ struct Context {
     greeting: Vec<u8>,
     per_client: Counter<IpAddr>,
     per_user: Counter<String>,
-}
-
-/// Open sessions per key, with a cap; a slot is given back when its
-/// [`Slot`] drops, however the session ends.
-#[derive(Debug)]
-struct Counter<K> {
-    limit: usize,
-    open: Mutex<HashMap<K, usize>>,
-}
-
-struct Slot<'a, K: std::hash::Hash + Eq + Clone> {
-    counter: &'a Counter<K>,
-    key: K,
-}
-
-impl<K: std::hash::Hash + Eq + Clone> Counter<K> {
-    fn new(limit: usize) -> Counter<K> {
-        Counter { limit, open: Mutex::new(HashMap::new()) }
-    }
-
-    /// A slot, or `None` at the limit (0: no limit).
-    fn take(&self, key: K) -> Option<Slot<'_, K>> {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let n = open.entry(key.clone()).or_insert(0);
-        if self.limit != 0 && *n >= self.limit {
-            if *n == 0 {
-                open.remove(&key);
-            }
-            return None;
-        }
-        *n += 1;
-        Some(Slot { counter: self, key })
-    }
-}
-
-impl<K: std::hash::Hash + Eq + Clone> Drop for Slot<'_, K> {
-    fn drop(&mut self) {
-        let mut open = self.counter.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = open.get_mut(&self.key) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.key);
-            }
-        }
-    }
 }
 
 pub(crate) async fn run(mut daemon: Daemon) -> anyhow::Result<()> {
@@ -386,7 +341,9 @@ impl Session {
             pending,
         };
         let path = ctx.mail_service.clone();
-        let handed = tokio::task::spawn_blocking(move || send_session(&path, &handoff)).await;
+        let handed =
+            tokio::task::spawn_blocking(move || send_session(&path, &handoff, HANDOFF_TIMEOUT))
+                .await;
         let mine = match handed {
             Ok(Ok(mine)) => mine,
             Ok(Err(e)) => {
@@ -416,14 +373,6 @@ impl Session {
     }
 }
 
-/// Whether a password may cross this connection without TLS: always
-/// with `pop3_plaintext_auth = yes`, else only from loopback (an
-/// IPv4-mapped IPv6 loopback address included), where nothing crosses a
-/// network.
-fn plaintext_ok(pop3_plaintext_auth: bool, client: IpAddr) -> bool {
-    pop3_plaintext_auth || client.to_canonical().is_loopback()
-}
-
 /// What the AUTHORIZATION loop does next.
 enum Flow {
     Reply(Vec<u8>),
@@ -448,105 +397,7 @@ impl From<Action> for Flow {
     }
 }
 
-/// Connects to the mail service, sends the session and waits for its
-/// acceptance. Returns the login side's end of the socketpair.
-fn send_session(
-    path: &std::path::Path,
-    handoff: &mail_session::Handoff,
-) -> Result<tokio::net::UnixStream, String> {
-    use std::io::Read;
-    use std::os::fd::AsFd;
-    let (mine, theirs) =
-        std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
-    let control = std::os::unix::net::UnixStream::connect(path)
-        .map_err(|e| format!("cannot connect: {e}"))?;
-    let _ = control.set_read_timeout(Some(HANDOFF_TIMEOUT));
-    let _ = control.set_write_timeout(Some(HANDOFF_TIMEOUT));
-    mail_session::send(&control, theirs.as_fd(), handoff).map_err(|e| e.to_string())?;
-    drop(theirs);
-    let mut ack = [0u8; 1];
-    (&control).read_exact(&mut ack).map_err(|e| format!("no answer: {e}"))?;
-    if ack[0] != mail_session::ACCEPTED {
-        return Err("the mail service refused the session".into());
-    }
-    // Only this end goes non-blocking: the mail process's end is another
-    // open file and stays blocking for its blocking I/O.
-    mine.set_nonblocking(true).map_err(|e| format!("socketpair: {e}"))?;
-    tokio::net::UnixStream::from_std(mine).map_err(|e| format!("socketpair: {e}"))
-}
-
-/// Copies bytes both ways until one side closes. When the mail process
-/// closes (QUIT, its idle timer), the client's connection is closed at
-/// once (with TLS's close_notify), without waiting for the client.
-async fn relay(mut client: Conn, mut mail: tokio::net::UnixStream) {
-    let mut up = vec![0u8; 16 * 1024];
-    let mut down = vec![0u8; 64 * 1024];
-    loop {
-        tokio::select! {
-            r = client.read(&mut up) => match r {
-                Ok(0) | Err(_) => {
-                    // The mail process sees end of file and applies no
-                    // deletions (RFC 1939: no QUIT, no UPDATE).
-                    let _ = mail.shutdown().await;
-                    return;
-                }
-                Ok(n) => {
-                    if mail.write_all(&up[..n]).await.is_err() {
-                        let _ = client.shutdown().await;
-                        return;
-                    }
-                }
-            },
-            r = mail.read(&mut down) => match r {
-                Ok(0) | Err(_) => {
-                    let _ = client.shutdown().await;
-                    return;
-                }
-                Ok(n) => {
-                    if client.write_all(&down[..n]).await.is_err() || client.flush().await.is_err() {
-                        let _ = mail.shutdown().await;
-                        return;
-                    }
-                }
-            },
-        }
-    }
-}
-
 async fn write<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, bytes: &[u8]) -> std::io::Result<()> {
     s.write_all(bytes).await?;
     s.flush().await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plaintext_passwords_only_from_loopback_by_default() {
-        let ip = |s: &str| s.parse::<IpAddr>().expect("address");
-        assert!(plaintext_ok(false, ip("127.0.0.1")));
-        assert!(plaintext_ok(false, ip("127.0.0.2")));
-        assert!(plaintext_ok(false, ip("::1")));
-        assert!(plaintext_ok(false, ip("::ffff:127.0.0.1")));
-        assert!(!plaintext_ok(false, ip("192.0.2.1")));
-        assert!(!plaintext_ok(false, ip("2001:db8::1")));
-        assert!(!plaintext_ok(false, ip("::ffff:192.0.2.1")));
-        assert!(plaintext_ok(true, ip("192.0.2.1")));
-    }
-
-    #[test]
-    fn counters_cap_and_give_back() {
-        let c: Counter<&str> = Counter::new(2);
-        let a = c.take("x");
-        let b = c.take("x");
-        assert!(a.is_some() && b.is_some());
-        assert!(c.take("x").is_none());
-        assert!(c.take("y").is_some());
-        drop(a);
-        assert!(c.take("x").is_some());
-        let unlimited: Counter<&str> = Counter::new(0);
-        let slots: Vec<_> = (0..100).map(|_| unlimited.take("x")).collect();
-        assert!(slots.iter().all(Option::is_some));
-    }
 }

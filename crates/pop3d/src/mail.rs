@@ -8,8 +8,8 @@
 //! about the session is a warning and an `-ERR` to the client.
 
 use std::io::{BufWriter, Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::time::{Duration, Instant};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
 
 use mail_config::settings;
 use mail_daemon::{Daemon, Listener};
@@ -22,8 +22,6 @@ use pop3_proto::transaction::{Action, Entry, Transaction};
 /// An idle mail process exits after this long without a session (master
 /// starts a new one on demand).
 const MAX_IDLE: Duration = Duration::from_secs(60);
-/// How often the accept wait looks at the idle clock.
-const ACCEPT_TICK: Duration = Duration::from_secs(1);
 /// How long the login process may take to send the session.
 const RECV_TIMEOUT: Duration = Duration::from_secs(10);
 /// How much of a message is read at once.
@@ -45,7 +43,7 @@ pub(crate) fn run(mut daemon: Daemon) -> anyhow::Result<()> {
         .flatten()
         .is_some_and(|u| u.uid.is_root());
     daemon.ready();
-    let Some(conn) = accept(&listener)? else {
+    let Some(conn) = mail_session::service::accept_one(&listener, MAX_IDLE)? else {
         daemon.draining();
         return Ok(());
     };
@@ -72,36 +70,6 @@ pub(crate) fn run(mut daemon: Daemon) -> anyhow::Result<()> {
     drop(conn);
     serve(&settings, UnixStream::from(fd), handoff, allow_root);
     Ok(())
-}
-
-/// Waits for one connection; `None` after [`MAX_IDLE`] without one.
-fn accept(listener: &UnixListener) -> anyhow::Result<Option<UnixStream>> {
-    // On Linux SO_RCVTIMEO bounds accept(2) too. The listener is shared
-    // only by this service's processes, which all want the same bound.
-    socket2::SockRef::from(listener).set_read_timeout(Some(ACCEPT_TICK))?;
-    let since = Instant::now();
-    loop {
-        match listener.accept() {
-            Ok((c, _)) => {
-                c.set_nonblocking(false)?;
-                return Ok(Some(c));
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) => {}
-            Err(e) => {
-                tracing::warn!("accept: {e}");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        if since.elapsed() >= MAX_IDLE {
-            return Ok(None);
-        }
-    }
 }
 
 /// What the session did, for the logout line.
@@ -134,7 +102,7 @@ fn serve(
             return;
         }
     }
-    let dir = match crate::mailbox::location(user, &settings.home_mailbox) {
+    let dir = match mail_session::maildir_location(user, &settings.home_mailbox) {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!("user=<{name}>: {e}");

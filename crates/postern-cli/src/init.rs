@@ -109,6 +109,8 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<Instance, String> {
     let smtps = format!("127.0.0.1:{}", port(465));
     let pop3 = format!("127.0.0.1:{}", port(110));
     let pop3s = format!("127.0.0.1:{}", port(995));
+    let imap = format!("127.0.0.1:{}", port(143));
+    let imaps = format!("127.0.0.1:{}", port(993));
     let domain = mail_config::domain_of(&hostname);
     let exe = std::env::current_exe().map_err(|e| format!("cannot find my own binary: {e}"))?;
     let daemon_dir = exe.parent().ok_or("binary has no directory")?.to_owned();
@@ -306,12 +308,44 @@ spawn = "on-demand"
 maxproc = 20
 command = "pop3d"
 args = ["mail"]
+
+# IMAP (Thunderbird, mutt, curl imap://): imap (143, STARTTLS) and imaps
+# (993, implicit TLS) are the login services; after a login they hand the
+# session to an imap-mail process, started on demand, which serves that
+# one user's Maildir and folders.
+[[service]]
+name = "imap"
+type = "inet"
+listen = [{imap}]
+maxproc = 1
+command = "imapd"
+
+[[service]]
+name = "imaps"
+type = "inet"
+listen = [{imaps}]
+maxproc = 1
+command = "imapd"
+[service.options]
+syslog_name = "postern/imaps"
+imap_tls_wrappermode = "yes"
+
+[[service]]
+name = "imap-mail"
+type = "unix"
+unpriv = false
+spawn = "on-demand"
+maxproc = 20
+command = "imapd"
+args = ["mail"]
 "#,
         smtp = toml_str(&smtp),
         submission = toml_str(&submission),
         smtps = toml_str(&smtps),
         pop3 = toml_str(&pop3),
         pop3s = toml_str(&pop3s),
+        imap = toml_str(&imap),
+        imaps = toml_str(&imaps),
     );
     let aliases = "# Aliases of this instance (the format of /etc/aliases). After editing,\n\
                    # run newaliases, or just wait: local delivery rereads a changed file.\n\
@@ -372,6 +406,7 @@ args = ["mail"]
         println!("  SMTP:    {smtp}");
         println!("  submission (STARTTLS + AUTH): {submission}   smtps (TLS + AUTH): {smtps}");
         println!("  POP3:    {pop3} (STLS)   pop3s (TLS): {pop3s}");
+        println!("  IMAP:    {imap} (STARTTLS)   imaps (TLS): {imaps}");
     }
     for (n, p) in &users {
         println!(

@@ -1,0 +1,915 @@
+//! The Authenticated and Selected states (RFC 3501 §6.3, §6.4) for one
+//! user, sans I/O: a decoded command in, response bytes out. The mail
+//! process (`mail.rs`) feeds it and writes what it returns; the fuzz
+//! target drives it the same way.
+//!
+//! The client's view of the selected mailbox is mail-maildir's snapshot
+//! (`Mailbox::messages`, in UID order: sequence number = position + 1).
+//! Other processes' changes (deliveries, other sessions' flags and
+//! expunges) are taken in by [`Session::sync`] only where RFC 3501 §7.4.1
+//! allows EXPUNGE responses: after any command but FETCH, STORE and
+//! SEARCH (their UID forms included in the allowance), and while IDLE.
+//!
+//! Severities: a mailbox that cannot be read is a tagged NO and a
+//! warning; nothing here ends the process.
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use imap_codec::imap_types::command::{Command, CommandBody};
+use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
+use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox as WireMailbox};
+use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
+use imap_codec::imap_types::status::StatusDataItemName;
+use mail_maildir::{FlagOp, Flags, Mailbox, MessageInfo};
+
+use crate::caps;
+use crate::fetch;
+use crate::folders::{self, Name};
+use crate::search;
+use crate::wire::{safe, string};
+
+/// The largest message file read into memory (FETCH, COPY).
+pub(crate) const MAX_MESSAGE_READ: u64 = 1 << 30;
+
+/// What the I/O loop does after a command.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Continue,
+    Logout,
+    /// IDLE began (`+ idling` is out): wait for DONE or a change.
+    Idle(String),
+}
+
+/// The selected mailbox.
+#[derive(Debug)]
+pub(crate) struct Selected {
+    pub(crate) name: Name,
+    pub(crate) mbox: Mailbox,
+    pub(crate) read_only: bool,
+    /// UIDs this session is the first to see (in `new/` at SELECT or at
+    /// their arrival): `\Recent` (RFC 3501 §2.3.2).
+    pub(crate) recent: HashSet<u32>,
+}
+
+/// One user's session.
+#[derive(Debug)]
+pub(crate) struct Session {
+    root: PathBuf,
+    special_use: mail_maildir::SpecialUseMap,
+    pub(crate) selected: Option<Selected>,
+    /// Messages fetched and their octets, for the logout line.
+    pub(crate) fetched: (u64, u64),
+}
+
+impl Session {
+    pub(crate) fn new(root: PathBuf, special_use: mail_maildir::SpecialUseMap) -> Session {
+        Session { root, special_use, selected: None, fetched: (0, 0) }
+    }
+
+    /// Answers one command into `out`.
+    pub(crate) fn command(&mut self, cmd: Command<'_>, out: &mut Vec<u8>) -> Outcome {
+        let tag = cmd.tag.inner().to_owned();
+        let name = cmd.body.name();
+        let mut expunge_ok = true;
+        let result: Result<String, String> = match cmd.body {
+            CommandBody::Capability => {
+                push(out, &format!("* CAPABILITY {}\r\n", caps::after_login()));
+                Ok("OK Capability completed.".into())
+            }
+            CommandBody::Noop => Ok("OK NOOP completed.".into()),
+            CommandBody::Check => Ok("OK Check completed.".into()),
+            CommandBody::Logout => {
+                push(out, "* BYE Logging out\r\n");
+                push(out, &format!("{tag} OK Logout completed.\r\n"));
+                return Outcome::Logout;
+            }
+            CommandBody::Id { .. } => {
+                out.extend_from_slice(caps::ID_RESPONSE);
+                Ok("OK ID completed.".into())
+            }
+            CommandBody::Enable { .. } => {
+                // Nothing imapd offers needs enabling yet (no CONDSTORE,
+                // UTF8=ACCEPT or IMAP4rev2): the list is empty.
+                push(out, "* ENABLED\r\n");
+                Ok("OK Enabled.".into())
+            }
+            CommandBody::Namespace => {
+                push(out, "* NAMESPACE ((\"\" \".\")) NIL NIL\r\n");
+                Ok("OK Namespace completed.".into())
+            }
+            CommandBody::StartTLS => Err("BAD TLS is already active.".into()),
+            CommandBody::Login { .. } | CommandBody::Authenticate { .. } => {
+                Err("BAD Already logged in.".into())
+            }
+            CommandBody::Select { mailbox, .. } => self.select(&mailbox, false, out),
+            CommandBody::Examine { mailbox, .. } => self.select(&mailbox, true, out),
+            CommandBody::Create { mailbox } => self.create(&mailbox),
+            CommandBody::Delete { mailbox } => self.delete(&mailbox),
+            CommandBody::Rename { from, to } => self.rename(&from, &to),
+            CommandBody::Subscribe { mailbox } => self.subscribe(&mailbox, true),
+            CommandBody::Unsubscribe { mailbox } => self.subscribe(&mailbox, false),
+            CommandBody::List { reference, mailbox_wildcard } => {
+                self.list(&reference, &mailbox_wildcard, false, out)
+            }
+            CommandBody::Lsub { reference, mailbox_wildcard } => {
+                self.list(&reference, &mailbox_wildcard, true, out)
+            }
+            CommandBody::Status { mailbox, item_names } => self.status(&mailbox, &item_names, out),
+            CommandBody::Append { mailbox, flags, date, message } => {
+                let bytes = match &message {
+                    imap_codec::imap_types::extensions::binary::LiteralOrLiteral8::Literal(l) => {
+                        l.as_ref()
+                    }
+                    imap_codec::imap_types::extensions::binary::LiteralOrLiteral8::Literal8(l) => {
+                        l.data.as_ref()
+                    }
+                };
+                let date = date.map(|d| d.as_ref().timestamp());
+                self.append(&mailbox, &flags, date, bytes)
+            }
+            CommandBody::Idle => {
+                push(out, "+ idling\r\n");
+                return Outcome::Idle(tag);
+            }
+            CommandBody::Unselect => match self.selected.take() {
+                Some(_) => Ok("OK Unselect completed.".into()),
+                None => Err("BAD No mailbox selected.".into()),
+            },
+            CommandBody::Close => match self.selected.take() {
+                Some(mut s) => {
+                    if !s.read_only {
+                        let deleted = deleted_uids(&s.mbox, None);
+                        if let Err(e) = s.mbox.expunge(&deleted) {
+                            tracing::warn!("CLOSE: expunge: {e}");
+                        }
+                    }
+                    Ok("OK Close completed.".into())
+                }
+                None => Err("BAD No mailbox selected.".into()),
+            },
+            CommandBody::Expunge => self.expunge(None, out),
+            CommandBody::ExpungeUid { sequence_set } => self.expunge(Some(&sequence_set), out),
+            CommandBody::Fetch { sequence_set, macro_or_item_names, uid, .. } => {
+                expunge_ok = uid;
+                match self.selected.as_mut() {
+                    None => Err("BAD No mailbox selected.".into()),
+                    Some(sel) => fetch::fetch(
+                        sel,
+                        &sequence_set,
+                        &macro_or_item_names,
+                        uid,
+                        out,
+                        &mut self.fetched,
+                    ),
+                }
+            }
+            CommandBody::Store { sequence_set, kind, response, flags, uid, .. } => {
+                expunge_ok = uid;
+                self.store(&sequence_set, kind, response, &flags, uid, out)
+            }
+            CommandBody::Copy { sequence_set, mailbox, uid } => {
+                self.copy(&sequence_set, &mailbox, uid, false, out)
+            }
+            CommandBody::Move { sequence_set, mailbox, uid } => {
+                self.copy(&sequence_set, &mailbox, uid, true, out)
+            }
+            CommandBody::Search { charset, criteria, uid } => {
+                expunge_ok = uid;
+                match self.selected.as_ref() {
+                    None => Err("BAD No mailbox selected.".into()),
+                    Some(sel) => search::search(sel, charset.as_ref(), &criteria, uid, out),
+                }
+            }
+            CommandBody::Sort { sort_criteria, charset, search_criteria, uid } => {
+                expunge_ok = uid;
+                match self.selected.as_ref() {
+                    None => Err("BAD No mailbox selected.".into()),
+                    Some(sel) => {
+                        search::sort(sel, &sort_criteria, &charset, &search_criteria, uid, out)
+                    }
+                }
+            }
+            CommandBody::Thread { algorithm, charset, search_criteria, uid } => {
+                expunge_ok = uid;
+                match self.selected.as_ref() {
+                    None => Err("BAD No mailbox selected.".into()),
+                    Some(sel) => {
+                        search::thread(sel, &algorithm, &charset, &search_criteria, uid, out)
+                    }
+                }
+            }
+            _ => Err(format!("BAD Unknown command {name}.")),
+        };
+        // Untagged news before the tagged reply (RFC 3501 §7).
+        self.sync(out, expunge_ok);
+        match result {
+            Ok(text) | Err(text) => push(out, &format!("{} {text}\r\n", safe(&tag))),
+        }
+        Outcome::Continue
+    }
+
+    /// Takes in other processes' changes to the selected mailbox and
+    /// reports them: EXPUNGE (only when `expunge_ok`), FETCH FLAGS,
+    /// EXISTS and RECENT.
+    pub(crate) fn sync(&mut self, out: &mut Vec<u8>, expunge_ok: bool) {
+        let Some(sel) = self.selected.as_mut() else { return };
+        if !expunge_ok {
+            return;
+        }
+        let before: Vec<u32> = sel.mbox.messages().iter().map(|m| m.uid).collect();
+        let changes = match sel.mbox.refresh() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("{}: cannot read the mailbox: {e}", sel.name.display());
+                return;
+            }
+        };
+        if changes.uid_validity_changed {
+            // Every UID the client holds is void: RFC 3501 has no way to
+            // say so within a selected mailbox but closing it.
+            push(out, "* BYE The mailbox was rebuilt; please reconnect.\r\n");
+        }
+        let gone: HashSet<u32> = changes.vanished.iter().copied().collect();
+        for (i, uid) in before.iter().enumerate().rev() {
+            if gone.contains(uid) {
+                push(out, &format!("* {} EXPUNGE\r\n", i + 1));
+                sel.recent.remove(uid);
+            }
+        }
+        for uid in &changes.flags_changed {
+            if let Some(i) = position(&sel.mbox, *uid) {
+                let m = &sel.mbox.messages()[i];
+                push(
+                    out,
+                    &format!(
+                        "* {} FETCH (FLAGS {})\r\n",
+                        i + 1,
+                        flag_list(&sel.mbox, m, &sel.recent)
+                    ),
+                );
+            }
+        }
+        if !changes.added.is_empty() {
+            for m in sel.mbox.messages() {
+                if m.in_new && changes.added.contains(&m.uid) {
+                    sel.recent.insert(m.uid);
+                }
+            }
+            push(out, &format!("* {} EXISTS\r\n", sel.mbox.messages().len()));
+            push(out, &format!("* {} RECENT\r\n", sel.recent.len()));
+        }
+    }
+
+    fn resolve(&self, mailbox: &WireMailbox<'_>) -> Result<Name, String> {
+        match mailbox {
+            WireMailbox::Inbox => Ok(Name::Inbox),
+            WireMailbox::Other(o) => {
+                let raw = o.as_ref();
+                let raw = raw.strip_suffix(b".").unwrap_or(raw);
+                Name::parse(raw).map_err(|e| format!("NO {e}."))
+            }
+        }
+    }
+
+    fn select(
+        &mut self,
+        mailbox: &WireMailbox<'_>,
+        read_only: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<String, String> {
+        // A failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1).
+        self.selected = None;
+        let name = self.resolve(mailbox)?;
+        let dir = name.dir(&self.root);
+        if !folders::exists(&dir) {
+            return Err(format!(
+                "NO [NONEXISTENT] Mailbox doesn't exist: {}",
+                safe(name.display())
+            ));
+        }
+        let mbox = open(&dir)?;
+        let recent: HashSet<u32> =
+            mbox.messages().iter().filter(|m| m.in_new).map(|m| m.uid).collect();
+        push(out, &flags_lines(&mbox, read_only));
+        push(out, &format!("* {} EXISTS\r\n", mbox.messages().len()));
+        push(out, &format!("* {} RECENT\r\n", recent.len()));
+        if let Some(i) = mbox.messages().iter().position(|m| !m.flags.contains(Flags::SEEN)) {
+            push(out, &format!("* OK [UNSEEN {}] First unseen.\r\n", i + 1));
+        }
+        push(out, &format!("* OK [UIDVALIDITY {}] UIDs valid\r\n", mbox.uid_validity()));
+        push(out, &format!("* OK [UIDNEXT {}] Predicted next UID\r\n", mbox.uid_next()));
+        self.selected = Some(Selected { name, mbox, read_only, recent });
+        Ok(if read_only {
+            "OK [READ-ONLY] Examine completed.".into()
+        } else {
+            "OK [READ-WRITE] Select completed.".into()
+        })
+    }
+
+    fn create(&mut self, mailbox: &WireMailbox<'_>) -> Result<String, String> {
+        let name = self.resolve(mailbox)?;
+        let Name::Folder(f) = &name else {
+            return Err("NO [ALREADYEXISTS] Mailbox already exists".into());
+        };
+        if folders::exists(&name.dir(&self.root)) {
+            return Err("NO [ALREADYEXISTS] Mailbox already exists".into());
+        }
+        mail_maildir::make_folder(&self.root, f).map_err(|e| {
+            tracing::warn!("CREATE {f}: {e}");
+            "NO [CANNOT] Cannot create the mailbox.".to_string()
+        })?;
+        Ok("OK Create completed.".into())
+    }
+
+    fn delete(&mut self, mailbox: &WireMailbox<'_>) -> Result<String, String> {
+        let name = self.resolve(mailbox)?;
+        let Name::Folder(f) = &name else {
+            return Err("NO [CANNOT] INBOX can't be deleted.".into());
+        };
+        let dir = name.dir(&self.root);
+        if !folders::exists(&dir) {
+            return Err(format!("NO [NONEXISTENT] Mailbox doesn't exist: {}", safe(f)));
+        }
+        if self.selected.as_ref().is_some_and(|s| s.name == name) {
+            return Err("NO [CANNOT] Can't delete the selected mailbox.".into());
+        }
+        // Renamed out of the namespace first, so no reader sees half a
+        // folder; a name starting with ".." is never a folder.
+        let trash = self.root.join(format!("..deleted.{}.{f}", std::process::id()));
+        std::fs::rename(&dir, &trash).and_then(|()| std::fs::remove_dir_all(&trash)).map_err(
+            |e| {
+                tracing::warn!("DELETE {f}: {e}");
+                "NO [CANNOT] Cannot delete the mailbox.".to_string()
+            },
+        )?;
+        let _ = folders::subscribe(&self.root, f, false);
+        Ok("OK Delete completed.".into())
+    }
+
+    fn rename(&mut self, from: &WireMailbox<'_>, to: &WireMailbox<'_>) -> Result<String, String> {
+        let from = self.resolve(from)?;
+        let to = self.resolve(to)?;
+        let Name::Folder(t) = &to else {
+            return Err("NO [ALREADYEXISTS] Mailbox already exists".into());
+        };
+        let to_dir = to.dir(&self.root);
+        if folders::exists(&to_dir) {
+            return Err("NO [ALREADYEXISTS] Mailbox already exists".into());
+        }
+        let Name::Folder(f) = &from else {
+            return self.rename_inbox(t);
+        };
+        let from_dir = from.dir(&self.root);
+        if !folders::exists(&from_dir) {
+            return Err(format!("NO [NONEXISTENT] Mailbox doesn't exist: {}", safe(f)));
+        }
+        if t.starts_with(&format!("{f}.")) {
+            return Err("NO [CANNOT] Can't rename a mailbox under itself.".into());
+        }
+        if self.selected.as_ref().is_some_and(|s| s.name == from) {
+            self.selected = None;
+        }
+        let children: Vec<String> = folders::folders(&self.root)
+            .into_iter()
+            .filter(|c| c.starts_with(&format!("{f}.")))
+            .collect();
+        std::fs::rename(&from_dir, &to_dir).map_err(|e| {
+            tracing::warn!("RENAME {f} {t}: {e}");
+            "NO [CANNOT] Cannot rename the mailbox.".to_string()
+        })?;
+        for c in children {
+            let new = format!("{t}{}", &c[f.len()..]);
+            let (a, b) = (self.root.join(format!(".{c}")), self.root.join(format!(".{new}")));
+            if let Err(e) = std::fs::rename(&a, &b) {
+                tracing::warn!("RENAME {c} {new}: {e}");
+            }
+        }
+        Ok("OK Rename completed.".into())
+    }
+
+    /// RENAME INBOX (RFC 3501 §6.3.5): its messages move to the new
+    /// folder; INBOX stays, empty.
+    fn rename_inbox(&mut self, to: &str) -> Result<String, String> {
+        let dir = mail_maildir::make_folder(&self.root, to).map_err(|e| {
+            tracing::warn!("RENAME INBOX {to}: {e}");
+            "NO [CANNOT] Cannot create the mailbox.".to_string()
+        })?;
+        for sub in ["new", "cur"] {
+            let Ok(rd) = std::fs::read_dir(self.root.join(sub)) else { continue };
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_file()) {
+                    let target = dir.join(sub).join(e.file_name());
+                    if let Err(err) = std::fs::rename(e.path(), &target) {
+                        tracing::warn!("RENAME INBOX: {}: {err}", e.path().display());
+                    }
+                }
+            }
+        }
+        Ok("OK Rename completed.".into())
+    }
+
+    fn subscribe(&mut self, mailbox: &WireMailbox<'_>, on: bool) -> Result<String, String> {
+        let name = self.resolve(mailbox)?;
+        if on && !folders::exists(&name.dir(&self.root)) {
+            return Err(format!(
+                "NO [NONEXISTENT] Mailbox doesn't exist: {}",
+                safe(name.display())
+            ));
+        }
+        folders::subscribe(&self.root, name.display(), on).map_err(|e| {
+            tracing::warn!("{e}");
+            "NO [SERVERBUG] Cannot update the subscriptions.".to_string()
+        })?;
+        Ok(if on { "OK Subscribe completed." } else { "OK Unsubscribe completed." }.into())
+    }
+
+    fn list(
+        &mut self,
+        reference: &WireMailbox<'_>,
+        pattern: &ListMailbox<'_>,
+        lsub: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<String, String> {
+        let verb = if lsub { "LSUB" } else { "LIST" };
+        let reference = match reference {
+            WireMailbox::Inbox => "INBOX".to_owned(),
+            WireMailbox::Other(o) => String::from_utf8_lossy(o.as_ref()).into_owned(),
+        };
+        let pattern = match pattern {
+            ListMailbox::Token(t) => String::from_utf8_lossy(t.as_ref()).into_owned(),
+            ListMailbox::String(s) => String::from_utf8_lossy(s.as_ref()).into_owned(),
+        };
+        if pattern.is_empty() {
+            push(out, &format!("* {verb} (\\Noselect) \".\" \"\"\r\n"));
+            return Ok(format!("OK {} completed.", title(verb)));
+        }
+        let full = format!("{reference}{pattern}");
+        let all = folders::all(&self.root, &self.special_use);
+        let wanted: Vec<folders::Listed> = if lsub {
+            folders::subscriptions(&self.root)
+                .into_iter()
+                .map(|n| {
+                    let found = all
+                        .iter()
+                        .find(|l| l.name == n && !l.attributes.contains(&"\\NonExistent"));
+                    folders::Listed {
+                        attributes: match found {
+                            Some(l) => l
+                                .attributes
+                                .iter()
+                                .copied()
+                                .filter(|a| {
+                                    a.starts_with("\\Has")
+                                        || a.starts_with("\\S")
+                                        || a.starts_with("\\D")
+                                        || a.starts_with("\\T")
+                                        || a.starts_with("\\J")
+                                        || a.starts_with("\\A")
+                                })
+                                .collect(),
+                            None => vec!["\\Noselect"],
+                        },
+                        name: n,
+                    }
+                })
+                .collect()
+        } else {
+            all
+        };
+        for l in wanted {
+            if !folders::matches(&full, &l.name) {
+                continue;
+            }
+            let mut line = format!("* {verb} ({}) \".\" ", l.attributes.join(" ")).into_bytes();
+            string(&mut line, l.name.as_bytes());
+            line.extend_from_slice(b"\r\n");
+            out.extend_from_slice(&line);
+        }
+        Ok(format!("OK {} completed.", title(verb)))
+    }
+
+    fn status(
+        &mut self,
+        mailbox: &WireMailbox<'_>,
+        items: &[StatusDataItemName],
+        out: &mut Vec<u8>,
+    ) -> Result<String, String> {
+        let name = self.resolve(mailbox)?;
+        let dir = name.dir(&self.root);
+        if !folders::exists(&dir) {
+            return Err(format!(
+                "NO [NONEXISTENT] Mailbox doesn't exist: {}",
+                safe(name.display())
+            ));
+        }
+        let opened;
+        let (mbox, recent) = match self.selected.as_ref() {
+            Some(s) if s.name == name => (&s.mbox, s.recent.len()),
+            _ => {
+                opened = open(&dir)?;
+                let r = opened.messages().iter().filter(|m| m.in_new).count();
+                (&opened, r)
+            }
+        };
+        let msgs = mbox.messages();
+        let mut parts = Vec::new();
+        for item in items {
+            parts.push(match item {
+                StatusDataItemName::Messages => format!("MESSAGES {}", msgs.len()),
+                StatusDataItemName::Recent => format!("RECENT {recent}"),
+                StatusDataItemName::UidNext => format!("UIDNEXT {}", mbox.uid_next()),
+                StatusDataItemName::UidValidity => format!("UIDVALIDITY {}", mbox.uid_validity()),
+                StatusDataItemName::Unseen => format!(
+                    "UNSEEN {}",
+                    msgs.iter().filter(|m| !m.flags.contains(Flags::SEEN)).count()
+                ),
+                StatusDataItemName::Deleted => format!(
+                    "DELETED {}",
+                    msgs.iter().filter(|m| m.flags.contains(Flags::DELETED)).count()
+                ),
+                StatusDataItemName::Size => {
+                    format!("SIZE {}", msgs.iter().map(|m| m.size).sum::<u64>())
+                }
+                _ => return Err("BAD Unsupported STATUS item.".into()),
+            });
+        }
+        let mut line = b"* STATUS ".to_vec();
+        string(&mut line, name.display().as_bytes());
+        line.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
+        out.extend_from_slice(&line);
+        Ok("OK Status completed.".into())
+    }
+
+    fn append(
+        &mut self,
+        mailbox: &WireMailbox<'_>,
+        flags: &[Flag<'_>],
+        date: Option<i64>,
+        message: &[u8],
+    ) -> Result<String, String> {
+        let name = self.resolve(mailbox)?;
+        let dir = name.dir(&self.root);
+        if !folders::exists(&dir) {
+            return Err(format!("NO [TRYCREATE] Mailbox doesn't exist: {}", safe(name.display())));
+        }
+        if message.is_empty() {
+            return Err("NO Can't save a zero byte message.".into());
+        }
+        let mut dest = open(&dir)?;
+        let flags = parse_flags(&mut dest, flags)?;
+        let uid = dest.append(message, flags, date).map_err(|e| {
+            tracing::warn!("APPEND {}: {e}", name.display());
+            "NO [SERVERBUG] Cannot save the message.".to_string()
+        })?;
+        Ok(format!("OK [APPENDUID {} {uid}] Append completed.", dest.uid_validity()))
+    }
+
+    fn expunge(&mut self, set: Option<&SequenceSet>, out: &mut Vec<u8>) -> Result<String, String> {
+        let Some(sel) = self.selected.as_mut() else {
+            return Err("BAD No mailbox selected.".into());
+        };
+        if sel.read_only {
+            return Err("NO [READ-ONLY] Mailbox is read-only.".into());
+        }
+        let only: Option<HashSet<u32>> =
+            set.map(|s| resolve_uids(&sel.mbox, s).into_iter().collect());
+        let deleted = deleted_uids(&sel.mbox, only.as_ref());
+        let before: Vec<u32> = sel.mbox.messages().iter().map(|m| m.uid).collect();
+        let removed: HashSet<u32> = match sel.mbox.expunge(&deleted) {
+            Ok(r) => r.into_iter().collect(),
+            Err(e) => {
+                tracing::warn!("EXPUNGE: {e}");
+                return Err("NO [SERVERBUG] Cannot expunge.".into());
+            }
+        };
+        for (i, uid) in before.iter().enumerate().rev() {
+            if removed.contains(uid) {
+                push(out, &format!("* {} EXPUNGE\r\n", i + 1));
+                sel.recent.remove(uid);
+            }
+        }
+        Ok("OK Expunge completed.".into())
+    }
+
+    fn store(
+        &mut self,
+        set: &SequenceSet,
+        kind: StoreType,
+        response: StoreResponse,
+        flags: &[Flag<'_>],
+        uid: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<String, String> {
+        let Some(sel) = self.selected.as_mut() else {
+            return Err("BAD No mailbox selected.".into());
+        };
+        if sel.read_only {
+            return Err("NO [READ-ONLY] Mailbox is read-only.".into());
+        }
+        let known = sel.mbox.keywords().all().count();
+        let given = parse_flags(&mut sel.mbox, flags)?;
+        if sel.mbox.keywords().all().count() != known {
+            // New keywords: the client learns the mailbox's new FLAGS.
+            push(out, &flags_lines(&sel.mbox, false));
+        }
+        let uids: Vec<u32> =
+            indices(&sel.mbox, set, uid)?.into_iter().map(|i| sel.mbox.messages()[i].uid).collect();
+        let op = match kind {
+            StoreType::Replace => FlagOp::Replace,
+            StoreType::Add => FlagOp::Add,
+            StoreType::Remove => FlagOp::Remove,
+        };
+        let stored = sel.mbox.store(&uids, op, given, None).map_err(|e| {
+            tracing::warn!("STORE: {e}");
+            "NO [SERVERBUG] Cannot store the flags.".to_string()
+        })?;
+        if response == StoreResponse::Answer {
+            for s in &stored.updated {
+                let Some(i) = position(&sel.mbox, s.uid) else { continue };
+                let m = &sel.mbox.messages()[i];
+                let uid_part = if uid { format!("UID {} ", s.uid) } else { String::new() };
+                let list = flag_list(&sel.mbox, m, &sel.recent);
+                push(out, &format!("* {} FETCH ({uid_part}FLAGS {list})\r\n", i + 1));
+            }
+        }
+        if !stored.gone.is_empty() {
+            return Err("NO [EXPUNGEISSUED] Some of the requested messages no longer exist.".into());
+        }
+        Ok("OK Store completed.".into())
+    }
+
+    fn copy(
+        &mut self,
+        set: &SequenceSet,
+        mailbox: &WireMailbox<'_>,
+        uid: bool,
+        moving: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<String, String> {
+        let dest = self.resolve(mailbox)?;
+        let Some(sel) = self.selected.as_ref() else {
+            return Err("BAD No mailbox selected.".into());
+        };
+        if moving && sel.read_only {
+            return Err("NO [READ-ONLY] Mailbox is read-only.".into());
+        }
+        let dir = dest.dir(&self.root);
+        if !folders::exists(&dir) {
+            return Err(format!("NO [TRYCREATE] Mailbox doesn't exist: {}", safe(dest.display())));
+        }
+        let uids: Vec<u32> =
+            indices(&sel.mbox, set, uid)?.into_iter().map(|i| sel.mbox.messages()[i].uid).collect();
+        let mut dest_box = open(&dir)?;
+        let validity = dest_box.uid_validity();
+        let pairs = sel.mbox.copy(&uids, &mut dest_box).map_err(|e| {
+            tracing::warn!("COPY to {}: {e}", dest.display());
+            "NO [SERVERBUG] Cannot copy the messages.".to_string()
+        })?;
+        if pairs.len() != uids.len() {
+            return Err("NO [EXPUNGEISSUED] Some of the requested messages no longer exist.".into());
+        }
+        if pairs.is_empty() {
+            return Ok("OK No messages found.".into());
+        }
+        let code = format!(
+            "COPYUID {validity} {} {}",
+            uid_set(pairs.iter().map(|p| p.0)),
+            uid_set(pairs.iter().map(|p| p.1))
+        );
+        if !moving {
+            return Ok(format!("OK [{code}] Copy completed."));
+        }
+        push(out, &format!("* OK [{code}] Moved UIDs.\r\n"));
+        let Some(sel) = self.selected.as_mut() else { return Ok("OK Move completed.".into()) };
+        let before: Vec<u32> = sel.mbox.messages().iter().map(|m| m.uid).collect();
+        let src: Vec<u32> = pairs.iter().map(|p| p.0).collect();
+        let removed: HashSet<u32> = match sel.mbox.expunge(&src) {
+            Ok(r) => r.into_iter().collect(),
+            Err(e) => {
+                tracing::warn!("MOVE: expunge: {e}");
+                HashSet::new()
+            }
+        };
+        for (i, u) in before.iter().enumerate().rev() {
+            if removed.contains(u) {
+                push(out, &format!("* {} EXPUNGE\r\n", i + 1));
+                sel.recent.remove(u);
+            }
+        }
+        Ok("OK Move completed.".into())
+    }
+}
+
+fn title(verb: &str) -> &'static str {
+    if verb == "LSUB" { "Lsub" } else { "List" }
+}
+
+pub(crate) fn push(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn open(dir: &Path) -> Result<Mailbox, String> {
+    Mailbox::open(dir).map_err(|e| {
+        tracing::warn!("cannot open {}: {e}", dir.display());
+        if e.is_transient() {
+            "NO [INUSE] Mailbox is busy, try again later.".to_string()
+        } else {
+            "NO [SERVERBUG] Cannot open the mailbox.".to_string()
+        }
+    })
+}
+
+/// A message file that another process removed.
+pub(crate) struct Gone;
+
+/// The whole message as stored (bare LFs as they are).
+pub(crate) fn read_message(mbox: &Mailbox, uid: u32) -> Result<Vec<u8>, Gone> {
+    let file = mbox.open_message(uid).map_err(|e| {
+        if !matches!(e, mail_maildir::Error::NotFound { .. }) {
+            tracing::warn!("UID {uid}: {e}");
+        }
+        Gone
+    })?;
+    let mut bytes = Vec::new();
+    file.take(MAX_MESSAGE_READ).read_to_end(&mut bytes).map_err(|e| {
+        tracing::warn!("UID {uid}: read error: {e}");
+        Gone
+    })?;
+    Ok(bytes)
+}
+
+/// The position of `uid` in the snapshot.
+pub(crate) fn position(mbox: &Mailbox, uid: u32) -> Option<usize> {
+    mbox.messages().binary_search_by_key(&uid, |m| m.uid).ok()
+}
+
+/// `(\Seen \Recent $Label ...)` for a message of `mbox`.
+pub(crate) fn flag_list(mbox: &Mailbox, m: &MessageInfo, recent: &HashSet<u32>) -> String {
+    let mut v = Vec::new();
+    for (f, name) in [
+        (Flags::ANSWERED, "\\Answered"),
+        (Flags::FLAGGED, "\\Flagged"),
+        (Flags::DELETED, "\\Deleted"),
+        (Flags::SEEN, "\\Seen"),
+        (Flags::DRAFT, "\\Draft"),
+    ] {
+        if m.flags.contains(f) {
+            v.push(name);
+        }
+    }
+    if recent.contains(&m.uid) {
+        v.push("\\Recent");
+    }
+    v.extend(mbox.keywords().names(m.flags));
+    format!("({})", v.join(" "))
+}
+
+/// The flags named, keywords given letters of `mbox`'s table (new ones
+/// added to it: the caller then sends FLAGS again). An unknown `\Flag`
+/// extension is refused.
+fn parse_flags(mbox: &mut Mailbox, flags: &[Flag<'_>]) -> Result<Flags, String> {
+    let mut out = Flags::EMPTY;
+    let mut keywords = Vec::new();
+    for f in flags {
+        out = out.with(match f {
+            Flag::Answered => Flags::ANSWERED,
+            Flag::Deleted => Flags::DELETED,
+            Flag::Draft => Flags::DRAFT,
+            Flag::Flagged => Flags::FLAGGED,
+            Flag::Seen => Flags::SEEN,
+            Flag::Extension(_) => return Err("BAD Unknown system flag.".into()),
+            Flag::Keyword(k) => {
+                keywords.push(k.inner().to_owned());
+                Flags::EMPTY
+            }
+        });
+    }
+    if !keywords.is_empty() {
+        let names: Vec<&str> = keywords.iter().map(String::as_str).collect();
+        out = out.with(mbox.keyword_flags(&names).map_err(|e| {
+            tracing::warn!("keywords: {e}");
+            format!("NO [LIMIT] {e}")
+        })?);
+    }
+    Ok(out)
+}
+
+/// The FLAGS and PERMANENTFLAGS lines of a mailbox: system flags and
+/// its keywords.
+fn flags_lines(mbox: &Mailbox, read_only: bool) -> String {
+    let mut flags = String::from("\\Answered \\Flagged \\Deleted \\Seen \\Draft");
+    for k in mbox.keywords().all() {
+        flags.push(' ');
+        flags.push_str(k);
+    }
+    let mut s = format!("* FLAGS ({flags})\r\n");
+    if read_only {
+        s.push_str("* OK [PERMANENTFLAGS ()] Read-only mailbox.\r\n");
+    } else {
+        s.push_str(&format!("* OK [PERMANENTFLAGS ({flags} \\*)] Flags permitted.\r\n"));
+    }
+    s
+}
+
+fn deleted_uids(mbox: &Mailbox, only: Option<&HashSet<u32>>) -> Vec<u32> {
+    mbox.messages()
+        .iter()
+        .filter(|m| m.flags.contains(Flags::DELETED))
+        .filter(|m| only.is_none_or(|o| o.contains(&m.uid)))
+        .map(|m| m.uid)
+        .collect()
+}
+
+/// The snapshot positions a sequence set names, ascending. Message
+/// numbers beyond the mailbox (and any number in an empty one) are a
+/// BAD (RFC 9051 §6.4.4 style); UIDs that do not exist are skipped.
+pub(crate) fn indices(mbox: &Mailbox, set: &SequenceSet, uid: bool) -> Result<Vec<usize>, String> {
+    if uid {
+        let uids = resolve_uids(mbox, set);
+        return Ok(uids.into_iter().filter_map(|u| position(mbox, u)).collect());
+    }
+    let n = mbox.messages().len() as u32;
+    let value = |s: &SeqOrUid| -> Result<u32, String> {
+        let v = match s {
+            SeqOrUid::Value(v) => v.get(),
+            SeqOrUid::Asterisk => n,
+        };
+        if v == 0 || v > n {
+            return Err("BAD Error in IMAP command: Invalid messageset.".into());
+        }
+        Ok(v)
+    };
+    let mut out = Vec::new();
+    for seq in set.0.as_ref() {
+        let (a, b) = match seq {
+            Sequence::Single(s) => (value(s)?, value(s)?),
+            Sequence::Range(a, b) => (value(a)?, value(b)?),
+        };
+        let (lo, hi) = (a.min(b), a.max(b));
+        out.extend((lo..=hi).map(|v| v as usize - 1));
+        if out.len() > 10_000_000 {
+            return Err("BAD Message set too large.".into());
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// The existing UIDs a UID set names, ascending; `*` is the largest UID
+/// (RFC 3501 §6.4.8: `N:*` always includes the last message).
+pub(crate) fn resolve_uids(mbox: &Mailbox, set: &SequenceSet) -> Vec<u32> {
+    let msgs = mbox.messages();
+    let Some(last) = msgs.last().map(|m| m.uid) else { return Vec::new() };
+    let value = |s: &SeqOrUid| match s {
+        SeqOrUid::Value(v) => v.get(),
+        SeqOrUid::Asterisk => last,
+    };
+    let mut out = Vec::new();
+    for seq in set.0.as_ref() {
+        let (a, b) = match seq {
+            Sequence::Single(s) => (value(s), value(s)),
+            Sequence::Range(a, b) => (value(a), value(b)),
+        };
+        let (lo, hi) = (a.min(b), a.max(b));
+        let start = msgs.partition_point(|m| m.uid < lo);
+        let end = msgs.partition_point(|m| m.uid <= hi);
+        out.extend(msgs[start..end].iter().map(|m| m.uid));
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// UIDs as a compact set: `1:3,7`.
+fn uid_set(uids: impl Iterator<Item = u32>) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut run: Option<(u32, u32)> = None;
+    for u in uids {
+        run = match run {
+            Some((a, b)) if u == b + 1 => Some((a, u)),
+            Some((a, b)) => {
+                parts.push(if a == b { a.to_string() } else { format!("{a}:{b}") });
+                Some((u, u))
+            }
+            None => Some((u, u)),
+        };
+    }
+    if let Some((a, b)) = run {
+        parts.push(if a == b { a.to_string() } else { format!("{a}:{b}") });
+    }
+    parts.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_sets_are_compact() {
+        assert_eq!(uid_set([1, 2, 3, 7, 9, 10].into_iter()), "1:3,7,9:10");
+        assert_eq!(uid_set([5].into_iter()), "5");
+    }
+}

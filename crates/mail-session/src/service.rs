@@ -1,0 +1,211 @@
+//! The parts of a login/mail split that do not depend on the protocol,
+//! shared by pop3d and imapd: per-key connection caps for the login
+//! service, the handoff from the login side ([`send_session`]), the byte
+//! relay the login process runs afterwards ([`relay`]), and the mail
+//! side's bounded wait for its one session ([`accept_one`]).
+//!
+//! Severities: none; failures are returned (or end the relay).
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::IpAddr;
+use std::os::fd::AsFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::{ACCEPTED, Handoff};
+
+/// Open sessions per key, with a cap; a slot is given back when its
+/// [`Slot`] drops, however the session ends.
+#[derive(Debug)]
+pub struct Counter<K> {
+    limit: usize,
+    open: Mutex<HashMap<K, usize>>,
+}
+
+/// One taken place of a [`Counter`].
+#[derive(Debug)]
+pub struct Slot<'a, K: std::hash::Hash + Eq + Clone> {
+    counter: &'a Counter<K>,
+    key: K,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Counter<K> {
+    /// A counter allowing `limit` open slots per key (0: no limit).
+    pub fn new(limit: usize) -> Counter<K> {
+        Counter { limit, open: Mutex::new(HashMap::new()) }
+    }
+
+    /// A slot, or `None` at the limit.
+    pub fn take(&self, key: K) -> Option<Slot<'_, K>> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(key.clone()).or_insert(0);
+        if self.limit != 0 && *n >= self.limit {
+            if *n == 0 {
+                open.remove(&key);
+            }
+            return None;
+        }
+        *n += 1;
+        Some(Slot { counter: self, key })
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Drop for Slot<'_, K> {
+    fn drop(&mut self) {
+        let mut open = self.counter.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// Whether a password may cross this connection without TLS: always
+/// when the service's `*_plaintext_auth = yes`, else only from loopback
+/// (an IPv4-mapped IPv6 loopback address included), where nothing
+/// crosses a network.
+pub fn plaintext_ok(plaintext_auth: bool, client: IpAddr) -> bool {
+    plaintext_auth || client.to_canonical().is_loopback()
+}
+
+/// Connects to the mail service at `path`, sends the session and waits
+/// (at most `timeout` per step) for its acceptance. Returns the login
+/// side's end of the socketpair. Blocking: run it off the async runtime.
+pub fn send_session(
+    path: &std::path::Path,
+    handoff: &Handoff,
+    timeout: Duration,
+) -> Result<tokio::net::UnixStream, String> {
+    let (mine, theirs) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+    let control = UnixStream::connect(path).map_err(|e| format!("cannot connect: {e}"))?;
+    let _ = control.set_read_timeout(Some(timeout));
+    let _ = control.set_write_timeout(Some(timeout));
+    crate::send(&control, theirs.as_fd(), handoff).map_err(|e| e.to_string())?;
+    drop(theirs);
+    let mut ack = [0u8; 1];
+    (&control).read_exact(&mut ack).map_err(|e| format!("no answer: {e}"))?;
+    if ack[0] != ACCEPTED {
+        return Err("the mail service refused the session".into());
+    }
+    // Only this end goes non-blocking: the mail process's end is another
+    // open file and stays blocking for its blocking I/O.
+    mine.set_nonblocking(true).map_err(|e| format!("socketpair: {e}"))?;
+    tokio::net::UnixStream::from_std(mine).map_err(|e| format!("socketpair: {e}"))
+}
+
+/// Copies bytes both ways until one side closes. When the mail process
+/// closes (logout, its idle timer), the client's connection is closed at
+/// once (with TLS's close_notify), without waiting for the client; when
+/// the client goes, the mail process sees end of file.
+pub async fn relay<C: AsyncRead + AsyncWrite + Unpin>(
+    mut client: C,
+    mut mail: tokio::net::UnixStream,
+) {
+    let mut up = vec![0u8; 16 * 1024];
+    let mut down = vec![0u8; 64 * 1024];
+    loop {
+        tokio::select! {
+            r = client.read(&mut up) => match r {
+                Ok(0) | Err(_) => {
+                    let _ = mail.shutdown().await;
+                    return;
+                }
+                Ok(n) => {
+                    if mail.write_all(&up[..n]).await.is_err() {
+                        let _ = client.shutdown().await;
+                        return;
+                    }
+                }
+            },
+            r = mail.read(&mut down) => match r {
+                Ok(0) | Err(_) => {
+                    let _ = client.shutdown().await;
+                    return;
+                }
+                Ok(n) => {
+                    if client.write_all(&down[..n]).await.is_err() || client.flush().await.is_err() {
+                        let _ = mail.shutdown().await;
+                        return;
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// How often [`accept_one`] looks at its clock.
+const ACCEPT_TICK: Duration = Duration::from_secs(1);
+
+/// The mail side: waits for one connection from a login process on the
+/// service's listener; `None` after `max_idle` without one (master
+/// starts a new process on demand).
+pub fn accept_one(
+    listener: &UnixListener,
+    max_idle: Duration,
+) -> std::io::Result<Option<UnixStream>> {
+    // On Linux SO_RCVTIMEO bounds accept(2) too. The listener is shared
+    // only by this service's processes, which all want the same bound.
+    socket2::SockRef::from(listener).set_read_timeout(Some(ACCEPT_TICK))?;
+    let since = Instant::now();
+    loop {
+        match listener.accept() {
+            Ok((c, _)) => {
+                c.set_nonblocking(false)?;
+                return Ok(Some(c));
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => {
+                tracing::warn!("accept: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        if since.elapsed() >= max_idle {
+            return Ok(None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plaintext_passwords_only_from_loopback_by_default() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("address");
+        assert!(plaintext_ok(false, ip("127.0.0.1")));
+        assert!(plaintext_ok(false, ip("127.0.0.2")));
+        assert!(plaintext_ok(false, ip("::1")));
+        assert!(plaintext_ok(false, ip("::ffff:127.0.0.1")));
+        assert!(!plaintext_ok(false, ip("192.0.2.1")));
+        assert!(!plaintext_ok(false, ip("2001:db8::1")));
+        assert!(!plaintext_ok(false, ip("::ffff:192.0.2.1")));
+        assert!(plaintext_ok(true, ip("192.0.2.1")));
+    }
+
+    #[test]
+    fn counters_cap_and_give_back() {
+        let c: Counter<&str> = Counter::new(2);
+        let a = c.take("x");
+        let b = c.take("x");
+        assert!(a.is_some() && b.is_some());
+        assert!(c.take("x").is_none());
+        assert!(c.take("y").is_some());
+        drop(a);
+        assert!(c.take("x").is_some());
+        let unlimited: Counter<&str> = Counter::new(0);
+        let slots: Vec<_> = (0..100).map(|_| unlimited.take("x")).collect();
+        assert!(slots.iter().all(Option::is_some));
+    }
+}
