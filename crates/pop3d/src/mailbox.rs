@@ -37,7 +37,6 @@ pub(crate) fn unchanged_since(dir: &Path, before: Stamps) -> bool {
     settled(new) && settled(cur) && stamps(dir).mtimes == Some((new, cur))
 }
 
-
 /// The UIDL value of a message: UID then UIDVALIDITY, each as eight
 /// upper-case hex digits (Dovecot's default `%08Xu%08Xv`), so a client
 /// that moves from Dovecot, or uses IMAP beside POP3, sees the same ids.
