@@ -312,7 +312,6 @@ fn convert_main(
             continue;
         };
         let value = copy_tables(value, from, dir, report)?;
-        let value = value.replace("postfix/", "postern/");
         match value::text_to_toml(param.kind, &value) {
             Ok(v) => {
                 let _ = writeln!(out, "{name} = {}", v.to_string().trim());
@@ -544,7 +543,10 @@ fn option(out: &mut String, text: &str, service: &str, label: &str, report: &mut
         let _ = writeln!(out, "# {name} = {value:?}  (import-postfix: no such parameter)");
         return;
     };
-    let value = value.replace("$service_name", service).replace("postfix/", "postern/");
+    let mut value = value.replace("$service_name", service);
+    if name == "syslog_name" {
+        value = value.replace("postfix/", "postern/");
+    }
     match value::text_to_toml(param.kind, &value) {
         // Options are Postfix text in master.toml; the loader checks them.
         Ok(_) => {
