@@ -125,6 +125,7 @@ fn debians_postfix_configuration_with_the_tutorials_edits() {
     assert!(master.contains("name = \"relay\""), "{master}");
     assert!(master.contains("syslog_name = \"postern/relay\""), "{master}");
     assert!(master.contains("name = \"authd\""), "{master}");
+    assert!(master.contains("name = \"imap-mail\""), "{master}");
     assert!(
         report.contains("service cleanup/unix (cleanup): not imported (built in: "),
         "{report}"

@@ -97,7 +97,8 @@ const PROGRAMS: &[(&str, &str)] = &[
     ("anvil", "anvil"),
 ];
 
-/// The services Postern needs that master.cf has no line for.
+/// The services Postern needs that master.cf has no line for (authd,
+/// POP3 and IMAP, which Dovecot or Courier served beside Postfix).
 const POSTERN_SERVICES: &str = r#"
 # Postern's own services, which have no master.cf line in Postfix.
 # authd checks passwords for SMTP AUTH, POP3 and IMAP (as root, since
@@ -136,6 +137,35 @@ unpriv = false
 spawn = "on-demand"
 maxproc = 100
 command = "pop3d"
+args = ["mail"]
+
+# IMAP: imap (143, STARTTLS) and imaps (993, implicit TLS) are the login
+# services; after a login an imap-mail process, started on demand, serves
+# that user's Maildir and folders as the user.
+[[service]]
+name = "imap"
+type = "inet"
+listen = ["imap"]
+maxproc = 1
+command = "imapd"
+
+[[service]]
+name = "imaps"
+type = "inet"
+listen = ["imaps"]
+maxproc = 1
+command = "imapd"
+[service.options]
+syslog_name = "postern/imaps"
+imap_tls_wrappermode = "yes"
+
+[[service]]
+name = "imap-mail"
+type = "unix"
+unpriv = false
+spawn = "on-demand"
+maxproc = 100
+command = "imapd"
 args = ["mail"]
 "#;
 
