@@ -19,7 +19,7 @@ use mail_auth::sasl::{Sasl, Step};
 use mail_config::settings;
 use mail_daemon::{Connection, Daemon, Listener, Service};
 use mail_ipc::auth::{self, AuthReply, AuthRequest, AuthUser};
-use mail_session::service::{Counter, plaintext_ok, relay, send_session};
+use mail_session::service::{Counter, load_tls, one_line, plaintext_ok, relay, send_session};
 use mail_tls::ServerConn;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -67,7 +67,7 @@ pub(crate) async fn run(mut daemon: Daemon) -> anyhow::Result<()> {
         tracing::warn!("master.toml has no authd service: every login fails temporarily");
     }
     let settings = settings::Imapd::new(&daemon.config);
-    let tls = load_tls(&daemon.config, settings.imap_tls_wrappermode);
+    let tls = load_tls(&daemon.config, "imap_tls_wrappermode", settings.imap_tls_wrappermode);
     let common = settings::Common::new(&daemon.config);
     let ctx = Context {
         mail_name: one_line(&common.mail_name),
@@ -80,38 +80,6 @@ pub(crate) async fn run(mut daemon: Daemon) -> anyhow::Result<()> {
     };
     mail_daemon::run(&mut daemon, Arc::new(Login(Arc::new(ctx)))).await?;
     Ok(())
-}
-
-fn one_line(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).take(100).collect()
-}
-
-/// smtpd's certificate, when one is configured. One that does not load
-/// is logged and TLS stays off (STARTTLS not offered; imaps closes
-/// connections), as smtpd does.
-fn load_tls(config: &mail_config::Main, wrapper: bool) -> Option<mail_tls::ServerTls> {
-    let t = settings::SmtpdTls::new(config);
-    if t.smtpd_tls_cert_file.is_none() && t.smtpd_tls_chain_files.is_empty() {
-        if wrapper {
-            tracing::error!(
-                "imap_tls_wrappermode = yes but no certificate: set smtpd_tls_cert_file"
-            );
-        }
-        return None;
-    }
-    let s = mail_tls::ServerSettings {
-        cert_file: t.smtpd_tls_cert_file.clone(),
-        key_file: t.smtpd_tls_key_file.clone(),
-        chain_files: t.smtpd_tls_chain_files.clone(),
-        protocols: t.smtpd_tls_protocols,
-    };
-    match mail_tls::ServerTls::load(&s) {
-        Ok(tls) => Some(tls),
-        Err(e) => {
-            tracing::error!("TLS is off: {e}");
-            None
-        }
-    }
 }
 
 struct Login(Arc<Context>);

@@ -177,6 +177,44 @@ pub fn accept_one(
     }
 }
 
+/// A name or text from a user or the configuration made fit for one log
+/// or protocol line: control characters dropped, at most 100 characters.
+pub fn one_line(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(100).collect()
+}
+
+/// smtpd's certificate for a login service, when one is configured. One
+/// that does not load is logged and TLS stays off (STLS/STARTTLS not
+/// offered; the wrapper-mode service closes connections), as smtpd does.
+/// `wrapper_param` names the service's `*_tls_wrappermode` parameter for
+/// the error when it is on without a certificate.
+pub fn load_tls(
+    config: &mail_config::Main,
+    wrapper_param: &str,
+    wrapper: bool,
+) -> Option<mail_tls::ServerTls> {
+    let t = mail_config::settings::SmtpdTls::new(config);
+    if t.smtpd_tls_cert_file.is_none() && t.smtpd_tls_chain_files.is_empty() {
+        if wrapper {
+            tracing::error!("{wrapper_param} = yes but no certificate: set smtpd_tls_cert_file");
+        }
+        return None;
+    }
+    let s = mail_tls::ServerSettings {
+        cert_file: t.smtpd_tls_cert_file.clone(),
+        key_file: t.smtpd_tls_key_file.clone(),
+        chain_files: t.smtpd_tls_chain_files.clone(),
+        protocols: t.smtpd_tls_protocols,
+    };
+    match mail_tls::ServerTls::load(&s) {
+        Ok(tls) => Some(tls),
+        Err(e) => {
+            tracing::error!("TLS is off: {e}");
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
