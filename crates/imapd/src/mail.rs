@@ -13,22 +13,16 @@
 use std::io::{BufWriter, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
 
 use imap_codec::{CommandCodec, IdleDoneCodec};
 use mail_config::settings;
-use mail_daemon::{Daemon, Listener};
+use mail_daemon::Daemon;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
 use crate::session::{Outcome, Session};
 use crate::wire::{Event, Reader, safe};
 
-/// An idle mail process exits after this long without a session (master
-/// starts a new one on demand).
-const MAX_IDLE: Duration = Duration::from_secs(60);
-/// How long the login process may take to send the session.
-const RECV_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bad commands in a row before the session is closed.
 const MAX_BAD: u32 = 20;
 /// The largest APPEND when `message_size_limit = 0` (no limit of its
@@ -36,12 +30,6 @@ const MAX_BAD: u32 = 20;
 const APPEND_CEILING: u64 = 1 << 30;
 
 pub(crate) fn run(mut daemon: Daemon) -> anyhow::Result<()> {
-    let listener = match daemon.listeners.pop() {
-        Some(Listener::Unix(l)) if daemon.listeners.is_empty() => l,
-        _ => anyhow::bail!(
-            "the imap mail service needs exactly one unix listener (type = \"unix\" in master.toml)"
-        ),
-    };
     let settings = settings::Imapd::new(&daemon.config);
     // Checked when main.toml loaded; a map that still does not parse
     // leaves folders without SPECIAL-USE attributes, and says so.
@@ -50,38 +38,10 @@ pub(crate) fn run(mut daemon: Daemon) -> anyhow::Result<()> {
         tracing::warn!("imap_special_use: {e}");
         mail_maildir::SpecialUseMap::default()
     });
-    let common = settings::Common::new(&daemon.config);
-    // A development instance started by root runs everything as root,
-    // its users included; anywhere else a root mailbox is refused.
-    let allow_root = nix::unistd::User::from_name(&common.mail_owner)
-        .ok()
-        .flatten()
-        .is_some_and(|u| u.uid.is_root());
-    daemon.ready();
-    let Some(conn) = mail_session::service::accept_one(&listener, MAX_IDLE)? else {
-        daemon.draining();
+    let Some(r) = mail_session::service::receive_session(&mut daemon, "imap")? else {
         return Ok(());
     };
-    // A reload (SIGUSR1) must not cut the session this process serves.
-    let mut usr1 = nix::sys::signal::SigSet::empty();
-    usr1.add(nix::sys::signal::Signal::SIGUSR1);
-    let _ = usr1.thread_block();
-    daemon.draining();
-    drop(listener);
-    let _ = conn.set_read_timeout(Some(RECV_TIMEOUT));
-    let (fd, handoff) = match mail_session::recv(&conn) {
-        Ok(x) => x,
-        Err(e) => {
-            tracing::warn!("receiving a session: {e}");
-            return Ok(());
-        }
-    };
-    if (&conn).write_all(&[mail_session::ACCEPTED]).is_err() {
-        tracing::warn!("the login process went away during the handoff");
-        return Ok(());
-    }
-    drop(conn);
-    serve(&settings, UnixStream::from(fd), handoff, allow_root, special_use);
+    serve(&settings, r.stream, r.handoff, r.allow_root, special_use);
     Ok(())
 }
 
@@ -100,7 +60,7 @@ fn serve(
     special_use: mail_maildir::SpecialUseMap,
 ) {
     let user = &handoff.user;
-    let name: String = user.user.chars().filter(|c| !c.is_control()).take(100).collect();
+    let name = mail_session::service::one_line(&user.user);
     let Ok(out) = stream.try_clone() else { return };
     let mut out = BufWriter::with_capacity(64 * 1024, out);
     let say = |out: &mut BufWriter<UnixStream>, bytes: &[u8]| {

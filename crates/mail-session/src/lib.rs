@@ -13,7 +13,9 @@
 //!   the mail process can never touch a mailbox with root's rights.
 //! - [`maildir_location`]: where the user's Maildir is.
 //! - [`service`]: what both sides do around the handoff that does not
-//!   depend on the protocol (connection caps, the relay, the accept wait).
+//!   depend on the protocol (connection caps, the relay, the login
+//!   side's certificate, the mail side's wait for and takeover of its
+//!   session).
 //!
 //! Severities: none; every failure is returned. `unsafe` is confined to
 //! `sys.rs` (taking ownership of a received descriptor).

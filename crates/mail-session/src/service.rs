@@ -1,10 +1,13 @@
 //! The parts of a login/mail split that do not depend on the protocol,
 //! shared by pop3d and imapd: per-key connection caps for the login
 //! service, the handoff from the login side ([`send_session`]), the byte
-//! relay the login process runs afterwards ([`relay`]), and the mail
-//! side's bounded wait for its one session ([`accept_one`]).
+//! relay the login process runs afterwards ([`relay`]), the login
+//! side's certificate ([`load_tls`]), and the mail side's bounded wait
+//! for its one session and its taking over ([`receive_session`]).
 //!
-//! Severities: none; failures are returned (or end the relay).
+//! Severities: none; failures are returned (or end the relay), except
+//! that [`load_tls`] logs a certificate that does not load and
+//! [`receive_session`] logs a handoff that fails.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -142,13 +145,74 @@ pub async fn relay<C: AsyncRead + AsyncWrite + Unpin>(
 /// How often [`accept_one`] looks at its clock.
 const ACCEPT_TICK: Duration = Duration::from_secs(1);
 
-/// The mail side: waits for one connection from a login process on the
-/// service's listener; `None` after `max_idle` without one (master
-/// starts a new process on demand).
-pub fn accept_one(
-    listener: &UnixListener,
-    max_idle: Duration,
-) -> std::io::Result<Option<UnixStream>> {
+/// An idle mail process exits after this long without a session (master
+/// starts a new one on demand).
+const MAX_IDLE: Duration = Duration::from_secs(60);
+/// How long the login process may take to send the session.
+const RECV_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One session a mail-service process took over from a login process.
+#[derive(Debug)]
+pub struct Received {
+    /// The client's end of the login process's relay.
+    pub stream: UnixStream,
+    /// Who logged in, and the bytes already read.
+    pub handoff: crate::Handoff,
+    /// A development instance started by root runs everything as root,
+    /// its users included; anywhere else a root mailbox is refused.
+    pub allow_root: bool,
+}
+
+/// The mail side of a POP3 or IMAP service (`protocol` names it in
+/// errors): waits for one session from a login process, telling master
+/// it is ready and then draining, so master starts another process for
+/// the next one; `None` when none came within [`MAX_IDLE`] or the
+/// handoff failed (logged). A reload (SIGUSR1) no longer reaches the
+/// process once it serves a session; SIGTERM (stop) still ends it.
+pub fn receive_session(
+    daemon: &mut mail_daemon::Daemon,
+    protocol: &str,
+) -> anyhow::Result<Option<Received>> {
+    use std::io::Write as _;
+    let listener = match daemon.listeners.pop() {
+        Some(mail_daemon::Listener::Unix(l)) if daemon.listeners.is_empty() => l,
+        _ => anyhow::bail!(
+            "the {protocol} mail service needs exactly one unix listener (type = \"unix\" in master.toml)"
+        ),
+    };
+    let common = mail_config::settings::Common::new(&daemon.config);
+    let allow_root = nix::unistd::User::from_name(&common.mail_owner)
+        .ok()
+        .flatten()
+        .is_some_and(|u| u.uid.is_root());
+    daemon.ready();
+    let Some(conn) = accept_one(&listener, MAX_IDLE)? else {
+        daemon.draining();
+        return Ok(None);
+    };
+    let mut usr1 = nix::sys::signal::SigSet::empty();
+    usr1.add(nix::sys::signal::Signal::SIGUSR1);
+    let _ = usr1.thread_block();
+    daemon.draining();
+    drop(listener);
+    let _ = conn.set_read_timeout(Some(RECV_TIMEOUT));
+    let (fd, handoff) = match crate::recv(&conn) {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::warn!("receiving a session: {e}");
+            return Ok(None);
+        }
+    };
+    if (&conn).write_all(&[crate::ACCEPTED]).is_err() {
+        tracing::warn!("the login process went away during the handoff");
+        return Ok(None);
+    }
+    Ok(Some(Received { stream: UnixStream::from(fd), handoff, allow_root }))
+}
+
+/// Waits for one connection from a login process on the service's
+/// listener; `None` after `max_idle` without one.
+fn accept_one(listener: &UnixListener, max_idle: Duration) -> std::io::Result<Option<UnixStream>> {
     // On Linux SO_RCVTIMEO bounds accept(2) too. The listener is shared
     // only by this service's processes, which all want the same bound.
     socket2::SockRef::from(listener).set_read_timeout(Some(ACCEPT_TICK))?;

@@ -9,66 +9,24 @@
 
 use std::io::{BufWriter, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
 
 use mail_config::settings;
-use mail_daemon::{Daemon, Listener};
+use mail_daemon::Daemon;
 use mail_maildir::{Flags, Mailbox};
 use pop3_proto::dot::DotStuffer;
 use pop3_proto::line::{Line, LineReader};
 use pop3_proto::reply;
 use pop3_proto::transaction::{Action, Entry, Transaction};
 
-/// An idle mail process exits after this long without a session (master
-/// starts a new one on demand).
-const MAX_IDLE: Duration = Duration::from_secs(60);
-/// How long the login process may take to send the session.
-const RECV_TIMEOUT: Duration = Duration::from_secs(10);
 /// How much of a message is read at once.
 const CHUNK: usize = 64 * 1024;
 
 pub(crate) fn run(mut daemon: Daemon) -> anyhow::Result<()> {
-    let listener = match daemon.listeners.pop() {
-        Some(Listener::Unix(l)) if daemon.listeners.is_empty() => l,
-        _ => anyhow::bail!(
-            "the pop3 mail service needs exactly one unix listener (type = \"unix\" in master.toml)"
-        ),
-    };
     let settings = settings::Pop3d::new(&daemon.config);
-    let common = settings::Common::new(&daemon.config);
-    // A development instance started by root runs everything as root,
-    // its users included; anywhere else a root mailbox is refused.
-    let allow_root = nix::unistd::User::from_name(&common.mail_owner)
-        .ok()
-        .flatten()
-        .is_some_and(|u| u.uid.is_root());
-    daemon.ready();
-    let Some(conn) = mail_session::service::accept_one(&listener, MAX_IDLE)? else {
-        daemon.draining();
+    let Some(r) = mail_session::service::receive_session(&mut daemon, "pop3")? else {
         return Ok(());
     };
-    // A reload (SIGUSR1) must not cut the session this process serves;
-    // SIGTERM (stop) still ends it, without applying deletions.
-    let mut usr1 = nix::sys::signal::SigSet::empty();
-    usr1.add(nix::sys::signal::Signal::SIGUSR1);
-    let _ = usr1.thread_block();
-    // Master starts another process for the next connection.
-    daemon.draining();
-    drop(listener);
-    let _ = conn.set_read_timeout(Some(RECV_TIMEOUT));
-    let (fd, handoff) = match mail_session::recv(&conn) {
-        Ok(x) => x,
-        Err(e) => {
-            tracing::warn!("receiving a session: {e}");
-            return Ok(());
-        }
-    };
-    if (&conn).write_all(&[mail_session::ACCEPTED]).is_err() {
-        tracing::warn!("the login process went away during the handoff");
-        return Ok(());
-    }
-    drop(conn);
-    serve(&settings, UnixStream::from(fd), handoff, allow_root);
+    serve(&settings, r.stream, r.handoff, r.allow_root);
     Ok(())
 }
 
@@ -87,7 +45,7 @@ fn serve(
     allow_root: bool,
 ) {
     let user = &handoff.user;
-    let name: String = user.user.chars().filter(|c| !c.is_control()).take(100).collect();
+    let name = mail_session::service::one_line(&user.user);
     let Ok(out) = stream.try_clone() else { return };
     let mut out = BufWriter::with_capacity(CHUNK, out);
     let say = |out: &mut BufWriter<UnixStream>, bytes: &[u8]| {
