@@ -166,7 +166,7 @@ pub struct Received {
 /// The mail side of a POP3 or IMAP service (`protocol` names it in
 /// errors): waits for one session from a login process, telling master
 /// it is ready and then draining, so master starts another process for
-/// the next one; `None` when none came within [`MAX_IDLE`] or the
+/// the next one; `None` when none came within a minute or the
 /// handoff failed (logged). A reload (SIGUSR1) no longer reaches the
 /// process once it serves a session; SIGTERM (stop) still ends it.
 pub fn receive_session(
