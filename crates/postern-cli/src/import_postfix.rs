@@ -83,7 +83,6 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("spawn", "not implemented: spawn(8)"),
     ("dnsblog", "not implemented: postscreen's DNSBL logger"),
     ("tlsproxy", "not implemented: postscreen's TLS proxy"),
-    ("oqmgr", "qmgr (Postern has one queue manager)"),
 ];
 
 /// Postern programs by the Postfix command that does the same job.
@@ -404,7 +403,7 @@ fn copy_table(word: &str, from: &Path, dir: &Path, report: &mut Report) -> Resul
     let target = dir.join(file_name);
     if !report.copied.contains(&target) {
         let text = read_file(source).map_err(|e| format!("table {word}: {e}"))?;
-        write_table(&target, &text)?;
+        std::fs::write(&target, &text).map_err(|e| format!("write {}: {e}", target.display()))?;
         report.copied.insert(target.clone());
     }
     Ok(format!("{kind}:{}", target.display()))
@@ -416,10 +415,6 @@ fn expand_config_directory(path: &str, from: &Path) -> String {
     path.replace("${config_directory}", &from)
         .replace("$(config_directory)", &from)
         .replace("$config_directory", &from)
-}
-
-fn write_table(target: &Path, text: &str) -> Result<(), String> {
-    std::fs::write(target, text).map_err(|e| format!("write {}: {e}", target.display()))
 }
 
 /// One master.cf service line, split into its columns.
