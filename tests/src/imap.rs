@@ -7,25 +7,23 @@
 //! ending in `{N}` is followed by N octets of literal, and lines are
 //! bounded.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, Read};
 use std::net::TcpStream;
 use std::time::Duration;
 
-trait Transport: Read + Write + Send {}
-impl<T: Read + Write + Send> Transport for T {}
+use crate::line_stream::LineStream;
 
 /// The longest line accepted from the server.
 const MAX_LINE: usize = 1024 * 1024;
 
 /// One IMAP connection, plain or TLS.
 pub struct Client {
-    reader: BufReader<Box<dyn Transport>>,
-    tcp: TcpStream,
+    s: LineStream,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("tcp", &self.tcp).finish()
+        f.debug_struct("Client").field("s", &self.s).finish()
     }
 }
 
@@ -33,9 +31,7 @@ impl Client {
     /// Connects; the greeting is unread.
     pub fn connect(addr: &str) -> Client {
         let s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let tcp = s.try_clone().unwrap();
-        Client { reader: BufReader::new(Box::new(s)), tcp }
+        Client { s: LineStream::new(s) }
     }
 
     /// Connects and logs in as `user`, checking the greeting and the OK.
@@ -57,22 +53,17 @@ impl Client {
 
     /// The TLS handshake now (after STARTTLS's OK, or on imaps).
     pub fn start_tls(&mut self, cert_pem: &str, name: &str) -> Result<(), String> {
-        assert!(self.reader.buffer().is_empty(), "data before TLS: {:?}", self.reader.buffer());
-        let tls = crate::tls_handshake(&self.tcp, cert_pem, name)?;
-        self.reader = BufReader::new(Box::new(tls));
-        Ok(())
+        self.s.start_tls(cert_pem, name)
     }
 
     /// How long a read may wait.
     pub fn set_timeout(&self, d: Duration) {
-        self.tcp.set_read_timeout(Some(d)).unwrap();
+        self.s.set_timeout(d);
     }
 
     /// Sends bytes as they are.
     pub fn send_raw(&mut self, bytes: &[u8]) {
-        let w = self.reader.get_mut();
-        w.write_all(bytes).unwrap();
-        w.flush().unwrap();
+        self.s.send_raw(bytes);
     }
 
     /// Sends one line (CRLF added).
@@ -84,7 +75,7 @@ impl Client {
     /// end of file and on an over-long line.
     pub fn line(&mut self) -> String {
         let mut buf = Vec::new();
-        let n = (&mut self.reader).take(MAX_LINE as u64).read_until(b'\n', &mut buf).unwrap();
+        let n = (&mut self.s.reader).take(MAX_LINE as u64).read_until(b'\n', &mut buf).unwrap();
         assert!(n > 0, "the server closed the connection");
         assert!(buf.ends_with(b"\r\n"), "line without CRLF: {:?}", String::from_utf8_lossy(&buf));
         buf.truncate(buf.len() - 2);
@@ -96,7 +87,7 @@ impl Client {
     pub fn line_within(&mut self, wait: Duration) -> Option<String> {
         self.set_timeout(wait);
         let mut buf = Vec::new();
-        let r = (&mut self.reader).take(MAX_LINE as u64).read_until(b'\n', &mut buf);
+        let r = (&mut self.s.reader).take(MAX_LINE as u64).read_until(b'\n', &mut buf);
         self.set_timeout(Duration::from_secs(20));
         match r {
             Ok(0) | Err(_) => None,
@@ -108,7 +99,7 @@ impl Client {
     pub fn closed(&mut self) -> bool {
         self.set_timeout(Duration::from_secs(5));
         let mut b = [0u8; 1];
-        matches!(self.reader.read(&mut b), Ok(0))
+        matches!(self.s.reader.read(&mut b), Ok(0))
     }
 
     /// Reads a response up to and including the line tagged `tag`,
@@ -123,7 +114,7 @@ impl Client {
             // A line ending in a literal: its octets, then the rest.
             while let Some(n) = literal_len(&last) {
                 let mut data = vec![0u8; n];
-                self.reader.read_exact(&mut data).unwrap();
+                self.s.reader.read_exact(&mut data).unwrap();
                 out.push_str("\r\n");
                 out.push_str(&String::from_utf8_lossy(&data));
                 last = self.line();

@@ -12,6 +12,7 @@
 
 pub mod dns;
 pub mod imap;
+mod line_stream;
 pub mod pop3;
 pub mod smtp;
 

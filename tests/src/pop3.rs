@@ -7,25 +7,23 @@
 //! dot of stuffed lines removed (RFC 1939 section 3); every line is
 //! bounded.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, Read};
 use std::net::TcpStream;
 use std::time::Duration;
 
-trait Transport: Read + Write + Send {}
-impl<T: Read + Write + Send> Transport for T {}
+use crate::line_stream::LineStream;
 
 /// The longest line accepted from the server (message lines included).
 const MAX_LINE: usize = 64 * 1024;
 
 /// One POP3 connection, plain or TLS.
 pub struct Client {
-    reader: BufReader<Box<dyn Transport>>,
-    tcp: TcpStream,
+    s: LineStream,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("tcp", &self.tcp).finish()
+        f.debug_struct("Client").field("s", &self.s).finish()
     }
 }
 
@@ -38,9 +36,7 @@ impl Client {
 
     /// A client on a connected socket.
     pub fn over(s: TcpStream) -> Client {
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let tcp = s.try_clone().unwrap();
-        Client { reader: BufReader::new(Box::new(s)), tcp }
+        Client { s: LineStream::new(s) }
     }
 
     /// Connects from another loopback address (127.0.0.2: not loopback's
@@ -74,22 +70,17 @@ impl Client {
     }
 
     fn start_tls(&mut self, cert_pem: &str, name: &str) -> Result<(), String> {
-        assert!(self.reader.buffer().is_empty(), "data after +OK: {:?}", self.reader.buffer());
-        let tls = crate::tls_handshake(&self.tcp, cert_pem, name)?;
-        self.reader = BufReader::new(Box::new(tls));
-        Ok(())
+        self.s.start_tls(cert_pem, name)
     }
 
     /// Sets the read timeout.
     pub fn set_timeout(&self, d: Duration) {
-        self.tcp.set_read_timeout(Some(d)).unwrap();
+        self.s.set_timeout(d);
     }
 
     /// Sends raw bytes.
     pub fn send_raw(&mut self, bytes: &[u8]) {
-        let w = self.reader.get_mut();
-        w.write_all(bytes).unwrap();
-        w.flush().unwrap();
+        self.s.send_raw(bytes);
     }
 
     /// Sends one line with CRLF.
@@ -101,7 +92,7 @@ impl Client {
     /// or end of file.
     pub fn raw_line(&mut self) -> Vec<u8> {
         let mut line = Vec::new();
-        let n = (&mut self.reader)
+        let n = (&mut self.s.reader)
             .take(MAX_LINE as u64)
             .read_until(b'\n', &mut line)
             .unwrap_or_else(|e| panic!("reading a line: {e}"));
@@ -130,7 +121,7 @@ impl Client {
     pub fn line_within(&mut self, wait: Duration) -> Option<String> {
         self.set_timeout(wait);
         let mut line = Vec::new();
-        let got = (&mut self.reader).take(MAX_LINE as u64).read_until(b'\n', &mut line);
+        let got = (&mut self.s.reader).take(MAX_LINE as u64).read_until(b'\n', &mut line);
         self.set_timeout(Duration::from_secs(20));
         match got {
             Ok(n) if n > 0 => {
@@ -214,11 +205,11 @@ impl Client {
     /// timeout).
     pub fn closed(&mut self) -> bool {
         let mut b = [0u8; 1];
-        matches!(self.reader.read(&mut b), Ok(0) | Err(_))
+        matches!(self.s.reader.read(&mut b), Ok(0) | Err(_))
     }
 
     /// Closes the connection without QUIT.
     pub fn drop_connection(self) {
-        let _ = self.tcp.shutdown(std::net::Shutdown::Both);
+        let _ = self.s.tcp.shutdown(std::net::Shutdown::Both);
     }
 }
