@@ -729,6 +729,7 @@ impl Pending {
             stdx::fs::link_unnamed(file, &dest)
         }
         .map_err(Error::io(&dest))?;
+        let ticket = self.queue.incoming_sync.ticket();
         // From here the file is in incoming/; Drop must not remove it.
         let file = self.file.take();
         self.path = dest;
@@ -740,7 +741,9 @@ impl Pending {
         if let Some(f) = file {
             f.sync_all().map_err(Error::io(&self.path))?;
         }
-        self.queue.incoming_sync.sync().map_err(Error::io(&incoming))?;
+        // A directory fsync another session started while this file's
+        // own fsync ran covers the new name already.
+        self.queue.incoming_sync.sync_after(ticket).map_err(Error::io(&incoming))?;
         Ok(self.id.clone())
     }
 

@@ -107,11 +107,14 @@ pub fn link_unnamed(file: &File, to: &Path) -> io::Result<()> {
 
 /// One directory's fsync, shared by the threads of a process that need
 /// it (group commit): a thread that has put a name into the directory
-/// calls [`DirSync::sync`], which returns once an fsync that started after
-/// the call has finished. While one fsync runs, every thread that arrives
-/// waits for the next, which one of them then runs for all: n sessions
-/// finishing together cost two fsyncs, not n, and none returns before its
-/// own entry is on disk.
+/// takes a [`DirSync::ticket`] right after, and [`DirSync::sync_after`]
+/// returns once an fsync that started after the ticket has finished.
+/// While one fsync runs, every thread that arrives waits for the next,
+/// which one of them then runs for all: n sessions finishing together
+/// cost two fsyncs, not n, and none returns before its own entry is on
+/// disk. Taking the ticket at the rename rather than at the wait lets a
+/// thread that still fsyncs its file's content be covered by a directory
+/// fsync another thread started meanwhile.
 ///
 /// A failed fsync fails every caller it was run for, and also those
 /// waiting on any fsync up to the next success (Linux may report a
@@ -123,6 +126,11 @@ pub struct DirSync {
     state: Mutex<SyncState>,
     finished: Condvar,
 }
+
+/// What [`DirSync::ticket`] hands out: the number of the first fsync that
+/// covers the caller's entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncTicket(u64);
 
 #[derive(Debug, Default)]
 struct SyncState {
@@ -151,10 +159,24 @@ impl DirSync {
     /// Returns once the directory's entries as they are now are on
     /// stable storage (see the type's documentation). Blocks.
     pub fn sync(&self) -> io::Result<()> {
-        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        self.sync_after(self.ticket())
+    }
+
+    /// The point a caller's entry has reached: taken after the entry was
+    /// made (the rename or link returned), it is covered by every fsync
+    /// that starts from now on.
+    pub fn ticket(&self) -> SyncTicket {
+        let st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         // One that is running now may have started before this caller's
         // entry was made: only the next one counts.
-        let needed = st.started + 1;
+        SyncTicket(st.started + 1)
+    }
+
+    /// Returns once the directory's entries as they were when `ticket`
+    /// was taken are on stable storage. Blocks.
+    pub fn sync_after(&self, ticket: SyncTicket) -> io::Result<()> {
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let needed = ticket.0;
         loop {
             if st.completed >= needed {
                 return match &st.failure {
@@ -294,6 +316,33 @@ mod tests {
         let gone = DirSync::new(d.path().join("none"));
         let e = gone.sync().unwrap_err();
         assert!(e.to_string().contains("none"), "{e}");
+    }
+
+    #[test]
+    fn a_ticket_is_covered_by_an_fsync_started_after_it() {
+        let d = tempfile::tempdir().unwrap();
+        let s = DirSync::new(d.path());
+        s.sync().unwrap();
+        let done = s.state.lock().unwrap().completed;
+        // Taken at the rename; another thread's fsync starts and finishes
+        // while this one is still busy with its file's content.
+        let early = s.ticket();
+        s.sync().unwrap();
+        assert_eq!(s.state.lock().unwrap().completed, done + 1);
+        s.sync_after(early).unwrap();
+        assert_eq!(s.state.lock().unwrap().completed, done + 1, "covered: no fsync of its own");
+        // One in flight when the ticket is taken may predate the entry.
+        s.state.lock().unwrap().running = true;
+        s.state.lock().unwrap().started += 1;
+        let during = s.ticket();
+        {
+            let mut st = s.state.lock().unwrap();
+            st.running = false;
+            st.completed = st.started;
+        }
+        s.sync_after(during).unwrap();
+        let st = s.state.lock().unwrap();
+        assert_eq!(st.completed, done + 3, "the fsync in flight does not count; one more ran");
     }
 
     #[test]
