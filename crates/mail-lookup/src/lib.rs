@@ -15,6 +15,8 @@
 //! - [`rewrite`] is cleanup's address rewriting on those tables:
 //!   `canonical_maps`, `sender_canonical_maps`, `recipient_canonical_maps`,
 //!   `virtual_alias_maps` and `virtual_alias_domains`;
+//! - [`DomainList`] matches domains against lists like `relay_domains`
+//!   (names with their subdomains, and tables);
 //! - [`split_extension`] splits `user+ext` at the `recipient_delimiter`,
 //!   for the recipient table and local delivery alike.
 //!
@@ -29,12 +31,14 @@
 #![forbid(unsafe_code)]
 
 pub mod aliases;
+mod domains;
 mod error;
 mod extension;
 pub mod maps;
 mod recipients;
 pub mod rewrite;
 
+pub use domains::DomainList;
 pub use error::Error;
 pub use extension::split_extension;
 pub use recipients::LocalRecipientMaps;

@@ -36,7 +36,7 @@ pub(crate) struct Policy {
     recipient_delimiter: String,
     restrictions: Restrictions,
     rewriter: Arc<Rewriter>,
-    relay_domains: DomainList,
+    relay_domains: mail_lookup::DomainList,
     sender_login_maps: Maps,
     reject_unlisted_recipient: bool,
     reject_unlisted_sender: bool,
@@ -75,61 +75,6 @@ pub(crate) struct Resolved {
     /// The client's address carried routing (`user%remote@ours`,
     /// `"user@remote"@ours`, `remote!user@ours`) that was followed.
     pub(crate) routed: bool,
-}
-
-/// `relay_domains`: names (each matching its subdomains too, Postfix's
-/// `parent_domain_matches_subdomains` default for relay_domains) and
-/// tables whose keys are such names.
-#[derive(Debug, Default)]
-struct DomainList {
-    names: Vec<String>,
-    tables: Vec<Maps>,
-}
-
-impl DomainList {
-    fn new(param: &str, items: &[String], dir: &std::path::Path) -> Result<DomainList, String> {
-        let mut l = DomainList::default();
-        for it in items {
-            if it.contains('/') || it.contains(':') {
-                let file = maps::map_file(it, dir)
-                    .map_err(|why| format!("parameter \"{param}\": {why}"))?;
-                l.tables.push(Maps::new(vec![file]));
-            } else {
-                let n = it.trim().trim_end_matches('.').to_ascii_lowercase();
-                if !n.is_empty() {
-                    l.names.push(n);
-                }
-            }
-        }
-        Ok(l)
-    }
-
-    fn matches(&self, domain: &str) -> Result<bool, mail_lookup::Error> {
-        let d = domain.trim_end_matches('.').to_ascii_lowercase();
-        if d.is_empty() || d.starts_with('[') {
-            return Ok(false);
-        }
-        if self
-            .names
-            .iter()
-            .any(|n| d == *n || d.strip_suffix(n.as_str()).is_some_and(|p| p.ends_with('.')))
-        {
-            return Ok(true);
-        }
-        for t in &self.tables {
-            let mut rest = d.as_str();
-            loop {
-                if t.get(rest)?.is_some() || t.get(&format!(".{rest}"))?.is_some() {
-                    return Ok(true);
-                }
-                match rest.split_once('.') {
-                    Some((_, parent)) if !parent.is_empty() => rest = parent,
-                    _ => break,
-                }
-            }
-        }
-        Ok(false)
-    }
 }
 
 /// The local part without its quotes (`"a b"` to `a b`, `\x` to `x`).
@@ -172,8 +117,11 @@ impl Policy {
             &smtpd.config_directory,
         )?;
         let restrictions = Restrictions::from_settings(&smtpd)?;
-        let relay_domains =
-            DomainList::new("relay_domains", &smtpd.relay_domains, &smtpd.config_directory)?;
+        let relay_domains = mail_lookup::DomainList::new(
+            "relay_domains",
+            &smtpd.relay_domains,
+            &smtpd.config_directory,
+        )?;
         Ok(Policy {
             mydestination: common.mydestination,
             myorigin: common.myorigin,
