@@ -229,3 +229,39 @@ fn smtp_inet_and_smtp_unix_restart_together_by_name_or_alone_by_type() {
     })
     .expect("postern restart smtp did not restart both services");
 }
+
+#[test]
+fn relay_domains_leave_through_the_relay_service() {
+    let b = start_b();
+    let port = port_of(&b.addr("smtp"));
+    let dns =
+        Zone::new().mx("b.example", 10, "mx.b.example").a("mx.b.example", "127.0.0.1").serve();
+    let a = start_a(dns.addr(), &port);
+    let out = std::process::Command::new(tests::bin("postconf"))
+        .arg("-c")
+        .arg(&a.dir)
+        .args(["-e", "relay_domains = b.example", "relay_destination_concurrency_limit = 3"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    a.reload();
+    let id = send(&a, "suporte@b.example", "relayed");
+    // Postfix's relay service: the same client under its own name
+    // (master.toml's `relay` service, syslog_name postern/relay).
+    let line = tests::wait_until(Duration::from_secs(20), || {
+        log(&a)
+            .lines()
+            .find(|l| {
+                l.contains("postern/relay/smtp[") && l.contains(&id) && l.contains("status=sent")
+            })
+            .map(str::to_owned)
+    })
+    .unwrap_or_else(|| panic!("no relay/smtp line for {id}:\n{}", log(&a)));
+    assert!(line.contains(&format!("relay=mx.b.example[127.0.0.1]:{port}")), "{line}");
+    assert!(
+        !log(&a).lines().any(|l| l.contains("postern/smtp[") && l.contains(&id)),
+        "the smtp service took relay mail:\n{}",
+        log(&a)
+    );
+    b.wait_for_mail("suporte", 1, Duration::from_secs(10));
+}

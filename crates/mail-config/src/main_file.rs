@@ -267,6 +267,17 @@ impl Main {
             };
             match self.expand_param(p.name, &mut Vec::new(), true) {
                 Ok(v) => {
+                    if matches!(p.kind, Kind::Int { .. })
+                        && value::is_reference(&self.text(p.name))
+                        && let Err(message) = value::check_text(p.kind, &v).and_then(|()| {
+                            match value::is_reference(&v) {
+                                true => Err(format!("\"{v}\" is not a number")),
+                                false => Ok(()),
+                            }
+                        })
+                    {
+                        errors.push(bad(message));
+                    }
                     if (matches!(p.kind, Kind::List | Kind::MapList)
                         || params::WORD_PARAMS.contains(&p.name))
                         && let Err(message) = params::check_elements(p.name, &value::split_list(&v))
@@ -361,6 +372,9 @@ impl Main {
         stack.push(p.name);
         let result = self.effective_text(p, stack).and_then(|text| match p.kind {
             Kind::Str | Kind::List | Kind::MapList | Kind::Path => {
+                expand(&text, &mut |n| self.expand_param(n, stack, strict))
+            }
+            Kind::Int { .. } if value::is_reference(&text) => {
                 expand(&text, &mut |n| self.expand_param(n, stack, strict))
             }
             _ => Ok(text),
@@ -485,7 +499,11 @@ impl Main {
             matches!(declared(name).kind, Kind::Int { .. } | Kind::Size),
             "{name} is not an Int parameter"
         );
-        value::parse_u64(&self.text(name)).unwrap_or(0)
+        let text = self.text(name);
+        if value::is_reference(&text) {
+            return value::parse_u64(&self.str(name)).unwrap_or(0);
+        }
+        value::parse_u64(&text).unwrap_or(0)
     }
 
     /// A size parameter, in bytes.

@@ -571,6 +571,29 @@ fn parse_options(
     }
 }
 
+/// Mail for `relay_domains` goes to the service `relay_transport` names;
+/// a master.toml from before the `relay` service would defer all of it.
+fn check_relay_transport(main: &Main, master: &MasterFile, path: &Path) -> Option<Error> {
+    if main.list("relay_domains").is_empty() {
+        return None;
+    }
+    let value = main.str("relay_transport");
+    let name = value.split(':').next().unwrap_or_default().trim();
+    let name = if name.is_empty() { "relay" } else { name };
+    if master.services.iter().any(|s| s.name == name && s.kind == ServiceKind::Unix) {
+        return None;
+    }
+    Some(Error::Service {
+        path: path.to_owned(),
+        line: 0,
+        service: name.to_owned(),
+        message: "relay_transport sends mail for relay_domains to this unix service, which is \
+                  not defined; add it (type = \"unix\", command = \"smtp-client\", as in the \
+                  default master.toml) or set relay_transport = smtp"
+            .to_owned(),
+    })
+}
+
 /// Checks `main.toml` and `master.toml` in `dir` together (`postern
 /// check`): each file, then every service's options applied over
 /// `main.toml`, which finds `$name` loops an option introduces.
@@ -580,6 +603,9 @@ pub fn check(dir: &Path) -> Result<(), Errors> {
     let master = MasterFile::load(dir).map_err(|e| errors.extend(e.0)).ok();
     if let Some(master) = &master {
         errors.extend(master.check_connected(&dir.join(MASTER_FILE)));
+    }
+    if let (Some(main), Some(master)) = (&main, &master) {
+        errors.extend(check_relay_transport(main, master, &dir.join(MASTER_FILE)));
     }
     if let (Some(_), Some(master)) = (main, master) {
         let path = dir.join(MASTER_FILE);
@@ -826,6 +852,27 @@ options = { syslog_name = "postern/pickup" }
         let e = check(dir.path()).unwrap_err().to_string();
         assert!(e.contains("service \"s\": with its options: parameter \"smtp"), "{e}");
         assert!(e.ends_with("$name expansion loop"), "{e}");
+    }
+
+    #[test]
+    fn relay_domains_need_the_relay_transport_service() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(MASTER_FILE), GOOD).unwrap();
+        std::fs::write(dir.path().join("main.toml"), "relay_domains = \"b.example\"\n").unwrap();
+        let e = check(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("service \"relay\": relay_transport sends mail"), "{e}");
+        let with_relay = format!(
+            "{GOOD}\n[[service]]\nname = \"relay\"\ntype = \"unix\"\ncommand = \"smtp-client\"\n"
+        );
+        std::fs::write(dir.path().join(MASTER_FILE), with_relay).unwrap();
+        check(dir.path()).unwrap();
+        std::fs::write(dir.path().join(MASTER_FILE), GOOD).unwrap();
+        std::fs::write(
+            dir.path().join("main.toml"),
+            "relay_domains = \"b.example\"\nrelay_transport = \"local:\"\n",
+        )
+        .unwrap();
+        check(dir.path()).unwrap();
     }
 
     proptest! {

@@ -204,13 +204,20 @@ pub static PARAMS: &[Param] = &[
     p("bounce_queue_lifetime", DAYS, "5d", "How long a bounce message may stay deferred before it is discarded."),
     p("qmgr_message_active_limit", int(1), "20000", "The most messages in the active queue at once."),
     p("default_destination_concurrency_limit", int(1), "20", "The most parallel deliveries to one destination."),
-    p("local_destination_concurrency_limit", int(1), "2", "Not yet implemented (default_destination_concurrency_limit applies to local delivery too): the most parallel local deliveries to one recipient."),
+    p("local_destination_concurrency_limit", int(1), "$default_destination_concurrency_limit", "The most parallel requests to local delivery. Postfix's default is 2 per recipient, because its local(8) takes one recipient per request; Postern's batches recipients, so this bounds all local deliveries at once."),
     p("default_destination_recipient_limit", int(1), "50", "The most recipients qmgr puts in one delivery request; a message with more is split into several requests."),
     p("local_destination_recipient_limit", int(1), "50", "The most recipients in one request to local delivery (Postfix's default is 1: its local(8) runs a process per request; Postern's batches)."),
+    // Per-transport limits (Postfix's <transport>_destination_*_limit) for the transports of the
+    // default master.toml; any other transport takes the default_ ones.
+    p("smtp_destination_concurrency_limit", int(1), "$default_destination_concurrency_limit", "The most parallel deliveries to one destination through the smtp transport."),
+    p("smtp_destination_recipient_limit", int(1), "$default_destination_recipient_limit", "The most recipients in one request to the smtp transport."),
+    p("relay_destination_concurrency_limit", int(1), "$default_destination_concurrency_limit", "The most parallel deliveries to one destination through the relay transport (relay_domains)."),
+    p("relay_destination_recipient_limit", int(1), "$default_destination_recipient_limit", "The most recipients in one request to the relay transport."),
     // qmgr routing and scheduling (issue 8, qmgr): trivial-rewrite's resolve, done inside qmgr.
     p("relayhost", Kind::Str, "", "The next hop of non-local mail without a transport_maps entry: [host]:port skips the MX lookup, host (or host:port) looks its MX up, a comma-separated list is tried in order (failover); empty means the MX of the recipient's domain."),
     p("transport_maps", Kind::MapList, "", "Tables of recipient address or domain -> transport:nexthop (transport(5)): user+ext@domain, user@domain, domain, .parent, then *; smtp:[host]:port, local:, error:text, discard:text, or any unix service of master.toml."),
     p("default_transport", Kind::Str, "smtp", "The transport:nexthop of mail for domains that are not ours and have no transport_maps entry; a nexthop here wins over relayhost."),
+    p("relay_transport", Kind::Str, "relay", "The transport:nexthop of mail for relay_domains (the relay service of master.toml, an smtp-client of its own, so inbound relay mail does not queue behind outbound mail); a nexthop here wins over relayhost."),
     p("local_transport", Kind::Str, "local:$myhostname", "The transport of mail for mydestination (the nexthop part is ignored: local delivery needs none)."),
     p("initial_destination_concurrency", int(1), "5", "Parallel deliveries qmgr starts a destination with (slow start); each success window widens it up to the destination's concurrency limit, failures narrow it."),
     p("default_destination_concurrency_failed_cohort_limit", int(1), "1", "How many windows' worth of failed connections in a row make a destination dead: its other mail is deferred without an attempt (delivery temporarily suspended) until minimal_backoff_time has passed or a flush."),

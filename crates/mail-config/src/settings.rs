@@ -714,6 +714,20 @@ pub struct Qmgr {
     pub local_destination_recipient_limit: usize,
     /// Recipients per request to other agents (at least 1).
     pub default_destination_recipient_limit: usize,
+    /// Parallel requests to local delivery (at least 1).
+    pub local_destination_concurrency_limit: usize,
+    /// Parallel deliveries per destination of the smtp transport.
+    pub smtp_destination_concurrency_limit: usize,
+    /// Recipients per request to the smtp transport.
+    pub smtp_destination_recipient_limit: usize,
+    /// Parallel deliveries per destination of the relay transport.
+    pub relay_destination_concurrency_limit: usize,
+    /// Recipients per request to the relay transport.
+    pub relay_destination_recipient_limit: usize,
+    /// Domains relayed to from anyone, routed to `relay_transport`.
+    pub relay_domains: Vec<String>,
+    /// `transport[:nexthop]` for relay_domains.
+    pub relay_transport: String,
     /// Non-local mail's next hop, as written (empty: the recipient's MX).
     pub relayhost: String,
     /// `transport_maps`' table files, as given (`hash:/etc/...`).
@@ -753,6 +767,19 @@ impl Qmgr {
             default_destination_recipient_limit: r
                 .usize("default_destination_recipient_limit")
                 .max(1),
+            local_destination_concurrency_limit: r
+                .usize("local_destination_concurrency_limit")
+                .max(1),
+            smtp_destination_concurrency_limit: r
+                .usize("smtp_destination_concurrency_limit")
+                .max(1),
+            smtp_destination_recipient_limit: r.usize("smtp_destination_recipient_limit").max(1),
+            relay_destination_concurrency_limit: r
+                .usize("relay_destination_concurrency_limit")
+                .max(1),
+            relay_destination_recipient_limit: r.usize("relay_destination_recipient_limit").max(1),
+            relay_domains: r.list("relay_domains"),
+            relay_transport: r.str("relay_transport"),
             relayhost: r.str("relayhost"),
             transport_maps: r.list("transport_maps"),
             default_transport: r.str("default_transport"),
@@ -1193,13 +1220,7 @@ mod tests {
         names.sort_unstable();
         assert_eq!(
             names,
-            [
-                "append_dot_mydomain",
-                "command_directory",
-                "local_destination_concurrency_limit",
-                "setgid_group",
-                "strict_rfc821_envelopes",
-            ]
+            ["append_dot_mydomain", "command_directory", "setgid_group", "strict_rfc821_envelopes",]
         );
         assert!(!is_unimplemented("myhostname"));
         assert!(!is_unimplemented("nosuch"));

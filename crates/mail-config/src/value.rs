@@ -63,6 +63,15 @@ pub fn parse_u64(text: &str) -> Option<u64> {
     t.parse().ok()
 }
 
+/// Whether `text` is nothing but one `$name` or `${name}` reference.
+pub fn is_reference(text: &str) -> bool {
+    let Some(rest) = text.trim().strip_prefix('$') else {
+        return false;
+    };
+    let name = rest.strip_prefix('{').and_then(|r| r.strip_suffix('}')).unwrap_or(rest);
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
 /// Parses a Postfix time value: a number with an optional unit letter
 /// (`s m h d w`); a bare number means `unit`.
 pub fn parse_duration(text: &str, unit: TimeUnit) -> Option<Duration> {
@@ -90,7 +99,11 @@ pub fn check_text(kind: Kind, text: &str) -> Result<(), String> {
     let ok = match kind {
         Kind::Str | Kind::RawStr | Kind::List | Kind::MapList | Kind::Path => true,
         Kind::Bool => parse_bool(text).is_some(),
-        Kind::Int { min, max } => parse_u64(text).is_some_and(|n| (min..=max).contains(&n)),
+        // `$default_destination_concurrency_limit`, as Postfix's defaults
+        // for per-transport limits read: checked once expanded.
+        Kind::Int { min, max } => {
+            is_reference(text) || parse_u64(text).is_some_and(|n| (min..=max).contains(&n))
+        }
         Kind::Size => parse_u64(text).is_some(),
         Kind::Duration { unit } => parse_duration(text, unit).is_some(),
     };

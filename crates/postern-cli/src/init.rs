@@ -272,6 +272,18 @@ type = "unix"
 maxproc = 1
 command = "smtp-client"
 
+# The same client for relay_domains (relay_transport = relay), as
+# Postfix's relay service: a queue and limits of its own, so mail
+# relayed inward does not wait behind mail going out.
+[[service]]
+name = "relay"
+type = "unix"
+maxproc = 1
+command = "smtp-client"
+
+[service.options]
+syslog_name = "postern/relay"
+
 [[service]]
 name = "local"
 type = "unix"

@@ -6,8 +6,9 @@
 //!   takes complete files from `incoming/` (woken by a trigger on
 //!   `public/qmgr`, by master's wakeup, or by its own short timer), moves
 //!   them to `active/`, routes each recipient (mydestination to
-//!   local_transport, others to default_transport via relayhost or the
-//!   domain, transport_maps first), answers `error:` and `discard:` itself,
+//!   local_transport, relay_domains to relay_transport, others to
+//!   default_transport, via relayhost or the domain, transport_maps
+//!   first), answers `error:` and `discard:` itself,
 //!   and sends the rest to the transports' unix services over `mail-ipc`,
 //!   one request per destination (transport, nexthop) as its concurrency
 //!   window allows. It records every result durably in the message's
@@ -19,7 +20,7 @@
 //! SCHEDULING
 //!   Each destination starts at initial_destination_concurrency parallel
 //!   deliveries and grows by one per window of successes up to
-//!   default_destination_concurrency_limit; failures shrink it. After
+//!   its transport's concurrency limit; failures shrink it. After
 //!   default_destination_concurrency_failed_cohort_limit windows of failed
 //!   connections a destination is dead for minimal_backoff_time: its mail
 //!   is deferred without an attempt ("delivery temporarily suspended").
@@ -50,14 +51,16 @@
 //!
 //! CONFIGURATION
 //!   queue_directory, mydestination, relayhost, transport_maps,
-//!   default_transport, local_transport, recipient_delimiter,
+//!   default_transport, local_transport, relay_domains, relay_transport,
+//!   recipient_delimiter,
 //!   queue_run_delay, minimal_backoff_time, maximal_backoff_time,
 //!   maximal_queue_lifetime, bounce_queue_lifetime, delay_warning_time,
 //!   qmgr_message_active_limit, default_destination_concurrency_limit,
 //!   initial_destination_concurrency,
 //!   default_destination_concurrency_failed_cohort_limit,
-//!   default_destination_recipient_limit, local_destination_recipient_limit
-//!   (a message's recipients go out in requests of at most that many),
+//!   default_destination_recipient_limit, and the smtp_, relay_ and
+//!   local_destination_concurrency_limit and _recipient_limit (a
+//!   message's recipients go out in requests of at most that many),
 //!   myhostname, mail_name.
 //!
 //! DIAGNOSTICS

@@ -2,15 +2,18 @@
 //! qmgr, without I/O beyond the `transport_maps` lookups.
 //!
 //! Order (transport(5), postconf(5)): a domain in `mydestination` takes
-//! `local_transport`, any other `default_transport`; then a
+//! `local_transport`, one in `relay_domains` `relay_transport`, any
+//! other `default_transport`; then a
 //! `transport_maps` entry for the address or its domain replaces the
 //! transport, the next hop, or both (an empty half keeps the default).
 //! The default next hop of a remote domain is the nexthop written in
-//! `default_transport`, else `relayhost`, else the domain itself (its MX).
+//! `relay_transport` or `default_transport`, else `relayhost`, else the
+//! domain itself (its MX).
 //! `error:` and `discard:` are Postfix's error(8) and discard(8) agents,
 //! answered by qmgr inline.
 
 use mail_config::LocalDomains;
+use mail_lookup::DomainList;
 use mail_lookup::maps::Maps;
 use mail_types::{Address, EnhancedStatus};
 
@@ -40,6 +43,8 @@ pub(crate) struct Router {
     default_transport: (String, String),
     local_transport: String,
     recipient_delimiter: String,
+    relay_domains: DomainList,
+    relay_transport: (String, String),
 }
 
 /// `transport:nexthop`, either half possibly empty; no colon is all
@@ -91,7 +96,18 @@ impl Router {
             default_transport,
             local_transport: if l.is_empty() { "local" } else { l }.to_owned(),
             recipient_delimiter: recipient_delimiter.to_owned(),
+            relay_domains: DomainList::default(),
+            relay_transport: ("relay".to_owned(), String::new()),
         }
+    }
+
+    /// Routes `relay_domains` to `relay_transport` (`transport[:nexthop]`,
+    /// an empty transport meaning `relay`).
+    pub(crate) fn with_relay(mut self, domains: DomainList, relay_transport: &str) -> Router {
+        let (t, n) = split_value(relay_transport);
+        self.relay_domains = domains;
+        self.relay_transport = (if t.is_empty() { "relay" } else { t }.to_owned(), n.to_owned());
+        self
     }
 
     /// Whether `transport` is the local delivery agent's.
@@ -110,14 +126,26 @@ impl Router {
             (self.local_transport.clone(), String::new())
         } else {
             let d = domain.clone().unwrap_or_default();
-            let n = if !self.default_transport.1.is_empty() {
-                self.default_transport.1.clone()
+            // trivial-rewrite's address classes: relay_domains take
+            // relay_transport, everything else default_transport.
+            let class = match self.relay_domains.matches(&d) {
+                Ok(true) => &self.relay_transport,
+                Ok(false) => &self.default_transport,
+                Err(e) => {
+                    return Route::Defer {
+                        dsn: EnhancedStatus(4, 3, 0),
+                        text: format!("relay_domains lookup failure: {e}"),
+                    };
+                }
+            };
+            let n = if !class.1.is_empty() {
+                class.1.clone()
             } else if !self.relayhost.is_empty() {
                 self.relayhost.clone()
             } else {
                 d
             };
-            (self.default_transport.0.clone(), n)
+            (class.0.clone(), n)
         };
         match self.lookup(address, domain.as_deref()) {
             Err(e) => {
@@ -257,6 +285,35 @@ mod tests {
         // A nexthop in default_transport wins over relayhost (postconf(5)).
         let (r, _d) = router("", "[relay.example]", "relay:[other.example]:2525");
         assert_eq!(r.resolve(&a("x@example.org")), deliver("relay", "[other.example]:2525"));
+    }
+
+    #[test]
+    fn relay_domains_take_relay_transport() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("relay_domains"), "tabled.example OK\n").unwrap();
+        let items = ["partner.example".to_owned(), "hash:relay_domains".to_owned()];
+        let domains = DomainList::new("relay_domains", &items, d.path()).unwrap();
+        let (r, _t) = router("other.example smtp:[x.example]\n", "", "smtp");
+        let r = r.with_relay(domains, "relay");
+        // The recipient's domain, a subdomain and a table's key: relay,
+        // their own MX as next hop.
+        assert_eq!(r.resolve(&a("u@partner.example")), deliver("relay", "partner.example"));
+        assert_eq!(r.resolve(&a("u@mx.partner.example")), deliver("relay", "mx.partner.example"));
+        assert_eq!(r.resolve(&a("u@tabled.example")), deliver("relay", "tabled.example"));
+        assert_eq!(r.resolve(&a("u@example.org")), deliver("smtp", "example.org"));
+        // Ours stays local; transport_maps still wins over the class.
+        assert_eq!(r.resolve(&a("suporte@postern.test")), deliver("local", ""));
+        assert_eq!(r.resolve(&a("u@other.example")), deliver("smtp", "[x.example]"));
+        // relayhost serves relay domains too; a nexthop in
+        // relay_transport wins over it.
+        let items = ["partner.example".to_owned()];
+        let domains = || DomainList::new("relay_domains", &items, d.path()).unwrap();
+        let (r, _t) = router("", "[smarthost.example]", "smtp");
+        let r = r.with_relay(domains(), "");
+        assert_eq!(r.resolve(&a("u@partner.example")), deliver("relay", "[smarthost.example]"));
+        let (r, _t) = router("", "[smarthost.example]", "smtp");
+        let r = r.with_relay(domains(), "inbound:[10.0.0.7]:2525");
+        assert_eq!(r.resolve(&a("u@partner.example")), deliver("inbound", "[10.0.0.7]:2525"));
     }
 
     #[test]

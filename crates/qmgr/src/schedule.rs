@@ -54,6 +54,10 @@ pub(crate) struct Settings {
     pub(crate) local_recipient_limit: usize,
     /// Most recipients per request to any other agent.
     pub(crate) default_recipient_limit: usize,
+    /// Most parallel requests to local delivery.
+    pub(crate) local_concurrency: usize,
+    /// Transports with limits of their own: (name, concurrency, recipients).
+    pub(crate) transport_limits: Vec<(&'static str, usize, usize)>,
     pub(crate) delay_warning: Duration,
     pub(crate) host: bounce::Host,
 }
@@ -74,6 +78,15 @@ impl Settings {
             failed_cohort_limit: q.default_destination_concurrency_failed_cohort_limit,
             local_recipient_limit: q.local_destination_recipient_limit,
             default_recipient_limit: q.default_destination_recipient_limit,
+            local_concurrency: q.local_destination_concurrency_limit,
+            transport_limits: vec![
+                ("smtp", q.smtp_destination_concurrency_limit, q.smtp_destination_recipient_limit),
+                (
+                    "relay",
+                    q.relay_destination_concurrency_limit,
+                    q.relay_destination_recipient_limit,
+                ),
+            ],
             delay_warning: q.delay_warning_time,
             host: bounce::Host {
                 myhostname: common.myhostname,
@@ -81,6 +94,31 @@ impl Settings {
                 max_lifetime: q.maximal_queue_lifetime,
             },
         }
+    }
+}
+
+impl Settings {
+    /// A transport's `*_destination_concurrency_limit`: local delivery's,
+    /// one of its own, else the default.
+    pub(crate) fn concurrency_limit(&self, local: bool, transport: &str) -> usize {
+        if local {
+            return self.local_concurrency;
+        }
+        self.transport_limits
+            .iter()
+            .find(|(t, _, _)| *t == transport)
+            .map_or(self.concurrency, |(_, c, _)| *c)
+    }
+
+    /// A transport's `*_destination_recipient_limit`, the same way.
+    pub(crate) fn recipient_limit(&self, local: bool, transport: &str) -> usize {
+        if local {
+            return self.local_recipient_limit;
+        }
+        self.transport_limits
+            .iter()
+            .find(|(t, _, _)| *t == transport)
+            .map_or(self.default_recipient_limit, |(_, _, r)| *r)
     }
 }
 
@@ -95,6 +133,9 @@ fn router_from_config(c: &mail_config::Main) -> anyhow::Result<Router> {
             .map_err(|e| anyhow::anyhow!("transport_maps: {e}"))?;
         files.push(path);
     }
+    let relay_domains =
+        mail_lookup::DomainList::new("relay_domains", &q.relay_domains, &q.config_directory)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(Router::new(
         common.mydestination,
         mail_lookup::maps::Maps::new(files),
@@ -102,7 +143,8 @@ fn router_from_config(c: &mail_config::Main) -> anyhow::Result<Router> {
         &q.default_transport,
         &q.local_transport,
         &common.recipient_delimiter,
-    ))
+    )
+    .with_relay(relay_domains, &q.relay_transport))
 }
 
 /// A destination: a transport and a next hop.
@@ -816,11 +858,7 @@ impl Qmgr {
         // no request outgrows an IPC frame or an agent's patience.
         let mut jobs = Vec::new();
         for (key, recipients) in groups {
-            let limit = if self.router.is_local(&key.0) {
-                self.s.local_recipient_limit
-            } else {
-                self.s.default_recipient_limit
-            };
+            let limit = self.s.recipient_limit(self.router.is_local(&key.0), &key.0);
             for chunk in policy::split(recipients, limit) {
                 jobs.push(Job {
                     key: key.clone(),
@@ -849,7 +887,7 @@ impl Qmgr {
     fn limits_for(&self, transport: &str) -> Limits {
         Limits {
             initial: self.s.initial_concurrency,
-            limit: self.s.concurrency,
+            limit: self.s.concurrency_limit(self.router.is_local(transport), transport),
             failed_cohorts: self.s.failed_cohort_limit,
             dead_for: self.s.min_backoff,
             // Local delivery keeps the fixed window it always had (the
@@ -1436,5 +1474,52 @@ async fn ask_agent(
         Err(_) => {
             Err(format!("delivery agent {name} did not answer within {}s", AGENT_TIMEOUT.as_secs()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(main_toml: &str) -> Settings {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("main.toml"), main_toml).unwrap();
+        Settings::from_config(&mail_config::Main::load(d.path()).unwrap())
+    }
+
+    #[test]
+    fn per_transport_limits_default_to_the_default_ones() {
+        let s = settings("default_destination_concurrency_limit = 7\n");
+        assert_eq!(s.concurrency_limit(false, "smtp"), 7);
+        assert_eq!(s.concurrency_limit(false, "relay"), 7);
+        assert_eq!(s.concurrency_limit(false, "custom"), 7);
+        assert_eq!(s.concurrency_limit(true, "local"), 7);
+        assert_eq!(s.recipient_limit(false, "smtp"), 50);
+        let s = settings(
+            "smtp_destination_concurrency_limit = 2\nrelay_destination_concurrency_limit = 3\n\
+             local_destination_concurrency_limit = 4\nsmtp_destination_recipient_limit = 5\n\
+             relay_destination_recipient_limit = \"$local_destination_recipient_limit\"\n\
+             local_destination_recipient_limit = 9\n",
+        );
+        assert_eq!(s.concurrency_limit(false, "smtp"), 2);
+        assert_eq!(s.concurrency_limit(false, "relay"), 3);
+        assert_eq!(s.concurrency_limit(false, "custom"), 20);
+        assert_eq!(s.concurrency_limit(true, "local"), 4);
+        assert_eq!(s.recipient_limit(false, "smtp"), 5);
+        assert_eq!(s.recipient_limit(false, "relay"), 9);
+        assert_eq!(s.recipient_limit(false, "custom"), 50);
+        assert_eq!(s.recipient_limit(true, "local"), 9);
+    }
+
+    #[test]
+    fn a_limit_that_refers_to_no_number_is_refused_at_load() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("main.toml"),
+            "smtp_destination_concurrency_limit = \"$myhostname\"\n",
+        )
+        .unwrap();
+        let e = mail_config::Main::load(d.path()).unwrap_err().to_string();
+        assert!(e.contains("smtp_destination_concurrency_limit"), "{e}");
     }
 }
