@@ -79,11 +79,33 @@ pub(crate) fn read_bounded(path: &Path) -> Result<Option<String>, Error> {
 /// Parses TOML text, turning a syntax error into [`Error::Syntax`] with the
 /// line of the problem.
 pub(crate) fn parse_toml<'a>(path: &Path, text: &'a str) -> Result<ImDocument<&'a str>, Error> {
-    ImDocument::parse(text).map_err(|e| Error::Syntax {
-        path: path.to_owned(),
-        line: e.span().map_or(0, |s| line_of(text, s.start)),
-        message: e.message().lines().next().unwrap_or("invalid TOML").trim().to_owned(),
+    ImDocument::parse(text).map_err(|e| {
+        let line = e.span().map_or(0, |s| line_of(text, s.start));
+        let mut message = e.message().lines().next().unwrap_or("invalid TOML").trim().to_owned();
+        let source = usize::try_from(line).ok().and_then(|n| text.lines().nth(n.checked_sub(1)?));
+        if let Some(quoted) = source.and_then(quoted_form) {
+            message.push_str(&format!(
+                "; values in this file are TOML strings: write {quoted}, or let postconf -e write it"
+            ));
+        }
+        Error::Syntax { path: path.to_owned(), line, message }
     })
+}
+
+/// A main.cf-style line (`home_mailbox = Maildir/`, typed by hand from
+/// a Postfix habit) in the quoted form main.toml wants; `None` when the
+/// line is not of that shape or its value is quoted already.
+fn quoted_form(line: &str) -> Option<String> {
+    let (name, value) = line.split_once('=')?;
+    let (name, value) = (name.trim(), value.trim());
+    let is_name = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let quoted = value.starts_with(['"', '\'', '[', '{']);
+    if !is_name || value.is_empty() || quoted || value.len() > 200 {
+        return None;
+    }
+    Some(format!("{name} = \"{}\"", value.replace('\\', "\\\\").replace('"', "\\\"")))
 }
 
 /// The host name with `.localdomain` appended if it has no dot (the
@@ -551,6 +573,24 @@ mod tests {
 
     fn err(text: &str) -> String {
         load(text).expect_err("should fail").to_string()
+    }
+
+    #[test]
+    fn a_main_cf_habit_gets_the_quoted_form_in_the_error() {
+        let e = Main::from_str(Path::new("/etc/postern/main.toml"), "home_mailbox = Maildir/\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("/etc/postern/main.toml:1: "), "{e}");
+        assert!(
+            e.contains("write home_mailbox = \"Maildir/\", or let postconf -e write it"),
+            "{e}"
+        );
+        assert_eq!(
+            quoted_form(r#"smtpd_banner = Bem "Vindo" \ $myhostname"#).unwrap(),
+            r#"smtpd_banner = "Bem \"Vindo\" \\ $myhostname""#
+        );
+        assert_eq!(quoted_form("x = \"already\""), None);
+        assert_eq!(quoted_form("[section"), None);
     }
 
     #[test]
