@@ -23,7 +23,7 @@ fn debian_files() -> Option<(String, String)> {
 
 fn import(from: &Path, to: &Path, extra: &[&str]) -> Output {
     let mut c = Command::new(tests::bin("postern"));
-    c.arg("-c").arg(to).arg("import-postfix").arg("--from").arg(from).args(extra);
+    c.arg("-c").arg(to).arg("import-postfix").arg(from).args(extra);
     c.output().unwrap()
 }
 

@@ -1,4 +1,4 @@
-//! `postern import-postfix [--from DIR] [--force]`: converts a Postfix
+//! `postern import-postfix [DIR | --from DIR] [--force]`: converts a Postfix
 //! configuration (main.cf, master.cf and the lookup tables they name in
 //! the Postfix directory) into this instance's main.toml and master.toml.
 //!
@@ -31,9 +31,13 @@ const MAX_LOGICAL_LINE: usize = 256 << 10;
 /// Options of `postern import-postfix`.
 #[derive(Debug, clap::Args)]
 pub struct ImportOptions {
-    /// The Postfix configuration directory.
+    /// The Postfix configuration directory, as `postern import-postfix
+    /// /etc/postfix` or `--from /etc/postfix`.
     #[arg(long, value_name = "DIR", default_value = "/etc/postfix")]
     pub from: PathBuf,
+    /// The Postfix configuration directory (the same as `--from`).
+    #[arg(value_name = "POSTFIX_DIR", conflicts_with = "from")]
+    pub dir: Option<PathBuf>,
     /// Replace an existing main.toml and master.toml.
     #[arg(long)]
     pub force: bool,
@@ -182,8 +186,9 @@ impl Report {
 
 /// Runs the command; `dir` is Postern's configuration directory.
 pub fn import(dir: &Path, opts: &ImportOptions) -> Result<(), String> {
-    let main_cf = read_file(&opts.from.join("main.cf"))?;
-    let master_cf = read_file(&opts.from.join("master.cf"))?;
+    let from = opts.dir.as_ref().unwrap_or(&opts.from);
+    let main_cf = read_file(&from.join("main.cf"))?;
+    let master_cf = read_file(&from.join("master.cf"))?;
     let main_out = dir.join(mail_config::MAIN_FILE);
     let master_out = dir.join(mail_config::MASTER_FILE);
     for f in [&main_out, &master_out] {
@@ -196,7 +201,7 @@ pub fn import(dir: &Path, opts: &ImportOptions) -> Result<(), String> {
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     let mut report = Report { lines: Vec::new(), copied: BTreeSet::new() };
-    let main_toml = convert_main(&main_cf, &opts.from, dir, &mut report)?;
+    let main_toml = convert_main(&main_cf, from, dir, &mut report)?;
     let master_toml = convert_master(&master_cf, &mut report);
     write_file(&main_out, &main_toml)?;
     write_file(&master_out, &master_toml)?;
