@@ -292,9 +292,10 @@ impl Main {
                     if matches!(p.kind, Kind::Int { .. })
                         && value::is_reference(&self.text(p.name))
                         && let Err(message) = value::check_text(p.kind, &v).and_then(|()| {
-                            match value::is_reference(&v) {
-                                true => Err(format!("\"{v}\" is not a number")),
-                                false => Ok(()),
+                            if value::is_reference(&v) {
+                                Err(format!("\"{v}\" is not a number"))
+                            } else {
+                                Ok(())
                             }
                         })
                     {
