@@ -738,11 +738,14 @@ impl Pending {
         // (synced first, the link would need a second commit). The file
         // is complete, so qmgr may see it already; what it may not yet
         // be is durable, and the caller says 250 only after this returns.
+        // The directory's fsync runs beside the file's (on the DirSync's
+        // thread), so a lone session waits for one fsync's time, not two;
+        // one that another session started after the link covers the new
+        // name too.
+        self.queue.incoming_sync.start_after(ticket);
         if let Some(f) = file {
             f.sync_all().map_err(Error::io(&self.path))?;
         }
-        // A directory fsync another session started while this file's
-        // own fsync ran covers the new name already.
         self.queue.incoming_sync.sync_after(ticket).map_err(Error::io(&incoming))?;
         Ok(self.id.clone())
     }

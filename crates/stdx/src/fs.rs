@@ -8,7 +8,7 @@ use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 /// Why [`read_regular_bounded`] failed.
 #[derive(Debug)]
@@ -125,6 +125,9 @@ pub struct DirSync {
     dir: PathBuf,
     state: Mutex<SyncState>,
     finished: Condvar,
+    /// Wakes the background thread of [`DirSync::start_after`].
+    wanted: Condvar,
+    background: std::sync::OnceLock<()>,
 }
 
 /// What [`DirSync::ticket`] hands out: the number of the first fsync that
@@ -138,6 +141,9 @@ struct SyncState {
     started: u64,
     completed: u64,
     running: bool,
+    /// The highest fsync number a caller of [`DirSync::start_after`]
+    /// needs started.
+    wanted: u64,
     /// The last fsync that failed, and how.
     failed: u64,
     failure: Option<(io::ErrorKind, String)>,
@@ -148,7 +154,13 @@ struct SyncState {
 impl DirSync {
     /// Shares fsyncs of `dir`; nothing is opened until the first sync.
     pub fn new(dir: impl Into<PathBuf>) -> DirSync {
-        DirSync { dir: dir.into(), state: Mutex::default(), finished: Condvar::new() }
+        DirSync {
+            dir: dir.into(),
+            state: Mutex::default(),
+            finished: Condvar::new(),
+            wanted: Condvar::new(),
+            background: std::sync::OnceLock::new(),
+        }
     }
 
     /// The directory.
@@ -172,6 +184,66 @@ impl DirSync {
         SyncTicket(st.started + 1)
     }
 
+    /// Has a thread of the `DirSync`'s own start the fsync that covers
+    /// `ticket` as soon as none is running, so that the caller can fsync
+    /// its file's content meanwhile and then wait in
+    /// [`DirSync::sync_after`] for both at once, not one after the other.
+    /// The thread is started at the first call and stays for the life of
+    /// the process.
+    pub fn start_after(self: &std::sync::Arc<Self>, ticket: SyncTicket) {
+        self.background.get_or_init(|| {
+            let this = std::sync::Arc::clone(self);
+            // Without the thread, sync_after runs the fsync itself.
+            let _ = std::thread::Builder::new()
+                .name("dir-fsync".into())
+                .spawn(move || this.background_loop());
+        });
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if ticket.0 > st.wanted {
+            st.wanted = ticket.0;
+            self.wanted.notify_one();
+        }
+    }
+
+    fn background_loop(&self) {
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if st.running || st.wanted <= st.started {
+                st = self.wanted.wait(st).unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            st = self.run_one(st);
+        }
+    }
+
+    /// Runs one fsync (the caller saw none running), numbered next;
+    /// returns with the lock held again and every waiter woken.
+    fn run_one<'a>(&'a self, mut st: MutexGuard<'a, SyncState>) -> MutexGuard<'a, SyncState> {
+        st.running = true;
+        st.started += 1;
+        let this = st.started;
+        let handle = st.handle.take();
+        drop(st);
+        let result = match handle {
+            Some(h) => h.sync_all().map(|()| h),
+            None => File::open(&self.dir).and_then(|h| h.sync_all().map(|()| h)),
+        };
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        st.running = false;
+        st.completed = this;
+        match result {
+            Ok(h) => st.handle = Some(h),
+            Err(e) => {
+                st.failed = this;
+                st.failure = Some((e.kind(), format!("fsync {}: {e}", self.dir.display())));
+            }
+        }
+        self.finished.notify_all();
+        // A request that came while this one ran needs the next.
+        self.wanted.notify_one();
+        st
+    }
+
     /// Returns once the directory's entries as they were when `ticket`
     /// was taken are on stable storage. Blocks.
     pub fn sync_after(&self, ticket: SyncTicket) -> io::Result<()> {
@@ -190,26 +262,7 @@ impl DirSync {
                 st = self.finished.wait(st).unwrap_or_else(PoisonError::into_inner);
                 continue;
             }
-            st.running = true;
-            st.started += 1;
-            let this = st.started;
-            let handle = st.handle.take();
-            drop(st);
-            let result = match handle {
-                Some(h) => h.sync_all().map(|()| h),
-                None => File::open(&self.dir).and_then(|h| h.sync_all().map(|()| h)),
-            };
-            st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-            st.running = false;
-            st.completed = this;
-            match result {
-                Ok(h) => st.handle = Some(h),
-                Err(e) => {
-                    st.failed = this;
-                    st.failure = Some((e.kind(), format!("fsync {}: {e}", self.dir.display())));
-                }
-            }
-            self.finished.notify_all();
+            st = self.run_one(st);
         }
     }
 }
@@ -343,6 +396,40 @@ mod tests {
         s.sync_after(during).unwrap();
         let st = s.state.lock().unwrap();
         assert_eq!(st.completed, done + 3, "the fsync in flight does not count; one more ran");
+    }
+
+    #[test]
+    fn start_after_runs_the_fsync_on_its_own_thread() {
+        let d = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(DirSync::new(d.path()));
+        let t = s.ticket();
+        s.start_after(t);
+        // Without any caller waiting, the background thread covers it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while s.state.lock().unwrap().completed < 1 {
+            assert!(std::time::Instant::now() < deadline, "no background fsync");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        s.sync_after(t).unwrap();
+        assert_eq!(s.state.lock().unwrap().completed, 1, "the caller ran no fsync of its own");
+        // Many requests in a row while one runs: at most one more each
+        // time one finishes, and every ticket is covered.
+        let tickets: Vec<_> = (0..50)
+            .map(|_| {
+                let t = s.ticket();
+                s.start_after(t);
+                t
+            })
+            .collect();
+        for t in tickets {
+            s.sync_after(t).unwrap();
+        }
+        assert!(s.state.lock().unwrap().completed <= 51);
+        // A failure reaches the caller whose ticket it covered.
+        let gone = std::sync::Arc::new(DirSync::new(d.path().join("none")));
+        let t = gone.ticket();
+        gone.start_after(t);
+        assert!(gone.sync_after(t).unwrap_err().to_string().contains("none"));
     }
 
     #[test]
