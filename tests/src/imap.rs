@@ -31,6 +31,11 @@ impl Client {
     /// Connects; the greeting is unread.
     pub fn connect(addr: &str) -> Client {
         let s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        Client::over(s)
+    }
+
+    /// A client on a connected socket; the greeting is unread.
+    pub fn over(s: TcpStream) -> Client {
         Client { s: LineStream::new(s) }
     }
 

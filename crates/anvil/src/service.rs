@@ -13,7 +13,7 @@
 
 use crate::table::{Key, LinkId, Now, Table};
 use mail_daemon::{Daemon, Listener, Stop};
-use mail_ipc::anvil::{AnvilRequest, MAX_FRAME, MAX_SERVICE};
+use mail_ipc::anvil::{AnvilRequest, MAX_FRAME, MAX_SERVICE, MAX_USER, Subject};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -139,12 +139,16 @@ async fn serve_link(stream: UnixStream, id: LinkId, table: &Shared) {
             return;
         };
         match req {
-            AnvilRequest::Connect { service, client } => {
+            AnvilRequest::Connect { service, subject } => {
                 if !valid_service(&service) {
                     tracing::warn!("closing a client connection: bad service name");
                     return;
                 }
-                let reply = table.lock().connect(id, Key::new(&service, client), Now::get());
+                if !valid_subject(&subject) {
+                    tracing::warn!("closing a client connection: bad user name");
+                    return;
+                }
+                let reply = table.lock().connect(id, Key::of(&service, subject), Now::get());
                 let sent = tokio::time::timeout(
                     FRAME_TIMEOUT,
                     mail_ipc::write_frame_async(&mut w, &reply),
@@ -155,8 +159,8 @@ async fn serve_link(stream: UnixStream, id: LinkId, table: &Shared) {
                     return;
                 }
             }
-            AnvilRequest::Disconnect { service, client } => {
-                table.lock().disconnect(id, &Key::new(&service, client), Now::get());
+            AnvilRequest::Disconnect { service, subject } => {
+                table.lock().disconnect(id, &Key::of(&service, subject), Now::get());
             }
         }
     }
@@ -165,6 +169,17 @@ async fn serve_link(stream: UnixStream, id: LinkId, table: &Shared) {
 /// A service name as master.toml and smtpd spell them.
 fn valid_service(s: &str) -> bool {
     !s.is_empty() && s.len() <= MAX_SERVICE && s.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// A user name as authd gives it: bounded, one line (it shows in the
+/// statistics lines).
+fn valid_subject(s: &Subject) -> bool {
+    match s {
+        Subject::Client(_) => true,
+        Subject::User(u) => {
+            !u.is_empty() && u.len() <= MAX_USER && !u.chars().any(char::is_control)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -193,7 +208,7 @@ mod tests {
             }
         });
         let t = Duration::from_secs(5);
-        let ip = "192.0.2.1".parse().unwrap();
+        let ip = &Subject::Client("192.0.2.1".parse().unwrap());
         let mut a = AnvilClient::open(&path, t).await.unwrap();
         let mut b = AnvilClient::open(&path, t).await.unwrap();
         assert_eq!(a.connect("smtp", ip, t).await.unwrap(), ConnectReply { count: 1, rate: 1 });
@@ -226,6 +241,35 @@ mod tests {
         let n = tokio::io::AsyncReadExt::read_to_end(&mut raw, &mut buf).await.unwrap();
         assert_eq!(n, 0);
         assert!(c.connect("smtp", ip, t).await.is_ok());
+
+        // Users count apart from addresses and per service, across links,
+        // and a held link (a mail process) gives back when it closes.
+        let user = &Subject::User("suporte".into());
+        assert_eq!(a.connect("pop3", user, t).await.unwrap().count, 1);
+        let held = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || {
+                mail_ipc::anvil::hold(&path, "pop3", &[Subject::User("suporte".into())], t)
+            })
+            .await
+            .unwrap()
+            .unwrap()
+        };
+        assert_eq!(c.connect("pop3", user, t).await.unwrap().count, 3);
+        assert_eq!(c.connect("imap", user, t).await.unwrap().count, 1);
+        drop(held);
+        let mut last = 0;
+        for _ in 0..100 {
+            last = c.connect("pop3", user, t).await.unwrap().count;
+            c.disconnect("pop3", user, t).await.unwrap();
+            if last == 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(last, 3, "a and c hold one each");
+        let mut bad = AnvilClient::open(&path, t).await.unwrap();
+        assert!(bad.connect("pop3", &Subject::User("a\nb".into()), t).await.is_err());
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! client starts again from zero, which can only let more connections in,
 //! never refuse one wrongly. Severities: none; nothing here fails.
 
-use mail_ipc::anvil::ConnectReply;
+use mail_ipc::anvil::{ConnectReply, Subject};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
@@ -22,30 +22,42 @@ pub(crate) struct LinkId(pub(crate) u64);
 
 /// What anvil counts: a service and a client, where an IPv6 client is its
 /// /64 (one customer's network usually is one /64, and an address within
-/// it costs nothing to change).
+/// it costs nothing to change), or a service and a user (pop3d's and
+/// imapd's per-user caps).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Key {
     service: Box<str>,
-    client: IpAddr,
+    subject: Subject,
 }
 
 impl Key {
     /// The key for a connection from `client` to `service`.
+    #[cfg(test)]
     pub(crate) fn new(service: &str, client: IpAddr) -> Key {
-        let client = match client.to_canonical() {
-            IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) & !((1u128 << 64) - 1))),
-            v4 => v4,
+        Key::of(service, Subject::Client(client))
+    }
+
+    /// The key for a connection of `subject` to `service`.
+    pub(crate) fn of(service: &str, subject: Subject) -> Key {
+        let subject = match subject {
+            Subject::Client(client) => Subject::Client(match client.to_canonical() {
+                IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) & !((1u128 << 64) - 1))),
+                v4 => v4,
+            }),
+            user => user,
         };
-        Key { service: service.into(), client }
+        Key { service: service.into(), subject }
     }
 }
 
 impl fmt::Display for Key {
-    /// Postfix's anvil ident, `smtp:192.0.2.1`; an IPv6 client as its /64.
+    /// Postfix's anvil ident, `smtp:192.0.2.1`; an IPv6 client as its /64,
+    /// a user as `pop3:user=<name>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.client {
-            IpAddr::V4(a) => write!(f, "{}:{a}", self.service),
-            IpAddr::V6(a) => write!(f, "{}:{a}/64", self.service),
+        match &self.subject {
+            Subject::Client(IpAddr::V4(a)) => write!(f, "{}:{a}", self.service),
+            Subject::Client(IpAddr::V6(a)) => write!(f, "{}:{a}/64", self.service),
+            Subject::User(u) => write!(f, "{}:user=<{u}>", self.service),
         }
     }
 }

@@ -19,7 +19,7 @@ use mail_auth::sasl::{Sasl, Step};
 use mail_config::settings;
 use mail_daemon::{Connection, Daemon, Listener, Service};
 use mail_ipc::auth::{self, AuthReply, AuthRequest, AuthUser};
-use mail_session::service::{Counter, load_tls, one_line, plaintext_ok, relay, send_session};
+use mail_session::service::{Caps, Held, load_tls, one_line, plaintext_ok, relay, send_session};
 use mail_tls::ServerConn;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -50,8 +50,7 @@ struct Context {
     authd: Option<PathBuf>,
     mail_service: PathBuf,
     mail_name: String,
-    per_client: Counter<IpAddr>,
-    per_user: Counter<String>,
+    caps: Caps,
 }
 
 pub(crate) async fn run(mut daemon: Daemon) -> anyhow::Result<()> {
@@ -71,8 +70,12 @@ pub(crate) async fn run(mut daemon: Daemon) -> anyhow::Result<()> {
     let common = settings::Common::new(&daemon.config);
     let ctx = Context {
         mail_name: one_line(&common.mail_name),
-        per_client: Counter::new(settings.imap_client_connection_limit),
-        per_user: Counter::new(settings.imap_user_connection_limit),
+        caps: Caps::new(
+            daemon.socket_path("anvil").ok(),
+            "imap",
+            settings.imap_client_connection_limit,
+            settings.imap_user_connection_limit,
+        ),
         settings,
         tls,
         authd,
@@ -88,17 +91,21 @@ impl Service for Login {
     async fn connection(self: Arc<Self>, conn: Connection) {
         let Connection::Tcp { stream, peer } = conn else { return };
         let ctx = &self.0;
-        let Some(_slot) = ctx.per_client.take(peer.ip()) else {
-            tracing::warn!(
-                "[{}]: too many connections (imap_client_connection_limit = {})",
-                peer.ip(),
-                ctx.settings.imap_client_connection_limit
-            );
-            let _ = stream.try_write(b"* BYE Too many connections from your address.\r\n");
-            return;
+        let mut slot = match ctx.caps.client(peer.ip()).await {
+            Ok(slot) => slot,
+            Err(n) => {
+                tracing::warn!(
+                    "[{}]: too many connections: {} (imap_client_connection_limit = {})",
+                    peer.ip(),
+                    n.0,
+                    ctx.settings.imap_client_connection_limit
+                );
+                let _ = stream.try_write(b"* BYE Too many connections from your address.\r\n");
+                return;
+            }
         };
         let _ = stream.set_nodelay(true);
-        Session::new(Arc::clone(ctx), peer).run(Conn::Plain(stream)).await;
+        Session::new(Arc::clone(ctx), peer).run(Conn::Plain(stream), &mut slot).await;
     }
 }
 
@@ -152,7 +159,7 @@ impl Session {
         caps::before_login(self.ctx.tls.is_some() && !self.tls, self.may_login())
     }
 
-    async fn run(mut self, mut conn: Conn) {
+    async fn run(mut self, mut conn: Conn, slot: &mut Held<'_, IpAddr>) {
         let wrapper = self.ctx.settings.imap_tls_wrappermode;
         if wrapper && !self.start_tls(&mut conn).await {
             return;
@@ -210,7 +217,7 @@ impl Session {
                         break;
                     }
                     Flow::LoggedIn { tag, user, method } => {
-                        self.hand_over(conn, tag, user, method).await;
+                        self.hand_over(conn, tag, user, method, slot).await;
                         return;
                     }
                 }
@@ -451,30 +458,37 @@ impl Session {
     }
 
     /// Passes the session to a mail-service process, answers the login
-    /// command, and relays until either side closes.
+    /// command, and relays until either side closes. The mail process
+    /// counts the session at anvil from then on, so this process's count
+    /// there (`client`'s, and the user's) ends.
     async fn hand_over(
         mut self,
         mut conn: Conn,
         tag: String,
         user: AuthUser,
         method: &'static str,
+        client: &mut Held<'_, IpAddr>,
     ) {
         let ctx = Arc::clone(&self.ctx);
         let tag = safe(&tag);
-        let Some(_slot) = ctx.per_user.take(user.user.clone()) else {
-            tracing::warn!(
-                "{}: user=<{}>: too many sessions (imap_user_connection_limit = {})",
-                self.client(),
-                one_line(&user.user),
-                ctx.settings.imap_user_connection_limit
-            );
-            let text = format!(
-                "* BYE [LIMIT] Maximum number of connections from user exceeded \
+        let mut user_slot = match ctx.caps.user(&user.user).await {
+            Ok(slot) => slot,
+            Err(n) => {
+                tracing::warn!(
+                    "{}: user=<{}>: too many sessions: {} (imap_user_connection_limit = {})",
+                    self.client(),
+                    one_line(&user.user),
+                    n.0,
+                    ctx.settings.imap_user_connection_limit
+                );
+                let text = format!(
+                    "* BYE [LIMIT] Maximum number of connections from user exceeded \
                  (imap_user_connection_limit={}).\r\n",
-                ctx.settings.imap_user_connection_limit
-            );
-            let _ = write(&mut conn, text.as_bytes()).await;
-            return;
+                    ctx.settings.imap_user_connection_limit
+                );
+                let _ = write(&mut conn, text.as_bytes()).await;
+                return;
+            }
         };
         let Some(pending) = self.reader.take_pending(mail_session::MAX_PENDING) else {
             let _ = write(&mut conn, b"* BYE Too much input pipelined after login.\r\n").await;
@@ -525,6 +539,8 @@ impl Session {
         if write(&mut conn, ok.as_bytes()).await.is_err() {
             return;
         }
+        client.release_anvil().await;
+        user_slot.release_anvil().await;
         self.authd = None;
         relay(conn, mine).await;
     }

@@ -10,9 +10,9 @@
 //! Severities: fatal only when no listener was handed over; everything
 //! about the session is a warning and a BYE or tagged NO to the client.
 
+use mail_session::Socket;
 use std::io::{BufWriter, Read, Write};
 use std::os::fd::AsFd;
-use std::os::unix::net::UnixStream;
 
 use imap_codec::{CommandCodec, IdleDoneCodec};
 use mail_config::settings;
@@ -54,7 +54,7 @@ struct Counts {
 
 fn serve(
     settings: &settings::Imapd,
-    stream: UnixStream,
+    stream: Socket,
     handoff: mail_session::Handoff,
     allow_root: bool,
     special_use: mail_maildir::SpecialUseMap,
@@ -63,7 +63,7 @@ fn serve(
     let name = mail_session::service::one_line(&user.user);
     let Ok(out) = stream.try_clone() else { return };
     let mut out = BufWriter::with_capacity(64 * 1024, out);
-    let say = |out: &mut BufWriter<UnixStream>, bytes: &[u8]| {
+    let say = |out: &mut BufWriter<Socket>, bytes: &[u8]| {
         let _ = out.write_all(bytes);
         let _ = out.flush();
     };
@@ -229,8 +229,8 @@ fn serve(
 /// reported as they happen. `Err` ends the session with the reason.
 fn idle(
     settings: &settings::Imapd,
-    stream: &UnixStream,
-    out: &mut BufWriter<UnixStream>,
+    stream: &Socket,
+    out: &mut BufWriter<Socket>,
     reader: &mut Reader,
     session: &mut Session,
     tag: &str,

@@ -1,8 +1,9 @@
-//! smtpd → anvil (`private/anvil`): per-client connection counting across
-//! every smtpd process (Postfix's anvil(8) protocol, reduced to the two
-//! requests smtpd makes).
+//! smtpd, pop3d, imapd → anvil (`private/anvil`): connection counting
+//! across every process of a service (Postfix's anvil(8) protocol, reduced
+//! to the two requests smtpd makes), per client address and, for pop3d
+//! and imapd as Dovecot's anvil does it, per user ([`Subject`]).
 //!
-//! Each smtpd process keeps one connection (a *link*) to anvil for its
+//! Each process keeps one connection (a *link*) to anvil for its
 //! whole life. It sends [`AnvilRequest::Connect`] for each new client
 //! connection and waits for the [`ConnectReply`]; it sends
 //! [`AnvilRequest::Disconnect`] when that connection ends and expects no
@@ -21,21 +22,35 @@ use std::time::Duration;
 use tokio::net::UnixStream;
 
 /// The largest anvil frame: a request is a short service name and an
-/// address, a reply two integers.
-pub const MAX_FRAME: u32 = 256;
+/// address or a user name, a reply two integers.
+pub const MAX_FRAME: u32 = 512;
 
 /// The longest service name anvil accepts; longer ones are a broken peer.
 pub const MAX_SERVICE: usize = 64;
 
+/// The longest user name anvil counts (an address of RFC 5321's longest
+/// path and then some); a longer one is not sent, and only the process's
+/// own count applies to it.
+pub const MAX_USER: usize = 320;
+
+/// What anvil counts connections of.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Subject {
+    /// A client address (anvil groups IPv6 addresses per /64).
+    Client(IpAddr),
+    /// A logged-in user, as authd names it.
+    User(String),
+}
+
 /// A request on a link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AnvilRequest {
-    /// A client connected to `service`; answered by a [`ConnectReply`].
+    /// A connection to `service`; answered by a [`ConnectReply`].
     Connect {
-        /// The service the client connected to, as smtpd logs it (`smtp`).
+        /// The service, as its daemon logs it (`smtp`, `pop3`, `imap`).
         service: String,
-        /// The client's address (anvil groups IPv6 addresses per /64).
-        client: IpAddr,
+        /// Whose connection it is.
+        subject: Subject,
     },
     /// A connection counted by an earlier `Connect` on this link ended;
     /// no reply.
@@ -43,7 +58,7 @@ pub enum AnvilRequest {
         /// As in the `Connect`.
         service: String,
         /// As in the `Connect`.
-        client: IpAddr,
+        subject: Subject,
     },
 }
 
@@ -78,10 +93,10 @@ impl AnvilClient {
     pub async fn connect(
         &mut self,
         service: &str,
-        client: IpAddr,
+        subject: &Subject,
         timeout: Duration,
     ) -> Result<ConnectReply, Error> {
-        let req = AnvilRequest::Connect { service: service.to_owned(), client };
+        let req = AnvilRequest::Connect { service: service.to_owned(), subject: subject.clone() };
         let exchange = async {
             write_frame_async(&mut self.stream, &req).await?;
             read_frame_async::<ConnectReply>(&mut self.stream, MAX_FRAME).await?.ok_or_else(|| {
@@ -98,14 +113,42 @@ impl AnvilClient {
     pub async fn disconnect(
         &mut self,
         service: &str,
-        client: IpAddr,
+        subject: &Subject,
         timeout: Duration,
     ) -> Result<(), Error> {
-        let req = AnvilRequest::Disconnect { service: service.to_owned(), client };
+        let req =
+            AnvilRequest::Disconnect { service: service.to_owned(), subject: subject.clone() };
         tokio::time::timeout(timeout, write_frame_async(&mut self.stream, &req))
             .await
             .unwrap_or_else(|_| Err(timed_out()))
     }
+}
+
+/// Counts `subjects` as one connection each to `service` on a new link
+/// and returns the link, blocking at most `timeout` per step: the counts
+/// last as long as the caller keeps it open (a pop3d or imapd mail
+/// process, for its one session), and end when it closes, however the
+/// process ends.
+pub fn hold(
+    path: &Path,
+    service: &str,
+    subjects: &[Subject],
+    timeout: Duration,
+) -> Result<std::os::unix::net::UnixStream, Error> {
+    let mut stream = std::os::unix::net::UnixStream::connect(path)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    for subject in subjects {
+        let req = AnvilRequest::Connect { service: service.to_owned(), subject: subject.clone() };
+        crate::write_frame(&mut stream, &req)?;
+        crate::read_frame::<ConnectReply>(&mut stream, MAX_FRAME)?.ok_or_else(|| {
+            Error::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "anvil closed the connection",
+            ))
+        })?;
+    }
+    Ok(stream)
 }
 
 fn timed_out() -> Error {
@@ -122,12 +165,20 @@ mod tests {
     fn frames_fit_the_limit() {
         let longest = AnvilRequest::Connect {
             service: "s".repeat(MAX_SERVICE),
-            client: "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap(),
+            subject: Subject::Client("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap()),
         };
         let mut buf = Vec::new();
         write_frame(&mut buf, &longest).unwrap();
         assert!(buf.len() <= MAX_FRAME as usize, "{} bytes", buf.len());
         assert_eq!(decode_frame::<AnvilRequest>(&buf, MAX_FRAME).unwrap(), Some(longest));
+        let user = AnvilRequest::Disconnect {
+            service: "s".repeat(MAX_SERVICE),
+            subject: Subject::User("\u{10ffff}".repeat(MAX_USER / 4)),
+        };
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &user).unwrap();
+        assert!(buf.len() <= MAX_FRAME as usize, "{} bytes", buf.len());
+        assert_eq!(decode_frame::<AnvilRequest>(&buf, MAX_FRAME).unwrap(), Some(user));
         let mut buf = Vec::new();
         write_frame(&mut buf, &ConnectReply { count: 3, rate: u32::MAX }).unwrap();
         assert_eq!(
@@ -154,10 +205,10 @@ mod tests {
         });
         let t = Duration::from_millis(300);
         let mut c = AnvilClient::open(&path, t).await.unwrap();
-        let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        assert_eq!(c.connect("smtp", ip, t).await.unwrap(), ConnectReply { count: 1, rate: 2 });
-        c.disconnect("smtp", ip, t).await.unwrap();
-        let e = c.connect("smtp", ip, t).await.unwrap_err();
+        let ip = Subject::Client("192.0.2.1".parse().unwrap());
+        assert_eq!(c.connect("smtp", &ip, t).await.unwrap(), ConnectReply { count: 1, rate: 2 });
+        c.disconnect("smtp", &ip, t).await.unwrap();
+        let e = c.connect("smtp", &ip, t).await.unwrap_err();
         assert!(e.to_string().contains("in time"), "{e}");
         drop(server.await.unwrap());
         assert!(AnvilClient::open(&dir.path().join("none"), t).await.is_err());

@@ -1,7 +1,7 @@
 //! Replays the committed `ipc_frame` fuzz corpus on stable Rust.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use mail_ipc::anvil::{self, AnvilRequest};
+use mail_ipc::anvil::{self, AnvilRequest, Subject};
 use mail_ipc::delivery::{DeliveryReply, DeliveryRequest};
 use mail_ipc::frame::{Error, decode_frame};
 use mail_ipc::trigger::{self, Trigger};
@@ -23,14 +23,21 @@ fn ipc_frame_corpus() {
                 a.unwrap().unwrap(),
                 AnvilRequest::Connect {
                     service: "smtp".into(),
-                    client: "127.0.0.1".parse().unwrap()
+                    subject: Subject::Client("127.0.0.1".parse().unwrap())
+                }
+            ),
+            "anvil_connect_user" => assert_eq!(
+                a.unwrap().unwrap(),
+                AnvilRequest::Connect {
+                    service: "pop3".into(),
+                    subject: Subject::User("suporte".into())
                 }
             ),
             "anvil_disconnect_v6" => assert_eq!(
                 a.unwrap().unwrap(),
                 AnvilRequest::Disconnect {
                     service: "smtp".into(),
-                    client: "2001:db8:1:2::1".parse().unwrap()
+                    subject: Subject::Client("2001:db8:1:2::1".parse().unwrap())
                 }
             ),
             "delivery_request" => {

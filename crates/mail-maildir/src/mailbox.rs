@@ -8,6 +8,13 @@
 //!   `readdir`s and the index read; only messages not yet in the index are
 //!   opened (for their size, unless the name carries Dovecot's `,W=`) and
 //!   `stat`ed.
+//! - The listing is skipped, as Dovecot skips it, when `new/` and `cur/`
+//!   still have the mtimes the index recorded before its last listing
+//!   ([`uidlist::DirStamps`]): every delivery, rename and removal in a
+//!   directory moves its mtime, except one in the same clock tick as the
+//!   change before it, so the index records the mtimes only when both were
+//!   at least [`SETTLED`] old when they were read. Our own renames and
+//!   removals move them too, so the next open lists again.
 //! - Local delivery only ever adds files to `new/`, so it needs no lock.
 //!   Readers that change the index (new UIDs, vanished messages) take an
 //!   `flock` on `postern-uidlist.lock` (bounded wait), read the index and
@@ -48,6 +55,12 @@ pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(30);
 
 /// The lock file that serialises index updates.
 const INDEX_LOCK: &str = "postern-uidlist.lock";
+
+/// How old the mtimes of `new/` and `cur/` must be, when read, before the
+/// index may record them (module documentation): far above the clock
+/// tick of any local file system, so a later change cannot leave them as
+/// they were.
+const SETTLED: Duration = Duration::from_secs(1);
 
 /// Tunables of [`Mailbox::open_with`].
 #[derive(Debug, Clone)]
@@ -443,8 +456,17 @@ impl Mailbox {
     /// already says everything, else updated under the lock.
     fn load(&self) -> Result<State, Error> {
         if let Loaded::Present(index) = read_index(&self.dir)? {
+            let now = dir_mtimes(&self.dir);
+            if index.dirs.is_some() && index.dirs == now.map(|(d, _)| d) {
+                return Ok(State { index, skipped: Vec::new(), rebuilt: None });
+            }
+            let settled = now.and_then(settled);
             let scan = scan(&self.dir, self.options.max_messages)?;
-            if let Some(index) = unchanged(&index, &scan) {
+            // Unchanged, and no settled mtimes to record (which needs the
+            // lock and a write): nothing to do.
+            if let Some(index) = unchanged(&index, &scan)
+                && (settled.is_none() || !scan.skipped.is_empty())
+            {
                 return Ok(State { index, skipped: scan.skipped, rebuilt: None });
             }
         }
@@ -456,6 +478,9 @@ impl Mailbox {
     /// the caller holds the index lock.
     pub(crate) fn load_locked(&self, lock: &mut Flock<File>) -> Result<State, Error> {
         let loaded = read_index(&self.dir)?;
+        // Read before the listing: a change during it moves them past
+        // what is recorded.
+        let stamps = dir_mtimes(&self.dir).and_then(settled);
         let mut scan = scan(&self.dir, self.options.max_messages)?;
         let present = matches!(loaded, Loaded::Present(_));
         let (base, imported, rebuilt) = match loaded {
@@ -511,8 +536,18 @@ impl Mailbox {
                 merge(&self.dir, &base, &scan, None, &mut skipped).unwrap_or(base)
             }
         };
+        // Only a listing that took in every entry vouches for the
+        // directories (a file that could not be measured is tried again at
+        // the next listing; strays are reported at each).
+        let mut index = index;
+        if skipped.is_empty() && stamps.is_some() {
+            index.dirs = stamps;
+        }
         // Another process may have made the same update while we waited.
-        let same = present && rebuilt.is_none() && unchanged(&base, &scan).is_some();
+        let same = present
+            && rebuilt.is_none()
+            && unchanged(&base, &scan).is_some()
+            && base.dirs == index.dirs;
         if !same {
             write_index(&self.dir, &index)?;
             mark_index_written(lock, index.uid_validity);
@@ -697,6 +732,25 @@ fn scan(dir: &Path, max_messages: usize) -> Result<Scan, Error> {
         return Err(Error::TooMany { path: dir.to_owned(), limit: max_messages });
     }
     Ok(scan)
+}
+
+/// The mtimes of `new/` and `cur/` now, with the time just before they
+/// were read; `None` when either cannot be read.
+fn dir_mtimes(dir: &Path) -> Option<(uidlist::DirStamps, SystemTime)> {
+    let taken = SystemTime::now();
+    let m = |sub: &str| {
+        let meta = fs::symlink_metadata(dir.join(sub)).ok().filter(fs::Metadata::is_dir)?;
+        Some((meta.mtime(), u32::try_from(meta.mtime_nsec()).ok()?))
+    };
+    Some((uidlist::DirStamps { new: m("new")?, cur: m("cur")? }, taken))
+}
+
+/// The stamps if both lay at least [`SETTLED`] before the time they were
+/// read.
+fn settled((stamps, taken): (uidlist::DirStamps, SystemTime)) -> Option<uidlist::DirStamps> {
+    let limit = taken.duration_since(UNIX_EPOCH).ok()?.checked_sub(SETTLED)?;
+    let limit = (i64::try_from(limit.as_secs()).ok()?, limit.subsec_nanos());
+    (stamps.new <= limit && stamps.cur <= limit).then_some(stamps)
 }
 
 /// The index with the listing's names, if the listing holds exactly the

@@ -649,3 +649,84 @@ fn a_name_from_the_second_before_its_mtime_keeps_delivery_order() {
     assert_eq!(mb.messages()[0].key, "1700000000.M999999P1Q1.host");
     assert_eq!(mb.messages()[1].key, "1700000001.M200P1Q2.host");
 }
+
+fn mtime(dir: &Path) -> SystemTime {
+    fs::metadata(dir).unwrap().modified().unwrap()
+}
+
+fn set_mtime(dir: &Path, t: SystemTime) {
+    File::open(dir).unwrap().set_modified(t).unwrap();
+}
+
+/// Both directories' mtimes a minute ago: settled.
+fn settle(md: &Path) {
+    let old = SystemTime::now() - Duration::from_secs(60);
+    set_mtime(&md.join("new"), old);
+    set_mtime(&md.join("cur"), old);
+}
+
+#[test]
+fn settled_directories_spare_the_listing_and_every_change_still_shows() {
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("Maildir");
+    deliver(&md, "Subject: a\n\none\n");
+    deliver(&md, "Subject: b\n\ntwo\n");
+    settle(&md);
+    let mb = Mailbox::open(&md).unwrap();
+    assert_eq!(uids(&mb), [1, 2]);
+    let new_mtime = mtime(&md.join("new"));
+    assert!(index_text(&md).lines().next().unwrap().contains(" S"), "{}", index_text(&md));
+
+    // The listing is skipped: a file slipped in without moving new/'s
+    // mtime (what only a change within the recorded tick could do) is
+    // not seen until the mtime moves.
+    fs::write(md.join("new/1.M1P1.sneaked"), b"Subject: c\n\nthree\n").unwrap();
+    set_mtime(&md.join("new"), new_mtime);
+    assert_eq!(uids(&Mailbox::open(&md).unwrap()), [1, 2]);
+    set_mtime(&md.join("new"), SystemTime::now());
+    assert_eq!(uids(&Mailbox::open(&md).unwrap()), [1, 2, 3]);
+
+    // A delivery moves new/'s mtime.
+    settle(&md);
+    assert_eq!(uids(&Mailbox::open(&md).unwrap()), [1, 2, 3]);
+    deliver(&md, "Subject: d\n\nfour\n");
+    assert_eq!(uids(&Mailbox::open(&md).unwrap()), [1, 2, 3, 4]);
+
+    // A flag change by another process (imapd's STORE, pop3d's RETR):
+    // the rename moves the mtimes, and the next open shows the flag.
+    settle(&md);
+    let mut other = Mailbox::open(&md).unwrap();
+    other.set_flags(2, Flags::SEEN).unwrap();
+    let again = Mailbox::open(&md).unwrap();
+    assert_eq!(again.message(2).unwrap().flags, Flags::SEEN);
+    assert!(!again.message(2).unwrap().in_new);
+
+    // A removal by another process.
+    settle(&md);
+    let _ = Mailbox::open(&md).unwrap();
+    other.expunge(&[1]).unwrap();
+    assert_eq!(uids(&Mailbox::open(&md).unwrap()), [2, 3, 4]);
+
+    // A lost index: the listing is the truth again.
+    settle(&md);
+    let _ = Mailbox::open(&md).unwrap();
+    fs::remove_file(md.join("postern-uidlist")).unwrap();
+    assert_eq!(Mailbox::open(&md).unwrap().messages().len(), 3);
+}
+
+#[test]
+fn a_delivery_in_the_same_second_as_the_last_open_shows() {
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("Maildir");
+    deliver(&md, "Subject: a\n\none\n");
+    set_mtime(&md.join("cur"), SystemTime::now() - Duration::from_secs(60));
+    let new_mtime = mtime(&md.join("new"));
+    assert_eq!(uids(&Mailbox::open(&md).unwrap()), [1]);
+    // new/ changed less than a second before it was read: nothing that
+    // happens in the same tick can be ruled out, so nothing is recorded.
+    assert!(!index_text(&md).lines().next().unwrap().contains(" S"), "{}", index_text(&md));
+    // A delivery in the same clock tick leaves the mtime as it was.
+    deliver(&md, "Subject: b\n\ntwo\n");
+    set_mtime(&md.join("new"), new_mtime);
+    assert_eq!(uids(&Mailbox::open(&md).unwrap()), [1, 2]);
+}

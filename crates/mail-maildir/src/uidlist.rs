@@ -6,7 +6,7 @@
 //! version 3 uidlist so that an operator can read it:
 //!
 //! ```text
-//! postern-uidlist 1 V1700000000 N43 M57 X50 E52:3-5,9 E56:40
+//! postern-uidlist 1 V1700000000 N43 M57 X50 E52:3-5,9 E56:40 S1699999000.123456789,1699999010.250000000
 //! 41 W1260 T1700000000 M55 :cur/1700000000.M1P2Q3.host,S=1234,W=1260:2,S
 //! 42 W88 T1700000100 M57 :new/1700000100.M5P6Q7.host,S=85
 //! ```
@@ -15,7 +15,10 @@
 //! fields: `V` UIDVALIDITY, `N` the next UID, `M` the highest modseq
 //! (CONDSTORE's HIGHESTMODSEQ), `X` the modseq from which the expunge log
 //! is complete, and one `E<modseq>:<uid ranges>` per logged expunge (the
-//! UIDs that went at that modseq, for QRESYNC's VANISHED). A record is the
+//! UIDs that went at that modseq, for QRESYNC's VANISHED), and `S` the
+//! mtimes of `new/` and `cur/` (seconds.nanoseconds each) when the records
+//! were last listed from them, if those had settled (see
+//! [`DirStamps`]). A record is the
 //! UID, fields (`W` the RFC 822 size with CRLF line ends, `T` the internal
 //! date in seconds since the epoch, `M` the modseq of its last change),
 //! then `:` and where the file was last seen (`new/` or `cur/` and its full
@@ -71,6 +74,22 @@ pub struct Index {
     pub expunged: Vec<Expunged>,
     /// The messages, by ascending UID.
     pub records: Vec<Record>,
+    /// The mtimes of `new/` and `cur/` just before the listing the
+    /// records come from, when a later change would have moved them.
+    pub dirs: Option<DirStamps>,
+}
+
+/// The mtimes of `new/` and `cur/` (seconds and nanoseconds since the
+/// epoch) at a listing of them. Recorded only when both lay at least a
+/// second in the past when they were read, Dovecot's rule: a change in the
+/// same clock tick as an earlier one may leave a directory's mtime as it
+/// was, so only an mtime older than that can show that nothing changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirStamps {
+    /// `new/`'s mtime.
+    pub new: (i64, u32),
+    /// `cur/`'s mtime.
+    pub cur: (i64, u32),
 }
 
 /// UIDs that went at one modseq.
@@ -92,6 +111,7 @@ impl Index {
             expunge_floor: 1,
             expunged: Vec::new(),
             records: Vec::new(),
+            dirs: None,
         }
     }
 
@@ -191,6 +211,9 @@ pub fn render_index(index: &Index) -> Vec<u8> {
             }
         }
     }
+    if let Some(d) = index.dirs {
+        let _ = write!(out, " S{}.{:09},{}.{:09}", d.new.0, d.new.1, d.cur.0, d.cur.1);
+    }
     out.push('\n');
     for r in &index.records {
         let place = if r.in_new { "new" } else { "cur" };
@@ -223,6 +246,7 @@ pub fn parse_index(bytes: &[u8]) -> Result<Index, String> {
         _ => return Err("no format version".to_owned()),
     }
     let (mut validity, mut next, mut highest, mut floor) = (None, None, None, None);
+    let mut dirs = None;
     let mut expunged: Vec<Expunged> = Vec::new();
     let mut ranges = 0usize;
     for word in words {
@@ -241,6 +265,7 @@ pub fn parse_index(bytes: &[u8]) -> Result<Index, String> {
                 }
                 expunged.push(e);
             }
+            Some(("S", v)) => dirs = Some(parse_stamps(v).ok_or("bad directory stamps")?),
             Some((l, _)) if l.bytes().all(|b| b.is_ascii_alphabetic()) => {}
             _ => return Err("bad header field".to_owned()),
         }
@@ -276,7 +301,17 @@ pub fn parse_index(bytes: &[u8]) -> Result<Index, String> {
     }
     // Without a floor, nothing before now was logged.
     let expunge_floor = floor.unwrap_or(highest_modseq).min(highest_modseq);
-    Ok(Index { uid_validity, uid_next, highest_modseq, expunge_floor, expunged, records })
+    Ok(Index { uid_validity, uid_next, highest_modseq, expunge_floor, expunged, records, dirs })
+}
+
+/// `<secs>.<nanos>,<secs>.<nanos>` (`new/`, then `cur/`).
+fn parse_stamps(v: &str) -> Option<DirStamps> {
+    let one = |t: &str| {
+        let (secs, nanos) = t.split_once('.')?;
+        Some((parse_i64(secs)?, parse_u32(nanos).filter(|&n| n < 1_000_000_000)?))
+    };
+    let (new, cur) = v.split_once(',')?;
+    Some(DirStamps { new: one(new)?, cur: one(cur)? })
 }
 
 /// `<modseq>:<lo>[-<hi>],...` with ascending disjoint ranges.
@@ -466,6 +501,7 @@ mod tests {
                     file_name: "with blank and : colon".into(),
                 },
             ],
+            dirs: Some(DirStamps { new: (1_699_999_000, 5), cur: (1_699_999_010, 250_000_000) }),
         }
     }
 
@@ -474,7 +510,8 @@ mod tests {
         let idx = sample();
         let text = render_index(&idx);
         assert!(text.starts_with(
-            b"postern-uidlist 1 V1700000000 N43 M57 X50 E52:3-5,9 E56:40\n\
+            b"postern-uidlist 1 V1700000000 N43 M57 X50 E52:3-5,9 E56:40 \
+              S1699999000.000000005,1699999010.250000000\n\
               7 W1260 T1700000000 M55 :cur/"
         ));
         assert_eq!(parse_index(&text).unwrap(), idx);
@@ -550,6 +587,9 @@ mod tests {
             (b"postern-uidlist 1 V1 N5 M9 E4\n".to_vec(), "expunge log entry"),
             (b"postern-uidlist 1 V1 N5 M9 E4:1 E4:2\n".to_vec(), "expunge log"),
             (b"postern-uidlist 1 V1 N5 Mx\n".to_vec(), "highest modseq"),
+            (b"postern-uidlist 1 V1 N5 S1.000000002\n".to_vec(), "directory stamps"),
+            (b"postern-uidlist 1 V1 N5 S1.1000000000,1.0\n".to_vec(), "directory stamps"),
+            (b"postern-uidlist 1 V1 N5 S1,1.0\n".to_vec(), "directory stamps"),
             (b"postern-uidlist 1 V1 N5\n1 W1 T1 M0 :new/a\n".to_vec(), "bad modseq"),
         ];
         cases.push((vec![0xff, b'\n'], "UTF-8"));

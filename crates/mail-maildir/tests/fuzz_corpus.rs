@@ -34,6 +34,12 @@ fn mailbox_index_corpus() {
         }
         let foreign = parse_foreign_uidlist(&bytes);
         match e.file_name().to_str().unwrap() {
+            "directory_stamps" => {
+                let index = index.unwrap();
+                let d = index.dirs.expect("the S field");
+                assert_eq!((d.new, d.cur), ((1699999000, 123456789), (1699999010, 5)));
+                assert_eq!(render_index(&index), bytes, "renders byte for byte");
+            }
             "postern" => {
                 let index = index.unwrap();
                 assert_eq!(

@@ -5,10 +5,14 @@
 //! only that user.
 //!
 //! - [`send`] / [`recv`]: one session over a Unix stream connection to
-//!   the mail service: the client's end of a socketpair as SCM_RIGHTS,
-//!   then a [`Handoff`] frame, then the mail process's one-byte
-//!   [`ACCEPTED`]. The login process keeps relaying between the client's
-//!   (TLS) stream and its end of the pair.
+//!   the mail service: as SCM_RIGHTS the client's own TCP connection (a
+//!   plain session: the login process is then out of its path, as in
+//!   Dovecot) or the client's end of a socketpair (TLS: the login process
+//!   keeps relaying between the client's TLS stream and its end of the
+//!   pair), then a [`Handoff`] frame, then the mail process's one-byte
+//!   [`ACCEPTED`].
+//! - [`anvil`]: a process's link to anvil, for smtpd's client limits and
+//!   pop3d's and imapd's caps per client address and per user.
 //! - [`become_user`]: initgroups, setgid, setuid to the user, checked, so
 //!   the mail process can never touch a mailbox with root's rights.
 //! - [`maildir_location`]: where the user's Maildir is.
@@ -21,10 +25,13 @@
 //! `sys.rs` (taking ownership of a received descriptor).
 #![deny(unsafe_code)]
 
+pub mod anvil;
 pub mod service;
 mod sys;
 
 pub use mail_ipc::session::{ACCEPTED, Handoff, MAX_FRAME, MAX_PENDING};
+/// A session's connection on the mail side (TCP or Unix stream).
+pub use socket2::Socket;
 
 use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
 use std::io::IoSlice;

@@ -1,9 +1,12 @@
 //! The parts of a login/mail split that do not depend on the protocol,
-//! shared by pop3d and imapd: per-key connection caps for the login
-//! service, the handoff from the login side ([`send_session`]), the byte
-//! relay the login process runs afterwards ([`relay`]), the login
-//! side's certificate ([`load_tls`]), and the mail side's bounded wait
-//! for its one session and its taking over ([`receive_session`]).
+//! shared by pop3d and imapd: the login service's connection caps per
+//! client address and per user ([`Caps`], counted by anvil across every
+//! login and mail process, and in the process itself), the handoff from
+//! the login side ([`send_session`] with a relay, [`pass_session`] with
+//! the client's own socket), the byte relay the login process runs for a
+//! relayed session ([`relay`]), the login side's certificate
+//! ([`load_tls`]), and the mail side's bounded wait for its one session
+//! and its taking over ([`receive_session`]).
 //!
 //! Severities: none; failures are returned (or end the relay), except
 //! that [`load_tls`] logs a certificate that does not load and
@@ -12,7 +15,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::IpAddr;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -69,6 +72,100 @@ impl<K: std::hash::Hash + Eq + Clone> Drop for Slot<'_, K> {
     }
 }
 
+/// A login service's caps: connections per client address and sessions
+/// per user. anvil counts them across every process of the service (the
+/// login processes, and the mail processes that hold the sessions after
+/// the handoff); this process's own counts apply too, and are all that
+/// applies while anvil cannot be reached (warned about, as smtpd does).
+#[derive(Debug)]
+pub struct Caps {
+    anvil: Option<crate::anvil::AnvilLink>,
+    client_limit: usize,
+    user_limit: usize,
+    per_client: Counter<IpAddr>,
+    per_user: Counter<String>,
+}
+
+/// A connection counted by [`Caps`]: in this process until dropped, at
+/// anvil until dropped or [`Held::release_anvil`].
+#[derive(Debug)]
+pub struct Held<'a, K: std::hash::Hash + Eq + Clone> {
+    _local: Slot<'a, K>,
+    anvil: Option<crate::anvil::AnvilSlot>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Held<'_, K> {
+    /// Ends the count at anvil (waiting until anvil was told), once a mail
+    /// process counts the session itself.
+    pub async fn release_anvil(&mut self) {
+        if let Some(slot) = self.anvil.take() {
+            slot.release().await;
+        }
+    }
+}
+
+/// A cap that a connection would exceed: the count it would make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exceeded(pub u32);
+
+impl Caps {
+    /// Caps of `client_limit` connections per address and `user_limit`
+    /// sessions per user (0: none), counted at the anvil at `anvil` as
+    /// `service` (`pop3`, `imap`).
+    pub fn new(
+        anvil: Option<std::path::PathBuf>,
+        service: &'static str,
+        client_limit: usize,
+        user_limit: usize,
+    ) -> Caps {
+        Caps {
+            anvil: anvil.map(|p| crate::anvil::AnvilLink::new(p, service)),
+            client_limit,
+            user_limit,
+            per_client: Counter::new(client_limit),
+            per_user: Counter::new(user_limit),
+        }
+    }
+
+    /// Counts a new connection from `client`.
+    pub async fn client(&self, client: IpAddr) -> Result<Held<'_, IpAddr>, Exceeded> {
+        let subject = mail_ipc::anvil::Subject::Client(client);
+        let anvil = self.ask(subject, self.client_limit).await?;
+        let local = self.per_client.take(client).ok_or(Exceeded(self.local_count(true)))?;
+        Ok(Held { _local: local, anvil })
+    }
+
+    /// Counts a new session of `user`.
+    pub async fn user(&self, user: &str) -> Result<Held<'_, String>, Exceeded> {
+        let subject = mail_ipc::anvil::Subject::User(user.to_owned());
+        let anvil = self.ask(subject, self.user_limit).await?;
+        let local = self.per_user.take(user.to_owned()).ok_or(Exceeded(self.local_count(false)))?;
+        Ok(Held { _local: local, anvil })
+    }
+
+    /// What a refused local take would have made: the limit plus this one.
+    fn local_count(&self, client: bool) -> u32 {
+        let limit = if client { self.client_limit } else { self.user_limit };
+        u32::try_from(limit).unwrap_or(u32::MAX).saturating_add(1)
+    }
+
+    async fn ask(
+        &self,
+        subject: mail_ipc::anvil::Subject,
+        limit: usize,
+    ) -> Result<Option<crate::anvil::AnvilSlot>, Exceeded> {
+        // Without a limit there is nothing to ask.
+        let Some(link) = self.anvil.as_ref().filter(|_| limit != 0) else { return Ok(None) };
+        match link.connect(subject).await {
+            Some((reply, _slot)) if usize::try_from(reply.count).is_ok_and(|n| n > limit) => {
+                Err(Exceeded(reply.count))
+            }
+            Some((_, slot)) => Ok(Some(slot)),
+            None => Ok(None),
+        }
+    }
+}
+
 /// Whether a password may cross this connection without TLS: always
 /// when the service's `*_plaintext_auth = yes`, else only from loopback
 /// (an IPv4-mapped IPv6 loopback address included), where nothing
@@ -79,27 +176,51 @@ pub fn plaintext_ok(plaintext_auth: bool, client: IpAddr) -> bool {
 
 /// Connects to the mail service at `path`, sends the session and waits
 /// (at most `timeout` per step) for its acceptance. Returns the login
-/// side's end of the socketpair. Blocking: run it off the async runtime.
+/// side's end of the socketpair, for [`relay`] (a TLS session, which only
+/// the login process can decrypt). Blocking: run it off the async runtime.
 pub fn send_session(
     path: &std::path::Path,
     handoff: &Handoff,
     timeout: Duration,
 ) -> Result<tokio::net::UnixStream, String> {
     let (mine, theirs) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+    hand(path, theirs.as_fd(), handoff, timeout)?;
+    drop(theirs);
+    // Only this end goes non-blocking: the mail process's end is another
+    // open file and stays blocking for its blocking I/O.
+    mine.set_nonblocking(true).map_err(|e| format!("socketpair: {e}"))?;
+    tokio::net::UnixStream::from_std(mine).map_err(|e| format!("socketpair: {e}"))
+}
+
+/// Like [`send_session`], but passes the client's own connection (a plain
+/// one), so the login process is out of the session's path: once this
+/// returns `Ok` the caller closes its descriptor and never uses it again
+/// (the mail process makes it blocking). Blocking.
+pub fn pass_session(
+    path: &std::path::Path,
+    client: BorrowedFd<'_>,
+    handoff: &Handoff,
+    timeout: Duration,
+) -> Result<(), String> {
+    hand(path, client, handoff, timeout)
+}
+
+fn hand(
+    path: &std::path::Path,
+    session: BorrowedFd<'_>,
+    handoff: &Handoff,
+    timeout: Duration,
+) -> Result<(), String> {
     let control = UnixStream::connect(path).map_err(|e| format!("cannot connect: {e}"))?;
     let _ = control.set_read_timeout(Some(timeout));
     let _ = control.set_write_timeout(Some(timeout));
-    crate::send(&control, theirs.as_fd(), handoff).map_err(|e| e.to_string())?;
-    drop(theirs);
+    crate::send(&control, session, handoff).map_err(|e| e.to_string())?;
     let mut ack = [0u8; 1];
     (&control).read_exact(&mut ack).map_err(|e| format!("no answer: {e}"))?;
     if ack[0] != ACCEPTED {
         return Err("the mail service refused the session".into());
     }
-    // Only this end goes non-blocking: the mail process's end is another
-    // open file and stays blocking for its blocking I/O.
-    mine.set_nonblocking(true).map_err(|e| format!("socketpair: {e}"))?;
-    tokio::net::UnixStream::from_std(mine).map_err(|e| format!("socketpair: {e}"))
+    Ok(())
 }
 
 /// Copies bytes both ways until one side closes. When the mail process
@@ -154,8 +275,13 @@ const RECV_TIMEOUT: Duration = Duration::from_secs(10);
 /// One session a mail-service process took over from a login process.
 #[derive(Debug)]
 pub struct Received {
-    /// The client's end of the login process's relay.
-    pub stream: UnixStream,
+    /// The session, blocking: the client's own TCP connection (a plain
+    /// session), or the mail process's end of the login process's relay
+    /// (TLS).
+    pub stream: socket2::Socket,
+    /// The session's count at anvil (client address and user), held for
+    /// as long as this lives; `None` when anvil could not be reached.
+    pub anvil: Option<UnixStream>,
     /// Who logged in, and the bytes already read.
     pub handoff: crate::Handoff,
     /// A development instance started by root runs everything as root,
@@ -203,11 +329,22 @@ pub fn receive_session(
             return Ok(None);
         }
     };
+    // Counted before the login process, seeing the acceptance, lets its
+    // own count go.
+    let anvil_path = daemon.socket_path("anvil").ok();
+    let anvil = crate::anvil::hold_for_session(anvil_path.as_deref(), protocol, &handoff);
     if (&conn).write_all(&[crate::ACCEPTED]).is_err() {
         tracing::warn!("the login process went away during the handoff");
         return Ok(None);
     }
-    Ok(Some(Received { stream: UnixStream::from(fd), handoff, allow_root }))
+    // Only now is the login process done with a passed connection, whose
+    // non-blocking flag it shares; this process does blocking I/O.
+    let stream = socket2::Socket::from(fd);
+    if let Err(e) = stream.set_nonblocking(false) {
+        tracing::warn!("the session's connection: {e}");
+        return Ok(None);
+    }
+    Ok(Some(Received { stream, anvil, handoff, allow_root }))
 }
 
 /// Waits for one connection from a login process on the service's

@@ -1,7 +1,9 @@
 //! The login service: the AUTHORIZATION state on the client's
 //! connection (plain, STLS or implicit TLS), the password check through
-//! authd, and after a login the handoff to the mail service and the relay
-//! between the client and the mail process.
+//! authd, the caps per client address and per user (counted by anvil,
+//! with this process's own counts besides), and after a login the
+//! handoff to the mail service: a plain connection is passed on whole, a
+//! TLS one is relayed between the client and the mail process.
 //!
 //! Severities: fatal only at start-up (no usable listener); a session's
 //! problems are warnings and end only that session.
@@ -15,7 +17,9 @@ use mail_auth::sasl::{Sasl, Step};
 use mail_config::settings;
 use mail_daemon::{Connection, Daemon, Listener, Service};
 use mail_ipc::auth::{self, AuthReply, AuthRequest, AuthUser};
-use mail_session::service::{Counter, load_tls, one_line, plaintext_ok, relay, send_session};
+use mail_session::service::{
+    Caps, Held, load_tls, one_line, pass_session, plaintext_ok, relay, send_session,
+};
 use mail_tls::ServerConn;
 use pop3_proto::authorization::{self, Action, Authorization, Policy};
 use pop3_proto::line::{Line, LineReader};
@@ -38,8 +42,7 @@ struct Context {
     authd: Option<PathBuf>,
     mail_service: PathBuf,
     greeting: Vec<u8>,
-    per_client: Counter<IpAddr>,
-    per_user: Counter<String>,
+    caps: Caps,
 }
 
 pub(crate) async fn run(mut daemon: Daemon) -> anyhow::Result<()> {
@@ -59,8 +62,12 @@ pub(crate) async fn run(mut daemon: Daemon) -> anyhow::Result<()> {
     let common = settings::Common::new(&daemon.config);
     let ctx = Context {
         greeting: format!("+OK {} ready.\r\n", one_line(&common.mail_name)).into_bytes(),
-        per_client: Counter::new(settings.pop3_client_connection_limit),
-        per_user: Counter::new(settings.pop3_user_connection_limit),
+        caps: Caps::new(
+            daemon.socket_path("anvil").ok(),
+            "pop3",
+            settings.pop3_client_connection_limit,
+            settings.pop3_user_connection_limit,
+        ),
         settings,
         tls,
         authd,
@@ -76,17 +83,21 @@ impl Service for Login {
     async fn connection(self: Arc<Self>, conn: Connection) {
         let Connection::Tcp { stream, peer } = conn else { return };
         let ctx = &self.0;
-        let Some(_slot) = ctx.per_client.take(peer.ip()) else {
-            tracing::warn!(
-                "[{}]: too many connections (pop3_client_connection_limit = {})",
-                peer.ip(),
-                ctx.settings.pop3_client_connection_limit
-            );
-            let _ = stream.try_write(reply::TOO_MANY_CLIENT);
-            return;
+        let mut slot = match ctx.caps.client(peer.ip()).await {
+            Ok(slot) => slot,
+            Err(n) => {
+                tracing::warn!(
+                    "[{}]: too many connections: {} (pop3_client_connection_limit = {})",
+                    peer.ip(),
+                    n.0,
+                    ctx.settings.pop3_client_connection_limit
+                );
+                let _ = stream.try_write(reply::TOO_MANY_CLIENT);
+                return;
+            }
         };
         let _ = stream.set_nodelay(true);
-        Session::new(Arc::clone(ctx), peer).run(Conn::Plain(stream)).await;
+        Session::new(Arc::clone(ctx), peer).run(Conn::Plain(stream), &mut slot).await;
     }
 }
 
@@ -113,7 +124,7 @@ impl Session {
         format!("[{}]", self.peer.ip())
     }
 
-    async fn run(mut self, mut conn: Conn) {
+    async fn run(mut self, mut conn: Conn, slot: &mut Held<'_, IpAddr>) {
         let wrapper = self.ctx.settings.pop3_tls_wrappermode;
         if wrapper && !self.start_tls(&mut conn).await {
             return;
@@ -176,7 +187,7 @@ impl Session {
                     Flow::LoggedIn(user, method) => (user, method),
                 };
                 let tls = conn.tls().is_some();
-                self.hand_over(conn, user, method, tls).await;
+                self.hand_over(conn, user, method, tls, slot).await;
                 return;
             }
             let idle = self.ctx.settings.pop3_idle_timeout;
@@ -285,19 +296,32 @@ impl Session {
         }
     }
 
-    /// Passes the session to a mail-service process and relays until
-    /// either side closes.
-    async fn hand_over(mut self, mut conn: Conn, user: AuthUser, method: &'static str, tls: bool) {
+    /// Passes the session to a mail-service process: a plain connection
+    /// whole, a TLS one through a socketpair, relayed until either side
+    /// closes. The mail process counts the session at anvil from then on,
+    /// so this process's count there (`client`'s, and the user's) ends.
+    async fn hand_over(
+        mut self,
+        mut conn: Conn,
+        user: AuthUser,
+        method: &'static str,
+        tls: bool,
+        client: &mut Held<'_, IpAddr>,
+    ) {
         let ctx = Arc::clone(&self.ctx);
-        let Some(_slot) = ctx.per_user.take(user.user.clone()) else {
-            tracing::warn!(
-                "{}: user=<{}>: too many sessions (pop3_user_connection_limit = {})",
-                self.client(),
-                one_line(&user.user),
-                ctx.settings.pop3_user_connection_limit
-            );
-            let _ = write(&mut conn, reply::TOO_MANY_USER).await;
-            return;
+        let mut user_slot = match ctx.caps.user(&user.user).await {
+            Ok(slot) => slot,
+            Err(n) => {
+                tracing::warn!(
+                    "{}: user=<{}>: too many sessions: {} (pop3_user_connection_limit = {})",
+                    self.client(),
+                    one_line(&user.user),
+                    n.0,
+                    ctx.settings.pop3_user_connection_limit
+                );
+                let _ = write(&mut conn, reply::TOO_MANY_USER).await;
+                return;
+            }
         };
         let mut pending = self.reader.take_pending();
         pending.truncate(mail_session::MAX_PENDING);
@@ -309,23 +333,64 @@ impl Session {
             pending,
         };
         let path = ctx.mail_service.clone();
-        let handed =
-            tokio::task::spawn_blocking(move || send_session(&path, &handoff, HANDOFF_TIMEOUT))
+        let handed = match conn {
+            Conn::Plain(tcp) => {
+                // Handed over whole: this process is out of the session's
+                // path (the mail process reads and writes the socket).
+                let tcp = match tcp.into_std() {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::warn!("{}: the client connection: {e}", self.client());
+                        return;
+                    }
+                };
+                let passed = tokio::task::spawn_blocking(move || {
+                    use std::os::fd::AsFd;
+                    let r = pass_session(&path, tcp.as_fd(), &handoff, HANDOFF_TIMEOUT);
+                    (r, tcp)
+                })
                 .await;
-        let mine = match handed {
-            Ok(Ok(mine)) => mine,
-            Ok(Err(e)) => {
+                match passed {
+                    Ok((Ok(()), tcp)) => {
+                        drop(tcp);
+                        conn = Conn::Gone;
+                        Ok(None)
+                    }
+                    Ok((Err(e), tcp)) => {
+                        match tcp.set_nonblocking(true).and_then(|()| TcpStream::from_std(tcp)) {
+                            Ok(t) => conn = Conn::Plain(t),
+                            Err(_) => return,
+                        }
+                        Err(e)
+                    }
+                    Err(e) => {
+                        tracing::warn!("{}: handoff task failed: {e}", self.client());
+                        return;
+                    }
+                }
+            }
+            Conn::Gone => return,
+            Conn::Tls(_) => {
+                let sent = tokio::task::spawn_blocking(move || {
+                    send_session(&path, &handoff, HANDOFF_TIMEOUT)
+                })
+                .await;
+                match sent {
+                    Ok(Ok(mine)) => Ok(Some(mine)),
+                    Ok(Err(e)) => Err(e),
+                    Err(e) => Err(format!("handoff task failed: {e}")),
+                }
+            }
+        };
+        let relayed = match handed {
+            Ok(r) => r,
+            Err(e) => {
                 tracing::warn!(
                     "{}: user=<{}>: cannot hand the session to the mail service at {}: {e}",
                     self.client(),
                     one_line(&user.user),
                     ctx.mail_service.display()
                 );
-                let _ = write(&mut conn, reply::TEMP_FAIL).await;
-                return;
-            }
-            Err(e) => {
-                tracing::warn!("{}: handoff task failed: {e}", self.client());
                 let _ = write(&mut conn, reply::TEMP_FAIL).await;
                 return;
             }
@@ -336,8 +401,12 @@ impl Session {
             self.peer.ip(),
             if tls { ", TLS" } else { "" }
         );
+        client.release_anvil().await;
+        user_slot.release_anvil().await;
         self.authd = None;
-        relay(conn, mine).await;
+        if let Some(mine) = relayed {
+            relay(conn, mine).await;
+        }
     }
 }
 

@@ -7,8 +7,8 @@
 //! Severities: fatal only when no listener was handed over; everything
 //! about the session is a warning and an `-ERR` to the client.
 
+use mail_session::Socket;
 use std::io::{BufWriter, Read, Write};
-use std::os::unix::net::UnixStream;
 
 use mail_config::settings;
 use mail_daemon::Daemon;
@@ -40,7 +40,7 @@ struct Counts {
 
 fn serve(
     settings: &settings::Pop3d,
-    stream: UnixStream,
+    stream: Socket,
     handoff: mail_session::Handoff,
     allow_root: bool,
 ) {
@@ -48,7 +48,7 @@ fn serve(
     let name = mail_session::service::one_line(&user.user);
     let Ok(out) = stream.try_clone() else { return };
     let mut out = BufWriter::with_capacity(CHUNK, out);
-    let say = |out: &mut BufWriter<UnixStream>, bytes: &[u8]| {
+    let say = |out: &mut BufWriter<Socket>, bytes: &[u8]| {
         let _ = out.write_all(bytes);
         let _ = out.flush();
     };

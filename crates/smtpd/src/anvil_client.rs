@@ -1,24 +1,21 @@
 //! Client connection limits across every smtpd process: who may connect
 //! (`smtpd_client_connection_count_limit`,
 //! `smtpd_client_connection_rate_limit`), asked of anvil (Postfix
-//! anvil(8), `private/anvil`) before a session starts.
+//! anvil(8), `private/anvil`) before a session starts, through the
+//! process's one link to it (`mail_session::anvil`, which pop3d and imapd
+//! use too).
 //!
-//! One task per process owns the one link to anvil; sessions send it
-//! their requests over a channel. When anvil cannot be reached or does not
-//! answer within [`TIMEOUT`], smtpd fails open, as Postfix does: a warning
-//! (at most one per [`RETRY`]), the session goes ahead, and only this
-//! process's own count limit applies. A connection ending tells anvil only
-//! on the link that counted it; when that link broke, anvil already let
-//! its counts go. Severities: warnings only.
+//! When anvil cannot be reached or does not answer in time, smtpd fails
+//! open, as Postfix does: a warning (from the link), the session goes
+//! ahead, and only this process's own count limit applies. Severities:
+//! warnings only.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::Arc;
 
-use mail_ipc::anvil::{AnvilClient, ConnectReply};
-use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
+use mail_ipc::anvil::{ConnectReply, Subject};
+use mail_session::anvil::{AnvilLink, AnvilSlot};
 
 use crate::policy::{ConnectionCounts, ConnectionSlot};
 use crate::session::Client;
@@ -26,19 +23,13 @@ use crate::session::Client;
 /// The service name anvil counts and the warnings name, as Postfix's
 /// master.cf calls it.
 const SERVICE: &str = "smtp";
-/// How long a session waits for anvil before going ahead without it.
-const TIMEOUT: Duration = Duration::from_millis(500);
-/// How long smtpd leaves an unreachable anvil alone before trying again.
-const RETRY: Duration = Duration::from_secs(1);
 
 /// The limits and the way to anvil, one per process.
 #[derive(Debug)]
 pub(crate) struct Anvil {
-    path: PathBuf,
+    link: AnvilLink,
     /// `smtpd_client_connection_rate_limit`; 0 means no limit.
     rate_limit: u32,
-    /// The link task, started by the first connection.
-    link: OnceLock<mpsc::UnboundedSender<Request>>,
 }
 
 /// What a session holds while it is counted; dropping it (also while a
@@ -55,57 +46,22 @@ pub(crate) struct Admitted {
 pub(crate) struct Refused;
 
 impl Admitted {
-    /// Ends the connection in every count and waits (at most [`TIMEOUT`])
-    /// until anvil has been told, so that a client that sees its
-    /// connection close finds its slot free when it connects again.
+    /// Ends the connection in every count and waits (briefly) until anvil
+    /// has been told, so that a client that sees its connection close
+    /// finds its slot free when it connects again.
     pub(crate) async fn release(mut self) {
-        if let Some(slot) = self.anvil.as_mut() {
-            let (tx, rx) = oneshot::channel();
-            if slot.send(Some(tx)) {
-                let _ = tokio::time::timeout(TIMEOUT, rx).await;
-            }
+        if let Some(slot) = self.anvil.take() {
+            slot.release().await;
         }
     }
-}
-
-#[derive(Debug)]
-struct AnvilSlot {
-    /// `None` once the disconnect was sent.
-    link: Option<mpsc::UnboundedSender<Request>>,
-    client: IpAddr,
-    epoch: u64,
-}
-
-impl AnvilSlot {
-    fn send(&mut self, done: Option<oneshot::Sender<()>>) -> bool {
-        let Some(link) = self.link.take() else { return false };
-        link.send(Request::Disconnect { client: self.client, epoch: self.epoch, done }).is_ok()
-    }
-}
-
-impl Drop for AnvilSlot {
-    fn drop(&mut self) {
-        self.send(None);
-    }
-}
-
-#[derive(Debug)]
-enum Request {
-    /// Count a connection; the answer comes with the link's epoch, or not
-    /// at all when anvil could not be asked.
-    Connect { client: IpAddr, reply: oneshot::Sender<(ConnectReply, u64)> },
-    /// A connection counted on link `epoch` ended; `done` is dropped once
-    /// anvil was told (or could not be).
-    Disconnect { client: IpAddr, epoch: u64, done: Option<oneshot::Sender<()>> },
 }
 
 impl Anvil {
     /// Reads smtpd_client_connection_rate_limit; anvil listens at `path`.
     pub(crate) fn from_config(c: &mail_config::Main, path: PathBuf) -> Anvil {
         Anvil {
-            path,
+            link: AnvilLink::new(path, SERVICE),
             rate_limit: mail_config::settings::Smtpd::new(c).smtpd_client_connection_rate_limit,
-            link: OnceLock::new(),
         }
     }
 
@@ -144,17 +100,7 @@ impl Anvil {
     }
 
     async fn ask(&self, client: IpAddr) -> Option<(ConnectReply, AnvilSlot)> {
-        let link = self.link.get_or_init(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(link_task(self.path.clone(), rx));
-            tx
-        });
-        let (tx, rx) = oneshot::channel();
-        link.send(Request::Connect { client, reply: tx }).ok()?;
-        // The task bounds each exchange by TIMEOUT; this bounds the wait
-        // behind other sessions' requests too.
-        let (reply, epoch) = tokio::time::timeout(TIMEOUT * 3, rx).await.ok()?.ok()?;
-        Some((reply, AnvilSlot { link: Some(link.clone()), client, epoch }))
+        self.link.connect(Subject::Client(client)).await
     }
 }
 
@@ -162,100 +108,4 @@ fn concurrency_exceeded(count: u32, client: &Client) {
     tracing::warn!(
         "Connection concurrency limit exceeded: {count} from {client} for service {SERVICE}"
     );
-}
-
-/// The link to anvil: opened when first needed, reopened after it broke.
-struct Link {
-    path: PathBuf,
-    conn: Option<AnvilClient>,
-    /// Bumped at each new connection, so that a session counted on an old
-    /// one does not end on the new one.
-    epoch: u64,
-    /// No new attempt before this.
-    retry_at: Option<Instant>,
-}
-
-impl Link {
-    fn broke(&mut self, what: std::fmt::Arguments<'_>) {
-        tracing::warn!(
-            "{what}; client connection limits are counted in this process only until anvil is back"
-        );
-        self.conn = None;
-        self.retry_at = Some(Instant::now() + RETRY);
-    }
-
-    async fn open(&mut self) -> bool {
-        if self.conn.is_some() {
-            return true;
-        }
-        if self.retry_at.is_some_and(|t| Instant::now() < t) {
-            return false;
-        }
-        match AnvilClient::open(&self.path, TIMEOUT).await {
-            Ok(c) => {
-                self.conn = Some(c);
-                self.epoch += 1;
-                self.retry_at = None;
-                true
-            }
-            Err(e) => {
-                let path = self.path.display().to_string();
-                self.broke(format_args!("cannot connect to anvil at {path}: {e}"));
-                false
-            }
-        }
-    }
-
-    async fn connect(&mut self, client: IpAddr) -> Option<ConnectReply> {
-        // A link that broke while idle (anvil restarted) shows it only now;
-        // a fresh one is tried at once. A slow anvil gets no second try.
-        for _ in 0..2 {
-            if !self.open().await {
-                return None;
-            }
-            let conn = self.conn.as_mut()?;
-            match conn.connect(SERVICE, client, TIMEOUT).await {
-                Ok(reply) => return Some(reply),
-                Err(e) => {
-                    let timed_out = matches!(&e, mail_ipc::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut);
-                    self.conn = None;
-                    if timed_out {
-                        self.broke(format_args!("anvil: {e}"));
-                        return None;
-                    }
-                }
-            }
-        }
-        self.broke(format_args!("anvil: the connection broke twice"));
-        None
-    }
-
-    async fn disconnect(&mut self, client: IpAddr) {
-        if let Some(conn) = self.conn.as_mut()
-            && let Err(e) = conn.disconnect(SERVICE, client, TIMEOUT).await
-        {
-            self.broke(format_args!("anvil: {e}"));
-        }
-    }
-}
-
-async fn link_task(path: PathBuf, mut rx: mpsc::UnboundedReceiver<Request>) {
-    let mut link = Link { path, conn: None, epoch: 0, retry_at: None };
-    while let Some(req) = rx.recv().await {
-        match req {
-            Request::Connect { client, reply } => {
-                let Some(counts) = link.connect(client).await else { continue };
-                // The session gave up waiting: it is not counted.
-                if reply.send((counts, link.epoch)).is_err() {
-                    link.disconnect(client).await;
-                }
-            }
-            Request::Disconnect { client, epoch, done } => {
-                if epoch == link.epoch {
-                    link.disconnect(client).await;
-                }
-                drop(done);
-            }
-        }
-    }
 }
