@@ -337,6 +337,7 @@ impl Master {
             return;
         }
         self.stopping = true;
+        crate::notify::stopping();
         for s in &mut self.services {
             if let Some(h) = s.wakeup.take() {
                 h.abort();

@@ -179,7 +179,6 @@ fn start_fg(dir: &Path, ready_json: bool) -> Result<(), String> {
 }
 
 fn start(dir: &Path) -> Result<(), String> {
-    use std::os::unix::process::CommandExt;
     let main = load(dir)?;
     if control(&main, &ControlRequest::Status).is_ok() {
         return Err("the Postern mail system is already running".into());
@@ -197,10 +196,10 @@ fn start(dir: &Path) -> Result<(), String> {
     let mut child = std::process::Command::new(&program)
         .arg("-c")
         .arg(dir)
+        .arg("--detach")
         .stdin(std::process::Stdio::null())
         .stdout(out)
         .stderr(err)
-        .process_group(0)
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
     // An on-demand service (pop3-mail) has no worker until a client needs one.
