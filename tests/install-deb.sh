@@ -17,10 +17,20 @@
 #    (master restarted by postinst, the configuration kept) and removed
 #    (master stopped, configuration, queue and mail kept), then purged.
 #
+#   tests/install-deb.sh --base CACHE_DIR
+#
+# only makes the cached root: tests/run.sh starts that in the background
+# before it compiles, so the download overlaps the build; a test that
+# starts meanwhile waits for it (the root is made under a lock).
+#
 # Exit 77 (with a "skipped: REASON" line) when Debian's mirror cannot be
 # reached; anything else but 0 is a failure.
 set -euo pipefail
-deb=$(realpath "$1")
+if [ "$1" = --base ]; then
+    deb=
+else
+    deb=$(realpath "$1")
+fi
 cache=$(realpath -m "$2")
 mirror=http://deb.debian.org/debian
 export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive
@@ -28,6 +38,9 @@ started=$SECONDS
 say() { echo "install-deb: [$((SECONDS - started))s] $*"; }
 
 base=$cache/base
+mkdir -p "$cache"
+exec 9>"$cache/.base.lock"
+flock 9
 if [ ! -e "$base/.complete" ]; then
     if ! timeout 20 curl -fsSI "$mirror/dists/bookworm/Release" >/dev/null 2>&1; then
         echo "skipped: debootstrap cannot reach Debian's mirror ($mirror)"
@@ -43,6 +56,8 @@ if [ ! -e "$base/.complete" ]; then
     rm -rf "$base/var/cache/apt/archives/"*.deb
     touch "$base/.complete"
 fi
+flock -u 9
+[ -n "$deb" ] || exit 0
 
 root=$cache/root
 rm -rf "$root"
@@ -205,7 +220,11 @@ unshare --mount --uts --propagation private bash -euo pipefail -c '
     mount -t proc proc "$root/proc"
     mount --rbind /dev "$root/dev"
     mount --bind "$cache/archives" "$root/var/cache/apt/archives"
-    chroot "$root" apt-get -q update >/dev/null
+    if ! chroot "$root" apt-get -q update >"$cache/apt-update.log" 2>&1; then
+        tail -n 5 "$cache/apt-update.log"
+        echo "skipped: apt-get update cannot reach Debian'"'"'s mirror"
+        exit 77
+    fi
     chroot "$root" apt-get -q -y install "$pkg" bsd-mailx > "$cache/apt.log" 2>&1 \
         || { tail -n 40 "$cache/apt.log"; exit 1; }
     chroot "$root" dpkg-query -W -f "\${Package} \${Status}\n" postern bsd-mailx

@@ -60,6 +60,24 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 
+# The install test's Debian root (tests/install-deb.sh --base):
+# debootstrap downloads while cargo compiles (one waits on the network,
+# the other on the CPU), and the test waits for it under a lock. Its own
+# process group, stopped if this script ends first.
+prep=
+scratch=
+cleanup() {
+  if [ -n "$prep" ]; then kill -- -"$prep" 2>/dev/null || true; fi
+  if [ -n "$scratch" ]; then rm -rf "$scratch"; fi
+}
+trap cleanup EXIT
+if [ "$(id -u)" = 0 ] && command -v debootstrap >/dev/null; then
+  cache="${CARGO_TARGET_DIR:-target}/install-test"
+  mkdir -p "$cache"
+  setsid tests/install-deb.sh --base "$cache" > "$cache/prepare.log" 2>&1 &
+  prep=$!
+fi
+
 echo "== build and test as $(id -un)"
 cargo build --workspace --bins
 cargo test --workspace "$@"
@@ -78,7 +96,6 @@ if ! runuser -u nobody -- test -r Cargo.toml -a -x target/debug/postern; then
   exit 1
 fi
 scratch=$(mktemp -d)
-trap 'rm -rf "$scratch"' EXIT
 chmod 755 "$scratch"
 home="$scratch/home"
 mkdir "$home"
