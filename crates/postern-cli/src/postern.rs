@@ -454,13 +454,13 @@ mod tests {
         crate::init::init(&dir, &opts).unwrap();
         assert_eq!(check_warnings(&dir).unwrap(), Vec::<String>::new());
         let main = dir.join("main.toml");
-        let text = std::fs::read_to_string(&main).unwrap() + "setgid_group = \"mail\"\n";
+        let text = std::fs::read_to_string(&main).unwrap() + "append_dot_mydomain = true\n";
         std::fs::write(&main, &text).unwrap();
         let warnings = check_warnings(&dir).unwrap();
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(
             warnings[0].ends_with(
-                "parameter \"setgid_group\": not yet implemented; the setting has no effect"
+                "parameter \"append_dot_mydomain\": not yet implemented; the setting has no effect"
             ),
             "{warnings:?}"
         );
