@@ -2,7 +2,8 @@
 # Runs every test of Postern, doing its own set-up first:
 #
 #  1. The Debian packages the tests use (postfix, bsd-mailx, procmail,
-#     swaks (with Net::SSLeay and Authen::SASL for its --tls and --auth), curl, fetchmail, pflogsumm; libpam0g-dev, which authd links against):
+#     swaks (with Net::SSLeay and Authen::SASL for its --tls and --auth), curl, fetchmail, pflogsumm; libpam0g-dev, which authd links against;
+#     debootstrap, dpkg-dev, binutils and iproute2 for the install test, which builds the .deb and installs it in a fresh Debian root):
 #     installed when missing and we are root;
 #     otherwise listed, and the tests that need them say `skipped: ...`.
 #  2. `cargo build --workspace --bins && cargo test --workspace`, as the
@@ -19,7 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(postfix bsd-mailx procmail swaks libnet-ssleay-perl libauthen-sasl-perl curl fetchmail pflogsumm libpam0g-dev)
+packages=(postfix bsd-mailx procmail swaks libnet-ssleay-perl libauthen-sasl-perl curl fetchmail pflogsumm libpam0g-dev debootstrap dpkg-dev binutils iproute2)
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
@@ -59,6 +60,24 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 
+# The install test's Debian root (tests/install-deb.sh --base):
+# debootstrap downloads while cargo compiles (one waits on the network,
+# the other on the CPU), and the test waits for it under a lock. Its own
+# process group, stopped if this script ends first.
+prep=
+scratch=
+cleanup() {
+  if [ -n "$prep" ]; then kill -- -"$prep" 2>/dev/null || true; fi
+  if [ -n "$scratch" ]; then rm -rf "$scratch"; fi
+}
+trap cleanup EXIT
+if [ "$(id -u)" = 0 ] && command -v debootstrap >/dev/null; then
+  cache="${CARGO_TARGET_DIR:-target}/install-test"
+  mkdir -p "$cache"
+  setsid tests/install-deb.sh --base "$cache" > "$cache/prepare.log" 2>&1 &
+  prep=$!
+fi
+
 echo "== build and test as $(id -un)"
 cargo build --workspace --bins
 cargo test --workspace "$@"
@@ -77,7 +96,6 @@ if ! runuser -u nobody -- test -r Cargo.toml -a -x target/debug/postern; then
   exit 1
 fi
 scratch=$(mktemp -d)
-trap 'rm -rf "$scratch"' EXIT
 chmod 755 "$scratch"
 home="$scratch/home"
 mkdir "$home"

@@ -102,6 +102,15 @@ fn readme_demo_start_send_status_stop() {
         .and_then(|s| s.listen.first().cloned())
         .expect("smtpd listens");
     let master = report.master_pid;
+    // Daemonised: a session of its own (no terminal's hangup reaches it),
+    // and its pid in the pid file.
+    assert_eq!(
+        nix::unistd::getsid(Some(nix::unistd::Pid::from_raw(master as i32))).unwrap().as_raw(),
+        master as i32,
+        "master is not a session leader"
+    );
+    let pid_file = std::fs::read_to_string(dir.join("queue/pid/master.pid")).unwrap();
+    assert_eq!(pid_file.trim(), master.to_string());
     let mut c = smtp::Client::connect(&addr);
     c.expect("220 mail.postern.test ESMTP Postern");
     c.cmd("HELO mail.fiap.edu.br", 250);

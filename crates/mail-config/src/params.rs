@@ -124,9 +124,9 @@ pub static PARAMS: &[Param] = &[
     // Common.
     p("queue_directory", Kind::Path, "/var/spool/postern", "Where the mail queue, the private/ and public/ sockets and the master pid file live."),
     p("daemon_directory", Kind::Path, "/usr/lib/postern", "Where master finds the daemon programs named in master.toml."),
-    p("command_directory", Kind::Path, "/usr/sbin", "Not yet implemented (nothing reads it; the commands are found on $PATH): where the operator commands (postconf, postqueue, ...) are installed."),
+    p("command_directory", Kind::Path, "/usr/sbin", "Where the operator commands (postconf, postqueue, ...) are installed; sendmail runs $command_directory/postdrop when it may not write maildrop/ itself."),
     p("mail_owner", Kind::Str, "postern", "The unprivileged user that owns the queue and runs the network-facing daemons."),
-    p("setgid_group", Kind::Str, "postdrop", "Not yet implemented (maildrop/ is made mode 1733 instead): the group that owns maildrop/ and lets sendmail drop mail without privileges."),
+    p("setgid_group", Kind::Str, "postdrop", "The group of maildrop/ (mode 1730 when master runs as root and the group exists; else 1733) and of the setgid postdrop helper, through which sendmail drops mail without other privileges."),
     p("mail_name", Kind::Str, "Postern", "The mail system name, used in the SMTP banner and in bounce messages."),
     p("myhostname", Kind::Str, "", "This machine's fully qualified domain name (default: the host name, with .localdomain appended if it has no dot)."),
     p("mydomain", Kind::Str, "", "This machine's domain (default: $myhostname minus its first label, or localdomain)."),

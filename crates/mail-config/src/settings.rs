@@ -149,6 +149,10 @@ pub struct Common {
     pub daemon_directory: PathBuf,
     /// The unprivileged user the daemons run as.
     pub mail_owner: String,
+    /// The group of `maildrop/` and of the setgid `postdrop` helper.
+    pub setgid_group: String,
+    /// Where `sendmail` finds `postdrop`.
+    pub command_directory: PathBuf,
     /// `Postern`, for banners and bounces.
     pub mail_name: String,
     /// The prefix of every log line.
@@ -279,6 +283,8 @@ impl Common {
             queue_directory: r.path("queue_directory"),
             daemon_directory: r.path("daemon_directory"),
             mail_owner: r.str("mail_owner"),
+            setgid_group: r.str("setgid_group"),
+            command_directory: r.path("command_directory"),
             mail_name: r.str("mail_name"),
             syslog_name: r.str("syslog_name"),
             maillog_file: r.opt_path("maillog_file"),
@@ -1220,7 +1226,7 @@ mod tests {
         names.sort_unstable();
         assert_eq!(
             names,
-            ["append_dot_mydomain", "command_directory", "setgid_group", "strict_rfc821_envelopes",]
+            ["append_dot_mydomain", "strict_rfc821_envelopes"]
         );
         assert!(!is_unimplemented("myhostname"));
         assert!(!is_unimplemented("nosuch"));
@@ -1231,13 +1237,13 @@ mod tests {
         let m = load("relayhost = \"\"\nmyhostname = \"h.example\"\n");
         assert!(unimplemented_warnings(&m).is_empty(), "the default value is harmless");
         let m = load(
-            "myhostname = \"h.example\"\nsetgid_group = \"mail\"\nbiff = true\ncommand_directory = \"/bin\"\n",
+            "myhostname = \"h.example\"\nappend_dot_mydomain = true\nbiff = true\nstrict_rfc821_envelopes = true\n",
         );
         assert_eq!(
             unimplemented_warnings(&m),
             [
-                ("setgid_group", "/etc/postern/main.toml:2: parameter \"setgid_group\": not yet implemented; the setting has no effect".to_owned()),
-                ("command_directory", "/etc/postern/main.toml:4: parameter \"command_directory\": not yet implemented; the setting has no effect".to_owned()),
+                ("append_dot_mydomain", "/etc/postern/main.toml:2: parameter \"append_dot_mydomain\": not yet implemented; the setting has no effect".to_owned()),
+                ("strict_rfc821_envelopes", "/etc/postern/main.toml:4: parameter \"strict_rfc821_envelopes\": not yet implemented; the setting has no effect".to_owned()),
             ]
         );
     }

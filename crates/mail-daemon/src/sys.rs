@@ -64,7 +64,7 @@ pub(crate) fn die_with_parent() {
     }
 }
 
-/// setgroups, setgid, setuid to `user`, then checks root cannot be regained.
+/// initgroups, setgid, setuid to `user`, then checks root cannot be regained.
 pub(crate) fn drop_privileges(user: &str) -> anyhow::Result<()> {
     use nix::unistd::{Gid, Uid, User, setgid, setgroups, setuid};
     let u = User::from_name(user)
@@ -78,7 +78,13 @@ pub(crate) fn drop_privileges(user: &str) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    setgroups(&[u.gid]).context("setgroups")?;
+    // mail_owner's own groups, as /etc/group has them: a system install
+    // puts it in setgid_group (pickup reads maildrop/ files through it)
+    // and ssl-cert (smtpd's key).
+    match std::ffi::CString::new(user) {
+        Ok(name) => nix::unistd::initgroups(&name, u.gid).context("initgroups")?,
+        Err(_) => setgroups(&[u.gid]).context("setgroups")?,
+    }
     setgid(u.gid).context("setgid")?;
     setuid(u.uid).context("setuid")?;
     if setuid(Uid::from_raw(0)).is_ok() || setgid(Gid::from_raw(0)).is_ok() {

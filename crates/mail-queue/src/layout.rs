@@ -128,8 +128,9 @@ impl Queue {
     }
 
     /// Creates every queue directory that is missing. `maildrop/` is
-    /// writable by all and sticky, as Postfix's is with postdrop's group;
-    /// the others are private to the queue owner.
+    /// writable by all and sticky (a development instance's; a system
+    /// install's is narrowed by [`Queue::secure_maildrop`]); the others are
+    /// private to the queue owner.
     pub fn create_layout(&self) -> Result<(), Error> {
         let mut dirs: Vec<(String, u32)> =
             State::ALL.iter().map(|s| (s.dir_name().to_owned(), 0o700)).collect();
@@ -144,9 +145,15 @@ impl Queue {
         for (name, mode) in dirs {
             let mode = if name == "maildrop" { 0o1733 } else { mode };
             let path = self.root.join(&name);
+            if path.is_dir() {
+                // Never loosen an existing one: a system install's
+                // maildrop/ is 1730 (secure_maildrop), and qmgr runs this
+                // too, as maildrop/'s owner.
+                continue;
+            }
             match fs::DirBuilder::new().recursive(true).mode(mode).create(&path) {
                 Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(Error::Io { path, source: e }),
             }
             if name == "maildrop" {
@@ -156,6 +163,17 @@ impl Queue {
             }
         }
         Ok(())
+    }
+
+    /// Makes `maildrop/` a system install's: owner `uid` (mail_owner),
+    /// group `gid` (setgid_group), mode 1730, so only that group's setgid
+    /// `postdrop` may drop files there and no other user may list it or
+    /// open a file in it (see `maildrop`'s permissions).
+    pub fn secure_maildrop(&self, uid: u32, gid: u32) -> Result<(), Error> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir(State::Maildrop);
+        std::os::unix::fs::chown(&path, Some(uid), Some(gid)).map_err(Error::io(&path))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o1730)).map_err(Error::io(path))
     }
 
     /// Gives the directories the daemons write to `owner` (uid, gid):

@@ -4,14 +4,17 @@
 //! as untrusted input: bounded size, exact layout, and the uid comes from
 //! the file's owner, not from its content.
 //!
-//! Permissions: a file is written by the submitting user and read by
-//! pickup (running as `mail_owner`), so it is mode 0644. A system install
-//! must therefore keep `maildrop/` at mode 1733 (writable, not listable,
-//! sticky), so that users cannot list it and read each other's
-//! submissions by name. The submitter cannot open that directory to fsync
-//! it, so the new entry is made durable with `syncfs` instead. Postfix's
-//! way is a setgid `postdrop` helper and a group-only `maildrop/` (files
-//! readable by that group alone); that is the follow-up.
+//! Permissions (Postfix's scheme). In a system install `maildrop/` is
+//! `mail_owner:setgid_group` mode 1730: only that group may enter it, so an
+//! ordinary user cannot write there, list it, or open another user's file
+//! by a guessed name. `sendmail` hands the message to the setgid `postdrop`
+//! helper, which writes the file as the user with the group's rights. A
+//! file is mode 0640 and belongs to the directory's group (a writer in
+//! another group, root, gives it that group), so pickup, running as
+//! mail_owner with the group among its groups, reads it, and nobody else
+//! but its submitter does. A development instance keeps `maildrop/` at
+//! 1733 (its owner's only). The writer cannot read the directory to fsync
+//! it, so the new entry is made durable with `syncfs` instead.
 //!
 //! ```text
 //! "POSTERND" | version u16 BE | codec(Maildrop)
@@ -28,8 +31,9 @@ use std::path::Path;
 
 const MAGIC: &[u8; 8] = b"POSTERND";
 const VERSION: u16 = 1;
-/// Readable by pickup, which runs as `mail_owner`, not as the submitter.
-const FILE_MODE: u32 = 0o644;
+/// Readable by pickup through the file's group (the directory's), not
+/// by other users.
+const FILE_MODE: u32 = 0o640;
 
 /// A message submitted by a local user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,17 +55,18 @@ pub struct Maildrop {
 
 impl Queue {
     /// Writes a maildrop file durably and returns its id: temporary dot
-    /// file in `maildrop/` (mode 0644), fsync, rename, then make the new
-    /// directory entry durable.
+    /// file in `maildrop/` (mode 0640, the directory's group), fsync,
+    /// rename, then make the new directory entry durable.
     ///
     /// Once the rename has succeeded the message is submitted (pickup
     /// will find it), so an error after that point is returned only when
     /// the entry may really be lost in a crash, and then says so.
     pub fn write_maildrop(&self, m: &Maildrop) -> Result<QueueId, Error> {
         let dir = self.dir(State::Maildrop);
-        let mut bytes = MAGIC.to_vec();
-        bytes.extend_from_slice(&VERSION.to_be_bytes());
-        bytes.extend(stdx::codec::encode(m).map_err(|e| Error::Encode(e.to_string()))?);
+        let bytes = encode(m)?;
+        // The directory's group reads the file: stat it through the path,
+        // which a setgid postdrop may search but not list.
+        let dir_gid = fs::metadata(&dir).map_err(Error::io(&dir))?.gid();
         for _ in 0..100 {
             let id = QueueId::generate();
             let tmp = dir.join(format!(".{id}"));
@@ -70,9 +75,9 @@ impl Queue {
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(Error::Io { path: tmp, source: e }),
             };
-            let written = f
+            let written = give_group(&f, dir_gid)
                 // The umask may have trimmed the mode pickup needs.
-                .set_permissions(fs::Permissions::from_mode(FILE_MODE))
+                .and_then(|()| f.set_permissions(fs::Permissions::from_mode(FILE_MODE)))
                 .and_then(|()| f.write_all(&bytes))
                 .and_then(|()| f.sync_all())
                 .and_then(|()| fs::rename(&tmp, dir.join(id.as_str())));
@@ -108,6 +113,30 @@ impl Queue {
         let path = self.path(State::Maildrop, id);
         read_maildrop_file(&path, max_size)
     }
+}
+
+/// Gives a new maildrop file the directory's group when the writer's own
+/// group differs (root, or a member of the group who is not running
+/// postdrop). A writer who may not do that is not refused here: in a
+/// development instance pickup runs as the writer and reads the file as
+/// its owner.
+fn give_group(f: &fs::File, dir_gid: u32) -> std::io::Result<()> {
+    if f.metadata()?.gid() == dir_gid {
+        return Ok(());
+    }
+    match nix::unistd::fchown(f.as_raw_fd(), None, Some(nix::unistd::Gid::from_raw(dir_gid))) {
+        Ok(()) | Err(nix::errno::Errno::EPERM) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The bytes of a maildrop file for `m`: what `sendmail` hands to
+/// `postdrop` on its standard input, which [`decode`] reads back.
+pub fn encode(m: &Maildrop) -> Result<Vec<u8>, Error> {
+    let mut bytes = MAGIC.to_vec();
+    bytes.extend_from_slice(&VERSION.to_be_bytes());
+    bytes.extend(stdx::codec::encode(m).map_err(|e| Error::Encode(e.to_string()))?);
+    Ok(bytes)
 }
 
 fn read_maildrop_file(path: &Path, max_size: u64) -> Result<(Maildrop, u32), Error> {
@@ -207,13 +236,32 @@ mod tests {
     }
 
     #[test]
-    fn file_is_readable_by_pickup() {
+    fn file_is_for_its_owner_and_the_directory_group() {
         let d = tempfile::tempdir().unwrap();
         let q = Queue::new(d.path());
         q.create_layout().unwrap();
         let id = q.write_maildrop(&sample()).unwrap();
         let meta = fs::metadata(q.path(State::Maildrop, &id)).unwrap();
-        assert_eq!(meta.mode() & 0o777, 0o644);
+        assert_eq!(meta.mode() & 0o777, 0o640);
+        assert_eq!(meta.gid(), fs::metadata(q.dir(State::Maildrop)).unwrap().gid());
+    }
+
+    #[test]
+    fn root_gives_the_file_the_directory_group() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root to give maildrop/ another group");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::new(d.path());
+        q.create_layout().unwrap();
+        // Any group root is not in by default stands in for postdrop.
+        q.secure_maildrop(0, 65534).unwrap();
+        let meta = fs::metadata(q.dir(State::Maildrop)).unwrap();
+        assert_eq!((meta.mode() & 0o7777, meta.gid()), (0o1730, 65534));
+        let id = q.write_maildrop(&sample()).unwrap();
+        let meta = fs::metadata(q.path(State::Maildrop, &id)).unwrap();
+        assert_eq!((meta.mode() & 0o777, meta.gid()), (0o640, 65534));
     }
 
     #[test]

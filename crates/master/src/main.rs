@@ -9,6 +9,10 @@
 //!   with growing delays if it fails during start-up), sends wake-up
 //!   triggers to services with a `wakeup` time, and answers the control
 //!   socket `pid/master.ctl` for `postern status|reload|restart|stop`.
+//!   Under systemd (`Type=notify`) it reports READY=1 once every
+//!   service's workers are ready, RELOADING=1/READY=1 around a reload and
+//!   STOPPING=1 (see `notify`). `--detach` (what `postern start` passes)
+//!   makes it a session leader of its own; `pid/master.pid` holds its pid.
 //!
 //!   Because master owns the listening sockets, restarting a worker or
 //!   reloading never closes them: a client that connects meanwhile waits
@@ -33,6 +37,7 @@
 //!   reload keeps the old configuration, a failing service is throttled.
 
 mod listen;
+mod notify;
 mod supervisor;
 mod sys;
 
@@ -47,9 +52,17 @@ fn main() -> ExitCode {
         match a.as_str() {
             "-c" | "--config-dir" => config_dir = it.next().map(std::path::PathBuf::from),
             "--ready-json" => ready_json = true,
+            // `postern start`: leave the caller's session, so the
+            // terminal's hangup and job control never reach master.
+            "--detach" => {
+                if let Err(e) = nix::unistd::setsid() {
+                    eprintln!("postern/master: fatal: cannot start a new session: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
             other => {
                 eprintln!(
-                    "master: unknown argument {other:?}; usage: master [-c DIR] [--ready-json]"
+                    "master: unknown argument {other:?}; usage: master [-c DIR] [--ready-json] [--detach]"
                 );
                 return ExitCode::from(2);
             }

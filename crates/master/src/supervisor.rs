@@ -123,6 +123,22 @@ pub(crate) async fn run(dir: PathBuf, ready_json: bool) -> anyhow::Result<()> {
         .with_context(|| format!("create queue directory {}", queue.root().display()))?;
     if let Some(owner) = listen::mail_owner_ids(&main) {
         queue.chown_layout(owner).context("give the queue directories to mail_owner")?;
+        // pickup reads maildrop/ files through the group, so it needs
+        // mail_owner in it. Without that (no package set it up) maildrop/
+        // stays 1733, so local users can still submit without postdrop.
+        let common = settings::Common::new(&main);
+        let group = common.setgid_group;
+        match nix::unistd::Group::from_name(&group) {
+            Ok(Some(g)) if g.gid.as_raw() == owner.1 || g.mem.contains(&common.mail_owner) => {
+                queue
+                    .secure_maildrop(owner.0, g.gid.as_raw())
+                    .context("give maildrop/ to setgid_group")?;
+            }
+            _ => tracing::warn!(
+                "setgid_group {group:?} does not exist or mail_owner {:?} is not in it: maildrop/ stays writable by every local user (mode 1733)",
+                common.mail_owner
+            ),
+        }
     }
     let _lock = lock::lock_instance(&queue)?;
     let ctl_path = queue.root().join(sockets::MASTER_CONTROL);
@@ -321,6 +337,7 @@ impl Master {
             return;
         }
         self.stopping = true;
+        crate::notify::stopping();
         for s in &mut self.services {
             if let Some(h) = s.wakeup.take() {
                 h.abort();

@@ -49,7 +49,7 @@ const OWN: &[(&str, &str)] = &[
     ("queue_directory", "Postern has its own queue (/var/spool/postern)"),
     ("data_directory", "Postern keeps its data in its queue directory"),
     ("daemon_directory", "Postern's daemons are in /usr/lib/postern"),
-    ("command_directory", "Postern's commands are on $PATH"),
+    ("command_directory", "Postern's package installs its commands in /usr/sbin, the default"),
     ("shlib_directory", "Postern has no shared libraries"),
     ("meta_directory", "Postern has no meta files"),
     ("mail_owner", "Postern's daemons run as the postern user"),

@@ -1,6 +1,6 @@
 //! The commands an operator types: `postern`, `postconf`, `sendmail`
 //! (also `mailq` and `newaliases` by argv\[0\]), `postqueue`,
-//! `postsuper`, `postcat`, `maildirmake`, `postern qshape` and `postern
+//! `postsuper`, `postcat`, `postdrop`, `maildirmake`, `postern qshape` and `postern
 //! import-postfix`. Each binary in `src/bin/` is a thin wrapper around one
 //! module here; the library is internal to this crate's binaries.
 //!
@@ -16,6 +16,7 @@ pub mod init;
 pub mod maildirmake;
 pub mod postcat;
 pub mod postconf;
+pub mod postdrop;
 pub mod postern;
 pub mod postqueue;
 pub mod postsuper;

@@ -438,17 +438,17 @@ message_size_limit = 10240000
     #[test]
     fn setting_an_unimplemented_parameter_warns() {
         let d = tempfile::tempdir().unwrap();
-        let (code, _, err) = cli(d.path(), &["-e", "setgid_group = mail", "biff = no"]);
+        let (code, _, err) = cli(d.path(), &["-e", "append_dot_mydomain = yes", "biff = no"]);
         assert_eq!(code, 0);
         let file = d.path().join("main.toml");
         assert_eq!(
             err,
             format!(
-                "postconf: warning: {}:1: parameter \"setgid_group\": not yet implemented; the setting has no effect\n",
+                "postconf: warning: {}:1: parameter \"append_dot_mydomain\": not yet implemented; the setting has no effect\n",
                 file.display()
             )
         );
-        assert!(std::fs::read_to_string(&file).unwrap().contains("setgid_group = \"mail\""));
+        assert!(std::fs::read_to_string(&file).unwrap().contains("append_dot_mydomain = true"));
         let (code, _, err) = cli(d.path(), &["myhostname = mx.example.org"]);
         assert_eq!((code, err.as_str()), (0, ""), "only the parameters being set are warned about");
     }

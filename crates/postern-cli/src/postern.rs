@@ -179,7 +179,6 @@ fn start_fg(dir: &Path, ready_json: bool) -> Result<(), String> {
 }
 
 fn start(dir: &Path) -> Result<(), String> {
-    use std::os::unix::process::CommandExt;
     let main = load(dir)?;
     if control(&main, &ControlRequest::Status).is_ok() {
         return Err("the Postern mail system is already running".into());
@@ -197,10 +196,10 @@ fn start(dir: &Path) -> Result<(), String> {
     let mut child = std::process::Command::new(&program)
         .arg("-c")
         .arg(dir)
+        .arg("--detach")
         .stdin(std::process::Stdio::null())
         .stdout(out)
         .stderr(err)
-        .process_group(0)
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
     // An on-demand service (pop3-mail) has no worker until a client needs one.
@@ -455,13 +454,13 @@ mod tests {
         crate::init::init(&dir, &opts).unwrap();
         assert_eq!(check_warnings(&dir).unwrap(), Vec::<String>::new());
         let main = dir.join("main.toml");
-        let text = std::fs::read_to_string(&main).unwrap() + "setgid_group = \"mail\"\n";
+        let text = std::fs::read_to_string(&main).unwrap() + "append_dot_mydomain = true\n";
         std::fs::write(&main, &text).unwrap();
         let warnings = check_warnings(&dir).unwrap();
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(
             warnings[0].ends_with(
-                "parameter \"setgid_group\": not yet implemented; the setting has no effect"
+                "parameter \"append_dot_mydomain\": not yet implemented; the setting has no effect"
             ),
             "{warnings:?}"
         );

@@ -5,7 +5,10 @@
 //! In the default mode (`-bm`) it reads a message from standard input,
 //! turns CRLF into LF, stops at EOF or, unless `-i`/`-oi` is given, at a
 //! line with only a dot, and writes a maildrop file
-//! (`mail_queue::Maildrop`) into `queue_directory/maildrop/`. Then it
+//! (`mail_queue::Maildrop`) into `queue_directory/maildrop/`, itself where
+//! it may (root, a development instance) and else through the setgid
+//! `$command_directory/postdrop` (a system install's 1730 `maildrop/`;
+//! see the `postdrop` module). Then it
 //! pokes pickup through `public/pickup`; pickup also scans on its own
 //! timer, so a failed poke only delays the mail. Exit status 0 means the
 //! maildrop file is on stable storage. Nothing here parses headers beyond
@@ -353,10 +356,23 @@ fn check_sender(s: &str) -> Result<String, String> {
         .map_err(|e| format!("bad sender address syntax: {s}: {e}"))
 }
 
-/// Writes a maildrop file and pokes pickup. Returns the maildrop id.
+/// Writes a maildrop file and pokes pickup. Returns the maildrop id, or
+/// an empty string when postdrop wrote the file.
 fn enqueue(main: &Main, drop: &Maildrop) -> Result<String, String> {
-    let queue = Queue::new(settings::Common::new(main).queue_directory);
-    let id = queue.write_maildrop(drop).map_err(|e| format!("cannot write maildrop file: {e}"))?;
+    let common = settings::Common::new(main);
+    let queue = Queue::new(&common.queue_directory);
+    let id = match queue.write_maildrop(drop) {
+        Ok(id) => id,
+        // A system install's maildrop/ (1730, setgid_group) takes files
+        // from the setgid postdrop only.
+        Err(mail_queue::Error::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            return run_postdrop(main, &common.command_directory.join("postdrop"), drop)
+                .map(|()| String::new());
+        }
+        Err(e) => return Err(format!("cannot write maildrop file: {e}")),
+    };
     // The file is in maildrop/ and pickup scans it within a minute, so a
     // failed poke is no failure of sendmail; a master.toml without pickup
     // is worth saying, since then nothing will ever take it.
@@ -364,6 +380,25 @@ fn enqueue(main: &Main, drop: &Maildrop) -> Result<String, String> {
         eprintln!("sendmail: warning: {e}");
     }
     Ok(id.to_string())
+}
+
+/// Hands `drop` to the setgid `postdrop` (which also pokes pickup); its
+/// exit status 0 means the file is on stable storage.
+fn run_postdrop(main: &Main, program: &Path, drop: &Maildrop) -> Result<(), String> {
+    let bytes = mail_queue::maildrop::encode(drop).map_err(|e| e.to_string())?;
+    let mut child = std::process::Command::new(program)
+        .arg("-c")
+        .arg(main.dir())
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot write maildrop/ and cannot run {}: {e}", program.display()))?;
+    let written = child.stdin.take().map(|mut s| s.write_all(&bytes));
+    let status = child.wait().map_err(|e| format!("waiting for {}: {e}", program.display()))?;
+    match (written, status.success()) {
+        (Some(Ok(())), true) => Ok(()),
+        (Some(Err(e)), _) => Err(format!("writing to {}: {e}", program.display())),
+        _ => Err(format!("{} failed ({status})", program.display())),
+    }
 }
 
 /// Why a trigger was not sent.

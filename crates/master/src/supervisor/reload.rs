@@ -28,7 +28,20 @@ impl Master {
         self.top_up(name);
     }
 
+    /// Reloads main.toml and master.toml, telling systemd (RELOADING=1,
+    /// then READY=1 whether or not the new configuration was taken: the
+    /// old one keeps running after a failed reload).
     pub(super) fn reload(&mut self) -> Result<String, String> {
+        crate::notify::reloading();
+        let result = self.apply_reload();
+        crate::notify::ready(match &result {
+            Ok(_) => "configuration reloaded",
+            Err(_) => "reload failed, running the previous configuration",
+        });
+        result
+    }
+
+    fn apply_reload(&mut self) -> Result<String, String> {
         let fail = |e: String| format!("reload failed, keeping the running configuration: {e}");
         let (main, mf) = load(&self.dir).map_err(|e| fail(format!("{e:#}")))?;
         let same_interfaces = settings::Master::new(&main).inet_interfaces

@@ -20,6 +20,7 @@ impl Master {
             return;
         }
         self.announced = true;
+        crate::notify::ready("every service is ready");
         if self.ready_json {
             use std::io::Write;
             let line = serde_json::to_string(&self.report()).unwrap_or_default();
