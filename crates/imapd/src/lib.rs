@@ -59,8 +59,8 @@
 
 mod caps;
 mod fetch;
-mod folders;
 mod fuzz;
+mod list;
 mod login;
 mod mail;
 mod search;

@@ -15,18 +15,18 @@
 
 use std::collections::HashSet;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use imap_codec::imap_types::command::{Command, CommandBody};
 use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox as WireMailbox};
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use imap_codec::imap_types::status::StatusDataItemName;
-use mail_maildir::{FlagOp, Flags, Mailbox, MessageInfo};
+use mail_maildir::{FlagOp, FolderInfo, FolderName, Flags, Mailbox, MessageInfo, Store};
 
 use crate::caps;
 use crate::fetch;
-use crate::folders::{self, Name};
+use crate::list;
 use crate::search;
 use crate::wire::{safe, string};
 
@@ -45,7 +45,7 @@ pub(crate) enum Outcome {
 /// The selected mailbox.
 #[derive(Debug)]
 pub(crate) struct Selected {
-    pub(crate) name: Name,
+    pub(crate) name: FolderName,
     pub(crate) mbox: Mailbox,
     pub(crate) read_only: bool,
     /// UIDs this session is the first to see (in `new/` at SELECT or at
@@ -56,8 +56,11 @@ pub(crate) struct Selected {
 /// One user's session.
 #[derive(Debug)]
 pub(crate) struct Session {
-    root: PathBuf,
+    store: Store,
     special_use: mail_maildir::SpecialUseMap,
+    /// Mailbox names travel in UTF-8 (`ENABLE UTF8=ACCEPT`, IMAP4rev2),
+    /// else in modified UTF-7.
+    utf8: bool,
     pub(crate) selected: Option<Selected>,
     /// Messages fetched and their octets, for the logout line.
     pub(crate) fetched: (u64, u64),
@@ -65,7 +68,13 @@ pub(crate) struct Session {
 
 impl Session {
     pub(crate) fn new(root: PathBuf, special_use: mail_maildir::SpecialUseMap) -> Session {
-        Session { root, special_use, selected: None, fetched: (0, 0) }
+        Session {
+            store: Store::new(&root),
+            special_use,
+            utf8: false,
+            selected: None,
+            fetched: (0, 0),
+        }
     }
 
     /// Answers one command into `out`.
@@ -222,7 +231,7 @@ impl Session {
         let changes = match sel.mbox.refresh() {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!("{}: cannot read the mailbox: {e}", sel.name.display());
+                tracing::warn!("{}: cannot read the mailbox: {e}", sel.name);
                 return;
             }
         };
@@ -262,15 +271,35 @@ impl Session {
         }
     }
 
-    fn resolve(&self, mailbox: &WireMailbox<'_>) -> Result<Name, String> {
+    fn resolve(&self, mailbox: &WireMailbox<'_>) -> Result<FolderName, String> {
         match mailbox {
-            WireMailbox::Inbox => Ok(Name::Inbox),
+            WireMailbox::Inbox => Ok(FolderName::inbox()),
             WireMailbox::Other(o) => {
                 let raw = o.as_ref();
+                // `CREATE a.` names `a` (RFC 3501 §6.3.3).
                 let raw = raw.strip_suffix(b".").unwrap_or(raw);
-                Name::parse(raw).map_err(|e| format!("NO {e}."))
+                std::str::from_utf8(raw)
+                    .ok()
+                    .and_then(|s| FolderName::from_imap(s, self.utf8).ok())
+                    .ok_or_else(|| "NO Invalid mailbox name.".to_string())
             }
         }
+    }
+
+    /// The name as this session writes it on the wire.
+    fn wire_name(&self, name: &FolderName) -> String {
+        name.to_imap(self.utf8)
+    }
+
+    fn exists(&self, name: &FolderName) -> Result<bool, String> {
+        self.store.exists(name).map_err(|e| {
+            tracing::warn!("{name}: {e}");
+            "NO [SERVERBUG] Cannot read the mailbox list.".to_string()
+        })
+    }
+
+    fn no_such(&self, name: &FolderName) -> String {
+        format!("NO [NONEXISTENT] Mailbox doesn't exist: {}", safe(&self.wire_name(name)))
     }
 
     fn select(
@@ -282,14 +311,10 @@ impl Session {
         // A failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1).
         self.selected = None;
         let name = self.resolve(mailbox)?;
-        let dir = name.dir(&self.root);
-        if !folders::exists(&dir) {
-            return Err(format!(
-                "NO [NONEXISTENT] Mailbox doesn't exist: {}",
-                safe(name.display())
-            ));
+        if !self.exists(&name)? {
+            return Err(self.no_such(&name));
         }
-        let mbox = open(&dir)?;
+        let mbox = open(&self.store, &name)?;
         let recent: HashSet<u32> =
             mbox.messages().iter().filter(|m| m.in_new).map(|m| m.uid).collect();
         push(out, &flags_lines(&mbox, read_only));
@@ -310,119 +335,100 @@ impl Session {
 
     fn create(&mut self, mailbox: &WireMailbox<'_>) -> Result<String, String> {
         let name = self.resolve(mailbox)?;
-        let Name::Folder(f) = &name else {
-            return Err("NO [ALREADYEXISTS] Mailbox already exists".into());
-        };
-        if folders::exists(&name.dir(&self.root)) {
-            return Err("NO [ALREADYEXISTS] Mailbox already exists".into());
+        match self.store.create(&name) {
+            Ok(()) => Ok("OK Create completed.".into()),
+            Err(mail_maildir::Error::FolderExists { .. }) => {
+                Err("NO [ALREADYEXISTS] Mailbox already exists".into())
+            }
+            Err(e) => {
+                tracing::warn!("CREATE {name}: {e}");
+                Err("NO [CANNOT] Cannot create the mailbox.".into())
+            }
         }
-        mail_maildir::make_folder(&self.root, f).map_err(|e| {
-            tracing::warn!("CREATE {f}: {e}");
-            "NO [CANNOT] Cannot create the mailbox.".to_string()
-        })?;
-        Ok("OK Create completed.".into())
     }
 
     fn delete(&mut self, mailbox: &WireMailbox<'_>) -> Result<String, String> {
         let name = self.resolve(mailbox)?;
-        let Name::Folder(f) = &name else {
+        if name.is_inbox() {
             return Err("NO [CANNOT] INBOX can't be deleted.".into());
-        };
-        let dir = name.dir(&self.root);
-        if !folders::exists(&dir) {
-            return Err(format!("NO [NONEXISTENT] Mailbox doesn't exist: {}", safe(f)));
         }
         if self.selected.as_ref().is_some_and(|s| s.name == name) {
             return Err("NO [CANNOT] Can't delete the selected mailbox.".into());
         }
-        // Renamed out of the namespace first, so no reader sees half a
-        // folder; a name starting with ".." is never a folder.
-        let trash = self.root.join(format!("..deleted.{}.{f}", std::process::id()));
-        std::fs::rename(&dir, &trash).and_then(|()| std::fs::remove_dir_all(&trash)).map_err(
-            |e| {
-                tracing::warn!("DELETE {f}: {e}");
-                "NO [CANNOT] Cannot delete the mailbox.".to_string()
-            },
-        )?;
-        let _ = folders::subscribe(&self.root, f, false);
+        match self.store.delete(&name) {
+            Ok(()) => {}
+            Err(mail_maildir::Error::NoFolder { .. }) => return Err(self.no_such(&name)),
+            Err(e) => {
+                tracing::warn!("DELETE {name}: {e}");
+                return Err("NO [CANNOT] Cannot delete the mailbox.".into());
+            }
+        }
+        if let Err(e) = self.store.unsubscribe(&name) {
+            tracing::warn!("DELETE {name}: unsubscribe: {e}");
+        }
         Ok("OK Delete completed.".into())
     }
 
     fn rename(&mut self, from: &WireMailbox<'_>, to: &WireMailbox<'_>) -> Result<String, String> {
         let from = self.resolve(from)?;
         let to = self.resolve(to)?;
-        let Name::Folder(t) = &to else {
-            return Err("NO [ALREADYEXISTS] Mailbox already exists".into());
-        };
-        let to_dir = to.dir(&self.root);
-        if folders::exists(&to_dir) {
-            return Err("NO [ALREADYEXISTS] Mailbox already exists".into());
-        }
-        let Name::Folder(f) = &from else {
-            return self.rename_inbox(t);
-        };
-        let from_dir = from.dir(&self.root);
-        if !folders::exists(&from_dir) {
-            return Err(format!("NO [NONEXISTENT] Mailbox doesn't exist: {}", safe(f)));
-        }
-        if t.starts_with(&format!("{f}.")) {
-            return Err("NO [CANNOT] Can't rename a mailbox under itself.".into());
-        }
-        if self.selected.as_ref().is_some_and(|s| s.name == from) {
+        if self.selected.as_ref().is_some_and(|s| s.name == from || s.name.is_below(&from)) {
             self.selected = None;
         }
-        let children: Vec<String> = folders::folders(&self.root)
-            .into_iter()
-            .filter(|c| c.starts_with(&format!("{f}.")))
-            .collect();
-        std::fs::rename(&from_dir, &to_dir).map_err(|e| {
-            tracing::warn!("RENAME {f} {t}: {e}");
-            "NO [CANNOT] Cannot rename the mailbox.".to_string()
-        })?;
-        for c in children {
-            let new = format!("{t}{}", &c[f.len()..]);
-            let (a, b) = (self.root.join(format!(".{c}")), self.root.join(format!(".{new}")));
-            if let Err(e) = std::fs::rename(&a, &b) {
-                tracing::warn!("RENAME {c} {new}: {e}");
+        match self.store.rename(&from, &to) {
+            Ok(()) => Ok("OK Rename completed.".into()),
+            Err(mail_maildir::Error::FolderExists { .. }) => {
+                Err("NO [ALREADYEXISTS] Mailbox already exists".into())
+            }
+            Err(mail_maildir::Error::NoFolder { .. }) => Err(self.no_such(&from)),
+            Err(mail_maildir::Error::NotPermitted { .. }) => {
+                Err("NO [CANNOT] Can't rename a mailbox under itself.".into())
+            }
+            Err(e) => {
+                tracing::warn!("RENAME {from} {to}: {e}");
+                Err("NO [CANNOT] Cannot rename the mailbox.".into())
             }
         }
-        Ok("OK Rename completed.".into())
-    }
-
-    /// RENAME INBOX (RFC 3501 §6.3.5): its messages move to the new
-    /// folder; INBOX stays, empty.
-    fn rename_inbox(&mut self, to: &str) -> Result<String, String> {
-        let dir = mail_maildir::make_folder(&self.root, to).map_err(|e| {
-            tracing::warn!("RENAME INBOX {to}: {e}");
-            "NO [CANNOT] Cannot create the mailbox.".to_string()
-        })?;
-        for sub in ["new", "cur"] {
-            let Ok(rd) = std::fs::read_dir(self.root.join(sub)) else { continue };
-            for e in rd.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_file()) {
-                    let target = dir.join(sub).join(e.file_name());
-                    if let Err(err) = std::fs::rename(e.path(), &target) {
-                        tracing::warn!("RENAME INBOX: {}: {err}", e.path().display());
-                    }
-                }
-            }
-        }
-        Ok("OK Rename completed.".into())
     }
 
     fn subscribe(&mut self, mailbox: &WireMailbox<'_>, on: bool) -> Result<String, String> {
         let name = self.resolve(mailbox)?;
-        if on && !folders::exists(&name.dir(&self.root)) {
-            return Err(format!(
-                "NO [NONEXISTENT] Mailbox doesn't exist: {}",
-                safe(name.display())
-            ));
+        if on && !self.exists(&name)? {
+            return Err(self.no_such(&name));
         }
-        folders::subscribe(&self.root, name.display(), on).map_err(|e| {
-            tracing::warn!("{e}");
+        let done = if on { self.store.subscribe(&name) } else { self.store.unsubscribe(&name) };
+        done.map_err(|e| {
+            tracing::warn!("SUBSCRIBE {name}: {e}");
             "NO [SERVERBUG] Cannot update the subscriptions.".to_string()
         })?;
         Ok(if on { "OK Subscribe completed." } else { "OK Unsubscribe completed." }.into())
+    }
+
+    /// Every folder with its LIST attributes (`\NonExistent \Noselect` for
+    /// a parent that exists only by its children, CHILDREN's and
+    /// SPECIAL-USE's).
+    fn listing(&self) -> Result<Vec<(FolderInfo, Vec<&'static str>)>, String> {
+        let folders = self.store.list().map_err(|e| {
+            tracing::warn!("LIST: {e}");
+            "NO [SERVERBUG] Cannot read the mailbox list.".to_string()
+        })?;
+        Ok(folders
+            .into_iter()
+            .map(|f| {
+                let mut attributes = Vec::new();
+                if !f.selectable {
+                    attributes.push("\\NonExistent");
+                    attributes.push("\\Noselect");
+                }
+                attributes.push(if f.has_children { "\\HasChildren" } else { "\\HasNoChildren" });
+                if f.selectable
+                    && let Some(u) = self.special_use.get(&f.name)
+                {
+                    attributes.push(u.as_imap());
+                }
+                (f, attributes)
+            })
+            .collect())
     }
 
     fn list(
@@ -446,44 +452,34 @@ impl Session {
             return Ok(format!("OK {} completed.", title(verb)));
         }
         let full = format!("{reference}{pattern}");
-        let all = folders::all(&self.root, &self.special_use);
-        let wanted: Vec<folders::Listed> = if lsub {
-            folders::subscriptions(&self.root)
+        let all = self.listing()?;
+        let wanted: Vec<(String, Vec<&'static str>)> = if lsub {
+            let subscribed = self.store.subscriptions().map_err(|e| {
+                tracing::warn!("LSUB: {e}");
+                "NO [SERVERBUG] Cannot read the subscriptions.".to_string()
+            })?;
+            subscribed
                 .into_iter()
                 .map(|n| {
-                    let found = all
-                        .iter()
-                        .find(|l| l.name == n && !l.attributes.contains(&"\\NonExistent"));
-                    folders::Listed {
-                        attributes: match found {
-                            Some(l) => l
-                                .attributes
-                                .iter()
-                                .copied()
-                                .filter(|a| {
-                                    a.starts_with("\\Has")
-                                        || a.starts_with("\\S")
-                                        || a.starts_with("\\D")
-                                        || a.starts_with("\\T")
-                                        || a.starts_with("\\J")
-                                        || a.starts_with("\\A")
-                                })
-                                .collect(),
-                            None => vec!["\\Noselect"],
-                        },
-                        name: n,
-                    }
+                    let found = all.iter().find(|(f, _)| f.name == n && f.selectable);
+                    let attributes = match found {
+                        Some((_, a)) => {
+                            a.iter().copied().filter(|a| *a != "\\NonExistent").collect()
+                        }
+                        None => vec!["\\Noselect"],
+                    };
+                    (self.wire_name(&n), attributes)
                 })
                 .collect()
         } else {
-            all
+            all.into_iter().map(|(f, a)| (self.wire_name(&f.name), a)).collect()
         };
-        for l in wanted {
-            if !folders::matches(&full, &l.name) {
+        for (name, attributes) in wanted {
+            if !list::matches(&full, &name) {
                 continue;
             }
-            let mut line = format!("* {verb} ({}) \".\" ", l.attributes.join(" ")).into_bytes();
-            string(&mut line, l.name.as_bytes());
+            let mut line = format!("* {verb} ({}) \".\" ", attributes.join(" ")).into_bytes();
+            string(&mut line, name.as_bytes());
             line.extend_from_slice(b"\r\n");
             out.extend_from_slice(&line);
         }
@@ -497,18 +493,14 @@ impl Session {
         out: &mut Vec<u8>,
     ) -> Result<String, String> {
         let name = self.resolve(mailbox)?;
-        let dir = name.dir(&self.root);
-        if !folders::exists(&dir) {
-            return Err(format!(
-                "NO [NONEXISTENT] Mailbox doesn't exist: {}",
-                safe(name.display())
-            ));
+        if !self.exists(&name)? {
+            return Err(self.no_such(&name));
         }
         let opened;
         let (mbox, recent) = match self.selected.as_ref() {
             Some(s) if s.name == name => (&s.mbox, s.recent.len()),
             _ => {
-                opened = open(&dir)?;
+                opened = open(&self.store, &name)?;
                 let r = opened.messages().iter().filter(|m| m.in_new).count();
                 (&opened, r)
             }
@@ -536,7 +528,7 @@ impl Session {
             });
         }
         let mut line = b"* STATUS ".to_vec();
-        string(&mut line, name.display().as_bytes());
+        string(&mut line, self.wire_name(&name).as_bytes());
         line.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
         out.extend_from_slice(&line);
         Ok("OK Status completed.".into())
@@ -550,22 +542,23 @@ impl Session {
         message: &[u8],
     ) -> Result<String, String> {
         let name = self.resolve(mailbox)?;
-        let dir = name.dir(&self.root);
-        if !folders::exists(&dir) {
-            return Err(format!("NO [TRYCREATE] Mailbox doesn't exist: {}", safe(name.display())));
+        if !self.exists(&name)? {
+            return Err(format!(
+                "NO [TRYCREATE] Mailbox doesn't exist: {}",
+                safe(&self.wire_name(&name))
+            ));
         }
         if message.is_empty() {
             return Err("NO Can't save a zero byte message.".into());
         }
-        let mut dest = open(&dir)?;
+        let mut dest = open(&self.store, &name)?;
         let flags = parse_flags(&mut dest, flags)?;
         let uid = dest.append(message, flags, date).map_err(|e| {
-            tracing::warn!("APPEND {}: {e}", name.display());
+            tracing::warn!("APPEND {name}: {e}");
             "NO [SERVERBUG] Cannot save the message.".to_string()
         })?;
         Ok(format!("OK [APPENDUID {} {uid}] Append completed.", dest.uid_validity()))
     }
-
     fn expunge(&mut self, set: Option<&SequenceSet>, out: &mut Vec<u8>) -> Result<String, String> {
         let Some(sel) = self.selected.as_mut() else {
             return Err("BAD No mailbox selected.".into());
@@ -655,16 +648,18 @@ impl Session {
         if moving && sel.read_only {
             return Err("NO [READ-ONLY] Mailbox is read-only.".into());
         }
-        let dir = dest.dir(&self.root);
-        if !folders::exists(&dir) {
-            return Err(format!("NO [TRYCREATE] Mailbox doesn't exist: {}", safe(dest.display())));
+        if !self.exists(&dest)? {
+            return Err(format!(
+                "NO [TRYCREATE] Mailbox doesn't exist: {}",
+                safe(&self.wire_name(&dest))
+            ));
         }
         let uids: Vec<u32> =
             indices(&sel.mbox, set, uid)?.into_iter().map(|i| sel.mbox.messages()[i].uid).collect();
-        let mut dest_box = open(&dir)?;
+        let mut dest_box = open(&self.store, &dest)?;
         let validity = dest_box.uid_validity();
         let pairs = sel.mbox.copy(&uids, &mut dest_box).map_err(|e| {
-            tracing::warn!("COPY to {}: {e}", dest.display());
+            tracing::warn!("COPY to {dest}: {e}");
             "NO [SERVERBUG] Cannot copy the messages.".to_string()
         })?;
         if pairs.len() != uids.len() {
@@ -710,9 +705,9 @@ pub(crate) fn push(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-fn open(dir: &Path) -> Result<Mailbox, String> {
-    Mailbox::open(dir).map_err(|e| {
-        tracing::warn!("cannot open {}: {e}", dir.display());
+fn open(store: &Store, name: &FolderName) -> Result<Mailbox, String> {
+    store.open(name).map_err(|e| {
+        tracing::warn!("cannot open {name}: {e}");
         if e.is_transient() {
             "NO [INUSE] Mailbox is busy, try again later.".to_string()
         } else {
