@@ -80,3 +80,135 @@ fn folders_and_subscriptions_other_servers_made() {
     );
     c.ok("a7", "LOGOUT");
 }
+
+#[test]
+fn condstore_and_qresync() {
+    let inst = Instance::start();
+    deliver(&inst, &["m1", "m2", "m3", "m4"]);
+    let addr = inst.addr("imap");
+    let mut a = Client::login(&addr, "suporte", "suporte");
+    assert_eq!(a.ok("a1", "ENABLE CONDSTORE"), "* ENABLED CONDSTORE\r\na1 OK Enabled.");
+    assert_eq!(a.ok("a2", "ENABLE QRESYNC"), "* ENABLED QRESYNC\r\na2 OK Enabled.");
+    let sel = a.ok("a3", "SELECT INBOX");
+    let validity = number_after(&sel, "[UIDVALIDITY");
+    let h = number_after(&sel, "[HIGHESTMODSEQ");
+    assert!(sel.ends_with(&format!(
+        "* OK [UIDNEXT 5] Predicted next UID\r\n\
+         * OK [HIGHESTMODSEQ {h}] Highest\r\n\
+         a3 OK [READ-WRITE] Select completed."
+    )));
+    // STORE reports UID (QRESYNC) and MODSEQ, even when .SILENT.
+    assert_eq!(
+        a.ok("a4", "STORE 1 +FLAGS (\\Seen)"),
+        format!(
+            "* 1 FETCH (UID 1 MODSEQ ({}) FLAGS (\\Seen \\Recent))\r\na4 OK Store completed.",
+            h + 1
+        )
+    );
+    assert_eq!(
+        a.ok("a5", "FETCH 1:2 (FLAGS)"),
+        "* 1 FETCH (FLAGS (\\Seen \\Recent))\r\n* 2 FETCH (FLAGS (\\Recent))\r\na5 OK Fetch completed."
+    );
+    assert_eq!(
+        a.ok("a6", "UID STORE 2 +FLAGS.SILENT (\\Flagged)"),
+        format!("* 2 FETCH (UID 2 MODSEQ ({}))\r\na6 OK Store completed.", h + 2)
+    );
+    assert_eq!(
+        a.ok("a7", &format!("STORE 1:3 (UNCHANGEDSINCE {h}) +FLAGS (\\Answered)")),
+        format!(
+            "* 3 FETCH (UID 3 MODSEQ ({}) FLAGS (\\Answered \\Recent))\r\n\
+             a7 OK [MODIFIED 1:2] Conditional store failed.",
+            h + 3
+        )
+    );
+    assert_eq!(
+        a.ok("a8", &format!("FETCH 1:* (UID) (CHANGEDSINCE {})", h + 1)),
+        format!(
+            "* 2 FETCH (UID 2 MODSEQ ({}))\r\n* 3 FETCH (UID 3 MODSEQ ({}))\r\na8 OK Fetch completed.",
+            h + 2,
+            h + 3
+        )
+    );
+    assert_eq!(
+        a.ok("a9", "FETCH 4 (MODSEQ)"),
+        format!("* 4 FETCH (MODSEQ ({h}))\r\na9 OK Fetch completed.")
+    );
+    assert_eq!(
+        a.ok("a10", &format!("SEARCH MODSEQ {}", h + 2)),
+        format!("* SEARCH 2 3 (MODSEQ {})\r\na10 OK Search completed.", h + 3)
+    );
+    assert_eq!(a.ok("a11", "SEARCH MODSEQ 99999"), "* SEARCH\r\na11 OK Search completed.");
+    assert_eq!(
+        a.ok("a12", "STATUS INBOX (MESSAGES HIGHESTMODSEQ)"),
+        format!(
+            "* STATUS \"INBOX\" (MESSAGES 4 HIGHESTMODSEQ {})\r\na12 OK Status completed.",
+            h + 3
+        )
+    );
+
+    // Another session, without CONDSTORE, expunges message 3 and
+    // changes message 1: A hears VANISHED and FETCH with UID and MODSEQ.
+    let mut b = Client::login(&addr, "suporte", "suporte");
+    assert_eq!(
+        b.run("b1", &format!("SELECT INBOX (QRESYNC ({validity} {h}))")),
+        "b1 BAD QRESYNC isn't enabled."
+    );
+    b.ok("b2", "SELECT INBOX");
+    b.ok("b3", "STORE 3 +FLAGS.SILENT (\\Deleted)");
+    assert_eq!(b.ok("b4", "EXPUNGE"), "* 3 EXPUNGE\r\nb4 OK Expunge completed.");
+    assert_eq!(
+        b.run("b5", &format!("UID FETCH 1:* (FLAGS) (CHANGEDSINCE {h} VANISHED)")),
+        "b5 BAD VANISHED needs UID FETCH, CHANGEDSINCE and ENABLE QRESYNC."
+    );
+    assert_eq!(a.ok("a13", "NOOP"), "* VANISHED 3\r\na13 OK NOOP completed.");
+    b.ok("b6", "STORE 1 -FLAGS.SILENT (\\Seen)");
+    assert_eq!(
+        a.ok("a14", "NOOP"),
+        format!("* 1 FETCH (UID 1 FLAGS (\\Recent) MODSEQ ({}))\r\na14 OK NOOP completed.", h + 6)
+    );
+    b.ok("b7", "LOGOUT");
+    assert_eq!(
+        a.ok("a15", &format!("UID FETCH 1:* (FLAGS) (CHANGEDSINCE {h} VANISHED)")),
+        format!(
+            "* VANISHED (EARLIER) 3\r\n\
+             * 1 FETCH (UID 1 FLAGS (\\Recent) MODSEQ ({}))\r\n\
+             * 2 FETCH (UID 2 FLAGS (\\Flagged \\Recent) MODSEQ ({}))\r\n\
+             a15 OK Fetch completed.",
+            h + 6,
+            h + 2
+        )
+    );
+    // EXPUNGE and CLOSE under QRESYNC: VANISHED, and the modseq reached.
+    a.ok("a16", "STORE 2 +FLAGS.SILENT (\\Deleted)");
+    assert_eq!(
+        a.ok("a17", "EXPUNGE"),
+        format!("* VANISHED 2\r\na17 OK [HIGHESTMODSEQ {}] Expunge completed.", h + 8)
+    );
+    a.ok("a18", "STORE 1 +FLAGS.SILENT (\\Deleted)");
+    assert_eq!(a.ok("a19", "CLOSE"), format!("a19 OK [HIGHESTMODSEQ {}] Close completed.", h + 10));
+    // Resynchronising from the first modseq: three UIDs gone, message 4
+    // unchanged; from below it, message 4's arrival too.
+    let sel = a.ok("a20", &format!("EXAMINE INBOX (QRESYNC ({validity} {h} 1:4))"));
+    assert!(
+        sel.ends_with(&format!(
+            "* OK [HIGHESTMODSEQ {}] Highest\r\n\
+             * VANISHED (EARLIER) 1:3\r\n\
+             a20 OK [READ-ONLY] Examine completed.",
+            h + 10
+        )),
+        "{sel}"
+    );
+    let sel = a.ok("a21", &format!("EXAMINE INBOX (QRESYNC ({validity} {} 2:4))", h - 1));
+    assert!(
+        sel.ends_with(&format!(
+            "* VANISHED (EARLIER) 2:3\r\n\
+             * 1 FETCH (UID 4 FLAGS (\\Recent) MODSEQ ({h}))\r\n\
+             a21 OK [READ-ONLY] Examine completed."
+        )),
+        "{sel}"
+    );
+    // Another UIDVALIDITY: no resynchronisation, a plain SELECT.
+    let sel = a.ok("a22", &format!("SELECT INBOX (QRESYNC ({} {h}))", validity + 1));
+    assert!(sel.ends_with("Highest\r\na22 OK [READ-WRITE] Select completed."), "{sel}");
+    a.ok("a23", "LOGOUT");
+}

@@ -20,7 +20,7 @@ pub(crate) fn after_login() -> &'static str {
 }
 
 const AFTER_LOGIN: &str = "IMAP4rev1 SASL-IR ID ENABLE IDLE LITERAL+ NAMESPACE UNSELECT \
-UIDPLUS MOVE CHILDREN SPECIAL-USE BINARY SORT THREAD=REFERENCES THREAD=ORDEREDSUBJECT";
+UIDPLUS MOVE CHILDREN SPECIAL-USE BINARY SORT THREAD=REFERENCES THREAD=ORDEREDSUBJECT CONDSTORE QRESYNC";
 
 /// The ID response (RFC 2971): the name only, no version to fingerprint.
 pub(crate) const ID_RESPONSE: &[u8] = b"* ID (\"name\" \"Postern\")\r\n";

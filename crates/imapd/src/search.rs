@@ -25,7 +25,7 @@ use imap_message::sort::{SortFacts, SortItem};
 use mail_maildir::{Flags, MessageInfo};
 
 use crate::fetch::crlf;
-use crate::session::{Selected, push, read_message};
+use crate::session::{Selected, position, push, read_message};
 
 /// Answers a SEARCH into `out`.
 pub(crate) fn search(
@@ -37,9 +37,22 @@ pub(crate) fn search(
 ) -> Result<String, String> {
     let hits = matching(sel, charset, criteria, uid)?;
     let mut line = String::from("* SEARCH");
-    for h in hits {
+    for h in &hits {
         line.push(' ');
         line.push_str(&h.to_string());
+    }
+    // RFC 7162 §3.1.5: with a MODSEQ key, the highest modseq of the
+    // messages found (nothing when none are).
+    if criteria.as_ref().iter().any(uses_modseq) {
+        let msgs = sel.mbox.messages();
+        let highest = hits
+            .iter()
+            .filter_map(|h| if uid { position(&sel.mbox, *h) } else { Some(*h as usize - 1) })
+            .filter_map(|i| msgs.get(i).map(|m| m.modseq))
+            .max();
+        if let Some(m) = highest {
+            line.push_str(&format!(" (MODSEQ {m})"));
+        }
     }
     line.push_str("\r\n");
     push(out, &line);
@@ -78,6 +91,23 @@ pub(crate) fn thread(
     };
     out.extend_from_slice(&encode(Data::Thread(threads)));
     Ok("OK Thread completed.".into())
+}
+
+/// Whether a search key (or one inside it) is MODSEQ.
+pub(crate) fn uses_modseq(key: &SearchKey<'_>) -> bool {
+    fn go(key: &SearchKey<'_>, depth: usize) -> bool {
+        if depth > msearch::MAX_SEARCH_DEPTH {
+            return false;
+        }
+        match key {
+            SearchKey::ModSequence { .. } => true,
+            SearchKey::Not(k) => go(k, depth + 1),
+            SearchKey::Or(a, b) => go(a, depth + 1) || go(b, depth + 1),
+            SearchKey::And(v) => v.as_ref().iter().any(|k| go(k, depth + 1)),
+            _ => false,
+        }
+    }
+    go(key, 0)
 }
 
 fn encode(data: Data<'_>) -> Vec<u8> {
@@ -194,7 +224,7 @@ impl SearchContext for Ctx<'_> {
         u32::try_from(self.m.size).unwrap_or(u32::MAX)
     }
     fn modseq(&self) -> u64 {
-        0
+        self.m.modseq
     }
     fn now(&self) -> DateTime<FixedOffset> {
         self.now

@@ -17,12 +17,15 @@ use std::collections::HashSet;
 use std::io::Read;
 use std::path::PathBuf;
 
-use imap_codec::imap_types::command::{Command, CommandBody};
+use imap_codec::imap_types::command::{
+    Command, CommandBody, FetchModifier, SelectParameter, StoreModifier,
+};
+use imap_codec::imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItemName};
 use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox as WireMailbox};
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use imap_codec::imap_types::status::StatusDataItemName;
-use mail_maildir::{FlagOp, FolderInfo, FolderName, Flags, Mailbox, MessageInfo, Store};
+use mail_maildir::{FlagOp, Flags, FolderInfo, FolderName, Mailbox, MessageInfo, Store};
 
 use crate::caps;
 use crate::fetch;
@@ -61,6 +64,15 @@ pub(crate) struct Session {
     /// Mailbox names travel in UTF-8 (`ENABLE UTF8=ACCEPT`, IMAP4rev2),
     /// else in modified UTF-7.
     utf8: bool,
+    /// CONDSTORE is on (RFC 7162 §3.1: ENABLE, or a command that uses
+    /// it): HIGHESTMODSEQ at SELECT, MODSEQ in unsolicited FETCHes.
+    condstore: bool,
+    /// QRESYNC is enabled (RFC 7162 §3.2.3): VANISHED replaces EXPUNGE
+    /// and unsolicited FETCHes carry the UID.
+    qresync: bool,
+    /// The tagged OK of this command carries the selected mailbox's
+    /// HIGHESTMODSEQ as it is after the sync (EXPUNGE under QRESYNC).
+    highest_after_sync: bool,
     pub(crate) selected: Option<Selected>,
     /// Messages fetched and their octets, for the logout line.
     pub(crate) fetched: (u64, u64),
@@ -72,6 +84,9 @@ impl Session {
             store: Store::new(&root),
             special_use,
             utf8: false,
+            condstore: false,
+            qresync: false,
+            highest_after_sync: false,
             selected: None,
             fetched: (0, 0),
         }
@@ -98,10 +113,23 @@ impl Session {
                 out.extend_from_slice(caps::ID_RESPONSE);
                 Ok("OK ID completed.".into())
             }
-            CommandBody::Enable { .. } => {
-                // Nothing imapd offers needs enabling yet (no CONDSTORE,
-                // UTF8=ACCEPT or IMAP4rev2): the list is empty.
-                push(out, "* ENABLED\r\n");
+            CommandBody::Enable { capabilities } => {
+                // Listed as asked, as Dovecot does (again if already on).
+                let mut enabled = String::new();
+                for c in capabilities.as_ref() {
+                    let name = c.to_string().to_ascii_uppercase();
+                    match name.as_str() {
+                        "CONDSTORE" => self.condstore = true,
+                        "QRESYNC" => {
+                            self.condstore = true;
+                            self.qresync = true;
+                        }
+                        _ => continue,
+                    }
+                    enabled.push(' ');
+                    enabled.push_str(&name);
+                }
+                push(out, &format!("* ENABLED{enabled}\r\n"));
                 Ok("OK Enabled.".into())
             }
             CommandBody::Namespace => {
@@ -112,8 +140,12 @@ impl Session {
             CommandBody::Login { .. } | CommandBody::Authenticate { .. } => {
                 Err("BAD Already logged in.".into())
             }
-            CommandBody::Select { mailbox, .. } => self.select(&mailbox, false, out),
-            CommandBody::Examine { mailbox, .. } => self.select(&mailbox, true, out),
+            CommandBody::Select { mailbox, parameters } => {
+                self.select(&mailbox, &parameters, false, out)
+            }
+            CommandBody::Examine { mailbox, parameters } => {
+                self.select(&mailbox, &parameters, true, out)
+            }
             CommandBody::Create { mailbox } => self.create(&mailbox),
             CommandBody::Delete { mailbox } => self.delete(&mailbox),
             CommandBody::Rename { from, to } => self.rename(&from, &to),
@@ -148,35 +180,39 @@ impl Session {
             },
             CommandBody::Close => match self.selected.take() {
                 Some(mut s) => {
+                    let mut expunged = false;
                     if !s.read_only {
                         let deleted = deleted_uids(&s.mbox, None);
-                        if let Err(e) = s.mbox.expunge(&deleted) {
-                            tracing::warn!("CLOSE: expunge: {e}");
+                        match s.mbox.expunge(&deleted) {
+                            Ok(gone) => expunged = !gone.is_empty(),
+                            Err(e) => tracing::warn!("CLOSE: expunge: {e}"),
                         }
                     }
-                    Ok("OK Close completed.".into())
+                    // No VANISHED follows a CLOSE: under QRESYNC the
+                    // client learns the modseq its expunges reached.
+                    if expunged && self.qresync && s.mbox.refresh().is_ok() {
+                        Ok(format!(
+                            "OK [HIGHESTMODSEQ {}] Close completed.",
+                            s.mbox.highest_modseq()
+                        ))
+                    } else {
+                        Ok("OK Close completed.".into())
+                    }
                 }
                 None => Err("BAD No mailbox selected.".into()),
             },
             CommandBody::Expunge => self.expunge(None, out),
             CommandBody::ExpungeUid { sequence_set } => self.expunge(Some(&sequence_set), out),
-            CommandBody::Fetch { sequence_set, macro_or_item_names, uid, .. } => {
+            CommandBody::Fetch { sequence_set, macro_or_item_names, uid, modifiers } => {
                 expunge_ok = uid;
-                match self.selected.as_mut() {
-                    None => Err("BAD No mailbox selected.".into()),
-                    Some(sel) => fetch::fetch(
-                        sel,
-                        &sequence_set,
-                        &macro_or_item_names,
-                        uid,
-                        out,
-                        &mut self.fetched,
-                    ),
-                }
+                self.fetch(&sequence_set, &macro_or_item_names, uid, &modifiers, out)
             }
-            CommandBody::Store { sequence_set, kind, response, flags, uid, .. } => {
+            CommandBody::Store { sequence_set, kind, response, flags, uid, modifiers } => {
                 expunge_ok = uid;
-                self.store(&sequence_set, kind, response, &flags, uid, out)
+                let since = modifiers.iter().find_map(|m| match m {
+                    StoreModifier::UnchangedSince(n) => Some(*n),
+                });
+                self.store(&sequence_set, kind, response, &flags, uid, since, out)
             }
             CommandBody::Copy { sequence_set, mailbox, uid } => {
                 self.copy(&sequence_set, &mailbox, uid, false, out)
@@ -188,7 +224,12 @@ impl Session {
                 expunge_ok = uid;
                 match self.selected.as_ref() {
                     None => Err("BAD No mailbox selected.".into()),
-                    Some(sel) => search::search(sel, charset.as_ref(), &criteria, uid, out),
+                    Some(sel) => {
+                        if criteria.as_ref().iter().any(search::uses_modseq) {
+                            self.condstore = true;
+                        }
+                        search::search(sel, charset.as_ref(), &criteria, uid, out)
+                    }
                 }
             }
             CommandBody::Sort { sort_criteria, charset, search_criteria, uid } => {
@@ -213,6 +254,18 @@ impl Session {
         };
         // Untagged news before the tagged reply (RFC 3501 §7).
         self.sync(out, expunge_ok);
+        let result = match result {
+            Ok(text) if std::mem::take(&mut self.highest_after_sync) => {
+                match (self.selected.as_ref(), text.strip_prefix("OK ")) {
+                    (Some(sel), Some(rest)) => {
+                        Ok(format!("OK [HIGHESTMODSEQ {}] {rest}", sel.mbox.highest_modseq()))
+                    }
+                    _ => Ok(text),
+                }
+            }
+            other => other,
+        };
+        self.highest_after_sync = false;
         match result {
             Ok(text) | Err(text) => push(out, &format!("{} {text}\r\n", safe(&tag))),
         }
@@ -241,23 +294,26 @@ impl Session {
             push(out, "* BYE The mailbox was rebuilt; please reconnect.\r\n");
         }
         let gone: HashSet<u32> = changes.vanished.iter().copied().collect();
-        for (i, uid) in before.iter().enumerate().rev() {
-            if gone.contains(uid) {
-                push(out, &format!("* {} EXPUNGE\r\n", i + 1));
-                sel.recent.remove(uid);
-            }
-        }
+        report_expunged(sel, &before, &gone, self.qresync, out);
         for uid in &changes.flags_changed {
             if let Some(i) = position(&sel.mbox, *uid) {
                 let m = &sel.mbox.messages()[i];
-                push(
-                    out,
-                    &format!(
-                        "* {} FETCH (FLAGS {})\r\n",
+                let flags = flag_list(&sel.mbox, m, &sel.recent);
+                // RFC 7162 §3.1.4.1 and §3.2.4: the modseq once CONDSTORE
+                // is on, the UID once QRESYNC is.
+                let line = match (self.condstore, self.qresync) {
+                    (_, true) => format!(
+                        "* {} FETCH (UID {} FLAGS {flags} MODSEQ ({}))\r\n",
                         i + 1,
-                        flag_list(&sel.mbox, m, &sel.recent)
+                        m.uid,
+                        m.modseq
                     ),
-                );
+                    (true, false) => {
+                        format!("* {} FETCH (FLAGS {flags} MODSEQ ({}))\r\n", i + 1, m.modseq)
+                    }
+                    _ => format!("* {} FETCH (FLAGS {flags})\r\n", i + 1),
+                };
+                push(out, &line);
             }
         }
         if !changes.added.is_empty() {
@@ -305,11 +361,28 @@ impl Session {
     fn select(
         &mut self,
         mailbox: &WireMailbox<'_>,
+        parameters: &[SelectParameter],
         read_only: bool,
         out: &mut Vec<u8>,
     ) -> Result<String, String> {
         // A failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1).
         self.selected = None;
+        let mut resync = None;
+        for p in parameters {
+            match p {
+                SelectParameter::CondStore => self.condstore = true,
+                SelectParameter::QResync { .. } if !self.qresync => {
+                    return Err("BAD QRESYNC isn't enabled.".into());
+                }
+                SelectParameter::QResync {
+                    uid_validity, mod_sequence_value, known_uids, ..
+                } => {
+                    // seq-match-data only helps a server whose expunge
+                    // memory is short; ours answers without it.
+                    resync = Some((uid_validity.get(), mod_sequence_value.get(), known_uids));
+                }
+            }
+        }
         let name = self.resolve(mailbox)?;
         if !self.exists(&name)? {
             return Err(self.no_such(&name));
@@ -325,6 +398,39 @@ impl Session {
         }
         push(out, &format!("* OK [UIDVALIDITY {}] UIDs valid\r\n", mbox.uid_validity()));
         push(out, &format!("* OK [UIDNEXT {}] Predicted next UID\r\n", mbox.uid_next()));
+        if self.condstore {
+            push(out, &format!("* OK [HIGHESTMODSEQ {}] Highest\r\n", mbox.highest_modseq()));
+        }
+        // QRESYNC (RFC 7162 §3.2.5): what the client missed since its
+        // modseq, if its UIDs are still valid.
+        if let Some((validity, since, known)) = resync
+            && validity == mbox.uid_validity()
+        {
+            let star = mbox.uid_next().saturating_sub(1).max(1);
+            let known = known.as_ref().map(|k| set_ranges(k, star));
+            let mut vanished = mbox.vanished_since(since);
+            if let Some(k) = &known {
+                vanished = intersect(&vanished, k);
+            }
+            if !vanished.is_empty() {
+                push(out, &format!("* VANISHED (EARLIER) {}\r\n", format_ranges(&vanished)));
+            }
+            for (i, m) in mbox.messages().iter().enumerate() {
+                if m.modseq <= since || known.as_ref().is_some_and(|k| !in_ranges(k, m.uid)) {
+                    continue;
+                }
+                push(
+                    out,
+                    &format!(
+                        "* {} FETCH (UID {} FLAGS {} MODSEQ ({}))\r\n",
+                        i + 1,
+                        m.uid,
+                        flag_list(&mbox, m, &recent),
+                        m.modseq
+                    ),
+                );
+            }
+        }
         self.selected = Some(Selected { name, mbox, read_only, recent });
         Ok(if read_only {
             "OK [READ-ONLY] Examine completed.".into()
@@ -506,6 +612,8 @@ impl Session {
             }
         };
         let msgs = mbox.messages();
+        // STATUS HIGHESTMODSEQ turns CONDSTORE on (RFC 7162 §3.1).
+        let enables = items.contains(&StatusDataItemName::HighestModSeq);
         let mut parts = Vec::new();
         for item in items {
             parts.push(match item {
@@ -524,6 +632,9 @@ impl Session {
                 StatusDataItemName::Size => {
                     format!("SIZE {}", msgs.iter().map(|m| m.size).sum::<u64>())
                 }
+                StatusDataItemName::HighestModSeq => {
+                    format!("HIGHESTMODSEQ {}", mbox.highest_modseq())
+                }
                 _ => return Err("BAD Unsupported STATUS item.".into()),
             });
         }
@@ -531,6 +642,7 @@ impl Session {
         string(&mut line, self.wire_name(&name).as_bytes());
         line.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
         out.extend_from_slice(&line);
+        self.condstore |= enables;
         Ok("OK Status completed.".into())
     }
 
@@ -577,13 +689,51 @@ impl Session {
                 return Err("NO [SERVERBUG] Cannot expunge.".into());
             }
         };
-        for (i, uid) in before.iter().enumerate().rev() {
-            if removed.contains(uid) {
-                push(out, &format!("* {} EXPUNGE\r\n", i + 1));
-                sel.recent.remove(uid);
+        report_expunged(sel, &before, &removed, self.qresync, out);
+        // As Dovecot: the client's new modseq, since VANISHED carries none.
+        self.highest_after_sync = self.qresync;
+        Ok("OK Expunge completed.".into())
+    }
+
+    fn fetch(
+        &mut self,
+        set: &SequenceSet,
+        items: &MacroOrMessageDataItemNames<'_>,
+        uid: bool,
+        modifiers: &[FetchModifier],
+        out: &mut Vec<u8>,
+    ) -> Result<String, String> {
+        let Some(sel) = self.selected.as_mut() else {
+            return Err("BAD No mailbox selected.".into());
+        };
+        let mut since = None;
+        let mut vanished = false;
+        for m in modifiers {
+            match m {
+                FetchModifier::ChangedSince(n) => since = Some(n.get()),
+                FetchModifier::Vanished => vanished = true,
             }
         }
-        Ok("OK Expunge completed.".into())
+        if vanished && !(uid && self.qresync && since.is_some()) {
+            // RFC 7162 §3.2.6: UID FETCH only, with CHANGEDSINCE, once
+            // QRESYNC is enabled.
+            return Err("BAD VANISHED needs UID FETCH, CHANGEDSINCE and ENABLE QRESYNC.".into());
+        }
+        let wants_modseq = match items {
+            MacroOrMessageDataItemNames::MessageDataItemNames(v) => {
+                v.contains(&MessageDataItemName::ModSeq)
+            }
+            MacroOrMessageDataItemNames::Macro(_) => false,
+        };
+        self.condstore |= since.is_some() || wants_modseq;
+        if vanished && let Some(n) = since {
+            let star = sel.mbox.uid_next().saturating_sub(1).max(1);
+            let gone = intersect(&sel.mbox.vanished_since(n), &set_ranges(set, star));
+            if !gone.is_empty() {
+                push(out, &format!("* VANISHED (EARLIER) {}\r\n", format_ranges(&gone)));
+            }
+        }
+        fetch::fetch(sel, set, items, uid, since, out, &mut self.fetched)
     }
 
     fn store(
@@ -593,6 +743,7 @@ impl Session {
         response: StoreResponse,
         flags: &[Flag<'_>],
         uid: bool,
+        unchanged_since: Option<u64>,
         out: &mut Vec<u8>,
     ) -> Result<String, String> {
         let Some(sel) = self.selected.as_mut() else {
@@ -601,6 +752,7 @@ impl Session {
         if sel.read_only {
             return Err("NO [READ-ONLY] Mailbox is read-only.".into());
         }
+        self.condstore |= unchanged_since.is_some();
         let known = sel.mbox.keywords().all().count();
         let given = parse_flags(&mut sel.mbox, flags)?;
         if sel.mbox.keywords().all().count() != known {
@@ -614,21 +766,48 @@ impl Session {
             StoreType::Add => FlagOp::Add,
             StoreType::Remove => FlagOp::Remove,
         };
-        let stored = sel.mbox.store(&uids, op, given, None).map_err(|e| {
+        let stored = sel.mbox.store(&uids, op, given, unchanged_since).map_err(|e| {
             tracing::warn!("STORE: {e}");
             "NO [SERVERBUG] Cannot store the flags.".to_string()
         })?;
-        if response == StoreResponse::Answer {
-            for s in &stored.updated {
-                let Some(i) = position(&sel.mbox, s.uid) else { continue };
-                let m = &sel.mbox.messages()[i];
-                let uid_part = if uid { format!("UID {} ", s.uid) } else { String::new() };
-                let list = flag_list(&sel.mbox, m, &sel.recent);
-                push(out, &format!("* {} FETCH ({uid_part}FLAGS {list})\r\n", i + 1));
+        let silent = response != StoreResponse::Answer;
+        for s in &stored.updated {
+            let Some(i) = position(&sel.mbox, s.uid) else { continue };
+            // With CONDSTORE even .SILENT reports a new modseq (RFC 7162
+            // §3.1.3); Dovecot's order: UID, MODSEQ, FLAGS.
+            if silent && !(self.condstore && s.changed) {
+                continue;
             }
+            let m = &sel.mbox.messages()[i];
+            let mut items = Vec::new();
+            if uid || self.qresync {
+                items.push(format!("UID {}", s.uid));
+            }
+            if self.condstore {
+                items.push(format!("MODSEQ ({})", s.modseq));
+            }
+            if !silent {
+                items.push(format!("FLAGS {}", flag_list(&sel.mbox, m, &sel.recent)));
+            }
+            push(out, &format!("* {} FETCH ({})\r\n", i + 1, items.join(" ")));
         }
         if !stored.gone.is_empty() {
             return Err("NO [EXPUNGEISSUED] Some of the requested messages no longer exist.".into());
+        }
+        if !stored.modified.is_empty() {
+            let ids: Vec<u32> = if uid {
+                stored.modified.clone()
+            } else {
+                stored
+                    .modified
+                    .iter()
+                    .filter_map(|u| position(&sel.mbox, *u).map(|i| i as u32 + 1))
+                    .collect()
+            };
+            return Ok(format!(
+                "OK [MODIFIED {}] Conditional store failed.",
+                format_ranges(&mail_maildir::uidlist::to_ranges(ids))
+            ));
         }
         Ok("OK Store completed.".into())
     }
@@ -687,14 +866,90 @@ impl Session {
                 HashSet::new()
             }
         };
-        for (i, u) in before.iter().enumerate().rev() {
-            if removed.contains(u) {
-                push(out, &format!("* {} EXPUNGE\r\n", i + 1));
-                sel.recent.remove(u);
-            }
-        }
+        report_expunged(sel, &before, &removed, self.qresync, out);
         Ok("OK Move completed.".into())
     }
+}
+
+/// Reports this session's or another's expunges of the UIDs in `gone`
+/// (`before` is the snapshot the client knows): EXPUNGE per message,
+/// highest number first, or one VANISHED under QRESYNC (RFC 7162 §3.2.10).
+fn report_expunged(
+    sel: &mut Selected,
+    before: &[u32],
+    gone: &HashSet<u32>,
+    qresync: bool,
+    out: &mut Vec<u8>,
+) {
+    let mut uids = Vec::new();
+    for (i, uid) in before.iter().enumerate().rev() {
+        if gone.contains(uid) {
+            if !qresync {
+                push(out, &format!("* {} EXPUNGE\r\n", i + 1));
+            }
+            sel.recent.remove(uid);
+            uids.push(*uid);
+        }
+    }
+    if qresync && !uids.is_empty() {
+        let ranges = mail_maildir::uidlist::to_ranges(uids);
+        push(out, &format!("* VANISHED {}\r\n", format_ranges(&ranges)));
+    }
+}
+
+/// A sequence set as ascending disjoint ranges, `*` being `star`.
+fn set_ranges(set: &SequenceSet, star: u32) -> Vec<(u32, u32)> {
+    let value = |s: &SeqOrUid| match s {
+        SeqOrUid::Value(v) => v.get(),
+        SeqOrUid::Asterisk => star,
+    };
+    let mut v: Vec<(u32, u32)> = set
+        .0
+        .as_ref()
+        .iter()
+        .map(|seq| match seq {
+            Sequence::Single(s) => (value(s), value(s)),
+            Sequence::Range(a, b) => (value(a).min(value(b)), value(a).max(value(b))),
+        })
+        .collect();
+    v.sort_unstable();
+    let mut out: Vec<(u32, u32)> = Vec::with_capacity(v.len());
+    for (lo, hi) in v {
+        match out.last_mut() {
+            Some((_, h)) if lo <= h.saturating_add(1) => *h = (*h).max(hi),
+            _ => out.push((lo, hi)),
+        }
+    }
+    out
+}
+
+/// Whether `v` is in ascending disjoint `ranges`.
+fn in_ranges(ranges: &[(u32, u32)], v: u32) -> bool {
+    let i = ranges.partition_point(|(_, hi)| *hi < v);
+    ranges.get(i).is_some_and(|(lo, _)| *lo <= v)
+}
+
+/// The common part of two ascending disjoint range lists.
+fn intersect(a: &[(u32, u32)], b: &[(u32, u32)]) -> Vec<(u32, u32)> {
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < a.len() && j < b.len() {
+        let lo = a[i].0.max(b[j].0);
+        let hi = a[i].1.min(b[j].1);
+        if lo <= hi {
+            out.push((lo, hi));
+        }
+        if a[i].1 < b[j].1 { i += 1 } else { j += 1 }
+    }
+    out
+}
+
+/// Ranges as IMAP writes a set: `1:3,7`.
+pub(crate) fn format_ranges(ranges: &[(u32, u32)]) -> String {
+    let parts: Vec<String> = ranges
+        .iter()
+        .map(|(a, b)| if a == b { a.to_string() } else { format!("{a}:{b}") })
+        .collect();
+    parts.join(",")
 }
 
 fn title(verb: &str) -> &'static str {
