@@ -212,3 +212,104 @@ fn condstore_and_qresync() {
     assert!(sel.ends_with("Highest\r\na22 OK [READ-WRITE] Select completed."), "{sel}");
     a.ok("a23", "LOGOUT");
 }
+
+#[test]
+fn imap4rev2_esearch_searchres_and_utf8_names() {
+    let inst = Instance::start();
+    deliver(&inst, &["m1", "m2", "m3", "m4"]);
+    let addr = inst.addr("imap");
+    let mut c = Client::login(&addr, "suporte", "suporte");
+    assert_eq!(c.ok("a1", "ENABLE IMAP4rev2"), "* ENABLED IMAP4rev2\r\na1 OK Enabled.");
+    // No RECENT, no UNSEEN, no \Recent (RFC 9051).
+    let sel = c.ok("a2", "SELECT INBOX");
+    let validity = number_after(&sel, "[UIDVALIDITY");
+    assert_eq!(
+        sel,
+        format!(
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n\
+             * OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted.\r\n\
+             * 4 EXISTS\r\n\
+             * OK [UIDVALIDITY {validity}] UIDs valid\r\n\
+             * OK [UIDNEXT 5] Predicted next UID\r\n\
+             a2 OK [READ-WRITE] Select completed."
+        )
+    );
+    assert_eq!(c.ok("a3", "FETCH 1 FLAGS"), "* 1 FETCH (FLAGS ())\r\na3 OK Fetch completed.");
+    // SEARCH answers ESEARCH.
+    assert_eq!(
+        c.ok("a4", "SEARCH ALL"),
+        "* ESEARCH (TAG \"a4\") ALL 1:4\r\na4 OK Search completed."
+    );
+    assert_eq!(
+        c.ok("a5", "UID SEARCH SUBJECT nothing"),
+        "* ESEARCH (TAG \"a5\") UID\r\na5 OK Search completed."
+    );
+    assert_eq!(
+        c.ok("a6", "SEARCH RETURN (MIN MAX COUNT ALL) 2:4"),
+        "* ESEARCH (TAG \"a6\") MIN 2 MAX 4 ALL 2:4 COUNT 3\r\na6 OK Search completed."
+    );
+    assert_eq!(
+        c.ok("a7", "SEARCH RETURN (MIN MAX ALL COUNT) SUBJECT nothing"),
+        "* ESEARCH (TAG \"a7\") COUNT 0\r\na7 OK Search completed."
+    );
+    // SAVE (RFC 5182): nothing said, `$` remembered.
+    assert_eq!(c.ok("a8", "SEARCH RETURN (SAVE) 2:3"), "a8 OK Search completed.");
+    assert_eq!(
+        c.ok("a9", "FETCH $ (UID)"),
+        "* 2 FETCH (UID 2)\r\n* 3 FETCH (UID 3)\r\na9 OK Fetch completed."
+    );
+    assert_eq!(
+        c.ok("a10", "SEARCH $ SUBJECT m3"),
+        "* ESEARCH (TAG \"a10\") ALL 3\r\na10 OK Search completed."
+    );
+    assert_eq!(
+        c.ok("a11", "SEARCH RETURN (SAVE MIN) 2:3"),
+        "* ESEARCH (TAG \"a11\") MIN 2\r\na11 OK Search completed."
+    );
+    assert_eq!(c.ok("a12", "UID FETCH $ (UID)"), "* 2 FETCH (UID 2)\r\na12 OK Fetch completed.");
+    assert_eq!(c.ok("a13", "SEARCH RETURN (SAVE) SUBJECT nothing"), "a13 OK Search completed.");
+    assert_eq!(c.ok("a14", "STORE $ +FLAGS (\\Seen)"), "a14 OK Store completed.");
+    assert_eq!(
+        c.run("a15", "SEARCH RETURN (BOGUS) ALL"),
+        "a15 BAD Error in IMAP command SEARCH: Unknown SEARCH return option"
+    );
+    // SEARCH MODSEQ turns CONDSTORE on: HIGHESTMODSEQ first.
+    let r = c.ok("a16", "SEARCH RETURN (ALL) MODSEQ 1");
+    let h = number_after(&r, "[HIGHESTMODSEQ");
+    assert_eq!(
+        r,
+        format!(
+            "* OK [HIGHESTMODSEQ {h}] Highest\r\n\
+             * ESEARCH (TAG \"a16\") ALL 1:4 MODSEQ {h}\r\na16 OK Search completed."
+        )
+    );
+    // UTF-8 names on the wire, modified UTF-7 on disk.
+    c.ok("a17", "CREATE \"Itens Excluídos\"");
+    assert!(inst.maildir("suporte").join(".Itens Exclu&AO0-dos/cur").is_dir());
+    assert_eq!(
+        c.ok("a18", "LIST \"\" \"Itens*\""),
+        "* LIST (\\HasNoChildren) \".\" \"Itens Excluídos\"\r\na18 OK List completed."
+    );
+    let sel = c.ok("a19", "SELECT \"Itens Excluídos\"");
+    assert!(sel.starts_with("* OK [CLOSED] Previous mailbox closed.\r\n"), "{sel}");
+    c.ok("a20", "LOGOUT");
+
+    // IMAP4rev1 with UTF8=ACCEPT: UTF-8 names, plain SEARCH responses.
+    let mut d = Client::login(&addr, "suporte", "suporte");
+    assert_eq!(
+        d.ok("b1", "STATUS \"Itens Exclu&AO0-dos\" (MESSAGES)"),
+        "* STATUS \"Itens Exclu&AO0-dos\" (MESSAGES 0)\r\nb1 OK Status completed."
+    );
+    assert_eq!(d.ok("b2", "ENABLE UTF8=ACCEPT"), "* ENABLED UTF8=ACCEPT\r\nb2 OK Enabled.");
+    assert_eq!(
+        d.ok("b3", "STATUS \"Itens Excluídos\" (MESSAGES)"),
+        "* STATUS \"Itens Excluídos\" (MESSAGES 0)\r\nb3 OK Status completed."
+    );
+    d.ok("b4", "SELECT INBOX");
+    assert_eq!(d.ok("b5", "SEARCH 1:2"), "* SEARCH 1 2\r\nb5 OK Search completed.");
+    assert_eq!(
+        d.ok("b6", "SEARCH RETURN (COUNT) ALL"),
+        "* ESEARCH (TAG \"b6\") COUNT 4\r\nb6 OK Search completed."
+    );
+    d.ok("b7", "LOGOUT");
+}

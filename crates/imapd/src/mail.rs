@@ -14,7 +14,7 @@ use std::io::{BufWriter, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 
-use imap_codec::{CommandCodec, IdleDoneCodec};
+use imap_codec::IdleDoneCodec;
 use mail_config::settings;
 use mail_daemon::Daemon;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -131,10 +131,10 @@ fn serve(
                     resp.extend_from_slice(b"* BYE Too long command line.\r\n");
                     close = true;
                 }
-                Event::Message => match reader.decode(&CommandCodec::default()) {
-                    Some(cmd) => {
+                Event::Message => match session.message(reader.message(), &mut resp) {
+                    Some(outcome) => {
                         bad = 0;
-                        match session.command(cmd, &mut resp) {
+                        match outcome {
                             Outcome::Continue => {}
                             Outcome::Logout => {
                                 counts.output += resp.len() as u64;

@@ -30,8 +30,9 @@ use mail_maildir::{FlagOp, Flags, FolderInfo, FolderName, Mailbox, MessageInfo, 
 use crate::caps;
 use crate::fetch;
 use crate::list;
+use crate::pre::{self, Pre, SearchReturn};
 use crate::search;
-use crate::wire::{safe, string};
+use crate::wire::{name_string, safe};
 
 /// The largest message file read into memory (FETCH, COPY).
 pub(crate) const MAX_MESSAGE_READ: u64 = 1 << 30;
@@ -54,6 +55,8 @@ pub(crate) struct Selected {
     /// UIDs this session is the first to see (in `new/` at SELECT or at
     /// their arrival): `\Recent` (RFC 3501 §2.3.2).
     pub(crate) recent: HashSet<u32>,
+    /// SEARCH RETURN (SAVE)'s result, `$` (RFC 5182), by UID.
+    pub(crate) saved: Vec<u32>,
 }
 
 /// One user's session.
@@ -73,6 +76,11 @@ pub(crate) struct Session {
     /// The tagged OK of this command carries the selected mailbox's
     /// HIGHESTMODSEQ as it is after the sync (EXPUNGE under QRESYNC).
     highest_after_sync: bool,
+    /// IMAP4rev2 is enabled (RFC 9051): ESEARCH for SEARCH, no
+    /// `\Recent`, UTF-8 names.
+    pub(crate) rev2: bool,
+    /// The RETURN options of the SEARCH being run (the pre-parser's).
+    search_return: Option<SearchReturn>,
     pub(crate) selected: Option<Selected>,
     /// Messages fetched and their octets, for the logout line.
     pub(crate) fetched: (u64, u64),
@@ -87,8 +95,43 @@ impl Session {
             condstore: false,
             qresync: false,
             highest_after_sync: false,
+            rev2: false,
+            search_return: None,
             selected: None,
             fetched: (0, 0),
+        }
+    }
+
+    /// Answers one complete message from the client (a command with its
+    /// literals) into `out`; `None` when it is no command the session
+    /// knows (the caller answers BAD).
+    pub(crate) fn message(&mut self, raw: &[u8], out: &mut Vec<u8>) -> Option<Outcome> {
+        use imap_codec::decode::Decoder;
+        let decode = |bytes: &[u8], session: &mut Session, out: &mut Vec<u8>| {
+            match imap_codec::CommandCodec::default().decode(bytes) {
+                Ok((rest, cmd)) if rest.is_empty() => Some(session.command(cmd, out)),
+                _ => None,
+            }
+        };
+        match pre::prepare(raw, self) {
+            Pre::Codec => decode(raw, self, out),
+            Pre::Rewritten { bytes, search_return } => {
+                self.search_return = search_return;
+                let outcome = decode(&bytes, self, out);
+                self.search_return = None;
+                outcome
+            }
+            Pre::Done(text) | Pre::Bad(text) => {
+                let tag = raw.split(|&b| b == b' ').next().unwrap_or_default();
+                let tag = safe(&String::from_utf8_lossy(tag));
+                let text = if self.selected.is_none() && text.starts_with("OK") {
+                    "BAD No mailbox selected.".to_string()
+                } else {
+                    text
+                };
+                push(out, &format!("{tag} {text}\r\n"));
+                Some(Outcome::Continue)
+            }
         }
     }
 
@@ -97,6 +140,7 @@ impl Session {
         let tag = cmd.tag.inner().to_owned();
         let name = cmd.body.name();
         let mut expunge_ok = true;
+        let (was_condstore, start) = (self.condstore, out.len());
         let result: Result<String, String> = match cmd.body {
             CommandBody::Capability => {
                 push(out, &format!("* CAPABILITY {}\r\n", caps::after_login()));
@@ -124,10 +168,15 @@ impl Session {
                             self.condstore = true;
                             self.qresync = true;
                         }
+                        "IMAP4REV2" => {
+                            self.rev2 = true;
+                            self.utf8 = true;
+                        }
+                        "UTF8=ACCEPT" => self.utf8 = true,
                         _ => continue,
                     }
                     enabled.push(' ');
-                    enabled.push_str(&name);
+                    enabled.push_str(if name == "IMAP4REV2" { "IMAP4rev2" } else { &name });
                 }
                 push(out, &format!("* ENABLED{enabled}\r\n"));
                 Ok("OK Enabled.".into())
@@ -222,13 +271,19 @@ impl Session {
             }
             CommandBody::Search { charset, criteria, uid } => {
                 expunge_ok = uid;
-                match self.selected.as_ref() {
+                let ret = self.search_return.take();
+                // IMAP4rev2 answers every SEARCH with ESEARCH (RFC 9051
+                // §6.4.4), ALL when nothing else is asked.
+                let ret =
+                    ret.or(self.rev2.then(|| SearchReturn { all: true, ..Default::default() }));
+                match self.selected.as_mut() {
                     None => Err("BAD No mailbox selected.".into()),
                     Some(sel) => {
                         if criteria.as_ref().iter().any(search::uses_modseq) {
                             self.condstore = true;
                         }
-                        search::search(sel, charset.as_ref(), &criteria, uid, out)
+                        let how = search::How { uid, tag: &tag, ret };
+                        search::search(sel, charset.as_ref(), &criteria, &how, out)
                     }
                 }
             }
@@ -252,6 +307,16 @@ impl Session {
             }
             _ => Err(format!("BAD Unknown command {name}.")),
         };
+        // CONDSTORE turned on by a command with a mailbox selected: the
+        // client learns the modseq it starts from, first (as Dovecot).
+        if !was_condstore
+            && self.condstore
+            && !matches!(name, "SELECT" | "EXAMINE" | "ENABLE")
+            && let Some(sel) = self.selected.as_ref()
+        {
+            let line = format!("* OK [HIGHESTMODSEQ {}] Highest\r\n", sel.mbox.highest_modseq());
+            out.splice(start..start, line.into_bytes());
+        }
         // Untagged news before the tagged reply (RFC 3501 §7).
         self.sync(out, expunge_ok);
         let result = match result {
@@ -317,13 +382,15 @@ impl Session {
             }
         }
         if !changes.added.is_empty() {
-            for m in sel.mbox.messages() {
-                if m.in_new && changes.added.contains(&m.uid) {
-                    sel.recent.insert(m.uid);
-                }
-            }
             push(out, &format!("* {} EXISTS\r\n", sel.mbox.messages().len()));
-            push(out, &format!("* {} RECENT\r\n", sel.recent.len()));
+            if !self.rev2 {
+                for m in sel.mbox.messages() {
+                    if m.in_new && changes.added.contains(&m.uid) {
+                        sel.recent.insert(m.uid);
+                    }
+                }
+                push(out, &format!("* {} RECENT\r\n", sel.recent.len()));
+            }
         }
     }
 
@@ -365,8 +432,12 @@ impl Session {
         read_only: bool,
         out: &mut Vec<u8>,
     ) -> Result<String, String> {
-        // A failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1).
-        self.selected = None;
+        // A failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1);
+        // IMAP4rev2 and QRESYNC clients are told (RFC 9051 §7.1, RFC 7162
+        // §3.2.11), so they know where the old mailbox's responses end.
+        if self.selected.take().is_some() && (self.rev2 || self.qresync) {
+            push(out, "* OK [CLOSED] Previous mailbox closed.\r\n");
+        }
         let mut resync = None;
         for p in parameters {
             match p {
@@ -388,13 +459,19 @@ impl Session {
             return Err(self.no_such(&name));
         }
         let mbox = open(&self.store, &name)?;
-        let recent: HashSet<u32> =
-            mbox.messages().iter().filter(|m| m.in_new).map(|m| m.uid).collect();
+        // IMAP4rev2 has no \Recent, no RECENT and no UNSEEN code.
+        let recent: HashSet<u32> = if self.rev2 {
+            HashSet::new()
+        } else {
+            mbox.messages().iter().filter(|m| m.in_new).map(|m| m.uid).collect()
+        };
         push(out, &flags_lines(&mbox, read_only));
         push(out, &format!("* {} EXISTS\r\n", mbox.messages().len()));
-        push(out, &format!("* {} RECENT\r\n", recent.len()));
-        if let Some(i) = mbox.messages().iter().position(|m| !m.flags.contains(Flags::SEEN)) {
-            push(out, &format!("* OK [UNSEEN {}] First unseen.\r\n", i + 1));
+        if !self.rev2 {
+            push(out, &format!("* {} RECENT\r\n", recent.len()));
+            if let Some(i) = mbox.messages().iter().position(|m| !m.flags.contains(Flags::SEEN)) {
+                push(out, &format!("* OK [UNSEEN {}] First unseen.\r\n", i + 1));
+            }
         }
         push(out, &format!("* OK [UIDVALIDITY {}] UIDs valid\r\n", mbox.uid_validity()));
         push(out, &format!("* OK [UIDNEXT {}] Predicted next UID\r\n", mbox.uid_next()));
@@ -431,7 +508,7 @@ impl Session {
                 );
             }
         }
-        self.selected = Some(Selected { name, mbox, read_only, recent });
+        self.selected = Some(Selected { name, mbox, read_only, recent, saved: Vec::new() });
         Ok(if read_only {
             "OK [READ-ONLY] Examine completed.".into()
         } else {
@@ -585,7 +662,7 @@ impl Session {
                 continue;
             }
             let mut line = format!("* {verb} ({}) \".\" ", attributes.join(" ")).into_bytes();
-            string(&mut line, name.as_bytes());
+            name_string(&mut line, &name, self.utf8);
             line.extend_from_slice(b"\r\n");
             out.extend_from_slice(&line);
         }
@@ -639,7 +716,7 @@ impl Session {
             });
         }
         let mut line = b"* STATUS ".to_vec();
-        string(&mut line, self.wire_name(&name).as_bytes());
+        name_string(&mut line, &self.wire_name(&name), self.utf8);
         line.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
         out.extend_from_slice(&line);
         self.condstore |= enables;
@@ -868,6 +945,18 @@ impl Session {
         };
         report_expunged(sel, &before, &removed, self.qresync, out);
         Ok("OK Move completed.".into())
+    }
+}
+
+impl pre::Saved for Session {
+    fn saved(&self, uid: bool) -> Option<String> {
+        let sel = self.selected.as_ref()?;
+        let ids: Vec<u32> = sel
+            .saved
+            .iter()
+            .filter_map(|u| position(&sel.mbox, *u).map(|i| if uid { *u } else { i as u32 + 1 }))
+            .collect();
+        (!ids.is_empty()).then(|| format_ranges(&mail_maildir::uidlist::to_ranges(ids)))
     }
 }
 

@@ -71,7 +71,6 @@ impl Reader {
     }
 
     /// The current complete message, after [`Event::Message`].
-    #[cfg(test)]
     pub(crate) fn message(&self) -> &[u8] {
         self.frag.message_bytes()
     }
@@ -179,6 +178,25 @@ pub(crate) fn string(out: &mut Vec<u8>, s: &[u8]) {
     } else {
         out.extend_from_slice(format!("{{{}}}\r\n", s.len()).as_bytes());
         out.extend_from_slice(s);
+    }
+}
+
+/// A mailbox name as an IMAP string: UTF-8 names (UTF8=ACCEPT,
+/// IMAP4rev2) are quoted as they are (RFC 6855 §3 allows UTF-8 in quoted
+/// strings once enabled), others as [`string`] writes them.
+pub(crate) fn name_string(out: &mut Vec<u8>, name: &str, utf8: bool) {
+    let plain = name.len() <= 1024 && !name.chars().any(char::is_control);
+    if utf8 && plain && !name.is_ascii() {
+        out.push(b'"');
+        for b in name.bytes() {
+            if b == b'"' || b == b'\\' {
+                out.push(b'\\');
+            }
+            out.push(b);
+        }
+        out.push(b'"');
+    } else {
+        string(out, name.as_bytes());
     }
 }
 
