@@ -313,3 +313,90 @@ fn imap4rev2_esearch_searchres_and_utf8_names() {
     );
     d.ok("b7", "LOGOUT");
 }
+
+#[test]
+fn list_extended_and_list_status() {
+    let inst = Instance::start();
+    deliver(&inst, &["m1", "m2"]);
+    let md = inst.maildir("suporte");
+    for sub in ["tmp", "new", "cur"] {
+        std::fs::create_dir_all(md.join(".a.b").join(sub)).unwrap();
+    }
+    let mut c = Client::login(&inst.addr("imap"), "suporte", "suporte");
+    c.ok("a1", "SUBSCRIBE INBOX");
+    c.ok("a2", "SUBSCRIBE a.b");
+    c.ok("a3", "SUBSCRIBE Enviados");
+    // A subscription whose folder went away.
+    c.ok("a4", "CREATE gone");
+    c.ok("a5", "SUBSCRIBE gone");
+    std::fs::remove_dir_all(md.join(".gone")).unwrap();
+    assert_eq!(
+        c.ok("b1", "LIST (SUBSCRIBED) \"\" \"*\""),
+        "* LIST (\\Subscribed) \".\" \"INBOX\"\r\n\
+         * LIST (\\Subscribed) \".\" \"Enviados\"\r\n\
+         * LIST (\\Subscribed) \".\" \"a.b\"\r\n\
+         * LIST (\\NonExistent \\Subscribed) \".\" \"gone\"\r\n\
+         b1 OK List completed."
+    );
+    assert_eq!(
+        c.ok("b2", "LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"%\""),
+        "* LIST (\\Subscribed) \".\" \"INBOX\"\r\n\
+         * LIST (\\Subscribed) \".\" \"Enviados\"\r\n\
+         * LIST (\\NonExistent) \".\" \"a\" (\"CHILDINFO\" (\"SUBSCRIBED\"))\r\n\
+         * LIST (\\NonExistent \\Subscribed) \".\" \"gone\"\r\n\
+         b2 OK List completed."
+    );
+    assert_eq!(
+        c.run("b3", "LIST (RECURSIVEMATCH) \"\" \"%\""),
+        "b3 BAD Error in IMAP command LIST: RECURSIVEMATCH must not be the only selection"
+    );
+    assert_eq!(
+        c.ok("b4", "LIST \"\" (\"a*\" \"INBOX\") RETURN (SUBSCRIBED CHILDREN)"),
+        "* LIST (\\Subscribed \\HasNoChildren) \".\" \"INBOX\"\r\n\
+         * LIST (\\NonExistent \\HasChildren) \".\" \"a\"\r\n\
+         * LIST (\\Subscribed \\HasNoChildren) \".\" \"a.b\"\r\n\
+         b4 OK List completed."
+    );
+    assert_eq!(
+        c.ok("b5", "LIST (SPECIAL-USE) \"\" \"*\""),
+        "* LIST (\\Sent) \".\" \"Enviados\"\r\n\
+         * LIST (\\Trash) \".\" \"Lixeira\"\r\n\
+         * LIST (\\Drafts) \".\" \"Rascunhos\"\r\n\
+         * LIST (\\Junk) \".\" \"Spam\"\r\n\
+         b5 OK List completed."
+    );
+    assert_eq!(
+        c.ok("b6", "LIST (REMOTE) \"\" {1+}\r\nS RETURN (SPECIAL-USE STATUS (MESSAGES UIDNEXT))"),
+        "b6 OK List completed."
+    );
+    assert_eq!(
+        c.ok(
+            "b7",
+            "LIST \"\" (\"INBOX\" \"a*\" \"Sp%\") RETURN (STATUS (MESSAGES UIDNEXT UNSEEN))"
+        ),
+        "* LIST () \".\" \"INBOX\"\r\n\
+         * STATUS \"INBOX\" (MESSAGES 2 UIDNEXT 3 UNSEEN 2)\r\n\
+         * LIST () \".\" \"Spam\"\r\n\
+         * STATUS \"Spam\" (MESSAGES 0 UIDNEXT 1 UNSEEN 0)\r\n\
+         * LIST (\\NonExistent) \".\" \"a\"\r\n\
+         * LIST () \".\" \"a.b\"\r\n\
+         * STATUS \"a.b\" (MESSAGES 0 UIDNEXT 1 UNSEEN 0)\r\n\
+         b7 OK List completed."
+    );
+    assert_eq!(
+        c.run("b8", "LIST (BOGUS) \"\" \"*\""),
+        "b8 BAD Error in IMAP command LIST: Unknown select options"
+    );
+    assert_eq!(
+        c.run("b9", "LIST \"\" \"*\" RETURN (BOGUS)"),
+        "b9 BAD Error in IMAP command LIST: Unknown return options"
+    );
+    // The plain form is unchanged.
+    assert_eq!(
+        c.ok("b10", "LIST \"\" \"a*\""),
+        "* LIST (\\NonExistent \\Noselect \\HasChildren) \".\" \"a\"\r\n\
+         * LIST (\\HasNoChildren) \".\" \"a.b\"\r\n\
+         b10 OK List completed."
+    );
+    c.ok("b11", "LOGOUT");
+}

@@ -3,8 +3,8 @@
 //!
 //! DESCRIPTION
 //!   imapd serves users' Maildirs over IMAP4rev1 (RFC 3501) and
-//!   IMAP4rev2 (RFC 9051) as two
-//!   services of one program, split as Dovecot splits them
+//!   IMAP4rev2 (RFC 9051) as two services of one program, split as
+//!   Dovecot splits them
 //!   (docs/ARCHITECTURE.md, "imapd"), in the same way as pop3d:
 //!
 //!   - The login service (`imap` on 143, `imaps` on 993 with
@@ -57,7 +57,8 @@
 //!   (ENABLE), RFC 2342 (NAMESPACE), RFC 6851 (MOVE), RFC 7888 (LITERAL+),
 //!   RFC 3348 (CHILDREN), RFC 6154 (SPECIAL-USE), RFC 7162 (CONDSTORE,
 //!   QRESYNC), RFC 9051 (IMAP4rev2), RFC 4731 (ESEARCH), RFC 5182
-//!   (SEARCHRES), RFC 6855 (UTF8=ACCEPT).
+//!   (SEARCHRES), RFC 6855 (UTF8=ACCEPT), RFC 5258 (LIST-EXTENDED),
+//!   RFC 5819 (LIST-STATUS).
 #![forbid(unsafe_code)]
 
 mod caps;

@@ -1,7 +1,7 @@
 //! The few command forms the pinned imap-codec pre-release cannot parse,
 //! read here before the codec sees the message: `SEARCH RETURN (...)`
-//! (ESEARCH, RFC 4731, and SAVE, RFC 5182) and the saved result `$` as a
-//! sequence set (SEARCHRES). A form the codec knows is left to it; one
+//! (ESEARCH, RFC 4731, and SAVE, RFC 5182), the saved result `$` as a
+//! sequence set (SEARCHRES), and LIST-EXTENDED (`list.rs` parses it). A form the codec knows is left to it; one
 //! of these is rewritten into the codec's grammar (the RETURN clause
 //! taken out and handed over as [`SearchReturn`], `$` replaced by the
 //! saved messages) so the rest of the command keeps the codec's
@@ -39,6 +39,8 @@ pub(crate) enum Pre {
     Done(String),
     /// A tagged BAD with this text.
     Bad(String),
+    /// A LIST in RFC 5258's form.
+    List(crate::list::Extended),
 }
 
 /// The saved search result, as the pre-parser needs it.
@@ -63,6 +65,11 @@ pub(crate) fn prepare(msg: &[u8], saved: &dyn Saved) -> Pre {
     let name = verb.1.to_ascii_uppercase();
     match name.as_slice() {
         b"SEARCH" | b"SORT" | b"THREAD" => search(msg, line, verb.0 + verb.1.len(), &name, saved),
+        b"LIST" if !uid => match crate::list::parse_extended(&msg[verb.0 + verb.1.len()..]) {
+            Ok(Some(l)) if l.extended => Pre::List(l),
+            Ok(_) => Pre::Codec,
+            Err(text) => Pre::Bad(text.into()),
+        },
         b"FETCH" | b"STORE" | b"COPY" | b"MOVE" | b"EXPUNGE" => {
             let Some((at, set)) = words.next() else { return Pre::Codec };
             if set != b"$" {

@@ -121,14 +121,18 @@ impl Session {
                 self.search_return = None;
                 outcome
             }
-            Pre::Done(text) | Pre::Bad(text) => {
+            pre => {
                 let tag = raw.split(|&b| b == b' ').next().unwrap_or_default();
                 let tag = safe(&String::from_utf8_lossy(tag));
-                let text = if self.selected.is_none() && text.starts_with("OK") {
-                    "BAD No mailbox selected.".to_string()
-                } else {
-                    text
+                let text = match pre {
+                    Pre::List(l) => match self.list_extended(&l, out) {
+                        Ok(t) | Err(t) => t,
+                    },
+                    Pre::Done(_) if self.selected.is_none() => "BAD No mailbox selected.".into(),
+                    Pre::Done(t) | Pre::Bad(t) => t,
+                    Pre::Codec | Pre::Rewritten { .. } => return None,
                 };
+                self.sync(out, true);
                 push(out, &format!("{tag} {text}\r\n"));
                 Some(Outcome::Continue)
             }
@@ -688,9 +692,158 @@ impl Session {
                 (&opened, r)
             }
         };
-        let msgs = mbox.messages();
         // STATUS HIGHESTMODSEQ turns CONDSTORE on (RFC 7162 §3.1).
         let enables = items.contains(&StatusDataItemName::HighestModSeq);
+        let line = status_line(mbox, recent, &self.wire_name(&name), self.utf8, items)?;
+        out.extend_from_slice(&line);
+        self.condstore |= enables;
+        Ok("OK Status completed.".into())
+    }
+
+    /// LIST in RFC 5258's form (LIST-EXTENDED), with RFC 6154's
+    /// SPECIAL-USE and RFC 5819's STATUS. Attributes are those asked for
+    /// (Dovecot's reading): `\NonExistent` always, `\Subscribed`,
+    /// children and special-use ones when selected or returned.
+    fn list_extended(&mut self, l: &list::Extended, out: &mut Vec<u8>) -> Result<String, String> {
+        if l.recursive && !l.subscribed {
+            return Err(
+                "BAD Error in IMAP command LIST: RECURSIVEMATCH must not be the only selection"
+                    .into(),
+            );
+        }
+        let items: Option<Vec<StatusDataItemName>> = match &l.return_status {
+            None => None,
+            Some(names) => {
+                Some(names.iter().map(|n| status_item(n)).collect::<Option<Vec<_>>>().ok_or_else(
+                    || "BAD Error in IMAP command LIST: Unknown STATUS item".to_string(),
+                )?)
+            }
+        };
+        let reference = String::from_utf8_lossy(&l.reference).into_owned();
+        let patterns: Vec<String> = l
+            .patterns
+            .iter()
+            .map(|p| format!("{reference}{}", String::from_utf8_lossy(p)))
+            .collect();
+        if l.patterns.iter().all(|p| p.is_empty()) {
+            push(out, "* LIST (\\Noselect) \".\" \"\"\r\n");
+            return Ok("OK List completed.".into());
+        }
+        let folders = self.store.list().map_err(|e| {
+            tracing::warn!("LIST: {e}");
+            "NO [SERVERBUG] Cannot read the mailbox list.".to_string()
+        })?;
+        let subscribed: HashSet<FolderName> = if l.subscribed || l.return_subscribed {
+            self.store
+                .subscriptions()
+                .map_err(|e| {
+                    tracing::warn!("LIST: {e}");
+                    "NO [SERVERBUG] Cannot read the subscriptions.".to_string()
+                })?
+                .into_iter()
+                .collect()
+        } else {
+            HashSet::new()
+        };
+        let mut entries: Vec<FolderInfo> = folders;
+        // Subscribed names without a folder list too (RFC 5258 §3.1).
+        for n in &subscribed {
+            if !entries.iter().any(|f| &f.name == n) {
+                entries.push(FolderInfo {
+                    name: n.clone(),
+                    selectable: false,
+                    has_children: false,
+                });
+            }
+        }
+        // INBOX stays first, the rest by name.
+        if let Some(rest) = entries.get_mut(1..) {
+            rest.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        let matches = |name: &str| patterns.iter().any(|p| list::matches(p, name));
+        for f in &entries {
+            let wire = self.wire_name(&f.name);
+            if !matches(&wire) {
+                continue;
+            }
+            let is_subscribed = subscribed.contains(&f.name);
+            // RECURSIVEMATCH: a subscribed descendant the patterns do not
+            // list themselves (RFC 5258 §3.5).
+            let child_info = l.recursive
+                && subscribed.iter().any(|s| s.is_below(&f.name) && !matches(&self.wire_name(s)));
+            if l.subscribed && !is_subscribed && !child_info {
+                continue;
+            }
+            let special = if f.selectable { self.special_use.get(&f.name) } else { None };
+            if l.special_use && special.is_none() {
+                continue;
+            }
+            let mut attributes = Vec::new();
+            if !f.selectable {
+                attributes.push("\\NonExistent");
+            }
+            if (l.subscribed || l.return_subscribed) && is_subscribed {
+                attributes.push("\\Subscribed");
+            }
+            if l.return_children {
+                attributes.push(if f.has_children { "\\HasChildren" } else { "\\HasNoChildren" });
+            }
+            if (l.special_use || l.return_special_use)
+                && let Some(u) = special
+            {
+                attributes.push(u.as_imap());
+            }
+            let mut line = format!("* LIST ({}) \".\" ", attributes.join(" ")).into_bytes();
+            name_string(&mut line, &wire, self.utf8);
+            if child_info {
+                line.extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
+            }
+            line.extend_from_slice(b"\r\n");
+            out.extend_from_slice(&line);
+            // LIST-STATUS (RFC 5819): right after its LIST line, for a
+            // mailbox that can be opened; one that cannot is left out.
+            if let Some(items) = &items
+                && f.selectable
+            {
+                let status = match self.selected.as_ref() {
+                    Some(s) if s.name == f.name => {
+                        status_line(&s.mbox, s.recent.len(), &wire, self.utf8, items)
+                    }
+                    _ => match self.store.open(&f.name) {
+                        Ok(m) => {
+                            let r = if self.rev2 {
+                                0
+                            } else {
+                                m.messages().iter().filter(|m| m.in_new).count()
+                            };
+                            status_line(&m, r, &wire, self.utf8, items)
+                        }
+                        Err(e) => {
+                            tracing::warn!("LIST STATUS {}: {e}", f.name);
+                            continue;
+                        }
+                    },
+                };
+                if let Ok(line) = status {
+                    out.extend_from_slice(&line);
+                }
+                self.condstore |= items.contains(&StatusDataItemName::HighestModSeq);
+            }
+        }
+        Ok("OK List completed.".into())
+    }
+}
+
+/// `* STATUS name (items)` for an open mailbox.
+fn status_line(
+    mbox: &Mailbox,
+    recent: usize,
+    wire: &str,
+    utf8: bool,
+    items: &[StatusDataItemName],
+) -> Result<Vec<u8>, String> {
+    {
+        let msgs = mbox.messages();
         let mut parts = Vec::new();
         for item in items {
             parts.push(match item {
@@ -716,13 +869,29 @@ impl Session {
             });
         }
         let mut line = b"* STATUS ".to_vec();
-        name_string(&mut line, &self.wire_name(&name), self.utf8);
+        name_string(&mut line, wire, utf8);
         line.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
-        out.extend_from_slice(&line);
-        self.condstore |= enables;
-        Ok("OK Status completed.".into())
+        Ok(line)
     }
+}
 
+/// A STATUS item by name (LIST-STATUS's items come from the
+/// pre-parser, as text).
+fn status_item(name: &str) -> Option<StatusDataItemName> {
+    Some(match name {
+        "MESSAGES" => StatusDataItemName::Messages,
+        "RECENT" => StatusDataItemName::Recent,
+        "UIDNEXT" => StatusDataItemName::UidNext,
+        "UIDVALIDITY" => StatusDataItemName::UidValidity,
+        "UNSEEN" => StatusDataItemName::Unseen,
+        "DELETED" => StatusDataItemName::Deleted,
+        "SIZE" => StatusDataItemName::Size,
+        "HIGHESTMODSEQ" => StatusDataItemName::HighestModSeq,
+        _ => return None,
+    })
+}
+
+impl Session {
     fn append(
         &mut self,
         mailbox: &WireMailbox<'_>,
