@@ -400,3 +400,37 @@ fn list_extended_and_list_status() {
     );
     c.ok("b11", "LOGOUT");
 }
+
+#[test]
+fn multiappend() {
+    let inst = Instance::start();
+    let mut c = Client::login(&inst.addr("imap"), "suporte", "suporte");
+    let validity = number_after(&c.ok("a1", "STATUS Enviados (UIDVALIDITY)"), "UIDVALIDITY");
+    c.send("a2 APPEND Enviados (\\Seen) \"05-Mar-2024 10:00:00 +0000\" {12}");
+    assert_eq!(c.line(), "+ OK");
+    c.send_raw(b"Subject: 1\r\n {12+}\r\nSubject: 2\r\n ~{12+}\r\nSubject: 3\r\n\r\n");
+    assert_eq!(c.until("a2"), format!("a2 OK [APPENDUID {validity} 1:3] Append completed."));
+    c.ok("a3", "SELECT Enviados");
+    assert_eq!(
+        c.ok("a4", "FETCH 1:3 (FLAGS RFC822.SIZE)"),
+        "* 1 FETCH (FLAGS (\\Seen) RFC822.SIZE 12)\r\n\
+         * 2 FETCH (FLAGS () RFC822.SIZE 12)\r\n\
+         * 3 FETCH (FLAGS () RFC822.SIZE 12)\r\n\
+         a4 OK Fetch completed."
+    );
+    assert_eq!(
+        c.ok("a8", "FETCH 1 INTERNALDATE"),
+        "* 1 FETCH (INTERNALDATE \"05-Mar-2024 10:00:00 +0000\")\r\na8 OK Fetch completed."
+    );
+    // All or nothing: the second message's flag is refused, the first is
+    // taken back.
+    assert_eq!(
+        c.run("a5", "APPEND Enviados {9+}\r\nSubject:x (\\Bogus) {9+}\r\nSubject:y"),
+        "a5 BAD Unknown system flag."
+    );
+    assert_eq!(
+        c.ok("a6", "STATUS Enviados (MESSAGES UIDNEXT)"),
+        "* STATUS \"Enviados\" (MESSAGES 3 UIDNEXT 5)\r\na6 OK Status completed."
+    );
+    c.ok("a7", "LOGOUT");
+}

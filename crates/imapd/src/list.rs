@@ -155,18 +155,18 @@ pub(crate) fn parse_extended(rest: &[u8]) -> Result<Option<Extended>, &'static s
     Ok(Some(l))
 }
 
-/// A cursor over a command's bytes.
-struct Cur<'a> {
-    s: &'a [u8],
-    at: usize,
+/// A cursor over a command's bytes (also MULTIAPPEND's, `pre.rs`).
+pub(crate) struct Cur<'a> {
+    pub(crate) s: &'a [u8],
+    pub(crate) at: usize,
 }
 
 impl Cur<'_> {
-    fn peek(&self) -> Option<u8> {
+    pub(crate) fn peek(&self) -> Option<u8> {
         self.s.get(self.at).copied()
     }
 
-    fn eat(&mut self, b: u8) -> bool {
+    pub(crate) fn eat(&mut self, b: u8) -> bool {
         let hit = self.peek() == Some(b);
         if hit {
             self.at += 1;
@@ -215,7 +215,7 @@ impl Cur<'_> {
 
     /// An astring (or, with `wildcards`, a list-mailbox): an atom, a
     /// quoted string or a literal.
-    fn string(&mut self, wildcards: bool) -> Option<Vec<u8>> {
+    pub(crate) fn string(&mut self, wildcards: bool) -> Option<Vec<u8>> {
         match self.peek()? {
             b'"' => {
                 self.at += 1;

@@ -1,7 +1,8 @@
 //! The few command forms the pinned imap-codec pre-release cannot parse,
 //! read here before the codec sees the message: `SEARCH RETURN (...)`
 //! (ESEARCH, RFC 4731, and SAVE, RFC 5182), the saved result `$` as a
-//! sequence set (SEARCHRES), and LIST-EXTENDED (`list.rs` parses it). A form the codec knows is left to it; one
+//! sequence set (SEARCHRES), LIST-EXTENDED (`list.rs` parses it) and
+//! MULTIAPPEND (RFC 3502), split into one APPEND per message. A form the codec knows is left to it; one
 //! of these is rewritten into the codec's grammar (the RETURN clause
 //! taken out and handed over as [`SearchReturn`], `$` replaced by the
 //! saved messages) so the rest of the command keeps the codec's
@@ -16,6 +17,9 @@
 
 /// The most options a RETURN list may hold.
 pub(crate) const MAX_OPTIONS: usize = 16;
+/// The most messages one MULTIAPPEND may carry (their bytes together
+/// are bounded by the framing: one message's worth).
+pub(crate) const MAX_MESSAGES: usize = 1000;
 
 /// SEARCH's RETURN options (RFC 4731, RFC 5182).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +45,9 @@ pub(crate) enum Pre {
     Bad(String),
     /// A LIST in RFC 5258's form.
     List(crate::list::Extended),
+    /// An APPEND of several messages (MULTIAPPEND, RFC 3502), as one
+    /// single-message APPEND per message for the codec to decode.
+    MultiAppend(Vec<Vec<u8>>),
 }
 
 /// The saved search result, as the pre-parser needs it.
@@ -65,6 +72,7 @@ pub(crate) fn prepare(msg: &[u8], saved: &dyn Saved) -> Pre {
     let name = verb.1.to_ascii_uppercase();
     match name.as_slice() {
         b"SEARCH" | b"SORT" | b"THREAD" => search(msg, line, verb.0 + verb.1.len(), &name, saved),
+        b"APPEND" if !uid => multiappend(msg, verb.0, verb.0 + verb.1.len()),
         b"LIST" if !uid => match crate::list::parse_extended(&msg[verb.0 + verb.1.len()..]) {
             Ok(Some(l)) if l.extended => Pre::List(l),
             Ok(_) => Pre::Codec,
@@ -189,6 +197,56 @@ fn return_options(line: &[u8], at: usize) -> Option<(SearchReturn, usize)> {
     Some((ret, close + 2))
 }
 
+/// `APPEND mailbox 1*(SP [flag-list SP] [date-time SP] literal)`: with
+/// two or more messages, one APPEND command per message (the tag and
+/// mailbox bytes repeated as sent), so the codec checks each; with one,
+/// the codec reads it as it is. At most [`MAX_MESSAGES`] messages.
+fn multiappend(msg: &[u8], verb_start: usize, verb_end: usize) -> Pre {
+    let mut c = crate::list::Cur { s: msg, at: verb_end };
+    if !c.eat(b' ') {
+        return Pre::Codec;
+    }
+    let mailbox_start = c.at;
+    if c.string(false).is_none() {
+        return Pre::Codec;
+    }
+    let mailbox = &msg[mailbox_start..c.at];
+    let mut parts = Vec::new();
+    while c.eat(b' ') {
+        let start = c.at;
+        if c.peek() == Some(b'(') {
+            let Some(close) = msg[c.at..].iter().position(|&b| b == b')') else {
+                return Pre::Codec;
+            };
+            c.at += close + 1;
+            if !c.eat(b' ') {
+                return Pre::Codec;
+            }
+        }
+        if c.peek() == Some(b'"') {
+            if c.string(false).is_none() || !c.eat(b' ') {
+                return Pre::Codec;
+            }
+        }
+        // `~{n}` is BINARY's literal8.
+        c.eat(b'~');
+        if c.peek() != Some(b'{') || c.string(false).is_none() {
+            return Pre::Codec;
+        }
+        parts.push(&msg[start..c.at]);
+        if parts.len() > MAX_MESSAGES {
+            return Pre::Bad("BAD Too many messages in one APPEND.".into());
+        }
+    }
+    if parts.len() < 2 || !(c.eat(b'\r') && c.eat(b'\n') || c.eat(b'\n')) || c.at != msg.len() {
+        return Pre::Codec;
+    }
+    let head = &msg[..verb_start];
+    Pre::MultiAppend(
+        parts.into_iter().map(|p| [head, b"APPEND ", mailbox, b" ", p, b"\r\n"].concat()).collect(),
+    )
+}
+
 fn title(verb: &[u8]) -> &'static str {
     match verb {
         b"FETCH" => "Fetch",
@@ -270,5 +328,14 @@ mod tests {
             Pre::Done("OK Store completed.".into())
         );
         assert_eq!(prepare(b"a SEARCH $x\r\n", &saved), Pre::Codec);
+        assert_eq!(prepare(b"a APPEND x {1}\r\nA\r\n", &none), Pre::Codec);
+        assert_eq!(
+            prepare(b"a APPEND \"x y\" (\\Seen) \"01-Jan-2020 00:00:00 +0000\" {1}\r\nA ~{2+}\r\nBC\r\n", &none),
+            Pre::MultiAppend(vec![
+                b"a APPEND \"x y\" (\\Seen) \"01-Jan-2020 00:00:00 +0000\" {1}\r\nA\r\n".to_vec(),
+                b"a APPEND \"x y\" ~{2+}\r\nBC\r\n".to_vec(),
+            ])
+        );
+        assert_eq!(prepare(b"a APPEND x {1}\r\nA {1}\r\nB", &none), Pre::Codec);
     }
 }

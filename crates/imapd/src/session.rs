@@ -130,6 +130,9 @@ impl Session {
                     },
                     Pre::Done(_) if self.selected.is_none() => "BAD No mailbox selected.".into(),
                     Pre::Done(t) | Pre::Bad(t) => t,
+                    Pre::MultiAppend(commands) => match self.append_many(&commands) {
+                        Ok(t) | Err(t) => t,
+                    },
                     Pre::Codec | Pre::Rewritten { .. } => return None,
                 };
                 self.sync(out, true);
@@ -917,6 +920,79 @@ impl Session {
         })?;
         Ok(format!("OK [APPENDUID {} {uid}] Append completed.", dest.uid_validity()))
     }
+    /// MULTIAPPEND (RFC 3502): every message or none. Each one is an
+    /// APPEND the pre-parser split off; they are written one by one, and
+    /// the ones written are expunged again if a later one fails.
+    fn append_many(&mut self, commands: &[Vec<u8>]) -> Result<String, String> {
+        use imap_codec::decode::Decoder;
+        use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
+        let codec = imap_codec::CommandCodec::default();
+        let mut decoded = Vec::with_capacity(commands.len());
+        for c in commands {
+            match codec.decode(c) {
+                Ok((rest, cmd)) if rest.is_empty() => match cmd.body {
+                    CommandBody::Append { mailbox, flags, date, message } => {
+                        decoded.push((mailbox, flags, date, message));
+                    }
+                    _ => return Err("BAD Error in IMAP command received by server.".into()),
+                },
+                _ => return Err("BAD Error in IMAP command received by server.".into()),
+            }
+        }
+        let Some((mailbox, ..)) = decoded.first() else {
+            return Err("BAD Error in IMAP command received by server.".into());
+        };
+        let name = self.resolve(mailbox)?;
+        if !self.exists(&name)? {
+            return Err(format!(
+                "NO [TRYCREATE] Mailbox doesn't exist: {}",
+                safe(&self.wire_name(&name))
+            ));
+        }
+        let mut dest = open(&self.store, &name)?;
+        let mut uids = Vec::new();
+        let mut failure = None;
+        for (_, flags, date, message) in &decoded {
+            let bytes = match message {
+                LiteralOrLiteral8::Literal(l) => l.as_ref(),
+                LiteralOrLiteral8::Literal8(l) => l.data.as_ref(),
+            };
+            if bytes.is_empty() {
+                failure = Some("NO Can't save a zero byte message.".to_string());
+                break;
+            }
+            let flags = match parse_flags(&mut dest, flags) {
+                Ok(f) => f,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            };
+            match dest.append(bytes, flags, date.as_ref().map(|d| d.as_ref().timestamp())) {
+                Ok(uid) => uids.push(uid),
+                Err(e) => {
+                    tracing::warn!("APPEND {name}: {e}");
+                    failure = Some("NO [SERVERBUG] Cannot save the message.".into());
+                    break;
+                }
+            }
+        }
+        if let Some(f) = failure {
+            if !uids.is_empty() {
+                // Seen by the next refresh of any session as added, then
+                // expunged: what RFC 3502 asks ("none appended") allows
+                // when the store cannot append several at once.
+                let _ = dest.refresh();
+                if let Err(e) = dest.expunge(&uids) {
+                    tracing::warn!("APPEND {name}: cannot take back {uids:?}: {e}");
+                }
+            }
+            return Err(f);
+        }
+        let set = format_ranges(&mail_maildir::uidlist::to_ranges(uids));
+        Ok(format!("OK [APPENDUID {} {set}] Append completed.", dest.uid_validity()))
+    }
+
     fn expunge(&mut self, set: Option<&SequenceSet>, out: &mut Vec<u8>) -> Result<String, String> {
         let Some(sel) = self.selected.as_mut() else {
             return Err("BAD No mailbox selected.".into());

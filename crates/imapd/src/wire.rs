@@ -38,6 +38,8 @@ pub(crate) struct Reader {
     frag: Fragmentizer,
     max_line: usize,
     max_literal: u64,
+    /// The largest whole message (lines and literals together).
+    total: u64,
     /// Where in the current message the line being read starts.
     line_start: usize,
     /// LITERAL- semantics for non-synchronizing literals: only up to
@@ -57,6 +59,7 @@ impl Reader {
         let total = u32::try_from(total).unwrap_or(u32::MAX);
         Reader {
             frag: Fragmentizer::new(total),
+            total: u64::from(total),
             max_line,
             max_literal,
             line_start: 0,
@@ -116,7 +119,12 @@ impl Reader {
                         LiteralMode::Sync => true,
                         LiteralMode::NonSync => self.literal_minus && length > 4096,
                     };
-                    if u64::from(length) > self.max_literal {
+                    // MULTIAPPEND's literals together are bounded like
+                    // one message: refused before they are read.
+                    let so_far = self.frag.message_bytes().len() as u64;
+                    if u64::from(length) > self.max_literal
+                        || so_far.saturating_add(u64::from(length)) > self.total
+                    {
                         let tag = self.tag();
                         if sync {
                             // The client waits for "+ " and will not send
@@ -219,6 +227,27 @@ mod tests {
             }
         }
         v
+    }
+
+    #[test]
+    fn literals_of_one_message_are_bounded_together() {
+        // 50-octet literals, 100-octet lines: a message of at most 450.
+        let mut r = Reader::new(100, 50);
+        r.push(b"a APPEND x {40}\r\n");
+        assert_eq!(events(&mut r), [Event::Continue]);
+        let mut refused = None;
+        for i in 0..12 {
+            r.push(&[b'x'; 40]);
+            r.push(b" {40}\r\n");
+            let e = events(&mut r);
+            if e != [Event::Continue] {
+                refused = Some((i, e));
+                break;
+            }
+        }
+        let (i, e) = refused.expect("refused");
+        assert!(i < 10, "{i}");
+        assert_eq!(e, [Event::LiteralTooBig { tag: Some("a".into()), length: 40, sync: true }]);
     }
 
     #[test]
