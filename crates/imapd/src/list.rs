@@ -274,7 +274,7 @@ mod tests {
 
     #[test]
     fn extended_list_commands() {
-        assert_eq!(parse_extended(b" \"\" *\r\n").unwrap().unwrap().extended, false);
+        assert!(!parse_extended(b" \"\" *\r\n").unwrap().unwrap().extended);
         let l = parse_extended(
             b" (SUBSCRIBED recursivematch) {0}\r\n (\"INBOX\" Se* {2+}\r\na%) RETURN (CHILDREN STATUS (MESSAGES uidnext))\r\n",
         )

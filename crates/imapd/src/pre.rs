@@ -223,10 +223,8 @@ fn multiappend(msg: &[u8], verb_start: usize, verb_end: usize) -> Pre {
                 return Pre::Codec;
             }
         }
-        if c.peek() == Some(b'"') {
-            if c.string(false).is_none() || !c.eat(b' ') {
-                return Pre::Codec;
-            }
+        if c.peek() == Some(b'"') && (c.string(false).is_none() || !c.eat(b' ')) {
+            return Pre::Codec;
         }
         // `~{n}` is BINARY's literal8.
         c.eat(b'~');

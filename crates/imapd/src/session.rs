@@ -109,7 +109,7 @@ impl Session {
         use imap_codec::decode::Decoder;
         let decode = |bytes: &[u8], session: &mut Session, out: &mut Vec<u8>| {
             match imap_codec::CommandCodec::default().decode(bytes) {
-                Ok((rest, cmd)) if rest.is_empty() => Some(session.command(cmd, out)),
+                Ok(([], cmd)) => Some(session.command(cmd, out)),
                 _ => None,
             }
         };
@@ -265,10 +265,8 @@ impl Session {
             }
             CommandBody::Store { sequence_set, kind, response, flags, uid, modifiers } => {
                 expunge_ok = uid;
-                let since = modifiers.iter().find_map(|m| match m {
-                    StoreModifier::UnchangedSince(n) => Some(*n),
-                });
-                self.store(&sequence_set, kind, response, &flags, uid, since, out)
+                let since = modifiers.iter().map(|StoreModifier::UnchangedSince(n)| *n).next();
+                self.store(&sequence_set, (kind, response), &flags, uid, since, out)
             }
             CommandBody::Copy { sequence_set, mailbox, uid } => {
                 self.copy(&sequence_set, &mailbox, uid, false, out)
@@ -930,7 +928,7 @@ impl Session {
         let mut decoded = Vec::with_capacity(commands.len());
         for c in commands {
             match codec.decode(c) {
-                Ok((rest, cmd)) if rest.is_empty() => match cmd.body {
+                Ok(([], cmd)) => match cmd.body {
                     CommandBody::Append { mailbox, flags, date, message } => {
                         decoded.push((mailbox, flags, date, message));
                     }
@@ -1061,8 +1059,7 @@ impl Session {
     fn store(
         &mut self,
         set: &SequenceSet,
-        kind: StoreType,
-        response: StoreResponse,
+        (kind, response): (StoreType, StoreResponse),
         flags: &[Flag<'_>],
         uid: bool,
         unchanged_since: Option<u64>,
