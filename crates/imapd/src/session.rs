@@ -124,6 +124,9 @@ impl Session {
             pre => {
                 let tag = raw.split(|&b| b == b' ').next().unwrap_or_default();
                 let tag = safe(&String::from_utf8_lossy(tag));
+                // EXPUNGE responses may follow what these answer, except
+                // an at once completed FETCH/STORE/SEARCH (RFC 3501 §7.4.1).
+                let expunge_ok = !matches!(pre, Pre::Done(_) | Pre::Bad(_));
                 let text = match pre {
                     Pre::List(l) => match self.list_extended(&l, out) {
                         Ok(t) | Err(t) => t,
@@ -135,7 +138,7 @@ impl Session {
                     },
                     Pre::Codec | Pre::Rewritten { .. } => return None,
                 };
-                self.sync(out, true);
+                self.sync(out, expunge_ok);
                 push(out, &format!("{tag} {text}\r\n"));
                 Some(Outcome::Continue)
             }
