@@ -10,8 +10,8 @@ use std::time::Duration;
 use tests::Instance;
 use tests::imap::Client;
 
-const CAPS_BEFORE: &str = "IMAP4rev1 SASL-IR ID ENABLE IDLE LITERAL+ STARTTLS AUTH=PLAIN";
-const CAPS_AFTER: &str = "IMAP4rev1 SASL-IR ID ENABLE IDLE LITERAL+ NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE BINARY SORT THREAD=REFERENCES THREAD=ORDEREDSUBJECT";
+const CAPS_BEFORE: &str = "IMAP4rev1 IMAP4rev2 SASL-IR ID ENABLE IDLE LITERAL+ STARTTLS AUTH=PLAIN";
+const CAPS_AFTER: &str = "IMAP4rev1 IMAP4rev2 SASL-IR ID ENABLE IDLE LITERAL+ NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE BINARY SORT THREAD=REFERENCES THREAD=ORDEREDSUBJECT CONDSTORE QRESYNC ESEARCH SEARCHRES UTF8=ACCEPT LIST-EXTENDED LIST-STATUS MULTIAPPEND";
 
 /// Delivers numbered messages to suporte through smtpd, in order.
 fn deliver(inst: &Instance, bodies: &[&str]) {
@@ -84,7 +84,7 @@ fn not_authenticated_state() {
         format!("* CAPABILITY {CAPS_AFTER}\r\na11 OK Capability completed.")
     );
     assert_eq!(c.run("a12", "LOGIN suporte suporte"), "a12 BAD Already logged in.");
-    assert_eq!(c.run("a13", "ENABLE CONDSTORE"), "* ENABLED\r\na13 OK Enabled.");
+    assert_eq!(c.run("a13", "ENABLE CONDSTORE"), "* ENABLED CONDSTORE\r\na13 OK Enabled.");
     assert_eq!(
         c.run("a14", "NAMESPACE"),
         "* NAMESPACE ((\"\" \".\")) NIL NIL\r\na14 OK Namespace completed."

@@ -29,6 +29,7 @@ pub(crate) fn fetch(
     set: &SequenceSet,
     items: &MacroOrMessageDataItemNames<'_>,
     uid: bool,
+    changed_since: Option<u64>,
     out: &mut Vec<u8>,
     fetched: &mut (u64, u64),
 ) -> Result<String, String> {
@@ -44,8 +45,10 @@ pub(crate) fn fetch(
     if uid && !items.contains(&N::Uid) {
         items.insert(0, N::Uid);
     }
-    if items.iter().any(|i| matches!(i, N::ModSeq)) {
-        return Err("BAD FETCH MODSEQ needs CONDSTORE, which is not served yet.".into());
+    // CHANGEDSINCE implies MODSEQ (RFC 7162 §3.1.4.1), after the rest
+    // as Dovecot writes it.
+    if changed_since.is_some() && !items.contains(&N::ModSeq) {
+        items.push(N::ModSeq);
     }
     let sets_seen = !sel.read_only
         && items.iter().any(|i| match i {
@@ -54,9 +57,14 @@ pub(crate) fn fetch(
             _ => false,
         });
     let wants_flags = items.contains(&N::Flags);
-    let needs_text =
-        items.iter().any(|i| !matches!(i, N::Uid | N::Flags | N::InternalDate | N::Rfc822Size));
-    let positions = indices(&sel.mbox, set, uid)?;
+    let needs_text = items
+        .iter()
+        .any(|i| !matches!(i, N::Uid | N::Flags | N::InternalDate | N::Rfc822Size | N::ModSeq));
+    let mut positions = indices(&sel.mbox, set, uid)?;
+    if let Some(since) = changed_since {
+        let msgs = sel.mbox.messages();
+        positions.retain(|i| msgs.get(*i).is_some_and(|m| m.modseq > since));
+    }
     let mut gone = false;
     let mut unknown_cte = false;
     for i in positions {
@@ -91,6 +99,7 @@ pub(crate) fn fetch(
                     push(&mut piece, &format!("FLAGS {}", flag_list(&sel.mbox, &m, &sel.recent)))
                 }
                 N::Rfc822Size => push(&mut piece, &format!("RFC822.SIZE {}", m.size)),
+                N::ModSeq => push(&mut piece, &format!("MODSEQ ({})", m.modseq)),
                 N::InternalDate => {
                     push(
                         &mut piece,

@@ -6,7 +6,7 @@
 //! Continuations, IDLE and the literal bounds behave as in the mail
 //! process; nothing is written anywhere but the temporary directory.
 
-use imap_codec::{CommandCodec, IdleDoneCodec};
+use imap_codec::IdleDoneCodec;
 
 use crate::session::{Outcome, Session};
 use crate::wire::{Event, Reader};
@@ -44,15 +44,11 @@ pub fn fuzz_one(dir: &std::path::Path, data: &[u8]) -> Vec<u8> {
                     session.sync(&mut out, true);
                     idling = None;
                 }
-                Event::Message => {
-                    if let Some(cmd) = reader.decode(&CommandCodec::default()) {
-                        match session.command(cmd, &mut out) {
-                            Outcome::Continue => {}
-                            Outcome::Logout => return out,
-                            Outcome::Idle(tag) => idling = Some(tag),
-                        }
-                    }
-                }
+                Event::Message => match session.message(reader.message(), &mut out) {
+                    Some(Outcome::Continue) | None => {}
+                    Some(Outcome::Logout) => return out,
+                    Some(Outcome::Idle(tag)) => idling = Some(tag),
+                },
             }
         }
         if out.len() > 1 << 20 {

@@ -2,8 +2,9 @@
 //!   imapd - the Postern IMAP server
 //!
 //! DESCRIPTION
-//!   imapd serves users' Maildirs over IMAP4rev1 (RFC 3501) as two
-//!   services of one program, split as Dovecot splits them
+//!   imapd serves users' Maildirs over IMAP4rev1 (RFC 3501) and
+//!   IMAP4rev2 (RFC 9051) as two services of one program, split as
+//!   Dovecot splits them
 //!   (docs/ARCHITECTURE.md, "imapd"), in the same way as pop3d:
 //!
 //!   - The login service (`imap` on 143, `imaps` on 993 with
@@ -54,15 +55,19 @@
 //!   RFC 3501 (IMAP4rev1), RFC 2177 (IDLE), RFC 2971 (ID), RFC 3691
 //!   (UNSELECT), RFC 4315 (UIDPLUS), RFC 4959 (SASL-IR), RFC 5161
 //!   (ENABLE), RFC 2342 (NAMESPACE), RFC 6851 (MOVE), RFC 7888 (LITERAL+),
-//!   RFC 3348 (CHILDREN), RFC 5258 (LIST-EXTENDED), RFC 6154 (SPECIAL-USE).
+//!   RFC 3348 (CHILDREN), RFC 6154 (SPECIAL-USE), RFC 7162 (CONDSTORE,
+//!   QRESYNC), RFC 9051 (IMAP4rev2), RFC 4731 (ESEARCH), RFC 5182
+//!   (SEARCHRES), RFC 6855 (UTF8=ACCEPT), RFC 5258 (LIST-EXTENDED),
+//!   RFC 5819 (LIST-STATUS), RFC 3502 (MULTIAPPEND).
 #![forbid(unsafe_code)]
 
 mod caps;
 mod fetch;
-mod folders;
 mod fuzz;
+mod list;
 mod login;
 mod mail;
+mod pre;
 mod search;
 mod session;
 mod wire;

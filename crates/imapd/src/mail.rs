@@ -2,9 +2,9 @@
 //! session from a login process, becomes the user, finds the Maildir and
 //! serves the Authenticated and Selected states over the socketpair with
 //! blocking I/O: one client, one thread, nothing to share. IDLE waits in
-//! poll(2) on the client and an inotify watch of the selected folder's
-//! `new/` and `cur/`, so a delivery wakes it at once and nothing reads
-//! the disk in a loop. Then the process exits, and master starts another
+//! poll(2) on the client and mail-maildir's `Watcher` (inotify) on the
+//! selected folder, so a delivery or another session's change wakes it
+//! at once and nothing reads the disk in a loop. Then the process exits, and master starts another
 //! when one is needed.
 //!
 //! Severities: fatal only when no listener was handed over; everything
@@ -14,11 +14,10 @@ use mail_session::Socket;
 use std::io::{BufWriter, Read, Write};
 use std::os::fd::AsFd;
 
-use imap_codec::{CommandCodec, IdleDoneCodec};
+use imap_codec::IdleDoneCodec;
 use mail_config::settings;
 use mail_daemon::Daemon;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
 use crate::session::{Outcome, Session};
 use crate::wire::{Event, Reader, safe};
@@ -132,10 +131,10 @@ fn serve(
                     resp.extend_from_slice(b"* BYE Too long command line.\r\n");
                     close = true;
                 }
-                Event::Message => match reader.decode(&CommandCodec::default()) {
-                    Some(cmd) => {
+                Event::Message => match session.message(reader.message(), &mut resp) {
+                    Some(outcome) => {
                         bad = 0;
-                        match session.command(cmd, &mut resp) {
+                        match outcome {
                             Outcome::Continue => {}
                             Outcome::Logout => {
                                 counts.output += resp.len() as u64;
@@ -236,19 +235,12 @@ fn idle(
     tag: &str,
     counts: &mut Counts,
 ) -> Result<(), &'static str> {
+    // Without a watch (inotify unavailable) IDLE still ends at DONE and
+    // the next command reports what changed.
     let watch = session.selected.as_ref().and_then(|s| {
-        let dir = s.mbox.dir().to_owned();
-        let ino = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok()?;
-        let mask = AddWatchFlags::IN_CREATE
-            | AddWatchFlags::IN_MOVED_TO
-            | AddWatchFlags::IN_MOVED_FROM
-            | AddWatchFlags::IN_DELETE;
-        for sub in ["new", "cur"] {
-            if let Err(e) = ino.add_watch(&dir.join(sub), mask) {
-                tracing::warn!("IDLE: cannot watch {}: {e}", dir.join(sub).display());
-            }
-        }
-        Some(ino)
+        mail_maildir::Watcher::new(s.mbox.dir())
+            .map_err(|e| tracing::warn!("IDLE: cannot watch {}: {e}", s.mbox.dir().display()))
+            .ok()
     });
     let timeout_ms = settings.imap_idle_timeout.as_millis().min(i32::MAX as u128) as i32;
     let mut buf = vec![0u8; 4096];
@@ -291,11 +283,8 @@ fn idle(
             };
             (ready(&fds[0]), fds.get(1).is_some_and(ready))
         };
-        if changed {
-            if let Some(w) = watch.as_ref() {
-                // Drain: one report covers every event so far.
-                while w.read_events().is_ok_and(|e| !e.is_empty()) {}
-            }
+        // Drained: one refresh covers every event so far.
+        if changed && watch.as_ref().is_some_and(|w| w.changed().unwrap_or(true)) {
             resp.clear();
             session.sync(&mut resp, true);
             if !resp.is_empty() {

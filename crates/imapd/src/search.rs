@@ -25,21 +25,61 @@ use imap_message::sort::{SortFacts, SortItem};
 use mail_maildir::{Flags, MessageInfo};
 
 use crate::fetch::crlf;
-use crate::session::{Selected, push, read_message};
+use crate::pre::SearchReturn;
+use crate::session::{Selected, position, push, read_message};
+
+/// How a SEARCH answers.
+pub(crate) struct How<'a> {
+    /// UID SEARCH.
+    pub(crate) uid: bool,
+    /// The command's tag, for ESEARCH's `(TAG ...)`.
+    pub(crate) tag: &'a str,
+    /// RETURN options (ESEARCH, RFC 4731), or `None` for a plain SEARCH
+    /// response (never under IMAP4rev2, whose caller always sets them).
+    pub(crate) ret: Option<SearchReturn>,
+}
 
 /// Answers a SEARCH into `out`.
 pub(crate) fn search(
-    sel: &Selected,
+    sel: &mut Selected,
     charset: Option<&Charset<'_>>,
     criteria: &Vec1<SearchKey<'_>>,
-    uid: bool,
+    how: &How<'_>,
     out: &mut Vec<u8>,
 ) -> Result<String, String> {
-    let hits = matching(sel, charset, criteria, uid)?;
+    let uid = how.uid;
+    let hits = match matching(sel, charset, criteria, uid) {
+        Ok(h) => h,
+        Err(e) => {
+            // RFC 5182 §2.1: a failed SEARCH SAVE empties `$`.
+            if how.ret.is_some_and(|r| r.save) {
+                sel.saved.clear();
+            }
+            return Err(e);
+        }
+    };
+    let modseq = if criteria.as_ref().iter().any(uses_modseq) {
+        let msgs = sel.mbox.messages();
+        hits.iter()
+            .filter_map(|h| if uid { position(&sel.mbox, *h) } else { Some(*h as usize - 1) })
+            .filter_map(|i| msgs.get(i).map(|m| m.modseq))
+            .max()
+    } else {
+        None
+    };
+    if let Some(ret) = how.ret {
+        esearch(sel, &hits, ret, how, modseq, out);
+        return Ok("OK Search completed.".into());
+    }
     let mut line = String::from("* SEARCH");
-    for h in hits {
+    for h in &hits {
         line.push(' ');
         line.push_str(&h.to_string());
+    }
+    // RFC 7162 §3.1.5: with a MODSEQ key, the highest modseq of the
+    // messages found (nothing when none are).
+    if let Some(m) = modseq {
+        line.push_str(&format!(" (MODSEQ {m})"));
     }
     line.push_str("\r\n");
     push(out, &line);
@@ -78,6 +118,91 @@ pub(crate) fn thread(
     };
     out.extend_from_slice(&encode(Data::Thread(threads)));
     Ok("OK Thread completed.".into())
+}
+
+/// ESEARCH (RFC 4731) in Dovecot's order: MIN MAX ALL COUNT, then
+/// MODSEQ (RFC 7162 §3.1.5); SAVE keeps the result as `$` (RFC 5182:
+/// only MIN and/or MAX when those are asked without ALL or COUNT), and
+/// alone sends nothing.
+fn esearch(
+    sel: &mut Selected,
+    hits: &[u32],
+    ret: SearchReturn,
+    how: &How<'_>,
+    modseq: Option<u64>,
+    out: &mut Vec<u8>,
+) {
+    let (min, max) = (hits.first().copied(), hits.last().copied());
+    if ret.save {
+        let chosen: Vec<u32> = if (ret.min || ret.max) && !ret.all && !ret.count {
+            let mut v: Vec<u32> = [ret.min.then_some(min), ret.max.then_some(max)]
+                .into_iter()
+                .flatten()
+                .flatten()
+                .collect();
+            v.dedup();
+            v
+        } else {
+            hits.to_vec()
+        };
+        let msgs = sel.mbox.messages();
+        sel.saved = chosen
+            .into_iter()
+            .filter_map(|h| if how.uid { Some(h) } else { msgs.get(h as usize - 1).map(|m| m.uid) })
+            .collect();
+        if !(ret.min || ret.max || ret.all || ret.count) {
+            return;
+        }
+    }
+    let mut line = b"* ESEARCH (TAG ".to_vec();
+    crate::wire::string(&mut line, how.tag.as_bytes());
+    line.push(b')');
+    if how.uid {
+        line.extend_from_slice(b" UID");
+    }
+    let mut add = |s: String| {
+        line.push(b' ');
+        line.extend_from_slice(s.as_bytes());
+    };
+    if ret.min
+        && let Some(m) = min
+    {
+        add(format!("MIN {m}"));
+    }
+    if ret.max
+        && let Some(m) = max
+    {
+        add(format!("MAX {m}"));
+    }
+    if ret.all && !hits.is_empty() {
+        let ranges = mail_maildir::uidlist::to_ranges(hits.iter().copied());
+        add(format!("ALL {}", crate::session::format_ranges(&ranges)));
+    }
+    if ret.count {
+        add(format!("COUNT {}", hits.len()));
+    }
+    if let Some(m) = modseq {
+        add(format!("MODSEQ {m}"));
+    }
+    line.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&line);
+}
+
+/// Whether a search key (or one inside it) is MODSEQ.
+pub(crate) fn uses_modseq(key: &SearchKey<'_>) -> bool {
+    fn go(key: &SearchKey<'_>, depth: usize) -> bool {
+        if depth > msearch::MAX_SEARCH_DEPTH {
+            return false;
+        }
+        match key {
+            SearchKey::ModSequence { .. } => true,
+            SearchKey::Not(k) => go(k, depth + 1),
+            SearchKey::Or(a, b) => go(a, depth + 1) || go(b, depth + 1),
+            SearchKey::And(v) => v.as_ref().iter().any(|k| go(k, depth + 1)),
+            _ => false,
+        }
+    }
+    go(key, 0)
 }
 
 fn encode(data: Data<'_>) -> Vec<u8> {
@@ -194,7 +319,7 @@ impl SearchContext for Ctx<'_> {
         u32::try_from(self.m.size).unwrap_or(u32::MAX)
     }
     fn modseq(&self) -> u64 {
-        0
+        self.m.modseq
     }
     fn now(&self) -> DateTime<FixedOffset> {
         self.now

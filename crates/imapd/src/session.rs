@@ -15,20 +15,24 @@
 
 use std::collections::HashSet;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use imap_codec::imap_types::command::{Command, CommandBody};
+use imap_codec::imap_types::command::{
+    Command, CommandBody, FetchModifier, SelectParameter, StoreModifier,
+};
+use imap_codec::imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItemName};
 use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox as WireMailbox};
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use imap_codec::imap_types::status::StatusDataItemName;
-use mail_maildir::{FlagOp, Flags, Mailbox, MessageInfo};
+use mail_maildir::{FlagOp, Flags, FolderInfo, FolderName, Mailbox, MessageInfo, Store};
 
 use crate::caps;
 use crate::fetch;
-use crate::folders::{self, Name};
+use crate::list;
+use crate::pre::{self, Pre, SearchReturn};
 use crate::search;
-use crate::wire::{safe, string};
+use crate::wire::{name_string, safe};
 
 /// The largest message file read into memory (FETCH, COPY).
 pub(crate) const MAX_MESSAGE_READ: u64 = 1 << 30;
@@ -45,19 +49,38 @@ pub(crate) enum Outcome {
 /// The selected mailbox.
 #[derive(Debug)]
 pub(crate) struct Selected {
-    pub(crate) name: Name,
+    pub(crate) name: FolderName,
     pub(crate) mbox: Mailbox,
     pub(crate) read_only: bool,
     /// UIDs this session is the first to see (in `new/` at SELECT or at
     /// their arrival): `\Recent` (RFC 3501 §2.3.2).
     pub(crate) recent: HashSet<u32>,
+    /// SEARCH RETURN (SAVE)'s result, `$` (RFC 5182), by UID.
+    pub(crate) saved: Vec<u32>,
 }
 
 /// One user's session.
 #[derive(Debug)]
 pub(crate) struct Session {
-    root: PathBuf,
+    store: Store,
     special_use: mail_maildir::SpecialUseMap,
+    /// Mailbox names travel in UTF-8 (`ENABLE UTF8=ACCEPT`, IMAP4rev2),
+    /// else in modified UTF-7.
+    utf8: bool,
+    /// CONDSTORE is on (RFC 7162 §3.1: ENABLE, or a command that uses
+    /// it): HIGHESTMODSEQ at SELECT, MODSEQ in unsolicited FETCHes.
+    condstore: bool,
+    /// QRESYNC is enabled (RFC 7162 §3.2.3): VANISHED replaces EXPUNGE
+    /// and unsolicited FETCHes carry the UID.
+    qresync: bool,
+    /// The tagged OK of this command carries the selected mailbox's
+    /// HIGHESTMODSEQ as it is after the sync (EXPUNGE under QRESYNC).
+    highest_after_sync: bool,
+    /// IMAP4rev2 is enabled (RFC 9051): ESEARCH for SEARCH, no
+    /// `\Recent`, UTF-8 names.
+    pub(crate) rev2: bool,
+    /// The RETURN options of the SEARCH being run (the pre-parser's).
+    search_return: Option<SearchReturn>,
     pub(crate) selected: Option<Selected>,
     /// Messages fetched and their octets, for the logout line.
     pub(crate) fetched: (u64, u64),
@@ -65,7 +88,61 @@ pub(crate) struct Session {
 
 impl Session {
     pub(crate) fn new(root: PathBuf, special_use: mail_maildir::SpecialUseMap) -> Session {
-        Session { root, special_use, selected: None, fetched: (0, 0) }
+        Session {
+            store: Store::new(&root),
+            special_use,
+            utf8: false,
+            condstore: false,
+            qresync: false,
+            highest_after_sync: false,
+            rev2: false,
+            search_return: None,
+            selected: None,
+            fetched: (0, 0),
+        }
+    }
+
+    /// Answers one complete message from the client (a command with its
+    /// literals) into `out`; `None` when it is no command the session
+    /// knows (the caller answers BAD).
+    pub(crate) fn message(&mut self, raw: &[u8], out: &mut Vec<u8>) -> Option<Outcome> {
+        use imap_codec::decode::Decoder;
+        let decode = |bytes: &[u8], session: &mut Session, out: &mut Vec<u8>| {
+            match imap_codec::CommandCodec::default().decode(bytes) {
+                Ok(([], cmd)) => Some(session.command(cmd, out)),
+                _ => None,
+            }
+        };
+        match pre::prepare(raw, self) {
+            Pre::Codec => decode(raw, self, out),
+            Pre::Rewritten { bytes, search_return } => {
+                self.search_return = search_return;
+                let outcome = decode(&bytes, self, out);
+                self.search_return = None;
+                outcome
+            }
+            pre => {
+                let tag = raw.split(|&b| b == b' ').next().unwrap_or_default();
+                let tag = safe(&String::from_utf8_lossy(tag));
+                // EXPUNGE responses may follow what these answer, except
+                // an at once completed FETCH/STORE/SEARCH (RFC 3501 §7.4.1).
+                let expunge_ok = !matches!(pre, Pre::Done(_) | Pre::Bad(_));
+                let text = match pre {
+                    Pre::List(l) => match self.list_extended(&l, out) {
+                        Ok(t) | Err(t) => t,
+                    },
+                    Pre::Done(_) if self.selected.is_none() => "BAD No mailbox selected.".into(),
+                    Pre::Done(t) | Pre::Bad(t) => t,
+                    Pre::MultiAppend(commands) => match self.append_many(&commands) {
+                        Ok(t) | Err(t) => t,
+                    },
+                    Pre::Codec | Pre::Rewritten { .. } => return None,
+                };
+                self.sync(out, expunge_ok);
+                push(out, &format!("{tag} {text}\r\n"));
+                Some(Outcome::Continue)
+            }
+        }
     }
 
     /// Answers one command into `out`.
@@ -73,6 +150,7 @@ impl Session {
         let tag = cmd.tag.inner().to_owned();
         let name = cmd.body.name();
         let mut expunge_ok = true;
+        let (was_condstore, start) = (self.condstore, out.len());
         let result: Result<String, String> = match cmd.body {
             CommandBody::Capability => {
                 push(out, &format!("* CAPABILITY {}\r\n", caps::after_login()));
@@ -89,10 +167,28 @@ impl Session {
                 out.extend_from_slice(caps::ID_RESPONSE);
                 Ok("OK ID completed.".into())
             }
-            CommandBody::Enable { .. } => {
-                // Nothing imapd offers needs enabling yet (no CONDSTORE,
-                // UTF8=ACCEPT or IMAP4rev2): the list is empty.
-                push(out, "* ENABLED\r\n");
+            CommandBody::Enable { capabilities } => {
+                // Listed as asked, as Dovecot does (again if already on).
+                let mut enabled = String::new();
+                for c in capabilities.as_ref() {
+                    let name = c.to_string().to_ascii_uppercase();
+                    match name.as_str() {
+                        "CONDSTORE" => self.condstore = true,
+                        "QRESYNC" => {
+                            self.condstore = true;
+                            self.qresync = true;
+                        }
+                        "IMAP4REV2" => {
+                            self.rev2 = true;
+                            self.utf8 = true;
+                        }
+                        "UTF8=ACCEPT" => self.utf8 = true,
+                        _ => continue,
+                    }
+                    enabled.push(' ');
+                    enabled.push_str(if name == "IMAP4REV2" { "IMAP4rev2" } else { &name });
+                }
+                push(out, &format!("* ENABLED{enabled}\r\n"));
                 Ok("OK Enabled.".into())
             }
             CommandBody::Namespace => {
@@ -103,8 +199,12 @@ impl Session {
             CommandBody::Login { .. } | CommandBody::Authenticate { .. } => {
                 Err("BAD Already logged in.".into())
             }
-            CommandBody::Select { mailbox, .. } => self.select(&mailbox, false, out),
-            CommandBody::Examine { mailbox, .. } => self.select(&mailbox, true, out),
+            CommandBody::Select { mailbox, parameters } => {
+                self.select(&mailbox, &parameters, false, out)
+            }
+            CommandBody::Examine { mailbox, parameters } => {
+                self.select(&mailbox, &parameters, true, out)
+            }
             CommandBody::Create { mailbox } => self.create(&mailbox),
             CommandBody::Delete { mailbox } => self.delete(&mailbox),
             CommandBody::Rename { from, to } => self.rename(&from, &to),
@@ -139,35 +239,37 @@ impl Session {
             },
             CommandBody::Close => match self.selected.take() {
                 Some(mut s) => {
+                    let mut expunged = false;
                     if !s.read_only {
                         let deleted = deleted_uids(&s.mbox, None);
-                        if let Err(e) = s.mbox.expunge(&deleted) {
-                            tracing::warn!("CLOSE: expunge: {e}");
+                        match s.mbox.expunge(&deleted) {
+                            Ok(gone) => expunged = !gone.is_empty(),
+                            Err(e) => tracing::warn!("CLOSE: expunge: {e}"),
                         }
                     }
-                    Ok("OK Close completed.".into())
+                    // No VANISHED follows a CLOSE: under QRESYNC the
+                    // client learns the modseq its expunges reached.
+                    if expunged && self.qresync && s.mbox.refresh().is_ok() {
+                        Ok(format!(
+                            "OK [HIGHESTMODSEQ {}] Close completed.",
+                            s.mbox.highest_modseq()
+                        ))
+                    } else {
+                        Ok("OK Close completed.".into())
+                    }
                 }
                 None => Err("BAD No mailbox selected.".into()),
             },
             CommandBody::Expunge => self.expunge(None, out),
             CommandBody::ExpungeUid { sequence_set } => self.expunge(Some(&sequence_set), out),
-            CommandBody::Fetch { sequence_set, macro_or_item_names, uid, .. } => {
+            CommandBody::Fetch { sequence_set, macro_or_item_names, uid, modifiers } => {
                 expunge_ok = uid;
-                match self.selected.as_mut() {
-                    None => Err("BAD No mailbox selected.".into()),
-                    Some(sel) => fetch::fetch(
-                        sel,
-                        &sequence_set,
-                        &macro_or_item_names,
-                        uid,
-                        out,
-                        &mut self.fetched,
-                    ),
-                }
+                self.fetch(&sequence_set, &macro_or_item_names, uid, &modifiers, out)
             }
-            CommandBody::Store { sequence_set, kind, response, flags, uid, .. } => {
+            CommandBody::Store { sequence_set, kind, response, flags, uid, modifiers } => {
                 expunge_ok = uid;
-                self.store(&sequence_set, kind, response, &flags, uid, out)
+                let since = modifiers.iter().map(|StoreModifier::UnchangedSince(n)| *n).next();
+                self.store(&sequence_set, (kind, response), &flags, uid, since, out)
             }
             CommandBody::Copy { sequence_set, mailbox, uid } => {
                 self.copy(&sequence_set, &mailbox, uid, false, out)
@@ -177,9 +279,20 @@ impl Session {
             }
             CommandBody::Search { charset, criteria, uid } => {
                 expunge_ok = uid;
-                match self.selected.as_ref() {
+                let ret = self.search_return.take();
+                // IMAP4rev2 answers every SEARCH with ESEARCH (RFC 9051
+                // §6.4.4), ALL when nothing else is asked.
+                let ret =
+                    ret.or(self.rev2.then(|| SearchReturn { all: true, ..Default::default() }));
+                match self.selected.as_mut() {
                     None => Err("BAD No mailbox selected.".into()),
-                    Some(sel) => search::search(sel, charset.as_ref(), &criteria, uid, out),
+                    Some(sel) => {
+                        if criteria.as_ref().iter().any(search::uses_modseq) {
+                            self.condstore = true;
+                        }
+                        let how = search::How { uid, tag: &tag, ret };
+                        search::search(sel, charset.as_ref(), &criteria, &how, out)
+                    }
                 }
             }
             CommandBody::Sort { sort_criteria, charset, search_criteria, uid } => {
@@ -202,8 +315,30 @@ impl Session {
             }
             _ => Err(format!("BAD Unknown command {name}.")),
         };
+        // CONDSTORE turned on by a command with a mailbox selected: the
+        // client learns the modseq it starts from, first (as Dovecot).
+        if !was_condstore
+            && self.condstore
+            && !matches!(name, "SELECT" | "EXAMINE" | "ENABLE")
+            && let Some(sel) = self.selected.as_ref()
+        {
+            let line = format!("* OK [HIGHESTMODSEQ {}] Highest\r\n", sel.mbox.highest_modseq());
+            out.splice(start..start, line.into_bytes());
+        }
         // Untagged news before the tagged reply (RFC 3501 §7).
         self.sync(out, expunge_ok);
+        let result = match result {
+            Ok(text) if std::mem::take(&mut self.highest_after_sync) => {
+                match (self.selected.as_ref(), text.strip_prefix("OK ")) {
+                    (Some(sel), Some(rest)) => {
+                        Ok(format!("OK [HIGHESTMODSEQ {}] {rest}", sel.mbox.highest_modseq()))
+                    }
+                    _ => Ok(text),
+                }
+            }
+            other => other,
+        };
+        self.highest_after_sync = false;
         match result {
             Ok(text) | Err(text) => push(out, &format!("{} {text}\r\n", safe(&tag))),
         }
@@ -222,7 +357,7 @@ impl Session {
         let changes = match sel.mbox.refresh() {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!("{}: cannot read the mailbox: {e}", sel.name.display());
+                tracing::warn!("{}: cannot read the mailbox: {e}", sel.name);
                 return;
             }
         };
@@ -232,75 +367,156 @@ impl Session {
             push(out, "* BYE The mailbox was rebuilt; please reconnect.\r\n");
         }
         let gone: HashSet<u32> = changes.vanished.iter().copied().collect();
-        for (i, uid) in before.iter().enumerate().rev() {
-            if gone.contains(uid) {
-                push(out, &format!("* {} EXPUNGE\r\n", i + 1));
-                sel.recent.remove(uid);
-            }
-        }
+        report_expunged(sel, &before, &gone, self.qresync, out);
         for uid in &changes.flags_changed {
             if let Some(i) = position(&sel.mbox, *uid) {
                 let m = &sel.mbox.messages()[i];
-                push(
-                    out,
-                    &format!(
-                        "* {} FETCH (FLAGS {})\r\n",
+                let flags = flag_list(&sel.mbox, m, &sel.recent);
+                // RFC 7162 §3.1.4.1 and §3.2.4: the modseq once CONDSTORE
+                // is on, the UID once QRESYNC is.
+                let line = match (self.condstore, self.qresync) {
+                    (_, true) => format!(
+                        "* {} FETCH (UID {} FLAGS {flags} MODSEQ ({}))\r\n",
                         i + 1,
-                        flag_list(&sel.mbox, m, &sel.recent)
+                        m.uid,
+                        m.modseq
                     ),
-                );
+                    (true, false) => {
+                        format!("* {} FETCH (FLAGS {flags} MODSEQ ({}))\r\n", i + 1, m.modseq)
+                    }
+                    _ => format!("* {} FETCH (FLAGS {flags})\r\n", i + 1),
+                };
+                push(out, &line);
             }
         }
         if !changes.added.is_empty() {
-            for m in sel.mbox.messages() {
-                if m.in_new && changes.added.contains(&m.uid) {
-                    sel.recent.insert(m.uid);
-                }
-            }
             push(out, &format!("* {} EXISTS\r\n", sel.mbox.messages().len()));
-            push(out, &format!("* {} RECENT\r\n", sel.recent.len()));
+            if !self.rev2 {
+                for m in sel.mbox.messages() {
+                    if m.in_new && changes.added.contains(&m.uid) {
+                        sel.recent.insert(m.uid);
+                    }
+                }
+                push(out, &format!("* {} RECENT\r\n", sel.recent.len()));
+            }
         }
     }
 
-    fn resolve(&self, mailbox: &WireMailbox<'_>) -> Result<Name, String> {
+    fn resolve(&self, mailbox: &WireMailbox<'_>) -> Result<FolderName, String> {
         match mailbox {
-            WireMailbox::Inbox => Ok(Name::Inbox),
+            WireMailbox::Inbox => Ok(FolderName::inbox()),
             WireMailbox::Other(o) => {
                 let raw = o.as_ref();
+                // `CREATE a.` names `a` (RFC 3501 §6.3.3).
                 let raw = raw.strip_suffix(b".").unwrap_or(raw);
-                Name::parse(raw).map_err(|e| format!("NO {e}."))
+                std::str::from_utf8(raw)
+                    .ok()
+                    .and_then(|s| FolderName::from_imap(s, self.utf8).ok())
+                    .ok_or_else(|| "NO Invalid mailbox name.".to_string())
             }
         }
+    }
+
+    /// The name as this session writes it on the wire.
+    fn wire_name(&self, name: &FolderName) -> String {
+        name.to_imap(self.utf8)
+    }
+
+    fn exists(&self, name: &FolderName) -> Result<bool, String> {
+        self.store.exists(name).map_err(|e| {
+            tracing::warn!("{name}: {e}");
+            "NO [SERVERBUG] Cannot read the mailbox list.".to_string()
+        })
+    }
+
+    fn no_such(&self, name: &FolderName) -> String {
+        format!("NO [NONEXISTENT] Mailbox doesn't exist: {}", safe(&self.wire_name(name)))
     }
 
     fn select(
         &mut self,
         mailbox: &WireMailbox<'_>,
+        parameters: &[SelectParameter],
         read_only: bool,
         out: &mut Vec<u8>,
     ) -> Result<String, String> {
-        // A failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1).
-        self.selected = None;
-        let name = self.resolve(mailbox)?;
-        let dir = name.dir(&self.root);
-        if !folders::exists(&dir) {
-            return Err(format!(
-                "NO [NONEXISTENT] Mailbox doesn't exist: {}",
-                safe(name.display())
-            ));
+        // A failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1);
+        // IMAP4rev2 and QRESYNC clients are told (RFC 9051 §7.1, RFC 7162
+        // §3.2.11), so they know where the old mailbox's responses end.
+        if self.selected.take().is_some() && (self.rev2 || self.qresync) {
+            push(out, "* OK [CLOSED] Previous mailbox closed.\r\n");
         }
-        let mbox = open(&dir)?;
-        let recent: HashSet<u32> =
-            mbox.messages().iter().filter(|m| m.in_new).map(|m| m.uid).collect();
+        let mut resync = None;
+        for p in parameters {
+            match p {
+                SelectParameter::CondStore => self.condstore = true,
+                SelectParameter::QResync { .. } if !self.qresync => {
+                    return Err("BAD QRESYNC isn't enabled.".into());
+                }
+                SelectParameter::QResync {
+                    uid_validity, mod_sequence_value, known_uids, ..
+                } => {
+                    // seq-match-data only helps a server whose expunge
+                    // memory is short; ours answers without it.
+                    resync = Some((uid_validity.get(), mod_sequence_value.get(), known_uids));
+                }
+            }
+        }
+        let name = self.resolve(mailbox)?;
+        if !self.exists(&name)? {
+            return Err(self.no_such(&name));
+        }
+        let mbox = open(&self.store, &name)?;
+        // IMAP4rev2 has no \Recent, no RECENT and no UNSEEN code.
+        let recent: HashSet<u32> = if self.rev2 {
+            HashSet::new()
+        } else {
+            mbox.messages().iter().filter(|m| m.in_new).map(|m| m.uid).collect()
+        };
         push(out, &flags_lines(&mbox, read_only));
         push(out, &format!("* {} EXISTS\r\n", mbox.messages().len()));
-        push(out, &format!("* {} RECENT\r\n", recent.len()));
-        if let Some(i) = mbox.messages().iter().position(|m| !m.flags.contains(Flags::SEEN)) {
-            push(out, &format!("* OK [UNSEEN {}] First unseen.\r\n", i + 1));
+        if !self.rev2 {
+            push(out, &format!("* {} RECENT\r\n", recent.len()));
+            if let Some(i) = mbox.messages().iter().position(|m| !m.flags.contains(Flags::SEEN)) {
+                push(out, &format!("* OK [UNSEEN {}] First unseen.\r\n", i + 1));
+            }
         }
         push(out, &format!("* OK [UIDVALIDITY {}] UIDs valid\r\n", mbox.uid_validity()));
         push(out, &format!("* OK [UIDNEXT {}] Predicted next UID\r\n", mbox.uid_next()));
-        self.selected = Some(Selected { name, mbox, read_only, recent });
+        if self.condstore {
+            push(out, &format!("* OK [HIGHESTMODSEQ {}] Highest\r\n", mbox.highest_modseq()));
+        }
+        // QRESYNC (RFC 7162 §3.2.5): what the client missed since its
+        // modseq, if its UIDs are still valid.
+        if let Some((validity, since, known)) = resync
+            && validity == mbox.uid_validity()
+        {
+            let star = mbox.uid_next().saturating_sub(1).max(1);
+            let known = known.as_ref().map(|k| set_ranges(k, star));
+            let mut vanished = mbox.vanished_since(since);
+            if let Some(k) = &known {
+                vanished = intersect(&vanished, k);
+            }
+            if !vanished.is_empty() {
+                push(out, &format!("* VANISHED (EARLIER) {}\r\n", format_ranges(&vanished)));
+            }
+            for (i, m) in mbox.messages().iter().enumerate() {
+                if m.modseq <= since || known.as_ref().is_some_and(|k| !in_ranges(k, m.uid)) {
+                    continue;
+                }
+                push(
+                    out,
+                    &format!(
+                        "* {} FETCH (UID {} FLAGS {} MODSEQ ({}))\r\n",
+                        i + 1,
+                        m.uid,
+                        flag_list(&mbox, m, &recent),
+                        m.modseq
+                    ),
+                );
+            }
+        }
+        self.selected = Some(Selected { name, mbox, read_only, recent, saved: Vec::new() });
         Ok(if read_only {
             "OK [READ-ONLY] Examine completed.".into()
         } else {
@@ -310,119 +526,100 @@ impl Session {
 
     fn create(&mut self, mailbox: &WireMailbox<'_>) -> Result<String, String> {
         let name = self.resolve(mailbox)?;
-        let Name::Folder(f) = &name else {
-            return Err("NO [ALREADYEXISTS] Mailbox already exists".into());
-        };
-        if folders::exists(&name.dir(&self.root)) {
-            return Err("NO [ALREADYEXISTS] Mailbox already exists".into());
+        match self.store.create(&name) {
+            Ok(()) => Ok("OK Create completed.".into()),
+            Err(mail_maildir::Error::FolderExists { .. }) => {
+                Err("NO [ALREADYEXISTS] Mailbox already exists".into())
+            }
+            Err(e) => {
+                tracing::warn!("CREATE {name}: {e}");
+                Err("NO [CANNOT] Cannot create the mailbox.".into())
+            }
         }
-        mail_maildir::make_folder(&self.root, f).map_err(|e| {
-            tracing::warn!("CREATE {f}: {e}");
-            "NO [CANNOT] Cannot create the mailbox.".to_string()
-        })?;
-        Ok("OK Create completed.".into())
     }
 
     fn delete(&mut self, mailbox: &WireMailbox<'_>) -> Result<String, String> {
         let name = self.resolve(mailbox)?;
-        let Name::Folder(f) = &name else {
+        if name.is_inbox() {
             return Err("NO [CANNOT] INBOX can't be deleted.".into());
-        };
-        let dir = name.dir(&self.root);
-        if !folders::exists(&dir) {
-            return Err(format!("NO [NONEXISTENT] Mailbox doesn't exist: {}", safe(f)));
         }
         if self.selected.as_ref().is_some_and(|s| s.name == name) {
             return Err("NO [CANNOT] Can't delete the selected mailbox.".into());
         }
-        // Renamed out of the namespace first, so no reader sees half a
-        // folder; a name starting with ".." is never a folder.
-        let trash = self.root.join(format!("..deleted.{}.{f}", std::process::id()));
-        std::fs::rename(&dir, &trash).and_then(|()| std::fs::remove_dir_all(&trash)).map_err(
-            |e| {
-                tracing::warn!("DELETE {f}: {e}");
-                "NO [CANNOT] Cannot delete the mailbox.".to_string()
-            },
-        )?;
-        let _ = folders::subscribe(&self.root, f, false);
+        match self.store.delete(&name) {
+            Ok(()) => {}
+            Err(mail_maildir::Error::NoFolder { .. }) => return Err(self.no_such(&name)),
+            Err(e) => {
+                tracing::warn!("DELETE {name}: {e}");
+                return Err("NO [CANNOT] Cannot delete the mailbox.".into());
+            }
+        }
+        if let Err(e) = self.store.unsubscribe(&name) {
+            tracing::warn!("DELETE {name}: unsubscribe: {e}");
+        }
         Ok("OK Delete completed.".into())
     }
 
     fn rename(&mut self, from: &WireMailbox<'_>, to: &WireMailbox<'_>) -> Result<String, String> {
         let from = self.resolve(from)?;
         let to = self.resolve(to)?;
-        let Name::Folder(t) = &to else {
-            return Err("NO [ALREADYEXISTS] Mailbox already exists".into());
-        };
-        let to_dir = to.dir(&self.root);
-        if folders::exists(&to_dir) {
-            return Err("NO [ALREADYEXISTS] Mailbox already exists".into());
-        }
-        let Name::Folder(f) = &from else {
-            return self.rename_inbox(t);
-        };
-        let from_dir = from.dir(&self.root);
-        if !folders::exists(&from_dir) {
-            return Err(format!("NO [NONEXISTENT] Mailbox doesn't exist: {}", safe(f)));
-        }
-        if t.starts_with(&format!("{f}.")) {
-            return Err("NO [CANNOT] Can't rename a mailbox under itself.".into());
-        }
-        if self.selected.as_ref().is_some_and(|s| s.name == from) {
+        if self.selected.as_ref().is_some_and(|s| s.name == from || s.name.is_below(&from)) {
             self.selected = None;
         }
-        let children: Vec<String> = folders::folders(&self.root)
-            .into_iter()
-            .filter(|c| c.starts_with(&format!("{f}.")))
-            .collect();
-        std::fs::rename(&from_dir, &to_dir).map_err(|e| {
-            tracing::warn!("RENAME {f} {t}: {e}");
-            "NO [CANNOT] Cannot rename the mailbox.".to_string()
-        })?;
-        for c in children {
-            let new = format!("{t}{}", &c[f.len()..]);
-            let (a, b) = (self.root.join(format!(".{c}")), self.root.join(format!(".{new}")));
-            if let Err(e) = std::fs::rename(&a, &b) {
-                tracing::warn!("RENAME {c} {new}: {e}");
+        match self.store.rename(&from, &to) {
+            Ok(()) => Ok("OK Rename completed.".into()),
+            Err(mail_maildir::Error::FolderExists { .. }) => {
+                Err("NO [ALREADYEXISTS] Mailbox already exists".into())
+            }
+            Err(mail_maildir::Error::NoFolder { .. }) => Err(self.no_such(&from)),
+            Err(mail_maildir::Error::NotPermitted { .. }) => {
+                Err("NO [CANNOT] Can't rename a mailbox under itself.".into())
+            }
+            Err(e) => {
+                tracing::warn!("RENAME {from} {to}: {e}");
+                Err("NO [CANNOT] Cannot rename the mailbox.".into())
             }
         }
-        Ok("OK Rename completed.".into())
-    }
-
-    /// RENAME INBOX (RFC 3501 §6.3.5): its messages move to the new
-    /// folder; INBOX stays, empty.
-    fn rename_inbox(&mut self, to: &str) -> Result<String, String> {
-        let dir = mail_maildir::make_folder(&self.root, to).map_err(|e| {
-            tracing::warn!("RENAME INBOX {to}: {e}");
-            "NO [CANNOT] Cannot create the mailbox.".to_string()
-        })?;
-        for sub in ["new", "cur"] {
-            let Ok(rd) = std::fs::read_dir(self.root.join(sub)) else { continue };
-            for e in rd.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_file()) {
-                    let target = dir.join(sub).join(e.file_name());
-                    if let Err(err) = std::fs::rename(e.path(), &target) {
-                        tracing::warn!("RENAME INBOX: {}: {err}", e.path().display());
-                    }
-                }
-            }
-        }
-        Ok("OK Rename completed.".into())
     }
 
     fn subscribe(&mut self, mailbox: &WireMailbox<'_>, on: bool) -> Result<String, String> {
         let name = self.resolve(mailbox)?;
-        if on && !folders::exists(&name.dir(&self.root)) {
-            return Err(format!(
-                "NO [NONEXISTENT] Mailbox doesn't exist: {}",
-                safe(name.display())
-            ));
+        if on && !self.exists(&name)? {
+            return Err(self.no_such(&name));
         }
-        folders::subscribe(&self.root, name.display(), on).map_err(|e| {
-            tracing::warn!("{e}");
+        let done = if on { self.store.subscribe(&name) } else { self.store.unsubscribe(&name) };
+        done.map_err(|e| {
+            tracing::warn!("SUBSCRIBE {name}: {e}");
             "NO [SERVERBUG] Cannot update the subscriptions.".to_string()
         })?;
         Ok(if on { "OK Subscribe completed." } else { "OK Unsubscribe completed." }.into())
+    }
+
+    /// Every folder with its LIST attributes (`\NonExistent \Noselect` for
+    /// a parent that exists only by its children, CHILDREN's and
+    /// SPECIAL-USE's).
+    fn listing(&self) -> Result<Vec<(FolderInfo, Vec<&'static str>)>, String> {
+        let folders = self.store.list().map_err(|e| {
+            tracing::warn!("LIST: {e}");
+            "NO [SERVERBUG] Cannot read the mailbox list.".to_string()
+        })?;
+        Ok(folders
+            .into_iter()
+            .map(|f| {
+                let mut attributes = Vec::new();
+                if !f.selectable {
+                    attributes.push("\\NonExistent");
+                    attributes.push("\\Noselect");
+                }
+                attributes.push(if f.has_children { "\\HasChildren" } else { "\\HasNoChildren" });
+                if f.selectable
+                    && let Some(u) = self.special_use.get(&f.name)
+                {
+                    attributes.push(u.as_imap());
+                }
+                (f, attributes)
+            })
+            .collect())
     }
 
     fn list(
@@ -446,44 +643,34 @@ impl Session {
             return Ok(format!("OK {} completed.", title(verb)));
         }
         let full = format!("{reference}{pattern}");
-        let all = folders::all(&self.root, &self.special_use);
-        let wanted: Vec<folders::Listed> = if lsub {
-            folders::subscriptions(&self.root)
+        let all = self.listing()?;
+        let wanted: Vec<(String, Vec<&'static str>)> = if lsub {
+            let subscribed = self.store.subscriptions().map_err(|e| {
+                tracing::warn!("LSUB: {e}");
+                "NO [SERVERBUG] Cannot read the subscriptions.".to_string()
+            })?;
+            subscribed
                 .into_iter()
                 .map(|n| {
-                    let found = all
-                        .iter()
-                        .find(|l| l.name == n && !l.attributes.contains(&"\\NonExistent"));
-                    folders::Listed {
-                        attributes: match found {
-                            Some(l) => l
-                                .attributes
-                                .iter()
-                                .copied()
-                                .filter(|a| {
-                                    a.starts_with("\\Has")
-                                        || a.starts_with("\\S")
-                                        || a.starts_with("\\D")
-                                        || a.starts_with("\\T")
-                                        || a.starts_with("\\J")
-                                        || a.starts_with("\\A")
-                                })
-                                .collect(),
-                            None => vec!["\\Noselect"],
-                        },
-                        name: n,
-                    }
+                    let found = all.iter().find(|(f, _)| f.name == n && f.selectable);
+                    let attributes = match found {
+                        Some((_, a)) => {
+                            a.iter().copied().filter(|a| *a != "\\NonExistent").collect()
+                        }
+                        None => vec!["\\Noselect"],
+                    };
+                    (self.wire_name(&n), attributes)
                 })
                 .collect()
         } else {
-            all
+            all.into_iter().map(|(f, a)| (self.wire_name(&f.name), a)).collect()
         };
-        for l in wanted {
-            if !folders::matches(&full, &l.name) {
+        for (name, attributes) in wanted {
+            if !list::matches(&full, &name) {
                 continue;
             }
-            let mut line = format!("* {verb} ({}) \".\" ", l.attributes.join(" ")).into_bytes();
-            string(&mut line, l.name.as_bytes());
+            let mut line = format!("* {verb} ({}) \".\" ", attributes.join(" ")).into_bytes();
+            name_string(&mut line, &name, self.utf8);
             line.extend_from_slice(b"\r\n");
             out.extend_from_slice(&line);
         }
@@ -497,22 +684,169 @@ impl Session {
         out: &mut Vec<u8>,
     ) -> Result<String, String> {
         let name = self.resolve(mailbox)?;
-        let dir = name.dir(&self.root);
-        if !folders::exists(&dir) {
-            return Err(format!(
-                "NO [NONEXISTENT] Mailbox doesn't exist: {}",
-                safe(name.display())
-            ));
+        if !self.exists(&name)? {
+            return Err(self.no_such(&name));
         }
         let opened;
         let (mbox, recent) = match self.selected.as_ref() {
             Some(s) if s.name == name => (&s.mbox, s.recent.len()),
             _ => {
-                opened = open(&dir)?;
+                opened = open(&self.store, &name)?;
                 let r = opened.messages().iter().filter(|m| m.in_new).count();
                 (&opened, r)
             }
         };
+        // STATUS HIGHESTMODSEQ turns CONDSTORE on (RFC 7162 §3.1).
+        let enables = items.contains(&StatusDataItemName::HighestModSeq);
+        let line = status_line(mbox, recent, &self.wire_name(&name), self.utf8, items)?;
+        out.extend_from_slice(&line);
+        self.condstore |= enables;
+        Ok("OK Status completed.".into())
+    }
+
+    /// LIST in RFC 5258's form (LIST-EXTENDED), with RFC 6154's
+    /// SPECIAL-USE and RFC 5819's STATUS. Attributes are those asked for
+    /// (Dovecot's reading): `\NonExistent` always, `\Subscribed`,
+    /// children and special-use ones when selected or returned.
+    fn list_extended(&mut self, l: &list::Extended, out: &mut Vec<u8>) -> Result<String, String> {
+        if l.recursive && !l.subscribed {
+            return Err(
+                "BAD Error in IMAP command LIST: RECURSIVEMATCH must not be the only selection"
+                    .into(),
+            );
+        }
+        let items: Option<Vec<StatusDataItemName>> = match &l.return_status {
+            None => None,
+            Some(names) => {
+                Some(names.iter().map(|n| status_item(n)).collect::<Option<Vec<_>>>().ok_or_else(
+                    || "BAD Error in IMAP command LIST: Unknown STATUS item".to_string(),
+                )?)
+            }
+        };
+        let reference = String::from_utf8_lossy(&l.reference).into_owned();
+        let patterns: Vec<String> = l
+            .patterns
+            .iter()
+            .map(|p| format!("{reference}{}", String::from_utf8_lossy(p)))
+            .collect();
+        if l.patterns.iter().all(|p| p.is_empty()) {
+            push(out, "* LIST (\\Noselect) \".\" \"\"\r\n");
+            return Ok("OK List completed.".into());
+        }
+        let folders = self.store.list().map_err(|e| {
+            tracing::warn!("LIST: {e}");
+            "NO [SERVERBUG] Cannot read the mailbox list.".to_string()
+        })?;
+        let subscribed: HashSet<FolderName> = if l.subscribed || l.return_subscribed {
+            self.store
+                .subscriptions()
+                .map_err(|e| {
+                    tracing::warn!("LIST: {e}");
+                    "NO [SERVERBUG] Cannot read the subscriptions.".to_string()
+                })?
+                .into_iter()
+                .collect()
+        } else {
+            HashSet::new()
+        };
+        let mut entries: Vec<FolderInfo> = folders;
+        // Subscribed names without a folder list too (RFC 5258 §3.1).
+        for n in &subscribed {
+            if !entries.iter().any(|f| &f.name == n) {
+                entries.push(FolderInfo {
+                    name: n.clone(),
+                    selectable: false,
+                    has_children: false,
+                });
+            }
+        }
+        // INBOX stays first, the rest by name.
+        if let Some(rest) = entries.get_mut(1..) {
+            rest.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        let matches = |name: &str| patterns.iter().any(|p| list::matches(p, name));
+        for f in &entries {
+            let wire = self.wire_name(&f.name);
+            if !matches(&wire) {
+                continue;
+            }
+            let is_subscribed = subscribed.contains(&f.name);
+            // RECURSIVEMATCH: a subscribed descendant the patterns do not
+            // list themselves (RFC 5258 §3.5).
+            let child_info = l.recursive
+                && subscribed.iter().any(|s| s.is_below(&f.name) && !matches(&self.wire_name(s)));
+            if l.subscribed && !is_subscribed && !child_info {
+                continue;
+            }
+            let special = if f.selectable { self.special_use.get(&f.name) } else { None };
+            if l.special_use && special.is_none() {
+                continue;
+            }
+            let mut attributes = Vec::new();
+            if !f.selectable {
+                attributes.push("\\NonExistent");
+            }
+            if (l.subscribed || l.return_subscribed) && is_subscribed {
+                attributes.push("\\Subscribed");
+            }
+            if l.return_children {
+                attributes.push(if f.has_children { "\\HasChildren" } else { "\\HasNoChildren" });
+            }
+            if (l.special_use || l.return_special_use)
+                && let Some(u) = special
+            {
+                attributes.push(u.as_imap());
+            }
+            let mut line = format!("* LIST ({}) \".\" ", attributes.join(" ")).into_bytes();
+            name_string(&mut line, &wire, self.utf8);
+            if child_info {
+                line.extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
+            }
+            line.extend_from_slice(b"\r\n");
+            out.extend_from_slice(&line);
+            // LIST-STATUS (RFC 5819): right after its LIST line, for a
+            // mailbox that can be opened; one that cannot is left out.
+            if let Some(items) = &items
+                && f.selectable
+            {
+                let status = match self.selected.as_ref() {
+                    Some(s) if s.name == f.name => {
+                        status_line(&s.mbox, s.recent.len(), &wire, self.utf8, items)
+                    }
+                    _ => match self.store.open(&f.name) {
+                        Ok(m) => {
+                            let r = if self.rev2 {
+                                0
+                            } else {
+                                m.messages().iter().filter(|m| m.in_new).count()
+                            };
+                            status_line(&m, r, &wire, self.utf8, items)
+                        }
+                        Err(e) => {
+                            tracing::warn!("LIST STATUS {}: {e}", f.name);
+                            continue;
+                        }
+                    },
+                };
+                if let Ok(line) = status {
+                    out.extend_from_slice(&line);
+                }
+                self.condstore |= items.contains(&StatusDataItemName::HighestModSeq);
+            }
+        }
+        Ok("OK List completed.".into())
+    }
+}
+
+/// `* STATUS name (items)` for an open mailbox.
+fn status_line(
+    mbox: &Mailbox,
+    recent: usize,
+    wire: &str,
+    utf8: bool,
+    items: &[StatusDataItemName],
+) -> Result<Vec<u8>, String> {
+    {
         let msgs = mbox.messages();
         let mut parts = Vec::new();
         for item in items {
@@ -532,16 +866,36 @@ impl Session {
                 StatusDataItemName::Size => {
                     format!("SIZE {}", msgs.iter().map(|m| m.size).sum::<u64>())
                 }
+                StatusDataItemName::HighestModSeq => {
+                    format!("HIGHESTMODSEQ {}", mbox.highest_modseq())
+                }
                 _ => return Err("BAD Unsupported STATUS item.".into()),
             });
         }
         let mut line = b"* STATUS ".to_vec();
-        string(&mut line, name.display().as_bytes());
+        name_string(&mut line, wire, utf8);
         line.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
-        out.extend_from_slice(&line);
-        Ok("OK Status completed.".into())
+        Ok(line)
     }
+}
 
+/// A STATUS item by name (LIST-STATUS's items come from the
+/// pre-parser, as text).
+fn status_item(name: &str) -> Option<StatusDataItemName> {
+    Some(match name {
+        "MESSAGES" => StatusDataItemName::Messages,
+        "RECENT" => StatusDataItemName::Recent,
+        "UIDNEXT" => StatusDataItemName::UidNext,
+        "UIDVALIDITY" => StatusDataItemName::UidValidity,
+        "UNSEEN" => StatusDataItemName::Unseen,
+        "DELETED" => StatusDataItemName::Deleted,
+        "SIZE" => StatusDataItemName::Size,
+        "HIGHESTMODSEQ" => StatusDataItemName::HighestModSeq,
+        _ => return None,
+    })
+}
+
+impl Session {
     fn append(
         &mut self,
         mailbox: &WireMailbox<'_>,
@@ -550,20 +904,94 @@ impl Session {
         message: &[u8],
     ) -> Result<String, String> {
         let name = self.resolve(mailbox)?;
-        let dir = name.dir(&self.root);
-        if !folders::exists(&dir) {
-            return Err(format!("NO [TRYCREATE] Mailbox doesn't exist: {}", safe(name.display())));
+        if !self.exists(&name)? {
+            return Err(format!(
+                "NO [TRYCREATE] Mailbox doesn't exist: {}",
+                safe(&self.wire_name(&name))
+            ));
         }
         if message.is_empty() {
             return Err("NO Can't save a zero byte message.".into());
         }
-        let mut dest = open(&dir)?;
+        let mut dest = open(&self.store, &name)?;
         let flags = parse_flags(&mut dest, flags)?;
         let uid = dest.append(message, flags, date).map_err(|e| {
-            tracing::warn!("APPEND {}: {e}", name.display());
+            tracing::warn!("APPEND {name}: {e}");
             "NO [SERVERBUG] Cannot save the message.".to_string()
         })?;
         Ok(format!("OK [APPENDUID {} {uid}] Append completed.", dest.uid_validity()))
+    }
+    /// MULTIAPPEND (RFC 3502): every message or none. Each one is an
+    /// APPEND the pre-parser split off; they are written one by one, and
+    /// the ones written are expunged again if a later one fails.
+    fn append_many(&mut self, commands: &[Vec<u8>]) -> Result<String, String> {
+        use imap_codec::decode::Decoder;
+        use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
+        let codec = imap_codec::CommandCodec::default();
+        let mut decoded = Vec::with_capacity(commands.len());
+        for c in commands {
+            match codec.decode(c) {
+                Ok(([], cmd)) => match cmd.body {
+                    CommandBody::Append { mailbox, flags, date, message } => {
+                        decoded.push((mailbox, flags, date, message));
+                    }
+                    _ => return Err("BAD Error in IMAP command received by server.".into()),
+                },
+                _ => return Err("BAD Error in IMAP command received by server.".into()),
+            }
+        }
+        let Some((mailbox, ..)) = decoded.first() else {
+            return Err("BAD Error in IMAP command received by server.".into());
+        };
+        let name = self.resolve(mailbox)?;
+        if !self.exists(&name)? {
+            return Err(format!(
+                "NO [TRYCREATE] Mailbox doesn't exist: {}",
+                safe(&self.wire_name(&name))
+            ));
+        }
+        let mut dest = open(&self.store, &name)?;
+        let mut uids = Vec::new();
+        let mut failure = None;
+        for (_, flags, date, message) in &decoded {
+            let bytes = match message {
+                LiteralOrLiteral8::Literal(l) => l.as_ref(),
+                LiteralOrLiteral8::Literal8(l) => l.data.as_ref(),
+            };
+            if bytes.is_empty() {
+                failure = Some("NO Can't save a zero byte message.".to_string());
+                break;
+            }
+            let flags = match parse_flags(&mut dest, flags) {
+                Ok(f) => f,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            };
+            match dest.append(bytes, flags, date.as_ref().map(|d| d.as_ref().timestamp())) {
+                Ok(uid) => uids.push(uid),
+                Err(e) => {
+                    tracing::warn!("APPEND {name}: {e}");
+                    failure = Some("NO [SERVERBUG] Cannot save the message.".into());
+                    break;
+                }
+            }
+        }
+        if let Some(f) = failure {
+            if !uids.is_empty() {
+                // Seen by the next refresh of any session as added, then
+                // expunged: what RFC 3502 asks ("none appended") allows
+                // when the store cannot append several at once.
+                let _ = dest.refresh();
+                if let Err(e) = dest.expunge(&uids) {
+                    tracing::warn!("APPEND {name}: cannot take back {uids:?}: {e}");
+                }
+            }
+            return Err(f);
+        }
+        let set = format_ranges(&mail_maildir::uidlist::to_ranges(uids));
+        Ok(format!("OK [APPENDUID {} {set}] Append completed.", dest.uid_validity()))
     }
 
     fn expunge(&mut self, set: Option<&SequenceSet>, out: &mut Vec<u8>) -> Result<String, String> {
@@ -584,22 +1012,60 @@ impl Session {
                 return Err("NO [SERVERBUG] Cannot expunge.".into());
             }
         };
-        for (i, uid) in before.iter().enumerate().rev() {
-            if removed.contains(uid) {
-                push(out, &format!("* {} EXPUNGE\r\n", i + 1));
-                sel.recent.remove(uid);
+        report_expunged(sel, &before, &removed, self.qresync, out);
+        // As Dovecot: the client's new modseq, since VANISHED carries none.
+        self.highest_after_sync = self.qresync;
+        Ok("OK Expunge completed.".into())
+    }
+
+    fn fetch(
+        &mut self,
+        set: &SequenceSet,
+        items: &MacroOrMessageDataItemNames<'_>,
+        uid: bool,
+        modifiers: &[FetchModifier],
+        out: &mut Vec<u8>,
+    ) -> Result<String, String> {
+        let Some(sel) = self.selected.as_mut() else {
+            return Err("BAD No mailbox selected.".into());
+        };
+        let mut since = None;
+        let mut vanished = false;
+        for m in modifiers {
+            match m {
+                FetchModifier::ChangedSince(n) => since = Some(n.get()),
+                FetchModifier::Vanished => vanished = true,
             }
         }
-        Ok("OK Expunge completed.".into())
+        if vanished && !(uid && self.qresync && since.is_some()) {
+            // RFC 7162 §3.2.6: UID FETCH only, with CHANGEDSINCE, once
+            // QRESYNC is enabled.
+            return Err("BAD VANISHED needs UID FETCH, CHANGEDSINCE and ENABLE QRESYNC.".into());
+        }
+        let wants_modseq = match items {
+            MacroOrMessageDataItemNames::MessageDataItemNames(v) => {
+                v.contains(&MessageDataItemName::ModSeq)
+            }
+            MacroOrMessageDataItemNames::Macro(_) => false,
+        };
+        self.condstore |= since.is_some() || wants_modseq;
+        if vanished && let Some(n) = since {
+            let star = sel.mbox.uid_next().saturating_sub(1).max(1);
+            let gone = intersect(&sel.mbox.vanished_since(n), &set_ranges(set, star));
+            if !gone.is_empty() {
+                push(out, &format!("* VANISHED (EARLIER) {}\r\n", format_ranges(&gone)));
+            }
+        }
+        fetch::fetch(sel, set, items, uid, since, out, &mut self.fetched)
     }
 
     fn store(
         &mut self,
         set: &SequenceSet,
-        kind: StoreType,
-        response: StoreResponse,
+        (kind, response): (StoreType, StoreResponse),
         flags: &[Flag<'_>],
         uid: bool,
+        unchanged_since: Option<u64>,
         out: &mut Vec<u8>,
     ) -> Result<String, String> {
         let Some(sel) = self.selected.as_mut() else {
@@ -608,6 +1074,7 @@ impl Session {
         if sel.read_only {
             return Err("NO [READ-ONLY] Mailbox is read-only.".into());
         }
+        self.condstore |= unchanged_since.is_some();
         let known = sel.mbox.keywords().all().count();
         let given = parse_flags(&mut sel.mbox, flags)?;
         if sel.mbox.keywords().all().count() != known {
@@ -621,21 +1088,48 @@ impl Session {
             StoreType::Add => FlagOp::Add,
             StoreType::Remove => FlagOp::Remove,
         };
-        let stored = sel.mbox.store(&uids, op, given, None).map_err(|e| {
+        let stored = sel.mbox.store(&uids, op, given, unchanged_since).map_err(|e| {
             tracing::warn!("STORE: {e}");
             "NO [SERVERBUG] Cannot store the flags.".to_string()
         })?;
-        if response == StoreResponse::Answer {
-            for s in &stored.updated {
-                let Some(i) = position(&sel.mbox, s.uid) else { continue };
-                let m = &sel.mbox.messages()[i];
-                let uid_part = if uid { format!("UID {} ", s.uid) } else { String::new() };
-                let list = flag_list(&sel.mbox, m, &sel.recent);
-                push(out, &format!("* {} FETCH ({uid_part}FLAGS {list})\r\n", i + 1));
+        let silent = response != StoreResponse::Answer;
+        for s in &stored.updated {
+            let Some(i) = position(&sel.mbox, s.uid) else { continue };
+            // With CONDSTORE even .SILENT reports a new modseq (RFC 7162
+            // §3.1.3); Dovecot's order: UID, MODSEQ, FLAGS.
+            if silent && !(self.condstore && s.changed) {
+                continue;
             }
+            let m = &sel.mbox.messages()[i];
+            let mut items = Vec::new();
+            if uid || self.qresync {
+                items.push(format!("UID {}", s.uid));
+            }
+            if self.condstore {
+                items.push(format!("MODSEQ ({})", s.modseq));
+            }
+            if !silent {
+                items.push(format!("FLAGS {}", flag_list(&sel.mbox, m, &sel.recent)));
+            }
+            push(out, &format!("* {} FETCH ({})\r\n", i + 1, items.join(" ")));
         }
         if !stored.gone.is_empty() {
             return Err("NO [EXPUNGEISSUED] Some of the requested messages no longer exist.".into());
+        }
+        if !stored.modified.is_empty() {
+            let ids: Vec<u32> = if uid {
+                stored.modified.clone()
+            } else {
+                stored
+                    .modified
+                    .iter()
+                    .filter_map(|u| position(&sel.mbox, *u).map(|i| i as u32 + 1))
+                    .collect()
+            };
+            return Ok(format!(
+                "OK [MODIFIED {}] Conditional store failed.",
+                format_ranges(&mail_maildir::uidlist::to_ranges(ids))
+            ));
         }
         Ok("OK Store completed.".into())
     }
@@ -655,16 +1149,18 @@ impl Session {
         if moving && sel.read_only {
             return Err("NO [READ-ONLY] Mailbox is read-only.".into());
         }
-        let dir = dest.dir(&self.root);
-        if !folders::exists(&dir) {
-            return Err(format!("NO [TRYCREATE] Mailbox doesn't exist: {}", safe(dest.display())));
+        if !self.exists(&dest)? {
+            return Err(format!(
+                "NO [TRYCREATE] Mailbox doesn't exist: {}",
+                safe(&self.wire_name(&dest))
+            ));
         }
         let uids: Vec<u32> =
             indices(&sel.mbox, set, uid)?.into_iter().map(|i| sel.mbox.messages()[i].uid).collect();
-        let mut dest_box = open(&dir)?;
+        let mut dest_box = open(&self.store, &dest)?;
         let validity = dest_box.uid_validity();
         let pairs = sel.mbox.copy(&uids, &mut dest_box).map_err(|e| {
-            tracing::warn!("COPY to {}: {e}", dest.display());
+            tracing::warn!("COPY to {dest}: {e}");
             "NO [SERVERBUG] Cannot copy the messages.".to_string()
         })?;
         if pairs.len() != uids.len() {
@@ -692,14 +1188,102 @@ impl Session {
                 HashSet::new()
             }
         };
-        for (i, u) in before.iter().enumerate().rev() {
-            if removed.contains(u) {
-                push(out, &format!("* {} EXPUNGE\r\n", i + 1));
-                sel.recent.remove(u);
-            }
-        }
+        report_expunged(sel, &before, &removed, self.qresync, out);
         Ok("OK Move completed.".into())
     }
+}
+
+impl pre::Saved for Session {
+    fn saved(&self, uid: bool) -> Option<String> {
+        let sel = self.selected.as_ref()?;
+        let ids: Vec<u32> = sel
+            .saved
+            .iter()
+            .filter_map(|u| position(&sel.mbox, *u).map(|i| if uid { *u } else { i as u32 + 1 }))
+            .collect();
+        (!ids.is_empty()).then(|| format_ranges(&mail_maildir::uidlist::to_ranges(ids)))
+    }
+}
+
+/// Reports this session's or another's expunges of the UIDs in `gone`
+/// (`before` is the snapshot the client knows): EXPUNGE per message,
+/// highest number first, or one VANISHED under QRESYNC (RFC 7162 §3.2.10).
+fn report_expunged(
+    sel: &mut Selected,
+    before: &[u32],
+    gone: &HashSet<u32>,
+    qresync: bool,
+    out: &mut Vec<u8>,
+) {
+    let mut uids = Vec::new();
+    for (i, uid) in before.iter().enumerate().rev() {
+        if gone.contains(uid) {
+            if !qresync {
+                push(out, &format!("* {} EXPUNGE\r\n", i + 1));
+            }
+            sel.recent.remove(uid);
+            uids.push(*uid);
+        }
+    }
+    if qresync && !uids.is_empty() {
+        let ranges = mail_maildir::uidlist::to_ranges(uids);
+        push(out, &format!("* VANISHED {}\r\n", format_ranges(&ranges)));
+    }
+}
+
+/// A sequence set as ascending disjoint ranges, `*` being `star`.
+fn set_ranges(set: &SequenceSet, star: u32) -> Vec<(u32, u32)> {
+    let value = |s: &SeqOrUid| match s {
+        SeqOrUid::Value(v) => v.get(),
+        SeqOrUid::Asterisk => star,
+    };
+    let mut v: Vec<(u32, u32)> = set
+        .0
+        .as_ref()
+        .iter()
+        .map(|seq| match seq {
+            Sequence::Single(s) => (value(s), value(s)),
+            Sequence::Range(a, b) => (value(a).min(value(b)), value(a).max(value(b))),
+        })
+        .collect();
+    v.sort_unstable();
+    let mut out: Vec<(u32, u32)> = Vec::with_capacity(v.len());
+    for (lo, hi) in v {
+        match out.last_mut() {
+            Some((_, h)) if lo <= h.saturating_add(1) => *h = (*h).max(hi),
+            _ => out.push((lo, hi)),
+        }
+    }
+    out
+}
+
+/// Whether `v` is in ascending disjoint `ranges`.
+fn in_ranges(ranges: &[(u32, u32)], v: u32) -> bool {
+    let i = ranges.partition_point(|(_, hi)| *hi < v);
+    ranges.get(i).is_some_and(|(lo, _)| *lo <= v)
+}
+
+/// The common part of two ascending disjoint range lists.
+fn intersect(a: &[(u32, u32)], b: &[(u32, u32)]) -> Vec<(u32, u32)> {
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < a.len() && j < b.len() {
+        let lo = a[i].0.max(b[j].0);
+        let hi = a[i].1.min(b[j].1);
+        if lo <= hi {
+            out.push((lo, hi));
+        }
+        if a[i].1 < b[j].1 { i += 1 } else { j += 1 }
+    }
+    out
+}
+
+/// Ranges as IMAP writes a set: `1:3,7`.
+pub(crate) fn format_ranges(ranges: &[(u32, u32)]) -> String {
+    let parts: Vec<String> = ranges
+        .iter()
+        .map(|(a, b)| if a == b { a.to_string() } else { format!("{a}:{b}") })
+        .collect();
+    parts.join(",")
 }
 
 fn title(verb: &str) -> &'static str {
@@ -710,9 +1294,9 @@ pub(crate) fn push(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-fn open(dir: &Path) -> Result<Mailbox, String> {
-    Mailbox::open(dir).map_err(|e| {
-        tracing::warn!("cannot open {}: {e}", dir.display());
+fn open(store: &Store, name: &FolderName) -> Result<Mailbox, String> {
+    store.open(name).map_err(|e| {
+        tracing::warn!("cannot open {name}: {e}");
         if e.is_transient() {
             "NO [INUSE] Mailbox is busy, try again later.".to_string()
         } else {

@@ -38,6 +38,8 @@ pub(crate) struct Reader {
     frag: Fragmentizer,
     max_line: usize,
     max_literal: u64,
+    /// The largest whole message (lines and literals together).
+    total: u64,
     /// Where in the current message the line being read starts.
     line_start: usize,
     /// LITERAL- semantics for non-synchronizing literals: only up to
@@ -57,6 +59,7 @@ impl Reader {
         let total = u32::try_from(total).unwrap_or(u32::MAX);
         Reader {
             frag: Fragmentizer::new(total),
+            total: u64::from(total),
             max_line,
             max_literal,
             line_start: 0,
@@ -71,7 +74,6 @@ impl Reader {
     }
 
     /// The current complete message, after [`Event::Message`].
-    #[cfg(test)]
     pub(crate) fn message(&self) -> &[u8] {
         self.frag.message_bytes()
     }
@@ -117,7 +119,12 @@ impl Reader {
                         LiteralMode::Sync => true,
                         LiteralMode::NonSync => self.literal_minus && length > 4096,
                     };
-                    if u64::from(length) > self.max_literal {
+                    // MULTIAPPEND's literals together are bounded like
+                    // one message: refused before they are read.
+                    let so_far = self.frag.message_bytes().len() as u64;
+                    if u64::from(length) > self.max_literal
+                        || so_far.saturating_add(u64::from(length)) > self.total
+                    {
                         let tag = self.tag();
                         if sync {
                             // The client waits for "+ " and will not send
@@ -182,6 +189,25 @@ pub(crate) fn string(out: &mut Vec<u8>, s: &[u8]) {
     }
 }
 
+/// A mailbox name as an IMAP string: UTF-8 names (UTF8=ACCEPT,
+/// IMAP4rev2) are quoted as they are (RFC 6855 §3 allows UTF-8 in quoted
+/// strings once enabled), others as [`string`] writes them.
+pub(crate) fn name_string(out: &mut Vec<u8>, name: &str, utf8: bool) {
+    let plain = name.len() <= 1024 && !name.chars().any(char::is_control);
+    if utf8 && plain && !name.is_ascii() {
+        out.push(b'"');
+        for b in name.bytes() {
+            if b == b'"' || b == b'\\' {
+                out.push(b'\\');
+            }
+            out.push(b);
+        }
+        out.push(b'"');
+    } else {
+        string(out, name.as_bytes());
+    }
+}
+
 /// A tag or other client text fit to echo on one line.
 pub(crate) fn safe(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).take(64).collect()
@@ -201,6 +227,27 @@ mod tests {
             }
         }
         v
+    }
+
+    #[test]
+    fn literals_of_one_message_are_bounded_together() {
+        // 50-octet literals, 100-octet lines: a message of at most 450.
+        let mut r = Reader::new(100, 50);
+        r.push(b"a APPEND x {40}\r\n");
+        assert_eq!(events(&mut r), [Event::Continue]);
+        let mut refused = None;
+        for i in 0..12 {
+            r.push(&[b'x'; 40]);
+            r.push(b" {40}\r\n");
+            let e = events(&mut r);
+            if e != [Event::Continue] {
+                refused = Some((i, e));
+                break;
+            }
+        }
+        let (i, e) = refused.expect("refused");
+        assert!(i < 10, "{i}");
+        assert_eq!(e, [Event::LiteralTooBig { tag: Some("a".into()), length: 40, sync: true }]);
     }
 
     #[test]
