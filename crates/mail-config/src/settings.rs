@@ -153,7 +153,7 @@ pub struct Common {
     pub mail_name: String,
     /// The prefix of every log line.
     pub syslog_name: String,
-    /// The log file; `None` means standard error.
+    /// The log file; `None` means `maillog_destination` ([`Logging`]).
     pub maillog_file: Option<PathBuf>,
     /// This host's fully qualified name (computed if not set).
     pub myhostname: String,
@@ -892,6 +892,67 @@ impl ImapStore {
     }
 }
 
+/// Where log lines go (issue 11, ops), beside `Common`'s `syslog_name`
+/// and `maillog_file`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LogDestination {
+    /// RFC 3164 datagrams to `syslog_socket`.
+    Syslog,
+    /// The systemd journal's native socket.
+    Journald,
+    /// The process's standard error.
+    Stderr,
+}
+
+/// The syslog facility names `syslog_facility` accepts, in code order
+/// where codes are consecutive (see [`facility_code`]).
+pub const FACILITIES: &[&str] = &[
+    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv",
+    "ftp", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+];
+
+/// The RFC 3164 facility code of a name from [`FACILITIES`] (local0 is 16).
+pub fn facility_code(name: &str) -> Option<u8> {
+    let i = FACILITIES.iter().position(|f| f.eq_ignore_ascii_case(name.trim()))?;
+    let i = u8::try_from(i).ok()?;
+    Some(if i >= 12 { i + 4 } else { i })
+}
+
+/// The logger's parameters (`mail_daemon::log`).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Logging {
+    /// Where lines go when `maillog_file` is empty.
+    pub maillog_destination: LogDestination,
+    /// The facility code (mail = 2).
+    pub syslog_facility: u8,
+    /// The syslog daemon's datagram socket.
+    pub syslog_socket: PathBuf,
+}
+
+impl Logging {
+    /// Reads the logging parameters.
+    pub fn new(main: &Main) -> Logging {
+        Logging::read(&Reader::new(main))
+    }
+
+    fn read(r: &Reader<'_>) -> Logging {
+        // Both words were checked at load; the fallbacks are the defaults.
+        let maillog_destination =
+            match r.str("maillog_destination").trim().to_ascii_lowercase().as_str() {
+                "journald" => LogDestination::Journald,
+                "stderr" => LogDestination::Stderr,
+                _ => LogDestination::Syslog,
+            };
+        Logging {
+            maillog_destination,
+            syslog_facility: facility_code(&r.str("syslog_facility")).unwrap_or(2),
+            syslog_socket: r.path("syslog_socket"),
+        }
+    }
+}
+
 /// DNS: the resolver every daemon that looks names up shares
 /// (mail-dns), and smtpd's client name lookup.
 #[derive(Debug, Clone)]
@@ -1082,6 +1143,7 @@ fn typed_names(main: &Main) -> BTreeSet<&'static str> {
     let _ = Sendmail::read(&r);
     let _ = Dns::read(&r);
     let _ = SmtpClient::read(&r);
+    let _ = Logging::read(&r);
     r.seen.into_inner()
 }
 
@@ -1137,6 +1199,22 @@ mod tests {
             Main::from_str(Path::new("/etc/postern/main.toml"), text).unwrap_err().to_string();
         assert!(err.contains("main.toml:3") && err.contains("imap_special_use"), "{err}");
         assert!(err.contains("not a SPECIAL-USE attribute"), "{err}");
+    }
+
+    #[test]
+    fn logging_parameters() {
+        let l = Logging::new(&load(""));
+        assert_eq!(l.maillog_destination, LogDestination::Syslog, "Postfix's default");
+        assert_eq!((l.syslog_facility, l.syslog_socket.as_path()), (2, Path::new("/dev/log")));
+        let text = "maillog_destination = \"Journald\"\nsyslog_facility = \"local3\"\n";
+        let l = Logging::new(&load(text));
+        assert_eq!((l.maillog_destination, l.syslog_facility), (LogDestination::Journald, 19));
+        assert_eq!(facility_code("authpriv"), Some(10));
+        assert_eq!(facility_code("local7"), Some(23));
+        for bad in ["maillog_destination = \"file\"", "syslog_facility = \"local8\""] {
+            let err = Main::from_str(Path::new("/etc/postern/main.toml"), bad).unwrap_err();
+            assert!(err.to_string().contains("expected one of"), "{err}");
+        }
     }
 
     #[test]
