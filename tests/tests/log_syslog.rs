@@ -229,6 +229,11 @@ fn pflogsumm_counts_a_day_of_mail() {
     inst.wait_for_mail("suporte", 4, Duration::from_secs(30));
     syslog.wait_for(&["to=<far@example.org>", "status=deferred"]);
     syslog.wait_for(&["to=<ghost@postern.test>", "status=bounced"]);
+    // A Maildir file comes before local's line about it.
+    tests::wait_until(Duration::from_secs(20), || {
+        (syslog.lines().iter().filter(|l| l.contains("status=sent")).count() >= 4).then_some(())
+    })
+    .expect("four status=sent lines");
     let log = syslog.as_mail_log();
     drop(inst);
 

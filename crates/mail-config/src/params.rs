@@ -261,6 +261,7 @@ pub static PARAMS: &[Param] = &[
     // Logging and metrics (issue 11, ops): crates/mail-daemon's log.rs, and master's metrics endpoint.
     p("maillog_destination", Kind::Str, "syslog", "Where log lines go when maillog_file is empty: syslog (RFC 3164 datagrams to syslog_socket, as Postfix's syslog(3) writes them), journald (the systemd journal, SYSLOG_IDENTIFIER = $syslog_name/SERVICE) or stderr (master's standard error, which every daemon inherits). A development instance sets stderr."),
     p("syslog_facility", Kind::Str, "mail", "The syslog facility of every log line (mail, daemon, user, auth, authpriv, local0 ... local7), for syslog and journald."),
+    p("metrics_listen", Kind::Str, "", "The address:port of master's Prometheus endpoint (GET /metrics, text format 0.0.4), for example 127.0.0.1:9154; empty turns it off. Read when master starts."),
     p("syslog_socket", Kind::Path, "/dev/log", "The local syslog socket (a Unix datagram socket) for maillog_destination = syslog. Postern's own: Postfix always uses /dev/log."),
     // smtp client.
     // SMTP client (issue 8, smtpc): crates/smtp-client, service smtp/unix.
@@ -320,6 +321,14 @@ pub(crate) fn check_elements(name: &str, items: &[String]) -> Result<(), String>
         "smtp_address_preference" => one_word(items, &["any", "ipv4", "ipv6"], &[]),
         "maillog_destination" => one_word(items, &["syslog", "journald", "stderr"], &[]),
         "syslog_facility" => one_word(items, crate::settings::FACILITIES, &[]),
+        "metrics_listen" => match items {
+            [] => Ok(()),
+            [one] if one.parse::<std::net::SocketAddr>().is_ok() => Ok(()),
+            _ => Err(format!(
+                "expected an address:port such as 127.0.0.1:9154, found \"{}\"",
+                items.join(" ")
+            )),
+        },
         "smtpd_tls_security_level" => one_word(items, &["none", "may", "encrypt"], &[]),
         "smtp_tls_security_level" => one_word(
             items,
@@ -441,14 +450,15 @@ pub(crate) fn check_special_use(value: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Parameters of kind [`Kind::Str`] whose value is one word from a fixed
-/// vocabulary, checked by [`check_elements`] like list elements.
+/// Parameters of kind [`Kind::Str`] whose value is one word (from a fixed
+/// vocabulary, or an address), checked by [`check_elements`] like list elements.
 pub(crate) const WORD_PARAMS: &[&str] = &[
     "smtpd_tls_security_level",
     "smtp_tls_security_level",
     "smtp_address_preference",
     "maillog_destination",
     "syslog_facility",
+    "metrics_listen",
 ];
 
 /// At most one word, from `allowed`; `unsupported` are Postfix's words

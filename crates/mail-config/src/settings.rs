@@ -929,6 +929,9 @@ pub struct Logging {
     pub syslog_facility: u8,
     /// The syslog daemon's datagram socket.
     pub syslog_socket: PathBuf,
+    /// master's Prometheus endpoint; `None`: off, and the daemons count
+    /// nothing.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Logging {
@@ -949,6 +952,8 @@ impl Logging {
             maillog_destination,
             syslog_facility: facility_code(&r.str("syslog_facility")).unwrap_or(2),
             syslog_socket: r.path("syslog_socket"),
+            // Checked at load: anything else is empty.
+            metrics_listen: r.str("metrics_listen").trim().parse().ok(),
         }
     }
 }
@@ -1211,9 +1216,16 @@ mod tests {
         assert_eq!((l.maillog_destination, l.syslog_facility), (LogDestination::Journald, 19));
         assert_eq!(facility_code("authpriv"), Some(10));
         assert_eq!(facility_code("local7"), Some(23));
-        for bad in ["maillog_destination = \"file\"", "syslog_facility = \"local8\""] {
+        assert_eq!(l.metrics_listen, None, "off by default");
+        let l = Logging::new(&load("metrics_listen = \"127.0.0.1:9154\"\n"));
+        assert_eq!(l.metrics_listen, Some("127.0.0.1:9154".parse().unwrap()));
+        for bad in [
+            "maillog_destination = \"file\"",
+            "syslog_facility = \"local8\"",
+            "metrics_listen = \"localhost\"",
+        ] {
             let err = Main::from_str(Path::new("/etc/postern/main.toml"), bad).unwrap_err();
-            assert!(err.to_string().contains("expected one of"), "{err}");
+            assert!(err.to_string().contains("expected "), "{err}");
         }
     }
 

@@ -162,6 +162,8 @@ struct PostfixLayer {
     pid: u32,
     host: String,
     sink: Mutex<Sink>,
+    /// Counts this process's lines for master's metrics endpoint.
+    metrics: Option<Mutex<crate::metrics::Reporter>>,
 }
 
 #[derive(Default)]
@@ -258,6 +260,11 @@ impl<S: Subscriber> Layer<S> for PostfixLayer {
             Level::WARN => ("warning: ", Severity::Warning),
             _ => ("", Severity::Info),
         };
+        if let Some(m) = &self.metrics
+            && let Ok(mut m) = m.lock()
+        {
+            m.observe(&f.message);
+        }
         let text = format!("{prefix}{}{}", f.message, f.rest);
         let Ok(mut sink) = self.sink.lock() else { return };
         // One write per line keeps lines whole when processes share a file.
@@ -283,6 +290,18 @@ pub fn init(config: &Main, program: &str) {
     init_with(&name, program, Destination::of(config));
 }
 
+/// [`init`] for a daemon master started as `service`: with
+/// `metrics_listen` set, its lines are also counted for master's
+/// metrics endpoint (connected now, before any privilege drop).
+pub fn init_service(config: &Main, program: &str, service: &str) {
+    let common = mail_config::settings::Common::new(config);
+    let reporter = Logging::new(config).metrics_listen.and_then(|_| {
+        let path = common.queue_directory.join(crate::metrics::SOCKET);
+        crate::metrics::Reporter::connect(&path, service, program)
+    });
+    install(&common.syslog_name, program, Destination::of(config), reporter);
+}
+
 /// [`init`] for a command any local user may run (postqueue): a log
 /// file that user cannot open is no warning, since the command prints
 /// its messages on standard error anyway.
@@ -302,6 +321,15 @@ pub fn init_command(config: &Main, program: &str) {
 /// Like [`init`] with the parts given (tools that must log before or
 /// without loading a configuration).
 pub fn init_with(syslog_name: &str, program: &str, destination: Destination) {
+    install(syslog_name, program, destination, None);
+}
+
+fn install(
+    syslog_name: &str,
+    program: &str,
+    destination: Destination,
+    reporter: Option<crate::metrics::Reporter>,
+) {
     if INITIALIZED.swap(true, Ordering::SeqCst) {
         return;
     }
@@ -336,7 +364,8 @@ pub fn init_with(syslog_name: &str, program: &str, destination: Destination) {
         .and_then(|h| h.into_string().ok())
         .unwrap_or_else(|| "localhost".into());
     let host = host.split('.').next().unwrap_or("localhost").to_owned();
-    let layer = PostfixLayer { ident, pid, host, sink: Mutex::new(sink) };
+    let metrics = reporter.map(Mutex::new);
+    let layer = PostfixLayer { ident, pid, host, sink: Mutex::new(sink), metrics };
     let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer));
 }
 
@@ -426,6 +455,7 @@ mod tests {
             pid: 4242,
             host: "h".into(),
             sink: Mutex::new(Sink::Journald(dispatch)),
+            metrics: None,
         };
         tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
             tracing::warn!("hostname x does not resolve");
