@@ -136,7 +136,7 @@ pub static PARAMS: &[Param] = &[
     p("inet_interfaces", Kind::List, "all", "The addresses the inet services listen on: all, loopback-only, or a list of addresses."),
     p("inet_protocols", Kind::List, "all", "The IP versions the SMTP client connects over (all, ipv4, ipv6); listeners follow inet_interfaces only."),
     p("syslog_name", Kind::Str, "postern", "The prefix of every log line (postern/smtpd[PID]: ...)."),
-    p("maillog_file", Kind::Path, "", "A file to write the log to; empty means standard error."),
+    p("maillog_file", Kind::Path, "", "A file every process appends its log lines to; when set it replaces maillog_destination, as setting it replaces syslog in Postfix."),
     p("append_at_myorigin", Kind::Bool, "yes", "Append @$myorigin to addresses that have no domain."),
     p("append_dot_mydomain", Kind::Bool, "no", "Not yet implemented (domains are left as written): append .$mydomain to domains that have no dot."),
     p("recipient_delimiter", Kind::Str, "", "The characters that separate a user name from an address extension (user+ext); empty disables extensions."),
@@ -265,6 +265,11 @@ pub static PARAMS: &[Param] = &[
     p("imap_max_line_length", Kind::Int { min: 1024, max: 16_777_216 }, "65536", "The longest IMAP command line, literals not counted (Dovecot's imap_max_line_length); a longer line is answered BAD and the connection closed. Before login lines and literals are also capped at a few kilobytes whatever this says."),
     // IMAP store (issue 10, store): crates/mail-maildir's Store, read by imapd.
     p("imap_special_use", Kind::RawStr, "Sent=\\Sent, Enviados=\\Sent, Sent Messages=\\Sent, Sent Items=\\Sent, Drafts=\\Drafts, Rascunhos=\\Drafts, Trash=\\Trash, Lixeira=\\Trash, Deleted Messages=\\Trash, Deleted Items=\\Trash, Junk=\\Junk, Spam=\\Junk, Lixo Eletr\u{f4}nico=\\Junk, Archive=\\Archive, Archives=\\Archive, Arquivo=\\Archive", "Which folders IMAP LIST marks with a SPECIAL-USE attribute (RFC 6154), as comma-separated Name=\\Attribute pairs (Dovecot's special_use, by folder name): Name is the folder in UTF-8 with . between levels, matched case-insensitively, and may hold blanks; Attribute is one of \\Sent \\Drafts \\Trash \\Junk \\Archive \\All \\Flagged. The default covers the tutorial's Enviados, Rascunhos, Lixeira and Spam and the usual English names; empty marks none."),
+    // Logging and metrics (issue 11, ops): crates/mail-daemon's log.rs, and master's metrics endpoint.
+    p("maillog_destination", Kind::Str, "syslog", "Where log lines go when maillog_file is empty: syslog (RFC 3164 datagrams to syslog_socket, as Postfix's syslog(3) writes them), journald (the systemd journal, SYSLOG_IDENTIFIER = $syslog_name/SERVICE) or stderr (master's standard error, which every daemon inherits). A development instance sets stderr."),
+    p("syslog_facility", Kind::Str, "mail", "The syslog facility of every log line (mail, daemon, user, auth, authpriv, local0 ... local7), for syslog and journald."),
+    p("metrics_listen", Kind::Str, "", "The address:port of master's Prometheus endpoint (GET /metrics, text format 0.0.4), for example 127.0.0.1:9154; empty turns it off. Read when master starts."),
+    p("syslog_socket", Kind::Path, "/dev/log", "The local syslog socket (a Unix datagram socket) for maillog_destination = syslog. Postern's own: Postfix always uses /dev/log."),
     // smtp client.
     // SMTP client (issue 8, smtpc): crates/smtp-client, service smtp/unix.
     p("smtp_helo_name", Kind::Str, "$myhostname", "The name the SMTP client sends in HELO/EHLO."),
@@ -321,6 +326,16 @@ pub(crate) fn check_elements(name: &str, items: &[String]) -> Result<(), String>
         }
         "inet_protocols" => one_of(&["all", "ipv4", "ipv6"]),
         "smtp_address_preference" => one_word(items, &["any", "ipv4", "ipv6"], &[]),
+        "maillog_destination" => one_word(items, &["syslog", "journald", "stderr"], &[]),
+        "syslog_facility" => one_word(items, crate::settings::FACILITIES, &[]),
+        "metrics_listen" => match items {
+            [] => Ok(()),
+            [one] if one.parse::<std::net::SocketAddr>().is_ok() => Ok(()),
+            _ => Err(format!(
+                "expected an address:port such as 127.0.0.1:9154, found \"{}\"",
+                items.join(" ")
+            )),
+        },
         "smtpd_tls_security_level" => one_word(items, &["none", "may", "encrypt"], &[]),
         "smtp_tls_security_level" => one_word(
             items,
@@ -442,10 +457,16 @@ pub(crate) fn check_special_use(value: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Parameters of kind [`Kind::Str`] whose value is one word from a fixed
-/// vocabulary, checked by [`check_elements`] like list elements.
-pub(crate) const WORD_PARAMS: &[&str] =
-    &["smtpd_tls_security_level", "smtp_tls_security_level", "smtp_address_preference"];
+/// Parameters of kind [`Kind::Str`] whose value is one word (from a fixed
+/// vocabulary, or an address), checked by [`check_elements`] like list elements.
+pub(crate) const WORD_PARAMS: &[&str] = &[
+    "smtpd_tls_security_level",
+    "smtp_tls_security_level",
+    "smtp_address_preference",
+    "maillog_destination",
+    "syslog_facility",
+    "metrics_listen",
+];
 
 /// At most one word, from `allowed`; `unsupported` are Postfix's words
 /// that Postern does not implement, refused with that reason.

@@ -157,7 +157,7 @@ pub struct Common {
     pub mail_name: String,
     /// The prefix of every log line.
     pub syslog_name: String,
-    /// The log file; `None` means standard error.
+    /// The log file; `None` means `maillog_destination` ([`Logging`]).
     pub maillog_file: Option<PathBuf>,
     /// This host's fully qualified name (computed if not set).
     pub myhostname: String,
@@ -925,6 +925,72 @@ impl ImapStore {
     }
 }
 
+/// Where log lines go (issue 11, ops), beside `Common`'s `syslog_name`
+/// and `maillog_file`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LogDestination {
+    /// RFC 3164 datagrams to `syslog_socket`.
+    Syslog,
+    /// The systemd journal's native socket.
+    Journald,
+    /// The process's standard error.
+    Stderr,
+}
+
+/// The syslog facility names `syslog_facility` accepts, in code order
+/// where codes are consecutive (see [`facility_code`]).
+pub const FACILITIES: &[&str] = &[
+    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv",
+    "ftp", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+];
+
+/// The RFC 3164 facility code of a name from [`FACILITIES`] (local0 is 16).
+pub fn facility_code(name: &str) -> Option<u8> {
+    let i = FACILITIES.iter().position(|f| f.eq_ignore_ascii_case(name.trim()))?;
+    let i = u8::try_from(i).ok()?;
+    Some(if i >= 12 { i + 4 } else { i })
+}
+
+/// The logger's parameters (`mail_daemon::log`).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Logging {
+    /// Where lines go when `maillog_file` is empty.
+    pub maillog_destination: LogDestination,
+    /// The facility code (mail = 2).
+    pub syslog_facility: u8,
+    /// The syslog daemon's datagram socket.
+    pub syslog_socket: PathBuf,
+    /// master's Prometheus endpoint; `None`: off, and the daemons count
+    /// nothing.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
+impl Logging {
+    /// Reads the logging parameters.
+    pub fn new(main: &Main) -> Logging {
+        Logging::read(&Reader::new(main))
+    }
+
+    fn read(r: &Reader<'_>) -> Logging {
+        // Both words were checked at load; the fallbacks are the defaults.
+        let maillog_destination =
+            match r.str("maillog_destination").trim().to_ascii_lowercase().as_str() {
+                "journald" => LogDestination::Journald,
+                "stderr" => LogDestination::Stderr,
+                _ => LogDestination::Syslog,
+            };
+        Logging {
+            maillog_destination,
+            syslog_facility: facility_code(&r.str("syslog_facility")).unwrap_or(2),
+            syslog_socket: r.path("syslog_socket"),
+            // Checked at load: anything else is empty.
+            metrics_listen: r.str("metrics_listen").trim().parse().ok(),
+        }
+    }
+}
+
 /// DNS: the resolver every daemon that looks names up shares
 /// (mail-dns), and smtpd's client name lookup.
 #[derive(Debug, Clone)]
@@ -1115,6 +1181,7 @@ fn typed_names(main: &Main) -> BTreeSet<&'static str> {
     let _ = Sendmail::read(&r);
     let _ = Dns::read(&r);
     let _ = SmtpClient::read(&r);
+    let _ = Logging::read(&r);
     r.seen.into_inner()
 }
 
@@ -1173,6 +1240,29 @@ mod tests {
     }
 
     #[test]
+    fn logging_parameters() {
+        let l = Logging::new(&load(""));
+        assert_eq!(l.maillog_destination, LogDestination::Syslog, "Postfix's default");
+        assert_eq!((l.syslog_facility, l.syslog_socket.as_path()), (2, Path::new("/dev/log")));
+        let text = "maillog_destination = \"Journald\"\nsyslog_facility = \"local3\"\n";
+        let l = Logging::new(&load(text));
+        assert_eq!((l.maillog_destination, l.syslog_facility), (LogDestination::Journald, 19));
+        assert_eq!(facility_code("authpriv"), Some(10));
+        assert_eq!(facility_code("local7"), Some(23));
+        assert_eq!(l.metrics_listen, None, "off by default");
+        let l = Logging::new(&load("metrics_listen = \"127.0.0.1:9154\"\n"));
+        assert_eq!(l.metrics_listen, Some("127.0.0.1:9154".parse().unwrap()));
+        for bad in [
+            "maillog_destination = \"file\"",
+            "syslog_facility = \"local8\"",
+            "metrics_listen = \"localhost\"",
+        ] {
+            let err = Main::from_str(Path::new("/etc/postern/main.toml"), bad).unwrap_err();
+            assert!(err.to_string().contains("expected "), "{err}");
+        }
+    }
+
+    #[test]
     fn dns_parameters() {
         let d = Dns::new(&load(""));
         assert!(!d.disable_dns_lookups);
@@ -1224,10 +1314,7 @@ mod tests {
         let mut names: Vec<_> =
             PARAMS.iter().filter(|p| is_unimplemented(p.name)).map(|p| p.name).collect();
         names.sort_unstable();
-        assert_eq!(
-            names,
-            ["append_dot_mydomain", "strict_rfc821_envelopes"]
-        );
+        assert_eq!(names, ["append_dot_mydomain", "strict_rfc821_envelopes"]);
         assert!(!is_unimplemented("myhostname"));
         assert!(!is_unimplemented("nosuch"));
     }

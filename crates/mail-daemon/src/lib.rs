@@ -20,6 +20,7 @@ mod args;
 mod blocking;
 pub mod limits;
 pub mod log;
+pub mod metrics;
 mod serve;
 mod sys;
 
@@ -71,7 +72,7 @@ pub fn init(program: &str) -> anyhow::Result<Daemon> {
     let config = Main::load_with_overrides(&args.config_dir, &args.overrides)
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| format!("cannot load configuration from {}", args.config_dir.display()))?;
-    log::init(&config, program);
+    log::init_service(&config, program, &args.service);
     // A smtpd serves thousands of clients in one process; the soft limit a
     // shell or service manager hands down (often 1024) would refuse them.
     match limits::raise_nofile_limit() {

@@ -29,7 +29,7 @@
 //! CONFIGURATION
 //!   master.toml (every field), main.toml: queue_directory,
 //!   daemon_directory, inet_interfaces, mail_owner, syslog_name,
-//!   maillog_file.
+//!   maillog_file, maillog_destination, metrics_listen.
 //!
 //! DIAGNOSTICS
 //!   Fatal at start-up: bad configuration, a socket that cannot be bound,
@@ -37,6 +37,7 @@
 //!   reload keeps the old configuration, a failing service is throttled.
 
 mod listen;
+mod metrics;
 mod notify;
 mod supervisor;
 mod sys;

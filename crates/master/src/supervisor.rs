@@ -141,6 +141,8 @@ pub(crate) async fn run(dir: PathBuf, ready_json: bool) -> anyhow::Result<()> {
         }
     }
     let _lock = lock::lock_instance(&queue)?;
+    let metrics_listen = settings::Logging::new(&main).metrics_listen;
+    crate::metrics::start(metrics_listen, &queue, listen::mail_owner_ids(&main)).await?;
     let ctl_path = queue.root().join(sockets::MASTER_CONTROL);
     let ctl = listen::bind_control(&ctl_path)?;
     ctl.set_nonblocking(true)?;

@@ -152,6 +152,11 @@ disable_dns_lookups = true
 # Deliver into ~/Maildir/ (the tutorial's home_mailbox = Maildir/).
 home_mailbox = "Maildir/"
 
+# Log lines go to master's standard error (`postern start-fg` shows them;
+# `postern start` appends them to queue/maillog). A system install logs to
+# syslog, as Postfix does (maillog_destination = "syslog", the default).
+maillog_destination = "stderr"
+
 # Everything lives under this directory; nothing here needs root.
 queue_directory = {queue}
 daemon_directory = {daemon_dir}

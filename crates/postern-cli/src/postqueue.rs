@@ -346,6 +346,16 @@ fn print_with(main: &Main, format: fn(&[Entry]) -> String) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// A fatal error on standard error and, as Postfix's postqueue also
+/// syslogs it, in the mail log (`postern/postqueue[PID]: fatal: ...`),
+/// when the log is not standard error already.
+fn fatal_logged(program: &str, text: &str) {
+    eprintln!("{program}: fatal: {text}");
+    if !mail_daemon::log::writes_stderr() {
+        tracing::error!("fatal: {text}");
+    }
+}
+
 /// Asks qmgr to retry deferred mail now (`postqueue -f`, `sendmail -q`).
 pub fn flush(main: &Main, program: &str) -> ExitCode {
     send_flush(main, program, Trigger::Flush, "Cannot flush mail queue")
@@ -369,11 +379,11 @@ fn send_flush(main: &Main, program: &str, trigger: Trigger, what: &str) -> ExitC
     match crate::sendmail::poke(main, "qmgr", trigger) {
         Ok(()) => ExitCode::SUCCESS,
         Err(crate::sendmail::Poke::NoService(e)) => {
-            eprintln!("{program}: fatal: {what} - {e}");
+            fatal_logged(program, &format!("{what} - {e}"));
             ExitCode::from(EX_UNAVAILABLE)
         }
         Err(crate::sendmail::Poke::Unreachable(e)) => {
-            eprintln!("{program}: fatal: {what} - mail system is down ({e})");
+            fatal_logged(program, &format!("{what} - mail system is down ({e})"));
             ExitCode::from(EX_UNAVAILABLE)
         }
     }
@@ -470,6 +480,7 @@ pub fn main_with_args(args: Vec<String>) -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
+    mail_daemon::log::init_command(&main, "postqueue");
     match action {
         Action::List => list(&main),
         Action::Json => print_with(&main, format_json),
@@ -479,10 +490,8 @@ pub fn main_with_args(args: Vec<String>) -> ExitCode {
         Action::FlushId(id) => match QueueId::parse(&id) {
             Ok(q) => send_flush(&main, "postqueue", Trigger::FlushId(q), "Cannot flush queue ID"),
             Err(_) => {
-                eprintln!(
-                    "postqueue: fatal: Cannot flush queue ID - invalid name: \"{}\"",
-                    printable(&id)
-                );
+                let text = format!("Cannot flush queue ID - invalid name: \"{}\"", printable(&id));
+                fatal_logged("postqueue", &text);
                 ExitCode::from(EX_UNAVAILABLE)
             }
         },
@@ -491,10 +500,11 @@ pub fn main_with_args(args: Vec<String>) -> ExitCode {
                 send_flush(&main, "postqueue", Trigger::FlushSite(site), "Cannot flush mail queue")
             }
             None => {
-                eprintln!(
-                    "postqueue: fatal: Cannot flush mail queue - invalid destination: \"{}\"",
+                let text = format!(
+                    "Cannot flush mail queue - invalid destination: \"{}\"",
                     printable(&site)
                 );
+                fatal_logged("postqueue", &text);
                 ExitCode::from(EX_UNAVAILABLE)
             }
         },

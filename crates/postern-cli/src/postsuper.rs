@@ -41,9 +41,10 @@
 //! DIAGNOSTICS: each action is logged in Postfix's words through the
 //! daemons' logger (`postern/postsuper[PID]: ID: removed`, `placed on
 //! hold`, `released from hold`, `requeued`), then the count of each
-//! operation (`Deleted: N messages`). With `maillog_file` set the same
-//! texts also go to standard error as `postsuper: TEXT`, as Postfix's
-//! postsuper writes them; without it the log lines themselves are on
+//! operation (`Deleted: N messages`). When the log goes elsewhere (syslog,
+//! journald, `maillog_file`) the same texts also go to standard error as
+//! `postsuper: TEXT`, as Postfix's postsuper writes them; with
+//! `maillog_destination = stderr` the log lines themselves are on
 //! standard error. Exit 1 for a fatal error, 64 for a usage error.
 
 use mail_config::{Main, settings};
@@ -234,7 +235,7 @@ pub fn main_with_args(args: Vec<String>) -> ExitCode {
         return crate::fatal("postsuper", &text);
     }
     mail_daemon::log::init(&main, "postsuper");
-    let report = Report { echo: common.maillog_file.is_some() };
+    let report = Report { echo: !mail_daemon::log::writes_stderr() };
     let mut stdin_ids: Option<Vec<String>> = None;
     let mut requeued: Vec<QueueId> = Vec::new();
 
