@@ -2,7 +2,7 @@
 # Runs every test of Postern, doing its own set-up first:
 #
 #  1. The Debian packages the tests use (postfix, bsd-mailx, procmail,
-#     swaks (with Net::SSLeay and Authen::SASL for its --tls and --auth), curl, fetchmail, pflogsumm; libpam0g-dev, which authd links against;
+#     swaks (with Net::SSLeay and Authen::SASL for its --tls and --auth), curl, fetchmail, isync (mbsync), mutt, dovecot-imapd (the Dovecot Maildir test), pflogsumm; libpam0g-dev, which authd links against;
 #     debootstrap, dpkg-dev, binutils and iproute2 for the install test, which builds the .deb and installs it in a fresh Debian root):
 #     installed when missing and we are root;
 #     otherwise listed, and the tests that need them say `skipped: ...`.
@@ -20,7 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(postfix bsd-mailx procmail swaks libnet-ssleay-perl libauthen-sasl-perl curl fetchmail pflogsumm libpam0g-dev debootstrap dpkg-dev binutils iproute2)
+packages=(postfix bsd-mailx procmail swaks libnet-ssleay-perl libauthen-sasl-perl curl fetchmail isync mutt dovecot-imapd pflogsumm libpam0g-dev debootstrap dpkg-dev binutils iproute2)
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
