@@ -227,7 +227,10 @@ pub fn decode(d: &[u8]) -> Option<(Sender, Counts)> {
     if lines.next().is_some() {
         return None;
     }
-    Some((Sender { pid, start, service, program }, counts))
+    let sender = Sender { pid, start, service, program };
+    // Only the one form `encode` writes: `+2`, `02`, CRLF or a missing
+    // last newline would parse too, and are no sender of ours.
+    (encode(&sender, &counts).as_bytes() == d).then_some((sender, counts))
 }
 
 /// The start time of process `pid` (`/proc/PID/stat` field 22, clock
