@@ -409,6 +409,28 @@ pub fn service_pids(r: &StatusReport, service: &str) -> Vec<u32> {
         .unwrap_or_default()
 }
 
+/// Every worker of `service`, busy ones too: unlike [`service_pids`], a
+/// draining worker counts (an on-demand mail process reports draining
+/// once it has its session).
+pub fn all_worker_pids(r: &StatusReport, service: &str) -> Vec<u32> {
+    r.services
+        .iter()
+        .filter(|s| s.name == service)
+        .flat_map(|s| s.workers.iter().map(|w| w.pid))
+        .collect()
+}
+
+/// The numbers of a `/proc/PID/status` line such as `Uid:` (real,
+/// effective, saved, fs) or `Groups:`; empty once the process is gone.
+pub fn proc_ids(pid: u32, key: &str) -> Vec<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(key))
+        .map(|l| l.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
 /// How many deliveries a `kill -9` of one local-delivery worker may
 /// duplicate: docs/ARCHITECTURE.md's "Duplicate window". local-delivery
 /// serves requests in batches behind one fsync of new/ and answers after

@@ -17,19 +17,13 @@ use tests::{Instance, Options};
 const UID: u32 = 4242;
 
 fn ids(pid: u32, key: &str) -> Vec<u32> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with(key)).unwrap();
-    line.split_whitespace().skip(1).map(|x| x.parse().unwrap()).collect()
+    let v = tests::proc_ids(pid, key);
+    assert!(!v.is_empty(), "no {key} line for process {pid}");
+    v
 }
 
-/// Every worker of `service`, busy (draining) ones included.
 fn all_pids(inst: &Instance, service: &str) -> Vec<u32> {
-    let r = inst.status();
-    r.services
-        .iter()
-        .find(|s| s.name == service)
-        .map(|s| s.workers.iter().map(|w| w.pid).collect())
-        .unwrap_or_default()
+    tests::all_worker_pids(&inst.status(), service)
 }
 
 fn prepare(dir: &Path) {

@@ -54,28 +54,12 @@ fn ids(name: &str) -> (u32, u32) {
     (u.uid.as_raw(), u.gid.as_raw())
 }
 
-/// Every uid of /proc/PID/status's Uid: line (real, effective, saved, fs).
 fn uids(pid: u32) -> Vec<u32> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .map(|l| l.split_whitespace().skip(1).map(|x| x.parse().unwrap()).collect())
-        .unwrap_or_default()
+    tests::proc_ids(pid, "Uid:")
 }
 
 fn comm(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_owned()
-}
-
-/// Every worker of `service`, draining ones too (an on-demand mail
-/// process reports draining once it has its session).
-fn workers(r: &mail_ipc::control::StatusReport, service: &str) -> Vec<u32> {
-    r.services
-        .iter()
-        .filter(|s| s.name == service)
-        .flat_map(|s| s.workers.iter().map(|w| w.pid))
-        .collect()
 }
 
 /// Gives the passwd-file users the accounts' uids and their homes to them.
@@ -272,11 +256,11 @@ fn privileges_on_a_running_system() {
     let ok = p.line();
     assert!(ok.starts_with("+OK"), "{ok}");
     let pop_mail = tests::wait_until(Duration::from_secs(10), || {
-        let w = workers(&inst.status(), "pop3-mail");
+        let w = tests::all_worker_pids(&inst.status(), "pop3-mail");
         w.into_iter().find(|pid| uids(*pid) == [a_uid; 4])
     });
     assert!(pop_mail.is_some(), "no pop3-mail process runs as {a}: {:?}", inst.status());
-    for pid in workers(&inst.status(), "pop3") {
+    for pid in tests::all_worker_pids(&inst.status(), "pop3") {
         assert_eq!(uids(pid), [owner_uid; 4], "pop3 login process {pid}");
     }
     p.send("STAT");
@@ -286,11 +270,11 @@ fn privileges_on_a_running_system() {
 
     let mut i = tests::imap::Client::login(&inst.addr("imap"), a, &format!("pw-{a}"));
     let imap_mail = tests::wait_until(Duration::from_secs(10), || {
-        let w = workers(&inst.status(), "imap-mail");
+        let w = tests::all_worker_pids(&inst.status(), "imap-mail");
         w.into_iter().find(|pid| uids(*pid) == [a_uid; 4])
     });
     assert!(imap_mail.is_some(), "no imap-mail process runs as {a}: {:?}", inst.status());
-    for pid in workers(&inst.status(), "imap") {
+    for pid in tests::all_worker_pids(&inst.status(), "imap") {
         assert_eq!(uids(pid), [owner_uid; 4], "imap login process {pid}");
     }
     i.send("Z LOGOUT");
