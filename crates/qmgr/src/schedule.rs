@@ -98,27 +98,24 @@ impl Settings {
 }
 
 impl Settings {
-    /// A transport's `*_destination_concurrency_limit`: local delivery's,
-    /// one of its own, else the default.
-    pub(crate) fn concurrency_limit(&self, local: bool, transport: &str) -> usize {
+    /// A transport's `*_destination_concurrency_limit` and
+    /// `_recipient_limit`: local delivery's, its own, else the defaults.
+    fn limits_of(&self, local: bool, transport: &str) -> (usize, usize) {
         if local {
-            return self.local_concurrency;
+            return (self.local_concurrency, self.local_recipient_limit);
         }
         self.transport_limits
             .iter()
             .find(|(t, _, _)| *t == transport)
-            .map_or(self.concurrency, |(_, c, _)| *c)
+            .map_or((self.concurrency, self.default_recipient_limit), |(_, c, r)| (*c, *r))
     }
 
-    /// A transport's `*_destination_recipient_limit`, the same way.
+    pub(crate) fn concurrency_limit(&self, local: bool, transport: &str) -> usize {
+        self.limits_of(local, transport).0
+    }
+
     pub(crate) fn recipient_limit(&self, local: bool, transport: &str) -> usize {
-        if local {
-            return self.local_recipient_limit;
-        }
-        self.transport_limits
-            .iter()
-            .find(|(t, _, _)| *t == transport)
-            .map_or(self.default_recipient_limit, |(_, _, r)| *r)
+        self.limits_of(local, transport).1
     }
 }
 
